@@ -1,0 +1,288 @@
+"""The contract between the relay core and a platform adapter.
+
+An adapter serves one *account* (credentials on one platform) and any number of
+channels on it.  It is found through the ``hashbridge.adapters`` entry-point
+group: the entry point names an :class:`AdapterFactory`.
+
+The contract is deliberately small (matterbridge's Bridger, bridgev2's
+NetworkConnector):
+
+* ``run(ctx)``: connect, listen, ``await ctx.emit(event)`` until cancelled.
+  Raise :class:`AuthError` for bad credentials; any other exception is a crash
+  that the supervisor restarts with backoff.
+* ``send(op)``: exactly one attempt at one outbound operation.  Raise
+  :class:`TransientError` (with the server's retry time when it gave one),
+  :class:`PermanentError` or :class:`AuthError`.  Retries, backoff and rate
+  limiting live in the delivery worker, never in adapters.
+* ``capabilities(channel)``: frozen data the renderer and router read.
+
+Constructors do no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from bridge.model import Attachment, ChannelKey, DeliveryId, InboundEvent, NativeId, Post
+from bridge.richtext import RichText
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from bridge.sandbox import PlatformSandbox
+
+
+# ---------------------------------------------------------------- failures
+
+class AdapterError(Exception):
+    """Base of the three kinds of failure that drive the core's behaviour."""
+
+
+class TransientError(AdapterError):
+    """Try again later; ``retry_after`` seconds if the server said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(AdapterError):
+    """This operation can never succeed (a 4xx other than 429); park it as dead."""
+
+
+class AuthError(AdapterError):
+    """The account's credentials are refused; the adapter is marked bad-credentials."""
+
+
+class Health(enum.StrEnum):
+    STARTING = "starting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"   # transient: retrying
+    BAD_CREDENTIALS = "bad_credentials"
+    FAILED = "failed"               # restart budget exhausted
+    STOPPED = "stopped"
+
+
+# ---------------------------------------------------------------- capabilities
+
+def count_chars(text: str) -> int:
+    """Length in Unicode code points (what most platforms count)."""
+    return len(text)
+
+
+class TextFormat(enum.StrEnum):
+    PLAIN = "plain"
+    HTML = "html"
+    MARKDOWN = "markdown"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Capabilities:
+    max_length: int | None = None
+    """Maximum message length by ``count``; None for no practical limit."""
+    count: Callable[[str], int] = count_chars
+    """The platform's own length rule, applied to the plain-text rendering."""
+    text_format: TextFormat = TextFormat.PLAIN
+    edit: bool = False
+    delete: bool = False
+    reply: bool = True
+    threads: bool = False
+    formatted: bool = False
+    media_types: frozenset[str] = frozenset()
+    max_media_bytes: int = 0
+    max_attachments: int = 4
+    needs_hashtag: bool = False
+    """Append the community hashtag to relayed posts (hashtag-discovered networks)."""
+    links_cost: bool = False
+    """Links are expensive here (X): drop URLs unless the channel opts in."""
+    streaming: bool = False
+
+
+# ---------------------------------------------------------------- outbound ops
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rendered:
+    """One message as it will appear on the target; ``text`` already fitted."""
+
+    text: RichText
+    plain: str
+    """``text`` as plain text, measured by the target's count rule."""
+    html: str
+    markdown: str
+    content_warning: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    is_notice: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendCreate:
+    delivery_id: DeliveryId
+    idempotency_key: str
+    """Stable across retries and restarts: the delivery id plus the part number."""
+    channel: ChannelKey
+    post: Post
+    rendered: Rendered
+    reply_to: NativeId | None = None
+    """Native id on this channel of the message this one answers (None: top level)."""
+    thread_root: NativeId | None = None
+    part: int = 0
+    parts: int = 1
+    parent_subject: str = ""
+    """Subject line of the parent's copy, for targets that thread by subject (email)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendEdit:
+    delivery_id: DeliveryId
+    idempotency_key: str
+    channel: ChannelKey
+    post: Post
+    native_id: NativeId
+    rendered: Rendered
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendDelete:
+    delivery_id: DeliveryId
+    idempotency_key: str
+    channel: ChannelKey
+    post: Post
+    native_id: NativeId
+
+
+SendOp = SendCreate | SendEdit | SendDelete
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendResult:
+    native_id: NativeId | None = None
+    """The id of the created message (None for edits and deletes)."""
+    permalink: str = ""
+    subject: str = ""
+    extra_native_ids: tuple[NativeId, ...] = ()
+    """Other ids that also identify the copy (echo suppression)."""
+
+
+# ---------------------------------------------------------------- context
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelSpec:
+    """One channel of a community served by this adapter's account."""
+
+    key: ChannelKey
+    community: str
+    hashtag: str
+    direction: str
+    options: BaseModel
+    """The adapter's own validated channel model (see ``AdapterFactory.channel_model``)."""
+
+
+class CursorStore(Protocol):
+    async def get(self, name: str) -> str | None: ...
+
+
+class AdapterContext(Protocol):
+    """Everything an adapter needs, injected (no globals)."""
+
+    name: str
+    """The account name from the config (``accounts.NAME``)."""
+    logger: logging.Logger
+    channels: tuple[ChannelSpec, ...]
+    data_dir: str
+    http: aiohttp.ClientSession
+
+    async def emit(self, event: InboundEvent, *, cursor: tuple[str, str] | None = None) -> None:
+        """Hand an event to the relay; persisted (with the cursor, in one
+        transaction) when this returns.  ``cursor`` is ``(name, value)``."""
+
+    async def emit_many(self, events: list[InboundEvent], *,
+                        cursor: tuple[str, str] | None = None) -> None:
+        """Like ``emit`` for a page of events and the one cursor that covers them."""
+
+    async def get_cursor(self, name: str) -> str | None: ...
+
+    async def set_cursor(self, name: str, value: str) -> None:
+        """Persist a cursor with no events (a page that held nothing new)."""
+
+    def set_health(self, health: Health, detail: str = "") -> None: ...
+
+    def rate_limit(self, *, remaining: int | None, reset_at: float | None,
+                   limit: int | None = None) -> None:
+        """Feed the account's token bucket from the platform's headers."""
+
+    async def is_own(self, channel: ChannelKey, native_id: NativeId) -> bool:
+        """True if *native_id* is one of the bridge's own copies (echo)."""
+
+    async def consent(self, platform: str, handle: str) -> str | None:
+        """The stored consent decision for an author: ``"in"``, ``"out"`` or None."""
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    async def run(self, ctx: AdapterContext) -> None: ...
+
+    async def send(self, op: SendOp) -> SendResult: ...
+
+    def capabilities(self, channel: ChannelKey) -> Capabilities: ...
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OnlineCheck:
+    ok: bool
+    identity: str = ""
+    """Who the credentials log in as."""
+    warnings: tuple[str, ...] = ()
+    error: str = ""
+
+
+class AdapterFactory:
+    """What an entry point names.  Subclass and set the class attributes."""
+
+    platform: ClassVar[str]
+    """The adapter name used as ``platform = "..."`` in config."""
+    display_name: ClassVar[str]
+    """Shown in attributions: ``Mastodon``, ``Matrix``, ``X``, ``Email``."""
+    account_model: ClassVar[type[StrictModel]]
+    channel_model: ClassVar[type[StrictModel]]
+    channel_locator: ClassVar[str]
+    """The channel key that says where on the platform (``hashtag``, ``room``...)."""
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+    """Account keys that hold secrets (never logged, must come from ${VAR})."""
+
+    def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+               services: Mapping[str, Any]) -> Adapter:
+        """Build the adapter; no I/O.  ``services`` carries process-wide helpers
+        (``sandbox`` for demo hubs)."""
+        raise NotImplementedError
+
+    def sandbox(self, workdir: str) -> PlatformSandbox | None:
+        """A local stand-in of the platform for ``demo`` and tests, or None when
+        it cannot run here (say why in the log)."""
+        return None
+
+    async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
+                           services: Mapping[str, Any]) -> OnlineCheck:
+        """Verify credentials against the platform (``hashbridge check --online``)."""
+        return OnlineCheck(ok=True, warnings=("online check not implemented",))
+
+
+EmitFn = Callable[[InboundEvent], Awaitable[None]]
+
+__all__ = [
+    "Adapter", "AdapterContext", "AdapterError", "AdapterFactory", "AuthError", "Capabilities",
+    "ChannelSpec", "EmitFn", "Health", "OnlineCheck", "PermanentError", "Rendered", "SendCreate",
+    "SendDelete", "SendEdit", "SendOp", "SendResult", "StrictModel", "TextFormat",
+    "TransientError",
+]

@@ -1,0 +1,135 @@
+"""The canonical model every platform converts through.
+
+Events are frozen, slotted, keyword-only dataclasses forming a closed union
+(:data:`InboundEvent`); handle them with ``match`` and ``assert_never``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NewType
+
+from ulid import ULID
+
+from bridge.richtext import RichText
+
+PostId = NewType("PostId", str)
+"""Stable id of a canonical Post: a ULID string, sortable by creation time."""
+
+DeliveryId = NewType("DeliveryId", str)
+"""Id of one outbox row (a Post's operation on one target channel); doubles as the
+idempotency key handed to adapters."""
+
+ChannelKey = NewType("ChannelKey", str)
+"""``<community>/<index>`` or the channel's configured ``name``; unique in a config."""
+
+NativeId = NewType("NativeId", str)
+"""A platform's own id for a message (status id, tweet id, event id, Message-ID)."""
+
+
+def new_post_id() -> PostId:
+    return PostId(str(ULID()))
+
+
+def new_delivery_id() -> DeliveryId:
+    return DeliveryId(str(ULID()).lower())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Author:
+    platform: str
+    """Adapter name of the network the author posted on (``mastodon``, ``matrix``...)."""
+    handle: str
+    """Platform-unique handle (``@alice@example.social``, ``@alice:matrix.org``)."""
+    display_name: str = ""
+    profile_url: str = ""
+    is_bot: bool = False
+    opted_out: bool = False
+    """The author's profile says ``#nobridge``/``#nobot`` or asks not to be indexed."""
+
+    @property
+    def name(self) -> str:
+        return self.display_name.strip() or self.handle
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    url: str
+    media_type: str = "application/octet-stream"
+    alt_text: str = ""
+    size: int | None = None
+    filename: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Post:
+    """A canonical message, as stored and as rendered for every target."""
+
+    id: PostId
+    community: str
+    origin_channel: ChannelKey
+    origin_native_id: NativeId
+    permalink: str
+    author: Author
+    text: RichText
+    attachments: tuple[Attachment, ...] = ()
+    reply_to: PostId | None = None
+    content_warning: str = ""
+    language: str = ""
+    created_at: datetime = field(default_factory=utcnow)
+    is_notice: bool = False
+    """The bridge's own announcement (chat events, consent answers), not a person's post."""
+
+
+class Op(enum.StrEnum):
+    CREATE = "create"
+    EDIT = "edit"
+    DELETE = "delete"
+
+
+# ---------------------------------------------------------------- inbound events
+# What an adapter emits. They carry native ids; the relay maps them to Posts.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Posted:
+    channel: ChannelKey
+    native_id: NativeId
+    author: Author
+    text: RichText
+    permalink: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    reply_to_native: NativeId | None = None
+    content_warning: str = ""
+    language: str = ""
+    created_at: datetime = field(default_factory=utcnow)
+    public: bool = True
+    """False for posts the platform marks as not public (followers-only, DMs)."""
+    command: str = ""
+    """A bot command addressed to the bridge (``!join``, ``!leave``), already parsed."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Edited:
+    channel: ChannelKey
+    native_id: NativeId
+    text: RichText
+    content_warning: str = ""
+    attachments: tuple[Attachment, ...] | None = None
+    edited_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deleted:
+    channel: ChannelKey
+    native_id: NativeId
+
+
+InboundEvent = Posted | Edited | Deleted
+"""The closed union of what adapters report happened on their platform."""

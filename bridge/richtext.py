@@ -1,0 +1,253 @@
+"""Canonical rich text: a small typed tree every platform converts through.
+
+Blocks (paragraph, quote, code block) hold inlines (text, line break, link,
+mention, hashtag, emphasis, code).  Conversions to plain text, Markdown and HTML
+live in :mod:`bridge.textconv`; this module is the data and its small algebra.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineBreak:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    url: str
+    text: str = ""
+    """Shown text; empty means the URL itself is shown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    handle: str
+    """As written on the origin, without a leading ``@`` (``alice``, ``alice@host``)."""
+    url: str = ""
+    display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Hashtag:
+    tag: str
+    """Without the ``#``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Emphasis:
+    children: tuple[Inline, ...]
+    strong: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    text: str
+
+
+Inline = Text | LineBreak | Link | Mention | Hashtag | Emphasis | Code
+
+
+@dataclass(frozen=True, slots=True)
+class Paragraph:
+    inlines: tuple[Inline, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    blocks: tuple[Block, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CodeBlock:
+    text: str
+
+
+Block = Paragraph | Quote | CodeBlock
+
+
+@dataclass(frozen=True, slots=True)
+class RichText:
+    blocks: tuple[Block, ...] = ()
+
+    @classmethod
+    def plain(cls, text: str) -> RichText:
+        """Literal text, no detection of links or tags (see ``textconv.from_plain``)."""
+        paras = []
+        for chunk in text.split("\n\n"):
+            inlines: list[Inline] = []
+            for i, line in enumerate(chunk.split("\n")):
+                if i:
+                    inlines.append(LineBreak())
+                if line:
+                    inlines.append(Text(line))
+            if inlines:
+                paras.append(Paragraph(tuple(inlines)))
+        return cls(tuple(paras))
+
+    def is_empty(self) -> bool:
+        return not any(True for _ in iter_text(self))
+
+    def with_prefix(self, inlines: Iterable[Inline]) -> RichText:
+        """Put *inlines* at the start of the first paragraph (a new one if needed)."""
+        pre = tuple(inlines)
+        if self.blocks and isinstance(self.blocks[0], Paragraph):
+            first = self.blocks[0]
+            return RichText((Paragraph(pre + first.inlines), *self.blocks[1:]))
+        return RichText((Paragraph(pre), *self.blocks))
+
+    def with_suffix(self, inlines: Iterable[Inline]) -> RichText:
+        """Put *inlines* at the end of the last paragraph (a new one if needed)."""
+        post = tuple(inlines)
+        if self.blocks and isinstance(self.blocks[-1], Paragraph):
+            last = self.blocks[-1]
+            return RichText((*self.blocks[:-1], Paragraph(last.inlines + post)))
+        return RichText((*self.blocks, Paragraph(post)))
+
+    def map_inlines(self, fn: Callable[[Inline], Inline]) -> RichText:
+        return RichText(tuple(_map_block(b, fn) for b in self.blocks))
+
+    def hashtags(self) -> set[str]:
+        return {i.tag.casefold() for i in iter_inlines(self) if isinstance(i, Hashtag)}
+
+    # -- persistence --------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps([_block_to_obj(b) for b in self.blocks], ensure_ascii=False,
+                          separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: str) -> RichText:
+        return cls(tuple(_block_from_obj(o) for o in json.loads(data)))
+
+
+def _map_inline(i: Inline, fn: Callable[[Inline], Inline]) -> Inline:
+    if isinstance(i, Emphasis):
+        return fn(Emphasis(tuple(_map_inline(c, fn) for c in i.children), i.strong))
+    return fn(i)
+
+
+def _map_block(b: Block, fn: Callable[[Inline], Inline]) -> Block:
+    match b:
+        case Paragraph(inlines):
+            return Paragraph(tuple(_map_inline(i, fn) for i in inlines))
+        case Quote(blocks):
+            return Quote(tuple(_map_block(x, fn) for x in blocks))
+        case CodeBlock():
+            return b
+        case _:
+            assert_never(b)
+
+
+def iter_inlines(rt: RichText) -> Iterator[Inline]:
+    def walk_i(items: Iterable[Inline]) -> Iterator[Inline]:
+        for i in items:
+            yield i
+            if isinstance(i, Emphasis):
+                yield from walk_i(i.children)
+
+    def walk_b(blocks: Iterable[Block]) -> Iterator[Inline]:
+        for b in blocks:
+            match b:
+                case Paragraph(inlines):
+                    yield from walk_i(inlines)
+                case Quote(inner):
+                    yield from walk_b(inner)
+                case CodeBlock(text):
+                    yield Code(text)
+                case _:
+                    assert_never(b)
+
+    return walk_b(rt.blocks)
+
+
+def iter_text(rt: RichText) -> Iterator[str]:
+    """Every visible word-bearing string, in order (for hashing and 'no lost text')."""
+    for i in iter_inlines(rt):
+        match i:
+            case Text(t) | Code(t):
+                if t.strip():
+                    yield t
+            case Link(url, text):
+                yield text or url
+            case Mention(handle):
+                yield "@" + handle
+            case Hashtag(tag):
+                yield "#" + tag
+            case LineBreak() | Emphasis():
+                pass
+            case _:
+                assert_never(i)
+
+
+# ---------------------------------------------------------------- json codec
+
+def _inline_to_obj(i: Inline) -> Any:
+    match i:
+        case Text(t):
+            return t
+        case LineBreak():
+            return ["br"]
+        case Link(url, text):
+            return ["a", url, text]
+        case Mention(handle, url, display):
+            return ["@", handle, url, display]
+        case Hashtag(tag):
+            return ["#", tag]
+        case Emphasis(children, strong):
+            return ["b" if strong else "i", [_inline_to_obj(c) for c in children]]
+        case Code(t):
+            return ["code", t]
+        case _:
+            assert_never(i)
+
+
+def _inline_from_obj(o: Any) -> Inline:
+    if isinstance(o, str):
+        return Text(o)
+    match o[0]:
+        case "br":
+            return LineBreak()
+        case "a":
+            return Link(o[1], o[2])
+        case "@":
+            return Mention(o[1], o[2], o[3])
+        case "#":
+            return Hashtag(o[1])
+        case "b" | "i":
+            return Emphasis(tuple(_inline_from_obj(c) for c in o[1]), o[0] == "b")
+        case "code":
+            return Code(o[1])
+    raise ValueError(f"unknown inline {o[0]!r}")
+
+
+def _block_to_obj(b: Block) -> Any:
+    match b:
+        case Paragraph(inlines):
+            return ["p", [_inline_to_obj(i) for i in inlines]]
+        case Quote(blocks):
+            return ["q", [_block_to_obj(x) for x in blocks]]
+        case CodeBlock(text):
+            return ["pre", text]
+        case _:
+            assert_never(b)
+
+
+def _block_from_obj(o: Any) -> Block:
+    match o[0]:
+        case "p":
+            return Paragraph(tuple(_inline_from_obj(i) for i in o[1]))
+        case "q":
+            return Quote(tuple(_block_from_obj(x) for x in o[1]))
+        case "pre":
+            return CodeBlock(o[1])
+    raise ValueError(f"unknown block {o[0]!r}")

@@ -1,0 +1,494 @@
+"""Pure conversions between the canonical rich text and plain text, Markdown and HTML.
+
+Every HTML that enters is sanitised with nh3 first; everything that leaves as
+HTML is built from escaped text, so no input can smuggle markup through.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+from html.parser import HTMLParser
+from typing import ClassVar, assert_never
+from urllib.parse import unquote, urlsplit
+
+import nh3
+from markdown_it import MarkdownIt
+
+from bridge.richtext import (
+    Block,
+    Code,
+    CodeBlock,
+    Emphasis,
+    Hashtag,
+    Inline,
+    LineBreak,
+    Link,
+    Mention,
+    Paragraph,
+    Quote,
+    RichText,
+    Text,
+)
+
+SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
+
+# Characters that can reorder, hide or fake text (bidi overrides, zero-width
+# joiners used to break words, BOM).  Line/paragraph separators become newlines.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+NEUTRAL_AT = "@\u2060"
+"""``@`` followed by a word joiner: reads as ``@alice``, links and pings nobody."""
+
+
+def clean_text(text: str) -> str:
+    """Drop control, bidi-override and zero-width characters; normalise newlines."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
+    text = text.replace("\u2029", "\n\n")
+    return _INVISIBLE.sub("", _CONTROL.sub("", text))
+
+
+def safe_url(url: str) -> str | None:
+    """The URL if its scheme is safe to link, else None."""
+    url = url.strip()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return None
+    return url if scheme in SAFE_SCHEMES else None
+
+
+# ====================================================================== output
+
+def to_plain(rt: RichText, *, links: bool = True, neutralise_mentions: bool = False) -> str:
+    """Plain text.  ``links=False`` keeps a link's text and drops its URL."""
+    out = [_block_plain(b, links, neutralise_mentions) for b in rt.blocks]
+    return "\n\n".join(s for s in out if s)
+
+
+def _inline_plain(i: Inline, links: bool, neutral: bool) -> str:
+    match i:
+        case Text(t) | Code(t):
+            return t
+        case LineBreak():
+            return "\n"
+        case Link(url, text):
+            if not links:
+                return text or _url_label(url)
+            if not text or text == url or _same_url(text, url):
+                return url
+            return f"{text} ({url})"
+        case Mention(handle):
+            return (NEUTRAL_AT if neutral else "@") + handle
+        case Hashtag(tag):
+            return "#" + tag
+        case Emphasis(children):
+            return "".join(_inline_plain(c, links, neutral) for c in children)
+        case _:
+            assert_never(i)
+
+
+def _url_label(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+def _same_url(text: str, url: str) -> bool:
+    strip = re.compile(r"^(https?://)?(www\.)?")
+    return strip.sub("", text.rstrip("/…")) == strip.sub("", url.rstrip("/"))
+
+
+def _block_plain(b: Block, links: bool, neutral: bool) -> str:
+    match b:
+        case Paragraph(inlines):
+            return "".join(_inline_plain(i, links, neutral) for i in inlines).strip("\n")
+        case Quote(blocks):
+            inner = "\n\n".join(_block_plain(x, links, neutral) for x in blocks)
+            return "\n".join("> " + line if line else ">" for line in inner.split("\n"))
+        case CodeBlock(text):
+            return text.rstrip("\n")
+        case _:
+            assert_never(b)
+
+
+_MD_ESCAPE = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def _md_escape(text: str) -> str:
+    return _MD_ESCAPE.sub(r"\\\1", text)
+
+
+def to_markdown(rt: RichText, *, neutralise_mentions: bool = False) -> str:
+    return "\n\n".join(_block_md(b, neutralise_mentions) for b in rt.blocks)
+
+
+def _inline_md(i: Inline, neutral: bool) -> str:
+    match i:
+        case Text(t):
+            return _md_escape(t)
+        case LineBreak():
+            return "  \n"
+        case Link(url, text):
+            if not text or text == url:
+                return f"<{url}>"
+            return f"[{_md_escape(text)}]({url.replace(')', '%29')})"
+        case Mention(handle):
+            return (NEUTRAL_AT if neutral else "@") + _md_escape(handle)
+        case Hashtag(tag):
+            return "\\#" + _md_escape(tag)
+        case Emphasis(children, strong):
+            mark = "**" if strong else "*"
+            inner = "".join(_inline_md(c, neutral) for c in children)
+            return f"{mark}{inner}{mark}" if inner.strip() else inner
+        case Code(t):
+            fence = "``" if "`" in t else "`"
+            return f"{fence}{t}{fence}" if t.strip() else t
+        case _:
+            assert_never(i)
+
+
+def _block_md(b: Block, neutral: bool) -> str:
+    match b:
+        case Paragraph(inlines):
+            return "".join(_inline_md(i, neutral) for i in inlines)
+        case Quote(blocks):
+            inner = "\n\n".join(_block_md(x, neutral) for x in blocks)
+            return "\n".join("> " + line for line in inner.split("\n"))
+        case CodeBlock(text):
+            fence = "~~~~" if "```" in text else "```"
+            return f"{fence}\n{text.rstrip()}\n{fence}"
+        case _:
+            assert_never(b)
+
+
+def to_html(rt: RichText, *, neutralise_mentions: bool = False,
+            hashtag_url: str = "") -> str:
+    """Escaped HTML built from the tree.  ``hashtag_url`` is a template with ``{tag}``."""
+    return "".join(_block_html(b, neutralise_mentions, hashtag_url) for b in rt.blocks)
+
+
+def _esc(text: str) -> str:
+    return htmllib.escape(text, quote=True)
+
+
+def _inline_html(i: Inline, neutral: bool, tag_url: str) -> str:
+    match i:
+        case Text(t):
+            return _esc(t)
+        case LineBreak():
+            return "<br>"
+        case Link(url, text):
+            href = safe_url(url)
+            label = _esc(text or url)
+            if href is None:
+                return label
+            return f'<a href="{_esc(href)}" rel="nofollow noopener noreferrer">{label}</a>'
+        case Mention(handle, url):
+            if neutral or not safe_url(url):
+                return _esc((NEUTRAL_AT if neutral else "@") + handle)
+            return f'<a href="{_esc(url)}">@{_esc(handle)}</a>'
+        case Hashtag(tag):
+            if tag_url:
+                href = tag_url.format(tag=_esc(tag))
+                return f'<a href="{href}" rel="tag">#{_esc(tag)}</a>'
+            return "#" + _esc(tag)
+        case Emphasis(children, strong):
+            t = "strong" if strong else "em"
+            inner = "".join(_inline_html(c, neutral, tag_url) for c in children)
+            return f"<{t}>{inner}</{t}>"
+        case Code(t):
+            return f"<code>{_esc(t)}</code>"
+        case _:
+            assert_never(i)
+
+
+def _block_html(b: Block, neutral: bool, tag_url: str) -> str:
+    match b:
+        case Paragraph(inlines):
+            return "<p>" + "".join(_inline_html(i, neutral, tag_url) for i in inlines) + "</p>"
+        case Quote(blocks):
+            return ("<blockquote>" + "".join(_block_html(x, neutral, tag_url) for x in blocks)
+                    + "</blockquote>")
+        case CodeBlock(text):
+            return f"<pre><code>{_esc(text)}</code></pre>"
+        case _:
+            assert_never(b)
+
+
+# ====================================================================== input
+
+_URL = re.compile(r"""\bhttps?://[^\s<>"'`]+""", re.IGNORECASE)
+_TAG = re.compile(r"(?<![\w&#/])#(\w[\w]*)", re.UNICODE)
+_MENTION = re.compile(r"(?<![\w@/])@([A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"
+                      r"(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)?)")
+_TRAILING_PUNCT = ".,;:!?)]}'\""
+
+
+def _linkify(text: str) -> list[Inline]:
+    """Split a line of plain text into text, links, hashtags and mentions."""
+    out: list[Inline] = []
+    pos = 0
+    spans: list[tuple[int, int, Inline]] = []
+    for m in _URL.finditer(text):
+        url = m.group(0)
+        while url and url[-1] in _TRAILING_PUNCT and not (url[-1] == ")" and "(" in url):
+            url = url[:-1]
+        spans.append((m.start(), m.start() + len(url), Link(url)))
+    taken = [(s, e) for s, e, _ in spans]
+
+    def free(s: int, e: int) -> bool:
+        return all(e <= a or s >= b for a, b in taken)
+
+    for m in _TAG.finditer(text):
+        if free(m.start(), m.end()) and not m.group(1).isdigit():
+            spans.append((m.start(), m.end(), Hashtag(m.group(1))))
+            taken.append((m.start(), m.end()))
+    for m in _MENTION.finditer(text):
+        if free(m.start(), m.end()):
+            spans.append((m.start(), m.end(), Mention(m.group(1))))
+            taken.append((m.start(), m.end()))
+    for s, e, node in sorted(spans, key=lambda x: x[0]):
+        if s > pos:
+            out.append(Text(text[pos:s]))
+        out.append(node)
+        pos = e
+    if pos < len(text):
+        out.append(Text(text[pos:]))
+    return out
+
+
+def from_plain(text: str) -> RichText:
+    """Plain text with links, ``#hashtags`` and ``@mentions`` recognised."""
+    text = clean_text(text)
+    blocks: list[Block] = []
+    for chunk in re.split(r"\n[ \t]*\n", text):
+        lines = chunk.strip("\n").split("\n")
+        if all(line.startswith(">") for line in lines) and chunk.strip():
+            inner = "\n".join(line[1:].removeprefix(" ") for line in lines)
+            blocks.append(Quote(from_plain(inner).blocks))
+            continue
+        inlines: list[Inline] = []
+        for i, line in enumerate(lines):
+            if i:
+                inlines.append(LineBreak())
+            inlines.extend(_linkify(line))
+        if any(not isinstance(x, LineBreak) for x in inlines):
+            blocks.append(Paragraph(tuple(inlines)))
+    return RichText(tuple(blocks))
+
+
+_md = MarkdownIt("commonmark", {"html": False, "linkify": False})
+
+
+def from_markdown(text: str) -> RichText:
+    """CommonMark (raw HTML is treated as text) into the canonical tree."""
+    return from_html(_md.render(clean_text(text)))
+
+
+_ALLOWED_TAGS = {
+    "p", "br", "a", "span", "em", "i", "strong", "b", "code", "pre", "blockquote", "ul",
+    "ol", "li", "del", "s", "u", "h1", "h2", "h3", "h4", "h5", "h6", "div", "sup", "sub",
+}
+_DROP_WITH_CONTENT = {"script", "style", "mx-reply", "template", "noscript", "iframe",
+                      "object", "embed", "svg", "math", "head", "title"}
+
+
+def sanitise_html(html: str) -> str:
+    """nh3 with the tags the converter understands; scripts and reply fallbacks go
+    with their content."""
+    return nh3.clean(
+        html,
+        tags=_ALLOWED_TAGS,
+        clean_content_tags=_DROP_WITH_CONTENT,
+        attributes={"a": {"href", "class"}, "span": {"class"}},
+        url_schemes=set(SAFE_SCHEMES),
+        link_rel=None,
+        strip_comments=True,
+    )
+
+
+def from_html(html: str, *, hashtag_hosts: tuple[str, ...] = ()) -> RichText:
+    """Sanitised HTML (Mastodon statuses, Matrix ``formatted_body``, mail) into the tree.
+
+    Recognises Mastodon's mention and hashtag links (``class="mention"``,
+    ``rel="tag"``/``/tags/`` paths) and matrix.to user pills.
+    """
+    parser = _TreeBuilder()
+    parser.feed(sanitise_html(clean_text(html)))
+    parser.close()
+    return parser.result()
+
+
+class _TreeBuilder(HTMLParser):
+    """Builds blocks from sanitised HTML.  Tolerant of any nesting nh3 lets through."""
+
+    _BLOCK: ClassVar[set[str]] = {"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        # A stack of block containers: each is a list of finished blocks plus the
+        # inline list being filled.
+        self._blocks: list[list[Block]] = [[]]
+        self._inlines: list[list[Inline]] = [[]]
+        self._inline_stack: list[tuple[str, list[Inline], dict[str, str]]] = []
+        self._pre: list[str] | None = None
+        self._list_depth = 0
+
+    # -- helpers
+    def _flush_para(self) -> None:
+        # Close any open inline containers (unbalanced HTML) into the paragraph.
+        while self._inline_stack:
+            self._close_inline(self._inline_stack[-1][0])
+        items = _trim(self._inlines[-1])
+        if items:
+            self._blocks[-1].append(Paragraph(tuple(items)))
+        self._inlines[-1] = []
+
+    def _cur(self) -> list[Inline]:
+        return self._inline_stack[-1][1] if self._inline_stack else self._inlines[-1]
+
+    def _close_inline(self, tag: str) -> None:
+        if not any(t == tag for t, _, _ in self._inline_stack):
+            return
+        while self._inline_stack:
+            t, children, attrs = self._inline_stack.pop()
+            node = _make_inline(t, children, attrs)
+            self._cur().extend(node)
+            if t == tag:
+                break
+
+    # -- parser callbacks
+    def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
+        attrs = {k: v or "" for k, v in attrs_list}
+        if self._pre is not None:
+            return
+        if tag == "br":
+            self._cur().append(LineBreak())
+        elif tag == "pre":
+            self._flush_para()
+            self._pre = []
+        elif tag == "blockquote":
+            self._flush_para()
+            self._blocks.append([])
+            self._inlines.append([])
+        elif tag in self._BLOCK:
+            self._flush_para()
+            if tag in ("ul", "ol"):
+                self._list_depth += 1
+            if tag == "li":
+                self._cur().append(Text("• "))
+        elif tag in ("a", "em", "i", "strong", "b", "code", "del", "s", "u", "span",
+                     "sup", "sub"):
+            self._inline_stack.append((tag, [], attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._pre is not None:
+            if tag == "pre":
+                self._blocks[-1].append(CodeBlock("".join(self._pre).strip("\n")))
+                self._pre = None
+            return
+        if tag == "blockquote" and len(self._blocks) > 1:
+            self._flush_para()
+            inner = self._blocks.pop()
+            self._inlines.pop()
+            if inner:
+                self._blocks[-1].append(Quote(tuple(inner)))
+        elif tag in self._BLOCK:
+            self._flush_para()
+            if tag in ("ul", "ol"):
+                self._list_depth = max(0, self._list_depth - 1)
+        else:
+            self._close_inline(tag)
+
+    def handle_data(self, data: str) -> None:
+        if self._pre is not None:
+            self._pre.append(data)
+            return
+        data = re.sub(r"[ \t\n]+", " ", data)
+        if data:
+            self._cur().append(Text(data))
+
+    def result(self) -> RichText:
+        if self._pre is not None:
+            self._blocks[-1].append(CodeBlock("".join(self._pre)))
+            self._pre = None
+        while len(self._blocks) > 1:
+            self._flush_para()
+            inner = self._blocks.pop()
+            self._inlines.pop()
+            if inner:
+                self._blocks[-1].append(Quote(tuple(inner)))
+        self._flush_para()
+        return RichText(tuple(self._blocks[0]))
+
+
+def _text_of(children: list[Inline]) -> str:
+    out = []
+    for c in children:
+        match c:
+            case Text(t) | Code(t):
+                out.append(t)
+            case Link(url, text):
+                out.append(text or url)
+            case Mention(h):
+                out.append("@" + h)
+            case Hashtag(t):
+                out.append("#" + t)
+            case Emphasis(ch):
+                out.append(_text_of(list(ch)))
+            case LineBreak():
+                out.append(" ")
+    return "".join(out)
+
+
+def _make_inline(tag: str, children: list[Inline], attrs: dict[str, str]) -> list[Inline]:
+    if tag == "a":
+        href = attrs.get("href", "")
+        label = _text_of(children).strip()
+        classes = set(attrs.get("class", "").split())
+        url = safe_url(href)
+        if url is None:
+            return children
+        path = urlsplit(url).path
+        if "hashtag" in classes or (label.startswith("#") and "/tags/" in path):
+            return [Hashtag(label[1:] or unquote(path.rsplit("/", 1)[-1]))]
+        if "mention" in classes or (label.startswith("@") and "u-url" in classes):
+            host = urlsplit(url).hostname or ""
+            user = label.lstrip("@")
+            handle = user if "@" in user or not host else f"{user}@{host}"
+            return [Mention(handle, url)]
+        if url.startswith("https://matrix.to/#/@"):
+            return [Mention(unquote(url.split("#/", 1)[1]).split("?")[0].lstrip("@"), url,
+                            label)]
+        if not label or _same_url(label, url):
+            return [Link(url)]
+        return [Link(url, label)]
+    if tag in ("em", "i"):
+        return [Emphasis(tuple(children))] if children else []
+    if tag in ("strong", "b"):
+        return [Emphasis(tuple(children), strong=True)] if children else []
+    if tag == "code":
+        return [Code(_text_of(children))]
+    return children
+
+
+def _trim(items: list[Inline]) -> list[Inline]:
+    """Merge adjacent text, strip leading/trailing whitespace and line breaks."""
+    merged: list[Inline] = []
+    for i in items:
+        if isinstance(i, Text) and merged and isinstance(merged[-1], Text):
+            merged[-1] = Text(merged[-1].text + i.text)
+        else:
+            merged.append(i)
+    while merged and (isinstance(merged[0], LineBreak)
+                      or (isinstance(merged[0], Text) and not merged[0].text.strip())):
+        merged.pop(0)
+    while merged and (isinstance(merged[-1], LineBreak)
+                      or (isinstance(merged[-1], Text) and not merged[-1].text.strip())):
+        merged.pop()
+    if merged and isinstance(merged[0], Text):
+        merged[0] = Text(merged[0].text.lstrip())
+    if merged and isinstance(merged[-1], Text):
+        merged[-1] = Text(merged[-1].text.rstrip())
+    return merged
