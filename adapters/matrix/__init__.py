@@ -1,0 +1,78 @@
+"""Matrix adapter (matrix-nio): relay-bot mode on any homeserver, appservice
+(ghost) mode where the operator runs one.  See ``adapter.py`` for the I/O and
+``convert.py`` for the pure conversions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adapters.matrix.appservice import generate_registration
+from adapters.matrix.config import MatrixAccount, MatrixChannel
+from bridge.adapter import (
+    Adapter,
+    AdapterFactory,
+    ChannelSpec,
+    OnlineCheck,
+    StrictModel,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from bridge.sandbox import PlatformSandbox
+
+log = logging.getLogger("hashbridge.adapter.matrix")
+
+
+class MatrixFactory(AdapterFactory):
+    platform: ClassVar[str] = "matrix"
+    display_name: ClassVar[str] = "Matrix"
+    account_model: ClassVar[type[StrictModel]] = MatrixAccount
+    channel_model: ClassVar[type[StrictModel]] = MatrixChannel
+    channel_locator: ClassVar[str] = "room"
+    secret_fields: ClassVar[frozenset[str]] = frozenset(
+        {"access_token", "password", "as_token", "hs_token"})
+
+    def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+               services: Mapping[str, Any]) -> Adapter:
+        from adapters.matrix.adapter import MatrixAdapter
+
+        assert isinstance(account, MatrixAccount)
+        return MatrixAdapter(account, channels, services)
+
+    def sandbox(self, workdir: str) -> PlatformSandbox | None:
+        from adapters.matrix.sandbox import MatrixSandbox
+        from adapters.matrix.testserver import synapse_python
+
+        if synapse_python() is None:
+            log.info("no Matrix sandbox: Synapse is not installed "
+                     "(set SYNAPSE_PYTHON or create .venv-synapse)")
+            return None
+        return MatrixSandbox(workdir)
+
+    async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
+                           services: Mapping[str, Any]) -> OnlineCheck:
+        import aiohttp
+
+        assert isinstance(account, MatrixAccount)
+        token = account.as_token if account.mode == "appservice" else account.access_token
+        if not token:
+            return OnlineCheck(ok=True, warnings=("password login: checked at first run",))
+        url = account.homeserver.rstrip("/") + "/_matrix/client/v3/account/whoami"
+        try:
+            async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+                body = await r.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            return OnlineCheck(ok=False, error=f"{url}: {type(e).__name__} {e}")
+        if r.status != 200 or not isinstance(body, dict):
+            code = body.get("errcode", r.status) if isinstance(body, dict) else r.status
+            return OnlineCheck(ok=False, error=f"whoami refused: {code}")
+        who = body.get("user_id", "")
+        warnings = () if who == account.user_id else (
+            f"token belongs to {who}, not {account.user_id}",)
+        return OnlineCheck(ok=True, identity=who, warnings=warnings)
+
+
+__all__ = ["MatrixAccount", "MatrixChannel", "MatrixFactory", "generate_registration"]

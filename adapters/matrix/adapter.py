@@ -1,0 +1,368 @@
+"""The Matrix adapter: a sync loop for inbound, one-attempt sends for outbound."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from nio import (
+    ErrorResponse,
+    JoinResponse,
+    MessageDirection,
+    RoomGetEventResponse,
+    RoomMessagesResponse,
+    RoomRedactResponse,
+    RoomSendResponse,
+    SyncResponse,
+    UploadResponse,
+)
+
+from adapters.matrix import convert
+from adapters.matrix.appservice import Ghosts
+from adapters.matrix.client import RawApi, Session, error_from, q
+from adapters.matrix.config import MatrixAccount, MatrixChannel
+from bridge.adapter import (
+    AdapterContext,
+    AuthError,
+    Capabilities,
+    ChannelSpec,
+    Health,
+    PermanentError,
+    SendCreate,
+    SendDelete,
+    SendEdit,
+    SendOp,
+    SendResult,
+    TextFormat,
+    TransientError,
+)
+from bridge.model import ChannelKey, InboundEvent, NativeId
+
+MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4",
+                         "video/webm", "audio/ogg", "audio/mpeg", "application/pdf"})
+CURSOR = "next_batch"
+
+
+class MatrixAdapter:
+    def __init__(self, account: MatrixAccount, channels: tuple[ChannelSpec, ...],
+                 services: Mapping[str, Any]) -> None:
+        self.account = account
+        self.channels = {c.key: c for c in channels}
+        self.services = services
+        self.session: Session | None = None
+        self.ghosts: Ghosts | None = None
+        self.room_of: dict[ChannelKey, str] = {}
+        self.channel_of: dict[str, ChannelKey] = {}
+        self.encrypted: set[str] = set()
+        self._ready = asyncio.Event()
+        self._senders: OrderedDict[str, str] = OrderedDict()
+        self.log = logging.getLogger("hashbridge.adapter.matrix")
+        self.ctx: AdapterContext | None = None
+
+    # ------------------------------------------------------------ inbound
+    async def run(self, ctx: AdapterContext) -> None:
+        self.ctx = ctx
+        self.log = logging.getLogger(f"hashbridge.adapter.matrix.{ctx.name}")
+        ctx.set_health(Health.STARTING)
+        self.session = Session(self.account, ctx.data_dir, ctx.name, self.log)
+        try:
+            try:
+                await self.session.open()
+            except AuthError as e:
+                ctx.set_health(Health.BAD_CREDENTIALS, str(e))
+                raise
+            if self.account.mode == "appservice":
+                self.ghosts = Ghosts(RawApi(ctx.http, self.account.homeserver,
+                                            self.account.as_token), self.account)
+            await self._join_rooms()
+            self._ready.set()
+            await self._sync_forever(ctx)
+        finally:
+            self._ready.clear()
+            await self.session.close()
+
+    async def _join_rooms(self) -> None:
+        assert self.session is not None
+        client = self.session.client
+        for key, spec in self.channels.items():
+            room = spec.options.room  # type: ignore[attr-defined]
+            resp = await client.join(room)
+            if not isinstance(resp, JoinResponse):
+                raise RuntimeError(f"cannot join {room} (invite the bot?): {resp}")
+            self.room_of[key] = resp.room_id
+            self.channel_of[resp.room_id] = key
+            enc = await client._send(  # nio has no public "get one state event"
+                ErrorResponse, "GET",
+                f"/_matrix/client/v3/rooms/{q(resp.room_id)}/state/m.room.encryption/")
+            if getattr(getattr(enc, "transport_response", None), "status", 404) == 200:
+                self.encrypted.add(resp.room_id)
+
+    def _filter(self) -> dict[str, Any]:
+        return {"room": {"rooms": list(self.channel_of),
+                         "timeline": {"limit": self.account.timeline_limit},
+                         "state": {"lazy_load_members": False}},
+                "presence": {"types": []}, "account_data": {"types": []}}
+
+    async def _sync_forever(self, ctx: AdapterContext) -> None:
+        assert self.session is not None
+        client = self.session.client
+        since = await ctx.get_cursor(CURSOR)
+        fails = 0
+        first = True
+        while True:
+            try:
+                resp = await client.sync(
+                    timeout=0 if first else self.account.sync_timeout_ms, since=since,
+                    sync_filter=self._filter(), full_state=first)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                resp = None
+                err: Exception = TransientError(f"sync: {type(e).__name__} {e}")
+            if isinstance(resp, SyncResponse):
+                events = await self._events_of(resp, since)
+                if events:
+                    await ctx.emit_many(events, cursor=(CURSOR, resp.next_batch))
+                elif resp.next_batch != since:
+                    await ctx.set_cursor(CURSOR, resp.next_batch)
+                since, first, fails = resp.next_batch, False, 0
+                ctx.set_health(Health.CONNECTED)
+                continue
+            if resp is not None:
+                err = error_from(resp, "sync")
+            if isinstance(err, AuthError):
+                ctx.set_health(Health.BAD_CREDENTIALS, str(err))
+                raise err
+            fails += 1
+            ctx.set_health(Health.DISCONNECTED, str(err))
+            wait = getattr(err, "retry_after", None) or min(60.0, 0.5 * 2 ** min(fails, 7))
+            self.log.warning("sync failed (%s); again in %.1fs", err, wait)
+            await asyncio.sleep(wait)
+
+    async def _events_of(self, resp: SyncResponse, since: str | None) -> list[InboundEvent]:
+        assert self.session is not None and self.ctx is not None
+        out: list[InboundEvent] = []
+        cutoff = (time.time() - self.account.catchup_window) * 1000
+        for room_id, info in resp.rooms.join.items():
+            key = self.channel_of.get(room_id)
+            if key is None:
+                continue
+            for ev in info.state:
+                if ev.source.get("type") == "m.room.encryption":
+                    self.encrypted.add(room_id)
+            raws = [e.source for e in info.timeline.events]
+            if info.timeline.limited and since:
+                raws = await self._backfill(room_id, info.timeline.prev_batch, since,
+                                            cutoff) + raws
+            for raw in raws:
+                if raw.get("type") == "m.room.encryption":
+                    self.encrypted.add(room_id)
+                ev = await self._inbound(raw, key, room_id, cutoff)
+                if ev is not None:
+                    out.append(ev)
+        return out
+
+    async def _backfill(self, room_id: str, start: str, since: str,
+                        cutoff: float) -> list[dict[str, Any]]:
+        """Events between the last cursor and a truncated (``limited``) timeline."""
+        assert self.session is not None
+        older: list[dict[str, Any]] = []
+        token: str | None = start
+        while token:
+            r = await self.session.client.room_messages(
+                room_id, start=token, end=since, direction=MessageDirection.back, limit=100)
+            if not isinstance(r, RoomMessagesResponse):
+                raise error_from(r, "backfill")
+            chunk = [e.source for e in r.chunk]
+            older.extend(chunk)
+            if not chunk or r.end is None or r.end == token or any(
+                    e.get("origin_server_ts", 0) < cutoff for e in chunk):
+                break
+            token = r.end
+        older.reverse()
+        self.log.info("backfilled %d events after a gap in %s", len(older), room_id)
+        return older
+
+    async def _inbound(self, raw: dict[str, Any], key: ChannelKey, room_id: str,
+                       cutoff: float) -> InboundEvent | None:
+        assert self.session is not None and self.ctx is not None
+        sender = raw.get("sender")
+        eid = raw.get("event_id")
+        if isinstance(sender, str) and isinstance(eid, str):
+            self._remember(eid, sender)
+        if sender == self.account.user_id or (self.ghosts and self.ghosts.is_ghost(str(sender))):
+            return None
+        ts = raw.get("origin_server_ts")
+        if isinstance(ts, int) and ts < cutoff:
+            return None
+        res = convert.parse_event(raw, channel=key, room_id=room_id,
+                                  homeserver=self.account.homeserver,
+                                  display_name=self._display_name(room_id, str(sender)),
+                                  max_media_bytes=self.account.max_media_bytes)
+        match res:
+            case convert.Ignored() | convert.Unsupported():
+                if isinstance(res, convert.Unsupported):
+                    self.log.info("not relayed: %s", res.reason)
+                return None
+            case convert.EditOf(event, edit_sender):
+                if await self._sender_of(room_id, event.native_id) != edit_sender:
+                    return None  # only the author may edit (spec: same sender)
+                return event
+            case _:
+                target = res.native_id
+                if await self.ctx.is_own(key, target):
+                    return None  # a moderator redacting our copy must not delete the origin
+                return res
+
+    def _remember(self, event_id: str, sender: str) -> None:
+        self._senders[event_id] = sender
+        if len(self._senders) > 5000:
+            self._senders.popitem(last=False)
+
+    async def _sender_of(self, room_id: str, event_id: str) -> str | None:
+        if event_id in self._senders:
+            return self._senders[event_id]
+        assert self.session is not None
+        r = await self.session.client.room_get_event(room_id, event_id)
+        if isinstance(r, RoomGetEventResponse):
+            self._remember(event_id, r.event.sender)
+            return r.event.sender
+        return None
+
+    def _display_name(self, room_id: str, sender: str) -> str:
+        # nio keeps members from the synced room state: no profile requests, which
+        # Synapse rate-limits (rc_profile).
+        assert self.session is not None
+        room = self.session.client.rooms.get(room_id)
+        user = room.users.get(sender) if room else None
+        return (user.display_name or "") if user else ""
+
+    # ------------------------------------------------------------ outbound
+    def capabilities(self, channel: ChannelKey) -> Capabilities:
+        return Capabilities(max_length=None, text_format=TextFormat.HTML, edit=True,
+                            delete=True, reply=True, threads=True, formatted=True,
+                            media_types=MEDIA_TYPES,
+                            max_media_bytes=self.account.max_media_bytes, max_attachments=4)
+
+    async def send(self, op: SendOp) -> SendResult:
+        if not self._ready.is_set() or self.session is None:
+            raise TransientError("matrix: not connected yet", retry_after=1.0)
+        room_id = self.room_of.get(op.channel)
+        if room_id is None:
+            raise PermanentError(f"matrix: unknown channel {op.channel}")
+        if room_id in self.encrypted and not (self.account.e2e and self.session.client.olm):
+            raise PermanentError(
+                f"matrix: room {room_id} is end-to-end encrypted and e2e is not configured; "
+                "refusing to send plaintext")
+        origin = {"post": str(op.post.id), "platform": op.post.author.platform,
+                  "url": op.post.permalink}
+        sender = await self._sender_for(op, room_id)
+        match op:
+            case SendCreate():
+                return await self._create(op, room_id, origin, sender)
+            case SendEdit():
+                content = convert.edit_content(op.rendered, op.native_id, origin=origin)
+                await self._put(room_id, content, convert.txn_id(op.idempotency_key), sender)
+                return SendResult()
+            case SendDelete():
+                await self._redact(room_id, op.native_id, op.idempotency_key, sender)
+                return SendResult()
+
+    async def _sender_for(self, op: SendOp, room_id: str) -> str | None:
+        """The ghost to post as (appservice mode), None for the bot itself."""
+        if self.ghosts is None or op.post.is_notice:
+            return None
+        network = self.services.get("display_names", {}).get(
+            op.post.author.platform, op.post.author.platform.capitalize())
+        return await self.ghosts.ensure(op.post.author, network, room_id)
+
+    async def _create(self, op: SendCreate, room_id: str, origin: dict[str, str],
+                      sender: str | None) -> SendResult:
+        spec = self.channels[op.channel].options
+        thread = op.thread_root if isinstance(spec, MatrixChannel) and spec.threads else None
+        members = self._members(room_id)
+        content = convert.message_content(
+            op.rendered, reply_to=op.reply_to, thread_root=thread,
+            mentions=convert.addressed_users(op.rendered, members), origin=origin)
+        extra: list[NativeId] = []
+        if not op.rendered.plain.strip() and op.rendered.attachments:
+            content = None  # media only: the first upload is the message
+        for i, att in enumerate(op.rendered.attachments):
+            extra.append(await self._send_media(op, i, att, room_id, origin, sender))
+        if content is None:
+            return SendResult(native_id=extra[0], extra_native_ids=tuple(extra[1:]),
+                              permalink=convert.permalink(room_id, extra[0]))
+        eid = await self._put(room_id, content, convert.txn_id(op.idempotency_key), sender)
+        return SendResult(native_id=eid, permalink=convert.permalink(room_id, eid),
+                          extra_native_ids=tuple(extra))
+
+    def _members(self, room_id: str) -> frozenset[str]:
+        assert self.session is not None
+        room = self.session.client.rooms.get(room_id)
+        return frozenset(room.users) if room else frozenset()
+
+    async def _put(self, room_id: str, content: dict[str, Any], txn: str,
+                   sender: str | None) -> NativeId:
+        assert self.session is not None
+        if sender is not None:
+            assert self.ghosts is not None
+            try:
+                r = await self.ghosts.api.call(
+                    "PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/send/m.room.message/{txn}",
+                    content, user_id=sender, what="ghost send")
+            except PermanentError:
+                self.ghosts.forget(sender, room_id)
+                raise
+            return NativeId(r["event_id"])
+        try:
+            resp = await self.session.client.room_send(room_id, "m.room.message", content,
+                                                       tx_id=txn)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise TransientError(f"send: {type(e).__name__} {e}") from e
+        if isinstance(resp, RoomSendResponse):
+            return NativeId(resp.event_id)
+        raise error_from(resp, "send")
+
+    async def _redact(self, room_id: str, event_id: str, key: str, sender: str | None) -> None:
+        assert self.session is not None
+        txn = convert.txn_id(key, "redact")
+        if sender is not None:
+            assert self.ghosts is not None
+            await self.ghosts.api.call(
+                "PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/redact/{q(event_id)}/{txn}",
+                {"reason": "deleted on origin"}, user_id=sender, what="ghost redact")
+            return
+        try:
+            resp = await self.session.client.room_redact(room_id, event_id,
+                                                         reason="deleted on origin", tx_id=txn)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise TransientError(f"redact: {type(e).__name__} {e}") from e
+        if not isinstance(resp, RoomRedactResponse):
+            raise error_from(resp, "redact")
+
+    async def _send_media(self, op: SendCreate, i: int, att: Any, room_id: str,
+                          origin: dict[str, str], sender: str | None) -> NativeId:
+        assert self.session is not None and self.ctx is not None
+        limit = self.account.max_media_bytes
+        try:
+            async with self.ctx.http.get(att.url, timeout=aiohttp.ClientTimeout(total=60)) as r:
+                if r.status >= 400:
+                    err = PermanentError if 400 <= r.status < 500 and r.status != 429 else \
+                        TransientError
+                    raise err(f"media download {r.status}")
+                data = await r.content.read(limit + 1)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise TransientError(f"media download: {e}") from e
+        if len(data) > limit:
+            raise PermanentError(f"attachment over {limit} bytes")
+        up, _ = await self.session.client.upload(
+            lambda *_: data, content_type=att.media_type,
+            filename=att.filename or "attachment", filesize=len(data))
+        if not isinstance(up, UploadResponse):
+            raise error_from(up, "upload")
+        content = convert.media_content(att, up.content_uri, len(data), origin=origin)
+        return await self._put(room_id, content, convert.txn_id(op.idempotency_key, f"m{i}"),
+                               sender)

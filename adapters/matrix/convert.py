@@ -1,0 +1,289 @@
+"""Pure conversions between Matrix events and the canonical model.
+
+Inbound: raw event dicts (``Event.source`` from nio, or JSON from the wire) into
+``Posted``/``Edited``/``Deleted``, or an ``Ignored``/``Unsupported`` value with
+its reason.  Outbound: a rendered message into ``m.room.message`` content.
+Nothing here does I/O or raises on bad input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from bridge.adapter import Rendered
+from bridge.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
+from bridge.richtext import Mention, Paragraph, RichText, Text, iter_inlines
+from bridge.textconv import clean_text, from_html, from_plain, sanitise_html
+
+ORIGIN_KEY = "org.hashbridge.origin"
+"""Custom content key on every event we send: loop prevention beyond the sender check."""
+HTML_FORMAT = "org.matrix.custom.html"
+MEDIA_MSGTYPES = {"m.image": "image/*", "m.file": "application/octet-stream",
+                  "m.video": "video/*", "m.audio": "audio/*"}
+TEXT_MSGTYPES = frozenset({"m.text", "m.emote"})
+MAX_BODY_CHARS = 65536
+"""A body beyond this is cut: no homeserver accepts events over 64 KiB anyway."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A well-formed event the bridge deliberately does not relay."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """An event we could not map (malformed, unknown shape)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EditOf:
+    """An edit, with the sender the original must have (checked with I/O later)."""
+
+    event: Edited
+    sender: str
+
+
+Inbound = Posted | Deleted | EditOf | Ignored | Unsupported
+
+
+def permalink(room_id: str, event_id: str) -> str:
+    return f"https://matrix.to/#/{quote(room_id, safe='!:')}/{quote(event_id, safe='$:')}"
+
+
+def mxc_to_http(homeserver: str, mxc: str) -> str | None:
+    """The authenticated-media download URL of an ``mxc://server/id`` URI."""
+    m = re.fullmatch(r"mxc://([A-Za-z0-9.\-:\[\]]+)/([A-Za-z0-9_\-]+)", mxc)
+    if not m:
+        return None
+    return f"{homeserver.rstrip('/')}/_matrix/client/v1/media/download/{m[1]}/{m[2]}"
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Remove a legacy rich-reply fallback (leading ``> `` lines and the blank line after)."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith("> "):
+        return body
+    i = 0
+    while i < len(lines) and lines[i].startswith(">"):
+        i += 1
+    if i < len(lines) and lines[i] == "":
+        i += 1
+    return "\n".join(lines[i:])
+
+
+def _text_of(content: dict[str, Any], is_reply: bool) -> RichText:
+    body = content.get("body")
+    body = body[:MAX_BODY_CHARS] if isinstance(body, str) else ""
+    fmt_body = content.get("formatted_body")
+    if content.get("format") == HTML_FORMAT and isinstance(fmt_body, str) and fmt_body.strip():
+        # sanitise_html drops <mx-reply> with its content: the HTML reply fallback.
+        rt = from_html(fmt_body[:MAX_BODY_CHARS * 2])
+        if not rt.is_empty():
+            return rt
+    if is_reply:
+        body = strip_reply_fallback(body)
+    return from_plain(clean_text(body))
+
+
+def _relation(content: dict[str, Any]) -> tuple[str, str, str]:
+    """(rel_type, event_id, in_reply_to) from ``m.relates_to``, empty strings if absent."""
+    rel = content.get("m.relates_to")
+    if not isinstance(rel, dict):
+        return "", "", ""
+    rel_type = rel.get("rel_type") if isinstance(rel.get("rel_type"), str) else ""
+    target = rel.get("event_id") if isinstance(rel.get("event_id"), str) else ""
+    irt = rel.get("m.in_reply_to")
+    reply = irt.get("event_id") if isinstance(irt, dict) else ""
+    reply = reply if isinstance(reply, str) else ""
+    if rel_type == "m.thread" and rel.get("is_falling_back", False) is True:
+        # In a thread, a fallback in_reply_to only points at the latest event for old
+        # clients; the real parent is the thread root.
+        reply = ""
+    return rel_type or "", target or "", reply
+
+
+def _attachment(content: dict[str, Any], msgtype: str, homeserver: str,
+                max_bytes: int) -> tuple[Attachment | None, str]:
+    url = content.get("url")
+    if not isinstance(url, str):
+        return None, "media without url (encrypted file?)"
+    http = mxc_to_http(homeserver, url)
+    if http is None:
+        return None, f"bad mxc uri {url[:80]!r}"
+    info = content.get("info") if isinstance(content.get("info"), dict) else {}
+    size = info.get("size") if isinstance(info.get("size"), int) else None
+    if size is not None and size > max_bytes:
+        return None, f"attachment of {size} bytes over the {max_bytes} limit"
+    mime = info.get("mimetype") if isinstance(info.get("mimetype"), str) else ""
+    name = content.get("filename") or content.get("body") or ""
+    name = clean_text(name)[:255] if isinstance(name, str) else ""
+    return Attachment(url=http, media_type=mime or MEDIA_MSGTYPES[msgtype], size=size,
+                      filename=name, alt_text=name if msgtype == "m.image" else ""), ""
+
+
+def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
+                display_name: str = "", max_media_bytes: int = 10 * 1024 * 1024) -> Inbound:
+    """One timeline event into what the relay should hear about it."""
+    if not isinstance(raw, dict):
+        return Unsupported("event is not an object")
+    etype, event_id, sender = raw.get("type"), raw.get("event_id"), raw.get("sender")
+    if not (isinstance(etype, str) and isinstance(event_id, str) and isinstance(sender, str)):
+        return Unsupported("event without type, event_id or sender")
+    content = raw.get("content")
+    if not isinstance(content, dict):
+        return Unsupported(f"{event_id}: content is not an object")
+    if etype == "m.room.redaction":
+        # Room v11 moved `redacts` into content; older rooms have it at the top level.
+        target = content.get("redacts") or raw.get("redacts")
+        if not isinstance(target, str):
+            return Unsupported(f"{event_id}: redaction without target")
+        return Deleted(channel=channel, native_id=NativeId(target))
+    if etype != "m.room.message":
+        return Ignored(f"event type {etype}")
+    if ORIGIN_KEY in content:
+        return Ignored("relayed by a hashbridge")
+    msgtype = content.get("msgtype")
+    if not content or msgtype is None:
+        return Ignored("redacted or empty message")
+    if msgtype == "m.notice":
+        return Ignored("m.notice: automated messages are never relayed")
+    rel_type, target, reply = _relation(content)
+    if rel_type == "m.replace":
+        new = content.get("m.new_content")
+        if not isinstance(new, dict) or not target:
+            return Unsupported(f"{event_id}: edit without m.new_content or target")
+        if new.get("msgtype") not in TEXT_MSGTYPES:
+            return Ignored(f"edit to {new.get('msgtype')!r}")
+        text = _emote(_text_of(new, False), new, display_name or sender)
+        return EditOf(Edited(channel=channel, native_id=NativeId(target), text=text,
+                             edited_at=_ts(raw)), sender)
+    if rel_type == "m.thread" and not reply:
+        reply = target
+    attachments: tuple[Attachment, ...] = ()
+    if msgtype in TEXT_MSGTYPES:
+        text = _emote(_text_of(content, bool(reply)), content, display_name or sender)
+    elif msgtype in MEDIA_MSGTYPES:
+        att, why = _attachment(content, msgtype, homeserver, max_media_bytes)
+        caption = ""
+        if isinstance(content.get("filename"), str) and content.get("body") != content.get(
+                "filename"):
+            caption = content.get("body", "")
+        text = from_plain(clean_text(caption[:MAX_BODY_CHARS]))
+        if att is None:
+            text = RichText((*text.blocks, Paragraph((Text(f"[attachment not relayed: {why}]"),))))
+        else:
+            attachments = (att,)
+    else:
+        return Unsupported(f"{event_id}: msgtype {str(msgtype)[:40]!r}")
+    if text.is_empty() and not attachments:
+        return Ignored("empty message")
+    return Posted(
+        channel=channel, native_id=NativeId(event_id),
+        author=Author(platform="matrix", handle=sender, display_name=clean_text(display_name),
+                      profile_url=f"https://matrix.to/#/{quote(sender, safe='@:')}"),
+        text=text, permalink=permalink(room_id, event_id), attachments=attachments,
+        reply_to_native=NativeId(reply) if reply else None, created_at=_ts(raw))
+
+
+def _emote(text: RichText, content: dict[str, Any], name: str) -> RichText:
+    if content.get("msgtype") != "m.emote":
+        return text
+    return text.with_prefix([Text(f"* {clean_text(name)} ")])
+
+
+def _ts(raw: dict[str, Any]) -> datetime:
+    ts = raw.get("origin_server_ts")
+    if isinstance(ts, int) and 0 < ts < 10**14:
+        return datetime.fromtimestamp(ts / 1000, UTC)
+    return datetime.now(UTC)
+
+
+# ====================================================================== outbound
+
+def txn_id(idempotency_key: str, suffix: str = "") -> str:
+    """A transaction id derived only from the delivery: a retried send (even after a
+    crash) reuses it, and the homeserver returns the first event instead of a copy."""
+    return "hb" + hashlib.sha256(f"{idempotency_key}|{suffix}".encode()).hexdigest()[:40]
+
+
+def addressed_users(rendered: Rendered, members: frozenset[str]) -> list[str]:
+    """Matrix users in this room the text addresses with a mention; nobody else."""
+    found: list[str] = []
+    for i in iter_inlines(rendered.text):
+        if isinstance(i, Mention):
+            mxid = "@" + i.handle.lstrip("@")
+            if mxid in members and mxid not in found:
+                found.append(mxid)
+    return found
+
+
+def _body(rendered: Rendered, msgtype: str) -> dict[str, Any]:
+    body = clean_text(rendered.plain)[:MAX_BODY_CHARS]
+    content: dict[str, Any] = {"msgtype": msgtype, "body": body}
+    html = sanitise_html(rendered.html) if rendered.html else ""
+    if html.strip() and len(html) <= MAX_BODY_CHARS:
+        content["format"] = HTML_FORMAT
+        content["formatted_body"] = html
+    return content
+
+
+def message_content(rendered: Rendered, *, reply_to: str | None = None,
+                    thread_root: str | None = None, mentions: list[str] | None = None,
+                    origin: dict[str, str] | None = None) -> dict[str, Any]:
+    """``m.room.message`` content for a new message.
+
+    ``m.mentions`` is always present so no client or server pings on ``@room`` or a
+    display name found in relayed text; it lists only *mentions*.
+    """
+    content = _body(rendered, "m.notice" if rendered.is_notice else "m.text")
+    content["m.mentions"] = {"user_ids": list(mentions)} if mentions else {}
+    if thread_root:
+        content["m.relates_to"] = {
+            "rel_type": "m.thread", "event_id": thread_root,
+            "is_falling_back": reply_to is None,
+            "m.in_reply_to": {"event_id": reply_to or thread_root}}
+    elif reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+    content[ORIGIN_KEY] = dict(origin or {})
+    return content
+
+
+def edit_content(rendered: Rendered, target: str, *, mentions: list[str] | None = None,
+                 origin: dict[str, str] | None = None) -> dict[str, Any]:
+    """An ``m.replace`` edit; the top level is the ``* ...`` fallback for old clients."""
+    msgtype = "m.notice" if rendered.is_notice else "m.text"
+    new = _body(rendered, msgtype)
+    new["m.mentions"] = {"user_ids": list(mentions)} if mentions else {}
+    content = {
+        "msgtype": msgtype, "body": "* " + new["body"],
+        "m.new_content": new, "m.mentions": {},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": target},
+        ORIGIN_KEY: dict(origin or {}),
+    }
+    if "formatted_body" in new:
+        content["format"] = HTML_FORMAT
+        content["formatted_body"] = "* " + new["formatted_body"]
+    return content
+
+
+def media_content(att: Attachment, mxc: str, size: int, *,
+                  origin: dict[str, str] | None = None) -> dict[str, Any]:
+    mime = att.media_type or "application/octet-stream"
+    msgtype = next((m for m, p in (("m.image", "image/"), ("m.video", "video/"),
+                                   ("m.audio", "audio/")) if mime.startswith(p)), "m.file")
+    name = clean_text(att.filename or att.alt_text or "attachment")[:255]
+    content: dict[str, Any] = {"msgtype": msgtype, "body": name, "url": mxc,
+                               "info": {"mimetype": mime, "size": size}, "m.mentions": {}}
+    if att.alt_text and att.alt_text != name:
+        content["filename"], content["body"] = name, clean_text(att.alt_text)[:4000]
+    content[ORIGIN_KEY] = dict(origin or {})
+    return content
