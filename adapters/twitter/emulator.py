@@ -1,0 +1,448 @@
+"""An aiohttp emulator of the X API v2 routes tweepy 4.17's AsyncClient calls.
+
+Faithful where the bridge depends on it (checked against the official OpenAPI
+spec and the recorded tweepy cassettes in the tests): payload shapes (``data``,
+``includes``, ``meta``, ``errors``), ``x-rate-limit-*`` headers on every
+response with 15-minute windows per user (OAuth 1.0a) or per app (Bearer),
+the 429 problem bodies (rate limit and the distinct usage cap), 403 on
+duplicate content and on replies the bot was not summoned to, 401 on bad or
+badly signed credentials.  OAuth 1.0a signatures are verified against the
+public URL ``https://api.twitter.com`` the client signed, so a client pointed
+here by a URL-rewriting session middleware (:func:`rewrite_middleware`) is
+checked exactly as X would check it.
+
+Fault injection: :meth:`XEmulator.fail` (5xx), :meth:`XEmulator.slow`,
+:meth:`XEmulator.rate_limit_storm`, ``state.read_cap`` for the usage cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from oauthlib.common import Request as OAuthRequest
+from oauthlib.oauth1.rfc5849 import signature as oauth_sig
+from oauthlib.oauth1.rfc5849 import utils as oauth_utils
+from yarl import URL
+
+from adapters.twitter.emustate import Fault, Media, Tweet, User, XState, weighted_length
+
+PUBLIC_BASE = "https://api.twitter.com"
+PROBLEM = "application/problem+json"
+# The current spec and API name problem types under api.x.com (2021-23
+# recordings used api.twitter.com; clients must accept both).
+_TYPE = "https://api.x.com/2/problems/"
+
+TOO_MANY = {"title": "Too Many Requests", "type": "about:blank", "status": 429,
+            "detail": "Too Many Requests"}
+USAGE_CAPPED = {"title": "UsageCapExceeded", "type": _TYPE + "usage-capped", "status": 429,
+                "detail": "Usage cap exceeded: Monthly product cap", "period": "Monthly",
+                "scope": "Product"}
+UNAUTHORIZED = {"title": "Unauthorized", "type": "about:blank", "status": 401,
+                "detail": "Unauthorized"}
+DUPLICATE = {"title": "Forbidden", "type": "about:blank", "status": 403,
+             "detail": "You are not allowed to create a Tweet with duplicate content."}
+NOT_SUMMONED = {"title": "Forbidden", "type": "about:blank", "status": 403,
+                "detail": "Reply to this conversation is not allowed because you have not "
+                          "been mentioned or otherwise engaged by the author of the post you "
+                          "are replying to."}
+APP_ONLY = {"title": "Unsupported Authentication", "type": _TYPE + "unsupported-authentication",
+            "status": 403, "detail": "Authenticating with OAuth 2.0 Application-Only is "
+            "forbidden for this endpoint.  Supported authentication types are "
+            "[OAuth 1.0a User Context, OAuth 2.0 User Context]."}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def rewrite_middleware(base: str) -> Any:
+    """An aiohttp *client* middleware sending ``api.twitter.com`` and
+    ``upload.twitter.com`` traffic to *base* (the emulator), keeping the Host
+    header and so the URL the client signed."""
+    target = URL(base)
+
+    async def middleware(req: Any, handler: Any) -> Any:
+        if req.url.host in ("api.twitter.com", "upload.twitter.com", "api.x.com"):
+            req.url = req.url.with_scheme(target.scheme).with_host(
+                target.host or "127.0.0.1").with_port(target.port)
+        return await handler(req)
+
+    return middleware
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User | None
+    app: bool
+
+    @property
+    def key(self) -> str:
+        return "app" if self.app else (self.user.id if self.user else "?")
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def _invalid(message: str, **params: Any) -> web.Response:
+    body = {"errors": [{"parameters": {k: [str(v)] for k, v in params.items()},
+                        "message": message}],
+            "title": "Invalid Request", "detail": "One or more parameters to your request "
+            "was invalid.", "type": _TYPE + "invalid-request"}
+    return web.json_response(body, status=400, content_type=PROBLEM)
+
+
+def _problem(body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, status=int(body["status"]), content_type=PROBLEM)
+
+
+def _not_found(tid: str) -> dict[str, Any]:
+    return {"value": tid, "detail": f"Could not find tweet with id: [{tid}].",
+            "title": "Not Found Error", "resource_type": "tweet", "parameter": "id",
+            "resource_id": tid, "type": _TYPE + "resource-not-found"}
+
+
+def _csv(request: web.Request, *names: str) -> set[str]:
+    out: set[str] = set()
+    for n in names:
+        out.update(x for x in request.query.get(n, "").split(",") if x)
+    return out
+
+
+@dataclass
+class XEmulator:
+    state: XState = field(default_factory=XState)
+    consumer_key: str = field(default_factory=lambda: "ck-" + secrets.token_hex(8))
+    consumer_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    bearer_token: str = field(default_factory=lambda: "AAAA" + secrets.token_hex(16))
+    tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """access token -> (token secret, user id)."""
+    record: bool = False
+    exchanges: list[dict[str, Any]] = field(default_factory=list)
+
+    # ------------------------------------------------------------ accounts
+    def add_account(self, username: str, name: str = "") -> dict[str, str]:
+        """Create a user with API credentials; the keys tweepy's client takes."""
+        u = self.state.user(username, name)
+        token = f"{u.id}-{secrets.token_hex(12)}"
+        self.tokens[token] = (secrets.token_hex(16), u.id)
+        return {"bearer_token": self.bearer_token, "consumer_key": self.consumer_key,
+                "consumer_secret": self.consumer_secret, "access_token": token,
+                "access_token_secret": self.tokens[token][0]}
+
+    # ------------------------------------------------------------ faults
+    def fail(self, status: int = 500, count: int = 1, route: str = "") -> None:
+        self.state.faults.append(Fault(kind="status", status=status, count=count, route=route))
+
+    def slow(self, delay: float, count: int = 1, route: str = "") -> None:
+        self.state.faults.append(Fault(kind="slow", delay=delay, count=count, route=route))
+
+    def rate_limit_storm(self, seconds: float, route: str = "") -> None:
+        self.state.faults.append(Fault(kind="rate_limit", route=route,
+                                       until=self.state.clock() + seconds))
+
+    # ------------------------------------------------------------ app
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 2**20)
+        r = app.router
+        r.add_post("/2/tweets", self.create_tweet)
+        r.add_get("/2/tweets", self.lookup_many)
+        r.add_get("/2/tweets/search/recent", self.search_recent)
+        r.add_get("/2/tweets/{id}", self.lookup_one)
+        r.add_delete("/2/tweets/{id}", self.delete_tweet)
+        r.add_get("/2/users/me", self.users_me)
+        r.add_get("/2/users/{id}/tweets", self.user_tweets)
+        r.add_post("/1.1/media/upload.json", self.media_upload)
+        r.add_post("/1.1/media/metadata/create.json", self.media_metadata)
+        return app
+
+    def _bucket(self, request: web.Request) -> tuple[str, bool]:
+        """(rate-limit bucket, needs user context)."""
+        p, m = request.path, request.method
+        if p.startswith("/1.1/media"):
+            return "upload", True
+        if p == "/2/tweets" and m == "POST":
+            return "create", True
+        if p.startswith("/2/tweets/") and m == "DELETE":
+            return "delete", True
+        if p == "/2/tweets/search/recent":
+            return "search", False
+        if p == "/2/users/me":
+            return "me", True
+        if p.startswith("/2/users/"):
+            return "timeline", False
+        return "lookup", False
+
+    def _auth(self, request: web.Request) -> Principal | None:
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            return Principal(None, True) if auth[7:] == self.bearer_token else None
+        if not auth.startswith("OAuth "):
+            return None
+        params = dict(oauth_utils.parse_authorization_header(auth))
+        token = self.tokens.get(params.get("oauth_token", ""))
+        if params.get("oauth_consumer_key") != self.consumer_key or token is None:
+            return None
+        uri = PUBLIC_BASE + request.raw_path
+        if request.host.startswith("upload."):
+            uri = "https://upload.twitter.com" + request.raw_path
+        oreq = OAuthRequest(uri, request.method, headers={"Authorization": auth})
+        oreq.params = oauth_sig.collect_parameters(
+            uri_query=URL(uri).raw_query_string, headers={"Authorization": auth},
+            exclude_oauth_signature=True)
+        oreq.signature = oauth_utils.unescape(params.get("oauth_signature", ""))
+        if not oauth_sig.verify_hmac_sha1(oreq, self.consumer_secret, token[0]):
+            return None
+        return Principal(self.state.users[token[1]], False)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        multipart = request.content_type.startswith("multipart/")
+        body = await request.read() if self.record and not multipart else b""
+        resp = await self._serve(request, handler)
+        if self.record and isinstance(resp, web.Response):
+            self.exchanges.append({
+                "method": request.method, "path": request.path, "query": dict(request.query),
+                "body": body, "status": resp.status, "headers": dict(resp.headers),
+                "content_type": resp.content_type, "response": resp.body})
+        return resp
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        st = self.state
+        fault = st.take_fault(request.path)
+        if fault and fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
+        elif fault and fault.kind == "status":
+            return web.json_response({"title": "Internal Server Error", "type": "about:blank",
+                                      "status": fault.status, "detail": "Internal Server Error"},
+                                     status=fault.status, content_type=PROBLEM)
+        bucket, user_only = self._bucket(request)
+        who = self._auth(request)
+        if who is None:
+            return _problem(UNAUTHORIZED)
+        if who.app and user_only:
+            return _problem(APP_ONLY)
+        if fault and fault.kind == "rate_limit":
+            resp = _problem(TOO_MANY)
+            self._headers(resp, 1, 0, int(fault.until))
+            return resp
+        ok, limit, remaining, reset = st.take(bucket, who.key, who.app)
+        if not ok:
+            resp = _problem(TOO_MANY)
+        elif bucket in ("search", "lookup", "timeline") and st.reads >= st.read_cap:
+            resp = _problem(USAGE_CAPPED)
+        else:
+            request[PRINCIPAL] = who
+            resp = await handler(request)
+        if isinstance(resp, web.Response):
+            self._headers(resp, limit, remaining, reset)
+        return resp
+
+    @staticmethod
+    def _headers(resp: web.Response, limit: int, remaining: int, reset: int) -> None:
+        resp.headers["x-rate-limit-limit"] = str(limit)
+        resp.headers["x-rate-limit-remaining"] = str(remaining)
+        resp.headers["x-rate-limit-reset"] = str(reset)
+        resp.headers["api-version"] = "2.167"
+
+    # ------------------------------------------------------------ payloads
+    def _page(self, request: web.Request, tweets: list[Tweet]) -> dict[str, Any]:
+        """``data`` + ``includes`` for *tweets* per the request's fields and
+        expansions; counts every returned post as a billed read."""
+        st = self.state
+        tf = _csv(request, "tweet.fields", "post.fields")
+        uf, mf = _csv(request, "user.fields"), _csv(request, "media.fields")
+        exp = _csv(request, "expansions")
+        out: dict[str, Any] = {"data": [st.tweet_json(t, tf) for t in tweets]}
+        st.reads += len(tweets)
+        users: dict[str, User] = {}
+        refs: dict[str, Tweet] = {}
+        media: dict[str, Media] = {}
+        errors: list[dict[str, Any]] = []
+        for t in tweets:
+            if "author_id" in exp:
+                users[t.author_id] = st.users[t.author_id]
+            if "referenced_tweets.id" in exp:
+                for rid in (t.reply_to, t.quote_of, t.retweet_of):
+                    ref = st.tweets.get(rid or "")
+                    if ref and not ref.deleted:
+                        refs[ref.id] = ref
+                    elif rid:
+                        errors.append(_not_found(rid))
+            if "attachments.media_keys" in exp:
+                for k in t.media_keys:
+                    m = next((m for m in st.media.values() if m.media_key == k), None)
+                    if m:
+                        media[k] = m
+        if "referenced_tweets.id.author_id" in exp:
+            for ref in refs.values():
+                users[ref.author_id] = st.users[ref.author_id]
+        inc: dict[str, Any] = {}
+        if users:
+            inc["users"] = [st.user_json(u, uf) for u in users.values()]
+        if refs:
+            inc["tweets"] = [st.tweet_json(r, tf) for r in refs.values()]
+        if media:
+            inc["media"] = [st.media_json(m, mf) for m in media.values()]
+        if inc:
+            out["includes"] = inc
+        if errors:
+            out["errors"] = errors
+        return out
+
+    def _paged(self, request: web.Request, found: list[Tweet], lo: int, hi: int,
+               token_name: str) -> web.Response:
+        raw = request.query.get("max_results", str(lo if lo >= 10 else 10))
+        if not raw.isdigit() or not lo <= int(raw) <= hi:
+            return _invalid(f"The `max_results` query parameter value [{raw}] is not "
+                            f"between {lo} and {hi}", max_results=raw)
+        token = request.query.get(token_name)
+        if token:
+            try:
+                before = int(base64.urlsafe_b64decode(token.encode()).decode())
+            except ValueError:
+                return _invalid(f"The `{token_name}` query parameter value [{token}] is "
+                                "not valid", **{token_name: token})
+            found = [t for t in found if int(t.id) < before]
+        page, rest = found[: int(raw)], found[int(raw):]
+        body = self._page(request, page) if page else {}
+        meta: dict[str, Any] = {"result_count": len(page)}
+        if page:
+            meta.update(newest_id=page[0].id, oldest_id=page[-1].id)
+        if rest:
+            meta["next_token"] = base64.urlsafe_b64encode(page[-1].id.encode()).decode()
+        body["meta"] = meta
+        return web.json_response(body)
+
+    # ------------------------------------------------------------ routes
+    async def search_recent(self, request: web.Request) -> web.Response:
+        query = request.query.get("query", "")
+        if not query or len(query) > 512:
+            return _invalid("The `query` parameter is missing or longer than 512", query=query)
+        found = self.state.search(query, request.query.get("since_id"),
+                                  request.query.get("until_id"))
+        return self._paged(request, found, 10, 100, "next_token")
+
+    async def user_tweets(self, request: web.Request) -> web.Response:
+        uid = request.match_info["id"]
+        since = request.query.get("since_id")
+        found = sorted((t for t in self.state.tweets.values()
+                        if t.author_id == uid and not t.deleted
+                        and (since is None or int(t.id) > int(since))),
+                       key=lambda t: int(t.id), reverse=True)
+        return self._paged(request, found, 5, 100, "pagination_token")
+
+    async def lookup_one(self, request: web.Request) -> web.Response:
+        tid = request.match_info["id"]
+        t = self.state.tweets.get(tid)
+        if t is None or t.deleted:
+            return web.json_response({"errors": [_not_found(tid)]})
+        body = self._page(request, [t])
+        body["data"] = body["data"][0]
+        return web.json_response(body)
+
+    async def lookup_many(self, request: web.Request) -> web.Response:
+        ids = [x for x in request.query.get("ids", "").split(",") if x]
+        if not 1 <= len(ids) <= 100:
+            return _invalid("The `ids` query parameter must hold 1 to 100 ids",
+                            ids=request.query.get("ids", ""))
+        live = [t for i in ids if (t := self.state.tweets.get(i)) and not t.deleted]
+        body = self._page(request, live) if live else {}
+        if not live:
+            body.pop("data", None)
+        missing = [_not_found(i) for i in ids if i not in {t.id for t in live}]
+        if missing:
+            body["errors"] = body.get("errors", []) + missing
+        return web.json_response(body)
+
+    async def users_me(self, request: web.Request) -> web.Response:
+        who: Principal = request[PRINCIPAL]
+        assert who.user is not None
+        return web.json_response({"data": self.state.user_json(who.user,
+                                                               _csv(request, "user.fields"))})
+
+    async def create_tweet(self, request: web.Request) -> web.Response:
+        st, who = self.state, request[PRINCIPAL]
+        try:
+            body = await request.json()
+        except ValueError:
+            return _invalid("Request body is not valid JSON")
+        text = body.get("text", "")
+        media_ids = tuple(str(x) for x in (body.get("media") or {}).get("media_ids", []))
+        reply_to = str((body.get("reply") or {}).get("in_reply_to_tweet_id") or "") or None
+        if not isinstance(text, str) or (not text and not media_ids):
+            return _invalid("Post text or media is required", text=text)
+        if weighted_length(text) > 280:
+            return _problem({"title": "Forbidden", "type": "about:blank", "status": 403,
+                             "detail": "Your Tweet text is too long. For more information on"
+                             " how X counts characters, see https://docs.x.com."})
+        if any(m not in st.media for m in media_ids):
+            return _invalid("Your media IDs are invalid.", media_ids=",".join(media_ids))
+        if reply_to:
+            parent = st.tweets.get(reply_to)
+            if parent is None or parent.deleted:
+                return _invalid("The post you are replying to does not exist",
+                                in_reply_to_tweet_id=reply_to)
+            if not st.summoned(parent, who.user):
+                return _problem(NOT_SUMMONED)
+        if st.is_duplicate(who.user, text):
+            return _problem(DUPLICATE)
+        t = st.create(who.user, text, reply_to=reply_to, media_ids=media_ids,
+                      quote_of=body.get("quote_tweet_id"), via_api=True)
+        st.posts_created += 1
+        return web.json_response(
+            {"data": {"id": t.id, "text": t.text, "edit_history_tweet_ids": [t.id]}},
+            status=201, headers={"location": f"{PUBLIC_BASE}/2/tweets/{t.id}"})
+
+    async def delete_tweet(self, request: web.Request) -> web.Response:
+        tid, who = request.match_info["id"], request[PRINCIPAL]
+        t = self.state.tweets.get(tid)
+        if t is None or t.deleted:
+            return _problem({"title": "Not Found Error", "status": 404,
+                             "type": _TYPE + "resource-not-found",
+                             "detail": f"Could not find tweet with id: [{tid}].",
+                             "resource_type": "tweet", "parameter": "id", "value": tid,
+                             "resource_id": tid})
+        if t.author_id != who.user.id:
+            return _problem({"title": "Forbidden", "type": "about:blank", "status": 403,
+                             "detail": "You are not authorized to delete this Tweet."})
+        t.deleted = True
+        return web.json_response({"data": {"deleted": True}})
+
+    async def media_upload(self, request: web.Request) -> web.Response:
+        # v1.1 simple upload (multipart ``media``) as tweepy's API.media_upload
+        # sends it; v1.1 errors are ``{"errors":[{code,message}]}``.
+        form = await request.post()
+        f = form.get("media")
+        if not isinstance(f, web.FileField):
+            return web.json_response({"errors": [{"code": 38, "message": "media parameter "
+                                                  "is missing."}]}, status=400)
+        data = f.file.read()
+        ctype = f.content_type or "application/octet-stream"
+        limit = 5 * 2**20 if ctype.startswith("image/") and ctype != "image/gif" else 15 * 2**20
+        if len(data) > limit:
+            return web.json_response({"errors": [{"code": 324, "message": f"File size "
+                                                  f"exceeds {limit} bytes."}]}, status=400)
+        mid = self.state._next_id()
+        m = Media(media_key="3_" + mid, media_id=mid, media_type=ctype, size=len(data),
+                  url=f"https://pbs.twimg.com/media/{mid}.png")
+        self.state.media[mid] = m
+        body: dict[str, Any] = {"media_id": int(mid), "media_id_string": mid,
+                                "media_key": m.media_key, "size": len(data),
+                                "expires_after_secs": 86400}
+        if ctype.startswith("image/"):
+            body["image"] = {"image_type": ctype, "w": 1, "h": 1}
+        return web.json_response(body)
+
+    async def media_metadata(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.text() or "{}")
+        m = self.state.media.get(str(body.get("media_id", "")))
+        if m is None:
+            return web.json_response({"errors": [{"code": 324, "message": "Invalid media "
+                                                  "id"}]}, status=400)
+        m.alt_text = str((body.get("alt_text") or {}).get("text", ""))[:1000]
+        return web.Response(status=200)

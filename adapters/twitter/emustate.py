@@ -1,0 +1,344 @@
+"""The X emulator's world: users, posts, media, search and rate-limit windows.
+
+No HTTP here: :mod:`adapters.twitter.emulator` serves this state over the X API
+v2 wire format, and the sandbox drives members' posts through it directly.
+Shapes follow the recorded tweepy cassettes and twarc pages in
+``shared/fixtures/twitter`` (t.co wrapping, ``entities`` with code-point
+offsets, ``note_tweet`` for long posts, ``errors`` for missing ones).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import twitter_text
+
+WINDOW = 15 * 60
+"""X rate limits count per 15-minute window."""
+
+# Per-user (OAuth1 user context) and per-app (Bearer) limits per window, from
+# x-api/fundamentals/rate-limits.mdx; 0 means the auth kind is not accepted.
+LIMITS: dict[str, tuple[int, int]] = {
+    "create": (100, 0),
+    "delete": (50, 0),
+    "search": (300, 450),
+    "lookup": (900, 450),
+    "me": (75, 0),
+    "timeline": (900, 1500),
+    "upload": (500, 0),
+}
+
+_TAG = re.compile(r"(?<![\w&])[#＃](\w*[^\W\d]\w*)")
+_MENTION = re.compile(r"(?<![\w@])@(\w{1,15})\b")
+_TERM = re.compile(r'-?"[^"]*"|\S+')
+
+
+@dataclass
+class User:
+    id: str
+    username: str
+    name: str
+    created_at: datetime
+
+
+@dataclass
+class Media:
+    media_key: str
+    media_id: str
+    media_type: str
+    size: int
+    alt_text: str = ""
+    url: str = ""
+
+
+@dataclass
+class Tweet:
+    id: str
+    author_id: str
+    text: str
+    """Full text as displayed, URLs already wrapped as t.co links."""
+    created_at: datetime
+    urls: tuple[tuple[str, str], ...] = ()
+    """(t.co url, expanded url) in order of appearance."""
+    reply_to: str | None = None
+    quote_of: str | None = None
+    retweet_of: str | None = None
+    conversation_id: str = ""
+    media_keys: tuple[str, ...] = ()
+    deleted: bool = False
+    via_api: bool = False
+
+
+@dataclass
+class Window:
+    start: float
+    used: int = 0
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour, consumed per matching request."""
+
+    kind: str
+    """``status`` (answer ``status``), ``slow`` (sleep ``delay`` then serve),
+    ``rate_limit`` (a 429 storm until ``until``), ``usage_cap``."""
+    route: str = ""
+    """Only requests whose path starts with this (empty: all)."""
+    count: int = 1
+    status: int = 500
+    delay: float = 0.0
+    until: float = 0.0
+
+
+def weighted_length(text: str) -> int:
+    return twitter_text.parse_tweet(text).weightedLength
+
+
+def _ts(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class XState:
+    clock: Callable[[], float] = time.time
+    read_cap: int = 10_000_000
+    """Posts readable per month before the usage-cap 429 (``UsageCapExceeded``)."""
+    users: dict[str, User] = field(default_factory=dict)
+    tweets: dict[str, Tweet] = field(default_factory=dict)
+    media: dict[str, Media] = field(default_factory=dict)
+    windows: dict[tuple[str, str], Window] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    reads: int = 0
+    posts_created: int = 0
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    # ------------------------------------------------------------ identities
+    def _next_id(self) -> str:
+        # Snowflake-sized, increasing: since_id arithmetic behaves like on X.
+        return str(1_900_000_000_000_000_000 + next(self._ids) * 4096)
+
+    def user(self, username: str, name: str = "") -> User:
+        for u in self.users.values():
+            if u.username.lower() == username.lower():
+                return u
+        u = User(id=self._next_id(), username=username, name=name or username.title(),
+                 created_at=datetime.fromtimestamp(self.clock(), UTC))
+        self.users[u.id] = u
+        return u
+
+    def by_username(self, username: str) -> User | None:
+        return next((u for u in self.users.values()
+                     if u.username.lower() == username.lower()), None)
+
+    # ------------------------------------------------------------ posting
+    def _wrap_urls(self, text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        out, urls, pos = [], [], 0
+        for ent in twitter_text.extract_urls_with_indices(text):
+            s, e = ent["indices"]
+            url = ent["url"]
+            full = url if "://" in url else "https://" + url
+            tco = "https://t.co/" + hashlib.sha1(full.encode()).hexdigest()[:10]
+            out.append(text[pos:s] + tco)
+            urls.append((tco, full))
+            pos = e
+        out.append(text[pos:])
+        return "".join(out), tuple(urls)
+
+    def create(self, author: User, text: str, *, reply_to: str | None = None,
+               quote_of: str | None = None, retweet_of: str | None = None,
+               media_ids: tuple[str, ...] = (), via_api: bool = False) -> Tweet:
+        shown, urls = self._wrap_urls(text)
+        parent = self.tweets.get(reply_to) if reply_to else None
+        tid = self._next_id()
+        keys = tuple(m.media_key for mid in media_ids if (m := self.media.get(mid)))
+        t = Tweet(id=tid, author_id=author.id, text=shown, urls=urls,
+                  created_at=datetime.fromtimestamp(self.clock(), UTC), reply_to=reply_to,
+                  quote_of=quote_of, retweet_of=retweet_of, media_keys=keys,
+                  conversation_id=parent.conversation_id if parent else tid, via_api=via_api)
+        self.tweets[tid] = t
+        return t
+
+    def mentions(self, t: Tweet) -> list[str]:
+        return [m.lower() for m in _MENTION.findall(t.text)]
+
+    def summoned(self, parent: Tweet, bot: User) -> bool:
+        """X's 2026 rule: a programmatic reply needs the parent's author to have
+        mentioned or quoted the replier (or the parent to be the replier's own)."""
+        if parent.author_id == bot.id or bot.username.lower() in self.mentions(parent):
+            return True
+        quoted = self.tweets.get(parent.quote_of or "")
+        return bool(quoted and quoted.author_id == bot.id)
+
+    def is_duplicate(self, author: User, text: str) -> bool:
+        shown, _ = self._wrap_urls(text)
+        return any(t.author_id == author.id and not t.deleted and t.text == shown
+                   for t in self.tweets.values())
+
+    # ------------------------------------------------------------ search
+    def matches(self, t: Tweet, query: str) -> bool:
+        text = t.text.lower()
+        tags = {m.lower() for m in _TAG.findall(t.text)}
+        author = self.users[t.author_id].username.lower()
+        for raw in _TERM.findall(query):
+            neg = raw.startswith("-")
+            term = raw[1:] if neg else raw
+            low = term.lower()
+            if low in ("or", "and"):
+                continue
+            if low.startswith("is:"):
+                kind = low[3:]
+                hit = {"retweet": t.retweet_of is not None, "reply": t.reply_to is not None,
+                       "quote": t.quote_of is not None}.get(kind, False)
+            elif low.startswith("from:"):
+                hit = author == low[5:].lstrip("@")
+            elif low.startswith("#"):
+                hit = low[1:] in tags
+            elif low.startswith("@"):
+                hit = low[1:] in self.mentions(t)
+            else:
+                hit = low.strip('"') in text
+            if hit == neg:
+                return False
+        return True
+
+    def search(self, query: str, since_id: str | None, until_id: str | None) -> list[Tweet]:
+        """Matching live posts, newest first (X's order)."""
+        found = [t for t in self.tweets.values()
+                 if not t.deleted and self.matches(t, query)
+                 and (since_id is None or int(t.id) > int(since_id))
+                 and (until_id is None or int(t.id) < int(until_id))]
+        return sorted(found, key=lambda t: int(t.id), reverse=True)
+
+    # ------------------------------------------------------------ limits
+    def take(self, bucket: str, principal: str, app: bool) -> tuple[bool, int, int, int]:
+        """Count one request; ``(allowed, limit, remaining, reset_epoch)``."""
+        limit = LIMITS[bucket][1 if app else 0]
+        now = self.clock()
+        w = self.windows.get((bucket, principal))
+        if w is None or now >= w.start + WINDOW:
+            w = self.windows[(bucket, principal)] = Window(start=now)
+        reset = int(w.start + WINDOW)
+        if w.used >= limit:
+            return False, limit, 0, reset
+        w.used += 1
+        return True, limit, limit - w.used, reset
+
+    def take_fault(self, path: str) -> Fault | None:
+        now = self.clock()
+        for f in list(self.faults):
+            if f.route and not path.startswith(f.route):
+                continue
+            if f.kind == "rate_limit":
+                if now >= f.until:
+                    self.faults.remove(f)
+                    continue
+                return f
+            f.count -= 1
+            if f.count <= 0:
+                self.faults.remove(f)
+            return f
+        return None
+
+    # ------------------------------------------------------------ rendering
+    def entities(self, text: str, urls: tuple[tuple[str, str], ...]) -> dict[str, object]:
+        ents: dict[str, object] = {}
+        tags = [{"start": m.start(), "end": m.end(), "tag": m.group(1)}
+                for m in _TAG.finditer(text)]
+        ments = []
+        for m in _MENTION.finditer(text):
+            u = self.by_username(m.group(1))
+            ment: dict[str, object] = {"start": m.start(), "end": m.end(),
+                                       "username": m.group(1)}
+            if u:
+                ment["id"] = u.id
+            ments.append(ment)
+        links = []
+        for tco, full in urls:
+            s = text.find(tco)
+            if s >= 0:
+                display = full.split("://", 1)[-1]
+                links.append({"start": s, "end": s + len(tco), "url": tco,
+                              "expanded_url": full,
+                              "display_url": display[:26] + ("…" if len(display) > 26 else "")})
+        for k, v in (("hashtags", tags), ("mentions", ments), ("urls", links)):
+            if v:
+                ents[k] = v
+        return ents
+
+    def short_text(self, t: Tweet) -> str:
+        """What ``text`` holds: long posts are cut to 280 weighted characters and
+        the rest is in ``note_tweet`` (the X data dictionary)."""
+        if weighted_length(t.text) <= 280:
+            return t.text
+        r = twitter_text.parse_tweet(t.text)
+        return t.text[: r.validRangeEnd - 1] + "…"
+
+    def tweet_json(self, t: Tweet, fields: set[str]) -> dict[str, object]:
+        text = self.short_text(t)
+        out: dict[str, object] = {"id": t.id, "text": text, "edit_history_tweet_ids": [t.id]}
+        refs = [{"type": k, "id": v} for k, v in (("replied_to", t.reply_to),
+                                                    ("quoted", t.quote_of),
+                                                    ("retweeted", t.retweet_of)) if v]
+        parent = self.tweets.get(t.reply_to or "")
+        optional: dict[str, object] = {
+            "author_id": t.author_id,
+            "created_at": _ts(t.created_at),
+            "conversation_id": t.conversation_id,
+            "lang": "en",
+            "possibly_sensitive": False,
+            "reply_settings": "everyone",
+            "edit_controls": {"edits_remaining": 5, "is_edit_eligible": False,
+                              "editable_until": _ts(t.created_at)},
+            # Both the names the live API returns (retweet_count) and the
+            # ones the 2.167 spec requires (repost_count).
+            "public_metrics": {"retweet_count": 0, "repost_count": 0, "reply_count": 0,
+                               "like_count": 0, "quote_count": 0, "bookmark_count": 0,
+                               "impression_count": 0},
+        }
+        if refs:
+            optional["referenced_tweets"] = refs
+        if parent:
+            optional["in_reply_to_user_id"] = parent.author_id
+        ents = self.entities(text, t.urls)
+        if ents:
+            optional["entities"] = ents
+        if t.media_keys:
+            optional["attachments"] = {"media_keys": list(t.media_keys)}
+        if text != t.text:
+            note = {"text": t.text, "entities": self.entities(t.text, t.urls)}
+            optional["note_tweet"] = note
+            optional["note_post"] = note
+        for k, v in optional.items():
+            if k in fields:
+                out[k] = v
+        return out
+
+    def user_json(self, u: User, fields: set[str]) -> dict[str, object]:
+        out: dict[str, object] = {"id": u.id, "name": u.name, "username": u.username}
+        posts = sum(1 for t in self.tweets.values() if t.author_id == u.id)
+        optional: dict[str, object] = {
+            "created_at": _ts(u.created_at), "protected": False, "verified": False,
+            "description": "", "profile_image_url":
+                f"https://pbs.twimg.com/profile_images/{u.id}/normal.jpg",
+            "public_metrics": {"followers_count": 0, "following_count": 0,
+                               "tweet_count": posts, "post_count": posts,
+                               "listed_count": 0, "like_count": 0, "media_count": 0},
+        }
+        out.update({k: v for k, v in optional.items() if k in fields})
+        return out
+
+    def media_json(self, m: Media, fields: set[str]) -> dict[str, object]:
+        kind = "photo" if m.media_type.startswith("image/") else "video"
+        if m.media_type == "image/gif":
+            kind = "animated_gif"
+        out: dict[str, object] = {"media_key": m.media_key, "type": kind}
+        optional: dict[str, object] = {"url": m.url, "alt_text": m.alt_text,
+                                       "width": 1, "height": 1}
+        out.update({k: v for k, v in optional.items() if k in fields and v != ""})
+        return out

@@ -1,0 +1,73 @@
+"""X sandbox for ``hashbridge demo``, the end-to-end tests and benchmarks: the
+emulator on a free 127.0.0.1 port, members posting through its state directly."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from adapters.twitter.emulator import XEmulator
+from bridge.sandbox import SandboxMessage
+
+log = logging.getLogger("hashbridge.adapter.twitter.sandbox")
+
+
+class TwitterSandbox:
+    platform = "twitter"
+
+    def __init__(self, workdir: str = ".", *, hashtag: str = "kmers",
+                 bot_username: str = "kmbridge") -> None:
+        self.workdir = workdir
+        self.hashtag = hashtag
+        self.emulator = XEmulator()
+        self.creds = self.emulator.add_account(bot_username, "Bridge bot")
+        self.bot = self.emulator.state.user(bot_username)
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.emulator.app())
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}"
+        log.info("X emulator listening on %s", self.base_url)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def account_config(self) -> dict[str, Any]:
+        return {**self.creds, "api_base": self.base_url, "bot_username": self.bot.username}
+
+    def channel_config(self) -> dict[str, Any]:
+        return {"query": f"#{self.hashtag} -is:retweet"}
+
+    async def post_as_member(self, author: str, text: str,
+                             reply_to: str | None = None) -> str:
+        st = self.emulator.state
+        return st.create(st.user(author.lstrip("@")), text, reply_to=reply_to).id
+
+    async def edit_as_member(self, native_id: str, text: str) -> None:
+        # X's API has no edits for members of a self-serve app; an "edit" on X
+        # is a new post id.  The sandbox refuses so callers see the platform fact.
+        raise NotImplementedError("posts cannot be edited on X through this sandbox")
+
+    async def delete_as_member(self, native_id: str) -> None:
+        self.emulator.state.tweets[native_id].deleted = True
+
+    async def messages(self) -> list[SandboxMessage]:
+        st = self.emulator.state
+        out = []
+        for t in sorted(st.tweets.values(), key=lambda t: int(t.id)):
+            by_bridge = t.author_id == self.bot.id
+            if not by_bridge and not st.matches(t, f"#{self.hashtag}"):
+                continue
+            out.append(SandboxMessage(native_id=t.id, author=st.users[t.author_id].username,
+                                      text=t.text, by_bridge=by_bridge, reply_to=t.reply_to,
+                                      deleted=t.deleted))
+        return out
