@@ -1,0 +1,222 @@
+"""The ``sandbox`` platform: local chat networks in SQLite files.
+
+Used by ``hashbridge demo``, the end-to-end tests and the benchmarks as a
+network that needs nothing installed.  See :mod:`adapters.sandbox.network`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from adapters.sandbox.network import Network
+from bridge.adapter import (
+    AdapterFactory,
+    Capabilities,
+    ChannelSpec,
+    Health,
+    OnlineCheck,
+    PermanentError,
+    SendCreate,
+    SendDelete,
+    SendEdit,
+    SendOp,
+    SendResult,
+    StrictModel,
+    TextFormat,
+    TransientError,
+)
+from bridge.model import Author, ChannelKey, Deleted, Edited, InboundEvent, NativeId, Posted
+from bridge.sandbox import SandboxMessage
+from bridge.textconv import from_plain
+
+
+class SandboxAccount(StrictModel):
+    dir: str
+    """Directory holding the network files (``<network>.sqlite``)."""
+    bot_name: str = "hashbridge"
+    display_name: str = "Sandbox"
+    """Network name shown in attributions."""
+    poll_interval: float = 0.02
+    max_length: int = 0
+    """0: no limit; else the length limit to emulate (in characters)."""
+    edits: bool = True
+    deletes: bool = True
+
+
+class SandboxChannel(StrictModel):
+    network: str
+
+
+class SandboxAdapter:
+    def __init__(self, account: SandboxAccount, channels: tuple[ChannelSpec, ...]) -> None:
+        self.account = account
+        self.channels = channels
+        self._nets: dict[str, Network] = {}
+        self._caps = Capabilities(
+            max_length=account.max_length or None, text_format=TextFormat.HTML,
+            edit=account.edits, delete=account.deletes, reply=True, threads=True,
+            formatted=True, needs_hashtag=False)
+
+    def _net(self, channel: str) -> tuple[Network, str]:
+        spec = next(c for c in self.channels if c.key == channel)
+        name = spec.options.network  # type: ignore[attr-defined]
+        if channel not in self._nets:
+            os.makedirs(self.account.dir, exist_ok=True)
+            self._nets[channel] = Network(os.path.join(self.account.dir, f"{name}.sqlite"))
+        return self._nets[channel], name
+
+    def capabilities(self, channel: ChannelKey) -> Capabilities:
+        return self._caps
+
+    async def run(self, ctx: Any) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for spec in ctx.channels:
+                    if spec.direction in ("both", "in"):
+                        tg.create_task(self._poll(ctx, spec))
+                ctx.set_health(Health.CONNECTED)
+        finally:
+            for net in self._nets.values():
+                net.close()
+            self._nets.clear()
+
+    async def _poll(self, ctx: Any, spec: ChannelSpec) -> None:
+        net, _ = self._net(spec.key)
+        cursor_name = f"{spec.key}:seq"
+        seq = int(await ctx.get_cursor(cursor_name) or 0)
+        while True:
+            batch = net.events_after(seq)
+            if not batch:
+                await asyncio.sleep(self.account.poll_interval)
+                continue
+            events: list[InboundEvent] = []
+            for ev in batch:
+                m = ev.message
+                nid = NativeId(str(m.id))
+                if m.by_bridge or m.notice:
+                    continue
+                match ev.kind:
+                    case "posted":
+                        events.append(Posted(
+                            channel=spec.key, native_id=nid,
+                            author=Author(platform="sandbox", handle=m.author,
+                                          display_name=m.author.title()),
+                            text=from_plain(m.text),
+                            permalink=f"sandbox://{spec.options.network}/{m.id}",  # type: ignore[attr-defined]
+                            reply_to_native=NativeId(str(m.reply_to)) if m.reply_to else None))
+                    case "edited":
+                        events.append(Edited(channel=spec.key, native_id=nid,
+                                             text=from_plain(m.text)))
+                    case "deleted":
+                        events.append(Deleted(channel=spec.key, native_id=nid))
+            seq = batch[-1].seq
+            if events:
+                await ctx.emit_many(events, cursor=(cursor_name, str(seq)))
+            else:
+                await ctx.set_cursor(cursor_name, str(seq))
+
+    async def send(self, op: SendOp) -> SendResult:
+        net, name = self._net(op.channel)
+        if os.path.exists(os.path.join(self.account.dir, f"{name}.down")):
+            raise TransientError(f"sandbox network {name} is down")
+        match op:
+            case SendCreate():
+                reply = int(op.reply_to) if op.reply_to and op.reply_to.isdigit() else None
+                mid = net.post(self.account.bot_name, op.rendered.plain, html=op.rendered.html,
+                               reply_to=reply, by_bridge=True, notice=op.rendered.is_notice,
+                               key=op.idempotency_key)
+                return SendResult(native_id=NativeId(str(mid)),
+                                  permalink=f"sandbox://{name}/{mid}")
+            case SendEdit():
+                if not net.exists(int(op.native_id)):
+                    raise PermanentError(f"no message {op.native_id} on {name}")
+                net.edit(int(op.native_id), op.rendered.plain, html=op.rendered.html,
+                         by_bridge=True)
+                return SendResult()
+            case SendDelete():
+                net.delete(int(op.native_id), by_bridge=True)
+                return SendResult()
+
+
+class SandboxPlatform:
+    """A :class:`bridge.sandbox.PlatformSandbox` over one sandbox network file."""
+
+    platform = "sandbox"
+
+    def __init__(self, workdir: str, network: str = "lobby") -> None:
+        self.workdir = workdir
+        self.network = network
+        self._net: Network | None = None
+
+    @property
+    def net(self) -> Network:
+        if self._net is None:
+            os.makedirs(self.workdir, exist_ok=True)
+            self._net = Network(os.path.join(self.workdir, f"{self.network}.sqlite"))
+        return self._net
+
+    async def start(self) -> None:
+        _ = self.net
+
+    async def stop(self) -> None:
+        if self._net is not None:
+            self._net.close()
+            self._net = None
+
+    def account_config(self) -> dict[str, Any]:
+        return {"dir": self.workdir}
+
+    def channel_config(self) -> dict[str, Any]:
+        return {"network": self.network}
+
+    async def post_as_member(self, author: str, text: str, reply_to: str | None = None) -> str:
+        return str(self.net.post(author, text, reply_to=int(reply_to) if reply_to else None))
+
+    async def edit_as_member(self, native_id: str, text: str) -> None:
+        self.net.edit(int(native_id), text)
+
+    async def delete_as_member(self, native_id: str) -> None:
+        self.net.delete(int(native_id))
+
+    def set_down(self, down: bool) -> None:
+        """Simulate an outage: sends raise TransientError while down."""
+        flag = os.path.join(self.workdir, f"{self.network}.down")
+        if down:
+            open(flag, "w").close()
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(flag)
+
+    async def messages(self) -> list[SandboxMessage]:
+        return [SandboxMessage(native_id=str(m.id), author=m.author, text=m.text,
+                               by_bridge=m.by_bridge,
+                               reply_to=str(m.reply_to) if m.reply_to else None,
+                               edited=m.edited, deleted=m.deleted, key=m.key or "")
+                for m in self.net.messages()]
+
+
+class SandboxFactory(AdapterFactory):
+    platform: ClassVar[str] = "sandbox"
+    display_name: ClassVar[str] = "Sandbox"
+    account_model = SandboxAccount
+    channel_model = SandboxChannel
+    channel_locator = "network"
+
+    def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+               services: Mapping[str, Any]) -> SandboxAdapter:
+        assert isinstance(account, SandboxAccount)
+        return SandboxAdapter(account, channels)
+
+    def sandbox(self, workdir: str) -> SandboxPlatform:
+        return SandboxPlatform(workdir)
+
+    async def check_online(self, account: StrictModel, http: Any,
+                           services: Mapping[str, Any]) -> OnlineCheck:
+        assert isinstance(account, SandboxAccount)
+        ok = os.path.isdir(account.dir) or not os.path.exists(account.dir)
+        return OnlineCheck(ok=ok, identity=account.bot_name,
+                           error="" if ok else f"{account.dir} is not a directory")

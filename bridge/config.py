@@ -1,0 +1,354 @@
+"""The operator's contract: load, expand and validate the whole TOML config.
+
+Everything is checked before anything starts, and every problem is reported at
+once with its dotted key path and a hint::
+
+    accounts.masto.access_token: environment variable MASTODON_TOKEN is not set
+    communities[0].channels[1].acount: unknown key (did you mean 'account'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from bridge.adapter import AdapterFactory, StrictModel
+from bridge.model import ChannelKey
+from bridge.registry import Registry
+
+M = TypeVar("M", bound=BaseModel)
+
+EXIT_CONFIG = 78
+"""sysexits' EX_CONFIG: systemd and scripts can tell a config error from a crash."""
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLACEHOLDER = re.compile(r"^(changeme|change-me|xxx+|todo|your[_-].*|<.*>|\.\.\.|secret|"
+                          r"token|password)$", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"token|secret|password|passwd|key", re.IGNORECASE)
+
+
+class ConfigError(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+# ------------------------------------------------------------------ models
+
+class WebSettings(StrictModel):
+    listen: str = "127.0.0.1:8080"
+    """host:port of the web view."""
+    public_url: str = ""
+    """How the web view is reached from outside (links in announcements)."""
+    admin_token: str = ""
+    """Token for the admin page; empty disables it."""
+
+
+class BridgeSettings(StrictModel):
+    data_dir: str = "data"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    retry_max_seconds: float = Field(300.0, gt=0)
+    give_up_after_hours: float = Field(168.0, gt=0)
+    restart_budget: int = Field(5, ge=1)
+    """Adapter crashes tolerated per 10 minutes before it is marked failed."""
+    web: WebSettings | None = None
+
+
+class AccountCommon(BaseModel):
+    platform: str
+    rate_per_minute: float | None = Field(None, gt=0)
+    rate_burst: int | None = Field(None, ge=1)
+
+
+class ChannelCommon(BaseModel):
+    account: str
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    direction: Literal["both", "in", "out"] = "both"
+    split: Literal["thread", "truncate"] | None = None
+    attribution: str | None = None
+    append_hashtag: bool | None = None
+    on_edit: Literal["update", "skip", "correct"] = "update"
+    on_delete: Literal["delete", "skip", "notice"] = "delete"
+    reply_wait: float = Field(30.0, ge=0)
+    links: bool | None = None
+    max_length: int | None = Field(None, ge=20)
+
+
+class CommunityCommon(BaseModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    hashtag: str = Field(pattern=r"^[^\s#]+$")
+    consent: Literal["opt-out", "opt-in"] = "opt-out"
+    blocklist: list[str] = []
+    duplicate_window: float = Field(600.0, ge=0)
+    author_rate_per_minute: int = Field(30, ge=1)
+    max_post_chars: int = Field(40000, ge=100)
+    channels: list[dict[str, Any]]
+    events: list[dict[str, Any]] = []
+
+
+_ACCOUNT_COMMON = set(AccountCommon.model_fields)
+_CHANNEL_COMMON = set(ChannelCommon.model_fields)
+
+
+# ------------------------------------------------------------------ result
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str
+    platform: str
+    factory: AdapterFactory
+    options: StrictModel
+    rate_per_minute: float | None
+    rate_burst: int | None
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    key: ChannelKey
+    community: str
+    hashtag: str
+    account: str
+    platform: str
+    common: ChannelCommon
+    options: StrictModel
+    locator: str
+
+    @property
+    def reads(self) -> bool:
+        return self.common.direction in ("both", "in")
+
+    @property
+    def writes(self) -> bool:
+        return self.common.direction in ("both", "out")
+
+
+@dataclass(frozen=True)
+class CommunityConfig:
+    settings: CommunityCommon
+    channels: tuple[ChannelConfig, ...]
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+@dataclass(frozen=True)
+class Config:
+    bridge: BridgeSettings
+    accounts: dict[str, AccountConfig]
+    communities: tuple[CommunityConfig, ...]
+    secrets: frozenset[str] = field(default_factory=frozenset)
+    """Every secret value, for redaction in logs and errors."""
+    path: str = ""
+
+    def channel(self, key: str) -> ChannelConfig:
+        for c in self.communities:
+            for ch in c.channels:
+                if ch.key == key:
+                    return ch
+        raise KeyError(key)
+
+    def all_channels(self) -> list[ChannelConfig]:
+        return [ch for c in self.communities for ch in c.channels]
+
+    def data_path(self, *parts: str) -> str:
+        base = self.bridge.data_dir
+        if not os.path.isabs(base) and self.path:
+            base = os.path.join(os.path.dirname(os.path.abspath(self.path)), base)
+        return os.path.join(base, *parts)
+
+
+# ------------------------------------------------------------------ loading
+
+def load(path: str, registry: Registry, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate *path*; raise :class:`ConfigError` listing every problem."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file (copy config/example.toml to start)"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    cfg = parse(raw, registry, os.environ if env is None else env, path=path)
+    _check_permissions(path, raw, cfg)
+    return cfg
+
+
+def _check_permissions(path: str, raw: dict[str, Any], cfg: Config) -> None:
+    """A file holding secrets inline must not be world-readable."""
+    inline = [a for a in cfg.accounts.values() for f in a.factory.secret_fields
+              if isinstance(raw.get("accounts", {}).get(a.name, {}).get(f), str)
+              and not _VAR.search(raw["accounts"][a.name][f])]
+    if not inline:
+        return
+    mode = os.stat(path).st_mode
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        raise ConfigError([f"{path}: holds secrets inline and is readable by every user on "
+                           f"this machine; run: chmod o-rwx {path} (or move the secrets to "
+                           "environment variables with ${VAR})"])
+
+
+def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
+          path: str = "") -> Config:
+    errors: list[str] = []
+    secrets: set[str] = set()
+    expanded = _expand(raw, env, "", errors, secrets)
+
+    unknown_top = set(expanded) - {"bridge", "accounts", "communities"}
+    for k in sorted(unknown_top):
+        errors.append(f"{k}: unknown section{_suggest(k, ['bridge', 'accounts', 'communities'])}")
+
+    bridge = _validate(BridgeSettings, expanded.get("bridge", {}), "bridge", errors)
+
+    accounts: dict[str, AccountConfig] = {}
+    raw_accounts = expanded.get("accounts", {})
+    if not isinstance(raw_accounts, dict) or not raw_accounts:
+        errors.append("accounts: at least one [accounts.NAME] table is required")
+        raw_accounts = {}
+    for name, table in raw_accounts.items():
+        p = f"accounts.{name}"
+        if not isinstance(table, dict):
+            errors.append(f"{p}: must be a table")
+            continue
+        common = _validate(AccountCommon, {k: v for k, v in table.items() if k in _ACCOUNT_COMMON},
+                           p, errors)
+        if common is None:
+            continue
+        factory = registry.factories.get(common.platform)
+        if factory is None:
+            why = registry.broken.get(common.platform)
+            hint = (f" (its package failed to load: {why}; install it with "
+                    f"pip install 'hashbridge[{common.platform}]')" if why else
+                    _suggest(common.platform, list(registry.factories))
+                    + f"; installed adapters: {', '.join(sorted(registry.factories))}")
+            errors.append(f"{p}.platform: no adapter named {common.platform!r}{hint}")
+            continue
+        own = {k: v for k, v in table.items() if k not in _ACCOUNT_COMMON}
+        for f in factory.secret_fields:
+            v = own.get(f)
+            if isinstance(v, str):
+                if _PLACEHOLDER.match(v.strip()):
+                    errors.append(f"{p}.{f}: {v!r} looks like a placeholder; put the real "
+                                  f"value in an environment variable and write ${{VAR}}")
+                secrets.add(v)
+        opts = _validate(factory.account_model, own, p, errors)
+        if opts is not None:
+            accounts[name] = AccountConfig(name, common.platform, factory, opts,
+                                           common.rate_per_minute, common.rate_burst)
+
+    communities: list[CommunityConfig] = []
+    raw_comms = expanded.get("communities", [])
+    if not isinstance(raw_comms, list) or not raw_comms:
+        errors.append("communities: at least one [[communities]] entry is required")
+        raw_comms = []
+    keys: set[str] = set()
+    names: set[str] = set()
+    for ci, comm in enumerate(raw_comms):
+        p = f"communities[{ci}]"
+        cs = _validate(CommunityCommon, comm, p, errors)
+        if cs is None:
+            continue
+        if cs.name in names:
+            errors.append(f"{p}.name: community {cs.name!r} is declared twice")
+        names.add(cs.name)
+        if len(cs.channels) < 2:
+            errors.append(f"{p}.channels: a community needs at least two channels to bridge "
+                          f"(has {len(cs.channels)})")
+        chans: list[ChannelConfig] = []
+        for hi, ch in enumerate(cs.channels):
+            cp = f"{p}.channels[{hi}]"
+            common_ch = _validate(ChannelCommon, {k: v for k, v in ch.items()
+                                                  if k in _CHANNEL_COMMON}, cp, errors)
+            if common_ch is None:
+                continue
+            acct = accounts.get(common_ch.account)
+            if acct is None:
+                if common_ch.account not in raw_accounts:
+                    errors.append(f"{cp}.account: no account named {common_ch.account!r}"
+                                  f"{_suggest(common_ch.account, list(raw_accounts))}")
+                continue
+            own = {k: v for k, v in ch.items() if k not in _CHANNEL_COMMON}
+            opts = _validate(acct.factory.channel_model, own, cp, errors)
+            if opts is None:
+                continue
+            key = ChannelKey(f"{cs.name}/{common_ch.name or common_ch.account}")
+            if key in keys:
+                errors.append(f"{cp}.name: two channels of {cs.name!r} use account "
+                              f"{common_ch.account!r}; give each a distinct name = \"...\"")
+                continue
+            keys.add(key)
+            locator = str(getattr(opts, acct.factory.channel_locator, "") or "")
+            chans.append(ChannelConfig(key, cs.name, cs.hashtag, acct.name, acct.platform,
+                                       common_ch, opts, locator))
+        if chans and not any(c.reads for c in chans):
+            errors.append(f"{p}.channels: no channel reads (direction 'both' or 'in')")
+        if chans and not any(c.writes for c in chans):
+            errors.append(f"{p}.channels: no channel writes (direction 'both' or 'out')")
+        communities.append(CommunityConfig(cs, tuple(chans)))
+
+    if errors or bridge is None:
+        raise ConfigError(errors or ["bridge: invalid"])
+    return Config(bridge, accounts, tuple(communities), frozenset(s for s in secrets if s),
+                  path)
+
+
+def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str],
+            secrets: set[str]) -> Any:
+    """Replace ``${VAR}`` from the environment, recording every missing one."""
+    if isinstance(value, dict):
+        return {k: _expand(v, env, f"{path}.{k}" if path else k, errors, secrets)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, f"{path}[{i}]", errors, secrets) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        def sub(m: re.Match[str]) -> str:
+            var = m.group(1)
+            if var not in env or env[var] == "":
+                errors.append(f"{path}: environment variable {var} is not set (export {var}=...)")
+                return ""
+            if _SECRET_NAME.search(var) or _SECRET_NAME.search(path.rsplit(".", 1)[-1]):
+                secrets.add(env[var])
+            return env[var]
+        return _VAR.sub(sub, value)
+    return value
+
+
+def _validate(model: type[M], data: Any, path: str,
+                            errors: list[str]) -> M | None:
+    if not isinstance(data, dict):
+        errors.append(f"{path}: must be a table")
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        fields = list(model.model_fields)
+        for err in e.errors():
+            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+            where = f"{path}{loc}"
+            match err["type"]:
+                case "extra_forbidden":
+                    key = str(err["loc"][-1])
+                    errors.append(f"{where}: unknown key{_suggest(key, fields)}")
+                case "missing":
+                    key = str(err["loc"][-1])
+                    hint = (f" (write {key} = \"${{{key.upper()}}}\" and set it in the "
+                            "environment)" if _SECRET_NAME.search(key) else "")
+                    errors.append(f"{where}: required{hint}")
+                case _:
+                    errors.append(f"{where}: {err['msg']}")
+        return None
+
+
+def _suggest(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,100 @@
+"""In-process counters, rendered in Prometheus' text format by the web view."""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass, field
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+
+@dataclass
+class Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, value)] += 1
+        self.total += value
+        self.n += 1
+
+
+@dataclass
+class Metrics:
+    posts_in: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    posts_out: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    dead_total: Counter[str] = field(default_factory=Counter)
+    rate_limit_wait: Counter[str] = field(default_factory=Counter)
+    latency: dict[str, Histogram] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=dict)
+    """Extra gauges adapters publish (``x_spend_usd{account="x"}``...)."""
+
+    def ingested(self, channel: str, accepted: int, dropped: dict[str, int]) -> None:
+        self.posts_in[channel] += accepted
+        for why, n in dropped.items():
+            self.dropped[(channel, why)] += n
+
+    def delivered(self, channel: str, op: str, latency: float) -> None:
+        self.posts_out[(channel, op)] += 1
+        self.latency.setdefault(channel, Histogram()).observe(latency)
+
+    def retried(self, channel: str) -> None:
+        self.retries[channel] += 1
+
+    def dead(self, channel: str) -> None:
+        self.dead_total[channel] += 1
+
+    def rate_limited(self, channel: str, seconds: float) -> None:
+        self.rate_limit_wait[channel] += seconds
+
+    def prometheus(self, queue_depth: dict[str, dict[str, int]] | None = None) -> str:
+        out: list[str] = []
+
+        def esc(v: str) -> str:
+            return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+        def counter(name: str, help_: str, rows: list[tuple[str, float]]) -> None:
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} counter")
+            out.extend(f"{name}{{{labels}}} {value:g}" for labels, value in rows)
+
+        counter("hashbridge_posts_in_total", "Posts accepted from a channel",
+                [(f'channel="{esc(c)}"', n) for c, n in sorted(self.posts_in.items())])
+        counter("hashbridge_posts_dropped_total", "Inbound events not relayed, by reason",
+                [(f'channel="{esc(c)}",reason="{esc(r)}"', n)
+                 for (c, r), n in sorted(self.dropped.items())])
+        counter("hashbridge_posts_out_total", "Deliveries sent to a channel",
+                [(f'channel="{esc(c)}",op="{esc(o)}"', n)
+                 for (c, o), n in sorted(self.posts_out.items())])
+        counter("hashbridge_delivery_retries_total", "Deliveries deferred for a retry",
+                [(f'channel="{esc(c)}"', n) for c, n in sorted(self.retries.items())])
+        counter("hashbridge_deliveries_dead_total", "Deliveries parked as dead",
+                [(f'channel="{esc(c)}"', n) for c, n in sorted(self.dead_total.items())])
+        counter("hashbridge_rate_limit_wait_seconds_total", "Time held by platform rate limits",
+                [(f'channel="{esc(c)}"', n) for c, n in sorted(self.rate_limit_wait.items())])
+        out.append("# HELP hashbridge_delivery_latency_seconds From ingest to delivered")
+        out.append("# TYPE hashbridge_delivery_latency_seconds histogram")
+        for ch, h in sorted(self.latency.items()):
+            acc = 0
+            for bound, n in zip((*BUCKETS, float("inf")), h.counts, strict=True):
+                acc += n
+                le = "+Inf" if bound == float("inf") else f"{bound:g}"
+                out.append(f'hashbridge_delivery_latency_seconds_bucket{{channel="{esc(ch)}",'
+                           f'le="{le}"}} {acc}')
+            out.append(f'hashbridge_delivery_latency_seconds_sum{{channel="{esc(ch)}"}} '
+                       f'{h.total:g}')
+            out.append(f'hashbridge_delivery_latency_seconds_count{{channel="{esc(ch)}"}} {h.n}')
+        if queue_depth is not None:
+            out.append("# HELP hashbridge_queue_depth Deliveries waiting, by state")
+            out.append("# TYPE hashbridge_queue_depth gauge")
+            for ch, states in sorted(queue_depth.items()):
+                for state, n in sorted(states.items()):
+                    out.append(f'hashbridge_queue_depth{{channel="{esc(ch)}",'
+                               f'state="{state}"}} {n}')
+        for name, value in sorted(self.gauges.items()):
+            out.append(f"{name} {value:g}")
+        return "\n".join(out) + "\n"

@@ -1,0 +1,101 @@
+"""Policy steps of the relay pipeline, each a small named check (Mailman's
+handlers): consent, blocklist, per-author rate, size."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from bridge.config import CommunityCommon
+from bridge.model import Posted
+from bridge.richtext import RichText
+from bridge.store import Tx
+from bridge.textconv import from_plain, to_plain
+
+OPT_OUT_TAGS = frozenset({"nobridge", "nobot"})
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    reason: str = ""
+
+
+ACCEPT = Verdict(True)
+
+
+def text_hash(text: RichText, hashtag: str) -> str:
+    """A fingerprint for duplicate linking: the words, without the community tag,
+    links' decoration, case or spacing."""
+    plain = to_plain(text).casefold()
+    plain = re.sub(rf"#{re.escape(hashtag.casefold())}\b", "", plain)
+    plain = re.sub(r"\s+", " ", plain).strip()
+    return hashlib.sha1(plain.encode()).hexdigest() if plain else ""
+
+
+class AuthorRate:
+    """Sliding one-minute window per author (kept in memory: a restart forgives)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str, str], deque[float]] = {}
+
+    def allow(self, community: str, platform: str, handle: str, per_minute: int) -> bool:
+        now = time.monotonic()
+        q = self._seen.setdefault((community, platform, handle.casefold()), deque())
+        while q and q[0] < now - 60:
+            q.popleft()
+        if len(q) >= per_minute:
+            return False
+        q.append(now)
+        if len(self._seen) > 50_000:  # bound memory on a months-long run
+            self._seen = {k: v for k, v in self._seen.items() if v and v[-1] > now - 60}
+        return True
+
+
+def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRate) -> Verdict:
+    """Run the policy handlers in order; the first refusal wins."""
+    a = ev.author
+    if not ev.public:
+        return Verdict(False, "not public")
+    if a.opted_out:
+        return Verdict(False, "author opted out (#nobridge/#nobot or not indexable)")
+    if ev.text.hashtags() & OPT_OUT_TAGS:
+        return Verdict(False, "post carries #nobridge/#nobot")
+    if a.is_bot:
+        return Verdict(False, "author is a bot")
+    decision = tx.consent(a.platform, a.handle)
+    if community.consent == "opt-in" and decision != "in":
+        return Verdict(False, "author has not opted in (community is opt-in)")
+    if decision == "out":
+        return Verdict(False, "author opted out")
+    if _blocked(a.platform, a.handle, community.blocklist) or tx.is_blocked(a.platform, a.handle):
+        return Verdict(False, "author is blocked")
+    if not rate.allow(community.name, a.platform, a.handle, community.author_rate_per_minute):
+        return Verdict(False, f"author over {community.author_rate_per_minute} posts/minute")
+    if ev.text.is_empty() and not ev.attachments:
+        return Verdict(False, "empty post")
+    return ACCEPT
+
+
+def _blocked(platform: str, handle: str, blocklist: list[str]) -> bool:
+    h = handle.casefold().lstrip("@")
+    for entry in blocklist:
+        e = entry.casefold().lstrip("@")
+        if ":" in e and not e.startswith("@"):
+            p, _, eh = e.partition(":")
+            if p == platform and eh.lstrip("@") == h:
+                return True
+        elif e == h:
+            return True
+    return False
+
+
+def fit_size(text: RichText, max_chars: int) -> tuple[RichText, bool]:
+    """Cap a canonical text at *max_chars* of plain text; True if it was cut."""
+    plain = to_plain(text)
+    if len(plain) <= max_chars:
+        return text, False
+    return from_plain(plain[:max_chars].rstrip() + " …"), True

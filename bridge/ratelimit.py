@@ -1,0 +1,67 @@
+"""Pacing: a token bucket per account and the retry backoff schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``, paused until a platform's
+    reset time when its headers say the window is spent.
+
+    ``acquire`` waits; the wait is reported through ``waited`` (seconds) for
+    metrics.  Unlimited when ``rate`` is None.
+    """
+
+    def __init__(self, rate: float | None, burst: int | None = None) -> None:
+        self.rate = rate
+        self.burst = float(burst or (max(1.0, rate) if rate else 1.0))
+        self.tokens = self.burst
+        self.updated = time.monotonic()
+        self.paused_until = 0.0  # wall clock (platform reset times are wall clock)
+        self.waited = 0.0
+        self._lock = asyncio.Lock()
+
+    def feed(self, *, remaining: int | None, reset_at: float | None,
+             limit: int | None = None) -> None:
+        """Platform headers: with nothing remaining, hold everything until reset."""
+        if remaining is not None and remaining <= 0 and reset_at:
+            self.paused_until = max(self.paused_until, reset_at)
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.time() + seconds)
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                delay = self.paused_until - time.time()
+                if delay <= 0:
+                    break
+                self.waited += delay
+                await asyncio.sleep(min(delay, 60.0))
+            if self.rate is None:
+                return
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens < 1:
+                delay = (1 - self.tokens) / self.rate
+                self.waited += delay
+                await asyncio.sleep(delay)
+                self.tokens = 1.0
+                self.updated = time.monotonic()
+            self.tokens -= 1
+
+
+def backoff(attempt: int, *, base: float = 1.0, cap: float = 300.0,
+            retry_after: float | None = None, rng: random.Random | None = None) -> float:
+    """Seconds before the next try.  A server's ``retry_after`` wins (plus a
+    little jitter so many workers do not wake at once); otherwise capped
+    exponential backoff with full jitter over the upper half."""
+    r = rng or random
+    if retry_after is not None and retry_after >= 0:
+        return retry_after + r.uniform(0, min(1.0, 0.1 * retry_after + 0.05))
+    ceiling = min(cap, base * (2 ** min(attempt, 30)))
+    return r.uniform(ceiling / 2, ceiling)

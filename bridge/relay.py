@@ -1,0 +1,236 @@
+"""The inbound pipeline: echo → duplicate → policy → persist (the durable outbox).
+
+All of one page of events, and the cursor that covers them, run as one unit of
+work in the store: either everything (posts, id map, outbox rows, cursor) is
+committed, or nothing is and the adapter reads the page again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import assert_never
+
+from bridge.config import ChannelConfig, CommunityConfig, Config
+from bridge.model import (
+    ChannelKey,
+    Deleted,
+    Edited,
+    InboundEvent,
+    Op,
+    Post,
+    Posted,
+    PostId,
+    new_post_id,
+)
+from bridge.policy import AuthorRate, check_posted, fit_size, text_hash
+from bridge.richtext import RichText
+from bridge.store import Store, Tx
+
+log = logging.getLogger("hashbridge.relay")
+
+CONSENT_REPLIES = {
+    "in": "Thanks, {name}: your posts with #{tag} will now be relayed to the community's "
+          "other networks. Reply !leave to stop.",
+    "out": "Done, {name}: your posts will not be relayed any more. Reply !join to opt in again.",
+}
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    wake: set[ChannelKey] = field(default_factory=set)
+
+    def drop(self, why: str) -> None:
+        self.dropped[why] = self.dropped.get(why, 0) + 1
+
+
+class Relay:
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.rate = AuthorRate()
+        self._channels: dict[str, tuple[ChannelConfig, CommunityConfig]] = {
+            ch.key: (ch, comm) for comm in config.communities for ch in comm.channels}
+
+    async def ingest(self, account: str, events: Sequence[InboundEvent],
+                     cursor: tuple[str, str] | None = None) -> IngestResult:
+        """Persist *events* and *cursor* in one transaction; return what to wake."""
+        return await self.store.run(lambda tx: self.ingest_tx(tx, account, events, cursor))
+
+    def ingest_tx(self, tx: Tx, account: str, events: Sequence[InboundEvent],
+                  cursor: tuple[str, str] | None) -> IngestResult:
+        result = IngestResult()
+        for ev in events:
+            found = self._channels.get(ev.channel)
+            if found is None:
+                result.drop("unknown channel")
+                log.warning("event for unknown channel %s dropped", ev.channel)
+                continue
+            channel, community = found
+            match ev:
+                case Posted():
+                    self._posted(tx, ev, channel, community, result)
+                case Edited():
+                    self._edited(tx, ev, channel, community, result)
+                case Deleted():
+                    self._deleted(tx, ev, channel, community, result)
+                case _:
+                    assert_never(ev)
+        if cursor is not None:
+            tx.set_cursor(account, cursor[0], cursor[1])
+        return result
+
+    # ------------------------------------------------------------------ steps
+    def _posted(self, tx: Tx, ev: Posted, channel: ChannelConfig, community: CommunityConfig,
+                result: IngestResult) -> None:
+        known = tx.native_lookup(channel.key, ev.native_id)
+        if known is not None:
+            result.drop("echo" if known[1] != "origin" else "already ingested")
+            return
+        if not channel.reads:
+            result.drop("channel is write-only")
+            return
+        settings = community.settings
+        if ev.command:
+            self._command(tx, ev, channel, community, result)
+            return
+        verdict = check_posted(ev, settings, tx, self.rate)
+        if not verdict.ok:
+            tx.reject(channel.key, ev.native_id, verdict.reason)
+            result.drop(verdict.reason)
+            log.info("not relayed: %s %s: %s", channel.key, ev.native_id, verdict.reason)
+            return
+        text, cut = fit_size(ev.text, settings.max_post_chars)
+        if cut:
+            log.info("%s %s: text cut to %d characters", channel.key, ev.native_id,
+                     settings.max_post_chars)
+        fingerprint = text_hash(text, settings.hashtag)
+        author_key = ev.author.name.casefold().strip()
+        if fingerprint and settings.duplicate_window:
+            dup = tx.find_duplicate(settings.name, fingerprint, author_key,
+                                    time.time() - settings.duplicate_window, channel.key)
+            if dup is not None:
+                # The member posted the same words here by hand: this message *is*
+                # the post's presence on this channel (replies map to it; the
+                # worker will not copy the post here).
+                tx.add_native(channel.key, ev.native_id, dup, "origin", permalink=ev.permalink)
+                result.drop("cross-posted duplicate linked")
+                return
+        reply_to: PostId | None = None
+        if ev.reply_to_native:
+            parent = tx.native_lookup(channel.key, ev.reply_to_native)
+            reply_to = parent[0] if parent else None
+        post = Post(id=new_post_id(), community=settings.name, origin_channel=channel.key,
+                    origin_native_id=ev.native_id, permalink=ev.permalink, author=ev.author,
+                    text=text, attachments=ev.attachments[:10], reply_to=reply_to,
+                    content_warning=ev.content_warning, language=ev.language,
+                    created_at=ev.created_at)
+        self._store_post(tx, post, fingerprint, community, result, exclude=channel.key)
+
+    def _store_post(self, tx: Tx, post: Post, fingerprint: str, community: CommunityConfig,
+                    result: IngestResult, *, exclude: str | None = None,
+                    only: str | None = None) -> None:
+        tx.insert_post(post, fingerprint)
+        tx.add_native(post.origin_channel, post.origin_native_id, post.id, "origin",
+                      permalink=post.permalink)
+        for target in community.channels:
+            if not target.writes or target.key == exclude or (only and target.key != only):
+                continue
+            tx.enqueue(post.id, target.key, Op.CREATE)
+            result.wake.add(target.key)
+        result.accepted += 1
+
+    def _command(self, tx: Tx, ev: Posted, channel: ChannelConfig, community: CommunityConfig,
+                 result: IngestResult) -> None:
+        decision = {"!join": "in", "!leave": "out"}.get(ev.command.strip().lower())
+        if decision is None:
+            result.drop(f"unknown command {ev.command!r}")
+            return
+        a = ev.author
+        before = tx.consent(a.platform, a.handle)
+        tx.set_consent(a.platform, a.handle, decision)
+        # The command is kept as a hidden post (never relayed, never shown) so a
+        # re-read is recognised and the answer can thread under it.
+        command = Post(id=new_post_id(), community=community.name, origin_channel=channel.key,
+                       origin_native_id=ev.native_id, permalink=ev.permalink, author=a,
+                       text=ev.text, created_at=ev.created_at)
+        tx.insert_post(command, "")
+        tx.set_hidden(command.id, True)
+        tx.add_native(channel.key, ev.native_id, command.id, "origin")
+        if before == decision or not channel.writes:
+            result.drop("consent unchanged")
+            return
+        text = CONSENT_REPLIES[decision].format(name=a.name, tag=community.settings.hashtag)
+        notice = Post(id=new_post_id(), community=community.name, origin_channel=channel.key,
+                      origin_native_id=f"notice:{ev.native_id}", permalink="", author=a,
+                      text=RichText.plain(text), reply_to=command.id, is_notice=True)
+        tx.insert_post(notice, "")
+        tx.set_hidden(notice.id, True)
+        tx.enqueue(notice.id, channel.key, Op.CREATE)
+        result.wake.add(channel.key)
+
+    def _edited(self, tx: Tx, ev: Edited, channel: ChannelConfig, community: CommunityConfig,
+                result: IngestResult) -> None:
+        known = tx.native_lookup(channel.key, ev.native_id)
+        if known is None or known[1] != "origin":
+            result.drop("echo" if known else "edit of an unknown post")
+            return
+        post_id = known[0]
+        post = tx.get_post(post_id)
+        if post is None or post.origin_channel != channel.key:
+            result.drop("edit of a linked duplicate")
+            return
+        _, deleted_at, _ = tx.post_state(post_id)
+        if deleted_at:
+            result.drop("edit of a deleted post")
+            return
+        settings = community.settings
+        if ev.text.hashtags() & {"nobridge", "nobot"}:
+            # The author withdrew the post from the bridge: treat as a delete.
+            self._delete_post(tx, post_id, channel, community, result)
+            return
+        text, _ = fit_size(ev.text, settings.max_post_chars)
+        if text == post.text and ev.content_warning == post.content_warning:
+            result.drop("edit without change")
+            return
+        tx.update_post(post_id, text, text_hash(text, settings.hashtag), ev.content_warning,
+                       ev.attachments, ev.edited_at.timestamp())
+        for target in community.channels:
+            if target.writes and target.key != channel.key:
+                tx.enqueue(post_id, target.key, Op.EDIT)
+                result.wake.add(target.key)
+        result.accepted += 1
+
+    def _deleted(self, tx: Tx, ev: Deleted, channel: ChannelConfig, community: CommunityConfig,
+                 result: IngestResult) -> None:
+        known = tx.native_lookup(channel.key, ev.native_id)
+        if known is None:
+            result.drop("delete of an unknown post")
+            return
+        if known[1] != "origin":
+            log.info("our copy %s on %s was removed there", ev.native_id, channel.key)
+            result.drop("copy removed on its platform")
+            return
+        post = tx.get_post(known[0])
+        if post is None or post.origin_channel != channel.key:
+            result.drop("delete of a linked duplicate")
+            return
+        self._delete_post(tx, known[0], channel, community, result)
+
+    def _delete_post(self, tx: Tx, post_id: PostId, channel: ChannelConfig,
+                     community: CommunityConfig, result: IngestResult) -> None:
+        _, deleted_at, _ = tx.post_state(post_id)
+        if deleted_at:
+            result.drop("already deleted")
+            return
+        tx.mark_post_deleted(post_id)
+        for target in community.channels:
+            if target.writes and target.key != channel.key:
+                tx.enqueue(post_id, target.key, Op.DELETE)
+                result.wake.add(target.key)
+        result.accepted += 1
+

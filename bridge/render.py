@@ -1,0 +1,209 @@
+"""Per-target rendering, sans I/O: attribution, mentions neutralised, hashtag
+appended, links dropped where they cost money, and the length fitted by the
+target's own counting rule (split into a numbered thread or truncated with a
+reference to the original).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bridge.adapter import Capabilities, Rendered
+from bridge.model import Attachment, Post
+from bridge.richtext import Emphasis, Hashtag, Inline, Link, Mention, RichText, Text
+from bridge.textconv import NEUTRAL_AT, clean_text, to_html, to_markdown, to_plain
+
+DEFAULT_ATTRIBUTION = "{name} ({network}): "
+MAX_PARTS = 25
+ELLIPSIS = "…"
+
+_AT_WORD = re.compile(r"(?<![\w@.])@(?=[\w])")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """What the renderer needs to know about one target channel."""
+
+    caps: Capabilities
+    hashtag: str
+    attribution: str = DEFAULT_ATTRIBUTION
+    append_hashtag: bool | None = None
+    split: str | None = None
+    """``thread`` or ``truncate``; None picks thread where replies exist."""
+    links: bool | None = None
+    max_length: int | None = None
+    """An operator's cap below the platform's own."""
+
+
+def neutralise(rt: RichText) -> RichText:
+    """Mentions become text that pings nobody on any network; so does ``@room``."""
+
+    def fix(i: Inline) -> Inline:
+        match i:
+            case Mention(handle):
+                return Text(NEUTRAL_AT + handle)
+            case Text(t) if "@" in t:
+                return Text(_AT_WORD.sub(NEUTRAL_AT, t))
+            case _:
+                return i
+
+    return rt.map_inlines(fix)
+
+
+def drop_links(rt: RichText) -> RichText:
+    def fix(i: Inline) -> Inline:
+        if isinstance(i, Link):
+            return Text(i.text or re.sub(r"^https?://(www\.)?", "", i.url).split("/")[0])
+        return i
+
+    return rt.map_inlines(fix)
+
+
+def attribution(post: Post, template: str, network: str) -> str:
+    name = clean_text(post.author.name).replace("\n", " ")[:80]
+    name = _AT_WORD.sub(NEUTRAL_AT, name)
+    try:
+        return template.format(name=name, handle=_AT_WORD.sub(NEUTRAL_AT, post.author.handle),
+                               network=network, url=post.permalink)
+    except (KeyError, IndexError, ValueError):
+        return DEFAULT_ATTRIBUTION.format(name=name, network=network)
+
+
+def render(post: Post, target: Target, network: str, *, text: RichText | None = None,
+           reference: str = "", prefix: str = "") -> list[Rendered]:
+    """Render *post* (or *text* on its behalf) for *target*; one item per part.
+
+    ``network`` is the display name of the post's origin network.
+    ``reference`` is a link to the original used when truncating.
+    ``prefix`` goes before the attribution (corrections: ``"✏️ "``).
+    """
+    caps = target.caps
+    body = neutralise(text if text is not None else post.text)
+    links = target.links if target.links is not None else not caps.links_cost
+    if not links:
+        body = drop_links(body)
+        reference = ""
+    head = prefix
+    if not post.is_notice:
+        head += attribution(post, target.attribution, network)
+    if head:
+        body = body.with_prefix([Emphasis((Text(head.rstrip()),), strong=True), Text(" ")]
+                                if head.endswith(" ") else [Text(head)])
+    tag_suffix: list[Inline] = []
+    wants_tag = (target.append_hashtag if target.append_hashtag is not None
+                 else caps.needs_hashtag)
+    if wants_tag and target.hashtag and target.hashtag.casefold() not in body.hashtags():
+        tag_suffix = [Text(" "), Hashtag(target.hashtag)]
+        body = body.with_suffix(tag_suffix)
+    attachments = _fit_attachments(post.attachments, caps)
+
+    limit = _limit(target)
+    plain = to_plain(body, links=links)
+    if limit is None or caps.count(plain) <= limit:
+        return [_rendered(body, plain, post, attachments)]
+
+    tag_text = f" #{target.hashtag}" if tag_suffix else ""
+    full = to_plain(body, links=links)
+    if tag_text and full.endswith(tag_text):
+        full = full[: -len(tag_text)]
+    split = target.split or ("thread" if caps.reply else "truncate")
+    if split == "truncate":
+        parts = [_truncate(full, tag_text, reference, limit, caps)]
+    else:
+        parts = _split(full, tag_text, reference, limit, caps)
+    out = []
+    for i, part in enumerate(parts):
+        rt = RichText.plain(part)
+        out.append(_rendered(rt, part, post, attachments if i == 0 else ()))
+    return out
+
+
+def _limit(target: Target) -> int | None:
+    limits = [x for x in (target.caps.max_length, target.max_length) if x]
+    return min(limits) if limits else None
+
+
+def _rendered(rt: RichText, plain: str, post: Post,
+              attachments: tuple[Attachment, ...]) -> Rendered:
+    return Rendered(text=rt, plain=plain, html=to_html(rt), markdown=to_markdown(rt),
+                    content_warning=post.content_warning, attachments=attachments,
+                    is_notice=post.is_notice)
+
+
+def _fit_attachments(items: tuple[Attachment, ...], caps: Capabilities) -> tuple[Attachment, ...]:
+    if not caps.media_types:
+        return ()
+    ok = []
+    for a in items:
+        major = a.media_type.split("/")[0] + "/*"
+        if a.media_type not in caps.media_types and major not in caps.media_types:
+            continue
+        if caps.max_media_bytes and a.size and a.size > caps.max_media_bytes:
+            continue
+        ok.append(a)
+    return tuple(ok[: caps.max_attachments])
+
+
+def _fits(text: str, limit: int, caps: Capabilities) -> bool:
+    return caps.count(text) <= limit
+
+
+def _cut_to_fit(text: str, suffix: str, limit: int, caps: Capabilities) -> str:
+    """The longest prefix of *text* (at a word boundary if one is near) with
+    *suffix* appended that fits."""
+    if _fits(text + suffix, limit, caps):
+        return text + suffix
+    lo, hi = 0, len(text)
+    while lo < hi:  # binary search on code points: count() is monotone in prefix length
+        mid = (lo + hi + 1) // 2
+        if _fits(text[:mid] + suffix, limit, caps):
+            lo = mid
+        else:
+            hi = mid - 1
+    cut = text[:lo]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space > lo * 0.6:
+        cut = cut[:space]
+    return cut.rstrip() + suffix
+
+
+def _truncate(full: str, tag_text: str, reference: str, limit: int, caps: Capabilities) -> str:
+    tail = ELLIPSIS + (f" {reference}" if reference else "") + tag_text
+    if not _fits(tail, limit, caps):
+        tail = ELLIPSIS
+    return _cut_to_fit(full, tail, limit, caps)
+
+
+def _split(full: str, tag_text: str, reference: str, limit: int,
+           caps: Capabilities) -> list[str]:
+    """Greedy word packing into parts ending ``(i/n)``; nothing is lost unless
+    more than MAX_PARTS would be needed, then the last part is truncated."""
+    width = len(str(MAX_PARTS))
+    probe = f" ({'9' * width}/{'9' * width}){tag_text}"
+    if not _fits("x" + probe, limit, caps):
+        probe = ""
+    chunks: list[str] = []
+    rest = full
+    while rest and len(chunks) < MAX_PARTS:
+        if _fits(rest + probe, limit, caps):
+            chunks.append(rest)
+            rest = ""
+            break
+        piece = _cut_to_fit(rest, probe, limit, caps)[: -len(probe) or None]
+        if not piece.strip():  # nothing fits: hard cut one code point at a time
+            piece = rest[:1]
+        chunks.append(piece.rstrip())
+        rest = rest[len(piece):].lstrip(" \n")
+    if rest:
+        last = chunks.pop() + " " + rest
+        tail = ELLIPSIS + (f" {reference}" if reference else "")
+        chunks.append(_cut_to_fit(last, tail, limit - _len_probe(probe, caps), caps))
+    n = len(chunks)
+    if not probe:
+        return chunks
+    return [f"{c} ({i + 1}/{n}){tag_text}" for i, c in enumerate(chunks)]
+
+
+def _len_probe(probe: str, caps: Capabilities) -> int:
+    return caps.count(probe) if probe else 0

@@ -1,0 +1,234 @@
+"""The running bridge: one root TaskGroup, a supervised task per adapter, a
+delivery worker per target channel, the store closed last.
+
+Shutdown is cancellation.  Work in flight is never lost: an outbox row stays
+pending until its send is recorded, and the next start sends it again with the
+same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bridge.adapter import Adapter, AuthError, ChannelSpec, Health
+from bridge.config import AccountConfig, Config
+from bridge.metrics import Metrics
+from bridge.model import ChannelKey, InboundEvent, NativeId
+from bridge.ratelimit import TokenBucket, backoff
+from bridge.relay import Relay
+from bridge.store import Store
+from bridge.worker import ChannelWorker, WorkerDeps
+
+log = logging.getLogger("hashbridge")
+
+RESTART_WINDOW = 600.0
+
+
+@dataclass
+class AccountRuntime:
+    """Per-account state; also the :class:`~bridge.adapter.AdapterContext`."""
+
+    name: str
+    account: AccountConfig
+    channels: tuple[ChannelSpec, ...]
+    bridge: Bridge
+    logger: logging.Logger
+    data_dir: str
+    bucket: TokenBucket
+    adapter: Adapter | None = None
+    health: Health = Health.STARTING
+    detail: str = ""
+    restarts: list[float] = field(default_factory=list)
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self.bridge.http is not None
+        return self.bridge.http
+
+    async def emit(self, event: InboundEvent, *, cursor: tuple[str, str] | None = None) -> None:
+        await self.emit_many([event], cursor=cursor)
+
+    async def emit_many(self, events: list[InboundEvent], *,
+                        cursor: tuple[str, str] | None = None) -> None:
+        await self.bridge.ingest(self.name, events, cursor)
+
+    async def get_cursor(self, name: str) -> str | None:
+        return await self.bridge.store.run(lambda tx: tx.get_cursor(self.name, name))
+
+    async def set_cursor(self, name: str, value: str) -> None:
+        await self.bridge.store.run(lambda tx: tx.set_cursor(self.name, name, value))
+
+    def set_health(self, health: Health, detail: str = "") -> None:
+        if (health, detail) == (self.health, self.detail):
+            return
+        if health != self.health:
+            self.logger.info("health: %s%s", health.value, f" ({detail})" if detail else "")
+        self.health, self.detail = health, detail
+        self.bridge.store.submit(lambda tx: tx.set_health(self.name, self.account.platform,
+                                                          health.value, detail))
+
+    def rate_limit(self, *, remaining: int | None, reset_at: float | None,
+                   limit: int | None = None) -> None:
+        self.bucket.feed(remaining=remaining, reset_at=reset_at, limit=limit)
+
+    async def is_own(self, channel: ChannelKey, native_id: NativeId) -> bool:
+        found = await self.bridge.store.run(lambda tx: tx.native_lookup(channel, native_id))
+        return found is not None and found[1] != "origin"
+
+    async def consent(self, platform: str, handle: str) -> str | None:
+        return await self.bridge.store.run(lambda tx: tx.consent(platform, handle))
+
+
+class Bridge:
+    """Build with a validated :class:`Config`; ``await run()`` until cancelled."""
+
+    def __init__(self, config: Config, *, services: Mapping[str, Any] | None = None,
+                 extra_tasks: list[Callable[[Bridge], Awaitable[None]]] | None = None) -> None:
+        self.config = config
+        self.services = dict(services or {})
+        self.extra_tasks = list(extra_tasks or [])
+        self.metrics = Metrics()
+        self.accounts: dict[str, AccountRuntime] = {}
+        self.workers: dict[str, ChannelWorker] = {}
+        self.http: aiohttp.ClientSession | None = None
+        self._store: Store | None = None
+        self.relay: Relay | None = None
+        self.ready = asyncio.Event()
+        self.started_at = time.time()
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "bridge not started"
+        return self._store
+
+    def network_name(self, channel: str) -> str:
+        try:
+            acct = self.config.accounts[self.config.channel(channel).account]
+        except KeyError:
+            return "?"
+        custom = getattr(acct.options, "display_name", None)
+        return str(custom or acct.factory.display_name)
+
+    async def ingest(self, account: str, events: list[InboundEvent],
+                     cursor: tuple[str, str] | None) -> None:
+        assert self.relay is not None
+        result = await self.relay.ingest(account, events, cursor)
+        for ev in events[:1]:
+            self.metrics.ingested(ev.channel, result.accepted, result.dropped)
+        for key in result.wake:
+            w = self.workers.get(key)
+            if w is not None:
+                w.wake()
+        for hook in self.services.get("on_ingest", ()):
+            hook(result)
+
+    async def run(self) -> None:
+        cfg = self.config
+        self._store = await Store.open(cfg.data_path("hashbridge.sqlite"))
+        try:
+            async with aiohttp.ClientSession() as http:
+                self.http = http
+                self.relay = Relay(cfg, self.store)
+                self._build()
+                async with asyncio.TaskGroup() as tg:
+                    for rt in self.accounts.values():
+                        tg.create_task(self._supervise(rt), name=f"adapter:{rt.name}")
+                    for key, w in self.workers.items():
+                        tg.create_task(self._keep_running(f"worker {key}", w.run),
+                                       name=f"worker:{key}")
+                    for task in self.extra_tasks:
+                        tg.create_task(self._keep_running("extra", lambda t=task: t(self)))
+                    self.ready.set()
+        finally:
+            for rt in self.accounts.values():
+                rt.health = Health.STOPPED
+            await self.store.run(lambda tx: [tx.set_health(
+                rt.name, rt.account.platform, Health.STOPPED.value, "")
+                for rt in self.accounts.values()])
+            await self.store.close()
+
+    def _build(self) -> None:
+        cfg = self.config
+        for name, acct in cfg.accounts.items():
+            specs = tuple(ChannelSpec(key=ch.key, community=ch.community, hashtag=ch.hashtag,
+                                      direction=ch.common.direction, options=ch.options)
+                          for ch in cfg.all_channels() if ch.account == name)
+            if not specs:
+                log.warning("account %s serves no channel; not started", name)
+                continue
+            rate = acct.rate_per_minute / 60 if acct.rate_per_minute else None
+            rt = AccountRuntime(
+                name=name, account=acct, channels=specs, bridge=self,
+                logger=logging.getLogger(f"hashbridge.adapter.{acct.platform}.{name}"),
+                data_dir=cfg.data_path("accounts", name),
+                bucket=TokenBucket(rate, acct.rate_burst))
+            rt.adapter = acct.factory.create(acct.options, specs, self.services)
+            self.accounts[name] = rt
+        for ch in cfg.all_channels():
+            rt = self.accounts[ch.account]
+            if not ch.writes or rt.adapter is None:
+                continue
+            deps = WorkerDeps(store=self.store, adapter=rt.adapter, bucket=rt.bucket,
+                              settings=cfg.bridge, metrics=self.metrics,
+                              network_name=self.network_name, set_health=rt.set_health,
+                              logger=logging.getLogger(f"hashbridge.worker.{ch.key}"))
+            self.workers[ch.key] = ChannelWorker(ch, deps)
+
+    async def _supervise(self, rt: AccountRuntime) -> None:
+        """Run one adapter forever; its crash never touches its siblings."""
+        import os
+        os.makedirs(rt.data_dir, exist_ok=True)
+        assert rt.adapter is not None
+        attempt = 0
+        while True:
+            rt.set_health(Health.STARTING)
+            started = time.monotonic()
+            try:
+                await rt.adapter.run(rt)
+                rt.logger.warning("adapter returned; restarting")
+                error = "adapter stopped"
+            except asyncio.CancelledError:
+                raise
+            except AuthError as e:
+                rt.set_health(Health.BAD_CREDENTIALS, str(e) or "credentials refused")
+                rt.logger.error("credentials refused: %s; fix the config and restart, "
+                                "retrying every 5 minutes meanwhile", e)
+                await asyncio.sleep(300)
+                continue
+            except Exception as e:
+                rt.logger.exception("adapter crashed")
+                error = f"{type(e).__name__}: {e}"
+            now = time.monotonic()
+            if now - started > 60:
+                attempt = 0
+            rt.restarts = [t for t in rt.restarts if t > now - RESTART_WINDOW] + [now]
+            if len(rt.restarts) > self.config.bridge.restart_budget:
+                rt.set_health(Health.FAILED, f"{len(rt.restarts)} crashes in 10 minutes; "
+                              f"last: {error}")
+                rt.logger.error("restart budget spent; retrying in 10 minutes")
+                await asyncio.sleep(RESTART_WINDOW)
+                rt.restarts.clear()
+                continue
+            rt.set_health(Health.DISCONNECTED, error)
+            await asyncio.sleep(backoff(attempt, base=1.0, cap=120.0))
+            attempt += 1
+
+    async def _keep_running(self, what: str, fn: Callable[[], Awaitable[None]]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s crashed; restarting", what)
+                await asyncio.sleep(backoff(attempt, base=0.5, cap=60.0))
+                attempt += 1

@@ -1,0 +1,13 @@
+"""Persistence behind one narrow interface.
+
+:class:`Store` owns a connection in a dedicated thread and runs *units of work*
+(plain functions taking a :class:`~bridge.store.tx.Tx`) there.  Units that
+arrive together are committed together (group commit), each inside its own
+savepoint so one failing unit never takes its neighbours down.  Callers never
+write SQL: the pipeline and the workers call ``Tx`` methods.
+"""
+
+from bridge.store.sqlite import SchemaError, Store, StoreError
+from bridge.store.tx import DeliveryRow, Tx
+
+__all__ = ["DeliveryRow", "SchemaError", "Store", "StoreError", "Tx"]

@@ -1,0 +1,305 @@
+"""Every SQL statement hashbridge runs, as typed methods on a transaction."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.model import (
+    Attachment,
+    Author,
+    ChannelKey,
+    DeliveryId,
+    NativeId,
+    Op,
+    Post,
+    PostId,
+    new_delivery_id,
+)
+from bridge.richtext import RichText
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    seq: int
+    id: DeliveryId
+    post_id: PostId
+    channel: ChannelKey
+    op: Op
+    state: str
+    attempts: int
+    next_at: float
+    last_error: str
+    parts_done: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRow:
+    native_id: NativeId
+    role: str
+    part: int
+    subject: str
+    permalink: str
+
+
+def _ts(dt: datetime) -> float:
+    return dt.timestamp()
+
+
+def _attachments_json(items: Iterable[Attachment]) -> str:
+    return json.dumps([{"url": a.url, "media_type": a.media_type, "alt_text": a.alt_text,
+                        "size": a.size, "filename": a.filename} for a in items])
+
+
+class Tx:
+    """Thin typed layer over the connection; used only inside ``Store.run`` units."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    # ------------------------------------------------------------ native ids
+    def native_lookup(self, channel: str, native_id: str) -> tuple[PostId, str] | None:
+        row = self.c.execute("SELECT post_id, role FROM native_ids WHERE channel=? AND native_id=?",
+                             (channel, native_id)).fetchone()
+        return (PostId(row[0]), row[1]) if row else None
+
+    def add_native(self, channel: str, native_id: str, post_id: str, role: str, *,
+                   part: int = 0, subject: str = "", permalink: str = "") -> None:
+        self.c.execute(
+            "INSERT OR IGNORE INTO native_ids(channel, native_id, post_id, role, part, subject,"
+            " permalink) VALUES (?,?,?,?,?,?,?)",
+            (channel, native_id, post_id, role, part, subject, permalink))
+
+    def copies(self, post_id: str, channel: str) -> list[CopyRow]:
+        """The post's ids on *channel*: its origin there, or our copy's parts in order."""
+        rows = self.c.execute(
+            "SELECT native_id, role, part, subject, permalink FROM native_ids"
+            " WHERE post_id=? AND channel=? AND role IN ('origin','copy') ORDER BY part",
+            (post_id, channel)).fetchall()
+        return [CopyRow(NativeId(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    def all_copies(self, post_id: str) -> list[tuple[str, CopyRow]]:
+        rows = self.c.execute(
+            "SELECT channel, native_id, role, part, subject, permalink FROM native_ids"
+            " WHERE post_id=? ORDER BY channel, part", (post_id,)).fetchall()
+        return [(r[0], CopyRow(NativeId(r[1]), r[2], r[3], r[4], r[5])) for r in rows]
+
+    # ------------------------------------------------------------ posts
+    def insert_post(self, post: Post, text_hash: str) -> None:
+        a = post.author
+        self.c.execute(
+            "INSERT INTO posts(id, community, origin_channel, origin_native_id, permalink,"
+            " author_platform, author_handle, author_name, author_url, text_json,"
+            " attachments_json, reply_to, content_warning, language, created_at, is_notice,"
+            " text_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (post.id, post.community, post.origin_channel, post.origin_native_id, post.permalink,
+             a.platform, a.handle, a.display_name, a.profile_url, post.text.to_json(),
+             _attachments_json(post.attachments), post.reply_to, post.content_warning,
+             post.language, _ts(post.created_at), int(post.is_notice), text_hash))
+
+    def find_duplicate(self, community: str, text_hash: str, author_key: str,
+                       since: float, not_channel: str) -> PostId | None:
+        rows = self.c.execute(
+            "SELECT id, author_name, author_handle FROM posts WHERE community=? AND text_hash=?"
+            " AND created_at>=? AND origin_channel<>? AND deleted_at IS NULL",
+            (community, text_hash, since, not_channel)).fetchall()
+        for r in rows:
+            if author_key in (r[1].casefold().strip(), r[2].casefold().strip()):
+                return PostId(r[0])
+        return None
+
+    def get_post(self, post_id: str) -> Post | None:
+        row = self.c.execute("SELECT * FROM posts WHERE id=?", (post_id,)).fetchone()
+        return _post_from_row(row) if row else None
+
+    def post_state(self, post_id: str) -> tuple[float | None, float | None, bool]:
+        """(edited_at, deleted_at, hidden) of a post."""
+        r = self.c.execute("SELECT edited_at, deleted_at, hidden FROM posts WHERE id=?",
+                           (post_id,)).fetchone()
+        return (r[0], r[1], bool(r[2])) if r else (None, None, False)
+
+    def update_post(self, post_id: str, text: RichText, text_hash: str, content_warning: str,
+                    attachments: tuple[Attachment, ...] | None, edited_at: float) -> None:
+        self.c.execute(
+            "UPDATE posts SET text_json=?, text_hash=?, content_warning=?, edited_at=?,"
+            " attachments_json=COALESCE(?, attachments_json) WHERE id=?",
+            (text.to_json(), text_hash, content_warning, edited_at,
+             None if attachments is None else _attachments_json(attachments), post_id))
+
+    def mark_post_deleted(self, post_id: str) -> None:
+        """Deleted at its origin: keep the row for the id map, drop the content
+        (X requires removal; everyone deserves it)."""
+        self.c.execute(
+            "UPDATE posts SET deleted_at=?, text_json='[]', attachments_json='[]',"
+            " content_warning='', text_hash='' WHERE id=? AND deleted_at IS NULL",
+            (time.time(), post_id))
+
+    def set_hidden(self, post_id: str, hidden: bool) -> None:
+        self.c.execute("UPDATE posts SET hidden=? WHERE id=?", (int(hidden), post_id))
+
+    def recent_posts(self, community: str, limit: int = 200, *,
+                     include_deleted: bool = False) -> list[Post]:
+        where = "" if include_deleted else " AND deleted_at IS NULL AND hidden=0"
+        rows = self.c.execute(
+            f"SELECT * FROM posts WHERE community=?{where} ORDER BY created_at DESC, id DESC"
+            " LIMIT ?", (community, limit)).fetchall()
+        return [_post_from_row(r) for r in reversed(rows)]
+
+    # ------------------------------------------------------------ outbox
+    def enqueue(self, post_id: str, channel: str, op: Op) -> DeliveryId:
+        did = new_delivery_id()
+        self.c.execute(
+            "INSERT INTO deliveries(id, post_id, channel, op, state, created_at)"
+            " VALUES (?,?,?,?, 'pending', ?)", (did, post_id, channel, op.value, time.time()))
+        return did
+
+    def pending(self, channel: str, limit: int) -> list[DeliveryRow]:
+        rows = self.c.execute(
+            "SELECT seq, id, post_id, channel, op, state, attempts, next_at, last_error,"
+            " parts_done, created_at FROM deliveries WHERE channel=? AND state='pending'"
+            " ORDER BY seq LIMIT ?", (channel, limit)).fetchall()
+        return [_delivery(r) for r in rows]
+
+    def delivery(self, delivery_id: str) -> DeliveryRow | None:
+        r = self.c.execute(
+            "SELECT seq, id, post_id, channel, op, state, attempts, next_at, last_error,"
+            " parts_done, created_at FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+        return _delivery(r) if r else None
+
+    def create_state(self, post_id: str, channel: str) -> str | None:
+        """State of the post's create delivery on *channel* (None: none was queued)."""
+        r = self.c.execute(
+            "SELECT state FROM deliveries WHERE post_id=? AND channel=? AND op='create'"
+            " ORDER BY seq DESC LIMIT 1", (post_id, channel)).fetchone()
+        return r[0] if r else None
+
+    def record_part(self, d: DeliveryRow, part: int, native_id: str, *, subject: str,
+                    permalink: str, extra_ids: Iterable[str] = ()) -> None:
+        self.add_native(d.channel, native_id, d.post_id, "copy", part=part, subject=subject,
+                        permalink=permalink)
+        for extra in extra_ids:
+            self.add_native(d.channel, extra, d.post_id, "alias", part=part)
+        self.c.execute("UPDATE deliveries SET parts_done=? WHERE id=?", (part + 1, d.id))
+
+    def finish(self, delivery_id: str, state: str, note: str = "") -> None:
+        self.c.execute("UPDATE deliveries SET state=?, done_at=?, last_error=?,"
+                       " attempts=attempts+1 WHERE id=?",
+                       (state, time.time(), note, delivery_id))
+
+    def defer(self, delivery_id: str, next_at: float, error: str) -> None:
+        self.c.execute("UPDATE deliveries SET attempts=attempts+1, next_at=?, last_error=?"
+                       " WHERE id=?", (next_at, error[:2000], delivery_id))
+
+    def requeue_dead(self, channel: str | None = None, delivery_id: str | None = None) -> int:
+        sql = ("UPDATE deliveries SET state='pending', next_at=0, attempts=0"
+               " WHERE state='dead'")
+        args: list[Any] = []
+        if channel:
+            sql += " AND channel=?"
+            args.append(channel)
+        if delivery_id:
+            sql += " AND id=?"
+            args.append(delivery_id)
+        return self.c.execute(sql, args).rowcount
+
+    def queue_depths(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for ch, state, n in self.c.execute(
+                "SELECT channel, state, count(*) FROM deliveries"
+                " WHERE state IN ('pending','dead') GROUP BY channel, state"):
+            out.setdefault(ch, {})[state] = n
+        return out
+
+    def dead(self, limit: int = 100) -> list[DeliveryRow]:
+        rows = self.c.execute(
+            "SELECT seq, id, post_id, channel, op, state, attempts, next_at, last_error,"
+            " parts_done, created_at FROM deliveries WHERE state='dead' ORDER BY seq LIMIT ?",
+            (limit,)).fetchall()
+        return [_delivery(r) for r in rows]
+
+    def count_deliveries(self, state: str) -> int:
+        return int(self.c.execute("SELECT count(*) FROM deliveries WHERE state=?",
+                                  (state,)).fetchone()[0])
+
+    # ------------------------------------------------------------ cursors
+    def get_cursor(self, account: str, name: str) -> str | None:
+        r = self.c.execute("SELECT value FROM cursors WHERE account=? AND name=?",
+                           (account, name)).fetchone()
+        return r[0] if r else None
+
+    def set_cursor(self, account: str, name: str, value: str) -> None:
+        self.c.execute(
+            "INSERT INTO cursors(account, name, value, updated_at) VALUES (?,?,?,?)"
+            " ON CONFLICT(account, name) DO UPDATE SET value=excluded.value,"
+            " updated_at=excluded.updated_at", (account, name, value, time.time()))
+
+    # ------------------------------------------------------------ consent, blocks
+    def consent(self, platform: str, handle: str) -> str | None:
+        r = self.c.execute("SELECT decision FROM consent WHERE platform=? AND handle=?",
+                           (platform, handle.casefold())).fetchone()
+        return r[0] if r else None
+
+    def set_consent(self, platform: str, handle: str, decision: str) -> None:
+        self.c.execute(
+            "INSERT INTO consent(platform, handle, decision, decided_at) VALUES (?,?,?,?)"
+            " ON CONFLICT(platform, handle) DO UPDATE SET decision=excluded.decision,"
+            " decided_at=excluded.decided_at", (platform, handle.casefold(), decision,
+                                                time.time()))
+
+    def consents(self) -> list[tuple[str, str, str, float]]:
+        return [tuple(r) for r in self.c.execute(  # type: ignore[misc]
+            "SELECT platform, handle, decision, decided_at FROM consent ORDER BY decided_at")]
+
+    def is_blocked(self, platform: str, handle: str) -> bool:
+        return self.c.execute("SELECT 1 FROM blocks WHERE platform=? AND handle=?",
+                              (platform, handle.casefold())).fetchone() is not None
+
+    def block(self, platform: str, handle: str, reason: str) -> None:
+        self.c.execute("INSERT OR REPLACE INTO blocks(platform, handle, reason, created_at)"
+                       " VALUES (?,?,?,?)", (platform, handle.casefold(), reason, time.time()))
+
+    def reject(self, channel: str, native_id: str, reason: str) -> None:
+        self.c.execute("INSERT INTO rejections(channel, native_id, reason, created_at)"
+                       " VALUES (?,?,?,?)", (channel, native_id, reason, time.time()))
+
+    def rejections(self, limit: int = 100) -> list[tuple[str, str, str, float]]:
+        return [tuple(r) for r in self.c.execute(  # type: ignore[misc]
+            "SELECT channel, native_id, reason, created_at FROM rejections ORDER BY id DESC"
+            " LIMIT ?", (limit,))]
+
+    # ------------------------------------------------------------ health
+    def set_health(self, account: str, platform: str, state: str, detail: str) -> None:
+        self.c.execute(
+            "INSERT INTO health(account, platform, state, detail, updated_at) VALUES (?,?,?,?,?)"
+            " ON CONFLICT(account) DO UPDATE SET state=excluded.state, detail=excluded.detail,"
+            " updated_at=excluded.updated_at", (account, platform, state, detail, time.time()))
+
+    def health(self) -> list[tuple[str, str, str, str, float]]:
+        return [tuple(r) for r in self.c.execute(  # type: ignore[misc]
+            "SELECT account, platform, state, detail, updated_at FROM health ORDER BY account")]
+
+
+def _delivery(r: sqlite3.Row) -> DeliveryRow:
+    return DeliveryRow(r[0], DeliveryId(r[1]), PostId(r[2]), ChannelKey(r[3]), Op(r[4]), r[5],
+                       r[6], r[7], r[8], r[9], r[10])
+
+
+def _post_from_row(r: sqlite3.Row) -> Post:
+    return Post(
+        id=PostId(r["id"]), community=r["community"],
+        origin_channel=ChannelKey(r["origin_channel"]),
+        origin_native_id=NativeId(r["origin_native_id"]), permalink=r["permalink"],
+        author=Author(platform=r["author_platform"], handle=r["author_handle"],
+                      display_name=r["author_name"], profile_url=r["author_url"]),
+        text=RichText.from_json(r["text_json"]),
+        attachments=tuple(Attachment(**a) for a in json.loads(r["attachments_json"])),
+        reply_to=PostId(r["reply_to"]) if r["reply_to"] else None,
+        content_warning=r["content_warning"], language=r["language"],
+        created_at=datetime.fromtimestamp(r["created_at"], UTC), is_notice=bool(r["is_notice"]),
+    )

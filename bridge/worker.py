@@ -1,0 +1,289 @@
+"""Delivery workers: one per target channel, strictly FIFO.
+
+A worker takes the channel's oldest pending delivery, works out what to send
+(a *plan*, computed in the store thread from the post and the id map), makes
+one attempt per message through the adapter, and records the outcome.  A
+transient failure holds the whole channel until its retry time, which is what
+keeps order; a permanent one parks the delivery as dead with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bridge.adapter import (
+    Adapter,
+    AuthError,
+    Capabilities,
+    Health,
+    PermanentError,
+    SendCreate,
+    SendDelete,
+    SendEdit,
+    SendOp,
+    TransientError,
+)
+from bridge.config import BridgeSettings, ChannelConfig
+from bridge.metrics import Metrics
+from bridge.model import NativeId, Op, Post
+from bridge.ratelimit import TokenBucket, backoff
+from bridge.render import DEFAULT_ATTRIBUTION, Target, render
+from bridge.richtext import Inline, Link, RichText, Text
+from bridge.store import DeliveryRow, Store, Tx
+
+CORRECTION_PREFIX = "✏️ correction: "
+DELETED_NOTICE = "(this message was deleted by its author)"
+MAX_UNEXPECTED = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one delivery needs: ops to send in order, or why nothing is sent."""
+
+    ops: tuple[SendOp, ...] = ()
+    skip: str = ""
+    wait: float = 0.0
+    """Not ready (a reply waiting for its parent's copy): look again in this many seconds."""
+    first_part: int = 0
+
+
+@dataclass
+class WorkerDeps:
+    store: Store
+    adapter: Adapter
+    bucket: TokenBucket
+    settings: BridgeSettings
+    metrics: Metrics
+    network_name: Callable[[str], str]
+    """Display name of the network a channel key belongs to."""
+    set_health: Callable[[Health, str], None]
+    logger: logging.Logger
+
+
+@dataclass
+class ChannelWorker:
+    channel: ChannelConfig
+    deps: WorkerDeps
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _sleep(self, seconds: float | None) -> None:
+        self._wake.clear()
+        try:
+            if seconds is None:
+                await self._wake.wait()
+            else:
+                async with asyncio.timeout(max(seconds, 0.0)):
+                    await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def run(self) -> None:
+        store = self.deps.store
+        key = self.channel.key
+        while True:
+            self._wake.clear()
+            rows = await store.run(lambda tx: tx.pending(key, 64))
+            if not rows:
+                await self._sleep(None)
+                continue
+            for d in rows:
+                delay = d.next_at - time.time()
+                if delay > 0:
+                    await self._sleep(delay)
+                    break
+                if not await self.process(d):
+                    break
+
+    # ------------------------------------------------------------------ one delivery
+    async def process(self, d: DeliveryRow) -> bool:
+        """Handle one delivery; False when the channel must pause (deferred)."""
+        deps = self.deps
+        caps = deps.adapter.capabilities(self.channel.key)
+        plan = await deps.store.run(lambda tx: self.plan(tx, d, caps))
+        if plan.skip:
+            await deps.store.run(lambda tx: tx.finish(d.id, "skipped", plan.skip))
+            deps.logger.debug("delivery %s skipped: %s", d.id, plan.skip)
+            return True
+        if plan.wait:
+            await deps.store.run(lambda tx: tx.defer(d.id, time.time() + plan.wait,
+                                                     "waiting for the parent's copy"))
+            return False
+        part = plan.first_part
+        last: NativeId | None = None
+        first_id: NativeId | None = None
+        for op in plan.ops:
+            if isinstance(op, SendCreate) and op.part > plan.first_part and last:
+                op = dataclasses.replace(op, reply_to=last,
+                                         thread_root=op.thread_root or first_id)
+            await deps.bucket.acquire()
+            try:
+                result = await deps.adapter.send(op)
+            except TransientError as e:
+                return await self._retry(d, str(e) or type(e).__name__, e.retry_after)
+            except PermanentError as e:
+                await self._dead(d, str(e) or type(e).__name__)
+                return True
+            except AuthError as e:
+                deps.set_health(Health.BAD_CREDENTIALS, str(e))
+                return await self._retry(d, f"bad credentials: {e}", 60.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # an adapter bug: retry a few times, then park
+                deps.logger.exception("adapter raised on delivery %s", d.id)
+                if d.attempts + 1 >= MAX_UNEXPECTED:
+                    await self._dead(d, f"adapter error: {type(e).__name__}: {e}")
+                    return True
+                return await self._retry(d, f"adapter error: {type(e).__name__}: {e}", None)
+            if isinstance(op, SendCreate) and result.native_id:
+                nid, p = result.native_id, part
+                if last is None:
+                    first_id = nid
+                last = nid
+                await deps.store.run(lambda tx, nid=nid, p=p, r=result: tx.record_part(
+                    d, p, nid, subject=r.subject, permalink=r.permalink,
+                    extra_ids=r.extra_native_ids))
+            part += 1
+        await deps.store.run(lambda tx: tx.finish(d.id, "sent"))
+        deps.metrics.delivered(self.channel.key, d.op, time.time() - d.created_at)
+        return True
+
+    async def _retry(self, d: DeliveryRow, error: str, retry_after: float | None) -> bool:
+        settings = self.deps.settings
+        if time.time() - d.created_at > settings.give_up_after_hours * 3600:
+            await self._dead(d, f"gave up after {settings.give_up_after_hours:g} h: {error}")
+            return True
+        delay = backoff(d.attempts, cap=settings.retry_max_seconds, retry_after=retry_after)
+        if retry_after:
+            self.deps.bucket.pause(retry_after)
+            self.deps.metrics.rate_limited(self.channel.key, retry_after)
+        self.deps.logger.info("delivery %s to %s deferred %.1fs: %s", d.id, self.channel.key,
+                              delay, error)
+        await self.deps.store.run(lambda tx: tx.defer(d.id, time.time() + delay, error))
+        self.deps.metrics.retried(self.channel.key)
+        return False
+
+    async def _dead(self, d: DeliveryRow, reason: str) -> None:
+        self.deps.logger.warning("delivery %s to %s is dead: %s", d.id, self.channel.key, reason)
+        await self.deps.store.run(lambda tx: tx.finish(d.id, "dead", reason))
+        self.deps.metrics.dead(self.channel.key)
+
+    # ------------------------------------------------------------------ planning
+    def target(self, caps: Capabilities) -> Target:
+        c = self.channel.common
+        return Target(caps=caps, hashtag=self.channel.hashtag,
+                      attribution=c.attribution or DEFAULT_ATTRIBUTION,
+                      append_hashtag=c.append_hashtag, split=c.split, links=c.links,
+                      max_length=c.max_length)
+
+    def plan(self, tx: Tx, d: DeliveryRow, caps: Capabilities) -> Plan:
+        """Runs in the store thread: read what the delivery needs, decide."""
+        post = tx.get_post(d.post_id)
+        if post is None:
+            return Plan(skip="post no longer exists")
+        _edited_at, deleted_at, _hidden = tx.post_state(d.post_id)
+        key = self.channel.key
+        copies = tx.copies(d.post_id, key)
+        network = self.deps.network_name(post.origin_channel)
+        target = self.target(caps)
+        match d.op:
+            case Op.CREATE:
+                if deleted_at:
+                    return Plan(skip="deleted at its origin before delivery")
+                if any(c.role == "origin" for c in copies):
+                    return Plan(skip="already on this channel (posted there by its author)")
+                reply_to: NativeId | None = None
+                subject = ""
+                reference = ""
+                if post.reply_to:
+                    parent = tx.copies(post.reply_to, key)
+                    if parent:
+                        reply_to, subject = parent[-1].native_id, parent[0].subject
+                    else:
+                        state = tx.create_state(post.reply_to, key)
+                        waited = time.time() - d.created_at
+                        if state == "pending" and waited < self.channel.common.reply_wait:
+                            return Plan(wait=min(1.0, self.channel.common.reply_wait - waited))
+                        parent_post = tx.get_post(post.reply_to)
+                        reference = parent_post.permalink if parent_post else ""
+                parts = render(post, target, network, reference=post.permalink)
+                if reference and not reply_to:
+                    parts = render(post, target, network, reference=post.permalink,
+                                   text=post.text.with_suffix(_reply_ref(reference)))
+                ops: list[SendOp] = []
+                # Parts of a split thread chain to the part before; when resuming
+                # after a crash the last part sent is known, later ones are filled
+                # in by process() as they are sent.
+                previous = [c.native_id for c in copies if c.role == "copy"]
+                for i, rendered in enumerate(parts):
+                    if i < d.parts_done:
+                        continue
+                    chain = previous[-1] if i and previous and i == d.parts_done else None
+                    ops.append(SendCreate(
+                        delivery_id=d.id, idempotency_key=f"{d.id}.{i}", channel=key, post=post,
+                        rendered=rendered, reply_to=chain if i else reply_to,
+                        thread_root=previous[0] if previous else None, part=i,
+                        parts=len(parts), parent_subject=subject))
+                return Plan(ops=tuple(ops), first_part=d.parts_done)
+            case Op.EDIT:
+                own = [c for c in copies if c.role == "copy"]
+                if deleted_at:
+                    return Plan(skip="deleted at its origin")
+                if not own:
+                    return Plan(skip="no copy on this channel to edit")
+                mode = self.channel.common.on_edit
+                if mode == "skip" or (mode == "update" and not caps.edit):
+                    return Plan(skip="edits not relayed to this channel"
+                                + ("" if caps.edit else " (it cannot edit)"))
+                if mode == "correct":
+                    parts = render(post, target, network, prefix=CORRECTION_PREFIX,
+                                   reference=post.permalink)
+                    return Plan(ops=tuple(SendCreate(
+                        delivery_id=d.id, idempotency_key=f"{d.id}.{i}", channel=key,
+                        post=post, rendered=r, reply_to=own[-1].native_id, part=i,
+                        parts=len(parts), parent_subject=own[0].subject)
+                        for i, r in enumerate(parts)))
+                parts = render(post, target, network, reference=post.permalink)
+                return Plan(ops=tuple(
+                    SendEdit(delivery_id=d.id, idempotency_key=f"{d.id}.{c.part}", channel=key,
+                             post=post, native_id=c.native_id,
+                             rendered=parts[min(c.part, len(parts) - 1)])
+                    for c in own))
+            case Op.DELETE:
+                own = [c for c in copies if c.role == "copy"]
+                if not own:
+                    return Plan(skip="no copy on this channel to delete")
+                mode = self.channel.common.on_delete
+                if mode == "skip" or (mode == "delete" and not caps.delete):
+                    return Plan(skip="deletes not relayed to this channel"
+                                + ("" if caps.delete else " (it cannot delete)"))
+                if mode == "notice":
+                    notice = _notice(post)
+                    rendered = render(notice, target, network)[0]
+                    return Plan(ops=(SendCreate(
+                        delivery_id=d.id, idempotency_key=f"{d.id}.0", channel=key, post=post,
+                        rendered=rendered, reply_to=own[-1].native_id,
+                        parent_subject=own[0].subject),))
+                return Plan(ops=tuple(
+                    SendDelete(delivery_id=d.id, idempotency_key=f"{d.id}.{c.part}",
+                               channel=key, post=post, native_id=c.native_id)
+                    for c in reversed(own)))
+        return Plan(skip=f"unknown op {d.op}")
+
+
+def _reply_ref(url: str) -> list[Inline]:
+    return [Text(" (reply to "), Link(url), Text(")")]
+
+
+def _notice(post: Post) -> Post:
+    return Post(id=post.id, community=post.community, origin_channel=post.origin_channel,
+                origin_native_id=post.origin_native_id, permalink=post.permalink,
+                author=post.author, text=RichText.plain(DELETED_NOTICE), is_notice=True)
+
