@@ -1,0 +1,74 @@
+"""Email lists (IMAP + SMTP) as a hashbridge channel.  See ``adapter`` for the design."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adapters.email.config import EmailAccount, EmailChannel
+from bridge.adapter import (
+    Adapter,
+    AdapterError,
+    AdapterFactory,
+    ChannelSpec,
+    OnlineCheck,
+    StrictModel,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from bridge.sandbox import PlatformSandbox
+
+log = logging.getLogger("hashbridge.adapter.email")
+
+
+class EmailFactory(AdapterFactory):
+    platform: ClassVar[str] = "email"
+    display_name: ClassVar[str] = "Email"
+    account_model: ClassVar[type[StrictModel]] = EmailAccount
+    channel_model: ClassVar[type[StrictModel]] = EmailChannel
+    channel_locator: ClassVar[str] = "list"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"imap.password", "smtp.password"})
+
+    def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+               services: Mapping[str, Any]) -> Adapter:
+        from adapters.email.adapter import EmailAdapter
+        assert isinstance(account, EmailAccount)
+        return EmailAdapter(account, channels)
+
+    def sandbox(self, workdir: str) -> PlatformSandbox | None:
+        from adapters.email.sandbox import EmailSandbox
+        reason = EmailSandbox.available()
+        if reason:
+            log.warning("email sandbox unavailable: %s", reason)
+            return None
+        return EmailSandbox(workdir)
+
+    async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
+                           services: Mapping[str, Any]) -> OnlineCheck:
+        import aiosmtplib
+
+        from adapters.email.client import imap_connect
+        assert isinstance(account, EmailAccount)
+        try:
+            client = await imap_connect(account.imap)
+            await client.logout()
+        except (AdapterError, OSError, TimeoutError) as exc:
+            return OnlineCheck(ok=False, error=f"IMAP: {exc}")
+        smtp = aiosmtplib.SMTP(hostname=account.smtp.host, port=account.smtp.port,
+                               use_tls=account.smtp.security == "tls",
+                               start_tls=account.smtp.security == "starttls",
+                               timeout=account.smtp.timeout)
+        try:
+            async with smtp:
+                if account.smtp.username:
+                    await smtp.login(account.smtp.username,
+                                     account.smtp.password.get_secret_value())
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            return OnlineCheck(ok=False, error=f"SMTP: {exc}")
+        return OnlineCheck(ok=True, identity=account.address)
+
+
+__all__ = ["EmailFactory"]

@@ -1,0 +1,353 @@
+"""The email list adapter: IMAP (IDLE + UID catch-up) in, SMTP submission out.
+
+Inbound: one IMAP session per account watches one folder where the lists deliver.  After
+every (re)connect it catches up by UID from the cursor ``UIDVALIDITY:last_uid``, then IDLEs
+(re-issued every ``idle_seconds``, below RFC 2177's 29 minutes) and catches up again on
+each push.  Events and the cursor are persisted together through ``ctx.emit_many``.  A
+changed UIDVALIDITY means the server renumbered the folder: we skip to the newest UID and
+log it rather than re-relaying the whole folder.
+
+Outbound: edits and deletes cannot be unsent; per channel ``corrections = "mail"`` sends a
+short correction in the thread, ``"ignore"`` does nothing (capabilities say edit/delete
+False so the core does not plan them by default).  Digest channels queue posts durably
+(see :mod:`adapters.email.store`) and send one mail per period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from datetime import UTC, datetime
+
+import aioimaplib
+
+from adapters.email.client import (
+    ImapGone,
+    imap_connect,
+    imap_fetch,
+    imap_idle,
+    imap_select,
+    imap_uids_after,
+    smtp_send,
+)
+from adapters.email.compose import (
+    Outgoing,
+    build_mail,
+    correction_text,
+    message_id,
+    references_for,
+)
+from adapters.email.config import EmailAccount, EmailChannel
+from adapters.email.convert import (
+    Identity,
+    ListMail,
+    ListSpec,
+    Skipped,
+    list_id_of,
+    parse_list_mail,
+    strip_subject,
+)
+from adapters.email.digest import digest_mail
+from adapters.email.store import EmailStore
+from bridge.adapter import (
+    AdapterContext,
+    AuthError,
+    Capabilities,
+    ChannelSpec,
+    Health,
+    PermanentError,
+    SendCreate,
+    SendDelete,
+    SendEdit,
+    SendOp,
+    SendResult,
+    TextFormat,
+    TransientError,
+)
+from bridge.model import Attachment, ChannelKey, InboundEvent, NativeId, Posted
+from bridge.richtext import Text
+
+NETWORK_NAMES = {"mastodon": "Mastodon", "twitter": "X", "matrix": "Matrix",
+                 "email": "Email", "sandbox": "Sandbox"}
+FETCH_BATCH = 20
+
+
+class EmailAdapter:
+    def __init__(self, account: EmailAccount, channels: tuple[ChannelSpec, ...],
+                 name: str = "email") -> None:
+        self.account = account
+        self.channels = {c.key: c for c in channels}
+        self.log = logging.getLogger(f"hashbridge.adapter.email.{name}")
+        self._ctx: AdapterContext | None = None
+        self._store: EmailStore | None = None
+        self._ready = asyncio.Event()
+        self._specs = {self._opts(c).effective_list_id.lower(): self._spec(c) for c in channels}
+        self.cursor_name = f"imap:{account.folder}"
+
+    @staticmethod
+    def _opts(spec: ChannelSpec) -> EmailChannel:
+        assert isinstance(spec.options, EmailChannel)
+        return spec.options
+
+    def _spec(self, c: ChannelSpec) -> ListSpec:
+        o = self._opts(c)
+        return ListSpec(channel=c.key, list_id=o.effective_list_id, address=o.list,
+                        subject_tag=o.subject_tag, verify_sender=o.verify_sender)
+
+    # ------------------------------------------------------------ capabilities
+    def capabilities(self, channel: ChannelKey) -> Capabilities:
+        o = self._opts(self.channels[channel])
+        return Capabilities(max_length=o.max_length, text_format=TextFormat.HTML,
+                            formatted=True, edit=False, delete=False, reply=True,
+                            threads=True, media_types=frozenset(), max_attachments=0)
+
+    # ------------------------------------------------------------ lifecycle
+    async def run(self, ctx: AdapterContext) -> None:
+        self._ctx = ctx
+        self.log = logging.getLogger(f"hashbridge.adapter.email.{ctx.name}")
+        self._store = await asyncio.to_thread(
+            EmailStore, os.path.join(ctx.data_dir, f"email-{ctx.name}.sqlite"))
+        salt = await asyncio.to_thread(self._store.salt)
+        self._me = Identity(address=self.account.address, domain=self.account.message_domain,
+                            salt=salt)
+        self._ready.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._inbound(ctx))
+                for c in self.channels.values():
+                    if self._opts(c).digest_hours > 0 and c.direction != "in":
+                        tg.create_task(self._digest_loop(c))
+        finally:
+            self._ready.clear()
+            store, self._store = self._store, None
+            await asyncio.to_thread(store.close)
+            ctx.set_health(Health.STOPPED)
+
+    async def _inbound(self, ctx: AdapterContext) -> None:
+        if all(c.direction == "out" for c in self.channels.values()):
+            ctx.set_health(Health.CONNECTED, "outbound only")
+            return
+        backoff = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session(ctx)
+            except AuthError as exc:
+                ctx.set_health(Health.BAD_CREDENTIALS, str(exc))
+                raise
+            except (ImapGone, aioimaplib.AioImapException, OSError, TimeoutError) as exc:
+                if time.monotonic() - started > 30:
+                    backoff = 1.0  # it was up for a while: a fresh failure
+                ctx.set_health(Health.DISCONNECTED, f"{exc.__class__.__name__}: {exc}"[:200])
+                self.log.warning("IMAP session ended (%s); reconnecting in %.0fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+
+    async def _session(self, ctx: AdapterContext) -> None:
+        client = await imap_connect(self.account.imap)
+        try:
+            validity = await imap_select(client, self.account.folder)
+            ctx.set_health(Health.CONNECTED)
+            last = await self._start_uid(ctx, client, validity)
+            while True:
+                last = await self._catch_up(ctx, client, validity, last)
+                await imap_idle(client, self.account.idle_seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.logout(), 2)
+
+    async def _start_uid(self, ctx: AdapterContext, client: aioimaplib.IMAP4,
+                         validity: int) -> int:
+        saved = await ctx.get_cursor(self.cursor_name)
+        if saved:
+            v, _, uid = saved.partition(":")
+            if v == str(validity) and uid.isdigit():
+                return int(uid)
+            self.log.warning("UIDVALIDITY of %s changed (%s -> %s): resyncing from the newest "
+                             "message, older ones are not relayed", self.account.folder,
+                             v, validity)
+        newest = max(await imap_uids_after(client, 0), default=0)
+        await ctx.set_cursor(self.cursor_name, f"{validity}:{newest}")
+        if not saved:
+            self.log.info("first start: relaying mail after UID %d", newest)
+        return newest
+
+    async def _catch_up(self, ctx: AdapterContext, client: aioimaplib.IMAP4, validity: int,
+                        last: int) -> int:
+        uids = await imap_uids_after(client, last)
+        for i in range(0, len(uids), FETCH_BATCH):
+            chunk = uids[i:i + FETCH_BATCH]
+            raws = await imap_fetch(client, chunk)
+            events: list[InboundEvent] = []
+            for uid in chunk:
+                raw = raws.get(uid)
+                if raw is None:
+                    self.log.warning("UID %d vanished before it was fetched", uid)
+                    continue
+                event = await self._inbound_event(ctx, uid, raw)
+                if event is not None:
+                    events.append(event)
+            last = chunk[-1]
+            cursor = (self.cursor_name, f"{validity}:{last}")
+            if events:
+                await ctx.emit_many(events, cursor=cursor)
+            else:
+                await ctx.set_cursor(*cursor)
+        return last
+
+    async def _inbound_event(self, ctx: AdapterContext, uid: int, raw: bytes) -> Posted | None:
+        spec = self._specs.get(list_id_of(raw).lower())
+        if spec is None or self.channels[spec.channel].direction == "out":
+            self.log.debug("UID %d: not one of our lists' mail", uid)
+            return None
+        opts = self._opts(self.channels[spec.channel])
+        res = await asyncio.to_thread(parse_list_mail, raw, spec, self._me,
+                                      max_attachment_bytes=opts.max_attachment_bytes,
+                                      max_attachments=opts.max_attachments)
+        if isinstance(res, Skipped):
+            self.log.info("UID %d <%s> not relayed: %s", uid, res.native_id, res.reason)
+            return None
+        if await ctx.is_own(spec.channel, res.event.native_id):
+            return None
+        assert self._store is not None
+        await asyncio.to_thread(self._store.remember, res.event.native_id, res.subject,
+                                res.references)
+        return await self._with_attachments(ctx, res)
+
+    async def _with_attachments(self, ctx: AdapterContext, res: ListMail) -> Posted:
+        ev = res.event
+        if not res.parts and not res.dropped_parts:
+            return ev
+        # The core has no media store yet: keep attachments as files under data_dir.
+        adir = os.path.join(ctx.data_dir, "email-attachments")
+        atts: list[Attachment] = []
+        for part in res.parts:
+            digest = hashlib.sha256(part.content).hexdigest()
+            path = os.path.join(adir, digest)
+            await asyncio.to_thread(_write_once, path, part.content)
+            atts.append(Attachment(url=f"file://{path}", media_type=part.media_type,
+                                   size=len(part.content), filename=part.filename))
+        text = ev.text
+        if res.dropped_parts:
+            text = text.with_suffix([Text(" [not relayed: " + ", ".join(res.dropped_parts)
+                                          + "]")])
+        return Posted(channel=ev.channel, native_id=ev.native_id, author=ev.author, text=text,
+                      permalink=ev.permalink, attachments=tuple(atts),
+                      reply_to_native=ev.reply_to_native, created_at=ev.created_at)
+
+    # ------------------------------------------------------------ outbound
+    async def _wait_ready(self) -> EmailStore:
+        try:
+            await asyncio.wait_for(self._ready.wait(), 10)
+        except TimeoutError as exc:
+            raise TransientError("email adapter not running yet", retry_after=5) from exc
+        assert self._store is not None
+        return self._store
+
+    async def send(self, op: SendOp) -> SendResult:
+        store = await self._wait_ready()
+        spec = self.channels.get(op.channel)
+        if spec is None:
+            raise PermanentError(f"unknown channel {op.channel}")
+        opts = self._opts(spec)
+        author = op.post.author.name
+        network = NETWORK_NAMES.get(op.post.author.platform,
+                                    op.post.author.platform.capitalize())
+        match op:
+            case SendCreate():
+                if opts.digest_hours > 0:
+                    return await self._enqueue_digest(store, op, opts, author, network)
+                parent = await asyncio.to_thread(store.thread, op.reply_to) \
+                    if op.reply_to else None
+                out = Outgoing(
+                    key=op.idempotency_key, from_address=self.account.address,
+                    domain=self.account.message_domain, list_address=opts.list,
+                    author=author, network=network, plain=op.rendered.plain,
+                    html=op.rendered.html, parent_id=op.reply_to,
+                    parent_references=parent[1] if parent else (),
+                    parent_subject=op.parent_subject or (parent[0] if parent else ""),
+                    origin=f"{op.post.origin_channel}:{op.post.origin_native_id}",
+                    permalink=op.post.permalink, date=datetime.now(UTC))
+            case SendEdit() | SendDelete():
+                if opts.corrections == "ignore":
+                    return SendResult()
+                parent = await asyncio.to_thread(store.thread, op.native_id)
+                deleted = isinstance(op, SendDelete)
+                new_text = "" if isinstance(op, SendDelete) else op.rendered.plain
+                out = Outgoing(
+                    key=op.idempotency_key, from_address=self.account.address,
+                    domain=self.account.message_domain, list_address=opts.list,
+                    author=author, network=network,
+                    plain=correction_text(author=author, network=network, deleted=deleted,
+                                          new_text=new_text),
+                    parent_id=op.native_id, parent_references=parent[1] if parent else (),
+                    parent_subject=parent[0] if parent else "", date=datetime.now(UTC))
+        return await self._submit(store, out)
+
+    async def _submit(self, store: EmailStore, out: Outgoing) -> SendResult:
+        msg = build_mail(out)
+        await smtp_send(self.account.smtp, self.account, msg, [out.list_address])
+        mid = message_id(out.key, out.domain)
+        subject = strip_subject(str(msg["Subject"]))
+        await asyncio.to_thread(store.remember, mid, subject,
+                                references_for(out.parent_id, out.parent_references))
+        self.log.info("sent <%s> to %s", mid, out.list_address)
+        return SendResult(native_id=NativeId(mid), subject=subject)
+
+    # ------------------------------------------------------------ digests
+    def _period(self, opts: EmailChannel) -> float:
+        return opts.digest_hours * 3600
+
+    def _digest_key(self, channel: str, batch: int) -> str:
+        tag = hashlib.sha256(channel.encode()).hexdigest()[:8]
+        return f"digest-{tag}-{batch}"
+
+    async def _enqueue_digest(self, store: EmailStore, op: SendCreate, opts: EmailChannel,
+                              author: str, network: str) -> SendResult:
+        batch = int(time.time() // self._period(opts)) + 1
+        parent = await asyncio.to_thread(store.thread, op.reply_to) if op.reply_to else None
+        topic = op.parent_subject or (parent[0] if parent else "") or \
+            next((ln for ln in op.rendered.plain.split("\n") if ln.strip()), "")[:70]
+        await asyncio.to_thread(store.enqueue, key=op.idempotency_key, channel=op.channel,
+                                batch=batch, thread=topic, author=author, network=network,
+                                plain=op.rendered.plain, reply_to=op.reply_to)
+        # Every post of a batch maps to the digest mail that will carry it.
+        mid = message_id(self._digest_key(op.channel, batch), self.account.message_domain)
+        return SendResult(native_id=NativeId(mid))
+
+    async def _digest_loop(self, spec: ChannelSpec) -> None:
+        opts = self._opts(spec)
+        period = self._period(opts)
+        while True:
+            store = self._store
+            assert store is not None
+            items = await asyncio.to_thread(store.due, spec.key, int(time.time() // period))
+            if items:
+                key = self._digest_key(spec.key, items[0].batch)
+                msg = digest_mail(items, key=key, account=self.account, list_address=opts.list,
+                                  hashtag=spec.hashtag, period_hours=opts.digest_hours)
+                try:
+                    await smtp_send(self.account.smtp, self.account, msg, [opts.list])
+                except (TransientError, PermanentError) as exc:
+                    # Same batch, same Message-ID next time: a retry, never a second digest.
+                    self.log.warning("digest for %s not sent: %s", spec.key, exc)
+                    await asyncio.sleep(min(60.0, period))
+                    continue
+                await asyncio.to_thread(store.done, [i.id for i in items])
+                self.log.info("digest <%s> with %d posts sent", key, len(items))
+                continue
+            await asyncio.sleep(min(30.0, max(0.2, period / 10)))
+
+
+def _write_once(path: str, data: bytes) -> None:
+    if os.path.exists(path):
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

@@ -1,0 +1,100 @@
+"""The email platform's sandbox: a real Dovecot plus the aiosmtpd mini list.
+
+The list ``kmers@lists.test`` has two subscribers: ``bridge`` (the bridge's mailbox) and
+``reader`` (a member whose maildir is "the platform as people see it": :meth:`messages`
+reads it).  Members post by handing mail to the list, as their mail client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from adapters.email.convert import MARKER_HEADER, msgid, strip_footer, strip_subject
+from adapters.email.testserver import DOMAIN, Dovecot, MiniList, dovecot_binary
+from bridge.sandbox import SandboxMessage
+
+log = logging.getLogger("hashbridge.adapter.email.sandbox")
+
+
+class EmailSandbox:
+    platform = "email"
+
+    def __init__(self, workdir: str | Path, *, list_name: str = "kmers",
+                 munge_from: bool = False) -> None:
+        self.workdir = Path(workdir)
+        self.dovecot = Dovecot(self.workdir / "dovecot",
+                               {"bridge": "pw-bridge", "reader": "pw-reader"})
+        self.list = MiniList(self.dovecot, name=list_name, munge_from=munge_from)
+
+    @staticmethod
+    def available() -> str:
+        """"" when the sandbox can run here, else the reason it cannot."""
+        return "" if dovecot_binary() else "dovecot is not installed (dovecot-imapd, " \
+            "dovecot-lmtpd)"
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.dovecot.start)
+        await asyncio.to_thread(self.list.start)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.list.stop)
+        await asyncio.to_thread(self.dovecot.stop)
+
+    def account_config(self) -> dict[str, Any]:
+        return {
+            "address": f"bridge@{DOMAIN}",
+            "imap": {"host": "127.0.0.1", "port": self.dovecot.imap_port,
+                     "username": "bridge", "password": "pw-bridge", "security": "none"},
+            "smtp": {"host": "127.0.0.1", "port": self.list.port, "security": "none"},
+            "idle_seconds": 60,
+        }
+
+    def channel_config(self) -> dict[str, Any]:
+        return {"list": self.list.address, "subject_tag": self.list.name}
+
+    async def post_as_member(self, author: str, text: str,
+                             reply_to: str | None = None) -> str:
+        slug = re.sub(r"[^a-z0-9]+", ".", author.lower()).strip(".") or "member"
+        subject = next((ln for ln in text.split("\n") if ln.strip()), "post")[:60]
+        refs = None
+        if reply_to:
+            parent = await self._find(reply_to)
+            subject = "Re: " + (strip_subject(str(parent["Subject"]), self.list.name)
+                                if parent else subject)
+            if parent is not None:
+                chain = str(parent.get("References", "")).split()
+                refs = " ".join([*chain, f"<{reply_to}>"])
+        mid = await asyncio.to_thread(
+            self.list.post, sender=f"{author} <{slug}@members.test>", subject=subject,
+            body=text + "\n", in_reply_to=f"<{reply_to}>" if reply_to else None,
+            references=refs)
+        return mid.strip("<>")
+
+    async def edit_as_member(self, native_id: str, text: str) -> None:
+        raise NotImplementedError("mail cannot be edited once sent")
+
+    async def delete_as_member(self, native_id: str) -> None:
+        raise NotImplementedError("mail cannot be deleted once sent")
+
+    async def _find(self, native_id: str) -> Any:
+        for m in await asyncio.to_thread(self.dovecot.messages, "reader"):
+            if msgid(m.get("Message-ID")) == native_id:
+                return m
+        return None
+
+    async def messages(self) -> list[SandboxMessage]:
+        out = []
+        for m in await asyncio.to_thread(self.dovecot.messages, "reader"):
+            body = m.get_body(preferencelist=("plain",))
+            text = strip_footer(body.get_content()) if body is not None else ""
+            mine = m.get(MARKER_HEADER) is not None
+            mid = msgid(m.get("Message-ID")) or ""
+            out.append(SandboxMessage(
+                native_id=mid, author=str(m["From"]), text=text.strip(), by_bridge=mine,
+                reply_to=msgid(m.get("In-Reply-To")),
+                key=mid.split("@")[0] if mine else ""))
+        return out

@@ -1,0 +1,350 @@
+"""Real mail servers for tests, the fault suite and ``hashbridge demo``.
+
+* :class:`Dovecot`: a private Dovecot (IMAP with IDLE + LMTP) in the foreground on free
+  127.0.0.1 ports, passwd-file users, one maildir per user.  Dovecot refuses to run as
+  root, so when we are root the whole instance runs as ``nobody`` through ``setpriv``.
+* :class:`MiniList`: an aiosmtpd server that plays a Mailman-like list.  Mail to the list
+  address gets ``List-Id``, ``List-Post``, a ``[tag]`` subject prefix and a footer, and is
+  delivered to every subscriber's mailbox over Dovecot's LMTP; mail to any other address
+  of the mail domain is delivered to that user as is (a tiny MTA).
+
+Nothing here is imported by the adapter itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import logging
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid, parseaddr
+from pathlib import Path
+
+log = logging.getLogger("hashbridge.adapter.email.testserver")
+
+DOMAIN = "bridge.test"
+LIST_DOMAIN = "lists.test"
+FOOTER_RULE = "_______________________________________________"
+
+
+def dovecot_binary() -> str | None:
+    """Path of the dovecot binary, or None when it is not installed."""
+    return shutil.which("dovecot") or (
+        "/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _open_ancestors(path: Path) -> None:
+    # pytest's tmp_path and mkdtemp are 0700: nobody could not even reach its config.
+    for p in [path, *path.parents]:
+        with contextlib.suppress(OSError):
+            p.chmod(p.stat().st_mode | 0o001)
+
+
+_CONF = """\
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{d}/mail/%n
+default_internal_user = {user}
+default_internal_group = {group}
+default_login_user = {user}
+first_valid_uid = 1
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid={user} gid={group} home={d}/mail/%n
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
+}}
+protocol lmtp {{
+  auth_username_format = %n
+}}
+"""
+
+
+@dataclass
+class Dovecot:
+    """One private Dovecot.  ``users`` maps user name to password."""
+
+    workdir: Path
+    users: dict[str, str]
+    imap_port: int = 0
+    lmtp_port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self, timeout: float = 10.0) -> None:
+        binary = dovecot_binary()
+        if binary is None:
+            raise RuntimeError("dovecot is not installed (apt-get install dovecot-imapd "
+                               "dovecot-lmtpd)")
+        d = self.workdir
+        for sub in ("run", "state", "mail"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        # Keep the ports across restarts: a restarted server must be the same server.
+        self.imap_port = self.imap_port or free_port()
+        self.lmtp_port = self.lmtp_port or free_port()
+        root = os.geteuid() == 0
+        user, group = ("nobody", "nogroup") if root else (os.environ.get("USER", "nobody"),
+                                                          _group_name())
+        (d / "users").write_text("".join(f"{u}:{{PLAIN}}{p}::::\n"
+                                         for u, p in self.users.items()))
+        (d / "dovecot.conf").write_text(_CONF.format(
+            d=d, user=user, group=group, imap_port=self.imap_port, lmtp_port=self.lmtp_port))
+        cmd = [binary, "-F", "-c", str(d / "dovecot.conf")]
+        if root:
+            _open_ancestors(d)
+            subprocess.run(["chown", "-R", "nobody:nogroup", str(d)], check=True)
+            cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not (_port_open(self.imap_port) and _port_open(self.lmtp_port)):
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"dovecot exited {self.proc.returncode}: {err}"
+                                   f"{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"dovecot not ready after {timeout}s{self.log_tail()}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+        # Children (imap, lmtp workers) may hold the ports a moment longer.
+        deadline = time.monotonic() + 5
+        while (_port_open(self.imap_port) or _port_open(self.lmtp_port)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self) -> str:
+        p = self.workdir / "dovecot.log"
+        return "\n" + p.read_text(errors="replace")[-2000:] if p.exists() else ""
+
+    def maildir(self, user: str) -> Path:
+        return self.workdir / "mail" / user
+
+    def deliver(self, rcpt_users: list[str], raw: bytes, mail_from: str = "") -> None:
+        """Deliver one message to local users over LMTP (real delivery: indexes, IDLE)."""
+        # One transaction per recipient: LMTP answers DATA once per recipient, and
+        # smtplib only reads the first answer.
+        with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=30) as lmtp:
+            for user in rcpt_users:
+                lmtp.sendmail(mail_from or f"postmaster@{DOMAIN}", [f"{user}@{DOMAIN}"], raw)
+
+    def messages(self, user: str) -> list[EmailMessage]:
+        """Every message in the user's INBOX (new and cur), oldest delivery first."""
+        root = self.maildir(user)
+        files: list[Path] = []
+        for sub in ("new", "cur"):
+            if (root / sub).is_dir():
+                files.extend((root / sub).iterdir())
+        files.sort(key=lambda p: (p.name.split(".")[0], p.name))
+        out = []
+        for f in files:
+            msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            out.append(msg)
+        return out
+
+
+def _group_name() -> str:
+    import grp
+    return grp.getgrgid(os.getegid()).gr_name
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class MiniList:
+    """A Mailman-like list in front of :class:`Dovecot` (see module docstring).
+
+    ``munge_from`` rewrites ``From`` to "Name via <list>" like Mailman's DMARC
+    mitigation; ``received`` keeps every raw message the list accepted, as sent.
+    """
+
+    dovecot: Dovecot
+    name: str = "kmers"
+    subscribers: list[str] = field(default_factory=lambda: ["bridge", "reader"])
+    munge_from: bool = False
+    port: int = 0
+    received: list[bytes] = field(default_factory=list)
+    _controller: object | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"{self.name}@{LIST_DOMAIN}"
+
+    @property
+    def list_id(self) -> str:
+        return f"{self.name}.{LIST_DOMAIN}"
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+        self.port = self.port or free_port()
+        ctl = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        ctl.start()
+        self._controller = ctl
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()  # type: ignore[attr-defined]
+            self._controller = None
+
+    def distribute(self, raw: bytes) -> bytes:
+        """Turn a post into the list's copy and deliver it; return the copy."""
+        self.received.append(raw)
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        out = decorate(msg, name=self.name, address=self.address, list_id=self.list_id,
+                       munge_from=self.munge_from)
+        data = out.as_bytes(policy=email.policy.SMTP)
+        self.dovecot.deliver(self.subscribers, data, mail_from=f"{self.name}-bounces@"
+                             f"{LIST_DOMAIN}")
+        return data
+
+    def post(self, *, sender: str, subject: str, body: str, in_reply_to: str | None = None,
+             references: str | None = None, html: str | None = None,
+             extra_headers: dict[str, str] | None = None) -> str:
+        """A member posts to the list (as their mail client would); return its Message-ID."""
+        msg = EmailMessage()
+        msg["From"] = sender
+        msg["To"] = self.address
+        msg["Subject"] = subject
+        mid = make_msgid(domain="members.test")
+        msg["Message-ID"] = mid
+        msg["Date"] = email.utils.formatdate(localtime=False)
+        if in_reply_to:
+            msg["In-Reply-To"] = in_reply_to
+            msg["References"] = references or in_reply_to
+        for k, v in (extra_headers or {}).items():
+            msg[k] = v
+        msg.set_content(body)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
+        self.distribute(msg.as_bytes(policy=email.policy.SMTP))
+        return mid
+
+
+def decorate(msg: EmailMessage, *, name: str, address: str, list_id: str,
+             munge_from: bool = False) -> EmailMessage:
+    """What Mailman does to a post on its way out (headers, prefix, footer)."""
+    footer = (f"\n{FOOTER_RULE}\n{name} mailing list -- {address}\n"
+              f"To unsubscribe send an email to {name}-leave@{LIST_DOMAIN}\n")
+    subject = str(msg.get("Subject", ""))
+    if f"[{name}]" not in subject:
+        subject = f"[{name}] {subject}"
+    if msg.is_multipart():
+        # Mailman wraps a multipart post and adds the footer as its own part.
+        out = EmailMessage()
+        for k, v in msg.items():
+            if k.lower() not in ("content-type", "content-transfer-encoding", "mime-version"):
+                out[k] = v
+        out.make_mixed()
+        inner = EmailMessage()
+        inner.set_payload(msg.get_payload())
+        inner["Content-Type"] = msg["Content-Type"]
+        out.attach(inner)
+        foot = EmailMessage()
+        foot.set_content(footer)
+        out.attach(foot)
+    else:
+        out = msg
+        body = msg.get_content() if msg.get_content_type() == "text/plain" else None
+        if isinstance(body, str):
+            # Keep format=flowed when the poster used it.
+            params = {k: str(msg.get_param(k)) for k in ("format", "delsp")
+                      if msg.get_param(k)}
+            out.set_content(body.rstrip("\n") + "\n" + footer, params=params or None)
+    for h in ("List-Id", "List-Post", "List-Unsubscribe", "Precedence"):
+        del out[h]
+    del out["Subject"]
+    out["Subject"] = subject
+    out["List-Id"] = f"{name.capitalize()} list <{list_id}>"
+    out["List-Post"] = f"<mailto:{address}>"
+    out["List-Unsubscribe"] = f"<mailto:{name}-leave@{LIST_DOMAIN}>"
+    out["Precedence"] = "list"
+    if munge_from:
+        real_name, real_addr = parseaddr(str(msg["From"]))
+        del out["From"]
+        out["From"] = formataddr((f"{real_name or real_addr} via {name.capitalize()}", address))
+        out["Reply-To"] = formataddr((real_name, real_addr))
+    return out
+
+
+class _Handler:
+    def __init__(self, lst: MiniList) -> None:
+        self.lst = lst
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        rcpts = [r.lower() for r in envelope.rcpt_tos]  # type: ignore[attr-defined]
+        raw = envelope.original_content or envelope.content  # type: ignore[attr-defined]
+        try:
+            if self.lst.address in rcpts:
+                await asyncio.to_thread(self.lst.distribute, raw)
+            local = [r.split("@")[0] for r in rcpts if r.endswith("@" + DOMAIN)]
+            if local:
+                await asyncio.to_thread(self.lst.dovecot.deliver, local, raw)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.warning("list delivery failed: %s", exc)
+            return "451 4.3.0 delivery to the mail store failed, try again"
+        return "250 OK"
