@@ -1,0 +1,281 @@
+"""Pure conversions between X API v2 payloads and the canonical model.
+
+No I/O and no client objects.  Input that cannot be mapped becomes an
+:class:`Unsupported` value with a reason; nothing here raises on bad payloads.
+Also home of X's text rules: the twitter-text v3 weighted length, fitting, and
+the digest text builder.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import twitter_text
+
+from bridge.model import Attachment, Author, ChannelKey, NativeId, Posted
+from bridge.richtext import Block, Hashtag, Inline, LineBreak, Link, Mention, Paragraph, RichText
+from bridge.richtext import Text as TextNode
+
+MAX_WEIGHTED = 280
+ELLIPSIS = "…"
+_MEDIA_TYPES = {"photo": "image/jpeg", "animated_gif": "video/mp4", "video": "video/mp4"}
+# Language codes X uses for "no language" (undetermined, media only, hashtags only...).
+_NO_LANG = {"und", "zxx", "qme", "qht", "qam", "qst", "qct", "art"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsupported:
+    native_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedPage:
+    events: tuple[Posted, ...]
+    skipped: tuple[Unsupported, ...]
+    newest_id: str | None
+    """Highest post id seen on the page (skipped ones included): the next since_id."""
+
+
+# ------------------------------------------------------------------ length rules
+
+def weighted_length(text: str) -> int:
+    """X's own count (twitter-text v3): URLs 23, CJK and emoji 2, NFC first."""
+    return int(twitter_text.parse_tweet(text).weightedLength)
+
+
+def fits(text: str, limit: int = MAX_WEIGHTED) -> bool:
+    return weighted_length(text) <= limit and not twitter_text.has_invalid_characters(text)
+
+
+def fit(text: str, limit: int = MAX_WEIGHTED) -> str:
+    """*text* cut at a grapheme-safe point so it fits *limit*, with an ellipsis."""
+    if weighted_length(text) <= limit:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # longest prefix that fits together with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if weighted_length(text[:mid].rstrip() + ELLIPSIS) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    cut = text[:lo]
+    # Never split a surrogate-free but joined emoji sequence or a URL in half.
+    while cut and (cut[-1] in "\u200d\ufe0f" or 0x1F3FB <= ord(cut[-1]) <= 0x1F3FF):
+        cut = cut[:-1]
+    m = re.search(r"\S*$", cut)
+    tail = m.group(0) if m else ""
+    if "://" in tail or tail.startswith("www."):
+        cut = cut[: len(cut) - len(tail)]
+    return cut.rstrip() + ELLIPSIS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestItem:
+    author: str
+    text: str
+    network: str = ""
+
+
+def digest_text(items: Iterable[DigestItem], *, hashtag: str = "",
+                limit: int = MAX_WEIGHTED) -> tuple[str, int]:
+    """One post summarising *items* (given oldest first), newest first, within
+    *limit* weighted chars, ending with "+N more" for what did not fit.
+
+    Returns ``(text, shown)``; at least one item is shown (cut if needed)."""
+    items = list(items)[::-1]
+    tag = f" #{hashtag}" if hashtag else ""
+    lines: list[str] = []
+    for i, it in enumerate(items):
+        line = f"{it.author}: {' '.join(it.text.split())}"
+        rest = len(items) - i - 1
+        more = f"\n+{rest} more" if rest else ""
+        candidate = "\n".join([*lines, line]) + more + tag
+        if weighted_length(candidate) <= limit:
+            lines.append(line)
+            continue
+        if not lines:  # the newest alone is too long: cut it to make room
+            room = limit - weighted_length(more + tag) - 1
+            lines.append(fit(line, max(room, 10)))
+        break
+    shown = len(lines)
+    rest = len(items) - shown
+    text = "\n".join(lines) + (f"\n+{rest} more" if rest else "") + tag
+    return fit(text, limit), shown
+
+
+# ------------------------------------------------------------------ inbound
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def _spans(text: str, entities: Mapping[str, Any]) -> list[tuple[int, int, Inline | None]]:
+    spans: list[tuple[int, int, Inline | None]] = []
+    for u in entities.get("urls") or []:
+        if "media_key" in u:  # the pic.x.com link standing for an attachment
+            spans.append((u["start"], u["end"], None))
+            continue
+        url = u.get("unwound_url") or u.get("expanded_url") or u.get("url", "")
+        spans.append((u["start"], u["end"], Link(url)))
+    for m in entities.get("mentions") or []:
+        name = m.get("username", "")
+        spans.append((m["start"], m["end"], Mention(name, url=f"https://x.com/{name}")))
+    for h in entities.get("hashtags") or []:
+        spans.append((h["start"], h["end"], Hashtag(h.get("tag", ""))))
+    spans.sort(key=lambda s: s[0])
+    out: list[tuple[int, int, Inline | None]] = []
+    last = 0
+    for s, e, node in spans:  # overlapping or out-of-range entities are ignored
+        if isinstance(s, int) and isinstance(e, int) and last <= s < e <= len(text):
+            out.append((s, e, node))
+            last = e
+    return out
+
+
+def _text_inlines(raw: str) -> list[Inline]:
+    out: list[Inline] = []
+    for i, line in enumerate(html.unescape(raw).split("\n")):
+        if i:
+            out.append(LineBreak())
+        if line:
+            out.append(TextNode(line))
+    return out
+
+
+def rich_text(text: str, entities: Mapping[str, Any] | None) -> RichText:
+    """X text plus its entities as canonical rich text (t.co links expanded).
+
+    Entity offsets are code points into the text as served (X escapes ``&<>``
+    as HTML entities), so spans are cut first and unescaped after."""
+    inlines: list[Inline] = []
+    pos = 0
+    for s, e, node in _spans(text, entities or {}):
+        inlines.extend(_text_inlines(text[pos:s]))
+        if node is not None:
+            inlines.append(node)
+        pos = e
+    inlines.extend(_text_inlines(text[pos:]))
+    blocks: list[Block] = []
+    # blank lines separate paragraphs, as in textconv.from_plain
+    para: list[Inline] = []
+    breaks = 0
+    for node in inlines:
+        if isinstance(node, LineBreak):
+            breaks += 1
+            continue
+        if breaks >= 2 and para:
+            blocks.append(Paragraph(tuple(para)))
+            para = []
+        elif breaks == 1 and para:
+            para.append(LineBreak())
+        breaks = 0
+        if isinstance(node, TextNode) and para and isinstance(para[-1], TextNode):
+            para[-1] = TextNode(para[-1].text + node.text)
+        else:
+            para.append(node)
+    while para and isinstance(para[-1], TextNode) and not para[-1].text.strip():
+        para.pop()
+    if para:
+        blocks.append(Paragraph(tuple(para)))
+    return RichText(tuple(blocks))
+
+
+def _attachment(media: Mapping[str, Any]) -> Attachment | None:
+    url = media.get("url") or media.get("preview_image_url") or ""
+    if media.get("type") in ("video", "animated_gif"):
+        best = [v for v in media.get("variants") or [] if v.get("content_type") == "video/mp4"]
+        if best:
+            url = max(best, key=lambda v: v.get("bit_rate", 0)).get("url", url)
+    if not url:
+        return None
+    return Attachment(url=url, media_type=_MEDIA_TYPES.get(media.get("type", ""),
+                                                          "application/octet-stream"),
+                      alt_text=media.get("alt_text", "") or "")
+
+
+def tweet_to_posted(tweet: Mapping[str, Any], channel: ChannelKey, *,
+                    users: Mapping[str, Mapping[str, Any]],
+                    media: Mapping[str, Mapping[str, Any]]) -> Posted | Unsupported:
+    tid = str(tweet.get("id", ""))
+    if not tid.isdigit():
+        return Unsupported(native_id=tid, reason="post without a numeric id")
+    refs = {r.get("type"): str(r.get("id")) for r in tweet.get("referenced_tweets") or []
+            if isinstance(r, Mapping)}
+    if "retweeted" in refs:
+        return Unsupported(native_id=tid, reason="repost (its original is the post to relay)")
+    note = tweet.get("note_tweet") or tweet.get("note_post") or {}
+    text = note.get("text") or tweet.get("text")
+    if not isinstance(text, str):
+        return Unsupported(native_id=tid, reason="post without text")
+    entities = note.get("entities") if note.get("text") else tweet.get("entities")
+    user = users.get(str(tweet.get("author_id", "")))
+    if user is None:
+        return Unsupported(native_id=tid, reason="author not in includes.users "
+                           "(request expansions=author_id)")
+    username = str(user.get("username", ""))
+    author = Author(platform="twitter", handle="@" + username,
+                    display_name=str(user.get("name", "")),
+                    profile_url=f"https://x.com/{username}",
+                    opted_out=bool(re.search(r"#no(bridge|bot)\b",
+                                             str(user.get("description", "")), re.I)))
+    keys = (tweet.get("attachments") or {}).get("media_keys") or []
+    atts = tuple(a for k in keys if (m := media.get(k)) and (a := _attachment(m)))
+    lang = str(tweet.get("lang", ""))
+    return Posted(channel=channel, native_id=NativeId(tid), author=author,
+                  text=rich_text(text, entities or {}),
+                  permalink=f"https://x.com/{username}/status/{tid}", attachments=atts,
+                  reply_to_native=NativeId(refs["replied_to"]) if "replied_to" in refs else None,
+                  language="" if lang in _NO_LANG else lang,
+                  created_at=_parse_time(tweet.get("created_at")))
+
+
+def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
+               own_user_id: str | None = None) -> ParsedPage:
+    """A search/lookup/timeline page into Posted events, oldest first."""
+    data = page.get("data") or []
+    if isinstance(data, Mapping):
+        data = [data]
+    inc = page.get("includes") or {}
+    users = {str(u.get("id")): u for u in inc.get("users") or [] if isinstance(u, Mapping)}
+    media = {str(m.get("media_key")): m for m in inc.get("media") or [] if isinstance(m, Mapping)}
+    events: list[Posted] = []
+    skipped: list[Unsupported] = []
+    newest: int | None = None
+    for tw in data:
+        if not isinstance(tw, Mapping):
+            skipped.append(Unsupported(native_id="", reason="post is not an object"))
+            continue
+        tid = str(tw.get("id", ""))
+        if tid.isdigit():
+            newest = max(newest or 0, int(tid))
+        if own_user_id and str(tw.get("author_id")) == own_user_id:
+            skipped.append(Unsupported(native_id=tid, reason="the bridge's own post"))
+            continue
+        out = tweet_to_posted(tw, channel, users=users, media=media)
+        (skipped if isinstance(out, Unsupported) else events).append(out)  # type: ignore[arg-type]
+    events.sort(key=lambda e: int(e.native_id))
+    meta_newest = str((page.get("meta") or {}).get("newest_id", ""))
+    if meta_newest.isdigit():
+        newest = max(newest or 0, int(meta_newest))
+    return ParsedPage(events=tuple(events), skipped=tuple(skipped),
+                      newest_id=str(newest) if newest else None)
+
+
+def missing_ids(page: Mapping[str, Any]) -> set[str]:
+    """Ids a lookup page reports as gone (deleted or never existed)."""
+    out = set()
+    for err in page.get("errors") or []:
+        if isinstance(err, Mapping) and str(err.get("type", "")).endswith("resource-not-found"):
+            out.add(str(err.get("resource_id") or err.get("value") or ""))
+    return out - {""}
