@@ -154,6 +154,8 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
     msgtype = content.get("msgtype")
     if not content or msgtype is None:
         return Ignored("redacted or empty message")
+    if not isinstance(msgtype, str):
+        return Unsupported(f"{event_id}: msgtype is not a string")
     if msgtype == "m.notice":
         return Ignored("m.notice: automated messages are never relayed")
     rel_type, target, reply = _relation(content)
@@ -161,8 +163,8 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
         new = content.get("m.new_content")
         if not isinstance(new, dict) or not target:
             return Unsupported(f"{event_id}: edit without m.new_content or target")
-        if new.get("msgtype") not in TEXT_MSGTYPES:
-            return Ignored(f"edit to {new.get('msgtype')!r}")
+        if not isinstance(new.get("msgtype"), str) or new["msgtype"] not in TEXT_MSGTYPES:
+            return Ignored(f"edit to {str(new.get('msgtype'))[:40]!r}")
         text = _emote(_text_of(new, False), new, display_name or sender)
         return EditOf(Edited(channel=channel, native_id=NativeId(target), text=text,
                              edited_at=_ts(raw)), sender)
@@ -173,10 +175,10 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
         text = _emote(_text_of(content, bool(reply)), content, display_name or sender)
     elif msgtype in MEDIA_MSGTYPES:
         att, why = _attachment(content, msgtype, homeserver, max_media_bytes)
-        caption = ""
-        if isinstance(content.get("filename"), str) and content.get("body") != content.get(
-                "filename"):
-            caption = content.get("body", "")
+        body, fname = content.get("body"), content.get("filename")
+        # A body next to a distinct filename is a caption; else the body is the name.
+        caption = body if isinstance(fname, str) and isinstance(body, str) and body != fname \
+            else ""
         text = from_plain(clean_text(caption[:MAX_BODY_CHARS]))
         if att is None:
             text = RichText((*text.blocks, Paragraph((Text(f"[attachment not relayed: {why}]"),))))

@@ -115,7 +115,8 @@ class Running:
 def bot_account(hs: Hs, **kw: Any) -> MatrixAccount:
     u = hs.user("bridgebot")
     kw.setdefault("access_token", u.access_token)
-    return MatrixAccount(homeserver=hs.url, user_id=u.user_id, sync_timeout_ms=2000, **kw)
+    kw.setdefault("user_id", u.user_id)
+    return MatrixAccount(homeserver=hs.url, sync_timeout_ms=2000, **kw)
 
 
 async def start_adapter(account: MatrixAccount, room_id: str, data_dir: Path, *,
