@@ -267,6 +267,11 @@ class AdapterFactory:
         (``sandbox`` for demo hubs)."""
         raise NotImplementedError
 
+    def cli_commands(self) -> list[tuple[str, str, Callable[..., int]]]:
+        """Extra ``hashbridge`` sub-commands: ``(name, help, fn(args) -> exit code)``;
+        each gets ``-c/--config``."""
+        return []
+
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         """A local stand-in of the platform for ``demo`` and tests, or None when
         it cannot run here (say why in the log)."""

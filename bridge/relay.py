@@ -15,6 +15,7 @@ from typing import assert_never
 
 from bridge.config import ChannelConfig, CommunityConfig, Config
 from bridge.model import (
+    Author,
     ChannelKey,
     Deleted,
     Edited,
@@ -43,6 +44,8 @@ class IngestResult:
     accepted: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     wake: set[ChannelKey] = field(default_factory=set)
+    changed: list[tuple[str, PostId]] = field(default_factory=list)
+    """``(kind, post id)`` for live views: kind is posted, edited or deleted."""
 
     def drop(self, why: str) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + 1
@@ -143,6 +146,26 @@ class Relay:
             tx.enqueue(post.id, target.key, Op.CREATE)
             result.wake.add(target.key)
         result.accepted += 1
+        result.changed.append(("posted", post.id))
+
+    async def announce(self, community: str, text: RichText, *,
+                       origin: str = "bridge") -> tuple[PostId, IngestResult]:
+        """Post the bridge's own notice (chat-event announcements) on every
+        writable channel of *community*, through the normal outbox."""
+        comm = next(c for c in self.config.communities if c.name == community)
+
+        def unit(tx: Tx) -> tuple[PostId, IngestResult]:
+            result = IngestResult()
+            notice = Post(id=new_post_id(), community=community,
+                          origin_channel=ChannelKey(f"{community}/{origin}"),
+                          origin_native_id=f"notice:{new_post_id()}", permalink="",
+                          author=Author(platform="hashbridge", handle="hashbridge",
+                                        display_name="hashbridge"),
+                          text=text, is_notice=True)
+            self._store_post(tx, notice, "", comm, result)
+            return notice.id, result
+
+        return await self.store.run(unit)
 
     def _command(self, tx: Tx, ev: Posted, channel: ChannelConfig, community: CommunityConfig,
                  result: IngestResult) -> None:
@@ -204,6 +227,7 @@ class Relay:
                 tx.enqueue(post_id, target.key, Op.EDIT)
                 result.wake.add(target.key)
         result.accepted += 1
+        result.changed.append(("edited", post_id))
 
     def _deleted(self, tx: Tx, ev: Deleted, channel: ChannelConfig, community: CommunityConfig,
                  result: IngestResult) -> None:
@@ -233,4 +257,5 @@ class Relay:
                 tx.enqueue(post_id, target.key, Op.DELETE)
                 result.wake.add(target.key)
         result.accepted += 1
+        result.changed.append(("deleted", post_id))
 

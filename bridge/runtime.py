@@ -20,9 +20,10 @@ import aiohttp
 from bridge.adapter import Adapter, AuthError, ChannelSpec, Health
 from bridge.config import AccountConfig, Config
 from bridge.metrics import Metrics
-from bridge.model import ChannelKey, InboundEvent, NativeId
+from bridge.model import ChannelKey, InboundEvent, NativeId, PostId
 from bridge.ratelimit import TokenBucket, backoff
-from bridge.relay import Relay
+from bridge.relay import IngestResult, Relay
+from bridge.richtext import RichText
 from bridge.store import Store
 from bridge.worker import ChannelWorker, WorkerDeps
 
@@ -102,6 +103,7 @@ class Bridge:
         self.relay: Relay | None = None
         self.ready = asyncio.Event()
         self.started_at = time.time()
+        self._subscribers: set[asyncio.Queue[tuple[str, PostId]]] = set()
 
     @property
     def store(self) -> Store:
@@ -122,12 +124,35 @@ class Bridge:
         result = await self.relay.ingest(account, events, cursor)
         for ev in events[:1]:
             self.metrics.ingested(ev.channel, result.accepted, result.dropped)
+        self.publish(result)
+
+    def publish(self, result: IngestResult) -> None:
+        """Wake the workers for new deliveries and tell live views what changed."""
         for key in result.wake:
             w = self.workers.get(key)
             if w is not None:
                 w.wake()
-        for hook in self.services.get("on_ingest", ()):
-            hook(result)
+        for change in result.changed:
+            for q in list(self._subscribers):
+                if q.full():  # a stalled reader: drop it rather than grow memory
+                    self._subscribers.discard(q)
+                    continue
+                q.put_nowait(change)
+
+    def subscribe(self, maxsize: int = 10_000) -> asyncio.Queue[tuple[str, PostId]]:
+        """A queue of ``(kind, post id)`` changes (posted, edited, deleted, hidden)."""
+        q: asyncio.Queue[tuple[str, PostId]] = asyncio.Queue(maxsize)
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[tuple[str, PostId]]) -> None:
+        self._subscribers.discard(q)
+
+    async def announce(self, community: str, text: RichText) -> PostId:
+        assert self.relay is not None
+        post_id, result = await self.relay.announce(community, text)
+        self.publish(result)
+        return post_id
 
     async def run(self) -> None:
         cfg = self.config

@@ -1,0 +1,284 @@
+"""``hashbridge`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from bridge import logs
+from bridge.config import EXIT_CONFIG, Config, ConfigError, load
+from bridge.registry import Registry, RegistryError, load_factories
+from bridge.store import Store, StoreError
+
+EXIT_STORE = 74  # sysexits EX_IOERR: the database cannot be used
+EXIT_FAILED = 1
+
+log = logging.getLogger("hashbridge.cli")
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, Registry]:
+    registry = load_factories()
+    return load(args.config, registry), registry
+
+
+def _print_config_errors(path: str, e: ConfigError) -> None:
+    n = len(e.errors)
+    print(f"{path}: {n} problem{'s' if n != 1 else ''} in the configuration:", file=sys.stderr)
+    for err in e.errors:
+        print(f"  {err}", file=sys.stderr)
+    print("Nothing was started.  See config/example.toml for every key.", file=sys.stderr)
+
+
+def _run_async(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run with SIGINT/SIGTERM cancelling the main task (a clean shutdown)."""
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert task is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await coro_fn()
+        except asyncio.CancelledError:
+            log.info("stopped; work in flight will resume at the next start")
+            return 0
+
+    return asyncio.run(main())
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg, _ = _load(args)
+    logs.setup(args.log_level or cfg.bridge.log_level, args.log_format, cfg.secrets)
+    from bridge.runtime import Bridge
+
+    async def go() -> int:
+        extra = []
+        if cfg.bridge.web is not None:
+            with contextlib.suppress(ImportError):
+                from bridge.web import serve_web  # type: ignore[import-not-found,unused-ignore]
+                extra.append(serve_web)
+        bridge = Bridge(cfg, extra_tasks=extra)
+        log.info("hashbridge starting: %d communities, %d channels, data in %s",
+                 len(cfg.communities), len(cfg.all_channels()), cfg.data_path())
+        await bridge.run()
+        return 0
+
+    return _run_async(go)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg, _registry = _load(args)
+    print(f"{args.config}: configuration is valid")
+    for comm in cfg.communities:
+        print(f"community {comm.name} (#{comm.settings.hashtag}, consent {comm.settings.consent}):")
+        for ch in comm.channels:
+            verbs = {"both": "reads and writes", "in": "reads", "out": "writes"}[
+                ch.common.direction]
+            print(f"  {ch.key}: {verbs} {ch.platform} {ch.locator or ''} via account "
+                  f"{ch.account}")
+    if not args.online:
+        return 0
+    import aiohttp
+
+    async def online() -> int:
+        bad = 0
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            for name, acct in cfg.accounts.items():
+                try:
+                    res = await acct.factory.check_online(acct.options, http, {})
+                except Exception as e:
+                    print(f"account {name}: FAILED: {type(e).__name__}: {e}")
+                    bad += 1
+                    continue
+                status = "ok" if res.ok else "FAILED"
+                who = f" as {res.identity}" if res.identity else ""
+                print(f"account {name} ({acct.platform}): {status}{who}"
+                      + (f": {res.error}" if res.error else ""))
+                for w in res.warnings:
+                    print(f"  warning: {w}")
+                bad += 0 if res.ok else 1
+        return 0 if not bad else EXIT_FAILED
+
+    redactor = logs.Redactor(cfg.secrets)
+    with _redacted_stdout(redactor):
+        return asyncio.run(online())
+
+
+@contextlib.contextmanager
+def _redacted_stdout(redactor: logs.Redactor) -> Any:
+    class W:
+        def write(self, s: str) -> int:
+            return real.write(redactor.scrub(s))
+
+        def flush(self) -> None:
+            real.flush()
+
+    real = sys.stdout
+    sys.stdout = W()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = real
+
+
+async def _open_store(cfg: Config) -> Store:
+    path = cfg.data_path("hashbridge.sqlite")
+    if not os.path.exists(path):  # noqa: ASYNC240 - one stat before opening
+        raise StoreError(f"{path}: no database yet (has `hashbridge run` started once?)")
+    return await Store.open(path)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg, _ = _load(args)
+
+    async def go() -> int:
+        store = await _open_store(cfg)
+        try:
+            health = await store.run(lambda tx: tx.health())
+            depths = await store.run(lambda tx: tx.queue_depths())
+            dead = await store.run(lambda tx: tx.dead(args.limit))
+        finally:
+            await store.close()
+        if args.json:
+            print(json.dumps({
+                "adapters": [{"account": a, "platform": p, "health": s, "detail": d,
+                              "updated_at": u} for a, p, s, d, u in health],
+                "queues": depths,
+                "dead": [{"id": r.id, "channel": r.channel, "op": r.op.value, "post": r.post_id,
+                          "reason": r.last_error, "attempts": r.attempts} for r in dead],
+            }, indent=2))
+            return 0
+        print("adapters:")
+        for account, platform, state, detail, updated in health:
+            ago = time.time() - updated
+            print(f"  {account:<16} {platform:<9} {state:<16} {detail}  ({ago:.0f}s ago)")
+        print("queues (pending / dead):")
+        for ch in cfg.all_channels():
+            q = depths.get(ch.key, {})
+            print(f"  {ch.key:<28} {q.get('pending', 0):>6} / {q.get('dead', 0)}")
+        if dead:
+            print("dead deliveries (re-queue with `hashbridge retry`):")
+            for r in dead:
+                print(f"  {r.id} {r.op.value:<6} -> {r.channel}: {r.last_error}")
+        return 0
+
+    return asyncio.run(go())
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    cfg, _ = _load(args)
+
+    async def go() -> int:
+        store = await _open_store(cfg)
+        try:
+            n = await store.run(lambda tx: tx.requeue_dead(args.channel, args.id))
+        finally:
+            await store.close()
+        print(f"re-queued {n} dead deliver{'y' if n == 1 else 'ies'}; a running bridge "
+              "picks them up within its next pass")
+        return 0
+
+    return asyncio.run(go())
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    cfg, _ = _load(args)
+    from bridge.preview import preview
+    print(preview(cfg, args.text, origin=args.origin, author=args.author))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    logs.setup(args.log_level or "warning", args.log_format)
+    from bridge.demo import run_demo
+    return _run_async(lambda: run_demo(duration=args.duration, port=args.port,
+                                       workdir=args.workdir))
+
+
+def cmd_plugin(args: argparse.Namespace) -> int:
+    return int(args.plugin_fn(args))
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]] = ()
+                 ) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hashbridge", description=(
+        "Relay a community's hashtag conversation across X, Mastodon, Matrix and email "
+        "lists."))
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("-c", "--config", required=True, help="the TOML config file")
+        return sp
+
+    with_config("run", "run the bridge daemon").set_defaults(fn=cmd_run)
+    sp = with_config("check", "validate the config (and with --online, the credentials)")
+    sp.add_argument("--online", action="store_true", help="log in to every account")
+    sp.set_defaults(fn=cmd_check)
+    sp = with_config("status", "adapters' health, queue depths, dead deliveries")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.set_defaults(fn=cmd_status)
+    sp = with_config("retry", "re-queue dead deliveries")
+    sp.add_argument("--channel", help="only this channel key (community/name)")
+    sp.add_argument("--id", help="only this delivery id")
+    sp.set_defaults(fn=cmd_retry)
+    sp = with_config("preview", "show how a post renders on every channel")
+    sp.add_argument("text")
+    sp.add_argument("--origin", help="channel key it comes from (default: the first)")
+    sp.add_argument("--author", default="Alice")
+    sp.set_defaults(fn=cmd_preview)
+    sp = sub.add_parser("demo", help="run the relay on a local sandbox of every platform")
+    sp.add_argument("--for", dest="duration", type=float, default=None, metavar="SECONDS",
+                    help="stop after this many seconds with a summary (default: until Ctrl-C)")
+    sp.add_argument("--port", type=int, default=8080, help="web view port (0: any free port)")
+    sp.add_argument("--workdir", help="keep the sandbox here instead of a temp dir")
+    sp.set_defaults(fn=cmd_demo)
+    for name, help_, fn in registry_commands:
+        sp = with_config(name, help_)
+        sp.set_defaults(fn=cmd_plugin, plugin_fn=fn)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    commands: list[tuple[str, str, Callable[..., int]]] = []
+    with contextlib.suppress(RegistryError):
+        for factory in load_factories().factories.values():
+            commands.extend(factory.cli_commands())
+    args = build_parser(commands).parse_args(argv)
+    if args.command not in ("run", "demo"):
+        logs.setup(args.log_level or "warning", args.log_format)
+    try:
+        return int(args.fn(args))
+    except ConfigError as e:
+        _print_config_errors(getattr(args, "config", "config"), e)
+        return EXIT_CONFIG
+    except RegistryError as e:
+        print(f"adapters: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as e:
+        print(f"database: {e}", file=sys.stderr)
+        return EXIT_STORE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
