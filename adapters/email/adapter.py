@@ -158,6 +158,8 @@ class EmailAdapter:
                 await imap_idle(client, self.account.idle_seconds)
         finally:
             with contextlib.suppress(Exception):
+                if client.has_pending_idle():
+                    client.idle_done()
                 await asyncio.wait_for(client.logout(), 2)
 
     async def _start_uid(self, ctx: AdapterContext, client: aioimaplib.IMAP4,
