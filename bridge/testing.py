@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from bridge.adapter import (
     AdapterError,
+    AdapterFactory,
     Capabilities,
     ChannelSpec,
     Health,
@@ -29,6 +30,7 @@ from bridge.adapter import (
     SendEdit,
     SendOp,
     SendResult,
+    StrictModel,
 )
 from bridge.model import ChannelKey, InboundEvent, NativeId
 
@@ -145,3 +147,28 @@ class FakeAdapter:
 
     def capabilities(self, channel: ChannelKey) -> Capabilities:
         return self.caps
+
+
+class FakeAccount(StrictModel):
+    display_name: str = "Fake"
+
+
+class FakeChannel(StrictModel):
+    spot: str = "here"
+
+
+class FakeFactory(AdapterFactory):
+    """Registers :class:`FakeAdapter` as platform ``fake``; the adapter for an
+    account is ``services["fakes"][account display_name]`` (created on demand)."""
+
+    platform: ClassVar[str] = "fake"
+    display_name: ClassVar[str] = "Fake"
+    account_model = FakeAccount
+    channel_model = FakeChannel
+    channel_locator = "spot"
+
+    def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+               services: Mapping[str, Any]) -> FakeAdapter:
+        assert isinstance(account, FakeAccount)
+        fakes: dict[str, FakeAdapter] = services.setdefault("fakes", {})  # type: ignore[attr-defined]
+        return fakes.setdefault(account.display_name, FakeAdapter())
