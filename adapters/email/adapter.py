@@ -159,8 +159,11 @@ class EmailAdapter:
         finally:
             with contextlib.suppress(Exception):
                 if client.has_pending_idle():
-                    client.idle_done()
-                await asyncio.wait_for(client.logout(), 2)
+                    # imap_idle already sent DONE (a second one is a protocol error);
+                    # don't wait for the server, just hang up.
+                    client.protocol.transport.close()
+                else:
+                    await asyncio.wait_for(client.logout(), 2)
 
     async def _start_uid(self, ctx: AdapterContext, client: aioimaplib.IMAP4,
                          validity: int) -> int:
@@ -288,6 +291,8 @@ class EmailAdapter:
                                           new_text=new_text),
                     parent_id=op.native_id, parent_references=parent[1] if parent else (),
                     parent_subject=parent[0] if parent else "", date=datetime.now(UTC))
+                await self._submit(store, out)
+                return SendResult()  # a correction is not a copy of the post
         return await self._submit(store, out)
 
     async def _submit(self, store: EmailStore, out: Outgoing) -> SendResult:
