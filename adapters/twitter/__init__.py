@@ -1,0 +1,75 @@
+"""X/Twitter adapter: recent-search polling in, each/digest/off out, on tweepy's
+AsyncClient, inside a per-account budget and X's automation rules."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adapters.twitter.models import TwitterAccount, TwitterChannel
+from bridge.adapter import (
+    Adapter,
+    AdapterError,
+    AdapterFactory,
+    ChannelSpec,
+    OnlineCheck,
+    StrictModel,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from bridge.sandbox import PlatformSandbox
+
+log = logging.getLogger("hashbridge.adapter.twitter")
+
+
+class TwitterFactory(AdapterFactory):
+    platform: ClassVar[str] = "twitter"
+    display_name: ClassVar[str] = "X"
+    account_model: ClassVar[type[StrictModel]] = TwitterAccount
+    channel_model: ClassVar[type[StrictModel]] = TwitterChannel
+    channel_locator: ClassVar[str] = "query"
+    secret_fields: ClassVar[frozenset[str]] = frozenset(
+        {"consumer_key", "consumer_secret", "access_token", "access_token_secret",
+         "bearer_token"})
+
+    def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+               services: Mapping[str, Any]) -> Adapter:
+        from adapters.twitter.adapter import TwitterAdapter
+
+        assert isinstance(account, TwitterAccount)
+        return TwitterAdapter(account, channels)
+
+    def sandbox(self, workdir: str) -> PlatformSandbox | None:
+        from adapters.twitter.sandbox import TwitterSandbox
+
+        return TwitterSandbox(workdir)
+
+    async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
+                           services: Mapping[str, Any]) -> OnlineCheck:
+        from adapters.twitter.client import XClient
+
+        assert isinstance(account, TwitterAccount)
+        client = XClient(consumer_key=account.consumer_key,
+                         consumer_secret=account.consumer_secret,
+                         access_token=account.access_token,
+                         access_token_secret=account.access_token_secret,
+                         bearer_token=account.bearer_token, api_base=account.api_base,
+                         logger=log)
+        try:
+            r = await client.call("users/me", lambda c: c.get_me(user_auth=True))
+        except AdapterError as e:
+            return OnlineCheck(ok=False, error=str(e))
+        finally:
+            await client.close()
+        name = str(r.data.username)
+        warnings = ()
+        if account.bot_username and account.bot_username.lower() != name.lower():
+            warnings = (f"bot_username is {account.bot_username} but the credentials log in "
+                        f"as {name}",)
+        return OnlineCheck(ok=True, identity="@" + name, warnings=warnings)
+
+
+__all__ = ["TwitterAccount", "TwitterChannel", "TwitterFactory"]

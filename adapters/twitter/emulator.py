@@ -23,6 +23,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -323,16 +324,23 @@ class XEmulator:
         query = request.query.get("query", "")
         if not query or len(query) > 512:
             return _invalid("The `query` parameter is missing or longer than 512", query=query)
-        found = self.state.search(query, request.query.get("since_id"),
-                                  request.query.get("until_id"))
+        try:
+            found = self.state.search(query, request.query.get("since_id"),
+                                      request.query.get("until_id"),
+                                      request.query.get("start_time"))
+        except ValueError:
+            return _invalid("Invalid start_time", start_time=request.query["start_time"])
         return self._paged(request, found, 10, 100, "next_token")
 
     async def user_tweets(self, request: web.Request) -> web.Response:
         uid = request.match_info["id"]
         since = request.query.get("since_id")
+        start = request.query.get("start_time")
+        after = datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None
         found = sorted((t for t in self.state.tweets.values()
                         if t.author_id == uid and not t.deleted
-                        and (since is None or int(t.id) > int(since))),
+                        and (since is None or int(t.id) > int(since))
+                        and (after is None or t.created_at >= after)),
                        key=lambda t: int(t.id), reverse=True)
         return self._paged(request, found, 5, 100, "pagination_token")
 

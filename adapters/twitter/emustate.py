@@ -207,12 +207,16 @@ class XState:
                 return False
         return True
 
-    def search(self, query: str, since_id: str | None, until_id: str | None) -> list[Tweet]:
+    def search(self, query: str, since_id: str | None, until_id: str | None,
+               start_time: str | None = None) -> list[Tweet]:
         """Matching live posts, newest first (X's order)."""
+        start = (datetime.fromisoformat(start_time.replace("Z", "+00:00"))
+                 if start_time else None)
         found = [t for t in self.tweets.values()
                  if not t.deleted and self.matches(t, query)
                  and (since_id is None or int(t.id) > int(since_id))
-                 and (until_id is None or int(t.id) < int(until_id))]
+                 and (until_id is None or int(t.id) < int(until_id))
+                 and (start is None or t.created_at >= start)]
         return sorted(found, key=lambda t: int(t.id), reverse=True)
 
     # ------------------------------------------------------------ limits

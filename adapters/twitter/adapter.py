@@ -1,0 +1,523 @@
+"""The X adapter: frugal recent-search polling in, `each`/`digest`/`off` out,
+inside a per-account budget and X's automation rules.
+
+* Inbound: one search per channel with a persisted ``since_id`` (so no post is
+  read, or billed, twice); the bot's own posts are excluded in the query itself
+  (``-from:bot``) so they are not even billed.  The poll interval follows the
+  rate-limit window and slows to ``max_poll_seconds`` when the month's reads run
+  ahead of the read budget's pace.
+* Outbound: every create passes the budget first (posts per day, USD per day
+  and month at the configured prices); a spent budget is a ``TransientError``
+  until the next window, so the core keeps the message queued.  X has no
+  idempotency key: a create whose key was already attempted looks for its text
+  among the account's recent posts before posting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import re
+import time
+import unicodedata
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+import twitter_text
+
+from adapters.twitter.budget import Ledger, next_month
+from adapters.twitter.client import DUPLICATE, NOT_SUMMONED, Forbidden403, Gone, XClient
+from adapters.twitter.convert import MAX_WEIGHTED, fit, parse_page, weighted_length
+from adapters.twitter.digest import DigestState, Item
+from adapters.twitter.models import TwitterAccount, TwitterChannel
+from bridge.adapter import (
+    AdapterContext,
+    Capabilities,
+    ChannelSpec,
+    Health,
+    PermanentError,
+    SendCreate,
+    SendDelete,
+    SendEdit,
+    SendOp,
+    SendResult,
+    TextFormat,
+    TransientError,
+)
+from bridge.model import ChannelKey, NativeId, Posted
+from bridge.textconv import to_plain
+
+EXPANSIONS = ["author_id", "referenced_tweets.id", "attachments.media_keys"]
+TWEET_FIELDS = ["author_id", "created_at", "conversation_id", "entities", "referenced_tweets",
+                "attachments", "note_tweet", "lang", "in_reply_to_user_id"]
+USER_FIELDS = ["username", "name", "description", "profile_image_url"]
+MEDIA_FIELDS = ["url", "preview_image_url", "alt_text", "type", "variants"]
+_URL = re.compile(r"https?://\S+")
+
+
+def _norm(text: str) -> str:
+    """Text as X would show it back, for recognising our own copy: NFC, HTML
+    entities undone, URLs blanked (X wraps them in t.co), whitespace folded."""
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    return " ".join(_URL.sub("<url>", text).split())
+
+
+def _has_url(text: str) -> bool:
+    return bool(twitter_text.extract_urls(text))
+
+
+class TwitterAdapter:
+    def __init__(self, account: TwitterAccount, channels: tuple[ChannelSpec, ...], *,
+                 clock: Any = time.time) -> None:
+        self.account = account
+        self.channels = {c.key: c for c in channels}
+        self.clock = clock
+        self.log = logging.getLogger("hashbridge.adapter.twitter")
+        self.client = XClient(consumer_key=account.consumer_key,
+                              consumer_secret=account.consumer_secret,
+                              access_token=account.access_token,
+                              access_token_secret=account.access_token_secret,
+                              bearer_token=account.bearer_token, api_base=account.api_base,
+                              logger=self.log, clock=clock)
+        self.ctx: AdapterContext | None = None
+        self.ledger = Ledger()
+        self.budget_note = ""
+        self.me: tuple[str, str] | None = None
+        self._ready = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._inflight: dict[str, float] = {}
+        self._summoned: OrderedDict[str, bool] = OrderedDict()
+        self._poll_locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------------ run
+    async def run(self, ctx: AdapterContext) -> None:
+        self.ctx = ctx
+        self.log = logging.getLogger(f"hashbridge.adapter.twitter.{ctx.name}")
+        self.client.log = self.log
+        self.ledger = Ledger.loads(await ctx.get_cursor("budget"))
+        # Creates attempted but not confirmed before the last stop (X has no
+        # idempotency key, so these are looked up before posting again).
+        self._inflight = json.loads(await ctx.get_cursor("inflight") or "{}")
+        try:
+            await self.whoami()
+            ctx.set_health(Health.CONNECTED, self.status_detail())
+            self._ready.set()
+            async with asyncio.TaskGroup() as tg:
+                for ch in ctx.channels:
+                    opts = self._opts(ch)
+                    if ch.direction != "out":
+                        tg.create_task(self._poll_loop(ch))
+                    if ch.direction != "in" and opts.mode == "digest":
+                        tg.create_task(self._digest_loop(ch))
+                await asyncio.Event().wait()  # serve sends until cancelled
+        finally:
+            self._ready.clear()
+            await self.client.close()
+
+    async def whoami(self) -> tuple[str, str]:
+        if self.me is None:
+            r = await self.client.call("users/me", lambda c: c.get_me(user_auth=True))
+            self.me = (str(r.data.id), str(r.data.username))
+        return self.me
+
+    def _opts(self, ch: ChannelSpec) -> TwitterChannel:
+        assert isinstance(ch.options, TwitterChannel)
+        return ch.options
+
+    def status_detail(self) -> str:
+        led = self.ledger.rolled(self.clock())
+        a = self.account
+        parts = [f"posts today {led.posts_today}/{a.max_posts_per_day}",
+                 f"spent ${led.usd_today:.3f}/day of ${a.max_usd_per_day:.2f}",
+                 f"${led.usd_month:.3f}/month of ${a.max_usd_per_month:.2f}",
+                 f"reads {led.reads_month}/{a.monthly_read_budget} this month"]
+        return (self.budget_note + "; " if self.budget_note else "") + ", ".join(parts)
+
+    async def _save_ledger(self, **charge: Any) -> None:
+        self.ledger = self.ledger.charge(self.clock(), **charge)
+        if self.ctx is not None:
+            await self.ctx.set_cursor("budget", self.ledger.dumps())
+
+    # ------------------------------------------------------------------ inbound
+    async def _poll_loop(self, ch: ChannelSpec) -> None:
+        assert self.ctx is not None
+        backoff = 5.0
+        while True:
+            try:
+                await self.poll_once(ch)
+                backoff = 5.0
+                self.ctx.set_health(Health.CONNECTED, self.status_detail())
+                delay = self.poll_interval(ch)
+            except TransientError as e:
+                self.ctx.set_health(Health.DISCONNECTED, str(e))
+                delay = e.retry_after if e.retry_after is not None else backoff
+                backoff = min(backoff * 2, self._opts(ch).max_poll_seconds)
+            except PermanentError as e:  # a query X refuses: say so, keep trying slowly
+                self.log.error("search on %s refused: %s", ch.key, e)
+                self.ctx.set_health(Health.CONNECTED, f"search refused: {e}")
+                delay = self._opts(ch).max_poll_seconds
+            await asyncio.sleep(delay)
+
+    def _above_read_pace(self) -> bool:
+        now = self.clock()
+        led = self.ledger.rolled(now)
+        start = datetime.fromtimestamp(now, UTC).replace(day=1, hour=0, minute=0, second=0,
+                                                         microsecond=0).timestamp()
+        frac = (now - start) / max(1.0, next_month(now) - start)
+        return led.reads_month > self.account.monthly_read_budget * max(frac, 0.02)
+
+    def poll_interval(self, ch: ChannelSpec) -> float:
+        """Seconds to the next search: the configured interval, no faster than
+        half the rate window allows across our channels, slower when the reads
+        run ahead of the monthly budget's pace or the window is used up."""
+        opts, now = self._opts(ch), self.clock()
+        inbound = sum(1 for c in self.channels.values() if c.direction != "out") or 1
+        lim = self.client.limits_for("GET", "/2/tweets/search/recent")
+        window = (lim.limit if lim and lim.limit else (450 if self.client.app_search else 300))
+        delay = max(opts.poll_seconds, 900 / (window * 0.5) * inbound)
+        if lim and lim.remaining is not None and lim.remaining <= inbound and lim.reset_at:
+            delay = max(delay, lim.reset_at - now + 1)
+        if self._above_read_pace():
+            delay = max(delay, opts.max_poll_seconds)
+        return delay
+
+    async def poll_once(self, ch: ChannelSpec) -> int:
+        """One search for *ch*; emits new posts with the new since_id.  Returns
+        how many posts were emitted."""
+        # One search per channel at a time: two concurrent ones would read the
+        # same since_id and emit (and pay for) the same posts twice.
+        async with self._poll_locks.setdefault(ch.key, asyncio.Lock()):
+            return await self._poll_once(ch)
+
+    async def _poll_once(self, ch: ChannelSpec) -> int:
+        assert self.ctx is not None
+        ctx, opts, now = self.ctx, self._opts(ch), self.clock()
+        if not self.ledger.reads_allowed(now, self._caps()):
+            self.budget_note = "read budget spent for this month: not searching"
+            ctx.set_health(Health.CONNECTED, self.status_detail())
+            return 0
+        me_id, me_name = await self.whoami()
+        name = f"since:{ch.key}"
+        cur = await ctx.get_cursor(name)
+        query = opts.query
+        if f"from:{me_name}".lower() not in query.lower():
+            query += f" -from:{me_name}"
+        kw: dict[str, Any] = dict(query=query, max_results=opts.max_results,
+                                  expansions=EXPANSIONS, tweet_fields=TWEET_FIELDS,
+                                  user_fields=USER_FIELDS, media_fields=MEDIA_FIELDS,
+                                  user_auth=not self.client.app_search)
+        if cur and cur.isdigit():
+            kw["since_id"] = cur
+        else:
+            if not cur:  # first run: start now, never backfill (reads cost money)
+                cur = "t:" + datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                await ctx.set_cursor(name, cur)
+            kw["start_time"] = cur[2:]
+        pages = 1 if self._above_read_pace() else opts.max_pages
+        events: list[Posted] = []
+        newest: int | None = None
+        token = None
+        for _ in range(pages):
+            resp = await self.client.call(
+                "search", lambda c, t=token: c.search_recent_tweets(**kw, next_token=t))
+            raw = _raw_page(resp)
+            read = len(raw.get("data") or [])
+            await self._save_ledger(usd=read * self.account.prices.read, reads=read)
+            parsed = parse_page(raw, ch.key, own_user_id=me_id)
+            events += parsed.events
+            if parsed.newest_id:
+                newest = max(newest or 0, int(parsed.newest_id))
+            token = (resp.meta or {}).get("next_token")
+            if not token:
+                break
+        if token:
+            self.log.warning("%s: more new posts than %d pages; older ones skipped",
+                             ch.key, pages)
+        fresh = []
+        for ev in sorted(events, key=lambda e: int(e.native_id)):
+            self._remember_summons(ev, me_name)
+            if not await ctx.is_own(ch.key, ev.native_id):
+                fresh.append(ev)
+        if fresh:
+            await ctx.emit_many(list(fresh), cursor=(name, str(newest)))
+        elif newest:
+            await ctx.set_cursor(name, str(newest))
+        return len(fresh)
+
+    def _remember_summons(self, ev: Posted, me_name: str) -> None:
+        from bridge.richtext import Mention, iter_inlines
+
+        named = any(isinstance(n, Mention) and n.handle.lower() == me_name.lower()
+                    for n in iter_inlines(ev.text))
+        self._summoned[ev.native_id] = named
+        while len(self._summoned) > 5000:
+            self._summoned.popitem(last=False)
+
+    # ------------------------------------------------------------------ outbound
+    def capabilities(self, channel: ChannelKey) -> Capabilities:
+        ch = self.channels.get(channel)
+        digest = ch is not None and self._opts(ch).mode == "digest"
+        return Capabilities(
+            max_length=25_000 if self.account.premium else MAX_WEIGHTED,
+            count=weighted_length, text_format=TextFormat.PLAIN, edit=False, delete=True,
+            reply=not digest, threads=False, formatted=False, media_types=frozenset(),
+            max_media_bytes=0, max_attachments=0, needs_hashtag=True, links_cost=True)
+
+    def _caps(self) -> Any:
+        return self.account.caps()
+
+    async def _wait_ready(self) -> AdapterContext:
+        try:
+            async with asyncio.timeout(10):
+                await self._ready.wait()
+        except TimeoutError:
+            raise TransientError("X adapter is not running yet", retry_after=5) from None
+        assert self.ctx is not None
+        return self.ctx
+
+    async def send(self, op: SendOp) -> SendResult:
+        await self._wait_ready()
+        ch = self.channels.get(op.channel)
+        if ch is None:
+            raise PermanentError(f"channel {op.channel} is not served by this X account")
+        mode = self._opts(ch).mode
+        match op:
+            case SendEdit():
+                raise PermanentError("posts on X cannot be edited through the API; "
+                                     "the edit is not relayed")
+            case SendDelete():
+                return await self._delete(ch, op)
+            case SendCreate() if mode == "off":
+                raise PermanentError("X channel is read-only (mode = off)")
+            case SendCreate() if mode == "digest":
+                return await self._queue_digest(ch, op)
+            case SendCreate():
+                return await self._create_each(ch, op)
+        raise PermanentError(f"unknown operation {type(op).__name__}")
+
+    def _check_budget(self, text: str) -> float:
+        prices = self.account.prices
+        cost = prices.post_with_url if _has_url(text) else prices.post
+        refusal = self.ledger.refusal(self.clock(), self._caps(), cost)
+        if refusal:
+            why, until = refusal
+            self.budget_note = why
+            if self.ctx:
+                self.ctx.set_health(Health.CONNECTED, self.status_detail())
+            self.log.warning("not posting: %s (until %s)", why,
+                             datetime.fromtimestamp(until, UTC).isoformat())
+            raise TransientError(why, retry_after=max(1.0, until - self.clock()))
+        self.budget_note = ""
+        return cost
+
+    def _fitted(self, text: str) -> str:
+        limit = 25_000 if self.account.premium else MAX_WEIGHTED
+        if weighted_length(text) > limit:
+            self.log.warning("rendered text was %d weighted chars; cut to %d",
+                             weighted_length(text), limit)
+            return fit(text, limit)
+        return text
+
+    async def _create_each(self, ch: ChannelSpec, op: SendCreate) -> SendResult:
+        text = self._fitted(op.rendered.plain)
+        key = op.idempotency_key
+        if key in self._inflight:
+            found = await self.find_own_copy(text, since=self._inflight.get(key))
+            if found:
+                self.log.info("delivery %s was already posted as %s before a restart", key,
+                              found)
+                await self._finish(key, cost=0.0)
+                return self._result(found)
+        cost = self._check_budget(text)
+        reply_to = await self._reply_target(ch, op.reply_to)
+        return await self._post(key, text, reply_to, cost)
+
+    async def _post(self, key: str, text: str, reply_to: str | None, cost: float) -> SendResult:
+        assert self.ctx is not None
+        self._inflight[key] = self.clock()
+        await self._save_inflight()
+        try:
+            r = await self.client.call("post", lambda c: c.create_tweet(
+                text=text, in_reply_to_tweet_id=reply_to, user_auth=True))
+        except Forbidden403 as e:
+            if DUPLICATE in str(e).lower():
+                found = await self.find_own_copy(text, since=None)
+                if found:
+                    await self._finish(key, cost=0.0)
+                    return self._result(found)
+                raise PermanentError(f"X refuses this text as a duplicate of an older post: "
+                                     f"{e}") from e
+            if NOT_SUMMONED in str(e).lower() and reply_to:
+                self._summoned[reply_to] = False
+                self.log.info("X refused a reply under %s (bot not summoned); next attempt "
+                              "posts standalone", reply_to)
+                raise TransientError("reply not allowed by X; retrying standalone",
+                                     retry_after=0) from e
+            raise PermanentError(str(e)) from e
+        except TransientError as e:
+            if "rate limited" in str(e) or "usage cap" in str(e):
+                self._inflight.pop(key, None)  # X refused before creating anything
+                await self._save_inflight()
+            raise
+        lim = self.client.limits_for("POST", "/2/tweets")
+        if lim:
+            self.ctx.rate_limit(remaining=lim.remaining, reset_at=lim.reset_at, limit=lim.limit)
+        await self._finish(key, cost=cost, posts=1)
+        return self._result(str(r.data["id"]))
+
+    async def _save_inflight(self) -> None:
+        assert self.ctx is not None
+        await self.ctx.set_cursor("inflight", json.dumps(self._inflight))
+
+    async def _finish(self, key: str, *, cost: float, posts: int = 0) -> None:
+        assert self.ctx is not None
+        if self._inflight.pop(key, None) is not None:
+            await self._save_inflight()
+        if cost or posts:
+            await self._save_ledger(usd=cost, posts=posts)
+        self.ctx.set_health(Health.CONNECTED, self.status_detail())
+
+    def _result(self, tid: str) -> SendResult:
+        name = self.me[1] if self.me else "i"
+        return SendResult(native_id=NativeId(tid), permalink=f"https://x.com/{name}/status/{tid}")
+
+    async def find_own_copy(self, text: str, since: float | None) -> str | None:
+        """The id of the account's recent post showing *text*, if any."""
+        me_id, _ = await self.whoami()
+        kw: dict[str, Any] = dict(max_results=20, tweet_fields=["created_at", "entities",
+                                                                 "note_tweet"], user_auth=True)
+        if since:
+            kw["start_time"] = datetime.fromtimestamp(since - 60, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+        r = await self.client.call("recent own posts",
+                                   lambda c: c.get_users_tweets(me_id, **kw))
+        data = r.data or []
+        await self._save_ledger(usd=len(data) * self.account.prices.read, reads=len(data))
+        want = _norm(text)
+        for tw in data:
+            note = (tw.data.get("note_tweet") or {}).get("text")
+            if _norm(note or tw.text) == want:
+                return str(tw.id)
+        return None
+
+    async def _reply_target(self, ch: ChannelSpec, parent: NativeId | None) -> str | None:
+        """*parent* if X lets the bot reply under it, else None (post standalone)."""
+        assert self.ctx is not None
+        if parent is None:
+            return None
+        if await self.ctx.is_own(ch.key, parent):
+            return parent
+        allowed = self._summoned.get(parent)
+        if allowed is None:
+            me_id, me_name = await self.whoami()
+            try:
+                r = await self.client.call("reply check", lambda c: c.get_tweet(
+                    parent, tweet_fields=["author_id", "entities", "referenced_tweets"],
+                    expansions=["referenced_tweets.id"], user_auth=True))
+            except Gone:
+                return None
+            await self._save_ledger(usd=self.account.prices.read, reads=1)
+            tw = r.data.data if r.data else {}
+            mentions = {m.get("username", "").lower()
+                        for m in (tw.get("entities") or {}).get("mentions") or []}
+            quoted = [t for t in (r.includes or {}).get("tweets", [])
+                      if str(t.data.get("author_id")) == me_id]
+            allowed = (str(tw.get("author_id")) == me_id or me_name.lower() in mentions
+                       or bool(quoted))
+            self._summoned[parent] = allowed
+        if not allowed:
+            self.log.info("posting standalone, not under %s: X lets the bot reply only to "
+                          "posts that mention or quote it", parent)
+            return None
+        return parent
+
+    async def _delete(self, ch: ChannelSpec, op: SendDelete) -> SendResult:
+        if op.native_id.startswith("digest:"):
+            return await self._digest_delete(ch, op.native_id.removeprefix("digest:"))
+        try:
+            await self.client.call("delete", lambda c: c.delete_tweet(op.native_id))
+        except Gone:
+            return SendResult()  # already gone: what a delete wants
+        # Deletes are compliance work: never held back by the budget, but billed.
+        await self._save_ledger(usd=self.account.prices.delete, deletes=1)
+        return SendResult()
+
+    # ------------------------------------------------------------------ digest
+    async def _load_digest(self, ch: ChannelSpec) -> DigestState:
+        assert self.ctx is not None
+        return DigestState.loads(await self.ctx.get_cursor(f"digest:{ch.key}"))
+
+    async def _save_digest(self, ch: ChannelSpec, st: DigestState) -> None:
+        assert self.ctx is not None
+        await self.ctx.set_cursor(f"digest:{ch.key}", st.dumps())
+
+    async def _queue_digest(self, ch: ChannelSpec, op: SendCreate) -> SendResult:
+        author = op.post.author
+        text = to_plain(op.post.text, links=self._opts(ch).links_in_digest,
+                        neutralise_mentions=True)
+        async with self._lock:
+            st = await self._load_digest(ch)
+            st = st.add(Item(key=op.idempotency_key, author=author.name, text=text,
+                             network=author.platform, at=self.clock()))
+            await self._save_digest(ch, st)
+        return SendResult(native_id=NativeId(f"digest:{op.idempotency_key}"))
+
+    async def _digest_delete(self, ch: ChannelSpec, key: str) -> SendResult:
+        async with self._lock:
+            st, removed = (await self._load_digest(ch)).remove(key)
+            await self._save_digest(ch, st)
+        if not removed:
+            self.log.warning("message %s is already part of digest post %s; X cannot edit "
+                             "it, so it stays", key, st.post_of(key))
+        return SendResult()
+
+    async def _digest_loop(self, ch: ChannelSpec) -> None:
+        assert self.ctx is not None
+        while True:
+            await asyncio.sleep(self._opts(ch).digest_minutes * 60)
+            try:
+                await self.flush_digest(ch.key)
+            except TransientError as e:
+                self.log.warning("digest for %s postponed: %s", ch.key, e)
+            except PermanentError as e:
+                self.log.error("digest for %s refused: %s", ch.key, e)
+
+    async def flush_digest(self, channel: ChannelKey) -> str | None:
+        """Post the digest of what ``send`` queued for *channel*; returns the
+        post id, or None when there was nothing to post."""
+        from adapters.twitter.convert import DigestItem, digest_text
+
+        ch = self.channels[channel]
+        async with self._lock:
+            st = await self._load_digest(ch)
+            if st.posting is not None:  # a crash between marking and X's answer
+                found = await self.find_own_copy(st.posting.text, since=st.posting.at)
+                if found:
+                    await self._save_digest(ch, st.complete(found))
+                    return found
+                st = st.abandon()
+            if not st.items:
+                return None
+            text, _ = digest_text([DigestItem(author=i.author, text=i.text, network=i.network)
+                                   for i in st.items], hashtag=ch.hashtag)
+            cost = self._check_budget(text)
+            st = st.begin(text, self.clock())
+            await self._save_digest(ch, st)
+            key = f"digest-{ch.key}-{st.seq}"
+            result = await self._post(key, text, None, cost)
+            assert result.native_id is not None
+            await self._save_digest(ch, st.complete(result.native_id))
+            return result.native_id
+
+
+def _raw_page(resp: Any) -> dict[str, Any]:
+    """tweepy's Response back into the wire shape the converters read."""
+    inc = {k: [getattr(o, "data", o) for o in v] for k, v in (resp.includes or {}).items()}
+    return {"data": [getattr(t, "data", t) for t in resp.data or []], "includes": inc,
+            "meta": resp.meta or {}, "errors": resp.errors or []}
+
+
+__all__ = ["TwitterAdapter"]
