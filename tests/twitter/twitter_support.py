@@ -49,3 +49,31 @@ def load_jsonl(path: Path) -> list[dict[str, Any]]:
         out.append(page)
     return out
 
+
+
+def make_spec(key: str = "kmers/x", *, query: str = "#kmers -is:retweet",
+              direction: str = "both", **opts: Any) -> Any:
+    from adapters.twitter.models import TwitterChannel
+    from bridge.adapter import ChannelSpec
+    from bridge.model import ChannelKey
+
+    return ChannelSpec(key=ChannelKey(key), community="kmers", hashtag="kmers",
+                       direction=direction, options=TwitterChannel(query=query, **opts))
+
+
+def make_create(text: str, key: str, *, channel: str = "kmers/x", author: str = "alice",
+                platform: str = "mastodon", reply_to: str | None = None) -> Any:
+    from bridge.adapter import Rendered, SendCreate
+    from bridge.model import Author, ChannelKey, DeliveryId, NativeId, Post, PostId
+    from bridge.richtext import RichText
+    from bridge.textconv import from_plain, to_html, to_markdown
+
+    rt: RichText = from_plain(text)
+    post = Post(id=PostId("01J" + key.upper().rjust(23, "0")[:23]), community="kmers",
+                origin_channel=ChannelKey("kmers/masto"), origin_native_id=NativeId(key),
+                permalink="", author=Author(platform=platform, handle=f"@{author}@ex.social",
+                                            display_name=author.title()), text=rt)
+    rendered = Rendered(text=rt, plain=text, html=to_html(rt), markdown=to_markdown(rt))
+    return SendCreate(delivery_id=DeliveryId(key), idempotency_key=key,
+                      channel=ChannelKey(channel), post=post, rendered=rendered,
+                      reply_to=NativeId(reply_to) if reply_to else None)

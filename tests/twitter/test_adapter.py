@@ -1,0 +1,309 @@
+"""The X adapter driven by FakeContext against the emulator, tweepy in between."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from twitter_support import Running, make_create, make_spec
+
+from adapters.twitter import TwitterFactory
+from adapters.twitter.adapter import TwitterAdapter
+from adapters.twitter.models import TwitterAccount
+from bridge.adapter import (
+    AuthError,
+    Health,
+    PermanentError,
+    SendDelete,
+    SendEdit,
+    TransientError,
+)
+from bridge.model import ChannelKey, DeliveryId, NativeId, Posted
+from bridge.testing import FakeContext
+
+CH = ChannelKey("kmers/x")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0  # 2027-01-15, mid-day UTC
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextlib.asynccontextmanager
+async def running(x: Running, ctx: FakeContext | None = None, *, clock: Clock | None = None,
+                  channels: tuple[Any, ...] | None = None,
+                  **account: Any) -> AsyncIterator[tuple[TwitterAdapter, FakeContext]]:
+    chans = channels or (make_spec(direction="out"),)
+    acct = TwitterAccount(**{k: v for k, v in x.bot.items() if k != "bearer_token"},
+                          api_base=x.base, **account)
+    adapter = TwitterFactory().create(acct, chans, {})
+    assert isinstance(adapter, TwitterAdapter)
+    if clock:
+        adapter.clock = adapter.client.clock = clock
+    ctx = ctx or FakeContext(chans, name="x")
+    ctx.channels = chans
+    task = asyncio.create_task(adapter.run(ctx))
+    async with asyncio.timeout(5):
+        await adapter._ready.wait()
+    try:
+        yield adapter, ctx
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def bot_posts(x: Running) -> list[Any]:
+    st = x.emu.state
+    bot = st.user("kmbridge")
+    return [t for t in st.tweets.values() if t.author_id == bot.id and not t.deleted]
+
+
+async def test_inbound_posts_once_each_with_persisted_since_id(xemu: Running) -> None:
+    st = xemu.emu.state
+    async with running(xemu) as (ad, ctx):
+        spec = ad.channels[CH]
+        assert await ad.poll_once(spec) == 0  # first run starts now: no backfill
+        alice = st.user("alice", "Alice A")
+        a = st.create(alice, "hello #kmers @kmbridge see https://example.org/x")
+        st.create(st.user("kmbridge"), "#kmers bridged copy")  # our own: not read at all
+        st.create(st.user("eve"), "#kmers rt", retweet_of=a.id)
+        reads_before = st.reads
+        assert await ad.poll_once(spec) == 1
+        ev = ctx.events[0]
+        assert isinstance(ev, Posted) and ev.native_id == a.id
+        assert ev.author.handle == "@alice" and ev.author.display_name == "Alice A"
+        assert ev.permalink == f"https://x.com/alice/status/{a.id}"
+        assert ctx.cursors[f"since:{CH}"] == a.id
+        assert st.reads - reads_before == 1  # own post and repost excluded by the query
+        assert await ad.poll_once(spec) == 0
+        assert len(ctx.events) == 1
+        assert ad.ledger.reads_month == 1 and ad.ledger.usd_month == pytest.approx(0.005)
+
+
+async def test_each_mode_posts_replies_deletes_and_refuses_edits(xemu: Running) -> None:
+    st = xemu.emu.state
+    async with running(xemu) as (ad, _ctx):
+        r = await ad.send(make_create("Alice (Mastodon): hi all #kmers", "d1"))
+        assert r.native_id and st.tweets[r.native_id].text == "Alice (Mastodon): hi all #kmers"
+        assert r.permalink.endswith(f"/kmbridge/status/{r.native_id}")
+        asked = st.create(st.user("dave"), "@kmbridge is tonight on? #kmers")
+        plain = st.create(st.user("carol"), "chatting #kmers")
+        r2 = await ad.send(make_create("Bob: yes at 8", "d2", reply_to=asked.id))
+        assert st.tweets[r2.native_id].reply_to == asked.id
+        r3 = await ad.send(make_create("Bob: nice", "d3", reply_to=plain.id))
+        assert st.tweets[r3.native_id].reply_to is None  # X forbids it: standalone
+        with pytest.raises(PermanentError, match="cannot be edited"):
+            await ad.send(SendEdit(delivery_id=DeliveryId("e"), idempotency_key="e",
+                                   channel=CH, post=make_create("x", "e").post,
+                                   native_id=NativeId(r.native_id),
+                                   rendered=make_create("x", "e").rendered))
+        await ad.send(SendDelete(delivery_id=DeliveryId("x"), idempotency_key="x", channel=CH,
+                                 post=make_create("x", "x").post, native_id=r.native_id))
+        assert st.tweets[r.native_id].deleted
+        # deleting again (a retried delete) is not an error
+        await ad.send(SendDelete(delivery_id=DeliveryId("x"), idempotency_key="x", channel=CH,
+                                 post=make_create("x", "x").post, native_id=r.native_id))
+        caps = ad.capabilities(CH)
+        assert caps.max_length == 280 and not caps.edit and caps.delete and caps.links_cost
+        assert caps.count("漢字") == 4
+
+
+async def test_reply_rule_learned_from_x_when_unknown(xemu: Running,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    st = xemu.emu.state
+    async with running(xemu) as (ad, _):
+        plain = st.create(st.user("carol"), "no summons here #kmers")
+        ad._summoned[plain.id] = True  # stale belief: X must still have the last word
+        with pytest.raises(TransientError, match="standalone"):
+            await ad.send(make_create("Bob: hm", "d9", reply_to=plain.id))
+        with caplog.at_level(logging.INFO, "hashbridge.adapter.twitter"):
+            r = await ad.send(make_create("Bob: hm", "d9", reply_to=plain.id))
+        assert st.tweets[r.native_id].reply_to is None
+        assert "standalone" in caplog.text
+
+
+async def test_off_mode_is_read_only(xemu: Running) -> None:
+    async with running(xemu, channels=(make_spec(mode="off"),)) as (ad, _):
+        with pytest.raises(PermanentError, match="read-only"):
+            await ad.send(make_create("nope", "o1"))
+        assert bot_posts(xemu) == []
+
+
+async def test_digest_mode_summarises_newest_first(xemu: Running) -> None:
+    spec = make_spec(mode="digest", digest_minutes=60)
+    async with running(xemu, channels=(spec,)) as (ad, ctx):
+        ids = []
+        for i in range(12):
+            r = await ad.send(make_create(f"msg {i}", f"g{i}", author=f"user{i}",
+                                          channel=CH))
+            ids.append(r.native_id)
+        assert bot_posts(xemu) == [] and all(i.startswith("digest:") for i in ids)
+        await ad.send(SendDelete(delivery_id=DeliveryId("z"), idempotency_key="z", channel=CH,
+                                 post=make_create("x", "x").post, native_id=NativeId(ids[3])))
+        pid = await ad.flush_digest(CH)
+        [post] = bot_posts(xemu)
+        assert post.id == pid
+        assert post.text.startswith("User11: msg 11\nUser10: msg 10")
+        assert "User3:" not in post.text and post.text.endswith("#kmers")
+        assert await ad.flush_digest(CH) is None  # nothing new: no post
+        assert json.loads(ctx.cursors[f"digest:{CH}"])["items"] == []
+        assert ad.capabilities(CH).reply is False
+
+
+async def test_digest_survives_a_crash_between_marking_and_posting(xemu: Running) -> None:
+    spec = make_spec(mode="digest")
+    ctx = FakeContext((spec,), name="x")
+    async with running(xemu, ctx, channels=(spec,)) as (ad, _):
+        for i in range(3):
+            await ad.send(make_create(f"m{i}", f"k{i}", channel=CH))
+        xemu.emu.slow(1.0, route="/2/tweets")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await ad.flush_digest(CH)  # killed while X is creating the post
+    await asyncio.sleep(1.0)
+    assert len(bot_posts(xemu)) == 1  # X did create it
+    async with running(xemu, ctx, channels=(spec,)) as (ad, _):
+        pid = await ad.flush_digest(CH)
+        assert pid == bot_posts(xemu)[0].id and len(bot_posts(xemu)) == 1
+        assert await ad.flush_digest(CH) is None
+
+
+async def test_budget_burst_stops_posting_keeps_queue_and_says_why(xemu: Running) -> None:
+    clock = Clock()
+    xemu.emu.state.clock = clock
+    queue = [make_create(f"Alice: message {i}", f"b{i}") for i in range(8)]
+    async with running(xemu, clock=clock, max_posts_per_day=5) as (ad, ctx):
+        refused: list[TransientError] = []
+        for op in list(queue):  # the core's worker: one attempt, keep it on transient
+            try:
+                await ad.send(op)
+                queue.remove(op)
+            except TransientError as e:
+                refused.append(e)
+        assert len(bot_posts(xemu)) == 5 and len(queue) == 3
+        assert all("budget spent: 5/5 posts today" in str(e) for e in refused)
+        assert refused[0].retry_after == pytest.approx(
+            86400 - (clock.now % 86400), abs=1)
+        assert "budget spent" in ctx.health_detail
+        clock.now += refused[0].retry_after or 0
+        for op in list(queue):
+            await ad.send(op)
+            queue.remove(op)
+        assert len(bot_posts(xemu)) == 8 and "budget spent" not in ctx.health_detail
+
+
+async def test_usd_budget_counts_url_posts_at_their_price(xemu: Running) -> None:
+    async with running(xemu, max_usd_per_day=0.45) as (ad, ctx):
+        await ad.send(make_create("see https://example.org/1", "u1"))
+        await ad.send(make_create("see https://example.org/2", "u2"))
+        with pytest.raises(TransientError, match=r"budget spent: \$0.400 of \$0.45 today"):
+            await ad.send(make_create("see https://example.org/3", "u3"))
+        await ad.send(make_create("no link, cheap", "u4"))  # 0.40 + 0.015 fits
+        assert json.loads(ctx.cursors["budget"])["posts_today"] == 3
+
+
+async def test_restart_mid_post_does_not_post_twice(xemu: Running) -> None:
+    ctx = FakeContext((make_spec(direction="out"),), name="x")
+    op = make_create("Alice: only once please", "r1")
+    async with running(xemu, ctx) as (ad, _):
+        xemu.emu.slow(0.8, route="/2/tweets")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await ad.send(op)  # the process dies here; X still creates the post
+    await asyncio.sleep(0.8)
+    assert len(bot_posts(xemu)) == 1
+    assert "r1" in json.loads(ctx.cursors["inflight"])
+    seen = len(xemu.emu.exchanges)
+    async with running(xemu, ctx) as (ad, _):
+        r = await ad.send(op)  # the worker retries with the same key
+    assert [t.id for t in bot_posts(xemu)] == [r.native_id]
+    # found by looking, not by bumping into X's duplicate refusal
+    after = xemu.emu.exchanges[seen:]
+    assert not any(e["method"] == "POST" and e["path"] == "/2/tweets" for e in after)
+    assert json.loads(ctx.cursors["inflight"]) == {}
+
+
+async def test_duplicate_403_without_a_record_finds_the_copy(xemu: Running) -> None:
+    async with running(xemu) as (ad, _):
+        first = await ad.send(make_create("Alice: same words", "s1"))
+        again = await ad.send(make_create("Alice: same words", "s2"))
+        assert again.native_id == first.native_id and len(bot_posts(xemu)) == 1
+
+
+async def test_restart_mid_burst_reads_nothing_twice(xemu: Running) -> None:
+    st = xemu.emu.state
+    spec = make_spec()
+    ctx = FakeContext((spec,), name="x")
+    async with running(xemu, ctx, channels=(spec,)) as (ad, _):
+        await ad.poll_once(spec)
+        for i in range(150):
+            st.create(st.user(f"m{i % 7}"), f"#kmers burst {i}")
+        await ad.poll_once(spec)
+    reads = st.reads
+    for i in range(5):
+        st.create(st.user("late"), f"#kmers after restart {i}")
+    async with running(xemu, ctx, channels=(spec,)) as (ad, _):
+        await ad.poll_once(ad.channels[CH])
+        await ad.poll_once(ad.channels[CH])
+    ids = [e.native_id for e in ctx.events]
+    assert len(ids) == len(set(ids)) == 155
+    assert st.reads - reads == 5
+
+
+async def test_errors_map_to_the_three_kinds(xemu: Running) -> None:
+    clock = Clock()
+    xemu.emu.state.clock = clock
+    async with running(xemu, clock=clock) as (ad, _):
+        xemu.emu.fail(503, route="/2/tweets")
+        with pytest.raises(TransientError, match="server error 503"):
+            await ad.send(make_create("a", "e1"))
+        xemu.emu.rate_limit_storm(120, route="/2/tweets")
+        with pytest.raises(TransientError) as err:
+            await ad.send(make_create("b", "e2"))
+        assert err.value.retry_after == pytest.approx(120, abs=2)
+        xemu.emu.state.faults.clear()
+        xemu.emu.state.read_cap = 0
+        with pytest.raises(TransientError, match="usage cap") as err:
+            await ad.poll_once(ad.channels[CH])
+        assert err.value.retry_after and err.value.retry_after > 86400
+        with pytest.raises(PermanentError, match="too long"):
+            await ad._post("e3", "x" * 300, None, 0.0)
+    bad = dict(xemu.bot, access_token_secret="wrong")
+    acct = TwitterAccount(**{k: v for k, v in bad.items() if k != "bearer_token"},
+                          api_base=xemu.base)
+    ad2 = TwitterFactory().create(acct, (make_spec(),), {})
+    ctx = FakeContext((make_spec(),), name="x")
+    with pytest.raises(AuthError):
+        await ad2.run(ctx)
+    check = await TwitterFactory().check_online(acct, xemu.session, {})
+    assert not check.ok and "credentials" in check.error
+
+
+async def test_poll_loop_runs_and_reports_health(xemu: Running) -> None:
+    spec = make_spec(poll_seconds=0.05)
+    async with running(xemu, channels=(spec,)) as (ad, ctx):
+        ad.poll_interval = lambda ch: 0.05  # type: ignore[method-assign]
+        await asyncio.sleep(0.1)
+        st = xemu.emu.state
+        st.create(st.user("alice"), "#kmers live")
+        await ctx.wait_for(1, timeout=5)
+        assert ctx.health is Health.CONNECTED and "posts today 0/50" in ctx.health_detail
+
+
+def test_poll_interval_respects_window_and_read_pace() -> None:
+    acct = TwitterAccount(consumer_key="a", consumer_secret="b", access_token="c",
+                          access_token_secret="d", monthly_read_budget=1000)
+    spec = make_spec(poll_seconds=1)
+    ad = TwitterAdapter(acct, (spec,))
+    assert ad.poll_interval(spec) == pytest.approx(6.0)  # 900 s / (300 * 0.5)
+    ad.ledger = ad.ledger.charge(ad.clock(), usd=0, reads=999)
+    assert ad.poll_interval(spec) == 900.0
