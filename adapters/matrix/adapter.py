@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from nio import (
     ErrorResponse,
+    JoinedMembersResponse,
     JoinResponse,
     MessageDirection,
     RoomGetEventResponse,
@@ -23,7 +24,7 @@ from nio import (
 )
 
 from adapters.matrix import convert
-from adapters.matrix.appservice import Ghosts
+from adapters.matrix.appservice import Ghosts, Listener
 from adapters.matrix.client import RawApi, Session, error_from, q
 from adapters.matrix.config import MatrixAccount, MatrixChannel
 from bridge.adapter import (
@@ -46,6 +47,7 @@ from bridge.model import ChannelKey, InboundEvent, NativeId
 MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4",
                          "video/webm", "audio/ogg", "audio/mpeg", "application/pdf"})
 CURSOR = "next_batch"
+AS_CURSOR = "as_txn"
 
 
 class MatrixAdapter:
@@ -61,6 +63,9 @@ class MatrixAdapter:
         self.encrypted: set[str] = set()
         self._ready = asyncio.Event()
         self._senders: OrderedDict[str, str] = OrderedDict()
+        self._names: dict[tuple[str, str], str] = {}
+        self._txn_lock = asyncio.Lock()
+        self._last_txn: str | None = None
         self.log = logging.getLogger("hashbridge.adapter.matrix")
         self.ctx: AdapterContext | None = None
 
@@ -76,15 +81,73 @@ class MatrixAdapter:
             except AuthError as e:
                 ctx.set_health(Health.BAD_CREDENTIALS, str(e))
                 raise
-            if self.account.mode == "appservice":
-                self.ghosts = Ghosts(RawApi(ctx.http, self.account.homeserver,
-                                            self.account.as_token), self.account)
             await self._join_rooms()
-            self._ready.set()
-            await self._sync_forever(ctx)
+            await self._load_members()
+            if self.account.mode == "appservice":
+                await self._serve_appservice(ctx)
+            else:
+                self._ready.set()
+                await self._sync_forever(ctx)
         finally:
             self._ready.clear()
             await self.session.close()
+
+    async def _serve_appservice(self, ctx: AdapterContext) -> None:
+        self.ghosts = Ghosts(RawApi(ctx.http, self.account.homeserver, self.account.as_token),
+                             self.account)
+        self._last_txn = await ctx.get_cursor(AS_CURSOR)
+        listener = Listener(self.account, self._on_transaction, self.log)
+        await listener.start()
+        try:
+            self._ready.set()
+            ctx.set_health(Health.CONNECTED)
+            await asyncio.Event().wait()      # transactions arrive through the listener
+        finally:
+            await listener.stop()
+
+    async def _on_transaction(self, txn: str, events: list[dict[str, Any]]) -> None:
+        assert self.ctx is not None
+        async with self._txn_lock:
+            if txn == self._last_txn:
+                return                        # a resend of what we already persisted
+            cutoff = (time.time() - self.account.catchup_window) * 1000
+            out: list[InboundEvent] = []
+            for raw in events:
+                room_id = raw.get("room_id")
+                key = self.channel_of.get(room_id) if isinstance(room_id, str) else None
+                if key is None or room_id is None:
+                    continue
+                self._track_state(room_id, raw)
+                ev = await self._inbound(raw, key, room_id, cutoff)
+                if ev is not None:
+                    out.append(ev)
+            if out:
+                await self.ctx.emit_many(out, cursor=(AS_CURSOR, txn))
+            else:
+                await self.ctx.set_cursor(AS_CURSOR, txn)
+            self._last_txn = txn
+
+    def _track_state(self, room_id: str, raw: dict[str, Any]) -> None:
+        etype, content = raw.get("type"), raw.get("content")
+        if etype == "m.room.encryption":
+            self.encrypted.add(room_id)
+        elif etype == "m.room.member" and isinstance(content, dict):
+            uid = raw.get("state_key")
+            if not isinstance(uid, str):
+                return
+            if content.get("membership") == "join":
+                name = content.get("displayname")
+                self._names[(room_id, uid)] = name if isinstance(name, str) else ""
+            else:
+                self._names.pop((room_id, uid), None)
+
+    async def _load_members(self) -> None:
+        assert self.session is not None
+        for room_id in self.channel_of:
+            r = await self.session.client.joined_members(room_id)
+            if isinstance(r, JoinedMembersResponse):
+                for m in r.members:
+                    self._names[(room_id, m.user_id)] = m.display_name or ""
 
     async def _join_rooms(self) -> None:
         assert self.session is not None
@@ -151,15 +214,13 @@ class MatrixAdapter:
             if key is None:
                 continue
             for ev in info.state:
-                if ev.source.get("type") == "m.room.encryption":
-                    self.encrypted.add(room_id)
+                self._track_state(room_id, ev.source)
             raws = [e.source for e in info.timeline.events]
             if info.timeline.limited and since:
                 raws = await self._backfill(room_id, info.timeline.prev_batch, since,
                                             cutoff) + raws
             for raw in raws:
-                if raw.get("type") == "m.room.encryption":
-                    self.encrypted.add(room_id)
+                self._track_state(room_id, raw)
                 ev = await self._inbound(raw, key, room_id, cutoff)
                 if ev is not None:
                     out.append(ev)
@@ -238,7 +299,9 @@ class MatrixAdapter:
         assert self.session is not None
         room = self.session.client.rooms.get(room_id)
         user = room.users.get(sender) if room else None
-        return (user.display_name or "") if user else ""
+        if user is not None:
+            return user.display_name or ""
+        return self._names.get((room_id, sender), "")
 
     # ------------------------------------------------------------ outbound
     def capabilities(self, channel: ChannelKey) -> Capabilities:
@@ -273,7 +336,8 @@ class MatrixAdapter:
 
     async def _sender_for(self, op: SendOp, room_id: str) -> str | None:
         """The ghost to post as (appservice mode), None for the bot itself."""
-        if self.ghosts is None or op.post.is_notice:
+        notice = op.post.is_notice or (not isinstance(op, SendDelete) and op.rendered.is_notice)
+        if self.ghosts is None or notice:
             return None
         network = self.services.get("display_names", {}).get(
             op.post.author.platform, op.post.author.platform.capitalize())
@@ -302,7 +366,8 @@ class MatrixAdapter:
     def _members(self, room_id: str) -> frozenset[str]:
         assert self.session is not None
         room = self.session.client.rooms.get(room_id)
-        return frozenset(room.users) if room else frozenset()
+        synced = set(room.users) if room else set()
+        return frozenset(synced | {u for (r, u) in self._names if r == room_id})
 
     async def _put(self, room_id: str, content: dict[str, Any], txn: str,
                    sender: str | None) -> NativeId:

@@ -2,18 +2,27 @@
 
 Why plain aiohttp and not mautrix's ``AppService``: the bridge needs five
 client-server calls with ``?user_id=`` masquerading (register, profile, invite,
-join, send/redact), and no pushed transactions at all, because the bridge bot
-reads the room with ``/sync`` exactly as in relay mode.  The registration sets
-``url: null``, so Synapse never tries to push: no HTTP listener to keep up for
-the whole process (the real-servers notes' pitfall), no second event path, one
-code path for inbound in both modes.  mautrix would bring its own HTTP stack,
-state store and intent cache for a fraction of that use.
+join, send/redact) and one pushed route (``PUT /transactions/{txnId}``).  aiohttp
+is already our HTTP stack; mautrix would add its own state store, intent cache
+and asyncpg/sqlite layers for that, and its own retry policy where ours lives in
+the core worker.  Inbound events of both modes end in the same ``_inbound``.
+
+Appservice users may not ``/sync`` (Synapse raises NotImplementedError), so in
+this mode inbound comes from transactions: persisted with ``emit_many`` and the
+transaction id as the cursor *before* answering 200, so a crash makes the
+homeserver resend, and a resent id already persisted is acknowledged unread.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
 
 from adapters.matrix.client import RawApi, q
 from adapters.matrix.config import MatrixAccount
@@ -29,7 +38,7 @@ def generate_registration(account: MatrixAccount) -> str:
     server = re.escape(account.server_name)
     reg = {
         "id": account.as_id,
-        "url": None,
+        "url": account.appservice_url,
         "as_token": account.as_token,
         "hs_token": account.hs_token,
         "sender_localpart": account.user_id[1:].split(":", 1)[0],
@@ -43,8 +52,8 @@ def generate_registration(account: MatrixAccount) -> str:
         },
     }
     return ("# hashbridge appservice registration; add this file to Synapse's\n"
-            "# app_service_config_files and restart it.  url is null: the bridge reads\n"
-            "# rooms with /sync, so the homeserver never needs to reach it.\n"
+            "# app_service_config_files and restart it.  The homeserver pushes room\n"
+            "# events to url, where hashbridge listens (accounts.*.as_listen).\n"
             + json.dumps(reg, indent=2) + "\n")
 
 
@@ -107,3 +116,68 @@ class Ghosts:
     def forget(self, uid: str, room_id: str) -> None:
         """After a failure that may mean the ghost left or was kicked."""
         self._ready.discard((uid, room_id))
+
+
+TxnHandler = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
+
+
+class Listener:
+    """The homeserver-facing HTTP endpoint of the appservice."""
+
+    def __init__(self, account: MatrixAccount, on_transaction: TxnHandler,
+                 logger: logging.Logger) -> None:
+        self.account = account
+        self.on_transaction = on_transaction
+        self.log = logger
+        self._runner: web.AppRunner | None = None
+
+    def _authorised(self, request: web.Request) -> bool:
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else \
+            request.query.get("access_token", "")
+        return hmac.compare_digest(token.encode(), self.account.hs_token.encode())
+
+    async def _transaction(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response({"errcode": "M_NOT_JSON"}, status=400)
+        events = body.get("events") if isinstance(body, dict) else None
+        events = [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+        try:
+            await self.on_transaction(request.match_info["txn"], events)
+        except Exception:
+            # Not acknowledged: the homeserver sends this transaction again.
+            self.log.exception("transaction %s not persisted", request.match_info["txn"])
+            return web.json_response({"errcode": "M_UNKNOWN"}, status=500)
+        return web.json_response({})
+
+    async def _user(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+        # Ghosts are created on first use by the bridge, never on a homeserver query.
+        return web.json_response({"errcode": "M_NOT_FOUND"}, status=404)
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+        return web.json_response({})
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        for prefix in ("/_matrix/app/v1", ""):   # "" = legacy unprefixed routes
+            app.router.add_put(prefix + "/transactions/{txn}", self._transaction)
+            app.router.add_get(prefix + "/users/{user}", self._user)
+        app.router.add_post("/_matrix/app/v1/ping", self._ping)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        host, port = self.account.as_listen.rsplit(":", 1)
+        await web.TCPSite(self._runner, host, int(port)).start()
+        self.log.info("appservice endpoint on %s", self.account.as_listen)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -28,6 +28,11 @@ class MatrixAccount(StrictModel):
     as_token: str = ""
     hs_token: str = ""
     as_id: str = "hashbridge"
+    as_listen: str = "127.0.0.1:29331"
+    """host:port where the bridge receives the homeserver's transactions (appservice
+    users may not /sync, so in this mode events are pushed)."""
+    as_url: str = ""
+    """URL the homeserver uses to reach ``as_listen``; default ``http://<as_listen>``."""
     ghost_prefix: str = "hb_"
     """Localpart prefix of ghost users: ``@hb_mastodon_alice:server``."""
     e2e: bool = False
@@ -43,6 +48,10 @@ class MatrixAccount(StrictModel):
     def server_name(self) -> str:
         return self.user_id.split(":", 1)[1]
 
+    @property
+    def appservice_url(self) -> str:
+        return self.as_url or f"http://{self.as_listen}"
+
     @model_validator(mode="after")
     def _check(self) -> MatrixAccount:
         if not _USER_ID.match(self.user_id):
@@ -53,6 +62,8 @@ class MatrixAccount(StrictModel):
             raise ValueError("relay mode needs access_token or password")
         if self.mode == "appservice" and not (self.as_token and self.hs_token):
             raise ValueError("appservice mode needs as_token and hs_token")
+        if not re.fullmatch(r"[^\s:]+:\d+", self.as_listen):
+            raise ValueError("as_listen must be host:port")
         if not re.fullmatch(r"[a-z0-9._=\-/]+", self.ghost_prefix):
             raise ValueError("ghost_prefix must be a valid localpart prefix")
         return self

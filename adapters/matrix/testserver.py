@@ -10,13 +10,16 @@ installs anything.
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +56,15 @@ def synapse_python() -> str | None:
         return None
     probe = subprocess.run([py, "-c", "import synapse"], capture_output=True, timeout=60)
     return py if probe.returncode == 0 else None
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the server when the process that started it dies, so a killed
+    test run leaves no homeserver behind (teardown that does not depend on us)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -147,7 +159,10 @@ class SynapseServer:
         out = (self.dir / "stdout.log").open("ab")
         self.proc = subprocess.Popen(
             [self.python, "-m", "synapse.app.homeserver", "-c", str(cfg)],
-            stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
+            stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
+            # PDEATHSIG fires when the forking *thread* exits: only from the main thread.
+            preexec_fn=_die_with_parent
+            if threading.current_thread() is threading.main_thread() else None)
         out.close()
         while True:
             if self.proc.poll() is not None:

@@ -14,25 +14,27 @@ from mxhelp import Hs, Room, make_room, need_synapse, start_server
 def synapse(tmp_path_factory: pytest.TempPathFactory,
             request: pytest.FixtureRequest) -> Iterator[Hs]:
     need_synapse()
-    srv = start_server(tmp_path_factory.mktemp("synapse"), relaxed=True)
+    hs = start_server(tmp_path_factory.mktemp("synapse"), relaxed=True)
     failed_before = request.session.testsfailed
     try:
-        yield Hs(srv)
+        yield hs
     finally:
         if request.session.testsfailed > failed_before:
-            print("\n--- Synapse log tail\n" + srv.log_tail())
-        srv.stop()
+            print("\n--- Synapse log tail\n" + hs.server.log_tail(15))
+        hs.server.stop()
+        hs.forwarder.close()
 
 
 @pytest.fixture(scope="module")
 def synapse_default_limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hs]:
     """Synapse with its default rc_message limits (started only by the tests using it)."""
     need_synapse()
-    srv = start_server(tmp_path_factory.mktemp("synapse-default"), relaxed=False)
+    hs = start_server(tmp_path_factory.mktemp("synapse-default"), relaxed=False)
     try:
-        yield Hs(srv)
+        yield hs
     finally:
-        srv.stop()
+        hs.server.stop()
+        hs.forwarder.close()
 
 
 @pytest.fixture

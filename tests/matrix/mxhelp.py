@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,13 @@ from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse
 from adapters.matrix import MatrixFactory, generate_registration
 from adapters.matrix.adapter import MatrixAdapter
 from adapters.matrix.config import MatrixAccount, MatrixChannel
-from adapters.matrix.testserver import SERVER_NAME, RegisteredUser, SynapseServer, synapse_python
+from adapters.matrix.testserver import (
+    SERVER_NAME,
+    RegisteredUser,
+    SynapseServer,
+    free_port,
+    synapse_python,
+)
 from bridge.adapter import ChannelSpec, Rendered, SendCreate, SendDelete, SendEdit
 from bridge.model import Author, ChannelKey, NativeId, Post, new_delivery_id, new_post_id
 from bridge.testing import FakeContext
@@ -33,9 +43,60 @@ def need_synapse() -> None:
                     "(uv pip install --python .venv-synapse/bin/python matrix-synapse)")
 
 
+class AsForwarder:
+    """Session-long appservice endpoint in a thread: Synapse backs off for seconds
+    when its appservice is unreachable, and a test's adapter lives only for that
+    test.  Transactions go to the attached adapter (``target`` port), or are
+    acknowledged and dropped while none is attached."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.target: int | None = None
+        fwd = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, data = 200, b"{}"
+                if fwd.target is not None:
+                    req = urllib.request.Request(
+                        f"http://127.0.0.1:{fwd.target}{self.path}", data=body or None,
+                        method=self.command, headers=dict(self.headers))
+                    try:
+                        with urllib.request.urlopen(req, timeout=30) as r:
+                            status, data = r.status, r.read()
+                    except urllib.error.HTTPError as e:
+                        status, data = e.code, e.read()
+                    except OSError:
+                        status, data = 503, b"{}"
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_PUT = do_POST = do_GET = _relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @dataclass
 class Hs:
     server: SynapseServer
+    forwarder: AsForwarder
     users: dict[str, RegisteredUser] = field(default_factory=dict)
 
     @property
@@ -48,18 +109,29 @@ class Hs:
         return self.users[name]
 
     def appservice_account(self, **kw: Any) -> MatrixAccount:
+        """An appservice account listening on a fresh port the forwarder sends to."""
+        port = free_port()
+        self.forwarder.target = port
         return MatrixAccount(homeserver=self.url, user_id=f"@hbbot:{SERVER_NAME}",
-                             mode="appservice", as_token=AS_TOKEN, hs_token=HS_TOKEN, **kw)
+                             mode="appservice", as_token=AS_TOKEN, hs_token=HS_TOKEN,
+                             as_listen=f"127.0.0.1:{port}", as_url=self.forwarder.url, **kw)
 
 
-def start_server(tmp: Path, *, relaxed: bool) -> SynapseServer:
+def start_server(tmp: Path, *, relaxed: bool) -> Hs:
+    """Forwarder first, then Synapse with the generated registration pointing at it."""
+    fwd = AsForwarder()
     reg = tmp / "appservice.yaml"
     probe = MatrixAccount(homeserver="http://127.0.0.1:1", user_id=f"@hbbot:{SERVER_NAME}",
-                          mode="appservice", as_token=AS_TOKEN, hs_token=HS_TOKEN)
+                          mode="appservice", as_token=AS_TOKEN, hs_token=HS_TOKEN,
+                          as_url=fwd.url)
     reg.write_text(generate_registration(probe))
     srv = SynapseServer(tmp / "hs", relaxed=relaxed, appservice_files=(str(reg),))
-    srv.start()
-    return srv
+    try:
+        srv.start()
+    except BaseException:
+        fwd.close()
+        raise
+    return Hs(srv, fwd)
 
 
 
@@ -133,7 +205,8 @@ async def start_adapter(account: MatrixAccount, room_id: str, data_dir: Path, *,
     assert isinstance(adapter, MatrixAdapter)
     task = asyncio.create_task(adapter.run(ctx))
     async with asyncio.timeout(20):
-        while not adapter._ready.is_set() or "next_batch" not in ctx.cursors:
+        while not adapter._ready.is_set() or (
+                account.mode == "relay" and "next_batch" not in ctx.cursors):
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)
