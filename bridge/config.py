@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from bridge.adapter import AdapterFactory, StrictModel
+from bridge.chatevents import ChatEventConfig
 from bridge.model import ChannelKey
 from bridge.registry import Registry
 
@@ -91,7 +92,8 @@ class CommunityCommon(BaseModel):
     author_rate_per_minute: int = Field(30, ge=1)
     max_post_chars: int = Field(40000, ge=100)
     channels: list[dict[str, Any]]
-    events: list[dict[str, Any]] = []
+    events: list[ChatEventConfig] = []
+    """Recurring chat events (see :mod:`bridge.chatevents`)."""
 
 
 _ACCOUNT_COMMON = set(AccountCommon.model_fields)
@@ -267,6 +269,19 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
         chans: list[ChannelConfig] = []
         for hi, ch in enumerate(cs.channels):
             cp = f"{p}.channels[{hi}]"
+            if not isinstance(ch, dict):
+                errors.append(f"{cp}: must be a table")
+                continue
+            # Unknown keys are judged against the core's keys and the platform's
+            # together, so a typo of either gets the right suggestion.
+            maybe = accounts.get(str(ch.get("account", "")))
+            allowed = set(_CHANNEL_COMMON)
+            if maybe is not None:
+                allowed |= set(maybe.factory.channel_model.model_fields)
+            unknown = [k for k in ch if k not in allowed]
+            for k in unknown:
+                errors.append(f"{cp}.{k}: unknown key{_suggest(k, sorted(allowed))}")
+            ch = {k: v for k, v in ch.items() if k in allowed}
             common_ch = _validate(ChannelCommon, {k: v for k, v in ch.items()
                                                   if k in _CHANNEL_COMMON}, cp, errors)
             if common_ch is None:
