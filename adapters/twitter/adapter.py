@@ -30,7 +30,13 @@ import twitter_text
 
 from adapters.twitter.budget import Ledger, next_month
 from adapters.twitter.client import DUPLICATE, NOT_SUMMONED, Forbidden403, Gone, XClient
-from adapters.twitter.convert import MAX_WEIGHTED, fit, parse_page, weighted_length
+from adapters.twitter.convert import (
+    MAX_WEIGHTED,
+    defuse_urls,
+    fit,
+    parse_page,
+    weighted_length,
+)
 from adapters.twitter.digest import DigestState, Item
 from adapters.twitter.models import TwitterAccount, TwitterChannel
 from bridge.adapter import (
@@ -304,11 +310,12 @@ class TwitterAdapter:
         refusal = self.ledger.refusal(self.clock(), self._caps(), cost)
         if refusal:
             why, until = refusal
+            if why != self.budget_note:  # once per spell, not once per queued message
+                self.log.warning("not posting: %s (until %s)", why,
+                                 datetime.fromtimestamp(until, UTC).isoformat())
             self.budget_note = why
             if self.ctx:
                 self.ctx.set_health(Health.CONNECTED, self.status_detail())
-            self.log.warning("not posting: %s (until %s)", why,
-                             datetime.fromtimestamp(until, UTC).isoformat())
             raise TransientError(why, retry_after=max(1.0, until - self.clock()))
         self.budget_note = ""
         return cost
@@ -456,8 +463,10 @@ class TwitterAdapter:
 
     async def _queue_digest(self, ch: ChannelSpec, op: SendCreate) -> SendResult:
         author = op.post.author
-        text = to_plain(op.post.text, links=self._opts(ch).links_in_digest,
-                        neutralise_mentions=True)
+        keep_links = self._opts(ch).links_in_digest
+        text = to_plain(op.post.text, links=keep_links, neutralise_mentions=True)
+        if not keep_links:
+            text = defuse_urls(text)
         async with self._lock:
             st = await self._load_digest(ch)
             st = st.add(Item(key=op.idempotency_key, author=author.name, text=text,

@@ -75,6 +75,20 @@ def fit(text: str, limit: int = MAX_WEIGHTED) -> str:
     return cut.rstrip() + ELLIPSIS
 
 
+def defuse_urls(text: str) -> str:
+    """*text* with nothing X would turn into a link (and bill at the URL price):
+    each URL, bare domains included, becomes its host with the dots replaced by
+    U+2024 ONE DOT LEADER, which reads the same and is not linkified."""
+    out, pos = [], 0
+    for ent in twitter_text.extract_urls_with_indices(text):
+        s, e = ent["indices"]
+        host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", ent["url"], flags=re.I).split("/")[0]
+        out.append(text[pos:s] + host.replace(".", "\u2024"))
+        pos = e
+    out.append(text[pos:])
+    return "".join(out)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DigestItem:
     author: str

@@ -183,3 +183,13 @@ def test_digest_is_always_valid_by_twitter_text(msgs: list[tuple[str, str]]) -> 
 
 def test_fixture_dir_is_local() -> None:
     assert Path(LOCAL).is_dir()
+
+
+@pytest.mark.parametrize("text", ["see example.org now", "https://a.example.com/x?y=1 ok",
+                                  "www.x.com", "two: example.org and https://t.co/abc"])
+def test_defused_urls_are_not_links_for_x(text: str) -> None:
+    from adapters.twitter.convert import defuse_urls
+
+    out = defuse_urls(text)
+    assert twitter_text.extract_urls(out) == []
+    assert "example" in out or "x\u2024com" in out or "t\u2024co" in out
