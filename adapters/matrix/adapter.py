@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from typing import Any
 
 import aiohttp
@@ -339,9 +342,8 @@ class MatrixAdapter:
         notice = op.post.is_notice or (not isinstance(op, SendDelete) and op.rendered.is_notice)
         if self.ghosts is None or notice:
             return None
-        network = self.services.get("display_names", {}).get(
-            op.post.author.platform, op.post.author.platform.capitalize())
-        return await self.ghosts.ensure(op.post.author, network, room_id)
+        return await self.ghosts.ensure(op.post.author, _network_name(op.post.author.platform),
+                                        room_id)
 
     async def _create(self, op: SendCreate, room_id: str, origin: dict[str, str],
                       sender: str | None) -> SendResult:
@@ -431,3 +433,12 @@ class MatrixAdapter:
         content = convert.media_content(att, up.content_uri, len(data), origin=origin)
         return await self._put(room_id, content, convert.txn_id(op.idempotency_key, f"m{i}"),
                                sender)
+
+
+@functools.cache
+def _network_name(platform: str) -> str:
+    """The origin adapter's display name (``Mastodon``, ``X``) for ghost names."""
+    for ep in entry_points(group="hashbridge.adapters", name=platform):
+        with contextlib.suppress(Exception):   # a broken third-party adapter: fall back
+            return str(ep.load().display_name)
+    return platform.capitalize()

@@ -1,0 +1,162 @@
+"""A real local Synapse as the Matrix side of ``hashbridge demo``, the end-to-end
+tests and the benchmarks (:class:`bridge.sandbox.PlatformSandbox`).
+
+It registers the bridge's bot and, on first use, one Matrix user per community
+member, creates one room (members join, the bot is invited) and reads what the
+room shows back through the client-server API: counts come from the platform,
+never from our store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from adapters.matrix.convert import ORIGIN_KEY
+from adapters.matrix.testserver import RegisteredUser, SynapseServer
+from bridge.sandbox import SandboxMessage
+
+
+def _q(s: str) -> str:
+    return quote(s, safe="")
+
+
+class MatrixSandbox:
+    platform = "matrix"
+
+    def __init__(self, workdir: str, *, relaxed: bool = True, bot: str = "bridgebot") -> None:
+        self.server = SynapseServer(Path(workdir) / "synapse", relaxed=relaxed)
+        self.bot_name = bot
+        self.bot: RegisteredUser | None = None
+        self.room_id = ""
+        self._members: dict[str, RegisteredUser] = {}
+        self._sender_of: dict[str, str] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._txn = 0
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.server.start)
+        self._http = aiohttp.ClientSession()
+        self.bot = await asyncio.to_thread(self.server.register, self.bot_name)
+        host = await self._member("host")
+        r = await self._call("POST", "/_matrix/client/v3/createRoom", host.access_token,
+                             {"name": "hashbridge sandbox", "preset": "public_chat",
+                              "invite": [self.bot.user_id]})
+        self.room_id = r["room_id"]
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        await asyncio.to_thread(self.server.stop)
+
+    def account_config(self) -> dict[str, Any]:
+        assert self.bot is not None, "start() first"
+        return {"homeserver": self.server.url, "user_id": self.bot.user_id,
+                "access_token": self.bot.access_token}
+
+    def channel_config(self) -> dict[str, Any]:
+        return {"room": self.room_id}
+
+    async def _member(self, author: str) -> RegisteredUser:
+        localpart = re.sub(r"[^a-z0-9._=\-]", "_", author.lower().lstrip("@"))[:64] or "member"
+        if localpart not in self._members:
+            user = await asyncio.to_thread(self.server.register, localpart)
+            if self.room_id:
+                await self._call("POST", f"/_matrix/client/v3/join/{_q(self.room_id)}",
+                                 user.access_token, {})
+            self._members[localpart] = user
+        return self._members[localpart]
+
+    async def _call(self, method: str, path: str, token: str, body: Any = None) -> Any:
+        assert self._http is not None, "start() first"
+        async with self._http.request(method, self.server.url + path, json=body,
+                                      headers={"Authorization": f"Bearer {token}"}) as r:
+            data = await r.json(content_type=None)
+            if r.status >= 400:
+                raise RuntimeError(f"{method} {path}: {r.status} {data}")
+            return data
+
+    async def _send(self, token: str, content: dict[str, Any]) -> str:
+        self._txn += 1
+        txn = f"sb{self._txn}-{secrets.token_hex(4)}"
+        r = await self._call(
+            "PUT", f"/_matrix/client/v3/rooms/{_q(self.room_id)}/send/m.room.message/{txn}",
+            token, content)
+        return str(r["event_id"])
+
+    async def post_as_member(self, author: str, text: str,
+                             reply_to: str | None = None) -> str:
+        user = await self._member(author)
+        content: dict[str, Any] = {"msgtype": "m.text", "body": text, "m.mentions": {}}
+        if reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        eid = await self._send(user.access_token, content)
+        self._sender_of[eid] = user.user_id
+        return eid
+
+    def _token_of(self, native_id: str) -> str:
+        uid = self._sender_of.get(native_id)
+        user = next((u for u in self._members.values() if u.user_id == uid), None)
+        if user is None:
+            raise KeyError(f"{native_id} was not posted through this sandbox")
+        return user.access_token
+
+    async def edit_as_member(self, native_id: str, text: str) -> None:
+        await self._send(self._token_of(native_id), {
+            "msgtype": "m.text", "body": f"* {text}", "m.mentions": {},
+            "m.new_content": {"msgtype": "m.text", "body": text, "m.mentions": {}},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": native_id}})
+
+    async def delete_as_member(self, native_id: str) -> None:
+        self._txn += 1
+        await self._call(
+            "PUT", f"/_matrix/client/v3/rooms/{_q(self.room_id)}/redact/{_q(native_id)}/"
+                   f"sbr{self._txn}", self._token_of(native_id), {})
+
+    async def raw_events(self) -> list[dict[str, Any]]:
+        """Every m.room.message and redaction in the room, oldest first."""
+        host = await self._member("host")
+        out: list[dict[str, Any]] = []
+        frm = ""
+        while True:
+            path = (f"/_matrix/client/v3/rooms/{_q(self.room_id)}/messages?dir=f&limit=500"
+                    + (f"&from={_q(frm)}" if frm else ""))
+            data = await self._call("GET", path, host.access_token)
+            chunk = data.get("chunk", [])
+            out.extend(e for e in chunk if e.get("type") in ("m.room.message",
+                                                             "m.room.redaction"))
+            if not chunk or not data.get("end") or data["end"] == frm:
+                return out
+            frm = data["end"]
+
+    async def messages(self) -> list[SandboxMessage]:
+        assert self.bot is not None
+        events = await self.raw_events()
+        edits: dict[str, str] = {}
+        for e in events:
+            rel = e.get("content", {}).get("m.relates_to", {})
+            if rel.get("rel_type") == "m.replace":
+                new = e["content"].get("m.new_content", {})
+                edits[rel.get("event_id", "")] = str(new.get("body", ""))
+        out = []
+        for e in events:
+            c = e.get("content", {})
+            if e["type"] != "m.room.message" or (
+                    c.get("m.relates_to", {}).get("rel_type") == "m.replace"):
+                continue
+            deleted = not c       # a redacted event keeps its trace with empty content
+            reply = c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
+            by_bridge = e["sender"] == self.bot.user_id or ORIGIN_KEY in c
+            out.append(SandboxMessage(
+                native_id=e["event_id"], author=e["sender"],
+                text="" if deleted else edits.get(e["event_id"], str(c.get("body", ""))),
+                by_bridge=by_bridge, reply_to=reply, edited=e["event_id"] in edits,
+                deleted=deleted))
+        return out
