@@ -1,0 +1,65 @@
+"""The web view: live page per community, chat events, feeds, exports, admin.
+
+``serve_web(bridge)`` is started by ``hashbridge run`` (and the demo) as an
+extra task when ``[bridge.web]`` is configured.  It also runs the chat-event
+announcer, which needs the public URL for its links.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+from typing import Any
+
+log = logging.getLogger("hashbridge.web")
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return (host.strip("[]") or "127.0.0.1"), int(port or 8080)
+
+
+async def serve_web(bridge: Any) -> None:
+    """Serve the web view until cancelled; puts the URL in ``bridge.services["web_url"]``.
+
+    When the configured port is taken and the address is a loopback one (the
+    demo, a developer machine) a free port is used instead and logged; a
+    production address that is taken is an error (a load balancer points there).
+    """
+    from aiohttp import web
+
+    from bridge.chatevents import run_announcements
+    from bridge.web.app import SITE, make_app
+
+    settings = bridge.config.bridge.web
+    listen = settings.listen if settings is not None else "127.0.0.1:8080"
+    host, port = _split_listen(listen)
+    app = make_app(bridge)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or host not in ("127.0.0.1", "localhost", "::1"):
+                raise
+            log.warning("web: %s:%d is in use; serving on a free port instead", host, port)
+            site = web.TCPSite(runner, host, 0)
+            await site.start()
+        addresses = runner.addresses
+        actual = addresses[-1][1] if addresses else port
+        url = f"http://{host}:{actual}"
+        bridge.services["web_url"] = url
+        public = (settings.public_url.rstrip("/") if settings and settings.public_url
+                  else url)
+        site = app[SITE]
+        site.public_url = public
+        log.info("web view on %s", url)
+        # The live pump runs inside the app; the announcer needs the public URL.
+        await run_announcements(bridge, base_url=lambda: public,
+                                transcript_of=site.transcript)
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()

@@ -1,0 +1,256 @@
+"""HTTP routes of the public web view; admin routes are in :mod:`bridge.web.admin`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from bridge.chatevents import Occurrence, Transcript, upcoming
+from bridge.web import admin, feeds
+from bridge.web.live import pump
+from bridge.web.present import card, mask_emails
+from bridge.web.site import SITE, Site, community_or_404, now_utc, site_of
+
+log = logging.getLogger("hashbridge.web")
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+       "media-src https:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+HEARTBEAT = 15.0
+STATIC = {"style.css": "text/css", "live.js": "text/javascript"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        resp = await handler(request)
+    except web.HTTPException as e:
+        resp = e
+        if e.status >= 400 and not e.text:
+            e.text = f"{e.status} {e.reason}"
+    resp.headers.setdefault("Content-Security-Policy", CSP)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    if isinstance(resp, web.HTTPException):
+        raise resp
+    return resp
+
+
+def make_app(bridge: Any) -> web.Application:
+    site = Site(bridge)
+    app = web.Application(middlewares=[security_headers])
+    app[SITE] = site
+    app.cleanup_ctx.append(_live_pump)
+    r = app.router
+    r.add_get("/", index)
+    r.add_get("/healthz", healthz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/static/{name}", static)
+    r.add_get("/c/{community}", live_page)
+    r.add_get("/c/{community}/posts", posts_fragment)
+    r.add_get("/c/{community}/stream", stream)
+    r.add_get("/c/{community}/feed.atom", feeds.community_feed)
+    r.add_get("/c/{community}/events", events_page)
+    r.add_get("/c/{community}/events.ics", feeds.ical)
+    r.add_get("/c/{community}/events/{event}/feed.atom", feeds.event_feed)
+    r.add_get("/c/{community}/events/{event}/{occ}", transcript_page)
+    r.add_get("/c/{community}/export.{fmt}", feeds.export)
+    admin.add_routes(app)
+    return app
+
+
+async def _live_pump(app: web.Application) -> AsyncIterator[None]:
+    site = app[SITE]
+    task = asyncio.create_task(pump(site.bridge, site.changelog, site.live_payload),
+                               name="web:live-pump")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+# ---------------------------------------------------------------- pages
+
+async def index(request: web.Request) -> web.StreamResponse:
+    site = site_of(request)
+    if len(site.config.communities) == 1:
+        raise web.HTTPFound(f"/c/{site.config.communities[0].name}")
+    return html(site.render("index.html", communities=site.config.communities))
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in STATIC:
+        raise web.HTTPNotFound()
+    body = resources.files("bridge.web").joinpath("static", name).read_text("utf-8")
+    return web.Response(text=body, content_type=STATIC[name], charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=300"})
+
+
+def _filter(request: web.Request, site: Site, comm: Any) -> tuple[str, tuple[str, ...]]:
+    """The ``?network=`` filter: a network name, mapped to its channel keys."""
+    wanted = request.query.get("network", "")
+    if not wanted:
+        return "", ()
+    keys = tuple(k for k, n in site.networks(comm) if n == wanted)
+    return wanted, keys or ("-",)
+
+
+async def live_page(request: web.Request) -> web.StreamResponse:
+    site = site_of(request)
+    comm = community_or_404(request)
+    network, channels = _filter(request, site, comm)
+    before = request.query.get("before") or None
+    last_id = site.changelog.last_id  # before the read: a change in between is replayed
+    cards = await site.cards(comm.name, limit=100, before=before, channels=channels)
+    networks = sorted({n for _, n in site.networks(comm)})
+    nxt = upcoming(comm.settings.events, now_utc(), days=14)[:1]
+    return html(site.render(
+        "live.html", comm=comm, cards=cards, networks=networks, network=network,
+        last_id=last_id, live=before is None, older=cards[0].id if len(cards) >= 100 else "",
+        next_event=nxt[0] if nxt else None, now=now_utc()))
+
+
+async def posts_fragment(request: web.Request) -> web.StreamResponse:
+    """The list items alone, for a client whose resume id is no longer known."""
+    site = site_of(request)
+    comm = community_or_404(request)
+    _, channels = _filter(request, site, comm)
+    last_id = site.changelog.last_id
+    cards = await site.cards(comm.name, limit=100, channels=channels)
+    body = "".join(site.render("post.html", p=c) for c in cards)
+    return web.Response(text=body, content_type="text/html", charset="utf-8",
+                        headers={"X-Last-Event-Id": last_id, "Cache-Control": "no-store"})
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``posted``/``edited``/``deleted``/``hidden`` and ``reset``."""
+    site = site_of(request)
+    comm = community_or_404(request)
+    network = request.query.get("network", "")
+    log_ = site.changelog
+    resume = request.headers.get("Last-Event-ID") or request.query.get("since")
+    seq = log_.parse(resume)
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    await resp.write(b"retry: 2000\n\n")
+    if seq is None:
+        seq = log_.seq
+        await resp.write(f"id: {log_.last_id}\nevent: reset\ndata: {{}}\n\n".encode())
+    try:
+        while True:
+            for e in log_.after(seq):
+                seq = e.seq
+                if e.community != comm.name:
+                    continue
+                if network and e.network and e.network != network:
+                    continue
+                # A payload scrubbed after a later delete: the client only needs
+                # to know the post is gone.
+                data = e.payload if e.payload is not None else json.dumps(
+                    {"kind": "deleted", "id": e.post_id})
+                await resp.write(f"id: {log_.boot}:{e.seq}\ndata: {data}\n\n".encode())
+            before = log_.seq
+            await log_.wait_beyond(seq, HEARTBEAT)
+            if log_.seq == before:
+                await resp.write(b": keep-alive\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp
+
+
+async def events_page(request: web.Request) -> web.StreamResponse:
+    site = site_of(request)
+    comm = community_or_404(request)
+    now = now_utc()
+    events = []
+    for ev in comm.settings.events:
+        events.append({"ev": ev, "next": upcoming([ev], now, days=60)[:5],
+                       "past": site.past(ev, now)[:20]})
+    return html(site.render("events.html", comm=comm, events=events))
+
+
+async def transcript_page(request: web.Request) -> web.StreamResponse:
+    site = site_of(request)
+    comm = community_or_404(request)
+    occ = site.occurrence(comm, request.match_info["event"], request.match_info["occ"])
+    if occ is None:
+        raise web.HTTPNotFound(text="no such event occurrence")
+    t = await site.transcript(comm.name, occ)
+    return html(render_transcript(site, comm, occ, t))
+
+
+def render_transcript(site: Site, comm: Any, occ: Occurrence, t: Transcript, *,
+                      static: bool = False) -> str:
+    """The transcript page (also written by the static HTML export)."""
+    def c(p: Any) -> Any:
+        return card(p, site.network_of(p))
+
+    questions = [{"number": q.number, "question": c(q.post) if q.post else None,
+                  "answers": [c(a) for a in q.answers]} for q in t.questions]
+    return site.render("transcript.html", comm=comm, occ=occ, t=t, questions=questions,
+                       other=[c(p) for p in t.other], static=static,
+                       running=occ.contains(now_utc()))
+
+
+# ---------------------------------------------------------------- operations
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    """Liveness (200 while the process and its store answer) and adapter health.
+    ``?strict=1`` answers 503 unless every adapter is connected."""
+    site = site_of(request)
+    bridge = site.bridge
+    try:
+        async with asyncio.timeout(5):
+            depths = await bridge.store.run(lambda tx: tx.queue_depths())
+    except Exception as e:
+        return web.json_response({"status": "store unavailable", "error": type(e).__name__},
+                                 status=503)
+    redact = _redactor(site)
+    adapters = {name: {"platform": rt.account.platform, "health": rt.health.value,
+                       "detail": redact(rt.detail)} for name, rt in bridge.accounts.items()}
+    healthy = all(a["health"] == "connected" for a in adapters.values())
+    body = {"status": "ok" if healthy else "degraded", "uptime": time.time() - bridge.started_at,
+            "adapters": adapters,
+            "pending": sum(q.get("pending", 0) for q in depths.values()),
+            "dead": sum(q.get("dead", 0) for q in depths.values())}
+    strict = request.query.get("strict") in ("1", "true")
+    return web.json_response(body, status=503 if strict and not healthy else 200,
+                             headers={"Cache-Control": "no-store"})
+
+
+def _redactor(site: Site) -> Callable[[str], str]:
+    secrets = sorted(site.config.secrets, key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for s in secrets:
+            if s:
+                text = text.replace(s, "[redacted]")
+        return mask_emails(text)
+
+    return redact
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    bridge = site_of(request).bridge
+    depths = await bridge.store.run(lambda tx: tx.queue_depths())
+    return web.Response(text=bridge.metrics.prometheus(depths),
+                        content_type="text/plain", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})

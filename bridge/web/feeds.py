@@ -1,0 +1,162 @@
+"""Atom feeds, the iCal schedule and export downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from aiohttp import web
+
+from bridge.chatevents import ChatEventConfig, occurrences
+from bridge.store import archive
+from bridge.web.present import author_name, iso, post_html
+from bridge.web.site import community_or_404, site_of
+
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def _base(request: web.Request) -> str:
+    return site_of(request).public_url or f"{request.scheme}://{request.host}"
+
+
+def atom(title: str, feed_url: str, page_url: str, feed_id: str,
+         entries: list[tuple[Any, str]]) -> bytes:
+    """An Atom document; *entries* are (post, network).  ElementTree escapes."""
+    ET.register_namespace("", ATOM)
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    ET.SubElement(feed, f"{{{ATOM}}}title").text = title
+    ET.SubElement(feed, f"{{{ATOM}}}id").text = feed_id
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=feed_url)
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="alternate", href=page_url)
+    updated = max((p.created_at for p, _ in entries), default=datetime.now(UTC))
+    ET.SubElement(feed, f"{{{ATOM}}}updated").text = iso(updated)
+    for post, network in reversed(entries):
+        e = ET.SubElement(feed, f"{{{ATOM}}}entry")
+        who = author_name(post.author)
+        ET.SubElement(e, f"{{{ATOM}}}title").text = f"{who} on {network}"
+        ET.SubElement(e, f"{{{ATOM}}}id").text = f"urn:hashbridge:post:{post.id}"
+        ET.SubElement(e, f"{{{ATOM}}}updated").text = iso(post.created_at)
+        ET.SubElement(e, f"{{{ATOM}}}published").text = iso(post.created_at)
+        a = ET.SubElement(e, f"{{{ATOM}}}author")
+        ET.SubElement(a, f"{{{ATOM}}}name").text = who
+        ET.SubElement(e, f"{{{ATOM}}}link", rel="alternate", href=f"{page_url}#p-{post.id}")
+        ET.SubElement(e, f"{{{ATOM}}}content", type="html").text = post_html(post)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="utf-8")
+
+
+def _atom_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
+
+
+async def community_feed(request: web.Request) -> web.StreamResponse:
+    site = site_of(request)
+    comm = community_or_404(request)
+    cards = await site.bridge.store.run(lambda tx: archive.page(tx, comm.name, limit=50))
+    base = _base(request)
+    entries = [(v.post, site.network_of(v.post)) for v in cards if not v.post.is_notice]
+    return _atom_response(atom(f"#{comm.settings.hashtag}", f"{base}/c/{comm.name}/feed.atom",
+                               f"{base}/c/{comm.name}", f"urn:hashbridge:{comm.name}", entries))
+
+
+async def event_feed(request: web.Request) -> web.StreamResponse:
+    """The posts of the event's recent occurrences (newest five)."""
+    site = site_of(request)
+    comm = community_or_404(request)
+    ev = site.event(comm, request.match_info["event"])
+    if ev is None:
+        raise web.HTTPNotFound(text="no such event")
+    entries: list[tuple[Any, str]] = []
+    for occ in site.past(ev, datetime.now(UTC))[:5][::-1]:
+        t = await site.transcript(comm.name, occ)
+        for q in t.questions:
+            for p in ([q.post] if q.post else []) + list(q.answers):
+                entries.append((p, site.network_of(p)))
+        entries.extend((p, site.network_of(p)) for p in t.other)
+    base = _base(request)
+    return _atom_response(atom(ev.title, f"{base}/c/{comm.name}/events/{ev.id}/feed.atom",
+                               f"{base}/c/{comm.name}/events",
+                               f"urn:hashbridge:{comm.name}:event:{ev.id}",
+                               sorted(entries, key=lambda e: e[0].id)))
+
+
+def calendar(community: str, hashtag: str, events: list[ChatEventConfig], page_url: str,
+             now: datetime) -> bytes:
+    """The schedule as iCalendar: one recurring VEVENT per chat event."""
+    import icalendar
+
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//hashbridge//chat events//EN")
+    cal.add("version", "2.0")
+    cal.add("x-wr-calname", f"#{hashtag} chats")
+    for ev in events:
+        first = occurrences(ev, now - timedelta(days=366 * 3), now + timedelta(days=400))
+        if not first:
+            continue
+        start = first[0].start.astimezone(ev.zone)
+        vevent = icalendar.Event()
+        vevent.add("uid", f"{ev.id}.{community}@hashbridge")
+        vevent.add("summary", ev.title)
+        vevent.add("description", (ev.description + "\n\n" if ev.description else "")
+                   + f"Follow live: {page_url}")
+        vevent.add("url", page_url)
+        vevent.add("dtstart", start)
+        vevent.add("duration", ev.duration)
+        vevent.add("dtstamp", now)
+        if ev.rrule:
+            vevent.add("rrule", icalendar.vRecur.from_ical(ev.rrule.removeprefix("RRULE:")))
+        else:
+            assert ev.day is not None
+            vevent.add("rrule", {"freq": "weekly", "byday": ev.day[:2].upper()})
+        cal.add_component(vevent)
+    with contextlib.suppress(Exception):  # older icalendar: floating TZID only
+        cal.add_missing_timezones()
+    return bytes(cal.to_ical())
+
+
+async def ical(request: web.Request) -> web.StreamResponse:
+    comm = community_or_404(request)
+    base = _base(request)
+    body = calendar(comm.name, comm.settings.hashtag, list(comm.settings.events),
+                    f"{base}/c/{comm.name}", datetime.now(UTC))
+    return web.Response(body=body, content_type="text/calendar", charset="utf-8",
+                        headers={"Content-Disposition":
+                                 f'inline; filename="{comm.name}-events.ics"'})
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    """``/c/NAME/export.{jsonl,mbox,md,zip}[?event=ID[/OCCURRENCE]]``."""
+    from bridge import export as exporter
+    site = site_of(request)
+    comm = community_or_404(request)
+    ext = request.match_info["fmt"]
+    fmt = {"jsonl": "jsonl", "mbox": "mbox", "md": "markdown", "zip": "html"}.get(ext)
+    if fmt is None:
+        raise web.HTTPNotFound(text="formats: export.jsonl, export.mbox, export.md, export.zip")
+    event = request.query.get("event") or None
+    tmp = tempfile.mkdtemp(prefix="hashbridge-export-")
+    out = os.path.join(tmp, f"{comm.name}.{ext}")
+    try:
+        try:
+            await exporter.export(site.bridge.store, site.config, comm.name, fmt, out,
+                                  event=event, now=datetime.now(UTC))
+        except exporter.ExportError as e:
+            raise web.HTTPBadRequest(text=str(e)) from None
+        if fmt == "html":
+            await asyncio.to_thread(exporter.zip_dir, out, out + ".zip")
+            out += ".zip"
+        with open(out, "rb") as f:  # noqa: ASYNC230 - a local temp file
+            body = f.read()
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
+    types = {"jsonl": "application/x-ndjson", "mbox": "application/mbox",
+             "markdown": "text/markdown", "html": "application/zip"}
+    name = f"{comm.name}{'-' + event.replace('/', '-') if event else ''}.{ext}"
+    return web.Response(body=body, content_type=types[fmt], headers={
+        "Content-Disposition": f'attachment; filename="{name}"'})
+

@@ -1,0 +1,114 @@
+"""The live feed: one change log per web server, replayed to every SSE client.
+
+The relay publishes ``(kind, post id)`` after each commit.  A single pump turns
+each change into a numbered log entry with its rendered payload (rendered once,
+not once per client).  An SSE client resumes with ``Last-Event-ID`` (or
+``?since=`` on a fresh EventSource) and gets exactly the entries after it: no
+gap, no duplicate.  Ids are ``<boot>:<seq>``; an id from another boot, or one
+older than the kept window, gets a ``reset`` event and the client reloads the
+list instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bridge.model import PostId
+
+log = logging.getLogger("hashbridge.web.live")
+
+KEEP = 5000
+"""Entries kept for resume: minutes of a busy chat, hours of a normal one."""
+
+
+@dataclass(slots=True)
+class Entry:
+    seq: int
+    community: str
+    kind: str
+    post_id: str
+    network: str
+    payload: str | None
+    """JSON sent to clients; None once the post is deleted or hidden (its content
+    must not be served again, even to a client resuming from before)."""
+
+
+class ChangeLog:
+    def __init__(self, keep: int = KEEP) -> None:
+        self.boot = secrets.token_hex(4)
+        self.seq = 0
+        self.entries: deque[Entry] = deque(maxlen=keep)
+        self._cond = asyncio.Condition()
+
+    @property
+    def last_id(self) -> str:
+        return f"{self.boot}:{self.seq}"
+
+    async def append(self, community: str, kind: str, post_id: str, network: str,
+                     data: dict[str, object]) -> None:
+        async with self._cond:
+            self.seq += 1
+            if kind in ("deleted", "hidden"):
+                for e in self.entries:
+                    if e.post_id == post_id:
+                        e.payload = None
+            data = {**data, "kind": kind, "id": post_id, "network": network}
+            self.entries.append(Entry(self.seq, community, kind, post_id, network,
+                                      json.dumps(data)))
+            self._cond.notify_all()
+
+    def parse(self, event_id: str | None) -> int | None:
+        """The seq to resume after, or None when *event_id* cannot be resumed."""
+        if not event_id:
+            return None
+        boot, _, seq = event_id.partition(":")
+        if boot != self.boot or not seq.isdigit():
+            return None
+        n = int(seq)
+        if n > self.seq:
+            return None
+        oldest = self.entries[0].seq if self.entries else self.seq + 1
+        if n < oldest - 1:
+            return None  # fell out of the window
+        return n
+
+    def after(self, seq: int) -> list[Entry]:
+        return [e for e in self.entries if e.seq > seq]
+
+    async def wait_beyond(self, seq: int, timeout: float) -> None:
+        async with self._cond:
+            if self.seq > seq:
+                return
+            try:
+                await asyncio.wait_for(self._cond.wait(), timeout)
+            except TimeoutError:
+                pass
+
+
+async def pump(bridge: object, changelog: ChangeLog,
+               render: Callable[[str, PostId], object]) -> None:
+    """Feed *changelog* from the bridge's change queue until cancelled.
+
+    *render* is an async function ``(kind, post_id) -> (community, network, data)
+    | None`` (None: nothing to show, e.g. a hidden consent notice).
+    """
+    q = bridge.subscribe()  # type: ignore[attr-defined]
+    try:
+        while True:
+            kind, post_id = await q.get()
+            try:
+                out = await render(kind, post_id)  # type: ignore[misc]
+            except Exception:
+                log.exception("live view: cannot render %s %s", kind, post_id)
+                continue
+            if out is not None:
+                community, network, data = out
+                await changelog.append(community, kind, post_id, network, data)
+    finally:
+        bridge.unsubscribe(q)  # type: ignore[attr-defined]

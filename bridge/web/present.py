@@ -1,0 +1,146 @@
+"""What the public sees of a post: escaped HTML, names, badges, no email addresses.
+
+Pure functions shared by the web view and the exports.  Email handles are
+addresses of real people, so they never reach a public page: an email author
+is shown by display name (or the address' local part), addresses in the text
+are shortened to ``name@…``, and mailto links lose their target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.model import Author, Post
+from bridge.richtext import Inline, Link, Mention, RichText, Text
+from bridge.textconv import safe_url, to_html, to_plain
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+\-]{1,64})@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)")
+
+
+def mask_emails(text: str) -> str:
+    return _EMAIL.sub(lambda m: f"{m.group(1)}@…", text)
+
+
+def _looks_email(handle: str) -> bool:
+    return not handle.startswith("@") and _EMAIL.fullmatch(handle.strip("<>")) is not None
+
+
+def _public_inline(i: Inline) -> Inline:
+    match i:
+        case Text(t):
+            return Text(mask_emails(t))
+        case Link(url, label):
+            bare_address = "://" not in url and _EMAIL.search(url.split("?")[0]) is not None
+            if url.lower().startswith("mailto:") or bare_address:
+                return Text(mask_emails(label or url.removeprefix("mailto:")))
+            return Link(url, mask_emails(label))
+        case Mention(handle, url):
+            return Mention(mask_emails(handle), url)
+    return i
+
+
+def public_text(rt: RichText) -> RichText:
+    return rt.map_inlines(_public_inline)
+
+
+def author_name(a: Author) -> str:
+    name = a.display_name.strip()
+    if name:
+        return mask_emails(name)
+    if _looks_email(a.handle):
+        return a.handle.strip("<>").split("@", 1)[0]
+    return a.handle
+
+
+def author_handle(a: Author) -> str:
+    """The handle if it is public on its network; empty for email addresses."""
+    return "" if _looks_email(a.handle) else a.handle
+
+
+def author_url(a: Author) -> str:
+    url = safe_url(a.profile_url) if a.profile_url else None
+    if not url or url.lower().startswith("mailto:"):
+        return ""
+    return url
+
+
+def pseudonymous_address(a: Author) -> str:
+    """A stable, non-reversible address for mbox ``From:`` lines."""
+    digest = hashlib.sha256(f"{a.platform}:{a.handle.casefold()}".encode()).hexdigest()[:12]
+    return f"{a.platform}-{digest}@hashbridge.invalid"
+
+
+def post_html(post: Post) -> str:
+    """Escaped HTML of the post's text (every character of remote content escaped)."""
+    return to_html(public_text(post.text))
+
+
+def post_plain(post: Post) -> str:
+    return to_plain(public_text(post.text))
+
+
+def iso(ts: datetime | float | None) -> str:
+    if ts is None:
+        return ""
+    if isinstance(ts, (int, float)):
+        ts = datetime.fromtimestamp(ts, UTC)
+    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def badge_class(network: str) -> str:
+    """A CSS class for the network badge (letters and dashes only)."""
+    return "net-" + (re.sub(r"[^a-z0-9]+", "-", network.casefold()).strip("-") or "other")
+
+
+@dataclass(frozen=True, slots=True)
+class PostCard:
+    """Everything a template renders for one post; all strings are plain (the
+    template escapes them) except ``html``, which :func:`post_html` built."""
+
+    id: str
+    network: str
+    channel: str
+    badge: str
+    author: str
+    handle: str
+    author_url: str
+    created: str
+    created_human: str
+    edited: bool
+    permalink: str
+    html: str
+    content_warning: str
+    attachments: tuple[dict[str, Any], ...]
+    reply_to: str
+    reply_author: str
+    reply_excerpt: str
+    is_notice: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def card(post: Post, network: str, *, edited_at: float | None = None,
+         parent: Post | None = None) -> PostCard:
+    atts = tuple({"url": safe_url(a.url) or "", "media_type": a.media_type,
+                  "alt": mask_emails(a.alt_text) or a.filename or "attachment",
+                  "image": a.media_type.startswith("image/")}
+                 for a in post.attachments if safe_url(a.url))
+    excerpt = ""
+    if parent is not None:
+        excerpt = post_plain(parent)
+        excerpt = excerpt[:140] + ("…" if len(excerpt) > 140 else "")
+    return PostCard(
+        id=post.id, network=network, channel=post.origin_channel, badge=badge_class(network),
+        author=author_name(post.author), handle=author_handle(post.author),
+        author_url=author_url(post.author), created=iso(post.created_at),
+        created_human=post.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        edited=edited_at is not None, permalink=safe_url(post.permalink) or "",
+        html=post_html(post), content_warning=mask_emails(post.content_warning),
+        attachments=atts, reply_to=parent.id if parent else "",
+        reply_author=author_name(parent.author) if parent else "", reply_excerpt=excerpt,
+        is_notice=post.is_notice)

@@ -1,0 +1,91 @@
+"""The static HTML export: the same templates as the live site, relative links,
+no script (a site any web host can serve)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from bridge.chatevents import Occurrence, build_transcript, occurrences
+from bridge.model import Post
+from bridge.web.present import PostCard, card, iso
+from bridge.web.site import templates
+
+
+class StaticSite:
+    """The two things :func:`bridge.web.app.render_transcript` needs."""
+
+    def __init__(self, name_of: Callable[[str], str]) -> None:
+        self.env = templates()
+        self.name_of = name_of
+
+    def render(self, template: str, **ctx: Any) -> str:
+        return self.env.get_template(template).render(**ctx)
+
+    def network_of(self, post: Post) -> str:
+        return self.name_of(post.origin_channel)
+
+
+async def write_site(store: Any, config: Any, scope: Any, out: str, now: datetime,
+                     batches: AsyncIterator[list[tuple[Post, float | None]]],
+                     name_of: Callable[[str], str]) -> None:
+    from bridge.web.app import render_transcript
+
+    site = StaticSite(name_of)
+    comm = scope.community
+    await asyncio.to_thread(os.makedirs, out, exist_ok=True)
+    posts: list[Post] = []
+    pages: list[dict[str, Any]] = []
+    page_cards: list[PostCard] = []
+    files: dict[str, str] = {}
+
+    def flush(last: bool) -> None:
+        number = len(pages) + 1
+        name = f"archive-{number}.html"
+        pages.append({"file": name, "count": len(page_cards),
+                      "first": page_cards[0].created_human, "last": page_cards[-1].created_human})
+        files[name] = site.render("static_archive.html", comm=comm, cards=list(page_cards),
+                                  number=number, has_next=not last, static=True)
+        page_cards.clear()
+
+    async for rows in batches:
+        for post, edited_at in rows:
+            posts.append(post)
+            page_cards.append(card(post, name_of(post.origin_channel), edited_at=edited_at))
+            if len(page_cards) >= 500:
+                flush(False)
+    if page_cards:
+        flush(True)
+    elif pages:  # the last full page has no newer one
+        last = pages[-1]
+        files[last["file"]] = files[last["file"]].replace(
+            f'<a href="archive-{len(pages) + 1}.html">Newer</a>', "")
+    windows: list[Occurrence] = list(scope.windows) if scope.windows is not None else [
+        o for ev in comm.settings.events
+        for o in occurrences(ev, posts[0].created_at if posts else now, now) if o.start <= now]
+    transcripts = []
+    for occ in sorted(windows, key=lambda o: o.start):
+        t = build_transcript(occ, posts, site.network_of)
+        if not t.counts:
+            continue
+        name = f"{occ.event.id}-{occ.key}.html"
+        files[name] = render_transcript(site, comm, occ, t, static=True)
+        transcripts.append({"file": name, "answers": t.answer_count, "people": t.people,
+                            "title": f"{occ.event.title}, "
+                                     f"{occ.local_start():%Y-%m-%d %H:%M %Z}"})
+    files["index.html"] = site.render("static_index.html", comm=comm, pages=pages,
+                                      transcripts=transcripts, static=True,
+                                      exported=iso(now.astimezone(UTC)))
+    files["style.css"] = resources.files("bridge.web").joinpath(
+        "static", "style.css").read_text("utf-8")
+    await asyncio.to_thread(_write_all, out, files)
+
+
+def _write_all(out: str, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+            f.write(text)
