@@ -28,16 +28,16 @@ from typing import Any
 
 import twitter_text
 
-from adapters.twitter.budget import Ledger, next_month
+from adapters.twitter.budget import Ledger
 from adapters.twitter.client import DUPLICATE, NOT_SUMMONED, Forbidden403, Gone, XClient
 from adapters.twitter.convert import (
     MAX_WEIGHTED,
     defuse_urls,
     fit,
-    parse_page,
     weighted_length,
 )
 from adapters.twitter.digest import DigestState, Item
+from adapters.twitter.inbound import Inbound
 from adapters.twitter.models import TwitterAccount, TwitterChannel
 from bridge.adapter import (
     AdapterContext,
@@ -53,14 +53,9 @@ from bridge.adapter import (
     TextFormat,
     TransientError,
 )
-from bridge.model import ChannelKey, NativeId, Posted
+from bridge.model import ChannelKey, NativeId
 from bridge.textconv import to_plain
 
-EXPANSIONS = ["author_id", "referenced_tweets.id", "attachments.media_keys"]
-TWEET_FIELDS = ["author_id", "created_at", "conversation_id", "entities", "referenced_tweets",
-                "attachments", "note_tweet", "lang", "in_reply_to_user_id"]
-USER_FIELDS = ["username", "name", "description", "profile_image_url"]
-MEDIA_FIELDS = ["url", "preview_image_url", "alt_text", "type", "variants"]
 _URL = re.compile(r"https?://\S+")
 
 
@@ -75,7 +70,7 @@ def _has_url(text: str) -> bool:
     return bool(twitter_text.extract_urls(text))
 
 
-class TwitterAdapter:
+class TwitterAdapter(Inbound):
     def __init__(self, account: TwitterAccount, channels: tuple[ChannelSpec, ...], *,
                  clock: Any = time.time) -> None:
         self.account = account
@@ -116,6 +111,8 @@ class TwitterAdapter:
                     opts = self._opts(ch)
                     if ch.direction != "out":
                         tg.create_task(self._poll_loop(ch))
+                        if opts.recheck_after_hours > 0:
+                            tg.create_task(self._recheck_loop(ch))
                     if ch.direction != "in" and opts.mode == "digest":
                         tg.create_task(self._digest_loop(ch))
                 await asyncio.Event().wait()  # serve sends until cancelled
@@ -146,121 +143,6 @@ class TwitterAdapter:
         self.ledger = self.ledger.charge(self.clock(), **charge)
         if self.ctx is not None:
             await self.ctx.set_cursor("budget", self.ledger.dumps())
-
-    # ------------------------------------------------------------------ inbound
-    async def _poll_loop(self, ch: ChannelSpec) -> None:
-        assert self.ctx is not None
-        backoff = 5.0
-        while True:
-            try:
-                await self.poll_once(ch)
-                backoff = 5.0
-                self.ctx.set_health(Health.CONNECTED, self.status_detail())
-                delay = self.poll_interval(ch)
-            except TransientError as e:
-                self.ctx.set_health(Health.DISCONNECTED, str(e))
-                delay = e.retry_after if e.retry_after is not None else backoff
-                backoff = min(backoff * 2, self._opts(ch).max_poll_seconds)
-            except PermanentError as e:  # a query X refuses: say so, keep trying slowly
-                self.log.error("search on %s refused: %s", ch.key, e)
-                self.ctx.set_health(Health.CONNECTED, f"search refused: {e}")
-                delay = self._opts(ch).max_poll_seconds
-            await asyncio.sleep(delay)
-
-    def _above_read_pace(self) -> bool:
-        now = self.clock()
-        led = self.ledger.rolled(now)
-        start = datetime.fromtimestamp(now, UTC).replace(day=1, hour=0, minute=0, second=0,
-                                                         microsecond=0).timestamp()
-        frac = (now - start) / max(1.0, next_month(now) - start)
-        return led.reads_month > self.account.monthly_read_budget * max(frac, 0.02)
-
-    def poll_interval(self, ch: ChannelSpec) -> float:
-        """Seconds to the next search: the configured interval, no faster than
-        half the rate window allows across our channels, slower when the reads
-        run ahead of the monthly budget's pace or the window is used up."""
-        opts, now = self._opts(ch), self.clock()
-        inbound = sum(1 for c in self.channels.values() if c.direction != "out") or 1
-        lim = self.client.limits_for("GET", "/2/tweets/search/recent")
-        window = (lim.limit if lim and lim.limit else (450 if self.client.app_search else 300))
-        delay = max(opts.poll_seconds, 900 / (window * 0.5) * inbound)
-        if lim and lim.remaining is not None and lim.remaining <= inbound and lim.reset_at:
-            delay = max(delay, lim.reset_at - now + 1)
-        if self._above_read_pace():
-            delay = max(delay, opts.max_poll_seconds)
-        return delay
-
-    async def poll_once(self, ch: ChannelSpec) -> int:
-        """One search for *ch*; emits new posts with the new since_id.  Returns
-        how many posts were emitted."""
-        # One search per channel at a time: two concurrent ones would read the
-        # same since_id and emit (and pay for) the same posts twice.
-        async with self._poll_locks.setdefault(ch.key, asyncio.Lock()):
-            return await self._poll_once(ch)
-
-    async def _poll_once(self, ch: ChannelSpec) -> int:
-        assert self.ctx is not None
-        ctx, opts, now = self.ctx, self._opts(ch), self.clock()
-        if not self.ledger.reads_allowed(now, self._caps()):
-            self.budget_note = "read budget spent for this month: not searching"
-            ctx.set_health(Health.CONNECTED, self.status_detail())
-            return 0
-        me_id, me_name = await self.whoami()
-        name = f"since:{ch.key}"
-        cur = await ctx.get_cursor(name)
-        query = opts.query
-        if f"from:{me_name}".lower() not in query.lower():
-            query += f" -from:{me_name}"
-        kw: dict[str, Any] = dict(query=query, max_results=opts.max_results,
-                                  expansions=EXPANSIONS, tweet_fields=TWEET_FIELDS,
-                                  user_fields=USER_FIELDS, media_fields=MEDIA_FIELDS,
-                                  user_auth=not self.client.app_search)
-        if cur and cur.isdigit():
-            kw["since_id"] = cur
-        else:
-            if not cur:  # first run: start now, never backfill (reads cost money)
-                cur = "t:" + datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                await ctx.set_cursor(name, cur)
-            kw["start_time"] = cur[2:]
-        pages = 1 if self._above_read_pace() else opts.max_pages
-        events: list[Posted] = []
-        newest: int | None = None
-        token = None
-        for _ in range(pages):
-            resp = await self.client.call(
-                "search", lambda c, t=token: c.search_recent_tweets(**kw, next_token=t))
-            raw = _raw_page(resp)
-            read = len(raw.get("data") or [])
-            await self._save_ledger(usd=read * self.account.prices.read, reads=read)
-            parsed = parse_page(raw, ch.key, own_user_id=me_id)
-            events += parsed.events
-            if parsed.newest_id:
-                newest = max(newest or 0, int(parsed.newest_id))
-            token = (resp.meta or {}).get("next_token")
-            if not token:
-                break
-        if token:
-            self.log.warning("%s: more new posts than %d pages; older ones skipped",
-                             ch.key, pages)
-        fresh = []
-        for ev in sorted(events, key=lambda e: int(e.native_id)):
-            self._remember_summons(ev, me_name)
-            if not await ctx.is_own(ch.key, ev.native_id):
-                fresh.append(ev)
-        if fresh:
-            await ctx.emit_many(list(fresh), cursor=(name, str(newest)))
-        elif newest:
-            await ctx.set_cursor(name, str(newest))
-        return len(fresh)
-
-    def _remember_summons(self, ev: Posted, me_name: str) -> None:
-        from bridge.richtext import Mention, iter_inlines
-
-        named = any(isinstance(n, Mention) and n.handle.lower() == me_name.lower()
-                    for n in iter_inlines(ev.text))
-        self._summoned[ev.native_id] = named
-        while len(self._summoned) > 5000:
-            self._summoned.popitem(last=False)
 
     # ------------------------------------------------------------------ outbound
     def capabilities(self, channel: ChannelKey) -> Capabilities:
@@ -520,13 +402,6 @@ class TwitterAdapter:
             assert result.native_id is not None
             await self._save_digest(ch, st.complete(result.native_id))
             return result.native_id
-
-
-def _raw_page(resp: Any) -> dict[str, Any]:
-    """tweepy's Response back into the wire shape the converters read."""
-    inc = {k: [getattr(o, "data", o) for o in v] for k, v in (resp.includes or {}).items()}
-    return {"data": [getattr(t, "data", t) for t in resp.data or []], "includes": inc,
-            "meta": resp.meta or {}, "errors": resp.errors or []}
 
 
 __all__ = ["TwitterAdapter"]

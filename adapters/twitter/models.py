@@ -40,6 +40,8 @@ class TwitterAccount(StrictModel):
     max_usd_per_day: float = Field(2.0, ge=0)
     max_usd_per_month: float = Field(30.0, ge=0)
     monthly_read_budget: int = Field(10_000, ge=0)
+    search_share: float = Field(0.5, gt=0, le=1)
+    """Fraction of X's 15-minute search window the polling may use."""
     """Posts read per month this account may spend on searching."""
     prices: PriceTable = PriceTable()
 
@@ -65,3 +67,6 @@ class TwitterChannel(StrictModel):
     max_poll_seconds: float = Field(900.0, gt=0)
     max_results: int = Field(100, ge=10, le=100)
     max_pages: int = Field(5, ge=1, le=50)
+    recheck_after_hours: float = Field(20.0, ge=0)
+    """Look each relayed post up once more at this age and propagate deletions
+    (X requires deleted content gone within 24 h); 0 turns it off."""

@@ -307,3 +307,27 @@ def test_poll_interval_respects_window_and_read_pace() -> None:
     assert ad.poll_interval(spec) == pytest.approx(6.0)  # 900 s / (300 * 0.5)
     ad.ledger = ad.ledger.charge(ad.clock(), usd=0, reads=999)
     assert ad.poll_interval(spec) == 900.0
+
+
+async def test_deleted_on_x_is_found_by_the_recheck_and_propagated(xemu: Running) -> None:
+    from bridge.model import Deleted
+
+    clock = Clock()
+    st = xemu.emu.state
+    st.clock = clock
+    spec = make_spec(recheck_after_hours=2)
+    async with running(xemu, clock=clock, channels=(spec,)) as (ad, ctx):
+        spec = ad.channels[CH]
+        await ad.poll_once(spec)
+        clock.now += 5
+        posts = [st.create(st.user("alice"), f"#kmers number {i}") for i in range(3)]
+        await ad.poll_once(spec)
+        st.tweets[posts[1].id].deleted = True
+        assert await ad.recheck_deletions(spec) == 0  # not due yet: no reads spent
+        reads = st.reads
+        clock.now += 2 * 3600
+        assert await ad.recheck_deletions(spec) == 1
+        assert ctx.events[-1] == Deleted(channel=CH, native_id=posts[1].id)
+        assert st.reads - reads == 2  # the two live posts were read again, once
+        assert await ad.recheck_deletions(spec) == 0
+        assert json.loads(ctx.cursors[f"relayed:{CH}"]) == []
