@@ -1,0 +1,124 @@
+"""The live page in a real headless chromium, fed by the real relay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhelp import Live
+
+
+async def _texts(page: Any) -> list[str]:
+    return await page.eval_on_selector_all("#posts > li .body", "els => els.map(e => e.innerText)")
+
+
+async def _wait_text(page: Any, text: str, timeout: float = 15000) -> None:
+    await page.wait_for_function(
+        "t => [...document.querySelectorAll('#posts > li .body')]"
+        ".some(e => e.innerText.includes(t))",
+        arg=text, timeout=timeout)
+
+
+async def _wait_live(page: Any) -> None:
+    await page.wait_for_function(
+        "() => document.getElementById('status').textContent === 'Live'", timeout=10000)
+
+
+async def test_post_edit_delete_appear_live_without_reload(live: Live, browser_page: Any) -> None:
+    page = browser_page
+    lobby, garden = live.nets["lobby"], live.nets["garden"]
+    await lobby.post_as_member("alice", "already here before the page opened")
+    await live.settle()
+    await page.goto(f"{live.url}/c/kmers")
+    await _wait_live(page)
+    await page.evaluate("window.__marker = 'same document'")
+    assert "already here before the page opened" in " ".join(await _texts(page))
+
+    nid = await garden.post_as_member("bob", "hello from the garden, live")
+    await _wait_text(page, "hello from the garden, live")
+    badge = await page.locator("#posts > li").last.locator(".badge").inner_text()
+    assert badge == "Garden"
+
+    await garden.edit_as_member(nid, "hello from the garden, edited live")
+    await _wait_text(page, "edited live")
+    texts = await _texts(page)
+    assert not any(t.endswith("hello from the garden, live") for t in texts)
+    assert await page.locator("#posts > li .edited").count() == 1
+
+    await garden.delete_as_member(nid)
+    await page.wait_for_function(
+        "() => ![...document.querySelectorAll('#posts .body')].some(e => e.innerText.includes("
+        "'from the garden'))", timeout=15000)
+    # No reload happened at any point.
+    assert await page.evaluate("window.__marker") == "same document"
+
+
+async def test_reconnect_resumes_without_gaps_or_duplicates(live: Live, browser_page: Any) -> None:
+    page = browser_page
+    lobby, porch = live.nets["lobby"], live.nets["porch"]
+    await page.goto(f"{live.url}/c/kmers")
+    await _wait_live(page)
+    await lobby.post_as_member("alice", "seen live before the cut")
+    await _wait_text(page, "seen live before the cut")
+
+    await page.evaluate("window.hashbridgeLive.disconnect()")
+    ids = [await porch.post_as_member("carol", f"while away {i}") for i in range(8)]
+    await porch.edit_as_member(ids[2], "while away 2, corrected")
+    await porch.delete_as_member(ids[5])
+    await live.settle()
+    # Nothing of it reached the page while disconnected.
+    assert not any("while away" in t for t in await _texts(page))
+
+    await page.evaluate("window.hashbridgeLive.connect()")
+    await _wait_text(page, "while away 7")
+    await page.wait_for_timeout(300)
+    texts = await _texts(page)
+    away = [t for t in texts if "while away" in t]
+    expected = [f"while away {i}" for i in range(8) if i != 5]
+    expected[2] = "while away 2, corrected"
+    assert away == expected, away
+    # Every post exactly once, in the order of the archive.
+    dom_ids = await page.eval_on_selector_all("#posts > li", "els => els.map(e => e.dataset.id)")
+    assert len(dom_ids) == len(set(dom_ids))
+    assert dom_ids == await live.post_ids()
+
+    # And the stream is live again.
+    await lobby.post_as_member("alice", "after the reconnect")
+    await _wait_text(page, "after the reconnect")
+
+
+async def test_pause_holds_updates_and_filter_by_network(live: Live, browser_page: Any) -> None:
+    page = browser_page
+    lobby, garden = live.nets["lobby"], live.nets["garden"]
+    await page.goto(f"{live.url}/c/kmers")
+    await _wait_live(page)
+    await page.get_by_role("button", name="Pause").click()
+    assert await page.get_by_role("button", name="Resume").get_attribute("aria-pressed") == "true"
+    await lobby.post_as_member("alice", "posted during the pause")
+    await page.wait_for_function("() => !document.getElementById('waiting').hidden")
+    assert not any("during the pause" in t for t in await _texts(page))
+    await page.get_by_role("button", name="Resume").click()
+    await _wait_text(page, "posted during the pause")
+
+    # The filter works without JavaScript (a GET form) and keeps the stream filtered.
+    await page.select_option("#network", "Garden")
+    await page.get_by_role("button", name="Show").click()
+    await page.wait_for_url("**network=Garden")
+    await _wait_live(page)
+    await lobby.post_as_member("alice", "lobby post, filtered out")
+    await garden.post_as_member("bob", "garden post, shown")
+    await _wait_text(page, "garden post, shown")
+    await live.settle()
+    await page.wait_for_timeout(300)
+    nets = await page.eval_on_selector_all("#posts > li", "els => els.map(e => e.dataset.network)")
+    assert set(nets) == {"Garden"}
+
+
+async def test_page_works_without_javascript(live: Live, browser_page: Any) -> None:
+    await live.nets["lobby"].post_as_member("alice", "readable with scripts off")
+    await live.settle()
+    ctx = await browser_page.context.browser.new_context(java_script_enabled=False)
+    page = await ctx.new_page()
+    await page.goto(f"{live.url}/c/kmers")
+    assert "readable with scripts off" in await page.locator("#posts").inner_text()
+    assert await page.locator("#controls").is_hidden()
+    await ctx.close()
