@@ -1,0 +1,154 @@
+"""End to end: the real relay (bridge.harness) between a sandbox network and the
+X emulator, both directions and every mode; counts are read on the platforms."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.sandbox import SandboxPlatform
+from adapters.twitter.sandbox import TwitterSandbox
+from bridge.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    async with asyncio.timeout(timeout):
+        while True:
+            got = await check()
+            if got:
+                return got
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def xbox(tmp_path: Path) -> AsyncIterator[TwitterSandbox]:
+    box = TwitterSandbox(str(tmp_path))
+    await box.start()
+    yield box
+    await box.stop()
+
+
+@pytest.fixture
+async def lobby(tmp_path: Path) -> AsyncIterator[SandboxPlatform]:
+    net = SandboxPlatform(str(tmp_path / "networks"), "lobby")
+    await net.start()
+    yield net
+    await net.stop()
+
+
+def config(box: TwitterSandbox, tmp: Path, **channel: Any) -> Any:
+    acct = {**box.account_config(), "search_share": 1.0}
+    chan = {**box.channel_config(), "poll_seconds": 0.2, **channel}
+    return build_config(tmp, [*sandbox_channels(tmp, ["lobby"]),
+                              ChannelDef("x", "twitter", acct, chan)])
+
+
+async def on_x(box: TwitterSandbox, *, by_bridge: bool = True) -> list[Any]:
+    return [m for m in await box.messages() if m.by_bridge == by_bridge and not m.deleted]
+
+
+async def bridged(net: SandboxPlatform) -> list[Any]:
+    return [m for m in await net.messages() if m.by_bridge]
+
+
+async def test_sandbox_to_x_post_reply_edit_delete(xbox: TwitterSandbox,
+                                                   lobby: SandboxPlatform,
+                                                   tmp_path: Path) -> None:
+    async with running(config(xbox, tmp_path)) as bridge:
+        first = await lobby.post_as_member("dora", "hello from the lobby")
+        await quiescent(bridge)
+        reply = await lobby.post_as_member("eve", "a reply", reply_to=first)
+        await quiescent(bridge)
+        await lobby.edit_as_member(first, "hello, edited")
+        await quiescent(bridge)
+        await lobby.delete_as_member(reply)
+        await quiescent(bridge)
+    posts = [m for m in await xbox.messages() if m.by_bridge]
+    assert len(posts) == 2  # post + reply; the edit made nothing, never a duplicate
+    root, rep = posts
+    assert "hello from the lobby" in root.text and "#kmers" in root.text
+    assert "Dora" in root.text
+    assert rep.reply_to == root.native_id  # threaded under the bot's own post
+    assert rep.deleted and not root.deleted
+
+
+async def test_x_to_sandbox_post_reply_delete_and_no_echo(xbox: TwitterSandbox,
+                                                          lobby: SandboxPlatform,
+                                                          tmp_path: Path) -> None:
+    cfg = config(xbox, tmp_path, recheck_after_hours=0.002)  # re-checked at 7 s
+    async with running(cfg) as bridge:
+        await asyncio.sleep(0.5)  # the first poll fixes "now" as the start
+        a = await xbox.post_as_member("alice", "#kmers hi from X @kmbridge")
+        copies = await eventually(lambda: _n(bridged(lobby), 1))
+        assert "hi from X" in copies[0].text
+        await xbox.post_as_member("bob", "#kmers welcome alice", reply_to=a)
+        copies = await eventually(lambda: _n(bridged(lobby), 2))
+        assert copies[1].reply_to == copies[0].native_id
+        await xbox.delete_as_member(a)
+        await eventually(lambda: _gone(lobby, copies[0].native_id), timeout=30)
+        await quiescent(bridge)
+    assert await on_x(xbox) == []  # nothing echoed back to X
+
+
+async def test_off_mode_reads_but_never_posts(xbox: TwitterSandbox, lobby: SandboxPlatform,
+                                              tmp_path: Path) -> None:
+    async with running(config(xbox, tmp_path, mode="off")) as bridge:
+        await asyncio.sleep(0.5)
+        await lobby.post_as_member("dora", "stays off X")
+        await xbox.post_as_member("alice", "#kmers read me")
+        await eventually(lambda: _n(bridged(lobby), 1))
+        await quiescent(bridge, allow_deferred=True)
+    assert await on_x(xbox) == []
+
+
+async def test_digest_mode_posts_one_summary(xbox: TwitterSandbox, lobby: SandboxPlatform,
+                                             tmp_path: Path) -> None:
+    async with running(config(xbox, tmp_path, mode="digest", digest_minutes=0.03)) as bridge:
+        for i in range(6):
+            await lobby.post_as_member(f"member{i}", f"point number {i}")
+        await quiescent(bridge)
+        posts = await eventually(lambda: _n(on_x(xbox), 1))
+        await asyncio.sleep(2.5)  # another digest period: nothing new, nothing posted
+    assert len(await on_x(xbox)) == 1
+    text = posts[0].text
+    assert text.index("point number 5") < text.index("point number 4")
+
+
+async def test_restart_mid_burst_both_ways(xbox: TwitterSandbox, lobby: SandboxPlatform,
+                                           tmp_path: Path) -> None:
+    cfg = config(xbox, tmp_path)
+    async with running(cfg):
+        await asyncio.sleep(0.5)
+        for i in range(12):
+            await lobby.post_as_member("dora", f"lobby burst {i}")
+            await xbox.post_as_member("alice", f"#kmers x burst {i}")
+        await asyncio.sleep(0.3)  # stop with work in flight
+    for i in range(12, 16):
+        await lobby.post_as_member("dora", f"lobby burst {i}")
+        await xbox.post_as_member("alice", f"#kmers x burst {i}")
+    async with running(cfg) as bridge:
+        await eventually(lambda: _n(on_x(xbox), 16), timeout=40)
+        await eventually(lambda: _n(bridged(lobby), 16), timeout=40)
+        await quiescent(bridge)
+    texts = [m.text for m in await on_x(xbox)]
+    for i in range(16):
+        assert sum(bool(re.search(rf"lobby burst {i}\b", t)) for t in texts) == 1
+    copies = [m.text for m in await bridged(lobby)]
+    for i in range(16):
+        assert sum(bool(re.search(rf"x burst {i}\b", t)) for t in copies) == 1
+    assert xbox.emulator.state.reads == 16  # every X post read exactly once
+
+
+async def _n(coro: Awaitable[list[Any]], n: int) -> list[Any] | None:
+    got = await coro
+    return got if len(got) >= n else None
+
+
+async def _gone(net: SandboxPlatform, native_id: str) -> bool:
+    return any(m.native_id == native_id and m.deleted for m in await net.messages()) or \
+        not any(m.native_id == native_id for m in await net.messages())
