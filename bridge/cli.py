@@ -201,6 +201,48 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the community's archive; see :mod:`bridge.export`."""
+    cfg, _ = _load(args)
+    from bridge import export as exporter
+
+    out = args.output
+    if out is None:
+        if args.format == "html":
+            print("export: --format html writes a directory; give it with -o DIR",
+                  file=sys.stderr)
+            return EXIT_FAILED
+        out = "-"
+
+    async def go() -> int:
+        store = await _open_store(cfg)
+        target = out
+        tmp = None
+        if out == "-" and args.format == "mbox":  # mailbox writes files, not streams
+            import tempfile
+            fd, tmp = tempfile.mkstemp(suffix=".mbox")
+            os.close(fd)
+            target = tmp
+        try:
+            n = await exporter.export(store, cfg, args.community, args.format, target,
+                                      event=args.event, progress=exporter.ProgressBar())
+            if tmp is not None:
+                with open(tmp, encoding="utf-8") as f:  # noqa: ASYNC230 - local temp
+                    sys.stdout.write(f.read())
+        except exporter.ExportError as e:
+            print(f"export: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            await store.close()
+            if tmp is not None:
+                os.unlink(tmp)
+        where = "" if out == "-" else f" to {out}"
+        print(f"exported {n} post{'s' if n != 1 else ''}{where}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(go())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     logs.setup(args.log_level or "warning", args.log_format)
     from bridge.demo import run_demo
@@ -245,6 +287,13 @@ def build_parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]
     sp.add_argument("--origin", help="channel key it comes from (default: the first)")
     sp.add_argument("--author", default="Alice")
     sp.set_defaults(fn=cmd_preview)
+    sp = with_config("export", "export a community's archive (deleted posts left out)")
+    sp.add_argument("--community", required=True, help="community name")
+    sp.add_argument("--format", required=True, choices=["jsonl", "mbox", "markdown", "html"])
+    sp.add_argument("--event", help="only this chat event (ID, or ID/OCCURRENCE as in the "
+                    "transcript URL)")
+    sp.add_argument("-o", "--output", help="file (directory for html); default: stdout")
+    sp.set_defaults(fn=cmd_export)
     sp = sub.add_parser("demo", help="run the relay on a local sandbox of every platform")
     sp.add_argument("--for", dest="duration", type=float, default=None, metavar="SECONDS",
                     help="stop after this many seconds with a summary (default: until Ctrl-C)")
