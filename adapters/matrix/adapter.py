@@ -69,6 +69,7 @@ class MatrixAdapter:
         self._names: dict[tuple[str, str], str] = {}
         self._txn_lock = asyncio.Lock()
         self._last_txn: str | None = None
+        self._cutoff = 0.0
         self.log = logging.getLogger("hashbridge.adapter.matrix")
         self.ctx: AdapterContext | None = None
 
@@ -77,6 +78,8 @@ class MatrixAdapter:
         self.ctx = ctx
         self.log = logging.getLogger(f"hashbridge.adapter.matrix.{ctx.name}")
         ctx.set_health(Health.STARTING)
+        # Fixed at start: the window bounds the catch-up, never live events.
+        self._cutoff = (time.time() - self.account.catchup_window) * 1000
         self.session = Session(self.account, ctx.data_dir, ctx.name, self.log)
         try:
             try:
@@ -113,7 +116,7 @@ class MatrixAdapter:
         async with self._txn_lock:
             if txn == self._last_txn:
                 return                        # a resend of what we already persisted
-            cutoff = (time.time() - self.account.catchup_window) * 1000
+            cutoff = self._cutoff
             out: list[InboundEvent] = []
             for raw in events:
                 room_id = raw.get("room_id")
@@ -211,7 +214,7 @@ class MatrixAdapter:
     async def _events_of(self, resp: SyncResponse, since: str | None) -> list[InboundEvent]:
         assert self.session is not None and self.ctx is not None
         out: list[InboundEvent] = []
-        cutoff = (time.time() - self.account.catchup_window) * 1000
+        cutoff = self._cutoff
         for room_id, info in resp.rooms.join.items():
             key = self.channel_of.get(room_id)
             if key is None:

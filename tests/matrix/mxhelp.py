@@ -9,6 +9,7 @@ import secrets
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -265,3 +266,13 @@ async def room_events(hs: Hs, room_id: str, token: str,
         if not data.get("chunk") or not data.get("end") or data.get("end") == frm:
             return out
         frm = data["end"]
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    """Poll *check* until it returns something truthy; return that."""
+    async with asyncio.timeout(timeout):
+        while True:
+            got = await check()
+            if got:
+                return got
+            await asyncio.sleep(0.1)

@@ -4,23 +4,14 @@ on a real Synapse, both directions; counts are read on the platforms themselves.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mxhelp import Hs, Room, room_events
+from mxhelp import Hs, Room, eventually, room_events
 
 from adapters.sandbox import SandboxPlatform
 from bridge.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            got = await check()
-            if got:
-                return got
-            await asyncio.sleep(0.1)
 
 
 def config(hs: Hs, room: Room, tmp: Path) -> Any:
@@ -28,7 +19,8 @@ def config(hs: Hs, room: Room, tmp: Path) -> Any:
     mx = ChannelDef("mx", "matrix", {"homeserver": hs.url, "user_id": bot.user_id,
                                      "access_token": bot.access_token,
                                      "sync_timeout_ms": 2000}, {"room": room.room_id})
-    return build_config(tmp, [*sandbox_channels(tmp, ["lobby"]), mx])
+    return build_config(tmp, [*sandbox_channels(tmp, ["lobby"]), mx],
+                        community_options={"author_rate_per_minute": 1000})
 
 
 def lobby(tmp: Path) -> SandboxPlatform:

@@ -12,8 +12,10 @@ from mxhelp import Hs, bot_account, create_op, make_room, room_events, start_ada
 
 from bridge.adapter import AuthError, Health, PermanentError, TransientError
 
+SOAK = [pytest.mark.soak, pytest.mark.timeout(1800)]   # 200 posts at 0.2/s: about 16 min
 
-@pytest.mark.parametrize("n", [14, pytest.param(200, marks=pytest.mark.soak)])
+
+@pytest.mark.parametrize("n", [14, pytest.param(200, marks=SOAK)])
 async def test_default_rate_limits_burst_arrives_in_order(
         synapse_default_limits: Hs, tmp_path: Path, n: int) -> None:
     """The loop below is what the core's delivery worker does: one attempt per call,

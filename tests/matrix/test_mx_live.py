@@ -88,3 +88,18 @@ async def test_outbound_post_reply_edit_delete(synapse: Hs, room: Room, tmp_path
         assert run.ctx.events == []
     finally:
         await run.stop()
+
+
+async def test_catchup_window_bounds_history_not_live_events(
+        synapse: Hs, room: Room, tmp_path: Path) -> None:
+    await room.alice.room_send(room.room_id, "m.room.message",
+                               {"msgtype": "m.text", "body": "old history"})
+    run = await start_adapter(bot_account(synapse, catchup_window=0), room.room_id, tmp_path)
+    try:
+        live = await room.alice.room_send(room.room_id, "m.room.message",
+                                          {"msgtype": "m.text", "body": "live"})
+        await run.ctx.wait_for(1)
+        await asyncio.sleep(0.5)
+        assert [e.native_id for e in run.ctx.events] == [live.event_id]
+    finally:
+        await run.stop()
