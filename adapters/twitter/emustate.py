@@ -116,6 +116,8 @@ class XState:
     faults: list[Fault] = field(default_factory=list)
     reads: int = 0
     posts_created: int = 0
+    limits: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(LIMITS))
+    """Per-instance copy of :data:`LIMITS` (the demo sandbox polls faster)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # ------------------------------------------------------------ identities
@@ -222,7 +224,7 @@ class XState:
     # ------------------------------------------------------------ limits
     def take(self, bucket: str, principal: str, app: bool) -> tuple[bool, int, int, int]:
         """Count one request; ``(allowed, limit, remaining, reset_epoch)``."""
-        limit = LIMITS[bucket][1 if app else 0]
+        limit = self.limits[bucket][1 if app else 0]
         now = self.clock()
         w = self.windows.get((bucket, principal))
         if w is None or now >= w.start + WINDOW:

@@ -22,6 +22,9 @@ class TwitterSandbox:
         self.workdir = workdir
         self.hashtag = hashtag
         self.emulator = XEmulator()
+        # A demo convenience, not X's number: a search window generous enough
+        # to poll every half second, so scripted conversations settle quickly.
+        self.emulator.state.limits["search"] = (1800, 1800)
         self.creds = self.emulator.add_account(bot_username, "Bridge bot")
         self.bot = self.emulator.state.user(bot_username)
         self._runner: web.AppRunner | None = None
@@ -42,13 +45,18 @@ class TwitterSandbox:
             self._runner = None
 
     def account_config(self) -> dict[str, Any]:
-        return {**self.creds, "api_base": self.base_url, "bot_username": self.bot.username}
+        return {**self.creds, "api_base": self.base_url, "bot_username": self.bot.username,
+                "search_share": 1.0}
 
     def channel_config(self) -> dict[str, Any]:
-        return {"query": f"#{self.hashtag} -is:retweet"}
+        return {"query": f"#{self.hashtag} -is:retweet", "poll_seconds": 0.5}
 
     async def post_as_member(self, author: str, text: str,
                              reply_to: str | None = None) -> str:
+        # Members of a hashtag chat on X tag their posts: that is how the
+        # conversation (and the bridge's search) finds them.
+        if f"#{self.hashtag}".lower() not in text.lower():
+            text = f"{text} #{self.hashtag}"
         st = self.emulator.state
         return st.create(st.user(author.lstrip("@")), text, reply_to=reply_to).id
 

@@ -42,7 +42,7 @@ async def lobby(tmp_path: Path) -> AsyncIterator[SandboxPlatform]:
 
 
 def config(box: TwitterSandbox, tmp: Path, **channel: Any) -> Any:
-    acct = {**box.account_config(), "search_share": 1.0}
+    acct = box.account_config()
     chan = {**box.channel_config(), "poll_seconds": 0.2, **channel}
     return build_config(tmp, [*sandbox_channels(tmp, ["lobby"]),
                               ChannelDef("x", "twitter", acct, chan)])
