@@ -1,0 +1,438 @@
+"""An aiohttp app emulating the Mastodon REST and SSE streaming routes the
+adapter uses, faithfully enough that Mastodon.py itself is the client in tests.
+
+Served: ``/api/v1/apps/verify_credentials``, ``/api/v1/accounts/verify_credentials``,
+``/api/v1/accounts/:id``, ``/api/v1/accounts/lookup``, ``/api/v1/instance`` and
+``/api/v2/instance`` (with and without the trailing slash Mastodon.py uses),
+``/api/v1/statuses`` (POST with ``Idempotency-Key``), ``/api/v1/statuses/:id``
+(GET/PUT/DELETE), ``/api/v1/timelines/tag/:tag`` (``min_id/max_id/since_id/limit``
+and ``Link``), ``/api/v2/media``, ``/api/v1/media/:id``, and the SSE streams
+``/api/v1/streaming/hashtag[/local]`` and ``/api/v1/streaming/health``.
+
+Every REST answer carries ``X-RateLimit-Limit/Remaining/Reset`` (ISO-8601) from
+per-token fixed windows (300 per 5 min, deletes 30 per 30 min, media 30 per
+30 min by default); errors are ``{"error": "..."}`` with 401/403/404/422/429 as
+the real server sends them.  Faults (429 storm, 500s, slow answers, silent or
+abrupt stream drops) are switched on through
+:class:`adapters.mastodon.emulator_server.MastodonEmulator`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from adapters.mastodon.emulator_state import (
+    EmuAccount,
+    EmulatorState,
+    EmuMedia,
+    EmuStatus,
+    id_key,
+    iso_micro,
+    snowflake,
+)
+
+_CLOSE = ("__close__", "")
+_NO_LIMIT = ("/api/v1/streaming",)
+_STATE: web.AppKey[EmulatorState] = web.AppKey("state", EmulatorState)
+_ACCOUNT: web.RequestKey[EmuAccount] = web.RequestKey("account", EmuAccount)
+_UPLOAD: web.RequestKey[tuple[str, bytes]] = web.RequestKey("upload", tuple)
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _account(request: web.Request) -> EmuAccount | None:
+    return request.get(_ACCOUNT)
+
+
+async def _params(request: web.Request) -> dict[str, list[str]]:
+    """Query, form, multipart or JSON parameters as lists (``media_ids[]`` -> ``media_ids``)."""
+    out: dict[str, list[str]] = {}
+
+    def put(key: str, value: Any) -> None:
+        key = key.removesuffix("[]")
+        values = value if isinstance(value, list) else [value]
+        out.setdefault(key, []).extend("" if v is None else v if isinstance(v, bytes | str)
+                                       else json.dumps(v) if isinstance(v, dict) else str(v)
+                                       for v in values)
+
+    for k, v in request.query.items():
+        put(k, v)
+    if request.can_read_body:
+        if request.content_type == "application/json":
+            with contextlib.suppress(ValueError):
+                for k, v in (await request.json() or {}).items():
+                    put(k, v)
+        elif request.content_type == "multipart/form-data":
+            async for part in await request.multipart():
+                if part.filename is not None:
+                    request[_UPLOAD] = (part.headers.get("Content-Type",
+                                                          "application/octet-stream"),
+                                         await part.read())
+                else:
+                    put(part.name or "", await part.text())
+        else:
+            for k, v in (await request.post()).items():
+                put(k, v)
+    return out
+
+
+def _first(p: dict[str, list[str]], key: str, default: str | None = None) -> str | None:
+    return p[key][0] if p.get(key) else default
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "on", "yes")
+
+
+@web.middleware
+async def _middleware(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    st = request.app[_STATE]
+    st.requests.append((request.method, request.path))
+    if st.faults.delay:
+        await asyncio.sleep(st.faults.delay)
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() \
+        or request.query.get("access_token", "")
+    if token:
+        acc = st.by_token(token)
+        if acc is None:
+            return _error(401, "The access token is invalid", **{
+                "WWW-Authenticate": 'Bearer realm="Doorkeeper", error="invalid_token", '
+                                    'error_description="The access token is invalid"'})
+        request[_ACCOUNT] = acc
+    if request.path.startswith(_NO_LIMIT):
+        return await handler(request)
+    now = time.time()
+    who = token or (request.remote or "ip")
+    checks = [("overall", *st.limits.overall)]
+    if request.method == "DELETE" and request.path.startswith("/api/v1/statuses/"):
+        checks.append(("deletes", *st.limits.deletes))
+    if request.method == "POST" and request.path in ("/api/v2/media", "/api/v1/media"):
+        checks.append(("media", *st.limits.media))
+    hits = [st.windows.hit(who, name, limit, period, now) for name, limit, period in checks]
+    limit, remaining, reset = min(hits, key=lambda h: (h[1], h[0]))
+    if st.faults.storm_until > now:
+        limit, remaining, reset = hits[0][0], 0, st.faults.storm_until
+    headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(remaining, 0)),
+               "X-RateLimit-Reset": iso_micro(reset)}
+    if remaining < 0 or st.faults.storm_until > now:
+        return _error(429, "Too many requests", **headers)
+    if st.faults.fail_500 > 0:
+        st.faults.fail_500 -= 1
+        return _error(500, "We're sorry, but something went wrong on our end.", **headers)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    response.headers.update(headers)
+    return response
+
+
+# ---------------------------------------------------------------- accounts & instance
+
+async def verify_app(request: web.Request) -> web.Response:
+    if _account(request) is None:
+        return _error(401, "The access token is invalid")
+    return web.json_response({"id": "1", "name": "hashbridge", "website": None,
+                              "scopes": ["read", "write"],
+                              "redirect_uri": "urn:ietf:wg:oauth:2.0:oob",
+                              "redirect_uris": ["urn:ietf:wg:oauth:2.0:oob"],
+                              "vapid_key": "emulated"})
+
+
+async def verify_credentials(request: web.Request) -> web.Response:
+    acc = _account(request)
+    if acc is None:
+        return _error(401, "The access token is invalid")
+    return web.json_response(request.app[_STATE].account_json(acc, credentials=True))
+
+
+async def account_by_id(request: web.Request) -> web.Response:
+    st = request.app[_STATE]
+    acc = st.accounts.get(request.match_info["id"])
+    return web.json_response(st.account_json(acc)) if acc else _error(404, "Record not found")
+
+
+async def account_lookup(request: web.Request) -> web.Response:
+    st = request.app[_STATE]
+    acc = st.by_username(request.query.get("acct", ""))
+    return web.json_response(st.account_json(acc)) if acc else _error(404, "Record not found")
+
+
+_MIME = ["image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/webm",
+         "audio/mpeg", "audio/ogg"]
+
+
+async def instance_v2(request: web.Request) -> web.Response:
+    st = request.app[_STATE]
+    access = {"local": "public", "remote": "public"}
+    return web.json_response({
+        "domain": st.domain, "title": "Mastodon emulator", "version": st.version,
+        "source_url": "https://github.com/mastodon/mastodon", "description": "",
+        "usage": {"users": {"active_month": len(st.accounts)}},
+        "thumbnail": {"url": f"{st.base_url}/packs/images/preview.png"}, "icon": [],
+        "languages": ["en"],
+        "configuration": {
+            "urls": {"streaming": st.base_url.replace("http", "ws", 1), "status": None},
+            "vapid": {"public_key": "emulated"},
+            "accounts": {"max_featured_tags": 10, "max_pinned_statuses": 5},
+            "statuses": {"max_characters": st.max_characters,
+                         "max_media_attachments": st.max_media_attachments,
+                         "characters_reserved_per_url": st.url_weight},
+            "media_attachments": {"description_limit": 1500, "image_matrix_limit": 33177600,
+                                  "image_size_limit": 16777216, "supported_mime_types": _MIME,
+                                  "video_frame_rate_limit": 120, "video_matrix_limit": 8294400,
+                                  "video_size_limit": 103809024},
+            "polls": {"max_options": 4, "max_characters_per_option": 50,
+                      "min_expiration": 300, "max_expiration": 2629746},
+            "translation": {"enabled": False},
+            "timelines_access": {"live_feeds": access, "hashtag_feeds": access,
+                                 "trending_link_feeds": access},
+        },
+        "registrations": {"enabled": False, "approval_required": False, "message": None},
+        "api_versions": {"mastodon": 11},
+        "contact": {"email": "admin@mastodon.example", "account": None}, "rules": []})
+
+
+async def instance_v1(request: web.Request) -> web.Response:
+    st = request.app[_STATE]
+    return web.json_response({
+        "uri": st.domain, "title": "Mastodon emulator", "short_description": "",
+        "description": "", "email": "admin@mastodon.example", "version": st.version,
+        "urls": {"streaming_api": st.base_url.replace("http", "ws", 1)},
+        "stats": {"user_count": len(st.accounts), "status_count": len(st.statuses),
+                  "domain_count": 0},
+        "thumbnail": None, "languages": ["en"], "registrations": False,
+        "approval_required": False, "invites_enabled": False,
+        "configuration": {"accounts": {"max_featured_tags": 10},
+                          "statuses": {"max_characters": st.max_characters,
+                                       "max_media_attachments": st.max_media_attachments,
+                                       "characters_reserved_per_url": st.url_weight},
+                          "media_attachments": {"supported_mime_types": _MIME,
+                                                "image_size_limit": 16777216,
+                                                "image_matrix_limit": 33177600,
+                                                "video_size_limit": 103809024,
+                                                "video_frame_rate_limit": 120,
+                                                "video_matrix_limit": 8294400},
+                          "polls": {"max_options": 4, "max_characters_per_option": 50,
+                                    "min_expiration": 300, "max_expiration": 2629746}},
+        "contact_account": None, "rules": []})
+
+
+# ---------------------------------------------------------------- statuses
+
+async def status_create(request: web.Request) -> web.Response:
+    st, acc = request.app[_STATE], _account(request)
+    if acc is None:
+        return _error(401, "The access token is invalid")
+    key = request.headers.get("Idempotency-Key", "")
+    if key and (first := st.idempotent_hit(acc, key)):
+        return web.json_response(st.status_json(first))
+    p = await _params(request)
+    text, spoiler = _first(p, "status", "") or "", _first(p, "spoiler_text", "") or ""
+    media_ids = p.get("media_ids", [])
+    visibility = _first(p, "visibility", "public") or "public"
+    if visibility not in ("public", "unlisted", "private", "direct"):
+        return _error(422, "Validation failed: Visibility is not included in the list")
+    if any(m not in st.media or st.media[m].account_id != acc.id for m in media_ids):
+        return _error(422, "Validation failed: Media attachments are invalid")
+    if (reason := st.validate(text, spoiler, media_ids)) is not None:
+        return _error(422, reason)
+    reply = _first(p, "in_reply_to_id")
+    if reply and st.visible(reply) is None:
+        return _error(404, "Record not found")
+    status = st.create(acc, text, visibility=visibility, spoiler_text=spoiler,
+                       sensitive=_truthy(_first(p, "sensitive")), in_reply_to_id=reply,
+                       media_ids=media_ids, language=_first(p, "language", "en"),
+                       idempotency_key=key, application="hashbridge")
+    return web.json_response(st.status_json(status))
+
+
+def _own(request: web.Request) -> tuple[EmuStatus | None, web.Response | None]:
+    st, acc = request.app[_STATE], _account(request)
+    if acc is None:
+        return None, _error(401, "The access token is invalid")
+    status = st.visible(request.match_info["id"])
+    if status is None:
+        return None, _error(404, "Record not found")
+    if status.account is not acc:
+        return None, _error(403, "This action is not allowed")
+    return status, None
+
+
+async def status_get(request: web.Request) -> web.Response:
+    st = request.app[_STATE]
+    status = st.visible(request.match_info["id"])
+    if status is None or (status.visibility in ("private", "direct")
+                          and status.account is not _account(request)):
+        return _error(404, "Record not found")
+    return web.json_response(st.status_json(status))
+
+
+async def status_edit(request: web.Request) -> web.Response:
+    status, err = _own(request)
+    if err is not None or status is None:
+        return err or _error(404, "Record not found")
+    st, p = request.app[_STATE], await _params(request)
+    text = _first(p, "status", "") or ""
+    spoiler = _first(p, "spoiler_text")
+    media_ids = p.get("media_ids")
+    reason = st.validate(text, status.spoiler_text if spoiler is None else spoiler,
+                         status.media_ids if media_ids is None else media_ids)
+    if reason is not None:
+        return _error(422, reason)
+    sensitive = _first(p, "sensitive")
+    st.edit(status, text, spoiler_text=spoiler, media_ids=media_ids,
+            sensitive=None if sensitive is None else _truthy(sensitive),
+            language=_first(p, "language"))
+    return web.json_response(st.status_json(status))
+
+
+async def status_delete(request: web.Request) -> web.Response:
+    status, err = _own(request)
+    if err is not None or status is None:
+        return err or _error(404, "Record not found")
+    st = request.app[_STATE]
+    st.delete(status)
+    return web.json_response(st.status_json(status, deleted_form=True))
+
+
+async def tag_timeline(request: web.Request) -> web.Response:
+    st, q = request.app[_STATE], request.query
+    tag = request.match_info["tag"]
+    try:
+        limit = max(1, min(int(q.get("limit", "20")), 40))
+    except ValueError:
+        return _error(422, "limit is invalid")
+    found = st.hashtag_timeline(tag)
+    if q.get("only_media") in ("true", "1"):
+        found = [s for s in found if s.media_ids]
+    for name, keep in (("max_id", lambda a, b: a < b), ("since_id", lambda a, b: a > b),
+                       ("min_id", lambda a, b: a > b)):
+        if q.get(name):
+            bound = id_key(q[name])
+            found = [s for s in found if keep(id_key(s.id), bound)]
+    # min_id pages forward from the cursor: the statuses right after it, not the newest.
+    page = list(reversed(list(reversed(found))[:limit])) if q.get("min_id") else found[:limit]
+    headers = {}
+    if page:
+        base = f"{st.base_url}/api/v1/timelines/tag/{tag}"
+        headers["Link"] = (f'<{base}?max_id={page[-1].id}>; rel="next", '
+                           f'<{base}?min_id={page[0].id}>; rel="prev"')
+    return web.json_response([st.status_json(s) for s in page], headers=headers)
+
+
+# ---------------------------------------------------------------- media
+
+async def media_upload(request: web.Request) -> web.Response:
+    st, acc = request.app[_STATE], _account(request)
+    if acc is None:
+        return _error(401, "The access token is invalid")
+    p = await _params(request)
+    upload = request.get(_UPLOAD)
+    if upload is None:
+        return _error(422, "Validation failed: File can't be blank")
+    mime, data = upload
+    if mime not in _MIME:
+        return _error(422, f"Validation failed: File content type {mime} is not supported")
+    # Images are processed at once (200); audio and video later (202, url null).
+    slow = not mime.startswith("image/")
+    m = EmuMedia(id=snowflake(), account_id=acc.id, mime=mime, data=data,
+                 description=_first(p, "description"), processing=slow)
+    st.media[m.id] = m
+    return web.json_response(st.media_json(m), status=202 if slow else 200)
+
+
+async def media_get(request: web.Request) -> web.Response:
+    st = request.app[_STATE]
+    m = st.media.get(request.match_info["id"])
+    if m is None or _account(request) is None or m.account_id != _account(request).id:  # type: ignore[union-attr]
+        return _error(404, "Record not found")
+    was_processing, m.processing = m.processing, False
+    return web.json_response(st.media_json(m), status=206 if was_processing else 200)
+
+
+async def media_file(request: web.Request) -> web.Response:
+    m = request.app[_STATE].media.get(request.match_info["id"])
+    if m is None:
+        raise web.HTTPNotFound()
+    return web.Response(body=m.data, content_type=m.mime)
+
+
+# ---------------------------------------------------------------- streaming
+
+async def stream_health(request: web.Request) -> web.Response:
+    return web.Response(text="OK")
+
+
+async def stream_hashtag(request: web.Request) -> web.StreamResponse:
+    st = request.app[_STATE]
+    if _account(request) is None:
+        # Since 4.2 the hashtag stream needs a user token.
+        return _error(401, "Error while trying to authenticate")
+    tag = request.query.get("tag")
+    if not tag and request.can_read_body:
+        tag = (await request.post()).get("tag")  # type: ignore[assignment]
+    if not tag:
+        return _error(400, "Missing tag name parameter")
+    queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    sub = (str(tag).casefold(), queue)
+    st.subscribers.add(sub)
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-store"})
+    try:
+        await resp.prepare(request)
+        await resp.write(b":)\n")
+        while True:
+            try:
+                event, payload = await asyncio.wait_for(queue.get(), st.heartbeat)
+            except TimeoutError:
+                if not st.faults.streams_silent:
+                    await resp.write(b":thump\n")
+                continue
+            if (event, payload) == _CLOSE:
+                break
+            if st.faults.streams_silent:
+                continue
+            await resp.write(f"event: {event}\ndata: {payload}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        st.subscribers.discard(sub)
+    return resp
+
+
+def build_app(state: EmulatorState) -> web.Application:
+    app = web.Application(middlewares=[_middleware], client_max_size=64 * 1024 * 1024)
+    app[_STATE] = state
+    r = app.router
+    r.add_get("/api/v1/apps/verify_credentials", verify_app)
+    r.add_get("/api/v1/accounts/verify_credentials", verify_credentials)
+    r.add_get("/api/v1/accounts/lookup", account_lookup)
+    r.add_get("/api/v1/accounts/{id}", account_by_id)
+    for path, handler in (("/api/v1/instance", instance_v1), ("/api/v2/instance", instance_v2)):
+        r.add_get(path, handler)
+        r.add_get(path + "/", handler)
+    r.add_post("/api/v1/statuses", status_create)
+    r.add_get("/api/v1/statuses/{id}", status_get)
+    r.add_put("/api/v1/statuses/{id}", status_edit)
+    r.add_delete("/api/v1/statuses/{id}", status_delete)
+    r.add_get("/api/v1/timelines/tag/{tag}", tag_timeline)
+    r.add_post("/api/v2/media", media_upload)
+    r.add_post("/api/v1/media", media_upload)
+    r.add_get("/api/v1/media/{id}", media_get)
+    r.add_get("/system/media_attachments/files/{id}/{size}/{name}", media_file)
+    r.add_get("/api/v1/streaming/health", stream_health)
+    r.add_get("/api/v1/streaming/hashtag", stream_hashtag)
+    r.add_get("/api/v1/streaming/hashtag/local", stream_hashtag)
+    return app
