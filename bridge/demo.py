@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.harness import ChannelDef, build_config, quiescent, running
@@ -99,8 +100,15 @@ async def _run(boxes: list[tuple[str, PlatformSandbox]], workdir: str,
             table["display_name"] = name.removeprefix("sb_").title()
         channels.append(ChannelDef(name, box.platform, table, box.channel_config()))
     web: dict[str, Any] = {"listen": f"127.0.0.1:{port}"}
+    # A chat event running now, so the scripted Q1/A1 exchange gets a transcript
+    # page (and the start announcement shows on every network).
+    began = datetime.now(UTC).replace(second=0, microsecond=0)
+    event = {"id": "demo", "title": "#kmers demo chat", "rrule": "FREQ=DAILY",
+             "dtstart": began.replace(tzinfo=None).isoformat(), "timezone": "UTC",
+             "duration_minutes": 60, "hosts": ["alice"]}
     cfg = build_config(workdir, channels, bridge_options={"web": web},
-                       community_options={"author_rate_per_minute": 1000})
+                       community_options={"author_rate_per_minute": 1000,
+                                          "events": [event]})
     started = time.monotonic()
     services: dict[str, Any] = {}
     extra: list[Callable[..., Any]] = []
@@ -109,12 +117,17 @@ async def _run(boxes: list[tuple[str, PlatformSandbox]], workdir: str,
         extra.append(serve_web)
     async with running(cfg, services=services) as bridge:
         web_tasks = [asyncio.create_task(fn(bridge)) for fn in extra]
-        await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 10  # the web view binds (or finds a free port)
+        while (web_tasks and "web_url" not in bridge.services  # noqa: ASYNC110 - set by serve_web
+               and not web_tasks[0].done() and time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
         url = bridge.services.get("web_url")
         _out(f"relay running with {len(boxes)} networks: "
              + ", ".join(f"{n} ({b.platform})" for n, b in boxes))
         if url:
-            _out(f"live web view: {url}  (the conversation appears there as it happens)")
+            _out(f"live web view: {url}/c/kmers  (the conversation appears there as it "
+                 "happens)")
+            _out(f"chat transcript: {url}/c/kmers/events/demo/{began:%Y%m%dT%H%M%SZ}")
         summary = await _play(bridge, boxes)
         _out(summary)
         if duration is None:

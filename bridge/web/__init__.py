@@ -45,7 +45,7 @@ async def serve_web(bridge: Any) -> None:
         except OSError as e:
             if e.errno != errno.EADDRINUSE or host not in ("127.0.0.1", "localhost", "::1"):
                 raise
-            log.warning("web: %s:%d is in use; serving on a free port instead", host, port)
+            log.warning("%s:%d is in use; serving on a free port instead", host, port)
             site = web.TCPSite(runner, host, 0)
             await site.start()
         addresses = runner.addresses
