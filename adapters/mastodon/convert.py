@@ -1,0 +1,284 @@
+"""Pure conversions between Mastodon payloads and the canonical model.
+
+No I/O and no client objects.  Input that cannot (or must not) be relayed comes
+back as :class:`Unsupported` with a reason; nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import grapheme
+
+from bridge.adapter import SendCreate, SendEdit
+from bridge.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
+from bridge.richtext import Hashtag, RichText, iter_inlines, iter_text
+from bridge.textconv import NEUTRAL_AT, from_html
+
+PLATFORM = "mastodon"
+OPT_OUT_TAGS = ("nobot", "nobridge")
+COMMANDS = ("!join", "!leave")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsupported:
+    """A payload we do not turn into an event, and why (logged at debug)."""
+
+    reason: str
+    native_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceLimits:
+    """What ``/api/v2/instance`` says about writing on this server."""
+
+    max_characters: int
+    url_weight: int
+    max_media_attachments: int
+    media_types: frozenset[str]
+    image_size_limit: int
+    version: str
+    hashtag_feed_access: str = "public"
+
+
+# Mastodon's documented defaults, used only for fields an instance leaves out.
+_DEFAULT_LIMITS = InstanceLimits(max_characters=500, url_weight=23, max_media_attachments=4,
+                                 media_types=frozenset(), image_size_limit=16 * 1024 * 1024,
+                                 version="")
+
+
+def parse_instance(data: Mapping[str, Any]) -> InstanceLimits:
+    """``/api/v2/instance`` (or v1, which has the same ``configuration.statuses``)."""
+    d = _DEFAULT_LIMITS
+    conf = _get(data, "configuration") or {}
+    statuses = _get(conf, "statuses") or {}
+    media = _get(conf, "media_attachments") or {}
+    access = _get(_get(_get(conf, "timelines_access") or {}, "hashtag_feeds") or {}, "remote")
+
+    def num(m: Any, key: str, default: int) -> int:
+        v = _get(m, key)
+        return v if isinstance(v, int) and v > 0 else default
+
+    return InstanceLimits(
+        max_characters=num(statuses, "max_characters", d.max_characters),
+        url_weight=num(statuses, "characters_reserved_per_url", d.url_weight),
+        max_media_attachments=num(statuses, "max_media_attachments", d.max_media_attachments),
+        media_types=frozenset(_get(media, "supported_mime_types") or ()),
+        image_size_limit=num(media, "image_size_limit", d.image_size_limit),
+        version=str(_get(data, "version") or ""),
+        hashtag_feed_access=str(access or "public"))
+
+
+# ---------------------------------------------------------------- length
+
+_URL = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]']")
+_REMOTE_MENTION = re.compile(r"(^|[^/\w])@([a-z0-9_]+)@[a-z0-9.\-]+[a-z0-9]+", re.IGNORECASE)
+
+
+def status_length(text: str, url_weight: int = 23, spoiler: str = "") -> int:
+    """How Mastodon counts a status: grapheme clusters, every URL as *url_weight*,
+    a remote mention as its ``@user`` part only, plus the content warning."""
+    countable = _URL.sub("x" * url_weight, text)
+    countable = _REMOTE_MENTION.sub(r"\1@\2", countable)
+    return grapheme.length(countable) + grapheme.length(spoiler)
+
+
+# ---------------------------------------------------------------- inbound
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else None
+
+
+def _when(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
+
+
+_OPT_OUT_RE = re.compile(r"#(nobot|nobridge)\b", re.IGNORECASE)
+
+
+def opt_out_reasons(account: Mapping[str, Any]) -> tuple[str, ...]:
+    """Why this author must not be relayed (empty: no objection on their profile).
+
+    Honoured: ``#nobot``/``#nobridge`` in the bio, name or profile fields,
+    ``discoverable: false``, ``indexable: false``, ``noindex: true`` and a locked
+    account (followers-only by choice).  ``discoverable: null`` (never set) is no
+    objection.
+    """
+    reasons: list[str] = []
+    texts = [str(_get(account, "note") or ""), str(_get(account, "display_name") or "")]
+    for f in _get(account, "fields") or ():
+        texts += [str(_get(f, "name") or ""), str(_get(f, "value") or "")]
+    tags = {m.group(1).lower() for t in texts for m in _OPT_OUT_RE.finditer(t)}
+    reasons += [f"profile says #{t}" for t in sorted(tags)]
+    if _get(account, "discoverable") is False:
+        reasons.append("discoverable: false")
+    if _get(account, "indexable") is False:
+        reasons.append("indexable: false")
+    if _get(account, "noindex") is True:
+        reasons.append("noindex: true")
+    if _get(account, "locked") is True:
+        reasons.append("locked account")
+    return tuple(reasons)
+
+
+def handle_of(account: Mapping[str, Any]) -> str:
+    """``@user@host`` for every account, local ones too (acct omits the local host)."""
+    acct = str(_get(account, "acct") or _get(account, "username") or "")
+    if "@" not in acct:
+        host = urlparse(str(_get(account, "url") or "")).netloc
+        acct = f"{acct}@{host}" if host else acct
+    return "@" + acct
+
+
+def parse_author(account: Mapping[str, Any]) -> Author:
+    return Author(platform=PLATFORM, handle=handle_of(account),
+                  display_name=str(_get(account, "display_name") or ""),
+                  profile_url=str(_get(account, "url") or ""),
+                  is_bot=_get(account, "bot") is True,
+                  opted_out=bool(opt_out_reasons(account)))
+
+
+def parse_attachments(status: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    out = []
+    for m in _get(status, "media_attachments") or ():
+        url = _get(m, "url") or _get(m, "remote_url")
+        if not url:
+            continue
+        guessed = mimetypes.guess_type(urlparse(str(url)).path)[0]
+        kind = str(_get(m, "type") or "unknown")
+        mime = guessed or {"image": "image/jpeg", "gifv": "video/mp4", "video": "video/mp4",
+                           "audio": "audio/mpeg"}.get(kind, "application/octet-stream")
+        out.append(Attachment(url=str(url), media_type=mime,
+                              alt_text=str(_get(m, "description") or "")))
+    return tuple(out)
+
+
+def parse_command(status: Mapping[str, Any], text: RichText, bridge_acct: str) -> str:
+    """``!join``/``!leave`` when the status mentions the bridge account, else ""."""
+    me = bridge_acct.lstrip("@").split("@")[0].casefold()
+    mentioned = any(str(_get(m, "acct") or "").split("@")[0].casefold() == me
+                    or str(_get(m, "username") or "").casefold() == me
+                    for m in _get(status, "mentions") or ())
+    if not mentioned or not me:
+        return ""
+    words = " ".join(iter_text(text)).casefold().split()
+    return next((w for w in words if w in COMMANDS), "")
+
+
+def carries_opt_out_tag(status: Mapping[str, Any], text: RichText) -> bool:
+    names = {str(_get(t, "name") or "").casefold() for t in _get(status, "tags") or ()}
+    names |= {i.tag.casefold() for i in iter_inlines(text) if isinstance(i, Hashtag)}
+    return bool(names & set(OPT_OUT_TAGS))
+
+
+def parse_status(status: Mapping[str, Any], *, channel: ChannelKey,
+                 bridge_acct: str = "") -> Posted | Unsupported:
+    """A Status (REST or stream ``update``) into :class:`Posted`.
+
+    Non-public posts come back with ``public=False`` (only a command may be
+    acted on); a post carrying ``#nobridge``/``#nobot`` is Unsupported.
+    """
+    sid = _get(status, "id")
+    if not isinstance(status, Mapping) or not sid:
+        return Unsupported(reason="not a status")
+    native = NativeId(str(sid))
+    if _get(status, "reblog"):
+        return Unsupported(reason="boost", native_id=native)
+    account = _get(status, "account")
+    if not isinstance(account, Mapping):
+        return Unsupported(reason="status without account", native_id=native)
+    text = from_html(str(_get(status, "content") or ""))
+    command = parse_command(status, text, bridge_acct) if bridge_acct else ""
+    if not command and carries_opt_out_tag(status, text):
+        return Unsupported(reason="post carries #nobridge/#nobot", native_id=native)
+    reply = _get(status, "in_reply_to_id")
+    return Posted(channel=channel, native_id=native, author=parse_author(account), text=text,
+                  permalink=str(_get(status, "url") or _get(status, "uri") or ""),
+                  attachments=parse_attachments(status),
+                  reply_to_native=NativeId(str(reply)) if reply else None,
+                  content_warning=str(_get(status, "spoiler_text") or ""),
+                  language=str(_get(status, "language") or ""),
+                  created_at=_when(_get(status, "created_at")),
+                  public=_get(status, "visibility") == "public", command=command)
+
+
+def parse_edit(status: Mapping[str, Any], *, channel: ChannelKey
+               ) -> Edited | Deleted | Unsupported:
+    """A ``status.update``: the new text, or a deletion when the edit added
+    ``#nobridge`` (the author withdrew the post from the bridge)."""
+    sid = _get(status, "id")
+    if not isinstance(status, Mapping) or not sid:
+        return Unsupported(reason="not a status")
+    text = from_html(str(_get(status, "content") or ""))
+    if carries_opt_out_tag(status, text) or _get(status, "visibility") != "public":
+        return Deleted(channel=channel, native_id=NativeId(str(sid)))
+    edited = _get(status, "edited_at") or _get(status, "created_at")
+    return Edited(channel=channel, native_id=NativeId(str(sid)), text=text,
+                  content_warning=str(_get(status, "spoiler_text") or ""),
+                  attachments=parse_attachments(status), edited_at=_when(edited))
+
+
+def parse_stream_event(event: str, data: str, *, channel: ChannelKey, bridge_acct: str = "",
+                       ) -> Posted | Edited | Deleted | Unsupported:
+    """One SSE event (``event:`` name and ``data:`` text) into an inbound event."""
+    if event == "delete":
+        sid = data.strip().strip('"')
+        return Deleted(channel=channel, native_id=NativeId(sid)) if sid else \
+            Unsupported(reason="delete without id")
+    if event not in ("update", "status.update"):
+        return Unsupported(reason=f"event {event!r} is not for a hashtag channel")
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return Unsupported(reason="malformed JSON in stream event")
+    if event == "update":
+        return parse_status(payload, channel=channel, bridge_acct=bridge_acct)
+    return parse_edit(payload, channel=channel)
+
+
+# ---------------------------------------------------------------- outbound
+
+_BARE_AT = re.compile(r"(?<![\w/\u2060])@(?=\w)")
+
+
+def neutralise(text: str) -> str:
+    """Never send a bare ``@name`` to Mastodon: it would resolve to a local
+    account and notify a stranger."""
+    return _BARE_AT.sub(NEUTRAL_AT, text)
+
+
+def status_params(op: SendCreate, *, visibility: str) -> dict[str, Any]:
+    """``status_post`` keyword arguments for one create (media ids added by the caller)."""
+    params: dict[str, Any] = {
+        "status": neutralise(op.rendered.plain), "visibility": visibility,
+        "idempotency_key": op.idempotency_key,
+    }
+    if op.reply_to:
+        params["in_reply_to_id"] = str(op.reply_to)
+    if op.rendered.content_warning:
+        params["spoiler_text"] = op.rendered.content_warning
+        params["sensitive"] = True
+    if op.post.language and len(op.post.language) == 2:
+        params["language"] = op.post.language
+    return params
+
+
+def edit_params(op: SendEdit) -> dict[str, Any]:
+    """``status_update`` keyword arguments (visibility and reply target cannot change)."""
+    params: dict[str, Any] = {"id": str(op.native_id), "status": neutralise(op.rendered.plain),
+                              "spoiler_text": op.rendered.content_warning}
+    if op.rendered.content_warning:
+        params["sensitive"] = True
+    return params
