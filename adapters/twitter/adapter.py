@@ -38,6 +38,8 @@ from adapters.twitter.convert import (
 )
 from adapters.twitter.digest import DigestState, Item
 from adapters.twitter.inbound import Inbound
+from adapters.twitter.media import IMAGE_TYPES, MAX_ATTACHMENTS, MAX_IMAGE_BYTES
+from adapters.twitter.media import upload as upload_media
 from adapters.twitter.models import TwitterAccount, TwitterChannel
 from bridge.adapter import (
     AdapterContext,
@@ -61,9 +63,11 @@ _URL = re.compile(r"https?://\S+")
 
 def _norm(text: str) -> str:
     """Text as X would show it back, for recognising our own copy: NFC, HTML
-    entities undone, URLs blanked (X wraps them in t.co), whitespace folded."""
+    entities undone, URLs dropped, whitespace folded."""
     text = unicodedata.normalize("NFC", html.unescape(text))
-    return " ".join(_URL.sub("<url>", text).split())
+    # URLs are dropped, not compared: X shows them as t.co links and adds one
+    # for attached media.
+    return " ".join(_URL.sub("", text).split())
 
 
 def _has_url(text: str) -> bool:
@@ -151,8 +155,10 @@ class TwitterAdapter(Inbound):
         return Capabilities(
             max_length=25_000 if self.account.premium else MAX_WEIGHTED,
             count=weighted_length, text_format=TextFormat.PLAIN, edit=False, delete=True,
-            reply=not digest, threads=False, formatted=False, media_types=frozenset(),
-            max_media_bytes=0, max_attachments=0, needs_hashtag=True, links_cost=True)
+            reply=not digest, threads=False, formatted=False,
+            media_types=frozenset() if digest else IMAGE_TYPES,
+            max_media_bytes=MAX_IMAGE_BYTES, max_attachments=0 if digest else MAX_ATTACHMENTS,
+            needs_hashtag=True, links_cost=True)
 
     def _caps(self) -> Any:
         return self.account.caps()
@@ -222,15 +228,23 @@ class TwitterAdapter(Inbound):
                 return self._result(found)
         cost = self._check_budget(text)
         reply_to = await self._reply_target(ch, op.reply_to)
-        return await self._post(key, text, reply_to, cost)
+        media: list[str] = []
+        if op.rendered.attachments:
+            self.client._open()
+            assert self.client.session is not None
+            media = await upload_media(self.client.session, self.client._keys,
+                                       op.rendered.attachments, self.log)
+        return await self._post(key, text, reply_to, cost, media)
 
-    async def _post(self, key: str, text: str, reply_to: str | None, cost: float) -> SendResult:
+    async def _post(self, key: str, text: str, reply_to: str | None, cost: float,
+                    media: list[str] | None = None) -> SendResult:
         assert self.ctx is not None
         self._inflight[key] = self.clock()
         await self._save_inflight()
         try:
             r = await self.client.call("post", lambda c: c.create_tweet(
-                text=text, in_reply_to_tweet_id=reply_to, user_auth=True))
+                text=text or None, in_reply_to_tweet_id=reply_to, media_ids=media or None,
+                user_auth=True))
         except Forbidden403 as e:
             if DUPLICATE in str(e).lower():
                 found = await self.find_own_copy(text, since=None)

@@ -198,8 +198,11 @@ def rich_text(text: str, entities: Mapping[str, Any] | None) -> RichText:
             para[-1] = TextNode(para[-1].text + node.text)
         else:
             para.append(node)
+    # whitespace left before a dropped media link ends the post
     while para and isinstance(para[-1], TextNode) and not para[-1].text.strip():
         para.pop()
+    if para and isinstance(para[-1], TextNode):
+        para[-1] = TextNode(para[-1].text.rstrip())
     if para:
         blocks.append(Paragraph(tuple(para)))
     return RichText(tuple(blocks))

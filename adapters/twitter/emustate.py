@@ -73,6 +73,8 @@ class Tweet:
     media_keys: tuple[str, ...] = ()
     deleted: bool = False
     via_api: bool = False
+    media_link: str = ""
+    """The t.co link X appends to the text for attached media."""
 
 
 @dataclass
@@ -159,10 +161,16 @@ class XState:
         parent = self.tweets.get(reply_to) if reply_to else None
         tid = self._next_id()
         keys = tuple(m.media_key for mid in media_ids if (m := self.media.get(mid)))
+        media_link = ""
+        if keys:  # X appends a link to the photo page and marks it with the media key
+            media_link = "https://t.co/m" + hashlib.sha1(tid.encode()).hexdigest()[:9]
+            shown = f"{shown} {media_link}".lstrip()
+            urls = (*urls, (media_link, f"https://x.com/{author.username}/status/{tid}/photo/1"))
         t = Tweet(id=tid, author_id=author.id, text=shown, urls=urls,
                   created_at=datetime.fromtimestamp(self.clock(), UTC), reply_to=reply_to,
                   quote_of=quote_of, retweet_of=retweet_of, media_keys=keys,
-                  conversation_id=parent.conversation_id if parent else tid, via_api=via_api)
+                  conversation_id=parent.conversation_id if parent else tid, via_api=via_api,
+                  media_link=media_link)
         self.tweets[tid] = t
         return t
 
@@ -252,7 +260,8 @@ class XState:
         return None
 
     # ------------------------------------------------------------ rendering
-    def entities(self, text: str, urls: tuple[tuple[str, str], ...]) -> dict[str, object]:
+    def entities(self, text: str, urls: tuple[tuple[str, str], ...],
+                 media: tuple[str, str] = ("", "")) -> dict[str, object]:
         ents: dict[str, object] = {}
         tags = [{"start": m.start(), "end": m.end(), "tag": m.group(1)}
                 for m in _TAG.finditer(text)]
@@ -269,9 +278,13 @@ class XState:
             s = text.find(tco)
             if s >= 0:
                 display = full.split("://", 1)[-1]
-                links.append({"start": s, "end": s + len(tco), "url": tco,
-                              "expanded_url": full,
-                              "display_url": display[:26] + ("…" if len(display) > 26 else "")})
+                link: dict[str, object] = {
+                    "start": s, "end": s + len(tco), "url": tco, "expanded_url": full,
+                    "display_url": display[:26] + ("…" if len(display) > 26 else "")}
+                if tco == media[0]:
+                    link["media_key"] = media[1]
+                    link["display_url"] = "pic.x.com/" + tco.rsplit("/", 1)[-1]
+                links.append(link)
         for k, v in (("hashtags", tags), ("mentions", ments), ("urls", links)):
             if v:
                 ents[k] = v
@@ -311,13 +324,14 @@ class XState:
             optional["referenced_tweets"] = refs
         if parent:
             optional["in_reply_to_user_id"] = parent.author_id
-        ents = self.entities(text, t.urls)
+        media = (t.media_link, t.media_keys[0] if t.media_keys else "")
+        ents = self.entities(text, t.urls, media)
         if ents:
             optional["entities"] = ents
         if t.media_keys:
             optional["attachments"] = {"media_keys": list(t.media_keys)}
         if text != t.text:
-            note = {"text": t.text, "entities": self.entities(t.text, t.urls)}
+            note = {"text": t.text, "entities": self.entities(t.text, t.urls, media)}
             optional["note_tweet"] = note
             optional["note_post"] = note
         for k, v in optional.items():

@@ -331,3 +331,56 @@ async def test_deleted_on_x_is_found_by_the_recheck_and_propagated(xemu: Running
         assert st.reads - reads == 2  # the two live posts were read again, once
         assert await ad.recheck_deletions(spec) == 0
         assert json.loads(ctx.cursors[f"relayed:{CH}"]) == []
+
+
+async def test_images_are_uploaded_with_alt_text_and_read_back(xemu: Running) -> None:
+    from dataclasses import replace
+
+    from aiohttp import web
+
+    from adapters.twitter.convert import parse_page
+    from bridge.model import Attachment
+    from bridge.textconv import to_plain
+
+    app = web.Application()
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 2048
+
+    async def cat(_: web.Request) -> web.Response:
+        return web.Response(body=png, content_type="image/png")
+
+    async def huge(_: web.Request) -> web.Response:
+        return web.Response(body=b"\0" * (5 * 2**20 + 10), content_type="image/png")
+
+    app.router.add_get("/cat.png", cat)
+    app.router.add_get("/huge.png", huge)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with running(xemu) as (ad, _):
+            op = make_create("Alice: look", "m1")
+            atts = (Attachment(url=f"{base}/cat.png", media_type="image/png",
+                               alt_text="a cat on a keyboard"),
+                    Attachment(url=f"{base}/huge.png", media_type="image/png"),
+                    Attachment(url=f"{base}/clip.mp4", media_type="video/mp4"))
+            op = replace(op, rendered=replace(op.rendered, attachments=atts))
+            r = await ad.send(op)
+            c = xemu.client()
+            page = await c.get_tweet(r.native_id, expansions=["attachments.media_keys",
+                                                              "author_id"],
+                                     media_fields=["url", "alt_text"],
+                                     tweet_fields=["entities", "author_id", "attachments"],
+                                     user_auth=True)
+        raw = {"data": page.data.data,
+               "includes": {k: [o.data for o in v] for k, v in page.includes.items()}}
+        [ev] = parse_page(raw, CH).events
+        assert [a.alt_text for a in ev.attachments] == ["a cat on a keyboard"]
+        assert to_plain(ev.text) == "Alice: look"  # the pic link stands for the image
+        assert "t.co" in page.data.text
+        again = await ad.find_own_copy("Alice: look", since=None)
+        assert again == r.native_id  # recognised despite the appended media link
+    finally:
+        await runner.cleanup()
