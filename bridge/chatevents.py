@@ -126,7 +126,7 @@ _TEMPLATE_PROBE = dict(title="", end="", hosts="", hashtag="", url="", answers=0
 
 
 def _rule(ev: ChatEventConfig) -> Any:
-    from dateutil.rrule import rrulestr
+    from dateutil.rrule import rrulestr  # type: ignore[import-untyped,unused-ignore]
 
     if ev.rrule:
         assert ev.dtstart is not None
@@ -203,7 +203,7 @@ def recognise(text: str) -> tuple[Literal["Q", "A"], int] | None:
     m = _QA.match(text.strip())
     if not m:
         return None
-    kind = "Q" if m.group(1).upper() == "Q" else "A"
+    kind: Literal["Q", "A"] = "Q" if m.group(1).upper() == "Q" else "A"
     return kind, int(m.group(2))
 
 

@@ -16,12 +16,13 @@ pseudonymous address, addresses in text are shortened (see
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import mailbox
 import os
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -195,22 +196,27 @@ async def export(store: Store, config: Config, community: str, fmt: str, out: st
     now = now or datetime.now(UTC)
     first = await store.run(lambda tx: archive.batch_after(tx, community, "", 1))
     scope = resolve(config, community, event, now, first[0][0].created_at if first else None)
-    name_of = lambda ch: network_name(config, ch)  # noqa: E731
+
+    def name_of(channel: str) -> str:
+        return network_name(config, channel)
+
     windows = scope.windows
     total = await store.run(lambda tx: sum(
         archive.count_visible(tx, community, o.start.timestamp(), o.end.timestamp())
         for o in windows) if windows is not None else archive.count_visible(tx, community))
     done = 0
 
-    async def batches() -> Any:
+    async def batches() -> AsyncIterator[list[tuple[Post, float | None]]]:
         nonlocal done
-        spans = [(o.start.timestamp(), o.end.timestamp()) for o in windows] \
+        spans: list[tuple[float | None, float | None]] = [
+            (o.start.timestamp(), o.end.timestamp()) for o in windows] \
             if windows is not None else [(None, None)]
         for start, end in spans:
             after = ""
             while True:
-                rows = await store.run(lambda tx, a=after, s=start, e=end: archive.batch_after(
-                    tx, community, a, BATCH, start=s, end=e))
+                rows = await store.run(functools.partial(
+                    archive.batch_after, community=community, after=after, limit=BATCH,
+                    start=start, end=end))
                 if not rows:
                     break
                 after = rows[-1][0].id
@@ -237,7 +243,7 @@ async def export(store: Store, config: Config, community: str, fmt: str, out: st
         writer = MboxWriter(out, scope.community, name_of)
         try:
             async for rows in batches():
-                await asyncio.to_thread(lambda r=rows: [writer.add(p, e) for p, e in r])
+                await asyncio.to_thread(_add_all, writer, rows)
         finally:
             writer.close()
         return done
@@ -263,10 +269,18 @@ async def export(store: Store, config: Config, community: str, fmt: str, out: st
     return done
 
 
+def _add_all(writer: MboxWriter, rows: list[tuple[Post, float | None]]) -> None:
+    for post, edited_at in rows:
+        writer.add(post, edited_at)
+
+
 def transcripts_markdown(scope: Scope, posts: list[Post], name_of: Callable[[str], str]) -> str:
     assert scope.windows is not None
     out = [f"# #{scope.community.settings.hashtag} chat transcripts\n"]
-    network = lambda p: name_of(p.origin_channel)  # noqa: E731
+
+    def network(p: Post) -> str:
+        return name_of(p.origin_channel)
+
     for occ in scope.windows:
         t = build_transcript(occ, posts, network)
         out.append(f"\n## {occ.event.title}, {occ.local_start():%Y-%m-%d %H:%M %Z}\n")

@@ -136,7 +136,7 @@ def hidden_posts(tx: Tx, community: str, limit: int = 50) -> list[Post]:
 
 
 def blocks(tx: Tx) -> list[tuple[str, str, str, float]]:
-    return [tuple(r) for r in tx.c.execute(  # type: ignore[misc]
+    return [tuple(r) for r in tx.c.execute(
         "SELECT platform, handle, reason, created_at FROM blocks ORDER BY created_at DESC")]
 
 

@@ -30,7 +30,8 @@ async def serve_web(bridge: Any) -> None:
     from aiohttp import web
 
     from bridge.chatevents import run_announcements
-    from bridge.web.app import SITE, make_app
+    from bridge.web.app import make_app
+    from bridge.web.site import SITE
 
     settings = bridge.config.bridge.web
     listen = settings.listen if settings is not None else "127.0.0.1:8080"
@@ -54,12 +55,12 @@ async def serve_web(bridge: Any) -> None:
         bridge.services["web_url"] = url
         public = (settings.public_url.rstrip("/") if settings and settings.public_url
                   else url)
-        site = app[SITE]
-        site.public_url = public
+        shared = app[SITE]
+        shared.public_url = public
         log.info("web view on %s", url)
         # The live pump runs inside the app; the announcer needs the public URL.
         await run_announcements(bridge, base_url=lambda: public,
-                                transcript_of=site.transcript)
+                                transcript_of=shared.transcript)
     finally:
         with contextlib.suppress(Exception):
             await runner.cleanup()

@@ -9,11 +9,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from bridge.chatevents import Occurrence, Transcript, upcoming
+from bridge.model import Post
 from bridge.web import admin, feeds
 from bridge.web.live import pump
 from bridge.web.present import card, mask_emails
@@ -151,11 +152,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no"})
     await resp.prepare(request)
     await resp.write(b"retry: 2000\n\n")
+    boot = log_.boot
     if seq is None:
         seq = log_.seq
         await resp.write(f"id: {log_.last_id}\nevent: reset\ndata: {{}}\n\n".encode())
     try:
         while True:
+            if log_.boot != boot:  # the log restarted under us: the client reloads
+                boot, seq = log_.boot, log_.seq
+                await resp.write(f"id: {log_.last_id}\nevent: reset\ndata: {{}}\n\n".encode())
             for e in log_.after(seq):
                 seq = e.seq
                 if e.community != comm.name:
@@ -197,7 +202,12 @@ async def transcript_page(request: web.Request) -> web.StreamResponse:
     return html(render_transcript(site, comm, occ, t))
 
 
-def render_transcript(site: Site, comm: Any, occ: Occurrence, t: Transcript, *,
+class Renderer(Protocol):
+    def render(self, template: str, **ctx: Any) -> str: ...
+    def network_of(self, post: Post) -> str: ...
+
+
+def render_transcript(site: Renderer, comm: Any, occ: Occurrence, t: Transcript, *,
                       static: bool = False) -> str:
     """The transcript page (also written by the static HTML export)."""
     def c(p: Any) -> Any:

@@ -47,7 +47,8 @@ def atom(title: str, feed_url: str, page_url: str, feed_id: str,
         ET.SubElement(a, f"{{{ATOM}}}name").text = who
         ET.SubElement(e, f"{{{ATOM}}}link", rel="alternate", href=f"{page_url}#p-{post.id}")
         ET.SubElement(e, f"{{{ATOM}}}content", type="html").text = post_html(post)
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="utf-8")
+    body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + body
 
 
 def _atom_response(body: bytes) -> web.Response:

@@ -16,8 +16,9 @@ import json
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bridge.model import PostId
 
@@ -25,6 +26,10 @@ log = logging.getLogger("hashbridge.web.live")
 
 KEEP = 5000
 """Entries kept for resume: minutes of a busy chat, hours of a normal one."""
+SUBSCRIBE_MAX = 100_000
+DROP_CHECK = 5.0
+
+Rendered = tuple[str, str, dict[str, object]]
 
 
 @dataclass(slots=True)
@@ -63,6 +68,13 @@ class ChangeLog:
                                       json.dumps(data)))
             self._cond.notify_all()
 
+    async def restart(self) -> None:
+        """A new generation: every id handed out so far stops being resumable."""
+        async with self._cond:
+            self.boot = secrets.token_hex(4)
+            self.entries.clear()
+            self._cond.notify_all()
+
     def parse(self, event_id: str | None) -> int | None:
         """The seq to resume after, or None when *event_id* cannot be resumed."""
         if not event_id:
@@ -91,19 +103,32 @@ class ChangeLog:
                 pass
 
 
-async def pump(bridge: object, changelog: ChangeLog,
-               render: Callable[[str, PostId], object]) -> None:
+async def pump(bridge: Any, changelog: ChangeLog,
+               render: Callable[[str, PostId], Awaitable[Rendered | None]]) -> None:
     """Feed *changelog* from the bridge's change queue until cancelled.
 
-    *render* is an async function ``(kind, post_id) -> (community, network, data)
-    | None`` (None: nothing to show, e.g. a hidden consent notice).
+    *render* gives ``(community, network, data)`` for a change, or None when
+    there is nothing to show (e.g. a hidden consent notice).  The bridge drops a
+    subscriber whose queue fills up (a stalled reader must not grow memory); if
+    that ever happens here, the pump subscribes again and starts a new log
+    generation, so every client reloads instead of silently missing changes.
     """
-    q = bridge.subscribe()  # type: ignore[attr-defined]
+    q = bridge.subscribe(SUBSCRIBE_MAX)
     try:
         while True:
-            kind, post_id = await q.get()
             try:
-                out = await render(kind, post_id)  # type: ignore[misc]
+                kind, post_id = await asyncio.wait_for(q.get(), DROP_CHECK)
+            except TimeoutError:
+                # Bridge drops full queues without telling; ask for a public
+                # Bridge.subscribed(q) in the core instead of this peek.
+                subscribers = getattr(bridge, "_subscribers", None)
+                if subscribers is not None and q not in subscribers:
+                    log.warning("live view fell behind the relay; clients will reload")
+                    q = bridge.subscribe(SUBSCRIBE_MAX)
+                    await changelog.restart()
+                continue
+            try:
+                out = await render(kind, post_id)
             except Exception:
                 log.exception("live view: cannot render %s %s", kind, post_id)
                 continue
@@ -111,4 +136,4 @@ async def pump(bridge: object, changelog: ChangeLog,
                 community, network, data = out
                 await changelog.append(community, kind, post_id, network, data)
     finally:
-        bridge.unsubscribe(q)  # type: ignore[attr-defined]
+        bridge.unsubscribe(q)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import aiohttp
 import icalendar
@@ -186,6 +187,10 @@ async def test_scripted_chat_event_end_to_end(tmp_path: Any) -> None:
                 assert occ_key in await r.text()
             async with s.get(f"{live.url}/c/kmers/export.md?event=live/{occ_key}") as r:
                 md = await r.text()
+            async with s.get(f"{live.url}/c/kmers/events/live/feed.atom") as r:
+                feed = ET.fromstring(await r.read())
+    entries = feed.findall("{http://www.w3.org/2005/Atom}entry")
+    assert len(entries) == 12  # three questions and nine answers, no announcements
     sections = page.split('<section class="question"')[1:]
     assert len(sections) == 3
     for n, sec in enumerate(sections, 1):

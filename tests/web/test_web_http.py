@@ -286,3 +286,43 @@ async def test_live_page_pages_back_without_javascript(live: Live) -> None:
 
 async def _count(live: Live, n: int) -> bool:
     return len(await live.post_ids()) >= n
+
+
+async def test_live_view_recovers_when_the_bridge_drops_its_queue(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    from webhelp import live_bridge
+
+    from bridge.web import live as live_mod
+
+    monkeypatch.setattr(live_mod, "DROP_CHECK", 0.2)
+    async with live_bridge(tmp_path) as lv, aiohttp.ClientSession() as s:
+        since = _last_id(await _page(s, f"{lv.url}/c/kmers"))
+        async with s.get(f"{lv.url}/c/kmers/stream", params={"since": since}) as r:
+            sse = SSE(r)
+            # What Bridge.publish does to a subscriber whose queue is full.
+            lv.bridge._subscribers.clear()
+            _, kind, _ = await sse.next()
+            assert kind == "reset"
+            await lv.nets["lobby"].post_as_member("alice", "after the recovery")
+            _, kind, data = await sse.next()
+            assert data["kind"] == "posted" and "after the recovery" in data["html"]
+
+
+async def test_changelog_resume_window() -> None:
+    from bridge.web.live import ChangeLog
+
+    log = ChangeLog(keep=3)
+    assert log.parse(log.last_id) == 0
+    for i in range(5):
+        await log.append("kmers", "posted", f"p{i}", "Lobby", {"html": str(i)})
+    assert log.parse(f"{log.boot}:5") == 5
+    assert log.parse(f"{log.boot}:2") == 2  # entries 3..5 are all still kept
+    assert log.parse(f"{log.boot}:1") is None  # entry 2 fell out: cannot resume
+    assert log.parse(f"{log.boot}:9") is None and log.parse("other:3") is None
+    assert log.parse(None) is None and log.parse(f"{log.boot}:x") is None
+    assert [e.seq for e in log.after(3)] == [4, 5]
+    await log.append("kmers", "deleted", "p4", "", {})
+    assert log.after(4)[0].payload is None  # p4's content is gone from the log
+    old = log.boot
+    await log.restart()
+    assert log.boot != old and log.parse(f"{old}:6") is None
