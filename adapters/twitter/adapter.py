@@ -311,6 +311,12 @@ class TwitterAdapter(Inbound):
         assert self.ctx is not None
         if parent is None:
             return None
+        if parent.startswith("digest:"):  # a message that went out inside a digest
+            posted = (await self._load_digest(ch)).post_of(parent.removeprefix("digest:"))
+            if posted is None:
+                self.log.info("parent %s is not posted yet (digest pending): standalone",
+                              parent)
+            return posted
         if await self.ctx.is_own(ch.key, parent):
             return parent
         allowed = self._summoned.get(parent)
@@ -401,6 +407,7 @@ class TwitterAdapter(Inbound):
             if st.posting is not None:  # a crash between marking and X's answer
                 found = await self.find_own_copy(st.posting.text, since=st.posting.at)
                 if found:
+                    await self._finish(f"digest-{ch.key}-{st.seq}", cost=0.0)
                     await self._save_digest(ch, st.complete(found))
                     return found
                 st = st.abandon()

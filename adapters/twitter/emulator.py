@@ -33,30 +33,21 @@ from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 from yarl import URL
 
 from adapters.twitter.emustate import Fault, Media, Tweet, User, XState, weighted_length
-
-PUBLIC_BASE = "https://api.twitter.com"
-PROBLEM = "application/problem+json"
-# The current spec and API name problem types under api.x.com (2021-23
-# recordings used api.twitter.com; clients must accept both).
-_TYPE = "https://api.x.com/2/problems/"
-
-TOO_MANY = {"title": "Too Many Requests", "type": "about:blank", "status": 429,
-            "detail": "Too Many Requests"}
-USAGE_CAPPED = {"title": "UsageCapExceeded", "type": _TYPE + "usage-capped", "status": 429,
-                "detail": "Usage cap exceeded: Monthly product cap", "period": "Monthly",
-                "scope": "Product"}
-UNAUTHORIZED = {"title": "Unauthorized", "type": "about:blank", "status": 401,
-                "detail": "Unauthorized"}
-DUPLICATE = {"title": "Forbidden", "type": "about:blank", "status": 403,
-             "detail": "You are not allowed to create a Tweet with duplicate content."}
-NOT_SUMMONED = {"title": "Forbidden", "type": "about:blank", "status": 403,
-                "detail": "Reply to this conversation is not allowed because you have not "
-                          "been mentioned or otherwise engaged by the author of the post you "
-                          "are replying to."}
-APP_ONLY = {"title": "Unsupported Authentication", "type": _TYPE + "unsupported-authentication",
-            "status": 403, "detail": "Authenticating with OAuth 2.0 Application-Only is "
-            "forbidden for this endpoint.  Supported authentication types are "
-            "[OAuth 1.0a User Context, OAuth 2.0 User Context]."}
+from adapters.twitter.emuwire import (
+    APP_ONLY,
+    DUPLICATE,
+    NOT_SUMMONED,
+    PROBLEM,
+    PROBLEM_TYPE,
+    PUBLIC_BASE,
+    TOO_MANY,
+    UNAUTHORIZED,
+    USAGE_CAPPED,
+    csv_param,
+    invalid,
+    not_found,
+    problem,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -87,31 +78,6 @@ class Principal:
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
-
-
-def _invalid(message: str, **params: Any) -> web.Response:
-    body = {"errors": [{"parameters": {k: [str(v)] for k, v in params.items()},
-                        "message": message}],
-            "title": "Invalid Request", "detail": "One or more parameters to your request "
-            "was invalid.", "type": _TYPE + "invalid-request"}
-    return web.json_response(body, status=400, content_type=PROBLEM)
-
-
-def _problem(body: dict[str, Any]) -> web.Response:
-    return web.json_response(body, status=int(body["status"]), content_type=PROBLEM)
-
-
-def _not_found(tid: str) -> dict[str, Any]:
-    return {"value": tid, "detail": f"Could not find tweet with id: [{tid}].",
-            "title": "Not Found Error", "resource_type": "tweet", "parameter": "id",
-            "resource_id": tid, "type": _TYPE + "resource-not-found"}
-
-
-def _csv(request: web.Request, *names: str) -> set[str]:
-    out: set[str] = set()
-    for n in names:
-        out.update(x for x in request.query.get(n, "").split(",") if x)
-    return out
 
 
 @dataclass
@@ -224,18 +190,18 @@ class XEmulator:
         bucket, user_only = self._bucket(request)
         who = self._auth(request)
         if who is None:
-            return _problem(UNAUTHORIZED)
+            return problem(UNAUTHORIZED)
         if who.app and user_only:
-            return _problem(APP_ONLY)
+            return problem(APP_ONLY)
         if fault and fault.kind == "rate_limit":
-            resp = _problem(TOO_MANY)
+            resp = problem(TOO_MANY)
             self._headers(resp, 1, 0, int(fault.until))
             return resp
         ok, limit, remaining, reset = st.take(bucket, who.key, who.app)
         if not ok:
-            resp = _problem(TOO_MANY)
+            resp = problem(TOO_MANY)
         elif bucket in ("search", "lookup", "timeline") and st.reads >= st.read_cap:
-            resp = _problem(USAGE_CAPPED)
+            resp = problem(USAGE_CAPPED)
         else:
             request[PRINCIPAL] = who
             resp = await handler(request)
@@ -255,9 +221,9 @@ class XEmulator:
         """``data`` + ``includes`` for *tweets* per the request's fields and
         expansions; counts every returned post as a billed read."""
         st = self.state
-        tf = _csv(request, "tweet.fields", "post.fields")
-        uf, mf = _csv(request, "user.fields"), _csv(request, "media.fields")
-        exp = _csv(request, "expansions")
+        tf = csv_param(request, "tweet.fields", "post.fields")
+        uf, mf = csv_param(request, "user.fields"), csv_param(request, "media.fields")
+        exp = csv_param(request, "expansions")
         out: dict[str, Any] = {"data": [st.tweet_json(t, tf) for t in tweets]}
         st.reads += len(tweets)
         users: dict[str, User] = {}
@@ -273,7 +239,7 @@ class XEmulator:
                     if ref and not ref.deleted:
                         refs[ref.id] = ref
                     elif rid:
-                        errors.append(_not_found(rid))
+                        errors.append(not_found(rid))
             if "attachments.media_keys" in exp:
                 for k in t.media_keys:
                     m = next((m for m in st.media.values() if m.media_key == k), None)
@@ -299,14 +265,14 @@ class XEmulator:
                token_name: str) -> web.Response:
         raw = request.query.get("max_results", str(lo if lo >= 10 else 10))
         if not raw.isdigit() or not lo <= int(raw) <= hi:
-            return _invalid(f"The `max_results` query parameter value [{raw}] is not "
+            return invalid(f"The `max_results` query parameter value [{raw}] is not "
                             f"between {lo} and {hi}", max_results=raw)
         token = request.query.get(token_name)
         if token:
             try:
                 before = int(base64.urlsafe_b64decode(token.encode()).decode())
             except ValueError:
-                return _invalid(f"The `{token_name}` query parameter value [{token}] is "
+                return invalid(f"The `{token_name}` query parameter value [{token}] is "
                                 "not valid", **{token_name: token})
             found = [t for t in found if int(t.id) < before]
         page, rest = found[: int(raw)], found[int(raw):]
@@ -323,13 +289,13 @@ class XEmulator:
     async def search_recent(self, request: web.Request) -> web.Response:
         query = request.query.get("query", "")
         if not query or len(query) > 512:
-            return _invalid("The `query` parameter is missing or longer than 512", query=query)
+            return invalid("The `query` parameter is missing or longer than 512", query=query)
         try:
             found = self.state.search(query, request.query.get("since_id"),
                                       request.query.get("until_id"),
                                       request.query.get("start_time"))
         except ValueError:
-            return _invalid("Invalid start_time", start_time=request.query["start_time"])
+            return invalid("Invalid start_time", start_time=request.query["start_time"])
         return self._paged(request, found, 10, 100, "next_token")
 
     async def user_tweets(self, request: web.Request) -> web.Response:
@@ -348,7 +314,7 @@ class XEmulator:
         tid = request.match_info["id"]
         t = self.state.tweets.get(tid)
         if t is None or t.deleted:
-            return web.json_response({"errors": [_not_found(tid)]})
+            return web.json_response({"errors": [not_found(tid)]})
         body = self._page(request, [t])
         body["data"] = body["data"][0]
         return web.json_response(body)
@@ -356,13 +322,13 @@ class XEmulator:
     async def lookup_many(self, request: web.Request) -> web.Response:
         ids = [x for x in request.query.get("ids", "").split(",") if x]
         if not 1 <= len(ids) <= 100:
-            return _invalid("The `ids` query parameter must hold 1 to 100 ids",
+            return invalid("The `ids` query parameter must hold 1 to 100 ids",
                             ids=request.query.get("ids", ""))
         live = [t for i in ids if (t := self.state.tweets.get(i)) and not t.deleted]
         body = self._page(request, live) if live else {}
         if not live:
             body.pop("data", None)
-        missing = [_not_found(i) for i in ids if i not in {t.id for t in live}]
+        missing = [not_found(i) for i in ids if i not in {t.id for t in live}]
         if missing:
             body["errors"] = body.get("errors", []) + missing
         return web.json_response(body)
@@ -371,34 +337,34 @@ class XEmulator:
         who: Principal = request[PRINCIPAL]
         assert who.user is not None
         return web.json_response({"data": self.state.user_json(who.user,
-                                                               _csv(request, "user.fields"))})
+                                                               csv_param(request, "user.fields"))})
 
     async def create_tweet(self, request: web.Request) -> web.Response:
         st, who = self.state, request[PRINCIPAL]
         try:
             body = await request.json()
         except ValueError:
-            return _invalid("Request body is not valid JSON")
+            return invalid("Request body is not valid JSON")
         text = body.get("text", "")
         media_ids = tuple(str(x) for x in (body.get("media") or {}).get("media_ids", []))
         reply_to = str((body.get("reply") or {}).get("in_reply_to_tweet_id") or "") or None
         if not isinstance(text, str) or (not text and not media_ids):
-            return _invalid("Post text or media is required", text=text)
+            return invalid("Post text or media is required", text=text)
         if weighted_length(text) > 280:
-            return _problem({"title": "Forbidden", "type": "about:blank", "status": 403,
+            return problem({"title": "Forbidden", "type": "about:blank", "status": 403,
                              "detail": "Your Tweet text is too long. For more information on"
                              " how X counts characters, see https://docs.x.com."})
         if any(m not in st.media for m in media_ids):
-            return _invalid("Your media IDs are invalid.", media_ids=",".join(media_ids))
+            return invalid("Your media IDs are invalid.", media_ids=",".join(media_ids))
         if reply_to:
             parent = st.tweets.get(reply_to)
             if parent is None or parent.deleted:
-                return _invalid("The post you are replying to does not exist",
+                return invalid("The post you are replying to does not exist",
                                 in_reply_to_tweet_id=reply_to)
             if not st.summoned(parent, who.user):
-                return _problem(NOT_SUMMONED)
+                return problem(NOT_SUMMONED)
         if st.is_duplicate(who.user, text):
-            return _problem(DUPLICATE)
+            return problem(DUPLICATE)
         t = st.create(who.user, text, reply_to=reply_to, media_ids=media_ids,
                       quote_of=body.get("quote_tweet_id"), via_api=True)
         st.posts_created += 1
@@ -410,13 +376,13 @@ class XEmulator:
         tid, who = request.match_info["id"], request[PRINCIPAL]
         t = self.state.tweets.get(tid)
         if t is None or t.deleted:
-            return _problem({"title": "Not Found Error", "status": 404,
-                             "type": _TYPE + "resource-not-found",
+            return problem({"title": "Not Found Error", "status": 404,
+                             "type": PROBLEM_TYPE + "resource-not-found",
                              "detail": f"Could not find tweet with id: [{tid}].",
                              "resource_type": "tweet", "parameter": "id", "value": tid,
                              "resource_id": tid})
         if t.author_id != who.user.id:
-            return _problem({"title": "Forbidden", "type": "about:blank", "status": 403,
+            return problem({"title": "Forbidden", "type": "about:blank", "status": 403,
                              "detail": "You are not authorized to delete this Tweet."})
         t.deleted = True
         return web.json_response({"data": {"deleted": True}})

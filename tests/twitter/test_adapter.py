@@ -175,6 +175,10 @@ async def test_digest_survives_a_crash_between_marking_and_posting(xemu: Running
         pid = await ad.flush_digest(CH)
         assert pid == bot_posts(xemu)[0].id and len(bot_posts(xemu)) == 1
         assert await ad.flush_digest(CH) is None
+        assert json.loads(ctx.cursors["inflight"]) == {}
+        # a later reply to one of the digested messages threads under the digest
+        r = await ad._reply_target(ad.channels[CH], NativeId("digest:k1"))
+        assert r == pid
 
 
 async def test_budget_burst_stops_posting_keeps_queue_and_says_why(xemu: Running) -> None:

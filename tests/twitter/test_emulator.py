@@ -58,6 +58,19 @@ async def test_responses_validate_against_the_x_openapi_spec(xemu: Running,
     assert checked == 7
 
 
+async def test_error_problems_validate_where_the_spec_has_their_type(
+        xemu: Running, x_openapi: Any) -> None:
+    c = xemu.client()
+    with pytest.raises(tweepy.BadRequest):
+        await c.search_recent_tweets("#kmers", max_results=5, user_auth=True)
+    bad = xemu.emu.exchanges[-1]
+    assert bad["status"] == 400 and bad["content_type"] == "application/problem+json"
+    validate(x_openapi, bad)  # InvalidRequestProblem
+    page = await c.get_tweets(["1", "2"], user_auth=True)
+    assert [e["resource_id"] for e in page.errors] == ["1", "2"]
+    validate(x_openapi, xemu.emu.exchanges[-1])  # 200 with ResourceNotFoundProblem errors
+
+
 async def test_the_validator_would_catch_a_broken_payload(xemu: Running,
                                                            x_openapi: Any) -> None:
     from openapi_core.validation.response.exceptions import InvalidData
