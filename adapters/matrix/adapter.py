@@ -300,8 +300,10 @@ class MatrixAdapter(Outbound):
 
     # ------------------------------------------------------------ outbound
     def capabilities(self, channel: ChannelKey) -> Capabilities:
-        return Capabilities(max_length=None, text_format=TextFormat.HTML, edit=True,
-                            delete=True, reply=True, threads=True, formatted=True,
+        # "No practical limit": a 64 KiB event cap, declared in UTF-8 bytes so the core
+        # splits long posts into parts that fit with their HTML (convert.fit is the net).
+        return Capabilities(max_length=24000, count=_utf8_len, text_format=TextFormat.HTML,
+                            edit=True, delete=True, reply=True, threads=True, formatted=True,
                             media_types=MEDIA_TYPES,
                             max_media_bytes=self.account.max_media_bytes, max_attachments=4)
 
@@ -310,3 +312,7 @@ class MatrixAdapter(Outbound):
         room = self.session.client.rooms.get(room_id)
         synced = set(room.users) if room else set()
         return frozenset(synced | {u for (r, u) in self._names if r == room_id})
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode())

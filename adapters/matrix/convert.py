@@ -9,6 +9,7 @@ Nothing here does I/O or raises on bad input.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,9 @@ MEDIA_MSGTYPES = {"m.image": "image/*", "m.file": "application/octet-stream",
 TEXT_MSGTYPES = frozenset({"m.text", "m.emote"})
 MAX_BODY_CHARS = 65536
 """A body beyond this is cut: no homeserver accepts events over 64 KiB anyway."""
+MAX_CONTENT_BYTES = 60000
+"""Content JSON budget: the spec caps a whole event at 65536 bytes, and the server
+adds sender, ids, signatures and hashes around the content."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +260,30 @@ def message_content(rendered: Rendered, *, reply_to: str | None = None,
     elif reply_to:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
     content[ORIGIN_KEY] = dict(origin or {})
-    return content
+    return fit(content)
+
+
+def _size(content: dict[str, Any]) -> int:
+    return len(json.dumps(content, ensure_ascii=False).encode())
+
+
+def fit(content: dict[str, Any]) -> dict[str, Any]:
+    """Keep content under the event size limit: drop the HTML first (the body says the
+    same), then cut the body, so an over-long message is never refused (413)."""
+    if _size(content) <= MAX_CONTENT_BYTES:
+        return content
+    out = dict(content)
+    for holder in (out, out.get("m.new_content")):
+        if isinstance(holder, dict):
+            holder.pop("format", None)
+            holder.pop("formatted_body", None)
+    while _size(out) > MAX_CONTENT_BYTES:
+        over = _size(out) - MAX_CONTENT_BYTES
+        for holder in (out, out.get("m.new_content")):
+            if isinstance(holder, dict) and isinstance(holder.get("body"), str):
+                b = holder["body"]
+                holder["body"] = b[:max(0, len(b) - over // 2 - 16)] + "…"
+    return out
 
 
 def edit_content(rendered: Rendered, target: str, *, mentions: list[str] | None = None,
@@ -274,7 +301,7 @@ def edit_content(rendered: Rendered, target: str, *, mentions: list[str] | None 
     if "formatted_body" in new:
         content["format"] = HTML_FORMAT
         content["formatted_body"] = "* " + new["formatted_body"]
-    return content
+    return fit(content)
 
 
 def media_content(att: Attachment, mxc: str, size: int, *,

@@ -212,3 +212,14 @@ def test_txn_ids_are_deterministic_and_distinct() -> None:
     assert convert.txn_id("d1:0") == convert.txn_id("d1:0")
     assert convert.txn_id("d1:0") != convert.txn_id("d1:1")
     assert convert.txn_id("d1:0") != convert.txn_id("d1:0", "redact")
+
+
+def test_huge_content_fits_the_event_limit() -> None:
+    import json
+
+    big = "🙂<b>x</b> " * 20000
+    for c in (convert.message_content(rendered(big)), convert.edit_content(rendered(big), "$o")):
+        assert len(json.dumps(c, ensure_ascii=False).encode()) <= convert.MAX_CONTENT_BYTES
+        assert c["body"].endswith("…") and "formatted_body" not in c
+    small = convert.message_content(rendered("short"))
+    assert "formatted_body" in small
