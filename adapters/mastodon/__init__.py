@@ -1,0 +1,70 @@
+"""Mastodon adapter: a hashtag as a channel, on Mastodon.py, with an emulator
+(``adapters.mastodon.emulator``) that doubles as the demo sandbox."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from adapters.mastodon.models import MastodonAccount, MastodonChannel
+from bridge.adapter import (
+    Adapter,
+    AdapterError,
+    AdapterFactory,
+    ChannelSpec,
+    OnlineCheck,
+    StrictModel,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from bridge.sandbox import PlatformSandbox
+
+log = logging.getLogger("hashbridge.adapter.mastodon")
+
+
+class MastodonFactory(AdapterFactory):
+    platform: ClassVar[str] = "mastodon"
+    display_name: ClassVar[str] = "Mastodon"
+    account_model: ClassVar[type[StrictModel]] = MastodonAccount
+    channel_model: ClassVar[type[StrictModel]] = MastodonChannel
+    channel_locator: ClassVar[str] = "hashtag"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"access_token"})
+
+    def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+               services: Mapping[str, Any]) -> Adapter:
+        from adapters.mastodon.adapter import MastodonAdapter
+
+        assert isinstance(account, MastodonAccount)
+        return MastodonAdapter(account, channels)
+
+    def sandbox(self, workdir: str) -> PlatformSandbox | None:
+        from adapters.mastodon.sandbox import MastodonSandbox
+
+        return MastodonSandbox(workdir)
+
+    async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
+                           services: Mapping[str, Any]) -> OnlineCheck:
+        """Log in, read the instance, and warn about etiquette problems (no bot flag,
+        hashtag feeds closed to the bridge)."""
+        from adapters.mastodon.adapter import MastodonAdapter
+
+        assert isinstance(account, MastodonAccount)
+        adapter = MastodonAdapter(account, ())
+        try:
+            me = await adapter._call(adapter.client.account_verify_credentials)
+            limits = await adapter._ensure_instance()
+        except AdapterError as exc:
+            return OnlineCheck(ok=False, error=f"{type(exc).__name__}: {exc}")
+        warnings = []
+        if not me.get("bot"):
+            warnings.append(f"@{me.get('acct')} is not flagged as a bot: tick 'This is an "
+                            "automated account' in its profile (instances expect it)")
+        if limits.hashtag_feed_access == "disabled":
+            warnings.append("this instance disables remote hashtag feeds: the tag timeline "
+                            "will be empty")
+        return OnlineCheck(ok=True, identity=f"@{me.get('acct')} on {account.base_url} "
+                                              f"(Mastodon {limits.version})",
+                           warnings=tuple(warnings))

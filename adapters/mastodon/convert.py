@@ -6,6 +6,7 @@ back as :class:`Unsupported` with a reason; nothing here raises on bad input.
 
 from __future__ import annotations
 
+import html
 import json
 import mimetypes
 import re
@@ -76,6 +77,11 @@ def parse_instance(data: Mapping[str, Any]) -> InstanceLimits:
         hashtag_feed_access=str(access or "public"))
 
 
+def id_key(status_id: str) -> tuple[int, str]:
+    """Mastodon ids are opaque strings: compare by length, then lexically."""
+    return (len(status_id), status_id)
+
+
 # ---------------------------------------------------------------- length
 
 _URL = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]']")
@@ -106,6 +112,7 @@ def _when(value: Any) -> datetime:
 
 
 _OPT_OUT_RE = re.compile(r"#(nobot|nobridge)\b", re.IGNORECASE)
+_TAG_RE = re.compile(r"<[^>]*>")
 
 
 def opt_out_reasons(account: Mapping[str, Any]) -> tuple[str, ...]:
@@ -120,6 +127,8 @@ def opt_out_reasons(account: Mapping[str, Any]) -> tuple[str, ...]:
     texts = [str(_get(account, "note") or ""), str(_get(account, "display_name") or "")]
     for f in _get(account, "fields") or ():
         texts += [str(_get(f, "name") or ""), str(_get(f, "value") or "")]
+    # Notes and field values are HTML where a tag reads ``#<span>nobot</span>``.
+    texts = [html.unescape(_TAG_RE.sub("", t)) for t in texts]
     tags = {m.group(1).lower() for t in texts for m in _OPT_OUT_RE.finditer(t)}
     reasons += [f"profile says #{t}" for t in sorted(tags)]
     if _get(account, "discoverable") is False:

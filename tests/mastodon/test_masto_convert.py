@@ -115,6 +115,8 @@ def test_html_structure_is_kept() -> None:
 
 @pytest.mark.parametrize(("profile", "reason"), [
     ({"note": "<p>no thanks #NoBot</p>"}, "profile says #nobot"),
+    ({"note": '<p>no <a href="https://x/tags/nobot" class="mention hashtag" rel="tag">'
+              '#<span>nobot</span></a></p>'}, "profile says #nobot"),
     ({"note": "<p>#nobridge please</p>"}, "profile says #nobridge"),
     ({"display_name": "Carol #nobridge"}, "profile says #nobridge"),
     ({"fields": [{"name": "bots", "value": "#nobot"}]}, "profile says #nobot"),

@@ -1,0 +1,398 @@
+"""The Mastodon adapter: a hashtag followed through the SSE stream plus REST
+catch-up, and posts, replies, edits, deletes and media sent with Mastodon.py.
+
+Mastodon.py is synchronous (requests): every call runs through
+``asyncio.to_thread`` with ``ratelimit_method="throw"`` so it never sleeps; the
+core's worker does the waiting.  The stream is read with aiohttp directly, not
+with Mastodon.py's ``stream_hashtag``: its reader is a thread blocked on a
+socket that cannot be cancelled (closing it from the loop blocks, see the
+emulator tests) and it has no idle timeout, so a silently dropped stream would
+never be noticed.  With aiohttp the stream is an ordinary cancellable task with
+a read timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+from mastodon import (
+    Mastodon,
+    MastodonAPIError,
+    MastodonError,
+    MastodonNetworkError,
+    MastodonNotFoundError,
+    MastodonRatelimitError,
+    MastodonServerError,
+    MastodonUnauthorizedError,
+)
+
+from adapters.mastodon.convert import (
+    InstanceLimits,
+    Unsupported,
+    edit_params,
+    id_key,
+    parse_instance,
+    parse_status,
+    parse_stream_event,
+    status_length,
+    status_params,
+)
+from adapters.mastodon.models import MastodonAccount, MastodonChannel
+from bridge.adapter import (
+    AdapterContext,
+    AuthError,
+    Capabilities,
+    ChannelSpec,
+    Health,
+    PermanentError,
+    SendCreate,
+    SendDelete,
+    SendEdit,
+    SendOp,
+    SendResult,
+    TextFormat,
+    TransientError,
+)
+from bridge.model import Attachment, ChannelKey, Edited, NativeId, Posted
+
+PAGE = 40  # the largest page the tag timeline serves
+_SEEN = 2000  # ids remembered per channel so stream and catch-up never emit twice
+
+
+class _Gone(PermanentError):
+    """404: the status (or reply target) does not exist (any more)."""
+
+
+def map_error(exc: MastodonError, retry_at: float | None) -> Exception:
+    """Mastodon.py's exceptions into the core's three kinds of failure."""
+    if isinstance(exc, MastodonRatelimitError):
+        wait = max(0.0, retry_at - time.time()) if retry_at else None
+        return TransientError("rate limited (429)", retry_after=wait)
+    if isinstance(exc, MastodonUnauthorizedError):
+        return AuthError("access token refused (401)")
+    if isinstance(exc, MastodonNotFoundError):
+        return _Gone(_reason(exc) or "not found (404)")
+    if isinstance(exc, MastodonServerError | MastodonNetworkError):
+        return TransientError(f"server or network error: {_reason(exc) or exc}")
+    if isinstance(exc, MastodonAPIError):
+        status = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
+        if status == 403:
+            return AuthError(f"forbidden (403): {_reason(exc)}")
+        if status == 429 or status >= 500:
+            return TransientError(f"HTTP {status}: {_reason(exc)}")
+        return PermanentError(f"HTTP {status}: {_reason(exc)}")
+    return TransientError(str(exc))
+
+
+def _reason(exc: MastodonError) -> str:
+    """The server's own ``error`` text (Mastodon.py puts it last in args)."""
+    return str(exc.args[3]) if len(exc.args) > 3 and exc.args[3] else ""
+
+
+class MastodonAdapter:
+    def __init__(self, account: MastodonAccount, channels: tuple[ChannelSpec, ...], *,
+                 name: str = "mastodon") -> None:
+        self._acc = account
+        self._channels = {c.key: c for c in channels}
+        self._log = logging.getLogger(f"hashbridge.adapter.mastodon.{name}")
+        self._client: Mastodon | None = None
+        self._ctx: AdapterContext | None = None
+        self._me: Mapping[str, Any] | None = None
+        self._limits: InstanceLimits | None = None
+        self._streaming_base = account.streaming_url.rstrip("/")
+        # Mastodon.py keeps the last rate-limit headers on the client object:
+        # one call at a time keeps them paired with the call that got them.
+        self._call_lock = asyncio.Lock()
+        self._chan_locks: dict[ChannelKey, asyncio.Lock] = {}
+        self._seen: dict[ChannelKey, OrderedDict[str, None]] = {}
+
+    # ------------------------------------------------------------ plumbing
+    @property
+    def client(self) -> Mastodon:
+        if self._client is None:
+            self._client = Mastodon(access_token=self._acc.access_token,
+                                    api_base_url=self._acc.base_url, ratelimit_method="throw",
+                                    version_check_mode="none",
+                                    request_timeout=self._acc.request_timeout,
+                                    user_agent="hashbridge")
+        return self._client
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """One Mastodon.py call in a thread; failures mapped, headers reported."""
+        async with self._call_lock:
+            try:
+                return await asyncio.to_thread(fn, *args, **kw)
+            except MastodonError as exc:
+                raise map_error(exc, self.client.ratelimit_reset) from exc
+            finally:
+                c = self.client
+                if self._ctx is not None and c.ratelimit_reset:
+                    self._ctx.rate_limit(remaining=c.ratelimit_remaining,
+                                         reset_at=float(c.ratelimit_reset),
+                                         limit=c.ratelimit_limit)
+
+    async def _ensure_instance(self) -> InstanceLimits:
+        if self._limits is None:
+            data = await self._call(self.client.instance_v2)
+            self._limits = parse_instance(data)
+            if not self._streaming_base:
+                ws = str(((data.get("configuration") or {}).get("urls") or {})
+                         .get("streaming") or "")
+                self._streaming_base = (ws.replace("wss://", "https://", 1)
+                                        .replace("ws://", "http://", 1).rstrip("/")
+                                        or self._acc.base_url)
+            self._log.info("instance %s: %d characters, URLs weigh %d",
+                           self._limits.version, self._limits.max_characters,
+                           self._limits.url_weight)
+        return self._limits
+
+    def capabilities(self, channel: ChannelKey) -> Capabilities:
+        # Before the instance answered, Mastodon's documented defaults stand in;
+        # the worker re-reads capabilities on every pass.
+        lim = self._limits or parse_instance({})
+        return Capabilities(
+            max_length=lim.max_characters,
+            count=functools.partial(status_length, url_weight=lim.url_weight),
+            text_format=TextFormat.PLAIN, edit=True, delete=True, reply=True, threads=True,
+            media_types=lim.media_types, max_media_bytes=lim.image_size_limit,
+            max_attachments=lim.max_media_attachments, needs_hashtag=True, streaming=True)
+
+    # ------------------------------------------------------------ inbound
+    async def run(self, ctx: AdapterContext) -> None:
+        self._ctx = ctx
+        self._log = ctx.logger
+        self._me = await self._call(self.client.account_verify_credentials)
+        await self._ensure_instance()
+        if not self._me.get("bot"):
+            self._log.warning("@%s is not flagged as a bot; set it in the profile",
+                              self._me.get("acct"))
+        ctx.set_health(Health.CONNECTED)
+        reading = [c for c in self._channels.values() if c.direction in ("both", "in")]
+        async with asyncio.TaskGroup() as tg:
+            for ch in reading:
+                tg.create_task(self._follow(ch), name=f"mastodon-stream-{ch.key}")
+                tg.create_task(self._sweep(ch), name=f"mastodon-sweep-{ch.key}")
+            if not reading:
+                await asyncio.Event().wait()
+
+    def _cursor_name(self, ch: ChannelSpec) -> str:
+        return f"min_id:{ch.key}"
+
+    async def _follow(self, ch: ChannelSpec) -> None:
+        """Catch up, then stream until it drops; again, forever."""
+        assert self._ctx is not None
+        backoff = 1.0
+        while True:
+            try:
+                await self.catch_up(ch)
+                await self._stream(ch)
+                backoff = 1.0
+                self._log.info("stream for #%s ended; catching up and reconnecting",
+                               self._opts(ch).hashtag)
+            except AuthError:
+                raise
+            except (TransientError, aiohttp.ClientError, TimeoutError) as exc:
+                wait = getattr(exc, "retry_after", None) or backoff
+                self._ctx.set_health(Health.DISCONNECTED, f"stream: {exc}")
+                self._log.warning("stream for #%s failed (%s); retry in %.0fs",
+                                  self._opts(ch).hashtag, exc, wait)
+                await asyncio.sleep(wait)
+                backoff = min(backoff * 2, 60.0)
+
+    async def _sweep(self, ch: ChannelSpec) -> None:
+        """Periodic catch-up: streams can stay open and deliver nothing."""
+        while True:
+            await asyncio.sleep(self._acc.catchup_interval)
+            try:
+                await self.catch_up(ch)
+            except TransientError as exc:
+                self._log.info("catch-up for #%s deferred: %s", self._opts(ch).hashtag, exc)
+
+    def _opts(self, ch: ChannelSpec) -> MastodonChannel:
+        assert isinstance(ch.options, MastodonChannel)
+        return ch.options
+
+    async def catch_up(self, ch: ChannelSpec) -> int:
+        """Read the tag timeline forward from the persisted ``min_id``; return how
+        many events were emitted.  On the very first start the cursor is set to
+        the newest post: the bridge relays from now on, not the tag's history."""
+        assert self._ctx is not None
+        ctx, opts, name = self._ctx, self._opts(ch), self._cursor_name(ch)
+        emitted = 0
+        async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
+            cursor = await ctx.get_cursor(name)
+            if cursor is None:
+                newest = await self._call(self.client.timeline_hashtag, opts.hashtag,
+                                          local=opts.local_only, limit=1)
+                await ctx.set_cursor(name, str(newest[0]["id"]) if newest else "0")
+                return 0
+            while True:
+                page = await self._call(self.client.timeline_hashtag, opts.hashtag,
+                                        local=opts.local_only, min_id=cursor, limit=PAGE)
+                if not page:
+                    return emitted
+                page = sorted(page, key=lambda s: id_key(str(s["id"])))
+                events = [ev for s in page if (ev := await self._inbound(ch, s)) is not None]
+                cursor = str(page[-1]["id"])
+                if events:
+                    await ctx.emit_many(events, cursor=(name, cursor))
+                    emitted += len(events)
+                else:
+                    await ctx.set_cursor(name, cursor)
+                if len(page) < PAGE:
+                    return emitted
+
+    def _mark_seen(self, ch: ChannelSpec, sid: str) -> bool:
+        """Remember *sid*; False when it was already handled."""
+        seen = self._seen.setdefault(ch.key, OrderedDict())
+        if sid in seen:
+            return False
+        seen[sid] = None
+        if len(seen) > _SEEN:
+            seen.popitem(last=False)
+        return True
+
+    async def _inbound(self, ch: ChannelSpec, status: Mapping[str, Any]) -> Posted | None:
+        """A status from the tag, or None when it must not (or need not) be emitted."""
+        assert self._ctx is not None and self._me is not None
+        ev = parse_status(status, channel=ch.key, bridge_acct=str(self._me.get("acct", "")))
+        if isinstance(ev, Unsupported):
+            self._log.debug("skipped %s: %s", ev.native_id, ev.reason)
+            return None
+        if str((status.get("account") or {}).get("id")) == str(self._me.get("id")) \
+                or await self._ctx.is_own(ch.key, ev.native_id):
+            return None
+        # A followers-only or direct post never leaves Mastodon; only a command
+        # in it is acted on (the relay keeps commands hidden).
+        if not ev.public and not ev.command:
+            return None
+        if not self._mark_seen(ch, ev.native_id):
+            return None
+        return ev
+
+    async def _stream(self, ch: ChannelSpec) -> None:
+        """Read the hashtag SSE stream until it ends or stays idle too long."""
+        assert self._ctx is not None
+        opts = self._opts(ch)
+        path = "/api/v1/streaming/hashtag" + ("/local" if opts.local_only else "")
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._acc.request_timeout,
+                                        sock_read=self._acc.stream_idle_timeout)
+        headers = {"Authorization": f"Bearer {self._acc.access_token}",
+                   "Accept": "text/event-stream", "User-Agent": "hashbridge"}
+        async with self._ctx.http.get(self._streaming_base + path, params={"tag": opts.hashtag},
+                                      headers=headers, timeout=timeout) as resp:
+            if resp.status == 401:
+                raise AuthError("streaming refused the access token (401)")
+            if resp.status != 200:
+                raise TransientError(f"streaming answered HTTP {resp.status}")
+            self._ctx.set_health(Health.CONNECTED)
+            # Events that arrived while we were away are in the timeline now.
+            await self.catch_up(ch)
+            event, data = "", []
+            try:
+                async for raw in resp.content:
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    if line.startswith(":"):
+                        continue
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+                    elif not line and event:
+                        await self._on_event(ch, event, "\n".join(data))
+                        event, data = "", []
+            except TimeoutError:
+                self._log.info("stream for #%s idle for %.0fs: treating it as dropped",
+                               opts.hashtag, self._acc.stream_idle_timeout)
+
+    async def _on_event(self, ch: ChannelSpec, event: str, data: str) -> None:
+        assert self._ctx is not None and self._me is not None
+        ctx, name = self._ctx, self._cursor_name(ch)
+        ev = parse_stream_event(event, data, channel=ch.key,
+                                bridge_acct=str(self._me.get("acct", "")))
+        if isinstance(ev, Unsupported):
+            self._log.debug("stream event skipped: %s", ev.reason)
+            return
+        payload = json.loads(data) if isinstance(ev, Posted | Edited) else {}
+        if str((payload.get("account") or {}).get("id")) == str(self._me.get("id")):
+            return  # our own copies come back on the tag when posted public
+        async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
+            if isinstance(ev, Posted):
+                got = await self._inbound(ch, payload)
+                if got is None:
+                    return
+                cursor = await ctx.get_cursor(name)
+                # Only move the cursor forward: a late-federated post can carry an
+                # older id than the newest one already read.
+                if cursor is None or id_key(got.native_id) > id_key(cursor):
+                    await ctx.emit(got, cursor=(name, got.native_id))
+                else:
+                    await ctx.emit(got)
+                return
+            if not await ctx.is_own(ch.key, ev.native_id):
+                await ctx.emit(ev)
+
+    # ------------------------------------------------------------ outbound
+    async def send(self, op: SendOp) -> SendResult:
+        lim = await self._ensure_instance()
+        match op:
+            case SendCreate():
+                ch = self._channels.get(op.channel)
+                visibility = self._opts(ch).visibility if ch else "unlisted"
+                media_ids = [await self._upload(a, lim)
+                             for a in op.rendered.attachments[:lim.max_media_attachments]]
+                params = status_params(op, visibility=visibility)
+                try:
+                    st = await self._call(self.client.status_post, media_ids=media_ids or None,
+                                          **params)
+                except _Gone as exc:
+                    raise PermanentError(f"reply target {op.reply_to} is gone: {exc}") from exc
+                return SendResult(native_id=NativeId(str(st["id"])),
+                                  permalink=str(st.get("url") or ""))
+            case SendEdit():
+                await self._call(self.client.status_update, **edit_params(op))
+                return SendResult()
+            case SendDelete():
+                try:
+                    await self._call(self.client.status_delete, str(op.native_id))
+                except _Gone:
+                    self._log.info("delete %s: already gone", op.native_id)
+                return SendResult()
+
+    async def _upload(self, att: Attachment, lim: InstanceLimits) -> str:
+        """Fetch an attachment and upload it with its alt text; return the media id."""
+        http = self._ctx.http if self._ctx is not None else None
+        own = http is None
+        session = http or aiohttp.ClientSession()
+        try:
+            async with session.get(att.url, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+                if resp.status >= 400:
+                    raise (TransientError if resp.status >= 500 else PermanentError)(
+                        f"attachment {att.url}: HTTP {resp.status}")
+                data = await resp.content.read(lim.image_size_limit + 1)
+                mime = att.media_type or resp.content_type
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"attachment {att.url}: {exc}") from exc
+        finally:
+            if own:
+                await session.close()
+        if len(data) > lim.image_size_limit:
+            raise PermanentError(f"attachment {att.url} is larger than the instance accepts")
+        media = await self._call(self.client.media_post, data, mime_type=mime,
+                                 description=att.alt_text or None,
+                                 file_name=att.filename or "attachment")
+        for _ in range(20):
+            if media.get("url"):
+                return str(media["id"])
+            # Audio and video are processed after the upload answered (202).
+            await asyncio.sleep(0.5)
+            media = await self._call(self.client.media, media["id"])
+        raise TransientError("media still processing on the server")

@@ -1,0 +1,293 @@
+"""The adapter with FakeContext against the emulator (Mastodon.py underneath)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.mastodon.adapter import MastodonAdapter
+from adapters.mastodon.emulator_server import MastodonEmulator
+from adapters.mastodon.emulator_state import EmuMedia, snowflake
+from adapters.mastodon.models import MastodonAccount, MastodonChannel
+from bridge.adapter import (
+    AuthError,
+    ChannelSpec,
+    PermanentError,
+    Rendered,
+    SendCreate,
+    SendDelete,
+    SendEdit,
+    TransientError,
+)
+from bridge.model import (
+    Attachment,
+    Author,
+    ChannelKey,
+    Deleted,
+    DeliveryId,
+    Edited,
+    NativeId,
+    Post,
+    Posted,
+    PostId,
+)
+from bridge.richtext import RichText
+from bridge.testing import FakeContext
+from bridge.textconv import to_plain
+
+CH = ChannelKey("kmers/masto")
+
+
+@dataclass
+class Env:
+    emu: MastodonEmulator
+    ctx: FakeContext
+    adapter: MastodonAdapter
+    http: aiohttp.ClientSession
+
+    def spec(self) -> ChannelSpec:
+        return self.ctx.channels[0]
+
+    async def settle(self, count: int, timeout: float = 10.0) -> list[Any]:
+        return await self.ctx.wait_for(count, timeout)
+
+
+def make_adapter(emu: MastodonEmulator, *, token: str = "bridge-token",
+                 visibility: str = "unlisted", **acc: Any) -> tuple[MastodonAdapter, ChannelSpec]:
+    account = MastodonAccount(base_url=emu.url, access_token=token, **{
+        "catchup_interval": 30.0, "stream_idle_timeout": 1.0, **acc})
+    spec = ChannelSpec(key=CH, community="kmers", hashtag="kmers", direction="both",
+                       options=MastodonChannel(hashtag="kmers", visibility=visibility))
+    return MastodonAdapter(account, (spec,), name="test"), spec
+
+
+@contextlib.asynccontextmanager
+async def running(emu: MastodonEmulator, ctx_cursors: dict[str, str] | None = None,
+                  **acc: Any) -> AsyncIterator[Env]:
+    adapter, spec = make_adapter(emu, **acc)
+    async with aiohttp.ClientSession() as http:
+        ctx = FakeContext([spec], http=http)
+        ctx.cursors.update(ctx_cursors or {})
+        task = asyncio.create_task(adapter.run(ctx))
+        try:
+            # Streaming and cursor set: the adapter is live.
+            async with asyncio.timeout(10):
+                while not emu.state.subscribers or f"min_id:{CH}" not in ctx.cursors:
+                    if task.done():
+                        task.result()
+                    await asyncio.sleep(0.02)
+            yield Env(emu, ctx, adapter, http)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.fixture
+async def env(emulator: MastodonEmulator) -> AsyncIterator[Env]:
+    async with running(emulator) as e:
+        yield e
+
+
+# ---------------------------------------------------------------- inbound
+
+async def test_stream_posts_edits_deletes_cw_media(env: Env) -> None:
+    alice = env.emu.member("alice", display_name="Alice")
+    media = EmuMedia(id=snowflake(), account_id=alice.id, mime="image/png", data=b"png",
+                     description="a cat on a mat")
+    env.emu.state.media[media.id] = media
+    first = env.emu.post("alice", "Hello #kmers", spoiler_text="food", media_ids=[media.id])
+    reply = env.emu.post("alice", "and more #kmers", in_reply_to_id=first.id)
+    env.emu.edit(first.id, "Hello, edited #kmers")
+    env.emu.delete(reply.id)
+    events = await env.settle(4)
+    posted, posted2, edited, deleted = events
+    assert isinstance(posted, Posted) and posted.native_id == first.id
+    assert posted.author.handle == f"@alice@{env.emu.state.domain}"
+    assert posted.content_warning == "food" and posted.public
+    assert [a.alt_text for a in posted.attachments] == ["a cat on a mat"]
+    assert isinstance(posted2, Posted) and posted2.reply_to_native == first.id
+    assert isinstance(edited, Edited) and "edited" in to_plain(edited.text)
+    assert isinstance(deleted, Deleted) and deleted.native_id == reply.id
+    assert env.ctx.cursors[f"min_id:{CH}"] == reply.id
+
+
+async def test_first_start_skips_history_then_catches_up_from_cursor(
+        emulator: MastodonEmulator) -> None:
+    old = emulator.post("alice", "history #kmers")
+    async with running(emulator) as env:
+        await asyncio.sleep(0.3)
+        assert env.ctx.events == [] and env.ctx.cursors[f"min_id:{CH}"] == old.id
+        cursors = dict(env.ctx.cursors)
+    missed = [emulator.post("bob", f"while away {i} #kmers").id for i in range(45)]
+    async with running(emulator, cursors) as env:
+        await env.settle(45)
+        await asyncio.sleep(0.3)
+        assert [e.native_id for e in env.ctx.events] == missed  # in order, exactly once
+
+
+@pytest.mark.parametrize("silent", [True, False])
+async def test_stream_drop_mid_burst_loses_nothing(emulator: MastodonEmulator,
+                                                   silent: bool) -> None:
+    async with running(emulator) as env:
+        ids = [emulator.post("alice", f"burst {i} #kmers").id for i in range(5)]
+        await env.settle(5)
+        emulator.drop_streams(silent=silent)
+        ids += [emulator.post("bob", f"burst {i} #kmers").id for i in range(5, 12)]
+        if silent:
+            # The adapter notices the idle stream (1 s) and reconnects.
+            await env.settle(12)
+            emulator.state.faults.streams_silent = False
+        ids += [emulator.post("carol", f"burst {i} #kmers").id for i in range(12, 15)]
+        await env.settle(15)
+        await asyncio.sleep(0.5)
+        assert [e.native_id for e in env.ctx.events] == ids
+
+
+async def test_own_and_non_public_posts_are_not_emitted_but_commands_are(env: Env) -> None:
+    env.emu.post("kmbridge", "our own copy #kmers")
+    env.emu.post("alice", "followers only #kmers", visibility="private")
+    env.emu.post("alice", "quiet #kmers", visibility="unlisted")
+    env.emu.member("dave", note="#nobot")
+    cmd = env.emu.post("dave", "@kmbridge !join #kmers")
+    last = env.emu.post("alice", "visible #kmers")
+    events = await env.settle(2)
+    await asyncio.sleep(0.3)
+    assert [e.native_id for e in env.ctx.events] == [cmd.id, last.id]
+    first = events[0]
+    assert isinstance(first, Posted) and first.command == "!join" and first.author.opted_out
+
+
+async def test_opted_out_author_is_flagged(env: Env) -> None:
+    env.emu.member("erin", discoverable=False)
+    env.emu.post("erin", "hi #kmers")
+    (ev,) = await env.settle(1)
+    assert isinstance(ev, Posted) and ev.author.opted_out
+
+
+async def test_post_with_nobridge_is_never_emitted(env: Env) -> None:
+    env.emu.post("alice", "not for elsewhere #kmers #nobridge")
+    last = env.emu.post("alice", "fine #kmers")
+    (ev,) = await env.settle(1)
+    await asyncio.sleep(0.3)
+    assert ev.native_id == last.id and len(env.ctx.events) == 1
+
+
+# ---------------------------------------------------------------- outbound
+
+def _post(text: str = "hi", attachments: tuple[Attachment, ...] = ()) -> Post:
+    return Post(id=PostId("01JPOST"), community="kmers", origin_channel=ChannelKey("kmers/mx"),
+                origin_native_id=NativeId("$ev"), permalink="",
+                author=Author(platform="matrix", handle="@a:m.org", display_name="A"),
+                text=RichText.plain(text), attachments=attachments)
+
+
+def create(text: str, key: str = "d1:0", *, cw: str = "", reply_to: str | None = None,
+           attachments: tuple[Attachment, ...] = ()) -> SendCreate:
+    return SendCreate(delivery_id=DeliveryId(key), idempotency_key=key, channel=CH,
+                      post=_post(text, attachments),
+                      rendered=Rendered(text=RichText.plain(text), plain=text, html="",
+                                        markdown="", content_warning=cw,
+                                        attachments=attachments),
+                      reply_to=NativeId(reply_to) if reply_to else None)
+
+
+async def test_send_create_reply_edit_delete_cw_media(env: Env) -> None:
+    a = env.adapter
+    alice = env.emu.member("alice")
+    pic = EmuMedia(id=snowflake(), account_id=alice.id, mime="image/png", data=b"\x89PNG",
+                   description=None)
+    env.emu.state.media[pic.id] = pic
+    url = f"{env.emu.url}/system/media_attachments/files/{pic.id}/original/x.png"
+    first = await a.send(create("A says hi @bob #kmers", cw="spoiler",
+                                attachments=(Attachment(url=url, media_type="image/png",
+                                                        alt_text="the alt"),)))
+    st = env.emu.state.statuses[first.native_id or ""]
+    assert st.visibility == "unlisted" and st.spoiler_text == "spoiler"
+    assert st.idempotency_key == "d1:0" and "@bob" not in st.text  # neutralised
+    assert env.emu.state.media[st.media_ids[0]].description == "the alt"
+    assert first.permalink.endswith(st.id)
+    second = await a.send(create("reply", "d2:0", reply_to=first.native_id))
+    assert env.emu.state.statuses[second.native_id or ""].in_reply_to_id == first.native_id
+    await a.send(SendEdit(delivery_id=DeliveryId("d3"), idempotency_key="d3", channel=CH,
+                          post=_post(), native_id=NativeId(st.id),
+                          rendered=Rendered(text=RichText.plain("x"), plain="edited text",
+                                            html="", markdown="")))
+    assert st.text == "edited text" and st.edited_at
+    await a.send(SendDelete(delivery_id=DeliveryId("d4"), idempotency_key="d4", channel=CH,
+                            post=_post(), native_id=NativeId(st.id)))
+    assert st.deleted
+    # Deleting again (a retry after a lost answer) is a success, not an error.
+    await a.send(SendDelete(delivery_id=DeliveryId("d4"), idempotency_key="d4", channel=CH,
+                            post=_post(), native_id=NativeId(st.id)))
+
+
+async def test_idempotency_key_makes_a_retry_return_the_first_status(env: Env) -> None:
+    one = await env.adapter.send(create("once", "same-key"))
+    two = await env.adapter.send(create("once", "same-key"))
+    assert one.native_id == two.native_id and len(env.emu.bridge_statuses()) == 1
+
+
+async def test_error_mapping(env: Env) -> None:
+    a = env.adapter
+    reset = env.emu.storm(5)
+    with pytest.raises(TransientError) as err:
+        await a.send(create("x", "k429"))
+    assert err.value.retry_after is not None and abs(err.value.retry_after - 5) < 1.5
+    assert env.ctx.rate_limits[-1][0] == 0 and abs((env.ctx.rate_limits[-1][1] or 0) - reset) < 1
+    env.emu.state.faults.storm_until = 0
+    env.emu.fail(1)
+    with pytest.raises(TransientError):
+        await a.send(create("x", "k500"))
+    with pytest.raises(PermanentError) as perm:
+        await a.send(create("x" * 600, "k422"))
+    assert "character limit" in str(perm.value)
+    theirs = env.emu.post("alice", "not yours")
+    with pytest.raises(AuthError):
+        await a.send(SendDelete(delivery_id=DeliveryId("d"), idempotency_key="d", channel=CH,
+                                post=_post(), native_id=NativeId(theirs.id)))
+    with pytest.raises(PermanentError):
+        await a.send(create("x", "kgone", reply_to="999"))
+
+
+async def test_bad_token_is_auth_error(emulator: MastodonEmulator) -> None:
+    adapter, spec = make_adapter(emulator, token="wrong")
+    ctx = FakeContext([spec])
+    with pytest.raises(AuthError):
+        await adapter.run(ctx)
+
+
+@pytest.mark.parametrize("limit", [500, 5000])
+async def test_capabilities_follow_the_instance(limit: int) -> None:
+    async with MastodonEmulator(max_characters=limit, characters_reserved_per_url=30) as emu:
+        adapter, _ = make_adapter(emu)
+        await adapter.send(create("hello", "c1"))
+        caps = adapter.capabilities(CH)
+        assert caps.max_length == limit and caps.edit and caps.delete and caps.needs_hashtag
+        assert caps.count("see https://example.org/" + "x" * 80) == 4 + 30
+        with pytest.raises(PermanentError):
+            await adapter.send(create("y" * (limit + 1), "c2"))
+        await adapter.send(create("y" * limit, "c3"))
+
+
+async def test_storm_then_every_post_arrives_in_order(env: Env) -> None:
+    """What the worker does with TransientError: wait for the reset, try again."""
+    env.emu.storm(1.5)
+    sent = []
+    t0 = time.monotonic()
+    for i in range(5):
+        while True:
+            try:
+                sent.append((await env.adapter.send(create(f"m{i}", f"s{i}"))).native_id)
+                break
+            except TransientError as exc:
+                await asyncio.sleep(exc.retry_after or 0.1)
+    assert time.monotonic() - t0 >= 1.0
+    assert [s.text for s in env.emu.bridge_statuses()] == [f"m{i}" for i in range(5)]
