@@ -102,8 +102,10 @@ class XEmulator:
                 "access_token_secret": self.tokens[token][0]}
 
     # ------------------------------------------------------------ faults
-    def fail(self, status: int = 500, count: int = 1, route: str = "") -> None:
-        self.state.faults.append(Fault(kind="status", status=status, count=count, route=route))
+    def fail(self, status: int = 500, count: int = 1, route: str = "",
+             method: str = "") -> None:
+        self.state.faults.append(Fault(kind="status", status=status, count=count, route=route,
+                                       method=method))
 
     def slow(self, delay: float, count: int = 1, route: str = "") -> None:
         self.state.faults.append(Fault(kind="slow", delay=delay, count=count, route=route))
@@ -180,7 +182,7 @@ class XEmulator:
 
     async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         st = self.state
-        fault = st.take_fault(request.path)
+        fault = st.take_fault(request.path, request.method)
         if fault and fault.kind == "slow":
             await asyncio.sleep(fault.delay)
         elif fault and fault.kind == "status":

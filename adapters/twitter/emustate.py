@@ -92,6 +92,8 @@ class Fault:
     ``rate_limit`` (a 429 storm until ``until``), ``usage_cap``."""
     route: str = ""
     """Only requests whose path starts with this (empty: all)."""
+    method: str = ""
+    """Only requests with this method (empty: all)."""
     count: int = 1
     status: int = 500
     delay: float = 0.0
@@ -243,10 +245,10 @@ class XState:
         w.used += 1
         return True, limit, limit - w.used, reset
 
-    def take_fault(self, path: str) -> Fault | None:
+    def take_fault(self, path: str, method: str = "GET") -> Fault | None:
         now = self.clock()
         for f in list(self.faults):
-            if f.route and not path.startswith(f.route):
+            if (f.route and not path.startswith(f.route)) or (f.method and f.method != method):
                 continue
             if f.kind == "rate_limit":
                 if now >= f.until:

@@ -152,3 +152,41 @@ async def _n(coro: Awaitable[list[Any]], n: int) -> list[Any] | None:
 async def _gone(net: SandboxPlatform, native_id: str) -> bool:
     return any(m.native_id == native_id and m.deleted for m in await net.messages()) or \
         not any(m.native_id == native_id for m in await net.messages())
+
+
+async def test_budget_past_the_daily_cap_holds_the_rest_and_status_says_why(
+        xbox: TwitterSandbox, lobby: SandboxPlatform, tmp_path: Path) -> None:
+    from bridge.harness import pending_count
+
+    acct = {**xbox.account_config(), "max_posts_per_day": 3}
+    cfg = build_config(tmp_path, [*sandbox_channels(tmp_path, ["lobby"]),
+                                  ChannelDef("x", "twitter", acct, xbox.channel_config())])
+    async with running(cfg) as bridge:
+        for i in range(6):
+            await lobby.post_as_member("dora", f"budget test {i}")
+        await eventually(lambda: _n(on_x(xbox), 3))
+        await quiescent(bridge, allow_deferred=True)
+        assert len(await on_x(xbox)) == 3  # no post beyond the budget
+        assert await pending_count(bridge) == 3  # nothing lost: still queued
+        assert "budget spent: 3/3 posts today" in bridge.accounts["x"].detail
+
+
+async def test_x_faults_lose_and_duplicate_nothing(xbox: TwitterSandbox,
+                                                   lobby: SandboxPlatform,
+                                                   tmp_path: Path) -> None:
+    emu = xbox.emulator
+    async with running(config(xbox, tmp_path)) as bridge:
+        await asyncio.sleep(0.5)
+        emu.fail(503, count=3, route="/2/tweets", method="POST")
+        emu.rate_limit_storm(2.0, route="/2/tweets/search")
+        emu.slow(0.5, count=2)
+        for i in range(5):
+            await lobby.post_as_member("dora", f"storm {i}")
+            await xbox.post_as_member("alice", f"#kmers weather {i}")
+        await eventually(lambda: _n(on_x(xbox), 5), timeout=60)
+        await eventually(lambda: _n(bridged(lobby), 5), timeout=60)
+        await quiescent(bridge)
+    assert sorted(m.text.split(": ", 1)[1] for m in await on_x(xbox)) == [
+        f"storm {i} #kmers" for i in range(5)]
+    assert len(await bridged(lobby)) == 5
+    assert emu.state.faults == []  # every injected fault was served
