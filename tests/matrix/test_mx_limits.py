@@ -111,3 +111,27 @@ async def test_send_before_connected_is_transient(synapse: Hs) -> None:
     ad = MatrixFactory().create(bot_account(synapse), (spec,), {})
     with pytest.raises(TransientError):
         await ad.send(create_op("early"))
+
+
+async def test_check_online(synapse: Hs) -> None:
+    import aiohttp
+
+    from adapters.matrix import MatrixFactory
+
+    f = MatrixFactory()
+    async with aiohttp.ClientSession() as http:
+        ok = await f.check_online(bot_account(synapse), http, {})
+        assert ok.ok and ok.identity == "@bridgebot:test.local" and not ok.warnings
+        bad = await f.check_online(bot_account(synapse, access_token="nope"), http, {})
+        assert not bad.ok and "M_UNKNOWN_TOKEN" in bad.error
+        wrong = await f.check_online(bot_account(synapse, user_id="@other:test.local"), http, {})
+        assert wrong.ok and wrong.warnings
+
+
+async def test_wrong_password_is_auth_error(synapse: Hs, tmp_path: Path) -> None:
+    room = await make_room(synapse)
+    acct = bot_account(synapse, access_token="", password="wrong")
+    with pytest.raises(AuthError):
+        await start_adapter(acct, room.room_id, tmp_path)
+    await room.alice.close()
+    await room.bob.close()
