@@ -103,6 +103,7 @@ class Bridge:
         self.relay: Relay | None = None
         self.ready = asyncio.Event()
         self.started_at = time.time()
+        self._network_names: dict[str, str] = {}
         self._subscribers: set[asyncio.Queue[tuple[str, PostId]]] = set()
 
     @property
@@ -111,12 +112,15 @@ class Bridge:
         return self._store
 
     def network_name(self, channel: str) -> str:
-        try:
-            acct = self.config.accounts[self.config.channel(channel).account]
-        except KeyError:
-            return "?"
-        custom = getattr(acct.options, "display_name", None)
-        return str(custom or acct.factory.display_name)
+        name = self._network_names.get(channel)
+        if name is None:
+            try:
+                acct = self.config.accounts[self.config.channel(channel).account]
+            except KeyError:
+                return "?"
+            custom = getattr(acct.options, "display_name", None)
+            name = self._network_names[channel] = str(custom or acct.factory.display_name)
+        return name
 
     async def ingest(self, account: str, events: list[InboundEvent],
                      cursor: tuple[str, str] | None) -> None:

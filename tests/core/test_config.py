@@ -137,7 +137,7 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None
     example = Path(__file__).parents[2] / "config" / "example.toml"
     registry = load_factories()
     text = example.read_text()
-    env = {v: "x" * 12 for v in ("HASHBRIDGE_ADMIN_TOKEN", "MASTODON_TOKEN", "X_BEARER_TOKEN",
+    env = {v: "t0k3n-for-tests-4821" for v in ("HASHBRIDGE_ADMIN_TOKEN", "MASTODON_TOKEN", "X_BEARER_TOKEN",
                                  "X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN",
                                  "X_ACCESS_TOKEN_SECRET", "MATRIX_TOKEN", "IMAP_PASSWORD",
                                  "SMTP_PASSWORD")}
