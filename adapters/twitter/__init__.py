@@ -65,7 +65,7 @@ class TwitterFactory(AdapterFactory):
         finally:
             await client.close()
         name = str(r.data.username)
-        warnings = ()
+        warnings: tuple[str, ...] = ()
         if account.bot_username and account.bot_username.lower() != name.lower():
             warnings = (f"bot_username is {account.bot_username} but the credentials log in "
                         f"as {name}",)

@@ -28,7 +28,7 @@ from typing import Any
 
 import twitter_text
 
-from adapters.twitter.budget import Ledger
+from adapters.twitter.budget import Caps, Ledger
 from adapters.twitter.client import DUPLICATE, NOT_SUMMONED, Forbidden403, Gone, XClient
 from adapters.twitter.convert import (
     MAX_WEIGHTED,
@@ -160,7 +160,7 @@ class TwitterAdapter(Inbound):
             max_media_bytes=MAX_IMAGE_BYTES, max_attachments=0 if digest else MAX_ATTACHMENTS,
             needs_hashtag=True, links_cost=True)
 
-    def _caps(self) -> Any:
+    def _caps(self) -> Caps:
         return self.account.caps()
 
     async def _wait_ready(self) -> AdapterContext:

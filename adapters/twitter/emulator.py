@@ -196,10 +196,11 @@ class XEmulator:
         if who.app and user_only:
             return problem(APP_ONLY)
         if fault and fault.kind == "rate_limit":
-            resp = problem(TOO_MANY)
-            self._headers(resp, 1, 0, int(fault.until))
-            return resp
+            storm = problem(TOO_MANY)
+            self._headers(storm, 1, 0, int(fault.until))
+            return storm
         ok, limit, remaining, reset = st.take(bucket, who.key, who.app)
+        resp: web.StreamResponse
         if not ok:
             resp = problem(TOO_MANY)
         elif bucket in ("search", "lookup", "timeline") and st.reads >= st.read_cap:
@@ -343,6 +344,7 @@ class XEmulator:
 
     async def create_tweet(self, request: web.Request) -> web.Response:
         st, who = self.state, request[PRINCIPAL]
+        assert who.user is not None  # user context is enforced by the middleware
         try:
             body = await request.json()
         except ValueError:
@@ -376,6 +378,7 @@ class XEmulator:
 
     async def delete_tweet(self, request: web.Request) -> web.Response:
         tid, who = request.match_info["id"], request[PRINCIPAL]
+        assert who.user is not None
         t = self.state.tweets.get(tid)
         if t is None or t.deleted:
             return problem({"title": "Not Found Error", "status": 404,

@@ -101,7 +101,7 @@ class Fault:
 
 
 def weighted_length(text: str) -> int:
-    return twitter_text.parse_tweet(text).weightedLength
+    return int(twitter_text.parse_tweet(text).weightedLength)
 
 
 def _ts(dt: datetime) -> str:

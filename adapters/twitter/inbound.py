@@ -17,10 +17,11 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from adapters.twitter.budget import Ledger, next_month
+from adapters.twitter.budget import Caps, Ledger, next_month
 from adapters.twitter.convert import missing_ids, parse_page
 from bridge.adapter import AdapterContext, ChannelSpec, Health, PermanentError, TransientError
 from bridge.model import Deleted, NativeId, Posted
@@ -48,11 +49,23 @@ class Inbound:
     _summoned: OrderedDict[str, bool]
     _poll_locks: dict[str, asyncio.Lock]
 
-    def clock(self) -> float: ...
-    def _opts(self, ch: ChannelSpec) -> TwitterChannel: ...
-    def status_detail(self) -> str: ...
-    async def whoami(self) -> tuple[str, str]: ...
-    async def _save_ledger(self, **charge: Any) -> None: ...
+    clock: Callable[[], float]
+
+    # Provided by the adapter class this is mixed into.
+    def _opts(self, ch: ChannelSpec) -> TwitterChannel:
+        raise NotImplementedError
+
+    def _caps(self) -> Caps:
+        raise NotImplementedError
+
+    def status_detail(self) -> str:
+        raise NotImplementedError
+
+    async def whoami(self) -> tuple[str, str]:
+        raise NotImplementedError
+
+    async def _save_ledger(self, **charge: Any) -> None:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ inbound
     async def _poll_loop(self, ch: ChannelSpec) -> None:
