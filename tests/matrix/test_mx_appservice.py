@@ -97,3 +97,32 @@ async def test_transaction_resend_is_acknowledged_once_and_token_checked(
         assert run.ctx.cursors["as_txn"] == "t-1"
     finally:
         await run.stop()
+
+
+async def test_events_pushed_while_down_arrive_after_restart_once(
+        synapse: Hs, room: Room, tmp_path: Path) -> None:
+    """Synapse keeps an unacknowledged transaction and resends it: nothing lost while the
+    bridge was down, nothing doubled."""
+    acct = synapse.appservice_account(sync_timeout_ms=2000)
+    await asyncio.to_thread(synapse.server.request, "POST",
+                            f"/_matrix/client/v3/rooms/{room.room_id}/invite",
+                            room.alice.access_token, {"user_id": acct.user_id})
+    run = await start_adapter(acct, room.room_id, tmp_path)
+    ctx = run.ctx
+    first = await room.alice.room_send(room.room_id, "m.room.message",
+                                       {"msgtype": "m.text", "body": "before"})
+    await ctx.wait_for(1)
+    await run.stop()
+    sent = [first.event_id]
+    for i in range(3):
+        r = await room.alice.room_send(room.room_id, "m.room.message",
+                                       {"msgtype": "m.text", "body": f"while down {i}"})
+        sent.append(r.event_id)
+    await asyncio.sleep(0.5)
+    run = await start_adapter(acct, room.room_id, tmp_path, ctx=ctx)
+    try:
+        await ctx.wait_for(4, timeout=60)     # after Synapse's retry backoff
+        await asyncio.sleep(1.0)
+        assert [e.native_id for e in ctx.events if isinstance(e, Posted)] == sent
+    finally:
+        await run.stop()
