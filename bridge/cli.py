@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         extra = []
         if cfg.bridge.web is not None:
             with contextlib.suppress(ImportError):
-                from bridge.web import serve_web  # type: ignore[import-not-found,unused-ignore]
+                from bridge.web import serve_web
                 extra.append(serve_web)
         bridge = Bridge(cfg, extra_tasks=extra)
         log.info("hashbridge starting: %d communities, %d channels, data in %s",
@@ -127,7 +127,7 @@ def _redacted_stdout(redactor: logs.Redactor) -> Any:
             real.flush()
 
     real = sys.stdout
-    sys.stdout = W()  # type: ignore[assignment]
+    sys.stdout = W()  # type: ignore[assignment,unused-ignore]
     try:
         yield
     finally:

@@ -28,7 +28,7 @@ class Metrics:
     posts_out: Counter[tuple[str, str]] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     dead_total: Counter[str] = field(default_factory=Counter)
-    rate_limit_wait: Counter[str] = field(default_factory=Counter)
+    rate_limit_wait: dict[str, float] = field(default_factory=dict)
     latency: dict[str, Histogram] = field(default_factory=dict)
     gauges: dict[str, float] = field(default_factory=dict)
     """Extra gauges adapters publish (``x_spend_usd{account="x"}``...)."""
@@ -49,7 +49,7 @@ class Metrics:
         self.dead_total[channel] += 1
 
     def rate_limited(self, channel: str, seconds: float) -> None:
-        self.rate_limit_wait[channel] += seconds
+        self.rate_limit_wait[channel] = self.rate_limit_wait.get(channel, 0.0) + seconds
 
     def prometheus(self, queue_depth: dict[str, dict[str, int]] | None = None) -> str:
         out: list[str] = []

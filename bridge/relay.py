@@ -20,6 +20,7 @@ from bridge.model import (
     Deleted,
     Edited,
     InboundEvent,
+    NativeId,
     Op,
     Post,
     Posted,
@@ -158,7 +159,7 @@ class Relay:
             result = IngestResult()
             notice = Post(id=new_post_id(), community=community,
                           origin_channel=ChannelKey(f"{community}/{origin}"),
-                          origin_native_id=f"notice:{new_post_id()}", permalink="",
+                          origin_native_id=NativeId(f"notice:{new_post_id()}"), permalink="",
                           author=Author(platform="hashbridge", handle="hashbridge",
                                         display_name="hashbridge"),
                           text=text, is_notice=True)
@@ -189,7 +190,8 @@ class Relay:
             return
         text = CONSENT_REPLIES[decision].format(name=a.name, tag=community.settings.hashtag)
         notice = Post(id=new_post_id(), community=community.name, origin_channel=channel.key,
-                      origin_native_id=f"notice:{ev.native_id}", permalink="", author=a,
+                      origin_native_id=NativeId(f"notice:{ev.native_id}"), permalink="",
+                      author=a,
                       text=RichText.plain(text), reply_to=command.id, is_notice=True)
         tx.insert_post(notice, "")
         tx.set_hidden(notice.id, True)

@@ -9,9 +9,11 @@ same idempotency key.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,7 @@ from bridge.model import ChannelKey, InboundEvent, NativeId, PostId
 from bridge.ratelimit import TokenBucket, backoff
 from bridge.relay import IngestResult, Relay
 from bridge.richtext import RichText
-from bridge.store import Store
+from bridge.store import Store, Tx
 from bridge.worker import ChannelWorker, WorkerDeps
 
 log = logging.getLogger("hashbridge")
@@ -91,10 +93,10 @@ class Bridge:
     """Build with a validated :class:`Config`; ``await run()`` until cancelled."""
 
     def __init__(self, config: Config, *, services: Mapping[str, Any] | None = None,
-                 extra_tasks: list[Callable[[Bridge], Awaitable[None]]] | None = None) -> None:
+                 extra_tasks: Sequence[Callable[[Bridge], Awaitable[None]]] = ()) -> None:
         self.config = config
         self.services = dict(services or {})
-        self.extra_tasks = list(extra_tasks or [])
+        self.extra_tasks = list(extra_tasks)
         self.metrics = Metrics()
         self.accounts: dict[str, AccountRuntime] = {}
         self.workers: dict[str, ChannelWorker] = {}
@@ -173,14 +175,16 @@ class Bridge:
                         tg.create_task(self._keep_running(f"worker {key}", w.run),
                                        name=f"worker:{key}")
                     for task in self.extra_tasks:
-                        tg.create_task(self._keep_running("extra", lambda t=task: t(self)))
+                        tg.create_task(self._keep_running("extra", functools.partial(task, self)))
                     self.ready.set()
         finally:
             for rt in self.accounts.values():
                 rt.health = Health.STOPPED
-            await self.store.run(lambda tx: [tx.set_health(
-                rt.name, rt.account.platform, Health.STOPPED.value, "")
-                for rt in self.accounts.values()])
+            def stopped(tx: Tx) -> None:
+                for rt in self.accounts.values():
+                    tx.set_health(rt.name, rt.account.platform, Health.STOPPED.value, "")
+
+            await self.store.run(stopped)
             await self.store.close()
 
     def _build(self) -> None:
@@ -212,7 +216,6 @@ class Bridge:
 
     async def _supervise(self, rt: AccountRuntime) -> None:
         """Run one adapter forever; its crash never touches its siblings."""
-        import os
         os.makedirs(rt.data_dir, exist_ok=True)
         assert rt.adapter is not None
         attempt = 0
@@ -220,7 +223,7 @@ class Bridge:
             rt.set_health(Health.STARTING)
             started = time.monotonic()
             try:
-                await rt.adapter.run(rt)
+                await rt.adapter.run(rt)  # type: ignore[arg-type]  # http is a property
                 rt.logger.warning("adapter returned; restarting")
                 error = "adapter stopped"
             except asyncio.CancelledError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -98,7 +99,7 @@ class ChannelWorker:
             # One round trip plans the head of the queue; plans that depend on a
             # create earlier in the same batch are resolved from what this pass
             # sent (or re-planned) right before they go.
-            batch = await store.run(lambda tx, caps=caps: self.plan_head(tx, caps))
+            batch = await store.run(functools.partial(self.plan_head, caps=caps))
             if not batch:
                 await self._sleep(None)
                 continue
@@ -116,7 +117,7 @@ class ChannelWorker:
                                                     parent_subject=got[1])
                         plan = dataclasses.replace(plan, ops=(first, *plan.ops[1:]), replan="")
                     else:
-                        plan = await store.run(lambda tx, d=d, caps=caps: self.plan(tx, d, caps))
+                        plan = await store.run(functools.partial(self.plan, d=d, caps=caps))
                 if not await self.process(d, plan, sent):
                     break
 
@@ -330,11 +331,11 @@ class ChannelWorker:
                 own = [c for c in copies if c.role == "copy"]
                 if not own:
                     return Plan(skip="no copy on this channel to delete")
-                mode = self.channel.common.on_delete
-                if mode == "skip" or (mode == "delete" and not caps.delete):
+                on_delete = self.channel.common.on_delete
+                if on_delete == "skip" or (on_delete == "delete" and not caps.delete):
                     return Plan(skip="deletes not relayed to this channel"
                                 + ("" if caps.delete else " (it cannot delete)"))
-                if mode == "notice":
+                if on_delete == "notice":
                     notice = _notice(post)
                     rendered = render(notice, target, network)[0]
                     return Plan(ops=(SendCreate(

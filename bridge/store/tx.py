@@ -253,7 +253,7 @@ class Tx:
                                                 time.time()))
 
     def consents(self) -> list[tuple[str, str, str, float]]:
-        return [tuple(r) for r in self.c.execute(  # type: ignore[misc]
+        return [tuple(r) for r in self.c.execute(
             "SELECT platform, handle, decision, decided_at FROM consent ORDER BY decided_at")]
 
     def is_blocked(self, platform: str, handle: str) -> bool:
@@ -269,7 +269,7 @@ class Tx:
                        " VALUES (?,?,?,?)", (channel, native_id, reason, time.time()))
 
     def rejections(self, limit: int = 100) -> list[tuple[str, str, str, float]]:
-        return [tuple(r) for r in self.c.execute(  # type: ignore[misc]
+        return [tuple(r) for r in self.c.execute(
             "SELECT channel, native_id, reason, created_at FROM rejections ORDER BY id DESC"
             " LIMIT ?", (limit,))]
 
@@ -281,7 +281,7 @@ class Tx:
             " updated_at=excluded.updated_at", (account, platform, state, detail, time.time()))
 
     def health(self) -> list[tuple[str, str, str, str, float]]:
-        return [tuple(r) for r in self.c.execute(  # type: ignore[misc]
+        return [tuple(r) for r in self.c.execute(
             "SELECT account, platform, state, detail, updated_at FROM health ORDER BY account")]
 
 
