@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,9 @@ class ParsedPage:
     skipped: tuple[Unsupported, ...]
     newest_id: str | None
     """Highest post id seen on the page (skipped ones included): the next since_id."""
+    edits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """New post id -> the earlier ids of its edit chain, for posts that are
+    edits (X gives an edit a new id; ``edit_history_tweet_ids`` links them)."""
 
 
 # ------------------------------------------------------------------ length rules
@@ -268,6 +271,7 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
     media = {str(m.get("media_key")): m for m in inc.get("media") or [] if isinstance(m, Mapping)}
     events: list[Posted] = []
     skipped: list[Unsupported] = []
+    edits: dict[str, tuple[str, ...]] = {}
     newest: int | None = None
     for tw in data:
         if not isinstance(tw, Mapping):
@@ -281,12 +285,15 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
             continue
         out = tweet_to_posted(tw, channel, users=users, media=media)
         (skipped if isinstance(out, Unsupported) else events).append(out)  # type: ignore[arg-type]
+        chain = tw.get("edit_history_tweet_ids") or []
+        if isinstance(chain, list) and len(chain) > 1 and str(chain[0]) != tid:
+            edits[tid] = tuple(str(i) for i in chain if str(i) != tid)
     events.sort(key=lambda e: int(e.native_id))
     meta_newest = str((page.get("meta") or {}).get("newest_id", ""))
     if meta_newest.isdigit():
         newest = max(newest or 0, int(meta_newest))
     return ParsedPage(events=tuple(events), skipped=tuple(skipped),
-                      newest_id=str(newest) if newest else None)
+                      newest_id=str(newest) if newest else None, edits=edits)
 
 
 def missing_ids(page: Mapping[str, Any]) -> set[str]:

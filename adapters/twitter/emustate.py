@@ -75,6 +75,10 @@ class Tweet:
     via_api: bool = False
     media_link: str = ""
     """The t.co link X appends to the text for attached media."""
+    history: tuple[str, ...] = ()
+    """Ids of this post's edit chain, oldest first (empty: never edited)."""
+    superseded: bool = False
+    """An older version of an edited post: still readable by id, not searched."""
 
 
 @dataclass
@@ -176,6 +180,18 @@ class XState:
         self.tweets[tid] = t
         return t
 
+    def edit(self, tid: str, text: str) -> Tweet:
+        """X's edit: a new post id carrying the chain in ``edit_history_tweet_ids``."""
+        old = self.tweets[tid]
+        new = self.create(self.users[old.author_id], text, reply_to=old.reply_to,
+                          quote_of=old.quote_of)
+        chain = (*(old.history or (old.id,)), new.id)
+        for i in chain:
+            self.tweets[i].history = chain
+        old.superseded = True
+        new.conversation_id = old.conversation_id
+        return new
+
     def mentions(self, t: Tweet) -> list[str]:
         return [m.lower() for m in _MENTION.findall(t.text)]
 
@@ -225,7 +241,7 @@ class XState:
         start = (datetime.fromisoformat(start_time.replace("Z", "+00:00"))
                  if start_time else None)
         found = [t for t in self.tweets.values()
-                 if not t.deleted and self.matches(t, query)
+                 if not t.deleted and not t.superseded and self.matches(t, query)
                  and (since_id is None or int(t.id) > int(since_id))
                  and (until_id is None or int(t.id) < int(until_id))
                  and (start is None or t.created_at >= start)]
@@ -302,7 +318,8 @@ class XState:
 
     def tweet_json(self, t: Tweet, fields: set[str]) -> dict[str, object]:
         text = self.short_text(t)
-        out: dict[str, object] = {"id": t.id, "text": text, "edit_history_tweet_ids": [t.id]}
+        out: dict[str, object] = {"id": t.id, "text": text,
+                                  "edit_history_tweet_ids": list(t.history or (t.id,))}
         refs = [{"type": k, "id": v} for k, v in (("replied_to", t.reply_to),
                                                     ("quoted", t.quote_of),
                                                     ("retweeted", t.retweet_of)) if v]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from adapters.twitter.budget import Caps, Ledger, next_month
 from adapters.twitter.convert import missing_ids, parse_page
 from bridge.adapter import AdapterContext, ChannelSpec, Health, PermanentError, TransientError
-from bridge.model import Deleted, NativeId, Posted
+from bridge.model import Deleted, Edited, NativeId, Posted
 from bridge.richtext import Mention, iter_inlines
 
 if TYPE_CHECKING:
@@ -144,6 +144,7 @@ class Inbound:
             kw["start_time"] = cur[2:]
         pages = 1 if self._above_read_pace() else opts.max_pages
         events: list[Posted] = []
+        edits: dict[str, tuple[str, ...]] = {}
         newest: int | None = None
         token = None
         for _ in range(pages):
@@ -154,6 +155,7 @@ class Inbound:
             await self._save_ledger(usd=read * self.account.prices.read, reads=read)
             parsed = parse_page(raw, ch.key, own_user_id=me_id)
             events += parsed.events
+            edits.update(parsed.edits)
             if parsed.newest_id:
                 newest = max(newest or 0, int(parsed.newest_id))
             token = (resp.meta or {}).get("next_token")
@@ -162,15 +164,31 @@ class Inbound:
         if token:
             self.log.warning("%s: more new posts than %d pages; older ones skipped",
                              ch.key, pages)
-        fresh = []
+        emitted_name = f"emitted:{ch.key}"
+        emitted: list[str] = json.loads(await ctx.get_cursor(emitted_name) or "[]")
+        known = set(emitted)
+        fresh: list[Posted | Edited] = []
         for ev in sorted(events, key=lambda e: int(e.native_id)):
             self._remember_summons(ev, me_name)
-            if not await ctx.is_own(ch.key, ev.native_id):
+            if await ctx.is_own(ch.key, ev.native_id):
+                continue
+            earlier = next((i for i in edits.get(ev.native_id, ()) if i in known), None)
+            if earlier:  # an edit of a post we relayed: same message, new text
+                fresh.append(Edited(channel=ch.key, native_id=NativeId(earlier),
+                                    text=ev.text, attachments=ev.attachments,
+                                    edited_at=ev.created_at))
+            else:  # new, or an edit of a post we never saw: relay it as a post
                 fresh.append(ev)
+                emitted.append(ev.native_id)
+                known.add(ev.native_id)
         if fresh:
             await ctx.emit_many(list(fresh), cursor=(name, str(newest)))
-            if opts.recheck_after_hours > 0:
-                await self._remember_relayed(ch, [e.native_id for e in fresh])
+            # Not in the emit's transaction: a crash right here makes a later
+            # edit of these posts arrive as a new post (never a lost one).
+            await ctx.set_cursor(emitted_name, json.dumps(emitted[-2000:]))
+            posted = [e.native_id for e in fresh if isinstance(e, Posted)]
+            if opts.recheck_after_hours > 0 and posted:
+                await self._remember_relayed(ch, posted)
         elif newest:
             await ctx.set_cursor(name, str(newest))
         return len(fresh)

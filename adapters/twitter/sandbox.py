@@ -61,21 +61,30 @@ class TwitterSandbox:
         return st.create(st.user(author.lstrip("@")), text, reply_to=reply_to).id
 
     async def edit_as_member(self, native_id: str, text: str) -> None:
-        # X's API has no edits for members of a self-serve app; an "edit" on X
-        # is a new post id.  The sandbox refuses so callers see the platform fact.
-        raise NotImplementedError("posts cannot be edited on X through this sandbox")
+        # On X an edit (Premium, within the hour) is a new post id; the chain
+        # is in edit_history_tweet_ids, which is how the adapter recognises it.
+        st = self.emulator.state
+        latest = st.tweets[native_id].history[-1] if st.tweets[native_id].history else native_id
+        if f"#{self.hashtag}".lower() not in text.lower():
+            text = f"{text} #{self.hashtag}"
+        st.edit(latest, text)
 
     async def delete_as_member(self, native_id: str) -> None:
-        self.emulator.state.tweets[native_id].deleted = True
+        t = self.emulator.state.tweets[native_id]
+        for i in t.history or (native_id,):
+            self.emulator.state.tweets[i].deleted = True
 
     async def messages(self) -> list[SandboxMessage]:
         st = self.emulator.state
         out = []
         for t in sorted(st.tweets.values(), key=lambda t: int(t.id)):
+            if t.superseded:
+                continue  # shown as its latest version, under the chain's first id
             by_bridge = t.author_id == self.bot.id
             if not by_bridge and not st.matches(t, f"#{self.hashtag}"):
                 continue
-            out.append(SandboxMessage(native_id=t.id, author=st.users[t.author_id].username,
+            first = t.history[0] if t.history else t.id
+            out.append(SandboxMessage(native_id=first, author=st.users[t.author_id].username,
                                       text=t.text, by_bridge=by_bridge, reply_to=t.reply_to,
-                                      deleted=t.deleted))
+                                      edited=bool(t.history), deleted=t.deleted))
         return out

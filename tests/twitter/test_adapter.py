@@ -388,3 +388,39 @@ async def test_images_are_uploaded_with_alt_text_and_read_back(xemu: Running) ->
         assert again == r.native_id  # recognised despite the appended media link
     finally:
         await runner.cleanup()
+
+
+async def test_edits_on_x_arrive_as_edits_of_the_relayed_post(xemu: Running) -> None:
+    from bridge.model import Edited
+    from bridge.textconv import to_plain
+
+    st = xemu.emu.state
+    spec = make_spec()
+    async with running(xemu, channels=(spec,)) as (ad, ctx):
+        spec = ad.channels[CH]
+        await ad.poll_once(spec)
+        a = st.create(st.user("alice"), "#kmers typo here")
+        await ad.poll_once(spec)
+        st.edit(a.id, "#kmers typo fixed")
+        later = st.edit(st.tweets[a.id].history[-1], "#kmers typo fixed twice")
+        assert await ad.poll_once(spec) == 1  # search returns the latest version only
+        ev = ctx.events[-1]
+        assert isinstance(ev, Edited) and ev.native_id == a.id
+        assert to_plain(ev.text) == "#kmers typo fixed twice"
+        assert later.id != a.id
+        # an edit of a post from before the bridge started is relayed as a post
+        old = st.create(st.user("bob"), "#kmers before", )
+        ctx.cursors[f"emitted:{CH}"] = "[]"
+        st.edit(old.id, "#kmers after an edit")
+        await ad.poll_once(spec)
+        assert isinstance(ctx.events[-1], Posted)
+
+
+def test_recorded_edited_page_marks_the_chain() -> None:
+    from twitter_support import LOCAL, load_jsonl
+
+    from adapters.twitter.convert import parse_page
+
+    page = load_jsonl(LOCAL / "edited.jsonl")[0]
+    parsed = parse_page(page, CH)
+    assert parsed.edits == {"1576994789110992896": ("1576994746135764992",)}

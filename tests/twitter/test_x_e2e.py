@@ -190,3 +190,24 @@ async def test_x_faults_lose_and_duplicate_nothing(xbox: TwitterSandbox,
         f"storm {i} #kmers" for i in range(5)]
     assert len(await bridged(lobby)) == 5
     assert emu.state.faults == []  # every injected fault was served
+
+
+async def test_x_edit_reaches_the_sandbox_as_an_edit(xbox: TwitterSandbox,
+                                                      lobby: SandboxPlatform,
+                                                      tmp_path: Path) -> None:
+    async with running(config(xbox, tmp_path)) as bridge:
+        await asyncio.sleep(0.5)
+        a = await xbox.post_as_member("alice", "#kmers meet at 8")
+        await eventually(lambda: _n(bridged(lobby), 1))
+        await xbox.edit_as_member(a, "#kmers meet at 9")
+        await eventually(lambda: _state(lobby, lambda m: m[0].edited))
+        await quiescent(bridge)
+    [copy] = await bridged(lobby)
+    assert "meet at 9" in copy.text
+    [orig] = await on_x(xbox, by_bridge=False)
+    assert orig.native_id == a and orig.edited
+
+
+async def _state(net: SandboxPlatform, pred: Callable[[list[Any]], bool]) -> bool:
+    msgs = await bridged(net)
+    return bool(msgs) and pred(msgs)
