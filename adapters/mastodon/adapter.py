@@ -113,6 +113,7 @@ class MastodonAdapter:
         self._call_lock = asyncio.Lock()
         self._chan_locks: dict[ChannelKey, asyncio.Lock] = {}
         self._seen: dict[ChannelKey, OrderedDict[str, None]] = {}
+        self._defaults_given = False
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -157,7 +158,10 @@ class MastodonAdapter:
     def capabilities(self, channel: ChannelKey) -> Capabilities:
         # Before the instance answered, Mastodon's documented defaults stand in;
         # the worker re-reads capabilities on every pass.
-        lim = self._limits or parse_instance({})
+        lim = self._limits
+        if lim is None:
+            self._defaults_given = True
+            lim = parse_instance({})
         return Capabilities(
             max_length=lim.max_characters,
             count=functools.partial(status_length, url_weight=lim.url_weight),
@@ -343,13 +347,24 @@ class MastodonAdapter:
     # ------------------------------------------------------------ outbound
     async def send(self, op: SendOp) -> SendResult:
         lim = await self._ensure_instance()
+        if self._defaults_given:
+            self._defaults_given = False
+            default = parse_instance({})
+            if (lim.max_characters, lim.url_weight) != (default.max_characters,
+                                                        default.url_weight):
+                # This op was fitted to the stand-in limits before the instance
+                # answered: have the worker plan it again with the real ones.
+                raise TransientError("instance limits just learned; plan again",
+                                     retry_after=0)
         match op:
             case SendCreate():
                 ch = self._channels.get(op.channel)
                 visibility = self._opts(ch).visibility if ch else "unlisted"
                 media_ids = [await self._upload(a, lim)
                              for a in op.rendered.attachments[:lim.max_media_attachments]]
-                params = status_params(op, visibility=visibility)
+                params = status_params(op, visibility=visibility,
+                                       max_characters=lim.max_characters,
+                                       url_weight=lim.url_weight)
                 try:
                     st = await self._call(self.client.status_post, media_ids=media_ids or None,
                                           **params)
@@ -358,7 +373,11 @@ class MastodonAdapter:
                 return SendResult(native_id=NativeId(str(st["id"])),
                                   permalink=str(st.get("url") or ""))
             case SendEdit():
-                await self._call(self.client.status_update, **edit_params(op))
+                try:
+                    await self._call(self.client.status_update, **edit_params(
+                        op, max_characters=lim.max_characters, url_weight=lim.url_weight))
+                except _Gone as exc:
+                    raise PermanentError(f"edited status {op.native_id} is gone") from exc
                 return SendResult()
             case SendDelete():
                 try:

@@ -268,10 +268,29 @@ def neutralise(text: str) -> str:
     return _BARE_AT.sub(NEUTRAL_AT, text)
 
 
-def status_params(op: SendCreate, *, visibility: str) -> dict[str, Any]:
+def fit_with_warning(text: str, warning: str, max_characters: int, url_weight: int) -> str:
+    """Shorten *text* so text plus content warning fit: Mastodon counts the
+    warning too, while the core fits the text alone."""
+    if not warning or status_length(text, url_weight, warning) <= max_characters:
+        return text  # a text too long on its own is the core's to fit (or a 422)
+    budget = max_characters - status_length("", url_weight, warning) - 1
+    words = text.split(" ")
+    while len(words) > 1 and status_length(" ".join(words), url_weight) > budget:
+        words.pop()
+    kept = " ".join(words)
+    while kept and status_length(kept, url_weight) > budget:
+        kept = kept[:-1]
+    return kept + "…"
+
+
+def status_params(op: SendCreate, *, visibility: str, max_characters: int = 0,
+                  url_weight: int = 23) -> dict[str, Any]:
     """``status_post`` keyword arguments for one create (media ids added by the caller)."""
+    text = neutralise(op.rendered.plain)
+    if max_characters:
+        text = fit_with_warning(text, op.rendered.content_warning, max_characters, url_weight)
     params: dict[str, Any] = {
-        "status": neutralise(op.rendered.plain), "visibility": visibility,
+        "status": text, "visibility": visibility,
         "idempotency_key": op.idempotency_key,
     }
     if op.reply_to:
@@ -284,9 +303,13 @@ def status_params(op: SendCreate, *, visibility: str) -> dict[str, Any]:
     return params
 
 
-def edit_params(op: SendEdit) -> dict[str, Any]:
+def edit_params(op: SendEdit, *, max_characters: int = 0, url_weight: int = 23
+                ) -> dict[str, Any]:
     """``status_update`` keyword arguments (visibility and reply target cannot change)."""
-    params: dict[str, Any] = {"id": str(op.native_id), "status": neutralise(op.rendered.plain),
+    text = neutralise(op.rendered.plain)
+    if max_characters:
+        text = fit_with_warning(text, op.rendered.content_warning, max_characters, url_weight)
+    params: dict[str, Any] = {"id": str(op.native_id), "status": text,
                               "spoiler_text": op.rendered.content_warning}
     if op.rendered.content_warning:
         params["sensitive"] = True

@@ -45,7 +45,10 @@ class MastodonSandbox:
         # Mastodon: members tag their posts, replies included.
         if f"#{self.hashtag}".lower() not in text.lower():
             text = f"{text} #{self.hashtag}"
-        return self.emulator.post(author.lstrip("@"), text, in_reply_to_id=reply_to).id
+        name = author.lstrip("@")
+        # Members have display names on Mastodon; attributions elsewhere show them.
+        self.emulator.member(name, display_name=name.title())
+        return self.emulator.post(name, text, in_reply_to_id=reply_to).id
 
     async def edit_as_member(self, native_id: str, text: str) -> None:
         if f"#{self.hashtag}".lower() not in text.lower():

@@ -191,6 +191,17 @@ def test_status_params_map_every_field() -> None:
     assert e == {"id": "9", "status": "x", "spoiler_text": ""}
 
 
+def test_content_warning_counts_toward_the_limit() -> None:
+    text = "word " * 100  # 500 characters
+    op = SendCreate(delivery_id=DeliveryId("d"), idempotency_key="d", channel=CH, post=_post(),
+                    rendered=_rendered(text.strip(), "a long content warning"))
+    p = status_params(op, visibility="public", max_characters=500)
+    assert status_length(p["status"], 23, p["spoiler_text"]) <= 500
+    assert p["status"].endswith("…") and p["status"].startswith("word word")
+    short = status_params(op, visibility="public", max_characters=5000)
+    assert short["status"] == text.strip()
+
+
 def test_neutralise_leaves_emails_and_urls_alone() -> None:
     assert neutralise("mail a@b.org or https://x.org/@me, ping @carol") == \
         f"mail a@b.org or https://x.org/@me, ping {NEUTRAL_AT}carol"

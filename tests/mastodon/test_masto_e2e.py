@@ -178,3 +178,28 @@ async def test_consent_on_mastodon(masto: MastodonSandbox, lobby: SandboxPlatfor
     assert len(copies) == 1 and "after joining" in copies[0]
     answers = await on_masto(masto)
     assert len(answers) == 1 and "!leave" in answers[0].text
+
+
+@pytest.mark.parametrize("limit", [500, 5000])
+async def test_long_post_fits_each_instance(tmp_path: Path, lobby: SandboxPlatform,
+                                            limit: int) -> None:
+    box = MastodonSandbox(str(tmp_path), max_characters=limit, heartbeat=0.5)
+    await box.start()
+    try:
+        words = " ".join(f"w{i:04d}" for i in range(300))  # 1799 characters
+        async with running(config(box, tmp_path)) as bridge:
+            await lobby.post_as_member("dora", words)
+            await quiescent(bridge)
+        posts = await on_masto(box)
+        assert posts, "nothing arrived"
+        joined = " ".join(p.text for p in posts)
+        from adapters.mastodon.convert import status_length
+
+        assert all(status_length(p.text) <= limit for p in posts)
+        if limit == 5000:
+            assert len(posts) == 1 and "w0299" in posts[0].text  # whole, in one status
+        else:
+            # Split or cut by the core's channel policy, never refused by the server.
+            assert "w0000" in joined and len(posts[0].text) > 400
+    finally:
+        await box.stop()
