@@ -291,3 +291,76 @@ async def test_storm_then_every_post_arrives_in_order(env: Env) -> None:
                 await asyncio.sleep(exc.retry_after or 0.1)
     assert time.monotonic() - t0 >= 1.0
     assert [s.text for s in env.emu.bridge_statuses()] == [f"m{i}" for i in range(5)]
+
+
+async def test_recorded_sse_bodies_are_consumed_verbatim(emulator: MastodonEmulator) -> None:
+    """The real server's stream bytes (heartbeats, update, notification,
+    status.update, delete, conversation) through the adapter's SSE reader."""
+    from aiohttp import web
+    from mastohelp import cassettes
+
+    bodies = [it["response"]["body"]["string"] for it in cassettes()["test_stream_user_direct"]
+              if "/streaming/" in it["request"]["uri"]]
+
+    async def replay(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for body in bodies:
+            await resp.write(body.encode())
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/api/v1/streaming/hashtag", replay)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        adapter, spec = make_adapter(emulator, streaming_url=f"http://127.0.0.1:{port}")
+        async with aiohttp.ClientSession() as http:
+            ctx = FakeContext([spec], http=http)
+            ctx.cursors[f"min_id:{CH}"] = "0"
+            adapter._ctx = ctx
+            adapter._me = {"id": emulator.bridge.id, "acct": "kmbridge"}
+            await adapter._stream(spec)
+    finally:
+        await runner.cleanup()
+    kinds = [type(e).__name__ for e in ctx.events]
+    assert kinds.count("Posted") >= 1 and "Edited" in kinds and "Deleted" in kinds
+    expected = [(ev, data) for b in bodies for ev, data in _sse(b)
+                if ev in ("update", "status.update", "delete")]
+    public_updates = [d for ev, d in expected if ev == "update"
+                      and '"visibility":"public"' in d]
+    assert kinds.count("Posted") == len(public_updates)
+    assert len(ctx.events) == len(public_updates) + sum(
+        1 for ev, _ in expected if ev != "update")
+
+
+def _sse(body: str) -> list[tuple[str, str]]:
+    out, event = [], ""
+    for line in body.splitlines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: ") and event:
+            out.append((event, line[6:]))
+            event = ""
+    return out
+
+
+async def test_check_online_warns_without_bot_flag() -> None:
+    from adapters.mastodon import MastodonFactory
+
+    async with MastodonEmulator(bridge_bot=False) as emu, aiohttp.ClientSession() as http:
+        factory = MastodonFactory()
+        ok = await factory.check_online(MastodonAccount(base_url=emu.url,
+                                                        access_token="bridge-token"), http, {})
+        assert ok.ok and "kmbridge" in ok.identity and "4.6.4" in ok.identity
+        assert any("bot" in w for w in ok.warnings)
+        bad = await factory.check_online(MastodonAccount(base_url=emu.url,
+                                                         access_token="nope"), http, {})
+        assert not bad.ok and "AuthError" in bad.error
+    async with MastodonEmulator() as emu, aiohttp.ClientSession() as http:
+        ok = await MastodonFactory().check_online(
+            MastodonAccount(base_url=emu.url, access_token="bridge-token"), http, {})
+        assert ok.ok and ok.warnings == ()
