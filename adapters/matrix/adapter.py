@@ -284,8 +284,9 @@ class MatrixAdapter(Outbound):
         assert self.session is not None
         r = await self.session.client.room_get_event(room_id, event_id)
         if isinstance(r, RoomGetEventResponse):
-            self._remember(event_id, r.event.sender)
-            return r.event.sender
+            sender = str(r.event.sender)
+            self._remember(event_id, sender)
+            return sender
         return None
 
     def _display_name(self, room_id: str, sender: str) -> str:

@@ -123,8 +123,10 @@ def _attachment(content: dict[str, Any], msgtype: str, homeserver: str,
     http = mxc_to_http(homeserver, url)
     if http is None:
         return None, f"bad mxc uri {url[:80]!r}"
-    info = content.get("info") if isinstance(content.get("info"), dict) else {}
-    size = info.get("size") if isinstance(info.get("size"), int) else None
+    raw_info = content.get("info")
+    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
+    size = info.get("size")
+    size = size if type(size) is int and size >= 0 else None
     if size is not None and size > max_bytes:
         return None, f"attachment of {size} bytes over the {max_bytes} limit"
     mime = info.get("mimetype") if isinstance(info.get("mimetype"), str) else ""

@@ -82,7 +82,7 @@ class Outbound:
         spec = self.channels[op.channel].options
         thread = op.thread_root if isinstance(spec, MatrixChannel) and spec.threads else None
         members = self._members(room_id)
-        content = convert.message_content(
+        content: dict[str, Any] | None = convert.message_content(
             op.rendered, reply_to=op.reply_to, thread_root=thread,
             mentions=convert.addressed_users(op.rendered, members), origin=origin)
         extra: list[NativeId] = []

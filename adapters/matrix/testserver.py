@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_NAME = "test.local"
@@ -232,7 +233,8 @@ class SynapseServer:
         return RegisteredUser(data["user_id"], password, data["access_token"],
                               data["device_id"])
 
-    def request(self, method: str, path: str, token: str, body: object = None) -> dict:
+    def request(self, method: str, path: str, token: str,
+                body: object = None) -> dict[str, Any]:
         """A raw client-server API call (tests that need what nio won't send)."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
