@@ -145,3 +145,31 @@ async def _say(room: Room, n: int) -> None:
         await room.alice.room_send(room.room_id, "m.room.message",
                                    {"msgtype": "m.text", "body": f"matrix {i}"})
         await asyncio.sleep(0.02)
+
+
+async def test_appservice_mode_through_the_relay(
+        synapse: Hs, room: Room, tmp_path: Path) -> None:
+    acct = synapse.appservice_account(sync_timeout_ms=2000)
+    await asyncio.to_thread(synapse.server.request, "POST",
+                            f"/_matrix/client/v3/rooms/{room.room_id}/invite",
+                            room.alice.access_token, {"user_id": acct.user_id})
+    table = acct.model_dump(exclude_defaults=True)
+    cfg = build_config(tmp_path, [*sandbox_channels(tmp_path, ["lobby"]),
+                                  ChannelDef("mx", "matrix", table, {"room": room.room_id})],
+                       community_options={"author_rate_per_minute": 1000})
+    net = lobby(tmp_path)
+    await net.start()
+    async with running(cfg) as bridge:
+        await net.post_as_member("dora", "as a ghost")
+        await quiescent(bridge)
+        await room.alice.room_send(room.room_id, "m.room.message",
+                                   {"msgtype": "m.text", "body": "to the lobby"})
+        await eventually(lambda: _bridged(net))
+        await quiescent(bridge)
+    evs = [e for e in await room_events(synapse, room.room_id, room.alice.access_token)
+           if e["type"] == "m.room.message"]
+    ghost_msgs = [e for e in evs if e["sender"].startswith("@hb_")]
+    assert len(ghost_msgs) == 1 and "as a ghost" in ghost_msgs[0]["content"]["body"]
+    lobby_copies = [m.text for m in await net.messages() if m.by_bridge]
+    assert len(lobby_copies) == 1 and "to the lobby" in lobby_copies[0]
+    await net.stop()
