@@ -17,22 +17,12 @@ import asyncio
 import functools
 import json
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
-from mastodon import (
-    Mastodon,
-    MastodonAPIError,
-    MastodonError,
-    MastodonNetworkError,
-    MastodonNotFoundError,
-    MastodonRatelimitError,
-    MastodonServerError,
-    MastodonUnauthorizedError,
-)
+from mastodon import Mastodon, MastodonError
 
 from adapters.mastodon.convert import (
     InstanceLimits,
@@ -45,6 +35,7 @@ from adapters.mastodon.convert import (
     status_length,
     status_params,
 )
+from adapters.mastodon.errors import Gone, map_error
 from adapters.mastodon.models import MastodonAccount, MastodonChannel
 from bridge.adapter import (
     AdapterContext,
@@ -65,36 +56,6 @@ from bridge.model import Attachment, ChannelKey, Edited, NativeId, Posted
 
 PAGE = 40  # the largest page the tag timeline serves
 _SEEN = 2000  # ids remembered per channel so stream and catch-up never emit twice
-
-
-class _Gone(PermanentError):
-    """404: the status (or reply target) does not exist (any more)."""
-
-
-def map_error(exc: MastodonError, retry_at: float | None) -> Exception:
-    """Mastodon.py's exceptions into the core's three kinds of failure."""
-    if isinstance(exc, MastodonRatelimitError):
-        wait = max(0.0, retry_at - time.time()) if retry_at else None
-        return TransientError("rate limited (429)", retry_after=wait)
-    if isinstance(exc, MastodonUnauthorizedError):
-        return AuthError("access token refused (401)")
-    if isinstance(exc, MastodonNotFoundError):
-        return _Gone(_reason(exc) or "not found (404)")
-    if isinstance(exc, MastodonServerError | MastodonNetworkError):
-        return TransientError(f"server or network error: {_reason(exc) or exc}")
-    if isinstance(exc, MastodonAPIError):
-        status = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
-        if status == 403:
-            return AuthError(f"forbidden (403): {_reason(exc)}")
-        if status == 429 or status >= 500:
-            return TransientError(f"HTTP {status}: {_reason(exc)}")
-        return PermanentError(f"HTTP {status}: {_reason(exc)}")
-    return TransientError(str(exc))
-
-
-def _reason(exc: MastodonError) -> str:
-    """The server's own ``error`` text (Mastodon.py puts it last in args)."""
-    return str(exc.args[3]) if len(exc.args) > 3 and exc.args[3] else ""
 
 
 class MastodonAdapter:
@@ -368,7 +329,7 @@ class MastodonAdapter:
                 try:
                     st = await self._call(self.client.status_post, media_ids=media_ids or None,
                                           **params)
-                except _Gone as exc:
+                except Gone as exc:
                     raise PermanentError(f"reply target {op.reply_to} is gone: {exc}") from exc
                 return SendResult(native_id=NativeId(str(st["id"])),
                                   permalink=str(st.get("url") or ""))
@@ -376,13 +337,13 @@ class MastodonAdapter:
                 try:
                     await self._call(self.client.status_update, **edit_params(
                         op, max_characters=lim.max_characters, url_weight=lim.url_weight))
-                except _Gone as exc:
+                except Gone as exc:
                     raise PermanentError(f"edited status {op.native_id} is gone") from exc
                 return SendResult()
             case SendDelete():
                 try:
                     await self._call(self.client.status_delete, str(op.native_id))
-                except _Gone:
+                except Gone:
                     self._log.info("delete %s: already gone", op.native_id)
                 return SendResult()
 

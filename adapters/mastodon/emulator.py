@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.mastodon import emulator_instance
 from adapters.mastodon.emulator_state import (
     EmuAccount,
     EmulatorState,
@@ -169,64 +170,12 @@ async def account_lookup(request: web.Request) -> web.Response:
     return web.json_response(st.account_json(acc)) if acc else _error(404, "Record not found")
 
 
-_MIME = ["image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/webm",
-         "audio/mpeg", "audio/ogg"]
-
-
 async def instance_v2(request: web.Request) -> web.Response:
-    st = request.app[_STATE]
-    access = {"local": "public", "remote": "public"}
-    return web.json_response({
-        "domain": st.domain, "title": "Mastodon emulator", "version": st.version,
-        "source_url": "https://github.com/mastodon/mastodon", "description": "",
-        "usage": {"users": {"active_month": len(st.accounts)}},
-        "thumbnail": {"url": f"{st.base_url}/packs/images/preview.png"}, "icon": [],
-        "languages": ["en"],
-        "configuration": {
-            "urls": {"streaming": st.base_url.replace("http", "ws", 1), "status": None},
-            "vapid": {"public_key": "emulated"},
-            "accounts": {"max_featured_tags": 10, "max_pinned_statuses": 5},
-            "statuses": {"max_characters": st.max_characters,
-                         "max_media_attachments": st.max_media_attachments,
-                         "characters_reserved_per_url": st.url_weight},
-            "media_attachments": {"description_limit": 1500, "image_matrix_limit": 33177600,
-                                  "image_size_limit": 16777216, "supported_mime_types": _MIME,
-                                  "video_frame_rate_limit": 120, "video_matrix_limit": 8294400,
-                                  "video_size_limit": 103809024},
-            "polls": {"max_options": 4, "max_characters_per_option": 50,
-                      "min_expiration": 300, "max_expiration": 2629746},
-            "translation": {"enabled": False},
-            "timelines_access": {"live_feeds": access, "hashtag_feeds": access,
-                                 "trending_link_feeds": access},
-        },
-        "registrations": {"enabled": False, "approval_required": False, "message": None},
-        "api_versions": {"mastodon": 11},
-        "contact": {"email": "admin@mastodon.example", "account": None}, "rules": []})
+    return web.json_response(emulator_instance.instance_v2(request.app[_STATE]))
 
 
 async def instance_v1(request: web.Request) -> web.Response:
-    st = request.app[_STATE]
-    return web.json_response({
-        "uri": st.domain, "title": "Mastodon emulator", "short_description": "",
-        "description": "", "email": "admin@mastodon.example", "version": st.version,
-        "urls": {"streaming_api": st.base_url.replace("http", "ws", 1)},
-        "stats": {"user_count": len(st.accounts), "status_count": len(st.statuses),
-                  "domain_count": 0},
-        "thumbnail": None, "languages": ["en"], "registrations": False,
-        "approval_required": False, "invites_enabled": False,
-        "configuration": {"accounts": {"max_featured_tags": 10},
-                          "statuses": {"max_characters": st.max_characters,
-                                       "max_media_attachments": st.max_media_attachments,
-                                       "characters_reserved_per_url": st.url_weight},
-                          "media_attachments": {"supported_mime_types": _MIME,
-                                                "image_size_limit": 16777216,
-                                                "image_matrix_limit": 33177600,
-                                                "video_size_limit": 103809024,
-                                                "video_frame_rate_limit": 120,
-                                                "video_matrix_limit": 8294400},
-                          "polls": {"max_options": 4, "max_characters_per_option": 50,
-                                    "min_expiration": 300, "max_expiration": 2629746}},
-        "contact_account": None, "rules": []})
+    return web.json_response(emulator_instance.instance_v1(request.app[_STATE]))
 
 
 # ---------------------------------------------------------------- statuses
@@ -343,7 +292,7 @@ async def media_upload(request: web.Request) -> web.Response:
     if upload is None:
         return _error(422, "Validation failed: File can't be blank")
     mime, data = upload
-    if mime not in _MIME:
+    if mime not in emulator_instance.MIME_TYPES:
         return _error(422, f"Validation failed: File content type {mime} is not supported")
     # Images are processed at once (200); audio and video later (202, url null).
     slow = not mime.startswith("image/")
