@@ -145,7 +145,12 @@ class MastodonAdapter:
             for ch in reading:
                 tg.create_task(self._follow(ch), name=f"mastodon-stream-{ch.key}")
                 tg.create_task(self._sweep(ch), name=f"mastodon-sweep-{ch.key}")
-            if not reading:
+            if reading:
+                # !join/!leave usually come as a mention without the tag: read
+                # the bridge's mentions too (commands only; the account-wide
+                # consent lands on the first channel that reads).
+                tg.create_task(self._mentions(reading[0]), name="mastodon-mentions")
+            else:
                 await asyncio.Event().wait()
 
     def _cursor_name(self, ch: ChannelSpec) -> str:
@@ -180,6 +185,43 @@ class MastodonAdapter:
                 await self.catch_up(ch)
             except TransientError as exc:
                 self._log.info("catch-up for #%s deferred: %s", self._opts(ch).hashtag, exc)
+
+    async def _mentions(self, ch: ChannelSpec) -> None:
+        while True:
+            try:
+                await self.read_mentions(ch)
+            except TransientError as exc:
+                self._log.info("reading mentions deferred: %s", exc)
+            await asyncio.sleep(self._acc.catchup_interval)
+
+    async def read_mentions(self, ch: ChannelSpec) -> int:
+        """Emit the ``!join``/``!leave`` commands among new mentions of the bridge."""
+        assert self._ctx is not None and self._me is not None
+        ctx, name = self._ctx, "mentions:min_id"
+        async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
+            cursor = await ctx.get_cursor(name)
+            if cursor is None:
+                newest = await self._call(self.client.notifications, types=["mention"],
+                                          limit=1)
+                await ctx.set_cursor(name, str(newest[0]["id"]) if newest else "0")
+                return 0
+            page = await self._call(self.client.notifications, types=["mention"],
+                                    min_id=cursor, limit=PAGE)
+            if not page:
+                return 0
+            page = sorted(page, key=lambda n: id_key(str(n["id"])))
+            events = []
+            for n in page:
+                ev = parse_status(n.get("status") or {}, channel=ch.key,
+                                  bridge_acct=str(self._me.get("acct", "")))
+                if isinstance(ev, Posted) and ev.command and self._mark_seen(ch, ev.native_id):
+                    events.append(ev)
+            newest_id = str(page[-1]["id"])
+            if events:
+                await ctx.emit_many(list(events), cursor=(name, newest_id))
+            else:
+                await ctx.set_cursor(name, newest_id)
+            return len(events)
 
     def _opts(self, ch: ChannelSpec) -> MastodonChannel:
         assert isinstance(ch.options, MastodonChannel)

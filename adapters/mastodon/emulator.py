@@ -5,8 +5,9 @@ Served: ``/api/v1/apps/verify_credentials``, ``/api/v1/accounts/verify_credentia
 ``/api/v1/accounts/:id``, ``/api/v1/accounts/lookup``, ``/api/v1/instance`` and
 ``/api/v2/instance`` (with and without the trailing slash Mastodon.py uses),
 ``/api/v1/statuses`` (POST with ``Idempotency-Key``), ``/api/v1/statuses/:id``
-(GET/PUT/DELETE), ``/api/v1/timelines/tag/:tag`` (``min_id/max_id/since_id/limit``
-and ``Link``), ``/api/v2/media``, ``/api/v1/media/:id``, and the SSE streams
+(GET/PUT/DELETE), ``/api/v1/notifications`` (mentions),
+``/api/v1/timelines/tag/:tag`` (``min_id/max_id/since_id/limit`` and ``Link``),
+``/api/v2/media``, ``/api/v1/media/:id``, and the SSE streams
 ``/api/v1/streaming/hashtag[/local]`` and ``/api/v1/streaming/health``.
 
 Every REST answer carries ``X-RateLimit-Limit/Remaining/Reset`` (ISO-8601) from
@@ -35,6 +36,7 @@ from adapters.mastodon.emulator_state import (
     EmuMedia,
     EmuStatus,
     id_key,
+    iso,
     iso_micro,
     snowflake,
 )
@@ -281,6 +283,41 @@ async def tag_timeline(request: web.Request) -> web.Response:
     return web.json_response([st.status_json(s) for s in page], headers=headers)
 
 
+async def notifications(request: web.Request) -> web.Response:
+    """Mentions of the caller (the only type the emulator produces), newest first,
+    paged like the timelines."""
+    st, acc = request.app[_STATE], _account(request)
+    if acc is None:
+        return _error(401, "The access token is invalid")
+    q = request.query
+    types = q.getall("types[]", []) + q.getall("types", [])
+    if types and "mention" not in types:
+        return web.json_response([])
+    limit = max(1, min(int(q.get("limit", "40") or 40), 80))
+    found = sorted((n for n in st.notifications if n[1] == acc.id),
+                   key=lambda n: id_key(n[0]), reverse=True)
+    for name, newer in (("max_id", False), ("since_id", True), ("min_id", True)):
+        if q.get(name):
+            bound = id_key(q[name])
+            found = [n for n in found if (id_key(n[0]) > bound) == newer
+                     and id_key(n[0]) != bound]
+    page = list(reversed(list(reversed(found))[:limit])) if q.get("min_id") else found[:limit]
+    out = []
+    for nid, _, sid in page:
+        status = st.statuses[sid]
+        if status.deleted:
+            continue
+        out.append({"id": nid, "type": "mention", "created_at": iso(status.created_at),
+                    "group_key": f"ungrouped-{nid}", "account": st.account_json(status.account),
+                    "status": st.status_json(status)})
+    headers = {}
+    if page:
+        base = f"{st.base_url}/api/v1/notifications"
+        headers["Link"] = (f'<{base}?max_id={page[-1][0]}>; rel="next", '
+                           f'<{base}?min_id={page[0][0]}>; rel="prev"')
+    return web.json_response(out, headers=headers)
+
+
 # ---------------------------------------------------------------- media
 
 async def media_upload(request: web.Request) -> web.Response:
@@ -377,6 +414,7 @@ def build_app(state: EmulatorState) -> web.Application:
     r.add_put("/api/v1/statuses/{id}", status_edit)
     r.add_delete("/api/v1/statuses/{id}", status_delete)
     r.add_get("/api/v1/timelines/tag/{tag}", tag_timeline)
+    r.add_get("/api/v1/notifications", notifications)
     r.add_post("/api/v2/media", media_upload)
     r.add_post("/api/v1/media", media_upload)
     r.add_get("/api/v1/media/{id}", media_get)

@@ -167,6 +167,8 @@ class EmulatorState:
         self.media: dict[str, EmuMedia] = {}
         self.idempotency: dict[tuple[str, str], tuple[str, float]] = {}
         self.subscribers: set[tuple[str | None, asyncio.Queue[tuple[str, str]]]] = set()
+        self.notifications: list[tuple[str, str, str]] = []
+        """(notification id, account id notified, status id): mentions only."""
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, for tests that count calls."""
 
@@ -213,6 +215,9 @@ class EmulatorState:
         self.statuses[st.id] = st
         if idempotency_key:
             self.idempotency[(account.id, idempotency_key)] = (st.id, time.time())
+        for m in self.render_html(text)[1]:
+            if m["id"] != account.id:
+                self.notifications.append((snowflake(), m["id"], st.id))
         self._publish("update", st)
         return st
 

@@ -203,3 +203,24 @@ async def test_long_post_fits_each_instance(tmp_path: Path, lobby: SandboxPlatfo
             assert "w0000" in joined and len(posts[0].text) > 400
     finally:
         await box.stop()
+
+
+async def test_join_by_plain_mention_without_the_tag(masto: MastodonSandbox,
+                                                     lobby: SandboxPlatform,
+                                                     tmp_path: Path) -> None:
+    """The usual way to opt in: '@kmbridge !join', no hashtag, even followers-only."""
+    emu = masto.emulator
+    async with running(config(masto, tmp_path, consent="opt-in")) as bridge:
+        await asyncio.sleep(0.5)
+        emu.post("alice", "@kmbridge !join", visibility="private")
+        await eventually(lambda: _n(on_masto(masto), 1))  # answered once
+        await masto.post_as_member("alice", "#kmers now relayed")
+        await eventually(lambda: _n(bridged(lobby), 1))
+        emu.post("alice", "@kmbridge !leave")
+        await eventually(lambda: _n(on_masto(masto), 2))
+        await masto.post_as_member("alice", "#kmers no longer relayed")
+        await quiescent(bridge, settle=2.5)  # a mentions sweep ran in between
+    copies = [m.text for m in await bridged(lobby)]
+    assert len(copies) == 1 and "now relayed" in copies[0]
+    answers = [m.text for m in await on_masto(masto)]
+    assert len(answers) == 2 and "!leave" in answers[0] and "!join" in answers[1]

@@ -71,9 +71,12 @@ async def test_responses_validate_against_openapi_spec(emulator: MastodonEmulato
         ("GET", "/api/v1/timelines/tag/kmers?limit=5", "/api/v1/timelines/tag/{hashtag}", {}),
         ("POST", "/api/v1/statuses", "/api/v1/statuses", {"data": {"status": ""}}),  # 422
         ("GET", "/api/v1/statuses/0", "/api/v1/statuses/{id}", {}),  # 404
+        ("GET", "/api/v1/notifications?types[]=mention", "/api/v1/notifications", {}),
     ]
     for method, path, pattern, kw in cases:
         status, headers, body = await exchange(emu, method, path, headers=AUTH, **kw)
+        if pattern == "/api/v1/notifications":
+            assert status == 200 and body and body[0]["type"] == "mention"
         assert "X-RateLimit-Reset" in headers
         validate(openapi, method, path, status, headers, body, pattern)
     own = emu.bridge_statuses()[0].id
