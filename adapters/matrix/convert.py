@@ -9,6 +9,7 @@ Nothing here does I/O or raises on bad input.
 from __future__ import annotations
 
 import hashlib
+import html as htmllib
 import json
 import re
 from dataclasses import dataclass
@@ -236,8 +237,17 @@ def addressed_users(rendered: Rendered, members: frozenset[str]) -> list[str]:
 
 def _body(rendered: Rendered, msgtype: str) -> dict[str, Any]:
     body = clean_text(rendered.plain)[:MAX_BODY_CHARS]
-    content: dict[str, Any] = {"msgtype": msgtype, "body": body}
     html = sanitise_html(rendered.html) if rendered.html else ""
+    cw = clean_text(rendered.content_warning).strip()[:500]
+    if cw:
+        # Matrix has no content warning; a spoiler hides the text in clients that
+        # support it, and the CW line warns in those that don't.
+        body = f"CW: {cw}\n\n{body}"
+        inner = html if html.strip() else htmllib.escape(rendered.plain)
+        esc = htmllib.escape(cw, quote=True)
+        html = (f"<p><strong>CW: {esc}</strong></p>"
+                f'<span data-mx-spoiler="{esc}">{inner}</span>')
+    content: dict[str, Any] = {"msgtype": msgtype, "body": body}
     if html.strip() and len(html) <= MAX_BODY_CHARS:
         content["format"] = HTML_FORMAT
         content["formatted_body"] = html

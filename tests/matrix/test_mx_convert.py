@@ -223,3 +223,15 @@ def test_huge_content_fits_the_event_limit() -> None:
         assert c["body"].endswith("…") and "formatted_body" not in c
     small = convert.message_content(rendered("short"))
     assert "formatted_body" in small
+
+
+def test_content_warning_becomes_a_spoiler() -> None:
+    from dataclasses import replace
+
+    r = replace(rendered("spoiled <ending>"), content_warning='plot "twist"')
+    c = convert.message_content(r)
+    assert c["body"].startswith('CW: plot "twist"\n\n')
+    assert 'data-mx-spoiler="plot &quot;twist&quot;"' in c["formatted_body"]
+    assert "&lt;ending&gt;" in c["formatted_body"] and "<ending>" not in c["formatted_body"]
+    e = convert.edit_content(r, "$o")
+    assert "data-mx-spoiler" in e["m.new_content"]["formatted_body"]
