@@ -19,7 +19,17 @@ from urllib.parse import quote
 
 from bridge.adapter import Rendered
 from bridge.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
-from bridge.richtext import Mention, Paragraph, RichText, Text, iter_inlines
+from bridge.richtext import (
+    Block,
+    Emphasis,
+    Inline,
+    Mention,
+    Paragraph,
+    Quote,
+    RichText,
+    Text,
+    iter_inlines,
+)
 from bridge.textconv import clean_text, from_html, from_plain, sanitise_html
 
 ORIGIN_KEY = "org.hashbridge.origin"
@@ -91,12 +101,47 @@ def _text_of(content: dict[str, Any], is_reply: bool) -> RichText:
     fmt_body = content.get("formatted_body")
     if content.get("format") == HTML_FORMAT and isinstance(fmt_body, str) and fmt_body.strip():
         # sanitise_html drops <mx-reply> with its content: the HTML reply fallback.
-        rt = from_html(fmt_body[:MAX_BODY_CHARS * 2])
+        rt = _detect_tags(from_html(fmt_body[:MAX_BODY_CHARS * 2]))
         if not rt.is_empty():
             return rt
     if is_reply:
         body = strip_reply_fallback(body)
     return from_plain(clean_text(body))
+
+
+def _detect_tags(rt: RichText) -> RichText:
+    """Find hashtags, links and mentions in the text nodes of HTML, as ``from_plain``
+    does for plain bodies: Matrix HTML carries no tag markup, and the relay's
+    consent check (``#nobridge``) reads Hashtag inlines."""
+    return RichText(tuple(_detect_block(b) for b in rt.blocks))
+
+
+def _detect_block(b: Block) -> Block:
+    if isinstance(b, Paragraph):
+        return Paragraph(_detect_inlines(b.inlines))
+    if isinstance(b, Quote):
+        return Quote(tuple(_detect_block(x) for x in b.blocks))
+    return b
+
+
+def _detect_inlines(items: tuple[Inline, ...]) -> tuple[Inline, ...]:
+    out: list[Inline] = []
+    for i in items:
+        if isinstance(i, Emphasis):
+            out.append(Emphasis(_detect_inlines(i.children), i.strong))
+        elif isinstance(i, Text) and any(c in i.text for c in "#@:"):
+            t = i.text
+            lead, trail = t[:len(t) - len(t.lstrip())], t[len(t.rstrip()):]
+            parsed = from_plain(t.strip())
+            if len(parsed.blocks) == 1 and isinstance(parsed.blocks[0], Paragraph):
+                out.extend([Text(lead)] if lead else [])
+                out.extend(parsed.blocks[0].inlines)
+                out.extend([Text(trail)] if trail else [])
+            else:
+                out.append(i)
+        else:
+            out.append(i)
+    return tuple(out)
 
 
 def _relation(content: dict[str, Any]) -> tuple[str, str, str]:

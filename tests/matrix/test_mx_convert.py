@@ -235,3 +235,12 @@ def test_content_warning_becomes_a_spoiler() -> None:
     assert "&lt;ending&gt;" in c["formatted_body"] and "<ending>" not in c["formatted_body"]
     e = convert.edit_content(r, "$o")
     assert "data-mx-spoiler" in e["m.new_content"]["formatted_body"]
+
+
+def test_hashtags_in_html_are_seen_so_nobridge_is_honoured() -> None:
+    r = parse(ev({"msgtype": "m.text", "body": "**wow** #nobridge",
+                  "format": "org.matrix.custom.html",
+                  "formatted_body": "<strong>wow</strong> #nobridge <em>see #kmers</em>"}))
+    assert isinstance(r, Posted)
+    assert r.text.hashtags() == {"nobridge", "kmers"}
+    assert to_plain(r.text) == "wow #nobridge see #kmers"

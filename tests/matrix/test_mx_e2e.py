@@ -173,3 +173,20 @@ async def test_appservice_mode_through_the_relay(
     lobby_copies = [m.text for m in await net.messages() if m.by_bridge]
     assert len(lobby_copies) == 1 and "to the lobby" in lobby_copies[0]
     await net.stop()
+
+
+async def test_formatted_nobridge_is_not_relayed(synapse: Hs, room: Room, tmp_path: Path) -> None:
+    net = lobby(tmp_path)
+    await net.start()
+    async with running(config(synapse, room, tmp_path)) as bridge:
+        await room.alice.room_send(room.room_id, "m.room.message", {
+            "msgtype": "m.text", "body": "**private** #nobridge",
+            "format": "org.matrix.custom.html",
+            "formatted_body": "<strong>private</strong> #nobridge"})
+        await room.alice.room_send(room.room_id, "m.room.message",
+                                   {"msgtype": "m.text", "body": "public"})
+        await eventually(lambda: _bridged(net))
+        await quiescent(bridge)
+    assert [m.text.rsplit(": ", 1)[-1] for m in await net.messages() if m.by_bridge] == [
+        "public"]
+    await net.stop()

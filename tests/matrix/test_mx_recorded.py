@@ -22,6 +22,7 @@ def test_recorded_timeline() -> None:
     first_id = data["events"][0]["event_id"]
     assert isinstance(post, Posted)
     assert to_plain(post.text) == "hello world #kmers https://example.org"
+    assert post.text.hashtags() == {"kmers"}
     assert isinstance(fallback_reply, Posted) and fallback_reply.reply_to_native == first_id
     assert to_plain(fallback_reply.text) == "legacy fallback reply"
     assert isinstance(edit, convert.EditOf) and edit.event.native_id == first_id
