@@ -30,7 +30,7 @@ from bridge.richtext import (
     Text,
     iter_inlines,
 )
-from bridge.textconv import clean_text, from_html, from_plain, sanitise_html
+from bridge.textconv import clean_text, from_html, from_plain, sanitise_html, to_plain
 
 ORIGIN_KEY = "org.hashbridge.origin"
 """Custom content key on every event we send: loop prevention beyond the sender check."""
@@ -40,6 +40,9 @@ MEDIA_MSGTYPES = {"m.image": "image/*", "m.file": "application/octet-stream",
 TEXT_MSGTYPES = frozenset({"m.text", "m.emote"})
 MAX_BODY_CHARS = 65536
 """A body beyond this is cut: no homeserver accepts events over 64 KiB anyway."""
+COMMANDS = frozenset({"!join", "!leave"})
+"""A whole message that is one of these is a consent command for the relay."""
+_SPOILER = re.compile(r"""data-mx-spoiler(?:\s*=\s*(?:"([^"]*)"|'([^']*)'))?""")
 MAX_CONTENT_BYTES = 60000
 """Content JSON budget: the spec caps a whole event at 65536 bytes, and the server
 adds sender, ids, signatures and hashes around the content."""
@@ -240,12 +243,25 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
         return Unsupported(f"{event_id}: msgtype {str(msgtype)[:40]!r}")
     if text.is_empty() and not attachments:
         return Ignored("empty message")
+    plain = to_plain(text).strip().lower()
+    command = plain if msgtype == "m.text" and plain in COMMANDS else ""
     return Posted(
         channel=channel, native_id=NativeId(event_id),
         author=Author(platform="matrix", handle=sender, display_name=clean_text(display_name),
                       profile_url=f"https://matrix.to/#/{quote(sender, safe='@:')}"),
         text=text, permalink=permalink(room_id, event_id), attachments=attachments,
-        reply_to_native=NativeId(reply) if reply else None, created_at=_ts(raw))
+        reply_to_native=NativeId(reply) if reply else None, created_at=_ts(raw),
+        content_warning=_spoiler(content), command=command)
+
+
+def _spoiler(content: dict[str, Any]) -> str:
+    """A spoiler in the HTML is the closest Matrix has to a content warning."""
+    html = content.get("formatted_body")
+    if not isinstance(html, str) or "data-mx-spoiler" not in html:
+        return ""
+    m = _SPOILER.search(html[:MAX_BODY_CHARS])
+    reason = clean_text(htmllib.unescape(m[1] or m[2] or "")).strip()[:500] if m else ""
+    return reason or "spoiler"
 
 
 def _emote(text: RichText, content: dict[str, Any], name: str) -> RichText:

@@ -244,3 +244,16 @@ def test_hashtags_in_html_are_seen_so_nobridge_is_honoured() -> None:
     assert isinstance(r, Posted)
     assert r.text.hashtags() == {"nobridge", "kmers"}
     assert to_plain(r.text) == "wow #nobridge see #kmers"
+
+
+def test_inbound_spoiler_is_a_content_warning_and_commands_are_parsed() -> None:
+    r = parse(ev({"msgtype": "m.text", "body": "x", "format": "org.matrix.custom.html",
+                  "formatted_body": 'ending: <span data-mx-spoiler="film &amp; plot">'
+                                    "he dies</span>"}))
+    assert isinstance(r, Posted) and r.content_warning == "film & plot" and not r.command
+    bare = parse(ev({"msgtype": "m.text", "body": "x", "format": "org.matrix.custom.html",
+                     "formatted_body": "<span data-mx-spoiler>boo</span>"}))
+    assert isinstance(bare, Posted) and bare.content_warning == "spoiler"
+    for body, cmd in (("!leave", "!leave"), ("  !JOIN ", "!join"), ("!leave now", "")):
+        c = parse(ev({"msgtype": "m.text", "body": body}))
+        assert isinstance(c, Posted) and c.command == cmd

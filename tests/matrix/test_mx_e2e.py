@@ -190,3 +190,21 @@ async def test_formatted_nobridge_is_not_relayed(synapse: Hs, room: Room, tmp_pa
     assert [m.text.rsplit(": ", 1)[-1] for m in await net.messages() if m.by_bridge] == [
         "public"]
     await net.stop()
+
+
+async def test_leave_command_stops_relaying_that_member(
+        synapse: Hs, room: Room, tmp_path: Path) -> None:
+    net = lobby(tmp_path)
+    await net.start()
+    async with running(config(synapse, room, tmp_path)) as bridge:
+        await room.alice.room_send(room.room_id, "m.room.message",
+                                   {"msgtype": "m.text", "body": "!leave"})
+        await room.alice.room_send(room.room_id, "m.room.message",
+                                   {"msgtype": "m.text", "body": "alice after leaving"})
+        await room.bob.room_send(room.room_id, "m.room.message",
+                                 {"msgtype": "m.text", "body": "bob is still in"})
+        await eventually(lambda: _bridged(net))
+        await quiescent(bridge)
+    copied = [m.text for m in await net.messages() if m.by_bridge]
+    assert len(copied) == 1 and "bob is still in" in copied[0], copied
+    await net.stop()
