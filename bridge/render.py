@@ -51,11 +51,28 @@ def neutralise(rt: RichText) -> RichText:
     return rt.map_inlines(fix)
 
 
+_DOMAIN = re.compile(r"\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}\b", re.IGNORECASE)
+ONE_DOT_LEADER = "\u2024"
+
+
+def defuse(text: str) -> str:
+    """Domain-looking words with their dots replaced by U+2024: they read the
+    same and no platform turns them into (billable) links."""
+    return _DOMAIN.sub(lambda m: m.group(0).replace(".", ONE_DOT_LEADER), text)
+
+
 def drop_links(rt: RichText) -> RichText:
+    """No URL survives, not even a bare domain a platform would link (and bill)."""
+
     def fix(i: Inline) -> Inline:
-        if isinstance(i, Link):
-            return Text(i.text or re.sub(r"^https?://(www\.)?", "", i.url).split("/")[0])
-        return i
+        match i:
+            case Link(url, label):
+                host = re.sub(r"^[a-z][a-z0-9+.-]*://(www\.)?", "", url, flags=re.I)
+                return Text(defuse(label or host.split("/")[0]))
+            case Text(t) if "." in t:
+                return Text(defuse(t))
+            case _:
+                return i
 
     return rt.map_inlines(fix)
 

@@ -137,10 +137,10 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None
     example = Path(__file__).parents[2] / "config" / "example.toml"
     registry = load_factories()
     text = example.read_text()
-    env = {v: "t0k3n-for-tests-4821" for v in ("HASHBRIDGE_ADMIN_TOKEN", "MASTODON_TOKEN", "X_BEARER_TOKEN",
-                                 "X_CONSUMER_KEY", "X_CONSUMER_SECRET", "X_ACCESS_TOKEN",
-                                 "X_ACCESS_TOKEN_SECRET", "MATRIX_TOKEN", "IMAP_PASSWORD",
-                                 "SMTP_PASSWORD")}
+    env = {v: "t0k3n-for-tests-4821" for v in (
+        "HASHBRIDGE_ADMIN_TOKEN", "MASTODON_TOKEN", "X_BEARER_TOKEN", "X_CONSUMER_KEY",
+        "X_CONSUMER_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET", "MATRIX_TOKEN",
+        "IMAP_PASSWORD", "SMTP_PASSWORD")}
     platforms = {"mastodon", "twitter", "matrix", "email"}
     if not platforms <= set(registry.factories):
         pytest.skip(f"adapters not installed: {platforms - set(registry.factories)}")

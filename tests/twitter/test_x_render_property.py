@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
 import twitter_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -43,8 +42,6 @@ def test_rendered_parts_are_always_valid_on_x(text: str, split: str, links: bool
         assert ad._fitted(part.plain) == part.plain  # the adapter never has to cut
 
 
-@pytest.mark.xfail(strict=True, reason="core change requested: drop_links leaves the host "
-                   "('example.org'), which X still linkifies and bills at the URL price")
 def test_dropped_links_leave_nothing_x_would_bill_as_a_url() -> None:
     caps = adapter().capabilities(make_spec().key)
     post = replace(make_create("x", "p2").post,
