@@ -71,7 +71,7 @@ def parse_instance(data: Mapping[str, Any]) -> InstanceLimits:
         max_characters=num(statuses, "max_characters", d.max_characters),
         url_weight=num(statuses, "characters_reserved_per_url", d.url_weight),
         max_media_attachments=num(statuses, "max_media_attachments", d.max_media_attachments),
-        media_types=frozenset(_get(media, "supported_mime_types") or ()),
+        media_types=frozenset(str(m) for m in _items(media, "supported_mime_types")),
         image_size_limit=num(media, "image_size_limit", d.image_size_limit),
         version=str(_get(data, "version") or ""),
         hashtag_feed_access=str(access or "public"))
@@ -102,6 +102,12 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, Mapping) else None
 
 
+def _items(obj: Any, key: str) -> list[Any]:
+    """A list-valued field, or [] whatever else the payload put there."""
+    value = _get(obj, key)
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def _when(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -125,7 +131,7 @@ def opt_out_reasons(account: Mapping[str, Any]) -> tuple[str, ...]:
     """
     reasons: list[str] = []
     texts = [str(_get(account, "note") or ""), str(_get(account, "display_name") or "")]
-    for f in _get(account, "fields") or ():
+    for f in _items(account, "fields"):
         texts += [str(_get(f, "name") or ""), str(_get(f, "value") or "")]
     # Notes and field values are HTML where a tag reads ``#<span>nobot</span>``.
     texts = [html.unescape(_TAG_RE.sub("", t)) for t in texts]
@@ -161,7 +167,7 @@ def parse_author(account: Mapping[str, Any]) -> Author:
 
 def parse_attachments(status: Mapping[str, Any]) -> tuple[Attachment, ...]:
     out = []
-    for m in _get(status, "media_attachments") or ():
+    for m in _items(status, "media_attachments"):
         url = _get(m, "url") or _get(m, "remote_url")
         if not url:
             continue
@@ -179,7 +185,7 @@ def parse_command(status: Mapping[str, Any], text: RichText, bridge_acct: str) -
     me = bridge_acct.lstrip("@").split("@")[0].casefold()
     mentioned = any(str(_get(m, "acct") or "").split("@")[0].casefold() == me
                     or str(_get(m, "username") or "").casefold() == me
-                    for m in _get(status, "mentions") or ())
+                    for m in _items(status, "mentions"))
     if not mentioned or not me:
         return ""
     words = " ".join(iter_text(text)).casefold().split()
@@ -187,7 +193,7 @@ def parse_command(status: Mapping[str, Any], text: RichText, bridge_acct: str) -
 
 
 def carries_opt_out_tag(status: Mapping[str, Any], text: RichText) -> bool:
-    names = {str(_get(t, "name") or "").casefold() for t in _get(status, "tags") or ()}
+    names = {str(_get(t, "name") or "").casefold() for t in _items(status, "tags")}
     names |= {i.tag.casefold() for i in iter_inlines(text) if isinstance(i, Hashtag)}
     return bool(names & set(OPT_OUT_TAGS))
 
@@ -213,6 +219,7 @@ def parse_status(status: Mapping[str, Any], *, channel: ChannelKey,
     if not command and carries_opt_out_tag(status, text):
         return Unsupported(reason="post carries #nobridge/#nobot", native_id=native)
     reply = _get(status, "in_reply_to_id")
+    reply = reply if isinstance(reply, str | int) and not isinstance(reply, bool) else None
     return Posted(channel=channel, native_id=native, author=parse_author(account), text=text,
                   permalink=str(_get(status, "url") or _get(status, "uri") or ""),
                   attachments=parse_attachments(status),

@@ -224,3 +224,16 @@ def test_instance_limits_from_recording_and_defaults() -> None:
     assert "image/png" in lim.media_types and lim.version == "4.6.4"
     odd = parse_instance({"configuration": {"statuses": {"max_characters": 5000}}})
     assert odd.max_characters == 5000 and odd.url_weight == 23
+
+
+def test_idempotency_window_is_one_hour() -> None:
+    from adapters.mastodon.emulator_state import EmulatorState
+
+    st = EmulatorState()
+    acc = st.add_account("kmbridge")
+    first = st.create(acc, "one", idempotency_key="k")
+    assert st.idempotent_hit(acc, "k") is first
+    sid, _ = st.idempotency[(acc.id, "k")]
+    st.idempotency[(acc.id, "k")] = (sid, 0.0)  # stored more than an hour ago
+    assert st.idempotent_hit(acc, "k") is None
+    assert st.idempotent_hit(st.add_account("other"), "k") is None  # keys are per account
