@@ -98,7 +98,8 @@ class ChangeLog:
             if self.seq > seq:
                 return
             try:
-                await asyncio.wait_for(self._cond.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._cond.wait()
             except TimeoutError:
                 pass
 
@@ -117,7 +118,10 @@ async def pump(bridge: Any, changelog: ChangeLog,
     try:
         while True:
             try:
-                kind, post_id = await asyncio.wait_for(q.get(), DROP_CHECK)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
+                # cancellation that races with a result, and the pump never stops.
+                async with asyncio.timeout(DROP_CHECK):
+                    kind, post_id = await q.get()
             except TimeoutError:
                 # Bridge drops full queues without telling; ask for a public
                 # Bridge.subscribed(q) in the core instead of this peek.
