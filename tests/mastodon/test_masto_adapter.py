@@ -364,3 +364,28 @@ async def test_check_online_warns_without_bot_flag() -> None:
         ok = await MastodonFactory().check_online(
             MastodonAccount(base_url=emu.url, access_token="bridge-token"), http, {})
         assert ok.ok and ok.warnings == ()
+
+
+async def test_video_upload_waits_for_processing(env: Env) -> None:
+    alice = env.emu.member("alice")
+    clip = EmuMedia(id=snowflake(), account_id=alice.id, mime="video/mp4", data=b"mp4",
+                    description=None)
+    env.emu.state.media[clip.id] = clip
+    url = f"{env.emu.url}/system/media_attachments/files/{clip.id}/original/c.mp4"
+    res = await env.adapter.send(create("clip", "v1", attachments=(
+        Attachment(url=url, media_type="video/mp4", alt_text="a short clip"),)))
+    st = env.emu.state.statuses[res.native_id or ""]
+    uploaded = env.emu.state.media[st.media_ids[0]]
+    assert uploaded.mime == "video/mp4" and uploaded.description == "a short clip"
+    assert ("GET", f"/api/v1/media/{uploaded.id}") in env.emu.state.requests  # polled
+
+
+async def test_periodic_sweep_finds_posts_while_the_stream_is_silent(
+        emulator: MastodonEmulator) -> None:
+    # A long idle timeout: only the sweep can find what the silent stream hides.
+    async with running(emulator, stream_idle_timeout=60.0, catchup_interval=0.3) as env:
+        emulator.drop_streams(silent=True)
+        ids = [emulator.post("alice", f"hidden {i} #kmers").id for i in range(3)]
+        await env.settle(3, timeout=5)
+        assert [e.native_id for e in env.ctx.events] == ids
+        assert len(emulator.state.subscribers) == 1  # no reconnect was needed
