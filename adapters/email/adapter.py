@@ -29,6 +29,7 @@ from adapters.email.client import (
     ImapGone,
     imap_connect,
     imap_fetch,
+    imap_has_message_id,
     imap_idle,
     imap_select,
     imap_uids_after,
@@ -151,8 +152,9 @@ class EmailAdapter:
         client = await imap_connect(self.account.imap)
         try:
             validity = await imap_select(client, self.account.folder)
-            ctx.set_health(Health.CONNECTED)
             last = await self._start_uid(ctx, client, validity)
+            # Connected means "mail from now on will be relayed": after the cursor exists.
+            ctx.set_health(Health.CONNECTED)
             while True:
                 last = await self._catch_up(ctx, client, validity, last)
                 await imap_idle(client, self.account.idle_seconds)
@@ -297,13 +299,29 @@ class EmailAdapter:
 
     async def _submit(self, store: EmailStore, out: Outgoing) -> SendResult:
         msg = build_mail(out)
-        await smtp_send(self.account.smtp, self.account, msg, [out.list_address])
         mid = message_id(out.key, out.domain)
         subject = strip_subject(str(msg["Subject"]))
         await asyncio.to_thread(store.remember, mid, subject,
                                 references_for(out.parent_id, out.parent_references))
+        result = SendResult(native_id=NativeId(mid), subject=subject)
+        if await asyncio.to_thread(store.attempt, out.key, time.time()) \
+                and await self._echo_seen(mid):
+            # SMTP has no idempotency: an earlier attempt whose 250 we never saw got
+            # through (the list echoed it to us), so sending again would duplicate it.
+            self.log.info("<%s> already reached %s; not sending again", mid, out.list_address)
+            return result
+        await smtp_send(self.account.smtp, self.account, msg, [out.list_address])
         self.log.info("sent <%s> to %s", mid, out.list_address)
-        return SendResult(native_id=NativeId(mid), subject=subject)
+        return result
+
+    async def _echo_seen(self, mid: str) -> bool:
+        try:
+            return await imap_has_message_id(self.account.imap, self.account.folder, mid)
+        except AuthError:
+            raise
+        except (ImapGone, aioimaplib.AioImapException, OSError, TimeoutError) as exc:
+            raise TransientError(f"cannot check the list for an earlier copy: {exc}",
+                                 retry_after=10) from exc
 
     # ------------------------------------------------------------ digests
     def _period(self, opts: EmailChannel) -> float:

@@ -7,6 +7,7 @@ the adapter (inbound) and the core's delivery worker (outbound).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 from email.message import EmailMessage
@@ -85,6 +86,22 @@ async def imap_fetch(client: aioimaplib.IMAP4, uids: list[int]) -> dict[int, byt
             if m:
                 out[int(m.group(1))] = bytes(line)
     return out
+
+
+async def imap_has_message_id(server: MailServer, folder: str, mid: str) -> bool:
+    """True if *folder* holds a message with Message-ID ``<mid>`` (a short extra session:
+    the main one is busy IDLEing)."""
+    client = await imap_connect(server)
+    try:
+        await imap_select(client, folder)  # aioimaplib only searches after SELECT
+        safe = mid.replace("\\", "").replace('"', "")
+        resp = await client.uid_search(f'HEADER Message-ID "<{safe}>"', charset=None)
+        if resp.result != "OK":
+            raise ImapGone(f"SEARCH failed: {resp.lines[-1:]!r}")
+        return any(bytes(x).strip() for x in resp.lines[:-1])
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.logout(), 2)
 
 
 async def imap_idle(client: aioimaplib.IMAP4, seconds: float) -> bool:

@@ -5,6 +5,8 @@
 * ``digest``: posts waiting for the channel's next digest mail.  A row is written before
   ``send`` returns and deleted only after the digest mail was accepted, so a restart
   loses nothing; the digest's Message-ID comes from the batch, so a retry is the same mail.
+* ``attempts``: keys of mails whose submission started, so a retry knows to look for
+  the list's echo of the first attempt before sending again.
 * ``salt``: the installation's secret for author handles (see ``convert``).
 
 Calls are blocking and short; the adapter runs them through ``asyncio.to_thread``.
@@ -46,6 +48,7 @@ class EmailStore:
                 batch INTEGER NOT NULL, thread TEXT NOT NULL, author TEXT NOT NULL,
                 network TEXT NOT NULL, plain TEXT NOT NULL, reply_to TEXT);
             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS attempts (key TEXT PRIMARY KEY, at REAL NOT NULL);
         """)
 
     def close(self) -> None:
@@ -71,6 +74,13 @@ class EmailStore:
             row = self._db.execute("SELECT subject, refs FROM threads WHERE native_id=?",
                                    (native_id,)).fetchone()
         return (row[0], tuple(json.loads(row[1]))) if row else None
+
+    def attempt(self, key: str, at: float) -> bool:
+        """Journal a submission attempt before it starts; True if one was made before
+        (its outcome is unknown: the process may have died after the server's 250)."""
+        with self._lock:
+            cur = self._db.execute("INSERT OR IGNORE INTO attempts VALUES (?, ?)", (key, at))
+            return cur.rowcount == 0
 
     def enqueue(self, *, key: str, channel: str, batch: int, thread: str, author: str,
                 network: str, plain: str, reply_to: str | None) -> None:

@@ -19,11 +19,13 @@ import email
 import email.policy
 import logging
 import os
+import re
 import shutil
 import signal
 import smtplib
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -194,13 +196,20 @@ class Dovecot:
         for sub in ("new", "cur"):
             if (root / sub).is_dir():
                 files.extend((root / sub).iterdir())
-        files.sort(key=lambda p: (p.name.split(".")[0], p.name))
+        files.sort(key=_delivery_order)
         out = []
         for f in files:
             msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
             assert isinstance(msg, EmailMessage)
             out.append(msg)
         return out
+
+
+def _delivery_order(p: Path) -> tuple[int, int, str]:
+    # Dovecot names files "<secs>.M<usecs>P<pid>...": compare numbers, not strings.
+    m = re.match(r"(\d+)\.M(\d+)P", p.name)
+    return (int(m.group(1)), int(m.group(2)), p.name) if m else (int(p.stat().st_mtime), 0,
+                                                                 p.name)
 
 
 def _group_name() -> str:
@@ -229,6 +238,10 @@ class MiniList:
     port: int = 0
     received: list[bytes] = field(default_factory=list)
     _controller: object | None = field(default=None, repr=False)
+    _queue: list[tuple[str, bytes]] = field(default_factory=list, repr=False)
+    _queue_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _retrier: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -244,11 +257,19 @@ class MiniList:
         ctl = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
         ctl.start()
         self._controller = ctl
+        self._stopping.clear()
+        self._retrier = threading.Thread(target=self._retry_loop, daemon=True,
+                                         name="minilist-retry")
+        self._retrier.start()
 
     def stop(self) -> None:
         if self._controller is not None:
             self._controller.stop()  # type: ignore[attr-defined]
             self._controller = None
+        self._stopping.set()
+        if self._retrier is not None:
+            self._retrier.join(5)
+            self._retrier = None
 
     def distribute(self, raw: bytes) -> bytes:
         """Turn a post into the list's copy and deliver it; return the copy."""
@@ -258,9 +279,31 @@ class MiniList:
         out = decorate(msg, name=self.name, address=self.address, list_id=self.list_id,
                        munge_from=self.munge_from)
         data = out.as_bytes(policy=email.policy.SMTP)
-        self.dovecot.deliver(self.subscribers, data, mail_from=f"{self.name}-bounces@"
-                             f"{LIST_DOMAIN}")
+        # Like a real list: once accepted, a post reaches every subscriber.  A member
+        # whose mailbox is unreachable now is queued and retried, in order.
+        with self._queue_lock:
+            for user in self.subscribers:
+                self._queue.append((user, data))
+        self.flush()
         return data
+
+    def flush(self) -> bool:
+        """Deliver queued copies in order; True when the queue is empty."""
+        with self._queue_lock:
+            while self._queue:
+                user, data = self._queue[0]
+                try:
+                    self.dovecot.deliver([user], data,
+                                         mail_from=f"{self.name}-bounces@{LIST_DOMAIN}")
+                except (OSError, smtplib.SMTPException) as exc:
+                    log.info("list delivery to %s deferred: %s", user, exc)
+                    return False
+                self._queue.pop(0)
+            return True
+
+    def _retry_loop(self) -> None:
+        while not self._stopping.wait(0.2):
+            self.flush()
 
     def post(self, *, sender: str, subject: str, body: str, in_reply_to: str | None = None,
              references: str | None = None, html: str | None = None,

@@ -9,6 +9,7 @@ from mailhelp import CHANNEL, make_adapter, make_op, wait_until
 
 from adapters.email.convert import MARKER_HEADER, msgid, msgids
 from adapters.email.sandbox import EmailSandbox
+from bridge.adapter import TransientError
 from bridge.model import Posted
 from bridge.textconv import to_plain
 
@@ -141,3 +142,34 @@ async def test_first_start_does_not_relay_history(mail: EmailSandbox, tmp_path: 
     new = await mail.post_as_member("Alice", "after")
     await ctx.wait_for(1)
     assert [e.native_id for e in ctx.events] == [new]
+
+
+async def test_retry_after_a_lost_250_does_not_send_twice(mail: EmailSandbox,
+                                                          tmp_path: Path, running) -> None:
+    adapter, ctx = make_adapter(mail, tmp_path / "data")
+    await running(adapter, ctx)
+    op = make_op("once only", key="k-dup")
+    first = await adapter.send(op)
+    # The core never saw that result (killed after the server's 250) and retries.
+    again = await adapter.send(op)
+    assert again.native_id == first.native_id
+    assert [m.native_id for m in await mail.messages()].count("k-dup@bridge.test") == 1
+
+
+async def test_retry_after_a_refused_attempt_does_send(mail: EmailSandbox, tmp_path: Path,
+                                                       running) -> None:
+    adapter, ctx = make_adapter(mail, tmp_path / "data")
+    await running(adapter, ctx)
+    op = make_op("second time lucky", key="k-retry")
+    mail.list.stop()  # the list server is down: the first attempt fails
+    try:
+        await adapter.send(op)
+        raise AssertionError("send should have failed")
+    except TransientError:
+        pass
+    mail.list.start()
+    adapter.account = adapter.account.model_copy(update={"smtp": adapter.account.smtp
+                                                         .model_copy(update={
+                                                             "port": mail.list.port})})
+    await adapter.send(op)
+    assert [m.native_id for m in await mail.messages()].count("k-retry@bridge.test") == 1

@@ -1,0 +1,175 @@
+"""End to end: the real relay (bridge.harness) between a sandbox network and a mailing
+list on a real Dovecot + mini list; counts are read on the platforms (the member's maildir
+and the sandbox network), never in our store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.email.convert import msgid, msgids
+from adapters.email.sandbox import EmailSandbox
+from adapters.sandbox import SandboxPlatform
+from bridge.adapter import Health
+from bridge.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
+
+
+def config(mail: EmailSandbox, tmp: Path, **channel: Any) -> Any:
+    em = ChannelDef("mail", "email", mail.account_config(),
+                    {**mail.channel_config(), **channel})
+    return build_config(tmp, [*sandbox_channels(tmp, ["lobby"]), em],
+                        community_options={"author_rate_per_minute": 1000})
+
+
+def lobby(tmp: Path) -> SandboxPlatform:
+    return SandboxPlatform(str(tmp / "networks"), "lobby")
+
+
+@pytest.fixture(autouse=True)
+def _logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="hashbridge")
+
+
+async def eventually(fn: Callable[[], Awaitable[Any]], timeout: float = 40.0) -> Any:
+    async with asyncio.timeout(timeout):
+        while not (res := await fn()):  # noqa: ASYNC110 - polls other processes' state
+            await asyncio.sleep(0.1)
+    return res
+
+
+async def connected(bridge: Any) -> None:
+    """Wait until the email account relays new mail (its IMAP cursor exists)."""
+    await eventually(lambda: _true(bridge.accounts["mail"].health is Health.CONNECTED))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def bridge_mails(mail: EmailSandbox) -> list[Any]:
+    return [m for m in mail.dovecot.messages("reader") if m["X-Hashbridge-Delivery"]]
+
+
+async def test_sandbox_to_list_post_reply_and_edit_delete(mail: EmailSandbox,
+                                                          tmp_path: Path) -> None:
+    net = lobby(tmp_path)
+    await net.start()
+    async with running(config(mail, tmp_path)) as bridge:
+        first = await net.post_as_member("dora", "Dough hydration\n\nWhat % do you use?")
+        await quiescent(bridge)
+        reply = await net.post_as_member("eve", "75% for me", reply_to=first)
+        await quiescent(bridge)
+        await net.edit_as_member(first, "Dough hydration, edited")
+        await net.delete_as_member(reply)
+        await quiescent(bridge)
+    mails = bridge_mails(mail)
+    assert len(mails) == 2  # edits and deletes cannot be unsent: ignored by default
+    post, rep = mails
+    assert "Dora" in post["From"].addresses[0].display_name
+    assert "What % do you use?" in post.get_body(("plain",)).get_content()
+    assert msgid(rep["In-Reply-To"]) == msgid(post["Message-ID"])
+    assert str(rep["Subject"]).startswith("[kmers] Re: ")
+    await net.stop()
+
+
+async def test_list_to_sandbox_post_and_reply_without_echo(mail: EmailSandbox,
+                                                           tmp_path: Path) -> None:
+    net = lobby(tmp_path)
+    await net.start()
+    async with running(config(mail, tmp_path)) as bridge:
+        await connected(bridge)
+        root = await mail.post_as_member("Alice Liddell", "Rye or wheat?\n\nDiscuss.")
+        await eventually(lambda: _bridged(net, 1))
+        await mail.post_as_member("Bob", "Rye.\n\n> Rye or wheat?", reply_to=root)
+        copies = await eventually(lambda: _bridged(net, 2))
+        await quiescent(bridge, settle=1.0)
+    assert "Rye or wheat?" in copies[0].text and "Alice Liddell" in copies[0].text
+    assert copies[1].reply_to == copies[0].native_id
+    assert "> Rye or wheat?" not in copies[1].text
+    assert "alice" not in " ".join(c.text.lower() for c in copies).replace("alice liddell", "")
+    assert bridge_mails(mail) == []  # nothing was echoed back to the list
+    await net.stop()
+
+
+async def test_reply_chain_of_five_across_networks_is_one_thread(mail: EmailSandbox,
+                                                                 tmp_path: Path) -> None:
+    net = lobby(tmp_path)
+    await net.start()
+    async with running(config(mail, tmp_path)) as bridge:
+        await connected(bridge)
+        m1 = await mail.post_as_member("Alice", "Starter care\n\nHow often do you feed?")
+        [c1] = await eventually(lambda: _bridged(net, 1))
+        await net.post_as_member("dora", "Daily", reply_to=c1.native_id)
+        await quiescent(bridge)
+        b2 = msgid(bridge_mails(mail)[-1]["Message-ID"])
+        await mail.post_as_member("Carol", "Twice a day here", reply_to=b2)
+        copies = await eventually(lambda: _bridged(net, 2))
+        await net.post_as_member("eve", "Weekly, in the fridge", reply_to=copies[1].native_id)
+        await quiescent(bridge)
+        b4 = msgid(bridge_mails(mail)[-1]["Message-ID"])
+        await mail.post_as_member("Alice", "Thanks all", reply_to=b4)
+        copies = await eventually(lambda: _bridged(net, 3))
+        await quiescent(bridge, settle=1.0)
+    by_id = {msgid(m["Message-ID"]): m for m in mail.dovecot.messages("reader")}
+    chain = [m1, b2, *[i for i in by_id if i not in (m1, b2, b4)][:1], b4]
+    m3 = next(i for i, m in by_id.items() if msgid(m["In-Reply-To"]) == b2)
+    m5 = next(i for i, m in by_id.items() if msgid(m["In-Reply-To"]) == b4)
+    chain = [m1, b2, m3, b4, m5]
+    assert len(by_id) == 5
+    for i, mid in enumerate(chain[1:], start=1):
+        assert msgid(by_id[mid]["In-Reply-To"]) == chain[i - 1]
+        assert msgids(by_id[mid]["References"]) == chain[:i]
+        assert str(by_id[mid]["Subject"]).endswith("Re: Starter care")
+    # and on the sandbox side the copies thread the same way
+    sb = {m.native_id: m for m in await net.messages()}
+    assert copies[1].reply_to in sb and copies[2].reply_to in sb
+    await net.stop()
+
+
+async def test_restart_mid_burst_both_directions(mail: EmailSandbox, tmp_path: Path) -> None:
+    net = lobby(tmp_path)
+    await net.start()
+    cfg = config(mail, tmp_path)
+    async with running(cfg) as bridge:  # first start sets the IMAP cursor
+        await connected(bridge)
+    for i in range(15):
+        await net.post_as_member("dora", f"lobby {i}")
+    async with running(cfg) as bridge:
+        await asyncio.sleep(0.3)  # cut while the 15 are being delivered
+    # The lock keeps a member's post and a Dovecot restart apart: a post cut in half by
+    # the restart would be the test's own duplicate, not the bridge's.
+    lock = asyncio.Lock()
+    sender = asyncio.create_task(_burst(mail, 15, lock))
+    for _ in range(2):  # two more relay restarts during the mail burst, and IMAP ones
+        async with running(cfg) as bridge:
+            await asyncio.sleep(0.6)
+            async with lock:
+                await asyncio.to_thread(mail.dovecot.restart)
+            await asyncio.sleep(0.3)
+    await sender
+    async with running(cfg) as bridge:
+        await eventually(lambda: _bridged(net, 15), timeout=60)
+        await quiescent(bridge, timeout=60, settle=1.5)
+    bodies = [m.get_body(("plain",)).get_content() for m in bridge_mails(mail)]
+    assert len(bodies) == 15
+    assert all(f"lobby {i}" in bodies[i] for i in range(15)), bodies[:3]
+    copied = [m.text for m in await net.messages() if m.by_bridge]
+    assert len(copied) == 15 and all(f"mail {i}" in copied[i] for i in range(15)), copied
+    await net.stop()
+
+
+async def _burst(mail: EmailSandbox, n: int, lock: asyncio.Lock) -> None:
+    for i in range(n):
+        async with lock:
+            await mail.post_as_member("Alice", f"mail {i}")
+        await asyncio.sleep(0.1)
+
+
+async def _bridged(net: SandboxPlatform, n: int = 1) -> Any:
+    msgs = [m for m in await net.messages() if m.by_bridge]
+    return msgs if len(msgs) >= n else None
