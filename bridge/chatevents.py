@@ -196,11 +196,13 @@ def upcoming(events: Iterable[ChatEventConfig], now: datetime, *, days: int = 35
 # ---------------------------------------------------------------- Q1/A1
 
 _QA = re.compile(r"^\W{0,3}([QA])\s?(\d{1,3})(?=[\s:.)\-–—,/]|$)", re.IGNORECASE)
+_LEADING_MENTIONS = re.compile(r"^(?:\s*@\S+)+\s+")
+"""Replies on X and Mastodon start with the handles they answer: ``@alice A1: ...``."""
 
 
 def recognise(text: str) -> tuple[Literal["Q", "A"], int] | None:
     """``("Q", 1)`` for ``Q1: ...``, ``("A", 2)`` for ``A2 ...``; None otherwise."""
-    m = _QA.match(text.strip())
+    m = _QA.match(_LEADING_MENTIONS.sub("", text.strip(), count=1))
     if not m:
         return None
     kind: Literal["Q", "A"] = "Q" if m.group(1).upper() == "Q" else "A"

@@ -130,9 +130,14 @@ async def ical(request: web.Request) -> web.StreamResponse:
                                  f'inline; filename="{comm.name}-events.ics"'})
 
 
+CHUNK = 256 * 1024
+
+
 async def export(request: web.Request) -> web.StreamResponse:
-    """``/c/NAME/export.{jsonl,mbox,md,zip}[?event=ID[/OCCURRENCE]]``."""
+    """``/c/NAME/export.{jsonl,mbox,md,zip}[?event=ID[/OCCURRENCE]]``, streamed from
+    a temporary file that is removed afterwards."""
     from bridge import export as exporter
+
     site = site_of(request)
     comm = community_or_404(request)
     ext = request.match_info["fmt"]
@@ -140,24 +145,39 @@ async def export(request: web.Request) -> web.StreamResponse:
     if fmt is None:
         raise web.HTTPNotFound(text="formats: export.jsonl, export.mbox, export.md, export.zip")
     event = request.query.get("event") or None
-    tmp = tempfile.mkdtemp(prefix="hashbridge-export-")
-    out = os.path.join(tmp, f"{comm.name}.{ext}")
-    try:
+    if site.exports.locked():
+        raise web.HTTPServiceUnavailable(text="exports are busy; try again in a minute",
+                                         headers={"Retry-After": "30"})
+    async with site.exports:
+        tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="hashbridge-export-")
         try:
-            await exporter.export(site.bridge.store, site.config, comm.name, fmt, out,
-                                  event=event, now=datetime.now(UTC))
-        except exporter.ExportError as e:
-            raise web.HTTPBadRequest(text=str(e)) from None
-        if fmt == "html":
-            await asyncio.to_thread(exporter.zip_dir, out, out + ".zip")
-            out += ".zip"
-        with open(out, "rb") as f:  # noqa: ASYNC230 - a local temp file
-            body = f.read()
-    finally:
-        await asyncio.to_thread(shutil.rmtree, tmp, True)
-    types = {"jsonl": "application/x-ndjson", "mbox": "application/mbox",
-             "markdown": "text/markdown", "html": "application/zip"}
-    name = f"{comm.name}{'-' + event.replace('/', '-') if event else ''}.{ext}"
-    return web.Response(body=body, content_type=types[fmt], headers={
-        "Content-Disposition": f'attachment; filename="{name}"'})
+            out = os.path.join(tmp, f"{comm.name}.{ext}")
+            try:
+                await exporter.export(site.bridge.store, site.config, comm.name, fmt, out,
+                                      event=event, now=datetime.now(UTC))
+            except exporter.ExportError as e:
+                raise web.HTTPBadRequest(text=str(e)) from None
+            if fmt == "html":
+                await asyncio.to_thread(exporter.zip_dir, out, out + ".zip")
+                out += ".zip"
+            types = {"jsonl": "application/x-ndjson", "mbox": "application/mbox",
+                     "markdown": "text/markdown; charset=utf-8", "html": "application/zip"}
+            name = f"{comm.name}{'-' + event.replace('/', '-') if event else ''}.{ext}"
+            resp = web.StreamResponse(headers={
+                "Content-Type": types[fmt],
+                "Content-Disposition": f'attachment; filename="{_safe_name(name)}"'})
+            await resp.prepare(request)
+            f = await asyncio.to_thread(open, out, "rb")
+            try:
+                while chunk := await asyncio.to_thread(f.read, CHUNK):
+                    await resp.write(chunk)
+            finally:
+                await asyncio.to_thread(f.close)
+            await resp.write_eof()
+            return resp
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
 
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

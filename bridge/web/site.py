@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +50,8 @@ class Site:
         self.env = templates()
         self.changelog = ChangeLog()
         self.public_url = ""
+        self.exports = asyncio.Semaphore(2)
+        """Exports read the whole archive: a public page must not pile them up."""
         """Base URL for absolute links (feeds, announcements); set by serve_web."""
 
     # ------------------------------------------------------------ lookups

@@ -57,6 +57,7 @@ def test_rrule_and_occurrence_keys() -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ("Q1: what got you here?", ("Q", 1)), ("q2 - next", ("Q", 2)), ("A1: curiosity", ("A", 1)),
     ("a12. late answer", ("A", 12)), ("  A3 yes", ("A", 3)), ("Q1", ("Q", 1)),
+    ("@alice @bob@ex.social A2: from a reply", ("A", 2)), ("@alice thanks", None),
     ("Quick question", None), ("A1B2 is a hex", None), ("Answer: 42", None), ("", None),
 ])
 def test_recognise(text: str, expected: Any) -> None:
