@@ -195,7 +195,8 @@ class MastodonAdapter:
             await asyncio.sleep(self._acc.catchup_interval)
 
     async def read_mentions(self, ch: ChannelSpec) -> int:
-        """Emit the ``!join``/``!leave`` commands among new mentions of the bridge."""
+        """Emit the ``!join``/``!leave`` commands among new mentions of the bridge,
+        and public replies to the bridge's own copies (threads continue there)."""
         assert self._ctx is not None and self._me is not None
         ctx, name = self._ctx, "mentions:min_id"
         async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
@@ -212,9 +213,17 @@ class MastodonAdapter:
             page = sorted(page, key=lambda n: id_key(str(n["id"])))
             events = []
             for n in page:
-                ev = parse_status(n.get("status") or {}, channel=ch.key,
+                status = n.get("status") or {}
+                ev = parse_status(status, channel=ch.key,
                                   bridge_acct=str(self._me.get("acct", "")))
-                if isinstance(ev, Posted) and ev.command and self._mark_seen(ch, ev.native_id):
+                if not isinstance(ev, Posted):
+                    continue
+                # A reply to one of the bridge's copies mentions the bot and
+                # seldom repeats the tag: it belongs to the conversation.
+                reply_to_copy = self._opts(ch).relay_replies_to_bridge and ev.public \
+                    and ev.reply_to_native is not None \
+                    and await ctx.is_own(ch.key, ev.reply_to_native)
+                if (ev.command or reply_to_copy) and await self._inbound(ch, status):
                     events.append(ev)
             newest_id = str(page[-1]["id"])
             if events:

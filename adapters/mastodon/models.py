@@ -40,6 +40,9 @@ class MastodonChannel(StrictModel):
     Mastodon members see them only by following the bot or the thread;
     ``public`` puts them on the hashtag timeline, which is what the conversation
     wants but what several instances' bot policies forbid.  Ask your admins."""
+    relay_replies_to_bridge: bool = True
+    """Relay public replies to the bridge's copies even without the hashtag (they
+    mention the bot; found through its mentions every ``catchup_interval``)."""
     local_only: bool = False
     """Follow only this instance's posts with the tag (``hashtag:local``)."""
 

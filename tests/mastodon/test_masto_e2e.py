@@ -224,3 +224,22 @@ async def test_join_by_plain_mention_without_the_tag(masto: MastodonSandbox,
     assert len(copies) == 1 and "now relayed" in copies[0]
     answers = [m.text for m in await on_masto(masto)]
     assert len(answers) == 2 and "!leave" in answers[0] and "!join" in answers[1]
+
+
+async def test_reply_to_a_bridged_copy_without_the_tag_is_relayed(masto: MastodonSandbox,
+                                                                  lobby: SandboxPlatform,
+                                                                  tmp_path: Path) -> None:
+    emu = masto.emulator
+    async with running(config(masto, tmp_path)) as bridge:
+        await asyncio.sleep(0.5)
+        root = await lobby.post_as_member("dora", "question for everyone")
+        copy = (await eventually(lambda: _n(on_masto(masto), 1)))[0]
+        emu.post("alice", "@kmbridge my answer", in_reply_to_id=copy.native_id)
+        emu.post("alice", "@kmbridge a secret", in_reply_to_id=copy.native_id,
+                 visibility="private")
+        emu.post("alice", "unrelated, no tag, no mention")
+        replies = await eventually(lambda: _n(bridged(lobby), 1))
+        await quiescent(bridge, settle=2.5)
+    replies = await bridged(lobby)
+    assert len(replies) == 1 and "my answer" in replies[0].text
+    assert replies[0].reply_to == root
