@@ -307,58 +307,66 @@ def end_text(occ: Occurrence, hashtag: str, url: str, transcript: Transcript) ->
         networks=len(transcript.participants), questions=len(transcript.questions)).strip()
 
 
+TranscriptOf = Callable[[str, Occurrence], Awaitable[Transcript]]
+
+
 async def run_announcements(bridge: Any, *, base_url: Callable[[], str] = lambda: "",
-                            now: Callable[[], float] = time.time,
-                            grace: float = 900.0,
-                            transcript_of: Callable[[str, Occurrence],
-                                                    Awaitable[Transcript]] | None = None,
-                            ) -> None:
+                            now: Callable[[], float] = time.time, grace: float = 900.0,
+                            transcript_of: TranscriptOf | None = None) -> None:
     """Announce every event's start and end on every channel, until cancelled.
 
     A boundary missed by less than *grace* seconds (the bridge was restarting)
     is still announced; older ones are not (a stale "starts now" misleads).
     """
-    from bridge.textconv import from_plain
-
     while True:
         t = now()
-        current = datetime.fromtimestamp(t, UTC)
-        soonest = t + 60.0
-        for comm in bridge.config.communities:
-            events: list[ChatEventConfig] = list(comm.settings.events)
-            for ev in events:
-                if not ev.announce:
-                    continue
-                for occ in occurrences(ev, current - timedelta(seconds=grace),
-                                       current + timedelta(days=2)):
-                    for which, at in (("start", occ.start), ("end", occ.end)):
-                        ts = at.timestamp()
-                        if ts > t:
-                            soonest = min(soonest, ts)
-                            continue
-                        if t - ts > grace:
-                            continue
-                        marker = f"{comm.name}/{ev.id}/{occ.key}/{which}"
-                        done = await bridge.store.run(
-                            lambda tx, m=marker: tx.get_cursor(CURSOR_ACCOUNT, m))
-                        if done:
-                            continue
-                        url = base_url()
-                        if which == "start":
-                            link = f"{url}/c/{comm.name}" if url else ""
-                            text = start_text(occ, comm.settings.hashtag, link)
-                        else:
-                            link = (f"{url}/c/{comm.name}/events/{ev.id}/{occ.key}"
-                                    if url else "")
-                            if transcript_of is None:
-                                continue
-                            text = end_text(occ, comm.settings.hashtag, link,
-                                            await transcript_of(comm.name, occ))
-                        # Marker first, in its own commit: a crash between the two
-                        # loses one announcement rather than repeating it forever.
-                        await bridge.store.run(
-                            lambda tx, m=marker: tx.set_cursor(CURSOR_ACCOUNT, m,
-                                                               str(time.time())))
-                        await bridge.announce(comm.name, from_plain(text))
-                        log.info("announced %s of %s (%s)", which, ev.id, occ.key)
+        try:
+            soonest = await announce_due(bridge, t, base_url=base_url(), grace=grace,
+                                         transcript_of=transcript_of)
+        except Exception:  # the store or the relay refused: try again shortly
+            log.exception("chat-event announcements failed; retrying in a minute")
+            soonest = t + 60.0
         await asyncio.sleep(max(0.05, min(soonest, t + 60.0) - now()))
+
+
+async def announce_due(bridge: Any, t: float, *, base_url: str, grace: float,
+                       transcript_of: TranscriptOf | None) -> float:
+    """Make the announcements due at epoch *t*; return when the next one is due."""
+    from bridge.textconv import from_plain
+
+    current = datetime.fromtimestamp(t, UTC)
+    soonest = t + 60.0
+    for comm in bridge.config.communities:
+        for ev in comm.settings.events:
+            if not ev.announce:
+                continue
+            for occ in occurrences(ev, current - timedelta(seconds=grace),
+                                   current + timedelta(days=2)):
+                for which, at in (("start", occ.start), ("end", occ.end)):
+                    ts = at.timestamp()
+                    if ts > t:
+                        soonest = min(soonest, ts)
+                        continue
+                    if t - ts > grace or (which == "end" and transcript_of is None):
+                        continue
+                    marker = f"{comm.name}/{ev.id}/{occ.key}/{which}"
+                    done = await bridge.store.run(
+                        lambda tx, m=marker: tx.get_cursor(CURSOR_ACCOUNT, m))
+                    if done:
+                        continue
+                    if which == "start":
+                        link = f"{base_url}/c/{comm.name}" if base_url else ""
+                        text = start_text(occ, comm.settings.hashtag, link)
+                    else:
+                        assert transcript_of is not None
+                        link = (f"{base_url}/c/{comm.name}/events/{ev.id}/{occ.key}"
+                                if base_url else "")
+                        text = end_text(occ, comm.settings.hashtag, link,
+                                        await transcript_of(comm.name, occ))
+                    # Marker first, in its own commit: a crash between the two
+                    # loses one announcement rather than repeating it forever.
+                    await bridge.store.run(
+                        lambda tx, m=marker: tx.set_cursor(CURSOR_ACCOUNT, m, str(time.time())))
+                    await bridge.announce(comm.name, from_plain(text))
+                    log.info("announced %s of %s (%s)", which, ev.id, occ.key)
+    return soonest

@@ -211,3 +211,44 @@ def test_occurrence_contains_is_half_open() -> None:
     s = datetime(2026, 1, 1, tzinfo=UTC)
     occ = Occurrence(WEEKLY, s, s + timedelta(hours=1))
     assert occ.contains(s) and not occ.contains(s + timedelta(hours=1))
+
+
+async def test_announcements_once_each_across_restarts_and_never_stale(tmp_path: Any) -> None:
+    from adapters.sandbox import SandboxPlatform
+    from bridge.chatevents import announce_due
+    from bridge.harness import quiescent, running
+
+    weekly = {"id": "weekly", "title": "Weekly", "day": "wednesday", "time": "20:00",
+              "timezone": "Europe/Paris", "duration_minutes": 60, "hosts": ["alice"]}
+    cfg = build_config(tmp_path, sandbox_channels(tmp_path, NETWORKS),
+                       community_options={"events": [weekly]})
+    occ = occurrence_at(ChatEventConfig(**weekly), "20260325T190000Z")
+    assert occ is not None
+    start, end = occ.start.timestamp(), occ.end.timestamp()
+    nets = [SandboxPlatform(str(tmp_path / "networks"), n) for n in NETWORKS]
+
+    async def transcript_of(community: str, o: Occurrence) -> Any:
+        return build_transcript(o, [], lambda p: "?")
+
+    async def due(bridge: Any, t: float) -> float:
+        return await announce_due(bridge, t, base_url="https://kmers.example", grace=900,
+                                  transcript_of=transcript_of)
+
+    async with running(cfg) as bridge:
+        assert await due(bridge, start - 5) == start  # nothing yet; next one at the start
+        await due(bridge, start + 10)
+        await due(bridge, start + 11)
+        await quiescent(bridge)
+    async with running(cfg) as bridge:  # a restart inside the grace period
+        await due(bridge, start + 30)
+        await due(bridge, end + 5)
+        await due(bridge, end + 1000 + 7 * 86400)  # next week's end, long missed
+        await quiescent(bridge)
+    for net in nets:
+        texts = [m.text for m in await net.messages() if m.by_bridge]
+        assert len(texts) == 2, texts
+        assert "Weekly starts now and runs until 21:00 CET" in texts[0]
+        assert "https://kmers.example/c/kmers" in texts[0]
+        assert "Weekly is over: 0 answers" in texts[1]
+        assert "https://kmers.example/c/kmers/events/weekly/20260325T190000Z" in texts[1]
+        await net.stop()
