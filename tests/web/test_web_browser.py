@@ -122,3 +122,44 @@ async def test_page_works_without_javascript(live: Live, browser_page: Any) -> N
     assert "readable with scripts off" in await page.locator("#posts").inner_text()
     assert await page.locator("#controls").is_hidden()
     await ctx.close()
+
+
+async def test_admin_hide_removes_the_post_from_open_pages(live: Live, browser_page: Any) -> None:
+    import re
+
+    import aiohttp
+    from webhelp import ADMIN_TOKEN
+
+    page = browser_page
+    await live.nets["garden"].post_as_member("mallory", "spam to be hidden")
+    await live.nets["garden"].post_as_member("bob", "a fine post")
+    await live.settle()
+    await page.goto(f"{live.url}/c/kmers")
+    await _wait_live(page)
+    await _wait_text(page, "spam to be hidden")
+    spam = await live.post_id_of("spam to be hidden")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as s:
+        async with s.get(f"{live.url}/admin") as r:
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', await r.text())
+        assert csrf
+        async with s.post(f"{live.url}/admin/hide", data={"csrf": csrf.group(1), "post": spam},
+                          allow_redirects=False) as r:
+            assert r.status == 303
+    await page.wait_for_function(f"() => !document.getElementById('p-{spam}')", timeout=10000)
+    assert "a fine post" in " ".join(await _texts(page))
+
+
+async def test_keyboard_pauses_and_resumes(live: Live, browser_page: Any) -> None:
+    page = browser_page
+    await page.goto(f"{live.url}/c/kmers")
+    await _wait_live(page)
+    pause = page.locator("#pause")
+    for _ in range(20):  # Tab through the page until the pause button has focus
+        await page.keyboard.press("Tab")
+        if await pause.evaluate("b => b === document.activeElement"):
+            break
+    assert await pause.evaluate("b => b === document.activeElement")
+    await page.keyboard.press("Enter")
+    assert await pause.get_attribute("aria-pressed") == "true"
+    await page.keyboard.press("Space")
+    assert await pause.get_attribute("aria-pressed") == "false"
