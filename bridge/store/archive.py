@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.model import Op, Post, PostId
+from bridge.model import Op, Post
 from bridge.store.tx import Tx, _post_from_row
 
 _VISIBLE = "deleted_at IS NULL AND hidden=0"
@@ -143,11 +143,3 @@ def blocks(tx: Tx) -> list[tuple[str, str, str, float]]:
 def unblock(tx: Tx, platform: str, handle: str) -> bool:
     return tx.c.execute("DELETE FROM blocks WHERE platform=? AND handle=?",
                         (platform, handle.casefold())).rowcount > 0
-
-
-def post_ids_of(tx: Tx, ids: list[PostId]) -> dict[str, bool]:
-    """For each id: is it visible now?  (Used by the live view on resume.)"""
-    out: dict[str, bool] = {}
-    for pid in ids:
-        out[pid] = visible_post(tx, pid) is not None
-    return out

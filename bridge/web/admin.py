@@ -97,6 +97,8 @@ async def page(request: web.Request) -> web.StreamResponse:
                 "consents": tx.consents(), "blocks": archive.blocks(tx),
                 "rejections": tx.rejections(50),
                 "hidden": {c.name: archive.hidden_posts(tx, c.name)
+                           for c in site.config.communities},
+                "recent": {c.name: [site.card_of(v) for v in archive.page(tx, c.name, limit=30)]
                            for c in site.config.communities}}
 
     data = await site.bridge.store.run(unit)

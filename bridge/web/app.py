@@ -58,6 +58,7 @@ def make_app(bridge: Any) -> web.Application:
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
     r.add_get("/static/{name}", static)
+    r.add_get("/favicon.ico", no_icon)
     r.add_get("/c/{community}", live_page)
     r.add_get("/c/{community}/posts", posts_fragment)
     r.add_get("/c/{community}/stream", stream)
@@ -92,6 +93,11 @@ async def index(request: web.Request) -> web.StreamResponse:
     if len(site.config.communities) == 1:
         raise web.HTTPFound(f"/c/{site.config.communities[0].name}")
     return html(site.render("index.html", communities=site.config.communities))
+
+
+async def no_icon(request: web.Request) -> web.StreamResponse:
+    """Browsers ask for it on every page; an empty answer keeps logs clean."""
+    return web.Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def static(request: web.Request) -> web.StreamResponse:

@@ -163,3 +163,36 @@ async def test_keyboard_pauses_and_resumes(live: Live, browser_page: Any) -> Non
     assert await pause.get_attribute("aria-pressed") == "true"
     await page.keyboard.press("Space")
     assert await pause.get_attribute("aria-pressed") == "false"
+
+
+async def test_every_page_renders_without_csp_violations(tmp_path: Any, browser_page: Any) -> None:
+    """Our own pages need nothing the strict CSP forbids (no inline script or style):
+    chromium reports every violation on the console."""
+    from datetime import UTC, datetime, timedelta
+
+    from webhelp import ADMIN_TOKEN, ARTIFACTS, live_bridge
+
+    page = browser_page
+    start = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=0)
+    event = {"id": "chat", "title": "Weekly #kmers chat", "rrule": "FREQ=DAILY",
+             "dtstart": start.replace(tzinfo=None).isoformat(), "duration_minutes": 60,
+             "hosts": ["alice"], "announce": False}
+    async with live_bridge(tmp_path, events=[event]) as lv:
+        lobby, garden, porch = lv.nets["lobby"], lv.nets["garden"], lv.nets["porch"]
+        q = await lobby.post_as_member("alice", "Q1: which k-mer counter do you use? #kmers")
+        await garden.post_as_member("bob", "A1: jellyfish, for years")
+        await porch.post_as_member("carol", "A1: KMC, it is fast")
+        await lobby.post_as_member("dave", "A1: my own, in Rust", reply_to=q)
+        await lv.settle()
+        key = start.strftime("%Y%m%dT%H%M%SZ")
+        pages = {"live": "/c/kmers", "events": "/c/kmers/events",
+                 "transcript": f"/c/kmers/events/chat/{key}", "login": "/admin"}
+        for name, path in pages.items():
+            await page.goto(lv.url + path)
+            await page.wait_for_load_state("networkidle") if name != "live" else None
+            await page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"), full_page=True)
+        await page.fill("#token", ADMIN_TOKEN)
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_selector("text=Dead deliveries")
+        await page.screenshot(path=str(ARTIFACTS / "page-admin.png"), full_page=True)
+    assert page.console_errors == []

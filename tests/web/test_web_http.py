@@ -111,6 +111,7 @@ async def test_deleted_and_hidden_posts_vanish_everywhere(live: Live) -> None:
         admin = await _page(s, f"{live.url}/admin")
         csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', admin)
         assert csrf
+        assert f'name="post" value="{spam}"' in admin  # a hide button on the recent post
         async with s.post(f"{live.url}/admin/hide", data={"csrf": csrf.group(1), "post": spam},
                           allow_redirects=False) as r:
             assert r.status == 303
