@@ -59,6 +59,7 @@ class MatrixAdapter(Outbound):
         self._txn_lock = asyncio.Lock()
         self._last_txn: str | None = None
         self._cutoff = 0.0
+        self.auth_failure: AuthError | None = None
         self.log = logging.getLogger("hashbridge.adapter.matrix")
         self.ctx: AdapterContext | None = None
 
@@ -67,6 +68,7 @@ class MatrixAdapter(Outbound):
         self.ctx = ctx
         self.log = logging.getLogger(f"hashbridge.adapter.matrix.{ctx.name}")
         ctx.set_health(Health.STARTING)
+        self.auth_failure = None
         # Fixed at start: the window bounds the catch-up, never live events.
         self._cutoff = (time.time() - self.account.catchup_window) * 1000
         self.session = Session(self.account, ctx.data_dir, ctx.name, self.log)
@@ -83,6 +85,9 @@ class MatrixAdapter(Outbound):
             else:
                 self._ready.set()
                 await self._sync_forever(ctx)
+        except AuthError as e:
+            self.auth_failure = e     # sends say so too, until a restart logs in again
+            raise
         finally:
             self._ready.clear()
             await self.session.close()

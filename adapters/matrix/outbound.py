@@ -18,6 +18,7 @@ from adapters.matrix.client import Session, error_from, q
 from adapters.matrix.config import MatrixAccount, MatrixChannel
 from bridge.adapter import (
     AdapterContext,
+    AuthError,
     ChannelSpec,
     PermanentError,
     SendCreate,
@@ -41,11 +42,14 @@ class Outbound:
     room_of: dict[ChannelKey, str]
     encrypted: set[str]
     _ready: asyncio.Event
+    auth_failure: AuthError | None
 
     def _members(self, room_id: str) -> frozenset[str]:
         raise NotImplementedError
 
     async def send(self, op: SendOp) -> SendResult:
+        if self.auth_failure is not None:
+            raise AuthError(f"matrix: {self.auth_failure}")
         if not self._ready.is_set() or self.session is None:
             raise TransientError("matrix: not connected yet", retry_after=1.0)
         room_id = self.room_of.get(op.channel)

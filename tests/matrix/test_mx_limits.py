@@ -80,6 +80,8 @@ async def test_revoked_token_on_send_is_auth_error(synapse: Hs, tmp_path: Path) 
         await asyncio.wait([run.task], timeout=10)   # the sync loop sees it too
         assert run.ctx.health == Health.BAD_CREDENTIALS
         assert isinstance(run.task.exception(), AuthError)
+        with pytest.raises(AuthError):               # and sends keep saying so
+            await run.adapter.send(create_op("still logged out"))
     finally:
         await run.stop()
         await room.alice.close()
