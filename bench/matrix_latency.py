@@ -49,21 +49,16 @@ async def wait_for(observer: AsyncClient, room: str, marker: str, since: str) ->
             return since
 
 
-async def measure(alice: AsyncClient, bob: AsyncClient, src: str, dst: str,
-                  n: int, label: str) -> list[float]:
-    r = await bob.sync(timeout=0)
-    assert isinstance(r, SyncResponse)
-    since = r.next_batch
-    out = []
-    for i in range(n):
-        marker = f"{label}-{i}-{time.monotonic_ns()}"
-        waiter = asyncio.create_task(wait_for(bob, dst, marker, since))
-        await asyncio.sleep(0.05)                 # bob's long-poll is parked
-        t0 = time.perf_counter()
-        await alice.room_send(src, "m.room.message", {"msgtype": "m.text", "body": marker})
-        since = await waiter
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+async def one(alice: AsyncClient, bob: AsyncClient, src: str, dst: str, label: str,
+              since: str) -> tuple[float, str]:
+    """ms from alice's send into *src* until bob's long-poll sees it in *dst*."""
+    marker = f"{label}-{time.monotonic_ns()}"
+    waiter = asyncio.create_task(wait_for(bob, dst, marker, since))
+    await asyncio.sleep(0.05)                 # bob's long-poll is parked
+    t0 = time.perf_counter()
+    await alice.room_send(src, "m.room.message", {"msgtype": "m.text", "body": marker})
+    since = await waiter
+    return (time.perf_counter() - t0) * 1000, since
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -82,15 +77,11 @@ async def main(n: int) -> None:
             alice, bob = await client(srv, "alice"), await client(srv, "bob")
             bot = await asyncio.to_thread(srv.register, "bridgebot")
             rooms = []
-            for name in ("src", "dst"):
+            for name in ("src", "dst", "ref"):
                 r = await alice.room_create(name=name, invite=[bob.user_id, bot.user_id])
                 await bob.join(r.room_id)
                 rooms.append(r.room_id)
-            src, dst = rooms
-            own = await measure(alice, bob, src, src, n, "own")
-            print(f"synapse_send_to_sync_ms median {statistics.median(own):.1f} "
-                  f"p99 {pct(own, 99):.1f} n {n}")
-            # catchup_window 0: the measurement messages above stay history
+            src, dst, ref = rooms              # ref is not bridged: Synapse alone
             acct = {"homeserver": srv.url, "user_id": bot.user_id,
                     "access_token": bot.access_token, "catchup_window": 0}
             cfg = build_config(tmp, [ChannelDef("mx", "matrix", acct, {"room": src},
@@ -99,17 +90,29 @@ async def main(n: int) -> None:
                                                 {"name": "dst"})],
                                # one author posting fast is the benchmark, not spam
                                community_options={"author_rate_per_minute": 100000})
+            r = await bob.sync(timeout=0)
+            assert isinstance(r, SyncResponse)
+            since = r.next_batch
+            own: list[float] = []
+            relayed: list[float] = []
+            added: list[float] = []
             rss0 = rss_self()
             async with running(cfg) as bridge:
                 await quiescent(bridge)
-                relayed = await measure(alice, bob, src, dst, n, "relay")
+                # Interleaved, so both figures see the same load on a shared machine.
+                for _ in range(n):
+                    a, since = await one(alice, bob, ref, ref, "own", since)
+                    b, since = await one(alice, bob, src, dst, "relay", since)
+                    own.append(a)
+                    relayed.append(b)
+                    added.append(b - 2 * a)   # a relayed post crosses Synapse twice
                 rss1 = rss_self()
-            med_own, med_rel = statistics.median(own), statistics.median(relayed)
-            print(f"room_to_room_via_relay_ms median {med_rel:.1f} "
+            print(f"synapse_send_to_sync_ms median {statistics.median(own):.1f} "
+                  f"p99 {pct(own, 99):.1f} n {n}")
+            print(f"room_to_room_via_relay_ms median {statistics.median(relayed):.1f} "
                   f"p99 {pct(relayed, 99):.1f} n {n}")
-            # A relayed post crosses Synapse twice (into src, out of dst).
-            print(f"relay_added_ms median {med_rel - 2 * med_own:.1f} "
-                  f"p99 {pct(relayed, 99) - 2 * pct(own, 99):.1f} (relayed - 2 x synapse hop)")
+            print(f"relay_added_ms median {statistics.median(added):.1f} "
+                  f"p99 {pct(added, 99):.1f} (per pair: relayed - 2 x own hop)")
             print(f"bench_process_rss_mb {rss1 / 2**20:.1f} (bridge growth "
                   f"{(rss1 - rss0) / 2**20:+.1f})")
             print(f"synapse_rss_mb {srv.rss_bytes() / 2**20:.1f}")
