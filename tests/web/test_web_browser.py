@@ -196,3 +196,37 @@ async def test_every_page_renders_without_csp_violations(tmp_path: Any, browser_
         await page.wait_for_selector("text=Dead deliveries")
         await page.screenshot(path=str(ARTIFACTS / "page-admin.png"), full_page=True)
     assert page.console_errors == []
+
+
+async def test_web_restart_browser_reconnects_by_itself(tmp_path: Any, browser_page: Any) -> None:
+    """The web server goes away and comes back (its change log starts empty): the
+    page reconnects by itself (EventSource's retry, or the script's own once the
+    browser gives up), presents its old event id, is told to reset, and reloads
+    the list with what it missed."""
+    import socket
+
+    from webhelp import live_bridge, start_web, stop_web
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    page = browser_page
+    async with live_bridge(tmp_path, listen=f"127.0.0.1:{port}") as lv:
+        await page.goto(f"{lv.url}/c/kmers")
+        await _wait_live(page)
+        await lv.nets["lobby"].post_as_member("alice", "before the restart")
+        await _wait_text(page, "before the restart")
+        assert lv.web is not None
+        await stop_web(lv.web)
+        await page.wait_for_function(
+            "() => document.getElementById('status').textContent !== 'Live'", timeout=10000)
+        await lv.nets["garden"].post_as_member("bob", "while the web view was down")
+        await lv.settle()
+        lv.web = await start_web(lv.bridge)
+        await _wait_text(page, "while the web view was down", timeout=20000)
+        await _wait_live(page)
+        await lv.nets["porch"].post_as_member("carol", "after the restart")
+        await _wait_text(page, "after the restart")
+        dom_ids = await page.eval_on_selector_all("#posts > li",
+                                                  "els => els.map(e => e.dataset.id)")
+        assert dom_ids == await lv.post_ids()

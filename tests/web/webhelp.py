@@ -35,6 +35,7 @@ class Live:
     url: str
     nets: dict[str, SandboxPlatform]
     workdir: Path
+    web: asyncio.Task[None] | None = None
 
     async def settle(self, timeout: float = 20.0) -> None:
         await quiescent(self.bridge, timeout=timeout)
@@ -51,8 +52,9 @@ class Live:
 @contextlib.asynccontextmanager
 async def live_bridge(workdir: Path, *, events: list[Mapping[str, Any]] | None = None,
                       admin_token: str = ADMIN_TOKEN,
-                      community: Mapping[str, Any] | None = None) -> AsyncIterator[Live]:
-    web = {"listen": "127.0.0.1:0", "admin_token": admin_token}
+                      community: Mapping[str, Any] | None = None,
+                      listen: str = "127.0.0.1:0") -> AsyncIterator[Live]:
+    web = {"listen": listen, "admin_token": admin_token}
     opts: dict[str, Any] = {"author_rate_per_minute": 1000, **(community or {})}
     if events:
         opts["events"] = list(events)
@@ -60,20 +62,33 @@ async def live_bridge(workdir: Path, *, events: list[Mapping[str, Any]] | None =
                        bridge_options={"web": web}, community_options=opts)
     nets = {n: SandboxPlatform(str(workdir / "networks"), n) for n in NETWORKS}
     async with running(cfg) as bridge:
-        task = asyncio.create_task(serve_web(bridge), name="web")
+        lv = Live(bridge, "", nets, workdir)
+        lv.web = await start_web(bridge)
+        lv.url = bridge.services["web_url"]
         try:
-            async with asyncio.timeout(15):
-                while "web_url" not in bridge.services:
-                    if task.done():
-                        task.result()
-                    await asyncio.sleep(0.02)
-            yield Live(bridge, bridge.services["web_url"], nets, workdir)
+            yield lv
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_web(lv.web)
             for n in nets.values():
                 await n.stop()
+
+
+async def start_web(bridge: Bridge) -> asyncio.Task[None]:
+    """Start ``serve_web`` as ``hashbridge run`` does; return once it serves."""
+    bridge.services.pop("web_url", None)
+    task = asyncio.create_task(serve_web(bridge), name="web")
+    async with asyncio.timeout(15):
+        while "web_url" not in bridge.services:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+    return task
+
+
+async def stop_web(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0,
