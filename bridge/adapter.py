@@ -113,8 +113,11 @@ class Rendered:
     text: RichText
     plain: str
     """``text`` as plain text, measured by the target's count rule."""
-    html: str
-    markdown: str
+    html: str = ""
+    """Filled when the target's ``text_format`` is HTML (else empty; build it
+    from ``text`` with ``bridge.textconv.to_html`` if needed)."""
+    markdown: str = ""
+    """Filled when the target's ``text_format`` is MARKDOWN."""
     content_warning: str = ""
     attachments: tuple[Attachment, ...] = ()
     is_notice: bool = False

@@ -63,7 +63,7 @@ async def _start_sandboxes(workdir: str) -> list[tuple[str, PlatformSandbox]]:
     return started
 
 
-async def _find_copy(box: PlatformSandbox, needle: str, timeout: float = 15.0) -> str:
+async def _find_copy(box: PlatformSandbox, needle: str, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for m in await box.messages():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bridge.adapter import Capabilities, Rendered
+from bridge.adapter import Capabilities, Rendered, TextFormat
 from bridge.model import Attachment, Post
 from bridge.richtext import Emphasis, Hashtag, Inline, Link, Mention, RichText, Text
 from bridge.textconv import NEUTRAL_AT, clean_text, to_html, to_markdown, to_plain
@@ -118,7 +118,7 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
     limit = _limit(target)
     plain = to_plain(body, links=links)
     if limit is None or caps.count(plain) <= limit:
-        return [_rendered(body, plain, post, attachments)]
+        return [_rendered(body, plain, post, attachments, caps)]
 
     tag_text = f" #{target.hashtag}" if tag_suffix else ""
     full = to_plain(body, links=links)
@@ -132,7 +132,7 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
     out = []
     for i, part in enumerate(parts):
         rt = RichText.plain(part)
-        out.append(_rendered(rt, part, post, attachments if i == 0 else ()))
+        out.append(_rendered(rt, part, post, attachments if i == 0 else (), caps))
     return out
 
 
@@ -141,9 +141,12 @@ def _limit(target: Target) -> int | None:
     return min(limits) if limits else None
 
 
-def _rendered(rt: RichText, plain: str, post: Post,
-              attachments: tuple[Attachment, ...]) -> Rendered:
-    return Rendered(text=rt, plain=plain, html=to_html(rt), markdown=to_markdown(rt),
+def _rendered(rt: RichText, plain: str, post: Post, attachments: tuple[Attachment, ...],
+              caps: Capabilities) -> Rendered:
+    # Only the format the target speaks is built (the others cost time per delivery).
+    fmt = caps.text_format
+    return Rendered(text=rt, plain=plain, html=to_html(rt) if fmt == TextFormat.HTML else "",
+                    markdown=to_markdown(rt) if fmt == TextFormat.MARKDOWN else "",
                     content_warning=post.content_warning, attachments=attachments,
                     is_notice=post.is_notice)
 

@@ -49,6 +49,9 @@ class AccountRuntime:
     health: Health = Health.STARTING
     detail: str = ""
     restarts: list[float] = field(default_factory=list)
+    connected_once: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set at the first CONNECTED: capabilities read from the platform (an
+    instance's length limit) are known from then on."""
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -71,6 +74,8 @@ class AccountRuntime:
     def set_health(self, health: Health, detail: str = "") -> None:
         if (health, detail) == (self.health, self.detail):
             return
+        if health == Health.CONNECTED:
+            self.connected_once.set()
         if health != self.health:
             self.logger.info("health: %s%s", health.value, f" ({detail})" if detail else "")
         self.health, self.detail = health, detail
@@ -209,6 +214,7 @@ class Bridge:
             if not ch.writes or rt.adapter is None:
                 continue
             deps = WorkerDeps(store=self.store, adapter=rt.adapter, bucket=rt.bucket,
+                              ready=rt.connected_once,
                               settings=cfg.bridge, metrics=self.metrics,
                               network_name=self.network_name, set_health=rt.set_health,
                               logger=logging.getLogger(f"hashbridge.worker.{ch.key}"))

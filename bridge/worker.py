@@ -41,6 +41,7 @@ from bridge.store import DeliveryRow, Store, Tx
 CORRECTION_PREFIX = "✏️ correction: "
 DELETED_NOTICE = "(this message was deleted by its author)"
 MAX_UNEXPECTED = 8
+READY_WAIT = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,9 @@ class WorkerDeps:
     """Display name of the network a channel key belongs to."""
     set_health: Callable[[Health, str], None]
     logger: logging.Logger
+    ready: asyncio.Event | None = None
+    """Set once the adapter connected; the worker waits for it (bounded) so
+    it renders with the platform's real limits."""
 
 
 @dataclass
@@ -93,6 +97,13 @@ class ChannelWorker:
     async def run(self) -> None:
         store = self.deps.store
         key = self.channel.key
+        if self.deps.ready is not None:
+            try:
+                async with asyncio.timeout(READY_WAIT):
+                    await self.deps.ready.wait()
+            except TimeoutError:
+                self.deps.logger.warning("adapter not connected after %ds; delivering with "
+                                         "its default capabilities", READY_WAIT)
         while True:
             self._wake.clear()
             caps = self.deps.adapter.capabilities(key)

@@ -207,6 +207,7 @@ class Store:
                 try:
                     value = unit(tx)
                 except BaseException as e:  # the unit's failure is its caller's
+                    tx.forget()
                     conn.execute("ROLLBACK TO unit")
                     conn.execute("RELEASE unit")
                     results.append((False, e))
@@ -218,6 +219,7 @@ class Store:
             self.units += len(batch)
         except sqlite3.Error as e:
             # Disk full, I/O error, locked: nothing of the batch was kept.
+            tx.forget()
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:

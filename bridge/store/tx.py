@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,13 @@ class Tx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
+        # Every target's worker reads the same post right after ingest: keep the
+        # recent ones (only this thread touches them; writes below invalidate).
+        self._posts: OrderedDict[str, Post] = OrderedDict()
+
+    def forget(self) -> None:
+        """Drop cached rows (after a rollback they may describe nothing real)."""
+        self._posts.clear()
 
     # ------------------------------------------------------------ native ids
     def native_lookup(self, channel: str, native_id: str) -> tuple[PostId, str] | None:
@@ -115,8 +123,16 @@ class Tx:
         return None
 
     def get_post(self, post_id: str) -> Post | None:
+        post = self._posts.get(post_id)
+        if post is not None:
+            return post
         row = self.c.execute("SELECT * FROM posts WHERE id=?", (post_id,)).fetchone()
-        return _post_from_row(row) if row else None
+        if row is None:
+            return None
+        post = self._posts[post_id] = _post_from_row(row)
+        if len(self._posts) > 4096:
+            self._posts.popitem(last=False)
+        return post
 
     def post_state(self, post_id: str) -> tuple[float | None, float | None, bool]:
         """(edited_at, deleted_at, hidden) of a post."""
@@ -131,6 +147,7 @@ class Tx:
             " attachments_json=COALESCE(?, attachments_json) WHERE id=?",
             (text.to_json(), text_hash, content_warning, edited_at,
              None if attachments is None else _attachments_json(attachments), post_id))
+        self._posts.pop(post_id, None)
 
     def mark_post_deleted(self, post_id: str) -> None:
         """Deleted at its origin: keep the row for the id map, drop the content
@@ -139,6 +156,7 @@ class Tx:
             "UPDATE posts SET deleted_at=?, text_json='[]', attachments_json='[]',"
             " content_warning='', text_hash='' WHERE id=? AND deleted_at IS NULL",
             (time.time(), post_id))
+        self._posts.pop(post_id, None)
 
     def set_hidden(self, post_id: str, hidden: bool) -> None:
         self.c.execute("UPDATE posts SET hidden=? WHERE id=?", (int(hidden), post_id))

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twitter_text import extract_urls, parse_tweet
 
-from bridge.adapter import Capabilities
+from bridge.adapter import Capabilities, TextFormat
 from bridge.model import Author, ChannelKey, NativeId, Post, PostId
 from bridge.render import NEUTRAL_AT, Target, render
 from bridge.richtext import RichText
@@ -27,7 +27,7 @@ def post(text: str, name: str = "Alice", permalink: str = "https://m.example/@al
 
 
 def test_attribution_hashtag_and_neutral_mentions() -> None:
-    caps = Capabilities(needs_hashtag=True)
+    caps = Capabilities(needs_hashtag=True, text_format=TextFormat.HTML)
     [r] = render(post("hi @bob and @room, see you"), Target(caps=caps, hashtag="kmers"),
                  "Mastodon")
     assert r.plain == f"Alice (Mastodon): hi {NEUTRAL_AT}bob and {NEUTRAL_AT}room, see you #kmers"
@@ -41,8 +41,8 @@ def test_hashtag_not_repeated_when_present() -> None:
 
 
 def test_display_name_cannot_inject_a_mention_or_markup() -> None:
-    [r] = render(post("x", name="@everyone <script>"), Target(caps=Capabilities(), hashtag="k"),
-                 "Matrix")
+    [r] = render(post("x", name="@everyone <script>"),
+                 Target(caps=Capabilities(text_format=TextFormat.HTML), hashtag="k"), "Matrix")
     assert r.plain.startswith(f"{NEUTRAL_AT}everyone <script>")
     assert "<script>" not in r.html
 
@@ -126,5 +126,6 @@ def test_split_loses_no_words(text: str) -> None:
 def test_rendered_html_never_carries_markup_from_input(text: str) -> None:
     [r] = render(Post(**{**{f: getattr(post("x"), f) for f in Post.__dataclass_fields__},
                         "text": RichText.plain(text)}),
-                 Target(caps=Capabilities(), hashtag="k"), "M")
+                 Target(caps=Capabilities(text_format=TextFormat.HTML), hashtag="k"), "M")
+    assert r.html.startswith("<p>") or not text.strip()
     assert "<script" not in r.html.lower()
