@@ -60,7 +60,11 @@ class Author:
     profile_url: str = ""
     is_bot: bool = False
     opted_out: bool = False
-    """The author's profile says ``#nobridge``/``#nobot`` or asks not to be indexed."""
+    """The author's profile says ``#nobridge``: never relayed."""
+    reluctant: str = ""
+    """A softer objection on the profile (``#nobot``, not discoverable or
+    indexable): not relayed unless the author opted in with ``!join``
+    (Bridgy Fed's rule).  The text says which."""
 
     @property
     def name(self) -> str:

@@ -67,6 +67,8 @@ def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRat
     if a.is_bot:
         return Verdict(False, "author is a bot")
     decision = tx.consent(a.platform, a.handle)
+    if a.reluctant and decision != "in":
+        return Verdict(False, f"author's profile: {a.reluctant} (relayed after !join)")
     if community.consent == "opt-in" and decision != "in":
         return Verdict(False, "author has not opted in (community is opt-in)")
     if decision == "out":

@@ -158,11 +158,15 @@ def handle_of(account: Mapping[str, Any]) -> str:
 
 
 def parse_author(account: Mapping[str, Any]) -> Author:
+    # #nobridge is final; the other objections yield to an explicit !join.
+    reasons = opt_out_reasons(account)
+    hard = "profile says #nobridge" in reasons
+    soft = [r for r in reasons if r != "profile says #nobridge"]
     return Author(platform=PLATFORM, handle=handle_of(account),
                   display_name=str(_get(account, "display_name") or ""),
                   profile_url=str(_get(account, "url") or ""),
                   is_bot=_get(account, "bot") is True,
-                  opted_out=bool(opt_out_reasons(account)))
+                  opted_out=hard, reluctant=", ".join(soft))
 
 
 def parse_attachments(status: Mapping[str, Any]) -> tuple[Attachment, ...]:

@@ -244,11 +244,13 @@ def tweet_to_posted(tweet: Mapping[str, Any], channel: ChannelKey, *,
         return Unsupported(native_id=tid, reason="author not in includes.users "
                            "(request expansions=author_id)")
     username = str(user.get("username", ""))
+    bio = str(user.get("description", ""))
     author = Author(platform="twitter", handle="@" + username,
                     display_name=str(user.get("name", "")),
                     profile_url=f"https://x.com/{username}",
-                    opted_out=bool(re.search(r"#no(bridge|bot)\b",
-                                             str(user.get("description", "")), re.I)))
+                    opted_out=bool(re.search(r"#nobridge\b", bio, re.I)),
+                    reluctant="profile says #nobot" if re.search(r"#nobot\b", bio, re.I)
+                    else "")
     keys = (tweet.get("attachments") or {}).get("media_keys") or []
     atts = tuple(a for k in keys if (m := media.get(k)) and (a := _attachment(m)))
     lang = str(tweet.get("lang", ""))

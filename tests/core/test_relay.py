@@ -247,3 +247,15 @@ async def test_reply_waits_for_parent_then_posts_plain(tmp_path: Path) -> None:
         await env.settle()
         [child] = env.sent("b")
         assert child.reply_to is None  # parent's copy is dead: posted without the link
+
+
+async def test_reluctant_author_is_relayed_only_after_join(env: Env) -> None:
+    shy = Author(platform="fake", handle="dave", display_name="Dave", reluctant="#nobot")
+    env.post("a", "before", author_obj=shy)
+    env.post("a", "!join", author_obj=shy, command="!join")
+    env.post("a", "after", author_obj=shy)
+    hard = Author(platform="fake", handle="erin", opted_out=True)
+    env.post("a", "!join", author_obj=hard, command="!join")
+    env.post("a", "never", author_obj=hard)
+    await env.settle()
+    assert [op.rendered.plain for op in env.sent("b")] == ["Dave (A): after"]

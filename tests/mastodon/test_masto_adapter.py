@@ -162,14 +162,14 @@ async def test_own_and_non_public_posts_are_not_emitted_but_commands_are(env: En
     await asyncio.sleep(0.3)
     assert [e.native_id for e in env.ctx.events] == [cmd.id, last.id]
     first = events[0]
-    assert isinstance(first, Posted) and first.command == "!join" and first.author.opted_out
+    assert isinstance(first, Posted) and first.command == "!join" and first.author.reluctant
 
 
 async def test_opted_out_author_is_flagged(env: Env) -> None:
     env.emu.member("erin", discoverable=False)
     env.emu.post("erin", "hi #kmers")
     (ev,) = await env.settle(1)
-    assert isinstance(ev, Posted) and ev.author.opted_out
+    assert isinstance(ev, Posted) and ev.author.reluctant == "discoverable: false"
 
 
 async def test_post_with_nobridge_is_never_emitted(env: Env) -> None:

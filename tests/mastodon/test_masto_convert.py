@@ -129,13 +129,18 @@ def test_author_opt_out_rules(profile: dict[str, Any], reason: str) -> None:
     acc = _account(**profile)
     assert reason in opt_out_reasons(acc)
     ev = parse_status(_status(account=acc), channel=CH)
-    assert not isinstance(ev, Unsupported) and ev.author.opted_out
+    assert not isinstance(ev, Unsupported)
+    if "nobridge" in reason:  # final
+        assert ev.author.opted_out and not ev.author.reluctant
+    else:  # yields to an explicit !join
+        assert not ev.author.opted_out and reason in ev.author.reluctant
 
 
 def test_willing_author_and_unset_discoverable_are_relayed() -> None:
     for acc in (_account(), _account(discoverable=None)):
         ev = parse_status(_status(account=acc), channel=CH)
         assert not isinstance(ev, Unsupported) and not ev.author.opted_out
+        assert not ev.author.reluctant
 
 
 @pytest.mark.parametrize("visibility", ["unlisted", "private", "direct"])
