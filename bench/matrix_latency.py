@@ -71,7 +71,8 @@ async def main(n: int) -> None:
         sys.exit("Synapse not installed (SYNAPSE_PYTHON or .venv-synapse)")
     with tempfile.TemporaryDirectory() as tmp:
         srv = SynapseServer(Path(tmp) / "hs")
-        await asyncio.to_thread(srv.start)
+        srv.spawn()
+        await asyncio.to_thread(srv.wait_ready)
         print(f"synapse_startup_s {srv.startup_seconds:.2f}")
         try:
             alice, bob = await client(srv, "alice"), await client(srv, "bob")

@@ -41,7 +41,8 @@ class MatrixSandbox:
         self._txn = 0
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.server.start)
+        self.server.spawn()        # on the loop's thread: the server dies with this process
+        await asyncio.to_thread(self.server.wait_ready)
         self._http = aiohttp.ClientSession()
         self.bot = await asyncio.to_thread(self.server.register, self.bot_name)
         host = await self._member("host")

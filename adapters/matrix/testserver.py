@@ -95,6 +95,7 @@ class SynapseServer:
         self.secret = secrets.token_hex(16)
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_seconds = 0.0
+        self._t0 = 0.0
 
     @property
     def url(self) -> str:
@@ -153,18 +154,28 @@ class SynapseServer:
         return d / "homeserver.yaml"
 
     def start(self, timeout: float = 60.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting.  Call it from the main thread (e.g. the
+        event loop's) so the server dies with us: PDEATHSIG fires when the forking
+        *thread* exits, so it is only set from the main thread."""
         if self.python is None:
             raise RuntimeError("Synapse is not installed (set SYNAPSE_PYTHON)")
         cfg = self._write_config()
-        t0 = time.monotonic()
+        self._t0 = time.monotonic()
         out = (self.dir / "stdout.log").open("ab")
         self.proc = subprocess.Popen(
             [self.python, "-m", "synapse.app.homeserver", "-c", str(cfg)],
             stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
-            # PDEATHSIG fires when the forking *thread* exits: only from the main thread.
             preexec_fn=_die_with_parent
             if threading.current_thread() is threading.main_thread() else None)
         out.close()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until ``/versions`` answers (any thread); stop and raise on failure."""
+        assert self.proc is not None, "spawn() first"
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"Synapse exited with {self.proc.returncode}:\n"
@@ -173,12 +184,12 @@ class SynapseServer:
                 with urllib.request.urlopen(f"{self.url}/_matrix/client/versions", timeout=2):
                     break
             except (urllib.error.URLError, OSError):
-                if time.monotonic() - t0 > timeout:
+                if time.monotonic() - self._t0 > timeout:
                     self.stop()
                     tail = self.log_tail()
                     raise RuntimeError("Synapse did not become ready:\n" + tail) from None
                 time.sleep(0.05)
-        self.startup_seconds = time.monotonic() - t0
+        self.startup_seconds = time.monotonic() - self._t0
 
     def stop(self) -> None:
         if self.proc is None:

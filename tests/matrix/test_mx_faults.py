@@ -159,7 +159,8 @@ async def test_threads_when_the_channel_asks(synapse: Hs, room: Room, tmp_path: 
 async def test_homeserver_outage_is_transient_and_recovers(tmp_path: Path) -> None:
     need_synapse()
     srv = SynapseServer(tmp_path / "hs")
-    await asyncio.to_thread(srv.start)
+    srv.spawn()
+    await asyncio.to_thread(srv.wait_ready)
     hs = Hs(srv, forwarder=None)  # type: ignore[arg-type]
     try:
         room = await make_room(hs)
@@ -172,7 +173,8 @@ async def test_homeserver_outage_is_transient_and_recovers(tmp_path: Path) -> No
             except TransientError:
                 pass
             await eventually(lambda: _is(run, Health.DISCONNECTED))
-            await asyncio.to_thread(srv.start)
+            srv.spawn()
+            await asyncio.to_thread(srv.wait_ready)
             alice = await member_client(hs, "alice")
             await alice.room_send(room.room_id, "m.room.message",
                                   {"msgtype": "m.text", "body": "back again"})

@@ -56,3 +56,42 @@ async def test_sandbox_relays_both_ways(tmp_path: Path) -> None:
 
 async def _bridged(net: SandboxPlatform) -> bool:
     return any(m.by_bridge for m in await net.messages())
+
+
+def test_synapse_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    """kill -9 of the process that started Synapse leaves no homeserver behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    need_synapse()
+    code = ("import sys, time\n"
+            "from adapters.matrix.testserver import SynapseServer\n"
+            f"s = SynapseServer({str(tmp_path / 'hs')!r}); s.spawn()\n"
+            "print(s.proc.pid, flush=True); time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                return
+            try:
+                with open(f"/proc/{child}/stat") as f:    # a zombie awaiting reaping is gone
+                    if f.read().split(") ", 1)[1].startswith("Z"):
+                        return
+            except FileNotFoundError:
+                return
+            time.sleep(0.1)
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("Synapse outlived its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
