@@ -162,3 +162,32 @@ def test_progress_bar_only_on_a_terminal() -> None:
     lines = tty.getvalue().split("\r")
     assert lines[1].startswith("exporting [###       ]  33% 500/1500")
     assert lines[-1] == "exporting [##########] 100% 1500/1500\n"
+
+
+def test_mbox_headers_survive_hostile_names(tmp_path: Path) -> None:
+    from bridge.export import MboxWriter
+    from bridge.harness import build_config, sandbox_channels
+    from bridge.model import Author, ChannelKey, NativeId, Post, PostId
+    from bridge.textconv import from_plain
+
+    comm = build_config(tmp_path, sandbox_channels(tmp_path)).communities[0]
+    post = Post(id=PostId("01" + "0" * 24), community="kmers",
+                origin_channel=ChannelKey("kmers/sb_lobby"), origin_native_id=NativeId("1"),
+                permalink="", text=from_plain("From the start: héllo\nFrom here too"),
+                author=Author(platform="sandbox", handle="z",
+                              display_name='Zoë "the" <evil@x.org>\nBcc: victim@y.org'))
+    path = tmp_path / "h.mbox"
+    w = MboxWriter(str(path), comm, lambda ch: "Lobby")
+    w.add(post, None)
+    w.close()
+    (msg,) = list(mailbox.mbox(str(path)))
+    assert msg["Bcc"] is None and "victim@y.org" not in path.read_text()
+    from email.header import decode_header, make_header
+    from email.utils import parseaddr
+
+    encoded_name, addr = parseaddr(msg["From"])
+    assert addr.endswith("@hashbridge.invalid")
+    name = str(make_header(decode_header(encoded_name)))
+    assert name == 'Zoë "the" <evil@…> Bcc: victim@… (Lobby)'  # one line, no address
+    body = msg.get_payload(decode=True).decode()
+    assert body.splitlines()[:2] == [">From the start: héllo", ">From here too"]
