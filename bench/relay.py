@@ -29,6 +29,7 @@ from bridge.adapter import (
     AdapterFactory,
     Capabilities,
     ChannelSpec,
+    Health,
     SendCreate,
     SendOp,
     SendResult,
@@ -59,6 +60,7 @@ class BenchAdapter:
 
     async def run(self, ctx: Any) -> None:
         self.ctx = ctx
+        ctx.set_health(Health.CONNECTED)
         self.ready.set()
         await asyncio.Event().wait()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bridge.config import CommunityCommon
 from bridge.model import Posted
-from bridge.richtext import RichText
+from bridge.richtext import RichText, iter_text
 from bridge.store import Tx
 from bridge.textconv import from_plain, to_plain
 
@@ -27,10 +27,10 @@ class Verdict:
 ACCEPT = Verdict(True)
 
 
-def text_hash(text: RichText, hashtag: str) -> str:
+def text_hash(text: RichText | str, hashtag: str) -> str:
     """A fingerprint for duplicate linking: the words, without the community tag,
-    links' decoration, case or spacing."""
-    plain = to_plain(text).casefold()
+    links' decoration, case or spacing.  Takes the text or its plain rendering."""
+    plain = (text if isinstance(text, str) else to_plain(text)).casefold()
     plain = re.sub(rf"#{re.escape(hashtag.casefold())}\b", "", plain)
     plain = re.sub(r"\s+", " ", plain).strip()
     return hashlib.sha1(plain.encode()).hexdigest() if plain else ""
@@ -77,7 +77,7 @@ def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRat
         return Verdict(False, "author is blocked")
     if not rate.allow(community.name, a.platform, a.handle, community.author_rate_per_minute):
         return Verdict(False, f"author over {community.author_rate_per_minute} posts/minute")
-    if ev.text.is_empty() and not ev.attachments:
+    if not ev.attachments and not any(True for _ in iter_text(ev.text)):
         return Verdict(False, "empty post")
     return ACCEPT
 
@@ -95,9 +95,11 @@ def _blocked(platform: str, handle: str, blocklist: list[str]) -> bool:
     return False
 
 
-def fit_size(text: RichText, max_chars: int) -> tuple[RichText, bool]:
-    """Cap a canonical text at *max_chars* of plain text; True if it was cut."""
+def fit_size(text: RichText, max_chars: int) -> tuple[RichText, str, bool]:
+    """Cap a canonical text at *max_chars* of plain text.  Returns the text, its
+    plain rendering (reused by the later steps) and whether it was cut."""
     plain = to_plain(text)
     if len(plain) <= max_chars:
-        return text, False
-    return from_plain(plain[:max_chars].rstrip() + " …"), True
+        return text, plain, False
+    cut = from_plain(plain[:max_chars].rstrip() + " …")
+    return cut, to_plain(cut), True

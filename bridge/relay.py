@@ -108,11 +108,11 @@ class Relay:
             result.drop(verdict.reason)
             log.info("not relayed: %s %s: %s", channel.key, ev.native_id, verdict.reason)
             return
-        text, cut = fit_size(ev.text, settings.max_post_chars)
+        text, plain, cut = fit_size(ev.text, settings.max_post_chars)
         if cut:
             log.info("%s %s: text cut to %d characters", channel.key, ev.native_id,
                      settings.max_post_chars)
-        fingerprint = text_hash(text, settings.hashtag)
+        fingerprint = text_hash(plain, settings.hashtag)
         author_key = ev.author.name.casefold().strip()
         if fingerprint and settings.duplicate_window:
             dup = tx.find_duplicate(settings.name, fingerprint, author_key,
@@ -218,11 +218,11 @@ class Relay:
             # The author withdrew the post from the bridge: treat as a delete.
             self._delete_post(tx, post_id, channel, community, result)
             return
-        text, _ = fit_size(ev.text, settings.max_post_chars)
+        text, plain, _ = fit_size(ev.text, settings.max_post_chars)
         if text == post.text and ev.content_warning == post.content_warning:
             result.drop("edit without change")
             return
-        tx.update_post(post_id, text, text_hash(text, settings.hashtag), ev.content_warning,
+        tx.update_post(post_id, text, text_hash(plain, settings.hashtag), ev.content_warning,
                        ev.attachments, ev.edited_at.timestamp())
         for target in community.channels:
             if target.writes and target.key != channel.key:
