@@ -50,16 +50,19 @@ def view_of(tx: Tx, post_id: str) -> PostView | None:
 def page(tx: Tx, community: str, *, limit: int = 100, before: str | None = None,
          channels: tuple[str, ...] = ()) -> list[PostView]:
     """The newest *limit* visible posts (older than post id *before*), oldest first.
-    ULIDs sort by creation, so ``before`` pages back without offsets."""
+
+    Ordered by (created_at, id) like the relay's own listing: ULIDs made in the
+    same millisecond are not ordered, so the id alone is only the tie-break.
+    ``before`` is a keyset cursor: paging needs no offsets."""
     sql = f"SELECT * FROM posts WHERE community=? AND {_VISIBLE}"
     args: list[object] = [community]
     if before:
-        sql += " AND id < ?"
+        sql += " AND (created_at, id) < (SELECT created_at, id FROM posts WHERE id=?)"
         args.append(before)
     if channels:
         sql += f" AND origin_channel IN ({','.join('?' * len(channels))})"
         args.extend(channels)
-    sql += " ORDER BY id DESC LIMIT ?"
+    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
     args.append(limit)
     rows = tx.c.execute(sql, args).fetchall()
     return [view(tx, _post_from_row(r)) for r in reversed(rows)]
@@ -86,14 +89,17 @@ def count_visible(tx: Tx, community: str, start: float | None = None,
 def batch_after(tx: Tx, community: str, after: str, limit: int, *,
                 start: float | None = None, end: float | None = None
                 ) -> list[tuple[Post, float | None]]:
-    """Visible posts with id greater than *after*, oldest first, with their edit
-    time: exports walk the archive with this in bounded batches."""
-    sql = f"SELECT * FROM posts WHERE community=? AND {_VISIBLE} AND id>?"
-    args: list[object] = [community, after]
+    """Visible posts after post id *after* ("" for the first), oldest first, with
+    their edit time: exports walk the archive with this in bounded batches."""
+    sql = f"SELECT * FROM posts WHERE community=? AND {_VISIBLE}"
+    args: list[object] = [community]
+    if after:
+        sql += " AND (created_at, id) > (SELECT created_at, id FROM posts WHERE id=?)"
+        args.append(after)
     if start is not None and end is not None:
         sql += " AND created_at>=? AND created_at<?"
         args += [start, end]
-    sql += " ORDER BY id LIMIT ?"
+    sql += " ORDER BY created_at, id LIMIT ?"
     args.append(limit)
     return [(_post_from_row(r), r["edited_at"]) for r in tx.c.execute(sql, args).fetchall()]
 

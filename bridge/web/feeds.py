@@ -83,7 +83,7 @@ async def event_feed(request: web.Request) -> web.StreamResponse:
     return _atom_response(atom(ev.title, f"{base}/c/{comm.name}/events/{ev.id}/feed.atom",
                                f"{base}/c/{comm.name}/events",
                                f"urn:hashbridge:{comm.name}:event:{ev.id}",
-                               sorted(entries, key=lambda e: e[0].id)))
+                               sorted(entries, key=lambda e: (e[0].created_at, e[0].id))))
 
 
 def calendar(community: str, hashtag: str, events: list[ChatEventConfig], page_url: str,
