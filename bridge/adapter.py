@@ -157,6 +157,9 @@ class SendDelete:
     channel: ChannelKey
     post: Post
     native_id: NativeId
+    extra_native_ids: tuple[NativeId, ...] = ()
+    """Other ids the create reported for this part (``SendResult.extra_native_ids``:
+    media sent as separate events); remove them too."""
 
 
 SendOp = SendCreate | SendEdit | SendDelete

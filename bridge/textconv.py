@@ -406,8 +406,14 @@ class _TreeBuilder(HTMLParser):
             self._pre.append(data)
             return
         data = re.sub(r"[ \t\n]+", " ", data)
-        if data:
+        if not data:
+            return
+        if any(tag in ("a", "code") for tag, _, _ in self._inline_stack):
             self._cur().append(Text(data))
+        else:
+            # Bare URLs, #tags and @mentions in formatted text (Matrix clients,
+            # HTML mail) are what they would be in plain text.
+            self._cur().extend(_linkify(data))
 
     def result(self) -> RichText:
         if self._pre is not None:

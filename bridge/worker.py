@@ -355,7 +355,8 @@ class ChannelWorker:
                         parent_subject=own[0].subject),))
                 return Plan(ops=tuple(
                     SendDelete(delivery_id=d.id, idempotency_key=f"{d.id}.{c.part}",
-                               channel=key, post=post, native_id=c.native_id)
+                               channel=key, post=post, native_id=c.native_id,
+                               extra_native_ids=tuple(tx.aliases(d.post_id, key, c.part)))
                     for c in reversed(own)))
         return Plan(skip=f"unknown op {d.op}")
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.matrix.appservice import generate_registration
@@ -42,6 +42,11 @@ class MatrixFactory(AdapterFactory):
         assert isinstance(account, MatrixAccount)
         return MatrixAdapter(account, channels, services)
 
+    def cli_commands(self) -> list[tuple[str, str, Callable[..., int]]]:
+        return [("matrix-registration",
+                 "print the appservice registration YAML for the homeserver",
+                 _registration_command)]
+
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         from adapters.matrix.sandbox import MatrixSandbox
         from adapters.matrix.testserver import synapse_python
@@ -76,3 +81,25 @@ class MatrixFactory(AdapterFactory):
 
 
 __all__ = ["MatrixAccount", "MatrixChannel", "MatrixFactory", "generate_registration"]
+
+
+def _registration_command(args: Any) -> int:
+    """``hashbridge matrix-registration -c FILE``: one registration per matrix
+    account in appservice mode (the homeserver admin adds it to
+    ``app_service_config_files``)."""
+    import sys
+
+    from bridge.config import load
+    from bridge.registry import load_factories
+
+    cfg = load(args.config, load_factories())
+    found = [a for a in cfg.accounts.values() if a.platform == "matrix"
+             and isinstance(a.options, MatrixAccount) and a.options.mode == "appservice"]
+    if not found:
+        print(f"{args.config}: no matrix account has mode = \"appservice\"", file=sys.stderr)
+        return 1
+    for acct in found:
+        assert isinstance(acct.options, MatrixAccount)
+        print(f"# accounts.{acct.name}")
+        print(generate_registration(acct.options))
+    return 0

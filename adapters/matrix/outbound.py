@@ -70,6 +70,9 @@ class Outbound:
                 await self._put(room_id, content, convert.txn_id(op.idempotency_key), sender)
                 return SendResult()
             case SendDelete():
+                # the media events of the copy first, each with its own txn id
+                for i, extra in enumerate(op.extra_native_ids):
+                    await self._redact(room_id, extra, f"{op.idempotency_key}.m{i}", sender)
                 await self._redact(room_id, op.native_id, op.idempotency_key, sender)
                 return SendResult()
 

@@ -92,6 +92,12 @@ class Tx:
             (post_id, channel)).fetchall()
         return [CopyRow(NativeId(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
+    def aliases(self, post_id: str, channel: str, part: int) -> list[NativeId]:
+        rows = self.c.execute(
+            "SELECT native_id FROM native_ids WHERE post_id=? AND channel=? AND part=?"
+            " AND role='alias'", (post_id, channel, part)).fetchall()
+        return [NativeId(r[0]) for r in rows]
+
     def all_copies(self, post_id: str) -> list[tuple[str, CopyRow]]:
         rows = self.c.execute(
             "SELECT channel, native_id, role, part, subject, permalink FROM native_ids"

@@ -174,3 +174,12 @@ def test_structured_hostile_html_is_always_sanitised(html: str) -> None:
     low = out.lower()
     assert "<script" not in low and "<svg" not in low and "<iframe" not in low
     assert "onclick" not in low and "javascript:" not in low and "style=" not in low
+
+
+def test_bare_tags_mentions_and_urls_in_formatted_text_are_recognised() -> None:
+    rt = from_html("<p>please <b>#nobridge</b> @bob see https://x.org/a <code>#not</code></p>")
+    assert rt.hashtags() == {"nobridge"}
+    p = rt.blocks[0]
+    assert isinstance(p, Paragraph)
+    assert Mention("bob") in p.inlines and Link("https://x.org/a") in p.inlines
+    assert Code("#not") in p.inlines
