@@ -53,7 +53,10 @@ def target(data: bytes) -> None:
         result = parse_list_mail(raw, SPEC, ME, max_attachment_bytes=10_000)
         if isinstance(result, Skipped):
             if result.reason.startswith("unparseable"):
-                raise Finding(f"parser fell back: {result.reason}")
+                # The kind (before the colon) names the exception, so distinct parser
+                # failures are distinct findings.
+                kind = result.reason.removeprefix("unparseable: ")[:50].replace(":", ";")
+                raise Finding(f"parser fell back on {kind}: {result.reason}")
             continue
         assert isinstance(result, ListMail)
         assert isinstance(result.event.text, RichText)
