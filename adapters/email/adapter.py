@@ -134,6 +134,7 @@ class EmailAdapter:
             return
         backoff = 1.0
         while True:
+            _raise_if_cancelling()
             started = time.monotonic()
             try:
                 await self._session(ctx)
@@ -156,6 +157,7 @@ class EmailAdapter:
             # Connected means "mail from now on will be relayed": after the cursor exists.
             ctx.set_health(Health.CONNECTED)
             while True:
+                _raise_if_cancelling()
                 last = await self._catch_up(ctx, client, validity, last)
                 await imap_idle(client, self.account.idle_seconds)
         finally:
@@ -165,7 +167,8 @@ class EmailAdapter:
                     # don't wait for the server, just hang up.
                     client.protocol.transport.close()
                 else:
-                    await asyncio.wait_for(client.logout(), 2)
+                    async with asyncio.timeout(2):
+                        await client.logout()
 
     async def _start_uid(self, ctx: AdapterContext, client: aioimaplib.IMAP4,
                          validity: int) -> int:
@@ -177,7 +180,7 @@ class EmailAdapter:
             self.log.warning("UIDVALIDITY of %s changed (%s -> %s): resyncing from the newest "
                              "message, older ones are not relayed", self.account.folder,
                              v, validity)
-        newest = max(await imap_uids_after(client, 0), default=0)
+        newest = max((await imap_uids_after(client, 0))[0], default=0)
         await ctx.set_cursor(self.cursor_name, f"{validity}:{newest}")
         if not saved:
             self.log.info("first start: relaying mail after UID %d", newest)
@@ -185,7 +188,17 @@ class EmailAdapter:
 
     async def _catch_up(self, ctx: AdapterContext, client: aioimaplib.IMAP4, validity: int,
                         last: int) -> int:
-        uids = await imap_uids_after(client, last)
+        # Search again until nothing is new: mail announced inside a SEARCH or FETCH
+        # response would otherwise wait for the next IDLE timeout.
+        while True:
+            _raise_if_cancelling()
+            uids, news = await imap_uids_after(client, last)
+            if not uids and not news:
+                return last
+            last = await self._fetch_and_emit(ctx, client, validity, last, uids)
+
+    async def _fetch_and_emit(self, ctx: AdapterContext, client: aioimaplib.IMAP4,
+                              validity: int, last: int, uids: list[int]) -> int:
         for i in range(0, len(uids), FETCH_BATCH):
             chunk = uids[i:i + FETCH_BATCH]
             raws = await imap_fetch(client, chunk)
@@ -202,6 +215,7 @@ class EmailAdapter:
             cursor = (self.cursor_name, f"{validity}:{last}")
             if events:
                 await ctx.emit_many(events, cursor=cursor)
+                self.log.info("relayed %d list mails up to UID %d", len(events), last)
             else:
                 await ctx.set_cursor(*cursor)
         return last
@@ -219,6 +233,7 @@ class EmailAdapter:
             self.log.info("UID %d <%s> not relayed: %s", uid, res.native_id, res.reason)
             return None
         if await ctx.is_own(spec.channel, res.event.native_id):
+            self.log.info("UID %d <%s> is our own copy", uid, res.event.native_id)
             return None
         assert self._store is not None
         await asyncio.to_thread(self._store.remember, res.event.native_id, res.subject,
@@ -249,7 +264,8 @@ class EmailAdapter:
     # ------------------------------------------------------------ outbound
     async def _wait_ready(self) -> EmailStore:
         try:
-            await asyncio.wait_for(self._ready.wait(), 10)
+            async with asyncio.timeout(10):
+                await self._ready.wait()
         except TimeoutError as exc:
             raise TransientError("email adapter not running yet", retry_after=5) from exc
         assert self._store is not None
@@ -348,6 +364,7 @@ class EmailAdapter:
         opts = self._opts(spec)
         period = self._period(opts)
         while True:
+            _raise_if_cancelling()
             store = self._store
             assert store is not None
             items = await asyncio.to_thread(store.due, spec.key, int(time.time() // period))
@@ -366,6 +383,15 @@ class EmailAdapter:
                 self.log.info("digest <%s> with %d posts sent", key, len(items))
                 continue
             await asyncio.sleep(min(30.0, max(0.2, period / 10)))
+
+
+def _raise_if_cancelling() -> None:
+    # Python 3.11's wait_for (used inside aioimaplib) can swallow a cancellation that
+    # races with the awaited result; the request stays counted on the task, so honour
+    # it here instead of looping on forever.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _write_once(path: str, data: bytes) -> None:

@@ -34,6 +34,14 @@ async def imap_connect(server: MailServer) -> aioimaplib.IMAP4:
             ssl_context=ssl.create_default_context())
     else:
         client = aioimaplib.IMAP4(host=server.host, port=server.port, timeout=server.timeout)
+    protocol = client.protocol
+
+    def lost(exc: Exception | None) -> None:
+        # Without this, a connection dropped during IDLE goes unnoticed until the IDLE
+        # timeout (minutes): wake the waiter with a BYE of our own.
+        protocol.idle_queue.put_nowait([b"BYE connection lost"])
+
+    protocol.conn_lost_cb = lost
     await client.wait_hello_from_server()
     if server.security == "starttls":
         # aioimaplib has no STARTTLS; refusing beats sending the password in clear.
@@ -60,15 +68,22 @@ async def imap_select(client: aioimaplib.IMAP4, folder: str) -> int:
     raise ImapGone("server sent no UIDVALIDITY")
 
 
-async def imap_uids_after(client: aioimaplib.IMAP4, last_uid: int) -> list[int]:
+async def imap_uids_after(client: aioimaplib.IMAP4, last_uid: int) -> tuple[list[int], bool]:
+    """UIDs above *last_uid*, and whether the server announced new mail (``EXISTS``) in
+    the same response: that news is consumed here and IDLE would not repeat it."""
     resp = await client.uid_search(f"UID {last_uid + 1}:*")
     if resp.result != "OK":
         raise ImapGone(f"UID SEARCH failed: {resp.lines[-1:]!r}")
     uids: list[int] = []
+    news = False
     for line in resp.lines[:-1]:
-        uids.extend(int(x) for x in bytes(line).split() if x.isdigit())
+        words = bytes(line).split()
+        if words[-1:] == [b"EXISTS"]:
+            news = True
+            continue
+        uids.extend(int(x) for x in words if x.isdigit())
     # "n:*" always matches the newest message, even when its UID is below n.
-    return sorted(u for u in set(uids) if u > last_uid)
+    return sorted(u for u in set(uids) if u > last_uid), news
 
 
 async def imap_fetch(client: aioimaplib.IMAP4, uids: list[int]) -> dict[int, bytes]:
@@ -101,7 +116,8 @@ async def imap_has_message_id(server: MailServer, folder: str, mid: str) -> bool
         return any(bytes(x).strip() for x in resp.lines[:-1])
     finally:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.logout(), 2)
+            async with asyncio.timeout(2):
+                await client.logout()
 
 
 async def imap_idle(client: aioimaplib.IMAP4, seconds: float) -> bool:
@@ -123,7 +139,8 @@ async def imap_idle(client: aioimaplib.IMAP4, seconds: float) -> bool:
         if client.has_pending_idle():
             client.idle_done()
     try:
-        await asyncio.wait_for(idle, 30)
+        async with asyncio.timeout(30):
+            await idle
     except TimeoutError as exc:
         raise ImapGone("IDLE was not closed by the server") from exc
     return news

@@ -168,7 +168,8 @@ def _parse(raw: bytes, spec: ListSpec, me: Identity, max_bytes: int,
     list_id = msgid(_header(msg, "List-Id")) or ""
     if list_id.lower() != spec.list_id.lower():
         return skip(f"List-Id {list_id or 'missing'!r} is not {spec.list_id!r}")
-    if _header(msg, MARKER_HEADER) or native.lower().endswith("@" + me.domain.lower()):
+    if _header(msg, MARKER_HEADER) or native.lower().endswith("@" + me.domain.lower()) \
+            or me.address.lower() in _header(msg, "X-Loop").lower():
         return skip("our own mail")
     if spec.verify_sender:
         rp = _addresses(_header(msg, "Return-Path"))

@@ -121,6 +121,9 @@ class Dovecot:
             raise RuntimeError("dovecot is not installed (apt-get install dovecot-imapd "
                                "dovecot-lmtpd)")
         d = self.workdir
+        # base_dir holds only sockets and pids; a previous instance's leftovers (owned by
+        # whoever ran it, possibly half-removed) make binds fail, so start it empty.
+        shutil.rmtree(d / "run", ignore_errors=True)
         for sub in ("run", "state", "mail"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         # Keep the ports across restarts: a restarted server must be the same server.
@@ -141,7 +144,8 @@ class Dovecot:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout
-        while not (_port_open(self.imap_port) and _port_open(self.lmtp_port)):
+        # A greeting, not just an open port: it must be *this* Dovecot answering.
+        while not (_greets(self.imap_port, b"* OK") and _greets(self.lmtp_port, b"220")):
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise RuntimeError(f"dovecot exited {self.proc.returncode}: {err}"
@@ -159,8 +163,13 @@ class Dovecot:
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+                pass
+        # imap/lmtp workers that outlive the master would still accept on our ports and
+        # hang up: a restarted server must not share them with its ghost.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
         if self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None
@@ -185,7 +194,7 @@ class Dovecot:
         """Deliver one message to local users over LMTP (real delivery: indexes, IDLE)."""
         # One transaction per recipient: LMTP answers DATA once per recipient, and
         # smtplib only reads the first answer.
-        with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=30) as lmtp:
+        with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=10) as lmtp:
             for user in rcpt_users:
                 lmtp.sendmail(mail_from or f"postmaster@{DOMAIN}", [f"{user}@{DOMAIN}"], raw)
 
@@ -215,6 +224,14 @@ def _delivery_order(p: Path) -> tuple[int, int, str]:
 def _group_name() -> str:
     import grp
     return grp.getgrgid(os.getegid()).gr_name
+
+
+def _greets(port: int, prefix: bytes) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            return s.recv(64).startswith(prefix)
+    except OSError:
+        return False
 
 
 def _port_open(port: int) -> bool:
