@@ -7,6 +7,7 @@ the two is exactly how sanitiser bypasses happen).
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 from bridge.textconv import SAFE_SCHEMES
@@ -30,7 +31,10 @@ class _Checker(HTMLParser):
             if name not in ALLOWED_ATTRS:
                 self.problems.append(f"attribute {name}= on <{tag}>")
             if name == "href" and value is not None:
-                scheme = value.split(":", 1)[0].strip().lower() if ":" in value else ""
+                # As a browser reads it (WHATWG URL): tabs and newlines removed, leading
+                # and trailing controls and spaces stripped.
+                value = re.sub(r"[\t\n\r]", "", value).strip("\x00- ")
+                scheme = value.split(":", 1)[0].lower() if ":" in value else ""
                 # A relative href has no scheme; anything with one must be a safe one.
                 if scheme and "/" not in scheme and scheme not in SAFE_SCHEMES:
                     self.problems.append(f"href scheme {scheme!r}")
