@@ -94,7 +94,16 @@ class EmailSandbox:
             mine = m.get(MARKER_HEADER) is not None
             mid = msgid(m.get("Message-ID")) or ""
             out.append(SandboxMessage(
-                native_id=mid, author=str(m["From"]), text=text.strip(), by_bridge=mine,
+                native_id=mid, author=_name(m), text=text.strip(), by_bridge=mine,
                 reply_to=msgid(m.get("In-Reply-To")),
                 key=mid.split("@")[0] if mine else ""))
         return out
+
+
+def _name(m: Any) -> str:
+    # Shown in demo listings next to other networks' names: no addresses there either.
+    try:
+        addr = m["From"].addresses[0]
+        return str(addr.display_name or addr.username)
+    except (AttributeError, IndexError, TypeError):
+        return "member"
