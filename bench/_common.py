@@ -18,6 +18,7 @@ from bridge.adapter import (
     AdapterFactory,
     Capabilities,
     ChannelSpec,
+    Health,
     SendCreate,
     SendOp,
     SendResult,
@@ -47,6 +48,8 @@ class MemAdapter:
 
     async def run(self, ctx: Any) -> None:
         self.ctx = ctx
+        # Workers wait (bounded) for their adapter's first connection.
+        ctx.set_health(Health.CONNECTED)
         self.ready.set()
         await asyncio.Event().wait()
 

@@ -30,6 +30,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -64,6 +65,7 @@ class Probe:
         """The account's token-bucket waits (our pacing to the platform's limits)."""
         self.failures: Counter[str] = Counter()
         self.targets: list[str] = []
+        self.buckets: dict[str, Any] = {}
 
     def attach(self, bridge: Any, source: str) -> None:
         ingest = bridge.ingest
@@ -82,6 +84,7 @@ class Probe:
                 self.targets.append(name)
                 self._wrap(name, rt.adapter)
                 self._wrap_bucket(name, rt.bucket)
+                self.buckets[name] = rt.bucket
 
     def _wrap(self, target: str, adapter: Any) -> None:
         send = adapter.send
@@ -146,6 +149,25 @@ class Probe:
         return added, queued, platform, paced
 
 
+def watchdog(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    """The figures are printed; if stopping the relay and the sandboxes hangs,
+    say which tasks are stuck (a shutdown bug to report) and exit anyway."""
+
+    def watch() -> None:
+        time.sleep(seconds)
+        stuck = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        print(f"e2e_note shutdown hung for {seconds:g} s; {len(stuck)} tasks left:",
+              file=sys.stderr, flush=True)
+        for t in stuck:
+            frames = t.get_stack(limit=3)
+            where = " <- ".join(f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno}"
+                                for f in frames)
+            print(f"  {t.get_name()}: {where}", file=sys.stderr, flush=True)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 async def start_boxes(workdir: str, skip: set[str]) -> list[tuple[str, PlatformSandbox]]:
     registry = load_factories()
     boxes: list[tuple[str, PlatformSandbox]] = []
@@ -170,6 +192,12 @@ async def start_boxes(workdir: str, skip: set[str]) -> list[tuple[str, PlatformS
         boxes.append((platform, box))
     await lobby.start()
     return boxes
+
+
+def pause_note(bucket: Any) -> str:
+    """The platform's rate-limit headers can pause an account until their reset."""
+    left = bucket.paused_until - time.time()
+    return f"; held by the platform's rate limit for {left:.0f} s more" if left > 0 else ""
 
 
 def fmt(values: list[float]) -> str:
@@ -245,12 +273,14 @@ async def measure(tmp: str, boxes: list[tuple[str, PlatformSandbox]], burst: int
                 print(f"e2e_added_latency_ms_at_{rate:g}_per_s {t} {fmt(added)}  (platform "
                       f"send {fmt(platform)}; queued behind the platform's earlier sends "
                       f"{fmt(queued)}; paced to its rate limit {fmt(paced)}; "
-                      f"{len(added)}/{n} delivered"
+                      f"{len(added)}/{n} delivered{pause_note(probe.buckets[t])}"
                       f"{'' if ok else ', TIMED OUT'}; {load_note()})", flush=True)
             if rate != rates[-1]:
                 with contextlib.suppress(TimeoutError):
                     await quiescent(bridge, timeout=timeout, settle=1.0)
-    print(f"e2e_rss_mb {rss_mb():.0f}  (relay and the in-process emulators together)")
+        print(f"e2e_rss_mb {rss_mb():.0f}  (relay and the in-process emulators together)",
+              flush=True)
+        watchdog(asyncio.get_running_loop(), 30.0)
 
 
 if __name__ == "__main__":
