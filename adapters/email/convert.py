@@ -141,7 +141,33 @@ def parse_list_mail(raw: bytes, spec: ListSpec, me: Identity, *,
     try:
         return _parse(raw, spec, me, max_attachment_bytes, max_attachments)
     except Exception as exc:  # any input: a reason, never a crash
-        return Skipped(native_id=_fallback_id(raw), reason=f"unparseable: {exc!r:.200}")
+        first = exc
+    if b"\0" in raw:
+        # RFC 5322 forbids NUL; one in a MIME parameter makes policy.default raise and
+        # would cost the whole post.  The id stays the one of the mail as received.
+        try:
+            res = _parse(raw.replace(b"\0", b""), spec, me, max_attachment_bytes,
+                         max_attachments)
+            if isinstance(res, Skipped) or msgid(_raw_header(raw, "Message-ID")):
+                return res
+            return _with_id(res, _fallback_id(raw))
+        except Exception as exc:
+            first = exc
+    return Skipped(native_id=_fallback_id(raw), reason=f"unparseable: {first!r:.200}")
+
+
+def _raw_header(raw: bytes, name: str) -> str:
+    try:
+        head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        return str(head.get(name, ""))
+    except Exception:
+        return ""
+
+
+def _with_id(res: ListMail, native: str) -> ListMail:
+    import dataclasses
+    return dataclasses.replace(res, event=dataclasses.replace(res.event,
+                                                              native_id=NativeId(native)))
 
 
 def _fallback_id(raw: bytes) -> str:

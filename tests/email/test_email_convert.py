@@ -296,3 +296,13 @@ def test_references_are_trimmed_in_the_middle() -> None:
     chain = tuple(f"m{i}@x" for i in range(40))
     refs = references_for("p@x", chain)
     assert len(refs) == MAX_REFERENCES and refs[0] == "m0@x" and refs[-1] == "p@x"
+
+
+def test_nul_in_a_mime_parameter_keeps_the_post() -> None:
+    raw = LIST_HEADERS + (b"From: Alice <alice@members.test>\r\nMessage-ID: <nul@m.test>\r\n"
+                          b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                          b"Content-Type: text/plain\r\n\r\nHello list #kmers\r\n--b\r\n"
+                          b"Content-Type: image/png; name*=ut\x00f-8''x.png\r\n\r\nxx\r\n"
+                          b"--b--\r\n")
+    res = parsed(raw)
+    assert "Hello list" in to_plain(res.event.text) and res.event.native_id == "nul@m.test"
