@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import os
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -42,7 +43,9 @@ def run(name: str, target: Callable[[bytes], None], seeds: list[bytes]) -> None:
 
     ap = argparse.ArgumentParser(description=f"fuzz {name} for a fixed time")
     ap.add_argument("seconds", nargs="?", type=float, default=60.0)
-    ap.add_argument("--out", default=f"bench/fuzz-findings/{name}")
+    ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "hashbridge-fuzz",
+                                                  name),
+                    help="findings and the working corpus (kept out of the repository)")
     args, rest = ap.parse_known_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
