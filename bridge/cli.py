@@ -69,7 +69,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if cfg.bridge.web is not None:
             with contextlib.suppress(ImportError):
                 from bridge.web import serve_web
-                extra.append(serve_web)
+                extra.append(serve_web)  # it also announces chat events
+        if not extra and any(c.settings.events for c in cfg.communities):
+            from bridge.chatevents import run_announcements
+            extra.append(run_announcements)
         bridge = Bridge(cfg, extra_tasks=extra)
         log.info("hashbridge starting: %d communities, %d channels, data in %s",
                  len(cfg.communities), len(cfg.all_channels()), cfg.data_path())

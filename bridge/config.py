@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from bridge.adapter import AdapterFactory, StrictModel
 from bridge.chatevents import ChatEventConfig
@@ -94,6 +94,17 @@ class CommunityCommon(BaseModel):
     channels: list[dict[str, Any]]
     events: list[ChatEventConfig] = []
     """Recurring chat events (see :mod:`bridge.chatevents`)."""
+
+    @field_validator("events")
+    @classmethod
+    def _unique_event_ids(cls, events: list[ChatEventConfig]) -> list[ChatEventConfig]:
+        seen: set[str] = set()
+        for e in events:
+            if e.id in seen:
+                raise ValueError(f"two events have id {e.id!r}; ids name transcript pages "
+                                 "and must differ")
+            seen.add(e.id)
+        return events
 
 
 _ACCOUNT_COMMON = set(AccountCommon.model_fields)

@@ -159,6 +159,11 @@ class Bridge:
     def unsubscribe(self, q: asyncio.Queue[tuple[str, PostId]]) -> None:
         self._subscribers.discard(q)
 
+    def is_subscribed(self, q: asyncio.Queue[tuple[str, PostId]]) -> bool:
+        """False once the bridge dropped *q* for falling behind (resubscribe and
+        reload what you show)."""
+        return q in self._subscribers
+
     async def announce(self, community: str, text: RichText) -> PostId:
         assert self.relay is not None
         post_id, result = await self.relay.announce(community, text)

@@ -31,4 +31,5 @@ fi
 export SYNAPSE_PYTHON="$PWD/.venv-synapse/bin/python"
 
 .venv/bin/ruff check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.model import Op, Post
-from bridge.store.tx import Tx, _post_from_row
+from bridge.store.tx import Tx, post_from_row
 
 _VISIBLE = "deleted_at IS NULL AND hidden=0"
 
@@ -31,7 +31,7 @@ class PostView:
 def visible_post(tx: Tx, post_id: str) -> Post | None:
     """The post if the public may see it now (not deleted, not hidden)."""
     row = tx.c.execute(f"SELECT * FROM posts WHERE id=? AND {_VISIBLE}", (post_id,)).fetchone()
-    return _post_from_row(row) if row else None
+    return post_from_row(row) if row else None
 
 
 def view(tx: Tx, post: Post) -> PostView:
@@ -65,7 +65,7 @@ def page(tx: Tx, community: str, *, limit: int = 100, before: str | None = None,
     sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
     args.append(limit)
     rows = tx.c.execute(sql, args).fetchall()
-    return [view(tx, _post_from_row(r)) for r in reversed(rows)]
+    return [view(tx, post_from_row(r)) for r in reversed(rows)]
 
 
 def between(tx: Tx, community: str, start: float, end: float) -> list[Post]:
@@ -73,7 +73,7 @@ def between(tx: Tx, community: str, start: float, end: float) -> list[Post]:
     rows = tx.c.execute(
         f"SELECT * FROM posts WHERE community=? AND {_VISIBLE} AND created_at>=? AND"
         " created_at<? ORDER BY created_at, id", (community, start, end)).fetchall()
-    return [_post_from_row(r) for r in rows]
+    return [post_from_row(r) for r in rows]
 
 
 def count_visible(tx: Tx, community: str, start: float | None = None,
@@ -101,7 +101,7 @@ def batch_after(tx: Tx, community: str, after: str, limit: int, *,
         args += [start, end]
     sql += " ORDER BY created_at, id LIMIT ?"
     args.append(limit)
-    return [(_post_from_row(r), r["edited_at"]) for r in tx.c.execute(sql, args).fetchall()]
+    return [(post_from_row(r), r["edited_at"]) for r in tx.c.execute(sql, args).fetchall()]
 
 
 def post_community(tx: Tx, post_id: str) -> str | None:
@@ -138,7 +138,7 @@ def hide_everywhere(tx: Tx, post_id: str, channels: tuple[str, ...]) -> list[str
 def hidden_posts(tx: Tx, community: str, limit: int = 50) -> list[Post]:
     rows = tx.c.execute("SELECT * FROM posts WHERE community=? AND hidden=1 AND is_notice=0"
                         " ORDER BY id DESC LIMIT ?", (community, limit)).fetchall()
-    return [_post_from_row(r) for r in rows]
+    return [post_from_row(r) for r in rows]
 
 
 def blocks(tx: Tx) -> list[tuple[str, str, str, float]]:

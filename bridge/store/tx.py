@@ -135,7 +135,7 @@ class Tx:
         row = self.c.execute("SELECT * FROM posts WHERE id=?", (post_id,)).fetchone()
         if row is None:
             return None
-        post = self._posts[post_id] = _post_from_row(row)
+        post = self._posts[post_id] = post_from_row(row)
         if len(self._posts) > 4096:
             self._posts.popitem(last=False)
         return post
@@ -173,7 +173,7 @@ class Tx:
         rows = self.c.execute(
             f"SELECT * FROM posts WHERE community=?{where} ORDER BY created_at DESC, id DESC"
             " LIMIT ?", (community, limit)).fetchall()
-        return [_post_from_row(r) for r in reversed(rows)]
+        return [post_from_row(r) for r in reversed(rows)]
 
     # ------------------------------------------------------------ outbox
     def enqueue(self, post_id: str, channel: str, op: Op) -> DeliveryId:
@@ -314,7 +314,7 @@ def _delivery(r: sqlite3.Row) -> DeliveryRow:
                        r[6], r[7], r[8], r[9], r[10])
 
 
-def _post_from_row(r: sqlite3.Row) -> Post:
+def post_from_row(r: sqlite3.Row) -> Post:
     return Post(
         id=PostId(r["id"]), community=r["community"],
         origin_channel=ChannelKey(r["origin_channel"]),

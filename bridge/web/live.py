@@ -123,10 +123,8 @@ async def pump(bridge: Any, changelog: ChangeLog,
                 async with asyncio.timeout(DROP_CHECK):
                     kind, post_id = await q.get()
             except TimeoutError:
-                # Bridge drops full queues without telling; ask for a public
-                # Bridge.subscribed(q) in the core instead of this peek.
-                subscribers = getattr(bridge, "_subscribers", None)
-                if subscribers is not None and q not in subscribers:
+                # The bridge drops a queue that fell behind: start over.
+                if not bridge.is_subscribed(q):
                     log.warning("live view fell behind the relay; clients will reload")
                     q = bridge.subscribe(SUBSCRIBE_MAX)
                     await changelog.restart()
