@@ -37,6 +37,9 @@ SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("catchup", "catchup.py", []),
     # The same with the token-bucket change proposed to the core (see the script).
     ("catchup_proposed", "catchup.py", ["--proposed-bucket"]),
+    # A held outage with a short retry cap: the detection delay scales with it.
+    ("catchup_outage", "catchup.py", ["--posts", "2000", "--rate-per-minute", "12000",
+                                      "--outage", "40", "--retry-max-seconds", "20"]),
     ("startup", "startup.py", []),
     ("e2e", "e2e.py", []),
     ("matrix_latency", "matrix_latency.py", []),
