@@ -120,12 +120,29 @@ async def imap_has_message_id(server: MailServer, folder: str, mid: str) -> bool
                 await client.logout()
 
 
+async def _wait_push(client: aioimaplib.IMAP4, seconds: float) -> object:
+    """wait_server_push in slices: aioimaplib's wait_for can swallow a cancellation
+    (Python 3.11), and a swallowed one must not keep us here for the whole IDLE."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise TimeoutError
+        try:
+            return await client.wait_server_push(timeout=min(left, 2.0))
+        except TimeoutError:
+            continue
+
+
 async def imap_idle(client: aioimaplib.IMAP4, seconds: float) -> bool:
     """One IDLE round of at most *seconds*; True when the server announced news."""
     idle = await client.idle_start(timeout=seconds + 60)
     news = False
     try:
-        push = await client.wait_server_push(timeout=seconds)
+        push = await _wait_push(client, seconds)
         if isinstance(push, list):
             text = b" ".join(bytes(x) for x in push)
             if b"BYE" in text:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,11 @@ class EmailSandbox:
         await asyncio.to_thread(self.list.start)
 
     async def stop(self) -> None:
+        t = time.monotonic()
         await asyncio.to_thread(self.list.stop)
+        t2 = time.monotonic()
         await asyncio.to_thread(self.dovecot.stop)
+        log.debug("stopped: list %.2fs, dovecot %.2fs", t2 - t, time.monotonic() - t2)
 
     def account_config(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,16 @@ class Running:
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+            # Shutdown is cancellation: an adapter that does not stop promptly is a bug.
+            done, _ = await asyncio.wait({self.task}, timeout=5)
+            if not done:
+                buf = io.StringIO()
+                for tk in asyncio.all_tasks():
+                    if tk is not asyncio.current_task():
+                        buf.write(f"-- {tk!r:.200}\n")
+                        tk.print_stack(limit=8, file=buf)
+                raise AssertionError("adapter did not stop within 5 s of cancellation\n"
+                                     + buf.getvalue())
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
