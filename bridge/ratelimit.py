@@ -43,16 +43,21 @@ class TokenBucket:
                 await asyncio.sleep(min(delay, 60.0))
             if self.rate is None:
                 return
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-            if self.tokens < 1:
+            self._refill()
+            while self.tokens < 1:
                 delay = (1 - self.tokens) / self.rate
                 self.waited += delay
                 await asyncio.sleep(delay)
-                self.tokens = 1.0
-                self.updated = time.monotonic()
+                # Credit the time that really passed (a sleep overshoots), so a
+                # long drain runs at the configured rate, not below it.
+                self._refill()
             self.tokens -= 1
+
+    def _refill(self) -> None:
+        assert self.rate is not None
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
 
 
 def backoff(attempt: int, *, base: float = 1.0, cap: float = 300.0,

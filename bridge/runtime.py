@@ -76,6 +76,8 @@ class AccountRuntime:
             return
         if health == Health.CONNECTED:
             self.connected_once.set()
+            if self.health in (Health.DISCONNECTED, Health.BAD_CREDENTIALS, Health.FAILED):
+                self.bridge.resume_channels(self.name)
         if health != self.health:
             self.logger.info("health: %s%s", health.value, f" ({detail})" if detail else "")
         self.health, self.detail = health, detail
@@ -158,6 +160,22 @@ class Bridge:
 
     def unsubscribe(self, q: asyncio.Queue[tuple[str, PostId]]) -> None:
         self._subscribers.discard(q)
+
+    def resume_channels(self, account: str) -> None:
+        """The account is back: its channels' deferred deliveries go now rather
+        than at their backoff time (which may be minutes away after an outage)."""
+        keys = [c.key for c in self.accounts[account].channels]
+
+        def unit(tx: Tx) -> None:
+            for key in keys:
+                tx.retry_now(key)
+
+        def wake(_done: object) -> None:
+            for k in keys:
+                if k in self.workers:
+                    self.workers[k].wake()
+
+        self.store.submit(unit).add_done_callback(wake)
 
     def is_subscribed(self, q: asyncio.Queue[tuple[str, PostId]]) -> bool:
         """False once the bridge dropped *q* for falling behind (resubscribe and

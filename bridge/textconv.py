@@ -459,7 +459,8 @@ def _make_inline(tag: str, children: list[Inline], attrs: dict[str, str]) -> lis
         path = urlsplit(url).path
         if "hashtag" in classes or (label.startswith("#") and "/tags/" in path):
             return [Hashtag(label[1:] or unquote(path.rsplit("/", 1)[-1]))]
-        if "mention" in classes or (label.startswith("@") and "u-url" in classes):
+        profile = f"/@{label.lstrip('@').split('@')[0]}" in path or "/users/" in path
+        if "mention" in classes or (label.startswith("@") and ("u-url" in classes or profile)):
             host = urlsplit(url).hostname or ""
             user = label.lstrip("@")
             handle = user if "@" in user or not host else f"{user}@{host}"

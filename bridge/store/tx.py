@@ -220,6 +220,11 @@ class Tx:
         self.c.execute("UPDATE deliveries SET attempts=attempts+1, next_at=?, last_error=?"
                        " WHERE id=?", (next_at, error[:2000], delivery_id))
 
+    def retry_now(self, channel: str) -> None:
+        """Deferred deliveries of *channel* become due now (its platform is back)."""
+        self.c.execute("UPDATE deliveries SET next_at=0 WHERE channel=? AND state='pending'"
+                       " AND next_at>0", (channel,))
+
     def requeue_dead(self, channel: str | None = None, delivery_id: str | None = None) -> int:
         sql = ("UPDATE deliveries SET state='pending', next_at=0, attempts=0"
                " WHERE state='dead'")
