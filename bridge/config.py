@@ -197,11 +197,22 @@ def load(path: str, registry: Registry, env: Mapping[str, str] | None = None) ->
     return cfg
 
 
+def dotted(table: Any, path: str) -> Any:
+    """``table["imap"]["password"]`` for ``"imap.password"`` (None if absent):
+    secret fields may sit in nested tables."""
+    for part in path.split("."):
+        if not isinstance(table, dict):
+            return None
+        table = table.get(part)
+    return table
+
+
 def _check_permissions(path: str, raw: dict[str, Any], cfg: Config) -> None:
     """A file holding secrets inline must not be world-readable."""
+    tables = raw.get("accounts", {})
     inline = [a for a in cfg.accounts.values() for f in a.factory.secret_fields
-              if isinstance(raw.get("accounts", {}).get(a.name, {}).get(f), str)
-              and not _VAR.search(raw["accounts"][a.name][f])]
+              if isinstance(v := dotted(tables.get(a.name, {}), f), str)
+              and not _VAR.search(v)]
     if not inline:
         return
     mode = os.stat(path).st_mode
@@ -248,7 +259,7 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
             continue
         own = {k: v for k, v in table.items() if k not in _ACCOUNT_COMMON}
         for f in factory.secret_fields:
-            v = own.get(f)
+            v = dotted(own, f)
             if isinstance(v, str):
                 if _PLACEHOLDER.match(v.strip()):
                     errors.append(f"{p}.{f}: {v!r} looks like a placeholder; put the real "

@@ -172,3 +172,38 @@ def test_world_readable_file_with_inline_secret_is_refused(tmp_path: Path) -> No
         load(path, reg, {})
     os.chmod(path, 0o600)
     assert load(path, reg, {}).secrets == frozenset({"s3cr3t-value"})
+
+
+def test_nested_secret_fields_are_known_secrets_and_checked(tmp_path: Path) -> None:
+    base = load_factories()
+    if "email" not in base.factories:
+        pytest.skip("email adapter not installed")
+    text = """
+[accounts.mail]
+platform = "email"
+address = "kmbridge@example.org"
+imap = { host = "imap.example.org", port = 993, username = "kmbridge", password = "h2-imap-pw" }
+smtp = { host = "smtp.example.org", port = 587, username = "kmbridge", password = "changeme" }
+[accounts.b]
+platform = "sandbox"
+dir = "nets"
+[[communities]]
+name = "kmers"
+hashtag = "kmers"
+[[communities.channels]]
+account = "mail"
+list = "kmers@lists.example.org"
+[[communities.channels]]
+account = "b"
+network = "garden"
+"""
+    errs = errors_of(tmp_path, text)
+    assert any(e.startswith("accounts.mail.smtp.password: 'changeme' looks like a placeholder")
+               for e in errs), errs
+    path = write(tmp_path, text.replace('"changeme"', '"s3cond-smtp-pw"'))
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigError, match="readable by every user"):
+        load(path, base, {})
+    os.chmod(path, 0o600)
+    cfg = load(path, base, {})
+    assert {"h2-imap-pw", "s3cond-smtp-pw"} <= cfg.secrets
