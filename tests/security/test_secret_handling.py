@@ -167,15 +167,8 @@ async def _check(path: Path, env: dict[str, str]) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
-# Nested credential fields ("imap.password") are looked up with their dotted name in the
-# flat account table by bridge/config.py (_check_permissions, and the secrets set in
-# parse()), so they are never seen: neither refused when world-readable nor redacted.
-NESTED_BUG = pytest.mark.xfail(strict=True, reason="core: bridge/config.py misses dotted "
-                               "secret_fields (imap.password, smtp.password)")
-
-
-@pytest.mark.parametrize(("platform", "field"), [
-    pytest.param(p, f, marks=NESTED_BUG if "." in f else ()) for p, f in _fields()])
+# Nested fields (email's imap.password) included: fixed in the core by 0ffcb21.
+@pytest.mark.parametrize(("platform", "field"), _fields())
 def test_world_readable_config_with_inline_secret_refused(
         tmp_path: Path, platform: str, field: str) -> None:
     secret = canary(f"{platform}.{field}", plain=True)
