@@ -27,7 +27,10 @@ log = logging.getLogger("hashbridge.cli")
 
 def _load(args: argparse.Namespace) -> tuple[Config, Registry]:
     registry = load_factories()
-    return load(args.config, registry), registry
+    cfg = load(args.config, registry)
+    # From here on every log line (libraries' too) is scrubbed of this config's secrets.
+    logs.setup(args.log_level or "warning", args.log_format, cfg.secrets)
+    return cfg, registry
 
 
 def _print_config_errors(path: str, e: ConfigError) -> None:

@@ -210,9 +210,13 @@ def dotted(table: Any, path: str) -> Any:
 def _check_permissions(path: str, raw: dict[str, Any], cfg: Config) -> None:
     """A file holding secrets inline must not be world-readable."""
     tables = raw.get("accounts", {})
-    inline = [a for a in cfg.accounts.values() for f in a.factory.secret_fields
+    inline = [f"accounts.{a.name}.{f}" for a in cfg.accounts.values()
+              for f in a.factory.secret_fields
               if isinstance(v := dotted(tables.get(a.name, {}), f), str)
               and not _VAR.search(v)]
+    token = dotted(raw, "bridge.web.admin_token")
+    if isinstance(token, str) and token and not _VAR.search(token):
+        inline.append("bridge.web.admin_token")
     if not inline:
         return
     mode = os.stat(path).st_mode
@@ -333,6 +337,8 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
             errors.append(f"{p}.channels: no channel writes (direction 'both' or 'out')")
         communities.append(CommunityConfig(cs, tuple(chans)))
 
+    if bridge is not None and bridge.web is not None and bridge.web.admin_token:
+        secrets.add(bridge.web.admin_token)
     if errors or bridge is None:
         raise ConfigError(errors or ["bridge: invalid"])
     return Config(bridge, accounts, tuple(communities), frozenset(s for s in secrets if s),

