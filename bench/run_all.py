@@ -35,8 +35,6 @@ SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("relay", "relay.py", ["--posts", "10000"]),
     ("scale", "scale.py", []),
     ("catchup", "catchup.py", []),
-    # The same with the token-bucket change proposed to the core (see the script).
-    ("catchup_proposed", "catchup.py", ["--proposed-bucket"]),
     # A held outage with a short retry cap: the detection delay scales with it.
     ("catchup_outage", "catchup.py", ["--posts", "2000", "--rate-per-minute", "12000",
                                       "--outage", "40", "--retry-max-seconds", "20"]),

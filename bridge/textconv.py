@@ -465,7 +465,8 @@ def _make_inline(tag: str, children: list[Inline], attrs: dict[str, str]) -> lis
             user = label.lstrip("@")
             handle = user if "@" in user or not host else f"{user}@{host}"
             return [Mention(handle, url)]
-        if url.startswith("https://matrix.to/#/@"):
+        if url.startswith("https://matrix.to/#/@") and label and not _same_url(label, url):
+            # a pill (labelled with the person's name); a bare matrix.to URL stays a link
             return [Mention(unquote(url.split("#/", 1)[1]).split("?")[0].lstrip("@"), url,
                             label)]
         if not label or _same_url(label, url):
