@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
 from htmlsafety import unsafe_html
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -139,9 +138,6 @@ x_page = st.fixed_dictionaries({
 })
 
 
-@pytest.mark.xfail(strict=True, reason="adapters/twitter/convert.py raises on wrong-typed "
-                   "fields (lines 233, 238, 254-255, 272-273, 278, 288, 294); see "
-                   "regressions/test_x_malformed_page.py")
 @FAST
 @given(x_page)
 def test_x_page_parser_never_raises(page: dict[str, Any]) -> None:
