@@ -18,75 +18,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from bridge.adapter import (
-    AdapterFactory,
-    Capabilities,
-    ChannelSpec,
-    Health,
-    SendCreate,
-    SendOp,
-    SendResult,
-    StrictModel,
-)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench._common import MemAdapter, registry_with_memnet
 from bridge.harness import ChannelDef, build_config, quiescent, running
 from bridge.model import Author, ChannelKey, NativeId, Posted
-from bridge.registry import load_factories
 from bridge.richtext import RichText
-
-
-class BenchAccount(StrictModel):
-    display_name: str = "Bench"
-
-
-class BenchChannel(StrictModel):
-    spot: str
-
-
-class BenchAdapter:
-    """Source: waits for the benchmark to feed events.  Target: timestamps sends."""
-
-    def __init__(self) -> None:
-        self.ctx: Any = None
-        self.ready = asyncio.Event()
-        self.sent_at: dict[str, float] = {}
-        self.n = 0
-
-    async def run(self, ctx: Any) -> None:
-        self.ctx = ctx
-        ctx.set_health(Health.CONNECTED)
-        self.ready.set()
-        await asyncio.Event().wait()
-
-    async def send(self, op: SendOp) -> SendResult:
-        assert isinstance(op, SendCreate)
-        self.n += 1
-        self.sent_at[op.post.origin_native_id] = time.perf_counter()
-        return SendResult(native_id=NativeId(f"{op.idempotency_key}"))
-
-    def capabilities(self, channel: ChannelKey) -> Capabilities:
-        return Capabilities(max_length=500, edit=True, delete=True)
-
-
-class BenchFactory(AdapterFactory):
-    platform: ClassVar[str] = "bench"
-    display_name: ClassVar[str] = "Bench"
-    account_model = BenchAccount
-    channel_model = BenchChannel
-    channel_locator = "spot"
-
-    def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> BenchAdapter:
-        assert isinstance(account, BenchAccount)
-        adapters: dict[str, BenchAdapter] = services["bench"]  # type: ignore[assignment]
-        return adapters.setdefault(account.display_name, BenchAdapter())
-
 
 NAMES = ["src", "t1", "t2", "t3", "t4"]
 
@@ -100,16 +45,15 @@ def event(i: int, tag: str) -> Posted:
 
 
 async def main(posts: int) -> None:
-    base = load_factories()
-    registry = type(base)({**base.factories, "bench": BenchFactory()})
+    registry = registry_with_memnet()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = build_config(tmp, [ChannelDef(n, "bench", {"display_name": n}, {"spot": n})
+        cfg = build_config(tmp, [ChannelDef(n, "memnet", {"display_name": n}, {"spot": n})
                                  for n in NAMES], registry=registry,
                            community_options={"author_rate_per_minute": 10**9,
                                               "duplicate_window": 600})
-        services: dict[str, Any] = {"bench": {}}
+        services: dict[str, Any] = {"memnet": {}}
         async with running(cfg, services=services) as bridge:
-            adapters: dict[str, BenchAdapter] = services["bench"]
+            adapters: dict[str, MemAdapter] = services["memnet"]
             src = adapters["src"]
             await src.ready.wait()
             targets = [adapters[n] for n in NAMES[1:]]
@@ -162,7 +106,10 @@ async def main(posts: int) -> None:
                     sent[f"{tag}{i}"] = time.perf_counter()
                     await src.ctx.emit(event(i, tag))
                 await quiescent(bridge, timeout=120, settle=0.2)
-                lat = sorted((t.sent_at[k] - v) * 1000 for t in targets for k, v in sent.items())
+                lat = sorted((t.sent_at[(key, k)] - v) * 1000
+                             for key, t in zip([f"kmers/{n}" for n in NAMES[1:]], targets,
+                                               strict=True)
+                             for k, v in sent.items())
                 p50 = statistics.median(lat)
                 p99 = lat[int(len(lat) * 0.99) - 1]
                 print(f"latency_ms_at_{rate}_per_s p50 {p50:.2f} p99 {p99:.2f} max {lat[-1]:.2f}"
