@@ -107,36 +107,3 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, max(0, int(len(sorted_values) * q) - 1))]
 
 
-def use_proposed_token_bucket() -> None:
-    """Experiment only: replace ``TokenBucket.acquire`` by the change proposed
-    to the core, to measure what it does.  After sleeping, the bucket refills
-    from the real elapsed time (capped at burst) instead of assuming exactly
-    one token, so the event loop's sleep overshoot is credited, not lost."""
-    from bridge import ratelimit
-
-    async def acquire(self: ratelimit.TokenBucket) -> None:
-        async with self._lock:
-            while True:
-                delay = self.paused_until - time.time()
-                if delay <= 0:
-                    break
-                self.waited += delay
-                await asyncio.sleep(min(delay, 60.0))
-            if self.rate is None:
-                return
-            rate = self.rate
-
-            def refill() -> None:
-                now = time.monotonic()
-                self.tokens = min(self.burst, self.tokens + (now - self.updated) * rate)
-                self.updated = now
-
-            refill()
-            while self.tokens < 1:
-                delay = (1 - self.tokens) / rate
-                self.waited += delay
-                await asyncio.sleep(delay)
-                refill()
-            self.tokens -= 1
-
-    ratelimit.TokenBucket.acquire = acquire  # type: ignore[method-assign]
