@@ -58,6 +58,7 @@ class BridgeSettings(StrictModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     retry_max_seconds: float = Field(300.0, gt=0)
     give_up_after_hours: float = Field(168.0, gt=0)
+    send_timeout_seconds: float = Field(60.0, gt=0)
     restart_budget: int = Field(5, ge=1)
     """Adapter crashes tolerated per 10 minutes before it is marked failed."""
     web: WebSettings | None = None

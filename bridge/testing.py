@@ -114,13 +114,16 @@ class FakeAdapter:
 
     Push inbound events with :meth:`inject`; every successful send is appended
     to ``sent``.  Put exceptions in ``failures`` (consumed one per send) to
-    script transient, permanent or auth errors.
+    script transient, permanent or auth errors, and set ``stalls`` for sends that
+    never answer.
     """
 
     caps: Capabilities = field(default_factory=lambda: Capabilities(edit=True, delete=True))
     sent: list[SendOp] = field(default_factory=list)
     failures: list[AdapterError] = field(default_factory=list)
     send_delay: float = 0.0
+    stalls: int = 0
+    """This many sends hang without an answer (a stalled connection)."""
     _inbox: asyncio.Queue[InboundEvent] = field(default_factory=asyncio.Queue)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -136,6 +139,9 @@ class FakeAdapter:
     async def send(self, op: SendOp) -> SendResult:
         if self.send_delay:
             await asyncio.sleep(self.send_delay)
+        if self.stalls:
+            self.stalls -= 1
+            await asyncio.Event().wait()
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(op)

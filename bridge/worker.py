@@ -171,7 +171,14 @@ class ChannelWorker:
                                          thread_root=op.thread_root or first_id)
             await deps.bucket.acquire()
             try:
-                result = await deps.adapter.send(op)
+                async with asyncio.timeout(deps.settings.send_timeout_seconds):
+                    result = await deps.adapter.send(op)
+            except TimeoutError:
+                # A stalled connection: the platform may or may not have the
+                # post; the retry carries the same idempotency key.
+                return await self._retry(
+                    d, f"no answer from the platform in {deps.settings.send_timeout_seconds:g}s",
+                    None)
             except TransientError as e:
                 return await self._retry(d, str(e) or type(e).__name__, e.retry_after)
             except PermanentError as e:

@@ -68,9 +68,11 @@ class Env:
 
 async def start(tmp_path: Path, community: Mapping[str, Any] | None = None,
                 caps: Mapping[str, Capabilities] | None = None,
+                bridge_options: Mapping[str, Any] | None = None,
                 **opts: Mapping[str, Any]) -> AsyncIterator[Env]:
     cfg = build_config(tmp_path, chans(**opts), registry=registry(),
-                       community_options={"author_rate_per_minute": 1000, **(community or {})})
+                       community_options={"author_rate_per_minute": 1000, **(community or {})},
+                       bridge_options=bridge_options)
     services: dict[str, Any] = {"fakes": {}}
     for name, c in (caps or {}).items():
         services["fakes"][name.upper()] = FakeAdapter(caps=c)
@@ -204,6 +206,23 @@ async def test_transient_errors_retry_in_order_and_honour_retry_after(env: Env) 
     await quiescent(env.bridge, timeout=30, settle=0.2)
     assert [op.rendered.plain[-2:] for op in env.sent("b")] == ["m0", "m1", "m2", "m3", "m4"]
     assert time.monotonic() - t0 >= 0.6  # waited for the server's retry time
+
+
+async def test_a_send_that_never_answers_times_out_and_is_retried_with_its_key(
+        tmp_path: Path) -> None:
+    async for env in start(tmp_path, bridge_options={"send_timeout_seconds": 0.3}):
+        env.fake("b").stalls = 1
+        env.post("a", "m0")
+        env.post("a", "m1")
+        await quiescent(env.bridge, timeout=30, settle=0.2)
+        sent = env.sent("b")
+        assert [op.rendered.plain[-2:] for op in sent] == ["m0", "m1"]
+        rows = await env.bridge.store.run(lambda tx: tx.c.execute(
+            "SELECT id, attempts, state FROM deliveries WHERE channel = ? ORDER BY seq",
+            (str(B),)).fetchall())
+        # the stalled try counted, then the same delivery (same key) went through
+        assert [(r[1], r[2]) for r in rows] == [(2, "sent"), (1, "sent")]
+        assert sent[0].idempotency_key == f"{rows[0][0]}.0"
 
 
 async def test_permanent_error_parks_as_dead_and_retry_requeues(env: Env) -> None:
