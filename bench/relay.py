@@ -44,7 +44,7 @@ def event(i: int, tag: str) -> Posted:
                                       "#kmers"))
 
 
-async def main(posts: int) -> None:
+async def main(posts: int, phases: str = "all") -> None:
     registry = registry_with_memnet()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build_config(tmp, [ChannelDef(n, "memnet", {"display_name": n}, {"spot": n})
@@ -77,6 +77,8 @@ async def main(posts: int) -> None:
                   f"{4 * posts / elapsed:.0f} deliveries/s; CPU {cpu * 1000 / posts:.2f} ms "
                   f"per post fanned out, i.e. {posts / cpu:.0f} posts per CPU-second)")
 
+            if phases == "paged":
+                return
             # --- throughput, one event per emit, 64 concurrent emitters (streams)
             n2 = posts // 2
             t0 = time.perf_counter()
@@ -124,4 +126,7 @@ async def main(posts: int) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--posts", type=int, default=20000)
-    asyncio.run(main(ap.parse_args().posts))
+    ap.add_argument("--phases", choices=("all", "paged"), default="all",
+                    help="'paged': only the paged throughput (for profiling)")
+    args = ap.parse_args()
+    asyncio.run(main(args.posts, args.phases))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import os
 import time
@@ -196,6 +197,7 @@ class Bridge:
                 self.http = http
                 self.relay = Relay(cfg, self.store)
                 self._build()
+                tune_gc()
                 async with asyncio.TaskGroup() as tg:
                     for rt in self.accounts.values():
                         tg.create_task(self._supervise(rt), name=f"adapter:{rt.name}")
@@ -293,3 +295,13 @@ class Bridge:
                 log.exception("%s crashed; restarting", what)
                 await asyncio.sleep(backoff(attempt, base=0.5, cap=60.0))
                 attempt += 1
+
+
+def tune_gc() -> None:
+    """A long-running relay allocates many short-lived objects per message.
+    Everything loaded at start-up (modules, config, adapters) is moved out of
+    the collector's sight, and young collections run every 50,000 allocations
+    instead of 700: about 25 % more posts per CPU-second (bench/relay.py),
+    a few MB more memory between collections."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
