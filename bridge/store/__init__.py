@@ -7,7 +7,9 @@ savepoint so one failing unit never takes its neighbours down.  Callers never
 write SQL: the pipeline and the workers call ``Tx`` methods.
 """
 
-from bridge.store.sqlite import SchemaError, Store, StoreError
+from bridge.store.space import MIN_FREE_BYTES, StorageState
+from bridge.store.sqlite import DiskFullError, SchemaError, Store, StoreError
 from bridge.store.tx import DeliveryRow, Tx
 
-__all__ = ["DeliveryRow", "SchemaError", "Store", "StoreError", "Tx"]
+__all__ = ["MIN_FREE_BYTES", "DeliveryRow", "DiskFullError", "SchemaError", "StorageState",
+           "Store", "StoreError", "Tx"]

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from bridge.store.migrations import MIGRATIONS, latest_version
+from bridge.store.space import (
+    StorageState,
+    describe_free,
+    failure_kind,
+    looks_writable,
+    probe_write,
+)
 from bridge.store.tx import Tx
 
 T = TypeVar("T")
@@ -19,6 +28,9 @@ log = logging.getLogger("hashbridge.store")
 
 _BATCH = 512
 _STOP = object()
+_HOLD_CAP = 10.0
+"""Longest wait between two tries of held writes (once there is room)."""
+_REMIND_EVERY = 300.0
 
 
 class StoreError(Exception):
@@ -27,6 +39,16 @@ class StoreError(Exception):
 
 class SchemaError(StoreError):
     """The database was written by a newer hashbridge."""
+
+
+class DiskFullError(StoreError):
+    """No space left on the data dir's filesystem (at start-up)."""
+
+
+def _no_space(path: str) -> DiskFullError:
+    where = os.path.dirname(os.path.abspath(path))
+    return DiskFullError(f"data dir {where}: no space left on device ({describe_free(where)}); "
+                         "free some space there, then start again (nothing was changed)")
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -47,8 +69,12 @@ def open_checked(path: str) -> sqlite3.Connection:
         # Checkpoints (with their fsyncs) run in a background thread instead of
         # inside a writer's commit; this is only the safety net if it lags.
         conn.execute("PRAGMA wal_autocheckpoint = 20000")
+        # A WAL that grew while checkpoints could not run (a full disk) is
+        # cut back to this once it has been copied into the database.
+        conn.execute("PRAGMA journal_size_limit = 8388608")
         ok = conn.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.DatabaseError as e:
+        _raise_if_transient(path, e)
         raise StoreError(f"{path}: not a usable hashbridge database ({e}); restore it "
                          "from a backup or move it away to start empty") from e
     if ok != "ok":
@@ -78,11 +104,33 @@ def open_checked(path: str) -> sqlite3.Connection:
             conn.execute(f"PRAGMA user_version = {number + 1}")
             conn.execute("COMMIT")
         except sqlite3.Error as e:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             conn.close()
+            _raise_if_transient(path, e)
             raise StoreError(f"{path}: migration {number + 1} failed: {e}") from e
         log.info("store: applied migration %d", number + 1)
     return conn
+
+
+def _raise_if_transient(path: str, e: sqlite3.Error) -> None:
+    """A full disk or a locked file says nothing about the database: say so,
+    rather than suggest restoring a backup."""
+    match failure_kind(e):
+        case "full":
+            raise _no_space(path) from e
+        case "io_error":
+            raise StoreError(f"{path}: disk I/O error ({e}); check the device and the kernel "
+                             "log, the database was not changed") from e
+        case "locked":
+            raise StoreError(f"{path}: locked by another process ({e}); is another hashbridge "
+                             "running on this data dir?") from e
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:  # the failure may have rolled it back already
+        pass
 
 
 def _split(script: str) -> list[str]:
@@ -103,7 +151,15 @@ def _split(script: str) -> list[str]:
 
 
 class Store:
-    """Runs units of work in one writer thread; see the package docstring."""
+    """Runs units of work in one writer thread; see the package docstring.
+
+    A write that fails because of the disk (full, I/O error) or another
+    process's lock is *held*: the batch is rolled back whole and tried again
+    with backoff (for a full disk, once there is room) until it commits.  Its
+    callers wait meanwhile, so nothing is acknowledged that is not saved:
+    adapters do not advance their cursors, and records of completed sends stay
+    queued in memory, in order.  :attr:`storage` tells what is happening.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -112,14 +168,51 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
+        self._state_lock = threading.Lock()
+        self._storage = StorageState()
+        self._unsaved = 0
+        self._reminded = 0.0
         self.commits = 0
         self.units = 0
 
+    @property
+    def storage(self) -> StorageState:
+        """The writer's view of the disk: ``ok``, or why writes are held."""
+        return self._storage
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.path))
+
+    async def writable(self, poll: float = 0.5) -> None:
+        """Return once writes go through (at once when they do): a caller about
+        to do something it must record waits here rather than act unrecorded."""
+        # The state changes in the writer thread; a poll is all it takes.
+        while not self._storage.ok and not self._closing.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(poll)
+
+    def _set_storage(self, **changes: Any) -> StorageState:
+        with self._state_lock:
+            self._storage = dataclasses.replace(self._storage, **changes)
+            return self._storage
+
     @classmethod
-    async def open(cls, path: str) -> Store:
-        """Open (creating and migrating as needed).  Raises :class:`StoreError`."""
+    async def open(cls, path: str, *, require_free: int = 0) -> Store:
+        """Open (creating and migrating as needed).  Raises :class:`StoreError`;
+        :class:`DiskFullError` when fewer than *require_free* bytes can be
+        written in the data dir (the daemon asks for
+        :data:`~bridge.store.space.MIN_FREE_BYTES`)."""
         if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            where = os.path.dirname(os.path.abspath(path))
+            try:
+                if require_free:
+                    await asyncio.to_thread(probe_write, where, require_free)
+                else:
+                    os.makedirs(where, exist_ok=True)
+            except OSError as e:
+                if failure_kind(e) == "full":
+                    raise _no_space(path) from e
+                raise StoreError(f"data dir {where}: cannot write there ({e})") from e
         store = cls(path)
         store._conn = await asyncio.to_thread(open_checked, path)
         store._thread = threading.Thread(target=store._loop, name="hashbridge-store",
@@ -140,9 +233,23 @@ class Store:
             while not self._closing.wait(1.0):
                 try:
                     if os.path.getsize(wal) > 4 * 1024 * 1024:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        if self._storage.checkpoint_error:
+                            self._set_storage(checkpoint_error="")
+                            log.warning("store: checkpoint succeeded again; the WAL is copied "
+                                        "into the database")
                 except (OSError, sqlite3.Error) as e:
-                    log.debug("checkpoint skipped: %s", e)
+                    if failure_kind(e) in ("full", "io_error"):
+                        if not self._storage.checkpoint_error:
+                            # The WAL stays authoritative: nothing is lost, it only
+                            # grows until the database file can grow again.
+                            log.warning("store: checkpoint failed in the data dir %s: %s (%s); "
+                                        "the WAL keeps every commit and is copied in once "
+                                        "there is room", self.data_dir, e,
+                                        describe_free(self.data_dir))
+                        self._set_storage(checkpoint_error=str(e))
+                    else:
+                        log.debug("checkpoint skipped: %s", e)
         finally:
             conn.close()
 
@@ -162,6 +269,10 @@ class Store:
         return fut
 
     async def close(self) -> None:
+        """Stop the writer after what is queued.  Writes still held then (the
+        disk is full) are given up with :class:`StoreError`; their work is
+        redone at the next start (events re-read from the saved cursors,
+        unrecorded sends re-sent with the same idempotency keys)."""
         if self._thread is None:
             return
         self._closing.set()
@@ -182,7 +293,7 @@ class Store:
         while True:
             first = self._q.get()
             if first is _STOP:
-                return
+                break
             batch = [first]
             stop = False
             while len(batch) < _BATCH:
@@ -196,42 +307,113 @@ class Store:
                 batch.append(item)
             self._run_batch(conn, tx, batch)
             if stop:
-                return
+                break
+        if self._unsaved:
+            log.error("store: stopped with %d writes not saved (%s); the next start re-reads "
+                      "their events from the platforms and re-sends unrecorded deliveries "
+                      "with the same idempotency keys", self._unsaved,
+                      self._storage.detail or "writes failing")
 
     def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> None:
-        results: list[tuple[bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for unit, _fut, _loop in batch:
-                conn.execute("SAVEPOINT unit")
-                try:
-                    value = unit(tx)
-                except BaseException as e:  # the unit's failure is its caller's
-                    tx.forget()
-                    conn.execute("ROLLBACK TO unit")
-                    conn.execute("RELEASE unit")
-                    results.append((False, e))
-                else:
-                    conn.execute("RELEASE unit")
-                    results.append((True, value))
-            conn.execute("COMMIT")
-            self.commits += 1
-            self.units += len(batch)
-        except sqlite3.Error as e:
-            # Disk full, I/O error, locked: nothing of the batch was kept.
-            tx.forget()
+        tries = 0
+        committed = False
+        while True:
             try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            err = StoreError(f"store write failed: {e}")
-            log.error("store: %s", err)
-            results = [(False, err)] * len(batch)
+                results = self._commit(conn, tx, batch)
+                committed = True
+                break
+            except sqlite3.Error as e:
+                tx.forget()
+                _rollback(conn)
+                kind = failure_kind(e)
+                if kind is None or self._closing.is_set():
+                    results = self._fail(e, kind, len(batch))
+                    break
+                self._hold(e, kind, len(batch), tries)
+                tries += 1
+        if committed and not self._storage.ok:
+            self._resumed()
         for (_unit, fut, loop), (ok, value) in zip(batch, results, strict=True):
             try:
                 loop.call_soon_threadsafe(_resolve, fut, ok, value)
             except RuntimeError:  # the caller's loop is gone (shutdown)
                 pass
+
+    def _commit(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]
+                ) -> list[tuple[bool, Any]]:
+        """One try at the batch: each unit in a savepoint, then one COMMIT.
+        Raises ``sqlite3.Error`` when the batch as a whole failed."""
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for unit, _fut, _loop in batch:
+            conn.execute("SAVEPOINT unit")
+            try:
+                value = unit(tx)
+            except sqlite3.Error as e:
+                if failure_kind(e) is not None:
+                    raise  # the disk, not the unit: hold the whole batch
+                tx.forget()
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+                results.append((False, e))
+            except BaseException as e:  # the unit's failure is its caller's
+                tx.forget()
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+                results.append((False, e))
+            else:
+                conn.execute("RELEASE unit")
+                results.append((True, value))
+        conn.execute("COMMIT")
+        self.commits += 1
+        self.units += len(batch)
+        return results
+
+    def _fail(self, e: sqlite3.Error, kind: str | None, n: int) -> list[tuple[bool, Any]]:
+        err = StoreError(f"store write failed: {e}")
+        if kind is not None and self._closing.is_set():
+            self._unsaved += n  # reported once, when the writer stops
+        else:
+            log.error("store: %s", err)
+        return [(False, err)] * n
+
+    def _hold(self, e: sqlite3.Error, kind: str, n: int, tries: int) -> None:
+        """Log (once), then wait until the held batch is worth trying again."""
+        held = n + self._q.qsize()
+        where = self.data_dir
+        state = self._storage
+        if state.ok:
+            detail = {"full": f"no space left on device ({describe_free(where)})",
+                      "io_error": f"disk I/O error ({e})",
+                      "locked": f"the database is locked by another process ({e})"}[kind]
+            state = self._set_storage(state=kind, detail=detail, since=time.time(), held=held)
+            self._reminded = time.monotonic()
+            log.error("store: cannot write to the data dir %s: %s; holding %d writes and "
+                      "retrying until they go through (nothing is acknowledged meanwhile)",
+                      where, detail, held)
+        else:
+            self._set_storage(held=held)
+            if time.monotonic() - self._reminded > _REMIND_EVERY:
+                self._reminded = time.monotonic()
+                log.error("store: still cannot write to the data dir %s after %.0f s: %s (%s); "
+                          "%d writes held", where, time.time() - (state.since or time.time()),
+                          e, describe_free(where), held)
+        delay = min(_HOLD_CAP, 0.25 * 2 ** min(tries, 10))
+        if self._closing.wait(delay):
+            return
+        # A full disk: poll for room rather than fail again and again; try
+        # anyway now and then (free space as statvfs shows it can mislead).
+        deadline = time.monotonic() + 60.0
+        while not looks_writable(where, kind) and time.monotonic() < deadline:
+            if self._closing.wait(0.5):
+                return
+
+    def _resumed(self) -> None:
+        state = self._storage
+        took = time.time() - (state.since or time.time())
+        self._set_storage(state="ok", detail="", since=None, held=0)
+        log.warning("store: writes go through again after %.1f s (%s); the %d held writes "
+                    "are saved", took, describe_free(self.data_dir), state.held)
 
 
 def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
