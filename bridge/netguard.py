@@ -49,12 +49,16 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class MediaRefused(Exception):
     """The media was not fetched.  ``reason`` says why in words an operator can act on;
     ``transient`` is True when trying later may work (timeouts, 5xx, connection errors)
-    and False for policy refusals and 4xx answers."""
+    and False for policy refusals and 4xx answers.  ``kind`` sorts the refusal for the
+    note a reader sees: ``"policy"`` (where the URL points), ``"size"`` (over the
+    limit) or ``"unavailable"`` (the host did not deliver it)."""
 
-    def __init__(self, reason: str, *, transient: bool = False) -> None:
+    def __init__(self, reason: str, *, transient: bool = False,
+                 kind: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+        self.kind = kind or ("unavailable" if transient else "policy")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,30 +174,37 @@ class _PinnedResolver(AbstractResolver):
         return None
 
 
-async def fetch_media(http: aiohttp.ClientSession, url: str, *,
+async def fetch_media(http: aiohttp.ClientSession | None, url: str, *,
                       allowed_hosts: Collection[str], max_bytes: int, timeout: float,
                       allow_private: bool = False,
                       headers: Mapping[str, str] | None = None) -> FetchedMedia:
     """Fetch *url* under the rules in the module docstring; raise :class:`MediaRefused`.
 
     *headers* (e.g. Matrix's ``Authorization`` for authenticated media) go to the first
-    host only: they are dropped when a redirect leaves it.
+    host only: they are dropped when a redirect leaves it.  *http* lends only its
+    User-Agent (None: ``hashbridge``).
     """
     try:
         async with asyncio.timeout(timeout):
             return await _fetch(http, url, allowed_hosts, max_bytes, allow_private,
                                 dict(headers or {}), timeout)
     except TimeoutError as e:
-        raise MediaRefused(f"fetching {url} took longer than {timeout:g} s",
+        try:
+            host = URL(url).host or "?"
+        except ValueError:
+            host = "?"
+        raise MediaRefused(f"fetching from {host} took longer than {timeout:g} s",
                            transient=True) from e
 
 
-async def _fetch(http: aiohttp.ClientSession, url: str, allowed_hosts: Collection[str],
+async def _fetch(http: aiohttp.ClientSession | None, url: str, allowed_hosts: Collection[str],
                  max_bytes: int, allow_private: bool, headers: dict[str, str],
                  timeout: float) -> FetchedMedia:
     current = check_url(url, allowed_hosts)
     first_origin = current.origin()
-    base_headers = {k: v for k, v in http.headers.items() if k.lower() == "user-agent"}
+    base_headers = ({k: v for k, v in http.headers.items() if k.lower() == "user-agent"}
+                    if http is not None else {})
+    base_headers = base_headers or {"User-Agent": "hashbridge"}
     for hop in range(MAX_REDIRECTS + 1):
         host = (current.host or "").lower().rstrip(".")
         port = current.port or _DEFAULT_PORT[current.scheme.lower()]
@@ -223,13 +234,16 @@ async def _fetch(http: aiohttp.ClientSession, url: str, allowed_hosts: Collectio
                         continue
                     if resp.status >= 400:
                         raise MediaRefused(f"{current.host} answered HTTP {resp.status}",
-                                           transient=resp.status >= 500 or resp.status == 429)
+                                           transient=resp.status >= 500 or resp.status == 429,
+                                           kind="unavailable")
                     if resp.status != 200:
-                        raise MediaRefused(f"{current.host} answered HTTP {resp.status}")
+                        raise MediaRefused(f"{current.host} answered HTTP {resp.status}",
+                                           kind="unavailable")
                     encoding = resp.headers.get("Content-Encoding", "identity").lower()
                     if encoding != "identity":
                         # Asked for identity; a compressed body could expand past the limit.
-                        raise MediaRefused(f"{current.host} sent {encoding}-encoded media")
+                        raise MediaRefused(f"{current.host} sent {encoding}-encoded media",
+                                           kind="unavailable")
                     data = await _read_limited(resp, max_bytes)
                     return FetchedMedia(url=url, final_url=str(current), address=address,
                                         content_type=resp.content_type, data=data)
@@ -242,10 +256,10 @@ async def _fetch(http: aiohttp.ClientSession, url: str, allowed_hosts: Collectio
 async def _read_limited(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     if resp.content_length is not None and resp.content_length > max_bytes:
         raise MediaRefused(f"media is {resp.content_length} bytes, over the "
-                           f"{max_bytes} byte limit")
+                           f"{max_bytes} byte limit", kind="size")
     data = bytearray()
     async for chunk in resp.content.iter_chunked(_CHUNK):
         data += chunk
         if len(data) > max_bytes:
-            raise MediaRefused(f"media is over the {max_bytes} byte limit")
+            raise MediaRefused(f"media is over the {max_bytes} byte limit", kind="size")
     return bytes(data)

@@ -36,7 +36,7 @@ class EmailFactory(AdapterFactory):
                services: Mapping[str, Any]) -> Adapter:
         from adapters.email.adapter import EmailAdapter
         assert isinstance(account, EmailAccount)
-        return EmailAdapter(account, channels)
+        return EmailAdapter(account, channels, services=services)
 
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         from adapters.email.sandbox import EmailSandbox

@@ -21,7 +21,9 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import aioimaplib
 
@@ -69,6 +71,7 @@ from bridge.adapter import (
     TextFormat,
     TransientError,
 )
+from bridge.media import MediaSource, media_sources
 from bridge.model import Attachment, ChannelKey, InboundEvent, NativeId, Posted
 from bridge.richtext import Text
 
@@ -79,7 +82,7 @@ FETCH_BATCH = 20
 
 class EmailAdapter:
     def __init__(self, account: EmailAccount, channels: tuple[ChannelSpec, ...],
-                 name: str = "email") -> None:
+                 name: str = "email", services: Mapping[str, Any] | None = None) -> None:
         self.account = account
         self.channels = {c.key: c for c in channels}
         self.log = logging.getLogger(f"hashbridge.adapter.email.{name}")
@@ -88,6 +91,13 @@ class EmailAdapter:
         self._ready = asyncio.Event()
         self._specs = {self._opts(c).effective_list_id.lower(): self._spec(c) for c in channels}
         self.cursor_name = f"imap:{account.folder}"
+        # The attachments of list mail are files this adapter saved: targets read
+        # them from that directory only (no network fetch at all).
+        media_sources(services if services is not None else {}).register(
+            self.channels, lambda: MediaSource(file_root=self._attachment_dir()))
+
+    def _attachment_dir(self) -> str:
+        return os.path.join(self._ctx.data_dir, "email-attachments") if self._ctx else ""
 
     @staticmethod
     def _opts(spec: ChannelSpec) -> EmailChannel:
@@ -245,7 +255,7 @@ class EmailAdapter:
         if not res.parts and not res.dropped_parts:
             return ev
         # The core has no media store yet: keep attachments as files under data_dir.
-        adir = os.path.join(ctx.data_dir, "email-attachments")
+        adir = self._attachment_dir()
         atts: list[Attachment] = []
         for part in res.parts:
             digest = hashlib.sha256(part.content).hexdigest()

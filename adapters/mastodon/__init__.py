@@ -38,7 +38,7 @@ class MastodonFactory(AdapterFactory):
         from adapters.mastodon.adapter import MastodonAdapter
 
         assert isinstance(account, MastodonAccount)
-        return MastodonAdapter(account, channels)
+        return MastodonAdapter(account, channels, services=services)
 
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         from adapters.mastodon.sandbox import MastodonSandbox

@@ -14,6 +14,7 @@ a read timeout.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -52,6 +53,7 @@ from bridge.adapter import (
     TextFormat,
     TransientError,
 )
+from bridge.media import Fetched, MediaFetcher, MediaSource, host_entry, media_sources, with_notes
 from bridge.model import Attachment, ChannelKey, Edited, NativeId, Posted
 
 PAGE = 40  # the largest page the tag timeline serves
@@ -60,7 +62,7 @@ _SEEN = 2000  # ids remembered per channel so stream and catch-up never emit twi
 
 class MastodonAdapter:
     def __init__(self, account: MastodonAccount, channels: tuple[ChannelSpec, ...], *,
-                 name: str = "mastodon") -> None:
+                 name: str = "mastodon", services: Mapping[str, Any] | None = None) -> None:
         self._acc = account
         self._channels = {c.key: c for c in channels}
         self._log = logging.getLogger(f"hashbridge.adapter.mastodon.{name}")
@@ -75,6 +77,18 @@ class MastodonAdapter:
         self._chan_locks: dict[ChannelKey, asyncio.Lock] = {}
         self._seen: dict[ChannelKey, OrderedDict[str, None]] = {}
         self._defaults_given = False
+        media = media_sources(services if services is not None else {})
+        media.register((c.key for c in channels), self.media_source)
+        self._media = MediaFetcher(media, self._log)
+
+    def media_source(self) -> MediaSource:
+        """Where this instance's attachments may come from: the instance itself, the
+        host its files are served from (learned from ``/api/v2/instance``), and the
+        account's ``media_hosts``."""
+        learned = self._limits.media_hosts if self._limits else frozenset()
+        return MediaSource(hosts=frozenset({host_entry(self._acc.base_url), *learned,
+                                            *self._acc.media_hosts}),
+                           allow_private=self._acc.allow_private_media_hosts)
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -372,8 +386,8 @@ class MastodonAdapter:
             case SendCreate():
                 ch = self._channels.get(op.channel)
                 visibility = self._opts(ch).visibility if ch else "unlisted"
-                media_ids = [await self._upload(a, lim)
-                             for a in op.rendered.attachments[:lim.max_media_attachments]]
+                op, fetched = await self._with_media(op, lim)
+                media_ids = [await self._upload(f) for f in fetched]
                 params = status_params(op, visibility=visibility,
                                        max_characters=lim.max_characters,
                                        url_weight=lim.url_weight)
@@ -398,25 +412,34 @@ class MastodonAdapter:
                     self._log.info("delete %s: already gone", op.native_id)
                 return SendResult()
 
-    async def _upload(self, att: Attachment, lim: InstanceLimits) -> str:
-        """Fetch an attachment and upload it with its alt text; return the media id."""
-        http = self._ctx.http if self._ctx is not None else None
-        own = http is None
-        session = http or aiohttp.ClientSession()
-        try:
-            async with session.get(att.url, timeout=aiohttp.ClientTimeout(total=60)) as resp:
-                if resp.status >= 400:
-                    raise (TransientError if resp.status >= 500 else PermanentError)(
-                        f"attachment {att.url}: HTTP {resp.status}")
-                data = await resp.content.read(lim.image_size_limit + 1)
-                mime = att.media_type or resp.content_type
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"attachment {att.url}: {exc}") from exc
-        finally:
-            if own:
-                await session.close()
-        if len(data) > lim.image_size_limit:
-            raise PermanentError(f"attachment {att.url} is larger than the instance accepts")
+    async def _with_media(self, op: SendCreate, lim: InstanceLimits
+                          ) -> tuple[SendCreate, tuple[Fetched, ...]]:
+        """Fetch the attachments (from their origin's hosts only, within this
+        instance's limits); those left out become a note in the text."""
+        atts = op.rendered.attachments[:lim.max_media_attachments]
+        if not atts:
+            return op, ()
+
+        def limit(a: Attachment) -> int:
+            video = a.media_type.startswith(("video/", "audio/"))
+            return lim.video_size_limit if video else lim.image_size_limit
+
+        batch = await self._media.fetch_all(op.idempotency_key, op.post.origin_channel,
+                                            atts, max_bytes=limit)
+        if not batch.notes:
+            return op, batch.fetched
+        warning = op.rendered.content_warning
+
+        def fits(text: str) -> bool:
+            return status_length(text, lim.url_weight, warning) <= lim.max_characters
+
+        return dataclasses.replace(op, rendered=with_notes(op.rendered, batch.notes,
+                                                           fits=fits)), batch.fetched
+
+    async def _upload(self, got: Fetched) -> str:
+        """Upload one fetched attachment with its alt text; return the media id."""
+        att = got.attachment
+        data, mime = got.data, att.media_type or got.content_type
         media = await self._call(self.client.media_post, data, mime_type=mime,
                                  description=att.alt_text or None,
                                  file_name=att.filename or "attachment")

@@ -6,6 +6,7 @@ back as :class:`Unsupported` with a reason; nothing here raises on bad input.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import mimetypes
@@ -19,6 +20,7 @@ from urllib.parse import urlparse
 import grapheme
 
 from bridge.adapter import SendCreate, SendEdit
+from bridge.media import host_entry
 from bridge.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
 from bridge.richtext import Hashtag, RichText, iter_inlines, iter_text
 from bridge.textconv import NEUTRAL_AT, from_html
@@ -47,6 +49,10 @@ class InstanceLimits:
     image_size_limit: int
     version: str
     hashtag_feed_access: str = "public"
+    video_size_limit: int = 99 * 1024 * 1024
+    media_hosts: frozenset[str] = frozenset()
+    """Hosts the instance serves files from, as its own thumbnail and contact
+    account's avatar show (``files.mastodon.social``): where its media lives."""
 
 
 # Mastodon's documented defaults, used only for fields an instance leaves out.
@@ -74,7 +80,21 @@ def parse_instance(data: Mapping[str, Any]) -> InstanceLimits:
         media_types=frozenset(str(m) for m in _items(media, "supported_mime_types")),
         image_size_limit=num(media, "image_size_limit", d.image_size_limit),
         version=str(_get(data, "version") or ""),
-        hashtag_feed_access=str(access or "public"))
+        hashtag_feed_access=str(access or "public"),
+        video_size_limit=num(media, "video_size_limit", d.video_size_limit),
+        media_hosts=_served_from(data))
+
+
+def _served_from(data: Mapping[str, Any]) -> frozenset[str]:
+    account = _get(_get(data, "contact"), "account")
+    urls = [_get(_get(data, "thumbnail"), "url"), _get(account, "avatar_static"),
+            _get(account, "avatar"), _get(account, "header")]
+    hosts = set()
+    for url in urls:
+        if isinstance(url, str) and url.startswith(("https://", "http://")):
+            with contextlib.suppress(ValueError):
+                hosts.add(host_entry(url))
+    return frozenset(h for h in hosts if h)
 
 
 def id_key(status_id: str) -> tuple[int, str]:

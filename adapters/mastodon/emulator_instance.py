@@ -17,7 +17,11 @@ def instance_v2(st: EmulatorState) -> dict[str, Any]:
         "domain": st.domain, "title": "Mastodon emulator", "version": st.version,
         "source_url": "https://github.com/mastodon/mastodon", "description": "",
         "usage": {"users": {"active_month": len(st.accounts)}},
-        "thumbnail": {"url": f"{st.base_url}/packs/images/preview.png"}, "icon": [],
+        # An uploaded thumbnail is served from the media host; the default one
+        # from the instance's own assets.
+        "thumbnail": {"url": f"{st.files_url}/site_uploads/files/000/000/001/@1x/thumb.png"
+                      if st.files_url else f"{st.base_url}/packs/images/preview.png"},
+        "icon": [],
         "languages": ["en"],
         "configuration": {
             "urls": {"streaming": st.base_url.replace("http", "ws", 1), "status": None},

@@ -70,6 +70,9 @@ class EmuMedia:
     description: str | None
     processing: bool = False
     status_id: str | None = None
+    url: str | None = None
+    """Where the file is served when not by the emulator itself (a CDN, a test
+    server): the status shows this URL."""
 
 
 @dataclass
@@ -154,6 +157,9 @@ class EmulatorState:
                  version: str = "4.6.4") -> None:
         self.base_url = f"http://{domain}"
         self.domain = domain
+        self.files_url = ""
+        """The host files are served from, like Mastodon's S3_ALIAS_HOST (empty: the
+        instance itself); the instance thumbnail shows it."""
         self.max_characters = max_characters
         self.url_weight = characters_reserved_per_url
         self.max_media_attachments = max_media_attachments
@@ -358,7 +364,8 @@ class EmulatorState:
         kind = kind if kind in ("image", "video", "audio") else "unknown"
         kind = "gifv" if m.mime == "image/gif" else kind
         ext = m.mime.split("/")[-1]
-        url = f"{self.base_url}/system/media_attachments/files/{m.id}/original/{m.id}.{ext}"
+        url = m.url or \
+            f"{self.base_url}/system/media_attachments/files/{m.id}/original/{m.id}.{ext}"
         return {"id": m.id, "type": kind, "url": None if m.processing else url,
                 "preview_url": f"{self.base_url}/system/media_attachments/files/{m.id}/small/"
                                f"{m.id}.jpg",

@@ -7,9 +7,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from bridge.adapter import StrictModel
+from bridge.media import MediaAccountKeys
 
 
-class MastodonAccount(StrictModel):
+class MastodonAccount(MediaAccountKeys):
     base_url: str
     """The instance, ``https://mastodon.example``."""
     access_token: str

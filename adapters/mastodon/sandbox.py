@@ -33,8 +33,10 @@ class MastodonSandbox:
 
     def account_config(self) -> dict[str, Any]:
         # A short sweep interval: demo conversations should settle in seconds.
+        # The emulator serves its media from 127.0.0.1: opt in to private media hosts.
         return {"base_url": self.emulator.url, "access_token": self.emulator.bridge.token,
-                "catchup_interval": 2.0, "stream_idle_timeout": 30.0}
+                "catchup_interval": 2.0, "stream_idle_timeout": 30.0,
+                "allow_private_media_hosts": True}
 
     def channel_config(self) -> dict[str, Any]:
         return {"hashtag": self.hashtag, "visibility": self.visibility}

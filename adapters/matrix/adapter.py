@@ -34,6 +34,7 @@ from bridge.adapter import (
     TextFormat,
     TransientError,
 )
+from bridge.media import MediaFetcher, MediaSource, host_entry, media_sources
 from bridge.model import ChannelKey, InboundEvent
 
 MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4",
@@ -62,11 +63,26 @@ class MatrixAdapter(Outbound):
         self.auth_failure: AuthError | None = None
         self.log = logging.getLogger("hashbridge.adapter.matrix")
         self.ctx: AdapterContext | None = None
+        media = media_sources(services)
+        media.register(self.channels, self.media_source)
+        self.media = MediaFetcher(media, self.log)
+
+    def media_source(self) -> MediaSource:
+        """Posts from Matrix carry the homeserver's authenticated media: fetched from
+        the homeserver only, with this account's token (sent to no other host)."""
+        a = self.account
+        token = self.session.client.access_token if self.session is not None else ""
+        token = token or (a.as_token if a.mode == "appservice" else a.access_token)
+        return MediaSource(hosts=frozenset({host_entry(a.homeserver), *a.media_hosts}),
+                           allow_private=a.allow_private_media_hosts,
+                           auth_origin=a.homeserver,
+                           auth_headers={"Authorization": f"Bearer {token}"} if token else {})
 
     # ------------------------------------------------------------ inbound
     async def run(self, ctx: AdapterContext) -> None:
         self.ctx = ctx
         self.log = logging.getLogger(f"hashbridge.adapter.matrix.{ctx.name}")
+        self.media.log = self.log
         ctx.set_health(Health.STARTING)
         self.auth_failure = None
         # Fixed at start: the window bounds the catch-up, never live events.

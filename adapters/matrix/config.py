@@ -8,11 +8,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from bridge.adapter import StrictModel
+from bridge.media import MediaAccountKeys
 
 _USER_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-:\[\]]+$")
 
 
-class MatrixAccount(StrictModel):
+class MatrixAccount(MediaAccountKeys):
     """A bot account (relay mode) or an appservice registration (puppet mode)."""
 
     homeserver: str

@@ -28,7 +28,8 @@ from bridge.adapter import (
     SendResult,
     TransientError,
 )
-from bridge.model import Attachment, ChannelKey, NativeId
+from bridge.media import Fetched, MediaFetcher, with_notes
+from bridge.model import ChannelKey, NativeId
 
 
 class Outbound:
@@ -43,6 +44,7 @@ class Outbound:
     encrypted: set[str]
     _ready: asyncio.Event
     auth_failure: AuthError | None
+    media: MediaFetcher
 
     def _members(self, room_id: str) -> frozenset[str]:
         raise NotImplementedError
@@ -89,14 +91,25 @@ class Outbound:
         spec = self.channels[op.channel].options
         thread = op.thread_root if isinstance(spec, MatrixChannel) and spec.threads else None
         members = self._members(room_id)
+        rendered, fetched = op.rendered, ()
+        if rendered.attachments:
+            # From the origin's hosts only, within this account's upload limit;
+            # what is left out is named in the text.
+            batch = await self.media.fetch_all(op.idempotency_key, op.post.origin_channel,
+                                               rendered.attachments,
+                                               max_bytes=self.account.max_media_bytes)
+            rendered, fetched = with_notes(rendered, batch.notes), batch.fetched
         content: dict[str, Any] | None = convert.message_content(
-            op.rendered, reply_to=op.reply_to, thread_root=thread,
-            mentions=convert.addressed_users(op.rendered, members), origin=origin)
+            rendered, reply_to=op.reply_to, thread_root=thread,
+            mentions=convert.addressed_users(rendered, members), origin=origin)
         extra: list[NativeId] = []
-        if not op.rendered.plain.strip() and op.rendered.attachments:
+        if not rendered.plain.strip() and fetched:
             content = None  # media only: the first upload is the message
         for i, att in enumerate(op.rendered.attachments):
-            extra.append(await self._send_media(op, i, att, room_id, origin, sender))
+            # The attachment's place in the post keeps its transaction id stable.
+            got = next((f for f in fetched if f.attachment is att), None)
+            if got is not None:
+                extra.append(await self._send_media(op, i, got, room_id, origin, sender))
         if content is None:
             return SendResult(native_id=extra[0], extra_native_ids=tuple(extra[1:]),
                               permalink=convert.permalink(room_id, extra[0]))
@@ -143,21 +156,10 @@ class Outbound:
         if not isinstance(resp, RoomRedactResponse):
             raise error_from(resp, "redact")
 
-    async def _send_media(self, op: SendCreate, i: int, att: Attachment, room_id: str,
+    async def _send_media(self, op: SendCreate, i: int, got: Fetched, room_id: str,
                           origin: dict[str, str], sender: str | None) -> NativeId:
-        assert self.session is not None and self.ctx is not None
-        limit = self.account.max_media_bytes
-        try:
-            async with self.ctx.http.get(att.url, timeout=aiohttp.ClientTimeout(total=60)) as r:
-                if r.status >= 400:
-                    err = PermanentError if 400 <= r.status < 500 and r.status != 429 else \
-                        TransientError
-                    raise err(f"media download {r.status}")
-                data = await r.content.read(limit + 1)
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise TransientError(f"media download: {e}") from e
-        if len(data) > limit:
-            raise PermanentError(f"attachment over {limit} bytes")
+        assert self.session is not None
+        att, data = got.attachment, got.data
         up, _ = await self.session.client.upload(
             lambda *_: data, content_type=att.media_type,
             filename=att.filename or "attachment", filesize=len(data))

@@ -59,8 +59,9 @@ class MatrixSandbox:
 
     def account_config(self) -> dict[str, Any]:
         assert self.bot is not None, "start() first"
+        # Synapse listens on 127.0.0.1: opt in to private media hosts (testing only).
         return {"homeserver": self.server.url, "user_id": self.bot.user_id,
-                "access_token": self.bot.access_token}
+                "access_token": self.bot.access_token, "allow_private_media_hosts": True}
 
     def channel_config(self) -> dict[str, Any]:
         return {"room": self.room_id}

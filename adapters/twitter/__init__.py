@@ -40,7 +40,7 @@ class TwitterFactory(AdapterFactory):
         from adapters.twitter.adapter import TwitterAdapter
 
         assert isinstance(account, TwitterAccount)
-        return TwitterAdapter(account, channels)
+        return TwitterAdapter(account, channels, services=services)
 
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         from adapters.twitter.sandbox import TwitterSandbox

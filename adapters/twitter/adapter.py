@@ -23,6 +23,7 @@ import re
 import time
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +39,8 @@ from adapters.twitter.convert import (
 )
 from adapters.twitter.digest import DigestState, Item
 from adapters.twitter.inbound import Inbound
-from adapters.twitter.media import IMAGE_TYPES, MAX_ATTACHMENTS, MAX_IMAGE_BYTES
+from adapters.twitter.media import IMAGE_TYPES, MAX_ATTACHMENTS, MAX_IMAGE_BYTES, MEDIA_HOSTS
+from adapters.twitter.media import fetch as fetch_media
 from adapters.twitter.media import upload as upload_media
 from adapters.twitter.models import TwitterAccount, TwitterChannel
 from bridge.adapter import (
@@ -55,6 +57,7 @@ from bridge.adapter import (
     TextFormat,
     TransientError,
 )
+from bridge.media import MediaFetcher, MediaSource, media_sources, with_notes
 from bridge.model import ChannelKey, NativeId
 from bridge.textconv import to_plain
 
@@ -76,7 +79,7 @@ def _has_url(text: str) -> bool:
 
 class TwitterAdapter(Inbound):
     def __init__(self, account: TwitterAccount, channels: tuple[ChannelSpec, ...], *,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, services: Mapping[str, Any] | None = None) -> None:
         self.account = account
         self.channels = {c.key: c for c in channels}
         self.clock = clock
@@ -96,12 +99,21 @@ class TwitterAdapter(Inbound):
         self._inflight: dict[str, float] = {}
         self._summoned: OrderedDict[str, bool] = OrderedDict()
         self._poll_locks: dict[str, asyncio.Lock] = {}
+        media = media_sources(services if services is not None else {})
+        media.register((c.key for c in channels), self.media_source)
+        self.media = MediaFetcher(media, self.log)
+
+    def media_source(self) -> MediaSource:
+        """Posts from X carry media on X's CDN (plus the account's ``media_hosts``)."""
+        return MediaSource(hosts=MEDIA_HOSTS | frozenset(self.account.media_hosts),
+                           allow_private=self.account.allow_private_media_hosts)
 
     # ------------------------------------------------------------------ run
     async def run(self, ctx: AdapterContext) -> None:
         self.ctx = ctx
         self.log = logging.getLogger(f"hashbridge.adapter.twitter.{ctx.name}")
         self.client.log = self.log
+        self.media.log = self.log
         self.ledger = Ledger.loads(await ctx.get_cursor("budget"))
         # Creates attempted but not confirmed before the last stop (X has no
         # idempotency key, so these are looked up before posting again).
@@ -217,7 +229,15 @@ class TwitterAdapter(Inbound):
         return text
 
     async def _create_each(self, ch: ChannelSpec, op: SendCreate) -> SendResult:
-        text = self._fitted(op.rendered.plain)
+        rendered, batch = op.rendered, None
+        if rendered.attachments:
+            # Fetched first: what could not be fetched is named in the text.
+            batch = await fetch_media(self.media, op.idempotency_key, op.post.origin_channel,
+                                      rendered.attachments, self.log)
+            limit = 25_000 if self.account.premium else MAX_WEIGHTED
+            rendered = with_notes(rendered, batch.notes,
+                                  fits=lambda t: weighted_length(t) <= limit)
+        text = self._fitted(rendered.plain)
         key = op.idempotency_key
         if key in self._inflight:
             found = await self.find_own_copy(text, since=self._inflight.get(key))
@@ -229,11 +249,11 @@ class TwitterAdapter(Inbound):
         cost = self._check_budget(text)
         reply_to = await self._reply_target(ch, op.reply_to)
         media: list[str] = []
-        if op.rendered.attachments:
+        if batch is not None and batch.fetched:
             self.client._open()
             assert self.client.session is not None
             media = await upload_media(self.client.session, self.client._keys,
-                                       op.rendered.attachments, self.log)
+                                       batch.fetched, self.log)
         return await self._post(key, text, reply_to, cost, media)
 
     async def _post(self, key: str, text: str, reply_to: str | None, cost: float,

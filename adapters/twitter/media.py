@@ -1,7 +1,11 @@
-"""Media for outbound posts: fetch the attachment, upload it through the v1.1
-``media/upload.json`` endpoint tweepy 4.17 uses (tweepy's own ``API`` is
-synchronous, so the same multipart request is sent on the adapter's session),
-then set its alt text.  One attempt each; failures map to the core's kinds."""
+"""Media for outbound posts: fetch the attachments through the core's guarded
+fetcher (:mod:`bridge.media`: only from the origin platform's hosts, at most X's
+5 MB per image), upload each through the v1.1 ``media/upload.json`` endpoint
+tweepy 4.17 uses (tweepy's own ``API`` is synchronous, so the same multipart
+request is sent on the adapter's session), then set its alt text.  One attempt
+each; failures map to the core's kinds.
+
+X's own media hosts, for posts *from* X: :data:`MEDIA_HOSTS`."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import aiohttp
 from oauthlib.oauth1 import Client as OAuthClient
 
 from bridge.adapter import AuthError, TransientError
+from bridge.media import Fetched, MediaBatch, MediaFetcher
 from bridge.model import Attachment
 
 UPLOAD = "https://upload.twitter.com/1.1/media/upload.json"
@@ -18,6 +23,8 @@ METADATA = "https://upload.twitter.com/1.1/media/metadata/create.json"
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 MAX_IMAGE_BYTES = 5 * 2**20
 MAX_ATTACHMENTS = 4
+MEDIA_HOSTS = frozenset({"pbs.twimg.com", "video.twimg.com", "ton.twimg.com"})
+"""Where X serves the media of posts (photos, video variants, DM/card media)."""
 
 
 def _signed(keys: tuple[str, str, str, str], url: str) -> dict[str, str]:
@@ -34,22 +41,29 @@ def _check(status: int, what: str, body: str) -> None:
         raise TransientError(f"{what}: HTTP {status}")
 
 
-async def upload(session: aiohttp.ClientSession, keys: tuple[str, str, str, str],
-                 attachments: tuple[Attachment, ...], log: logging.Logger) -> list[str]:
-    """Media ids for the attachments X can take; the others are skipped (logged)."""
-    ids: list[str] = []
+async def fetch(fetcher: MediaFetcher, key: str, origin_channel: str,
+                attachments: tuple[Attachment, ...], log: logging.Logger) -> MediaBatch:
+    """The images X can take, fetched; the others are skipped (logged)."""
+    wanted: list[Attachment] = []
     for att in attachments:
-        if len(ids) >= MAX_ATTACHMENTS:
-            log.info("X takes %d images per post; %s left out", MAX_ATTACHMENTS, att.url)
+        if len(wanted) >= MAX_ATTACHMENTS:
+            log.info("X takes %d images per post; the rest are left out", MAX_ATTACHMENTS)
             break
         if att.media_type not in IMAGE_TYPES:
-            log.info("X media type %s not relayed: %s", att.media_type, att.url)
+            log.info("X media type %s not relayed", att.media_type)
             continue
-        data = await _fetch(session, att, log)
-        if data is None:
-            continue
+        wanted.append(att)
+    return await fetcher.fetch_all(key, origin_channel, wanted, max_bytes=MAX_IMAGE_BYTES)
+
+
+async def upload(session: aiohttp.ClientSession, keys: tuple[str, str, str, str],
+                 fetched: tuple[Fetched, ...], log: logging.Logger) -> list[str]:
+    """Media ids of the uploaded images; one X refuses is left out (logged)."""
+    ids: list[str] = []
+    for got in fetched:
+        att = got.attachment
         form = aiohttp.FormData()
-        form.add_field("media", data, filename=att.filename or "image",
+        form.add_field("media", got.data, filename=att.filename or "image",
                        content_type=att.media_type)
         try:
             async with session.post(UPLOAD, data=form, headers=_signed(keys, UPLOAD)) as r:
@@ -67,28 +81,3 @@ async def upload(session: aiohttp.ClientSession, keys: tuple[str, str, str, str]
             raise TransientError(f"media upload failed: {type(e).__name__}: {e}") from e
         ids.append(media_id)
     return ids
-
-
-async def _fetch(session: aiohttp.ClientSession, att: Attachment,
-                 log: logging.Logger) -> bytes | None:
-    if att.size and att.size > MAX_IMAGE_BYTES:
-        log.info("image over X's 5 MB limit not relayed: %s", att.url)
-        return None
-    try:
-        async with session.get(att.url, timeout=aiohttp.ClientTimeout(total=30)) as r:
-            if r.status >= 500:
-                raise TransientError(f"attachment host said {r.status}: {att.url}")
-            if r.status != 200:
-                log.info("attachment %s not fetched (HTTP %s); posting without it",
-                         att.url, r.status)
-                return None
-            data = bytearray()
-            # read() returns what has arrived, not n bytes: loop, stop past the limit
-            while len(data) <= MAX_IMAGE_BYTES and (chunk := await r.content.read(2**16)):
-                data += chunk
-    except (aiohttp.ClientError, TimeoutError) as e:
-        raise TransientError(f"attachment fetch failed: {e}") from e
-    if len(data) > MAX_IMAGE_BYTES:
-        log.info("image over X's 5 MB limit not relayed: %s", att.url)
-        return None
-    return bytes(data)

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from adapters.twitter.budget import Caps, Prices
 from bridge.adapter import StrictModel
+from bridge.media import MediaAccountKeys
 
 
 class PriceTable(StrictModel):
@@ -24,7 +25,7 @@ class PriceTable(StrictModel):
                       delete=self.delete)
 
 
-class TwitterAccount(StrictModel):
+class TwitterAccount(MediaAccountKeys):
     consumer_key: str = Field(min_length=1)
     consumer_secret: str = Field(min_length=1)
     access_token: str = Field(min_length=1)

@@ -46,7 +46,7 @@ class TwitterSandbox:
 
     def account_config(self) -> dict[str, Any]:
         return {**self.creds, "api_base": self.base_url, "bot_username": self.bot.username,
-                "search_share": 1.0}
+                "search_share": 1.0, "allow_private_media_hosts": True}
 
     def channel_config(self) -> dict[str, Any]:
         return {"query": f"#{self.hashtag} -is:retweet", "poll_seconds": 0.5}

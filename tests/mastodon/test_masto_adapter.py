@@ -26,6 +26,7 @@ from bridge.adapter import (
     SendEdit,
     TransientError,
 )
+from bridge.media import MediaSource, host_entry
 from bridge.model import (
     Attachment,
     Author,
@@ -189,6 +190,13 @@ def _post(text: str = "hi", attachments: tuple[Attachment, ...] = ()) -> Post:
                 text=RichText.plain(text), attachments=attachments)
 
 
+def media_from(env: Env, origin: str = "kmers/mx") -> None:
+    """Let posts from *origin* carry media served by the emulator (the guarded
+    fetch takes media only from the origin account's hosts)."""
+    env.adapter._media.sources.register([origin], lambda: MediaSource(
+        hosts=frozenset({host_entry(env.emu.url)}), allow_private=True))
+
+
 def create(text: str, key: str = "d1:0", *, cw: str = "", reply_to: str | None = None,
            attachments: tuple[Attachment, ...] = ()) -> SendCreate:
     return SendCreate(delivery_id=DeliveryId(key), idempotency_key=key, channel=CH,
@@ -206,6 +214,7 @@ async def test_send_create_reply_edit_delete_cw_media(env: Env) -> None:
                    description=None)
     env.emu.state.media[pic.id] = pic
     url = f"{env.emu.url}/system/media_attachments/files/{pic.id}/original/x.png"
+    media_from(env)
     first = await a.send(create("A says hi @bob #kmers", cw="spoiler",
                                 attachments=(Attachment(url=url, media_type="image/png",
                                                         alt_text="the alt"),)))
@@ -372,6 +381,7 @@ async def test_video_upload_waits_for_processing(env: Env) -> None:
                     description=None)
     env.emu.state.media[clip.id] = clip
     url = f"{env.emu.url}/system/media_attachments/files/{clip.id}/original/c.mp4"
+    media_from(env)
     res = await env.adapter.send(create("clip", "v1", attachments=(
         Attachment(url=url, media_type="video/mp4", alt_text="a short clip"),)))
     st = env.emu.state.statuses[res.native_id or ""]

@@ -114,6 +114,9 @@ async def test_media_both_directions(synapse: Hs, room: Room, tmp_path: Path) ->
                 headers={"Authorization": f"Bearer {room.bob.access_token}"}) as resp:
             assert resp.status == 200 and await resp.read() == PNG
         # outbound: an attachment is uploaded to the content repository and posted
+        from bridge.media import MediaSource
+        run.adapter.media.sources.register(["kmers/masto"], lambda: MediaSource(
+            hosts=frozenset({f"127.0.0.1:{port}"}), allow_private=True))
         base = create_op("look at this")
         att = Attachment(url=f"http://127.0.0.1:{port}/cat.png", media_type="image/png",
                          alt_text="a cat", filename="cat.png")
