@@ -381,7 +381,10 @@ async def stream_hashtag(request: web.Request) -> web.StreamResponse:
         await resp.write(b":)\n")
         while True:
             try:
-                event, payload = await asyncio.wait_for(queue.get(), st.heartbeat)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+                # cancellation of a stream being shut down when an event arrives with it.
+                async with asyncio.timeout(st.heartbeat):
+                    event, payload = await queue.get()
             except TimeoutError:
                 if not st.faults.streams_silent:
                     await resp.write(b":thump\n")
