@@ -7,6 +7,7 @@ Events are frozen, slotted, keyword-only dataclasses forming a closed union
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,16 @@ def new_delivery_id() -> DeliveryId:
         ms, r = divmod(ms, 36)
         digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
     return DeliveryId(f"{digits}{os.urandom(8).hex()}")
+
+
+def derived_delivery_id(source: str, channel: str, op: str) -> DeliveryId:
+    """The id (and idempotency key) of an operation that comes from a message on a
+    platform: the same message, target and operation always get the same id.  A
+    post read again after a restored backup or a lost cursor is then sent under
+    the key it had the first time, and platforms that keep keys refuse the
+    repeat.  *source* names the origin message (and, for an edit, its version)."""
+    digest = hashlib.blake2b(f"{source}\x1f{channel}\x1f{op}".encode(), digest_size=16)
+    return DeliveryId("k" + digest.hexdigest())
 
 
 def utcnow() -> datetime:

@@ -141,11 +141,10 @@ class Relay:
         tx.insert_post(post, fingerprint)
         tx.add_native(post.origin_channel, post.origin_native_id, post.id, "origin",
                       permalink=post.permalink)
-        for target in community.channels:
-            if not target.writes or target.key == exclude or (only and target.key != only):
-                continue
-            tx.enqueue(post.id, target.key, Op.CREATE)
-            result.wake.add(target.key)
+        targets = [t.key for t in community.channels
+                   if t.writes and t.key != exclude and not (only and t.key != only)]
+        tx.enqueue_many(post.id, targets, Op.CREATE, source=_source(post))
+        result.wake.update(targets)
         result.accepted += 1
         result.changed.append(("posted", post.id))
 
@@ -195,7 +194,7 @@ class Relay:
                       text=RichText.plain(text), reply_to=command.id, is_notice=True)
         tx.insert_post(notice, "")
         tx.set_hidden(notice.id, True)
-        tx.enqueue(notice.id, channel.key, Op.CREATE)
+        tx.enqueue(notice.id, channel.key, Op.CREATE, source=_source(notice))
         result.wake.add(channel.key)
 
     def _edited(self, tx: Tx, ev: Edited, channel: ChannelConfig, community: CommunityConfig,
@@ -224,10 +223,11 @@ class Relay:
             return
         tx.update_post(post_id, text, text_hash(plain, settings.hashtag), ev.content_warning,
                        ev.attachments, ev.edited_at.timestamp())
-        for target in community.channels:
-            if target.writes and target.key != channel.key:
-                tx.enqueue(post_id, target.key, Op.EDIT)
-                result.wake.add(target.key)
+        targets = [t.key for t in community.channels if t.writes and t.key != channel.key]
+        # An edit's version is its time on the platform: re-reading it yields the same ids.
+        tx.enqueue_many(post_id, targets, Op.EDIT,
+                        source=f"{_source(post)}\x1e{ev.edited_at.timestamp():.6f}")
+        result.wake.update(targets)
         result.accepted += 1
         result.changed.append(("edited", post_id))
 
@@ -253,11 +253,16 @@ class Relay:
         if deleted_at:
             result.drop("already deleted")
             return
+        post = tx.get_post(post_id)
         tx.mark_post_deleted(post_id)
-        for target in community.channels:
-            if target.writes and target.key != channel.key:
-                tx.enqueue(post_id, target.key, Op.DELETE)
-                result.wake.add(target.key)
+        targets = [t.key for t in community.channels if t.writes and t.key != channel.key]
+        tx.enqueue_many(post_id, targets, Op.DELETE, source=_source(post) if post else "")
+        result.wake.update(targets)
         result.accepted += 1
         result.changed.append(("deleted", post_id))
 
+
+
+def _source(post: Post) -> str:
+    """The origin message a post's deliveries are derived from (see enqueue_many)."""
+    return f"{post.origin_channel}\x1e{post.origin_native_id}"

@@ -6,6 +6,7 @@ reference to the original).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -46,7 +47,8 @@ def neutralise(rt: RichText) -> RichText:
             case Mention(handle):
                 return Text(NEUTRAL_AT + handle)
             case Text(t) if "@" in t:
-                return Text(_AT_WORD.sub(NEUTRAL_AT, t))
+                fixed = _AT_WORD.sub(NEUTRAL_AT, t)
+                return i if fixed == t else Text(fixed)
             case _:
                 return i
 
@@ -72,7 +74,8 @@ def drop_links(rt: RichText) -> RichText:
                 host = re.sub(r"^[a-z][a-z0-9+.-]*://(www\.)?", "", url, flags=re.I)
                 return Text(defuse(label or host.split("/")[0]))
             case Text(t) if "." in t:
-                return Text(defuse(t))
+                fixed = defuse(t)
+                return i if fixed == t else Text(fixed)
             case _:
                 return i
 
@@ -80,11 +83,18 @@ def drop_links(rt: RichText) -> RichText:
 
 
 def attribution(post: Post, template: str, network: str) -> str:
-    name = clean_text(post.author.name).replace("\n", " ")[:80]
+    return _attribution(post.author.name, post.author.handle, template, network,
+                        post.permalink if "{url}" in template else "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _attribution(author_name: str, handle: str, template: str, network: str, url: str) -> str:
+    # Cached: the same members post again and again (a pure function of its arguments).
+    name = clean_text(author_name).replace("\n", " ")[:80]
     name = _AT_WORD.sub(NEUTRAL_AT, name)
     try:
-        return template.format(name=name, handle=_AT_WORD.sub(NEUTRAL_AT, post.author.handle),
-                               network=network, url=post.permalink)
+        return template.format(name=name, handle=_AT_WORD.sub(NEUTRAL_AT, handle),
+                               network=network, url=url)
     except (KeyError, IndexError, ValueError):
         return DEFAULT_ATTRIBUTION.format(name=name, network=network)
 

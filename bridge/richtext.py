@@ -115,7 +115,12 @@ class RichText:
         return RichText((*self.blocks, Paragraph(post)))
 
     def map_inlines(self, fn: Callable[[Inline], Inline]) -> RichText:
-        return RichText(tuple(_map_block(b, fn) for b in self.blocks))
+        """*fn* applied to every inline (children of emphasis first); returns
+        *self* when *fn* changed nothing (returned every inline as it was)."""
+        blocks = tuple([_map_block(b, fn) for b in self.blocks])
+        if all(a is b for a, b in zip(blocks, self.blocks, strict=True)):
+            return self
+        return RichText(blocks)
 
     def hashtags(self) -> set[str]:
         return {i.tag.casefold() for i in iter_inlines(self) if isinstance(i, Hashtag)}
@@ -132,42 +137,54 @@ class RichText:
 
 def _map_inline(i: Inline, fn: Callable[[Inline], Inline]) -> Inline:
     if isinstance(i, Emphasis):
-        return fn(Emphasis(tuple(_map_inline(c, fn) for c in i.children), i.strong))
+        children = _map_inlines(i.children, fn)
+        return fn(i if children is i.children else Emphasis(children, i.strong))
     return fn(i)
 
 
+def _map_inlines(items: tuple[Inline, ...], fn: Callable[[Inline], Inline]
+                 ) -> tuple[Inline, ...]:
+    """The mapped items; the same tuple when nothing changed (no copy)."""
+    new = [_map_inline(i, fn) for i in items]
+    for a, b in zip(new, items, strict=True):
+        if a is not b:
+            return tuple(new)
+    return items
+
+
 def _map_block(b: Block, fn: Callable[[Inline], Inline]) -> Block:
-    match b:
-        case Paragraph(inlines):
-            return Paragraph(tuple(_map_inline(i, fn) for i in inlines))
-        case Quote(blocks):
-            return Quote(tuple(_map_block(x, fn) for x in blocks))
-        case CodeBlock():
-            return b
-        case _:
-            assert_never(b)
+    if isinstance(b, Paragraph):
+        inlines = _map_inlines(b.inlines, fn)
+        return b if inlines is b.inlines else Paragraph(inlines)
+    if isinstance(b, Quote):
+        blocks = tuple([_map_block(x, fn) for x in b.blocks])
+        same = all(x is y for x, y in zip(blocks, b.blocks, strict=True))
+        return b if same else Quote(blocks)
+    return b
 
 
 def iter_inlines(rt: RichText) -> Iterator[Inline]:
-    def walk_i(items: Iterable[Inline]) -> Iterator[Inline]:
+    """Every inline in document order (emphasis before its children); a code
+    block shows up as one Code inline."""
+    out: list[Inline] = []
+
+    def walk_i(items: Iterable[Inline]) -> None:
         for i in items:
-            yield i
+            out.append(i)
             if isinstance(i, Emphasis):
-                yield from walk_i(i.children)
+                walk_i(i.children)
 
-    def walk_b(blocks: Iterable[Block]) -> Iterator[Inline]:
+    def walk_b(blocks: Iterable[Block]) -> None:
         for b in blocks:
-            match b:
-                case Paragraph(inlines):
-                    yield from walk_i(inlines)
-                case Quote(inner):
-                    yield from walk_b(inner)
-                case CodeBlock(text):
-                    yield Code(text)
-                case _:
-                    assert_never(b)
+            if isinstance(b, Paragraph):
+                walk_i(b.inlines)
+            elif isinstance(b, Quote):
+                walk_b(b.blocks)
+            else:
+                out.append(Code(b.text))
 
-    return walk_b(rt.blocks)
+    walk_b(rt.blocks)
+    return iter(out)
 
 
 def iter_text(rt: RichText) -> Iterator[str]:

@@ -37,6 +37,7 @@ from bridge.ratelimit import TokenBucket, backoff
 from bridge.render import DEFAULT_ATTRIBUTION, Target, render
 from bridge.richtext import Inline, Link, RichText, Text
 from bridge.store import DeliveryRow, Store, Tx
+from bridge.store.tx import CopyRow
 
 CORRECTION_PREFIX = "✏️ correction: "
 DELETED_NOTICE = "(this message was deleted by its author)"
@@ -139,11 +140,13 @@ class ChannelWorker:
         out: list[tuple[DeliveryRow, Plan]] = []
         in_batch: set[str] = set()
         now = time.time()
-        for d in tx.pending(self.channel.key, limit):
+        rows = tx.pending(self.channel.key, limit)
+        copies = tx.copies_many([d.post_id for d in rows], self.channel.key)
+        for d in rows:
             if d.next_at > now:
                 out.append((d, Plan()))
                 break
-            out.append((d, self.plan(tx, d, caps, in_batch)))
+            out.append((d, self.plan(tx, d, caps, in_batch, copies.get(d.post_id))))
             if d.op == Op.CREATE:
                 in_batch.add(d.post_id)
         return out
@@ -220,11 +223,9 @@ class ChannelWorker:
         idempotency key, which the platform (or the adapter) de-duplicates."""
 
         def unit(tx: Tx) -> None:
-            if native_id is not None:
-                tx.record_part(d, part, native_id, subject=result.subject,
-                               permalink=result.permalink, extra_ids=result.extra_native_ids)
-            if final:
-                tx.finish(d.id, "sent")
+            tx.record_sent(d, part, native_id, subject=result.subject,
+                           permalink=result.permalink, extra_ids=result.extra_native_ids,
+                           final=final)
 
         fut = self.deps.store.submit(unit)
         fut.add_done_callback(self._record_failed)
@@ -263,11 +264,12 @@ class ChannelWorker:
                       max_length=c.max_length)
 
     def plan(self, tx: Tx, d: DeliveryRow, caps: Capabilities,
-             in_batch: set[str] | None = None) -> Plan:
+             in_batch: set[str] | None = None, copies: list[CopyRow] | None = None) -> Plan:
         """Runs in the store thread: read what the delivery needs, decide.
 
         ``in_batch``: posts whose create is planned earlier in the same batch;
-        a plan that needs one of their copies is marked ``replan``."""
+        a plan that needs one of their copies is marked ``replan``.  ``copies``:
+        the post's ids on this channel when the caller read them already."""
         in_batch = in_batch or set()
         if d.op != Op.CREATE and d.post_id in in_batch:
             return Plan(replan=d.post_id)
@@ -276,7 +278,8 @@ class ChannelWorker:
             return Plan(skip="post no longer exists")
         _edited_at, deleted_at, _hidden = tx.post_state(d.post_id)
         key = self.channel.key
-        copies = tx.copies(d.post_id, key)
+        if copies is None:
+            copies = tx.copies(d.post_id, key)
         network = self.deps.network_name(post.origin_channel)
         target = self.target(caps)
         match d.op:

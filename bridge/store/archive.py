@@ -147,5 +147,4 @@ def blocks(tx: Tx) -> list[tuple[str, str, str, float]]:
 
 
 def unblock(tx: Tx, platform: str, handle: str) -> bool:
-    return tx.c.execute("DELETE FROM blocks WHERE platform=? AND handle=?",
-                        (platform, handle.casefold())).rowcount > 0
+    return tx.unblock(platform, handle)

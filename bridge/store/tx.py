@@ -20,6 +20,7 @@ from bridge.model import (
     Op,
     Post,
     PostId,
+    derived_delivery_id,
     new_delivery_id,
 )
 from bridge.richtext import RichText
@@ -38,6 +39,11 @@ class DeliveryRow:
     last_error: str
     parts_done: int
     created_at: float
+
+
+PostState = tuple[float | None, float | None, bool]
+"""(edited_at, deleted_at, hidden)"""
+NEW_POST: PostState = (None, None, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +71,22 @@ class Tx:
         self.c = conn
         # Every target's worker reads the same post right after ingest: keep the
         # recent ones (only this thread touches them; writes below invalidate).
-        self._posts: OrderedDict[str, Post] = OrderedDict()
+        self._posts: OrderedDict[str, tuple[Post, PostState]] = OrderedDict()
+        # Consent decisions and the block list: small tables read for every
+        # inbound post; loaded on first use, changed only through this class.
+        self._consent: dict[tuple[str, str], str] | None = None
+        self._blocks: set[tuple[str, str]] | None = None
 
     def forget(self) -> None:
         """Drop cached rows (after a rollback they may describe nothing real)."""
         self._posts.clear()
+        self._consent = None
+        self._blocks = None
+
+    def _cache_post(self, post: Post, state: PostState) -> None:
+        self._posts[post.id] = (post, state)
+        if len(self._posts) > 4096:
+            self._posts.popitem(last=False)
 
     # ------------------------------------------------------------ native ids
     def native_lookup(self, channel: str, native_id: str) -> tuple[PostId, str] | None:
@@ -91,6 +108,20 @@ class Tx:
             " WHERE post_id=? AND channel=? AND role IN ('origin','copy') ORDER BY part",
             (post_id, channel)).fetchall()
         return [CopyRow(NativeId(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    def copies_many(self, post_ids: Iterable[str], channel: str) -> dict[str, list[CopyRow]]:
+        """:meth:`copies` for several posts in one query (a worker's batch)."""
+        ids = list(dict.fromkeys(post_ids))
+        out: dict[str, list[CopyRow]] = {p: [] for p in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.c.execute(
+                    "SELECT post_id, native_id, role, part, subject, permalink FROM native_ids"
+                    f" WHERE post_id IN ({marks}) AND channel=? AND role IN ('origin','copy')"
+                    " ORDER BY post_id, part", (*chunk, channel)):
+                out[r[0]].append(CopyRow(NativeId(r[1]), r[2], r[3], r[4], r[5]))
+        return out
 
     def aliases(self, post_id: str, channel: str, part: int) -> list[NativeId]:
         rows = self.c.execute(
@@ -116,6 +147,18 @@ class Tx:
              a.platform, a.handle, a.display_name, a.profile_url, post.text.to_json(),
              _attachments_json(post.attachments), post.reply_to, post.content_warning,
              post.language, _ts(post.created_at), int(post.is_notice), text_hash))
+        # Every target's worker reads it right away: keep it as a read would build it.
+        self._cache_post(Post(
+            id=post.id, community=post.community, origin_channel=post.origin_channel,
+            origin_native_id=post.origin_native_id, permalink=post.permalink,
+            author=Author(platform=a.platform, handle=a.handle, display_name=a.display_name,
+                          profile_url=a.profile_url),
+            text=post.text, attachments=tuple(
+                Attachment(url=x.url, media_type=x.media_type, alt_text=x.alt_text, size=x.size,
+                           filename=x.filename) for x in post.attachments),
+            reply_to=post.reply_to, content_warning=post.content_warning,
+            language=post.language, created_at=datetime.fromtimestamp(_ts(post.created_at), UTC),
+            is_notice=post.is_notice), NEW_POST)
 
     def find_duplicate(self, community: str, text_hash: str, author_key: str,
                        since: float, not_channel: str) -> PostId | None:
@@ -129,22 +172,24 @@ class Tx:
         return None
 
     def get_post(self, post_id: str) -> Post | None:
-        post = self._posts.get(post_id)
-        if post is not None:
-            return post
+        cached = self._load_post(post_id)
+        return cached[0] if cached else None
+
+    def post_state(self, post_id: str) -> PostState:
+        """(edited_at, deleted_at, hidden) of a post."""
+        cached = self._load_post(post_id)
+        return cached[1] if cached else NEW_POST
+
+    def _load_post(self, post_id: str) -> tuple[Post, PostState] | None:
+        cached = self._posts.get(post_id)
+        if cached is not None:
+            return cached
         row = self.c.execute("SELECT * FROM posts WHERE id=?", (post_id,)).fetchone()
         if row is None:
             return None
-        post = self._posts[post_id] = post_from_row(row)
-        if len(self._posts) > 4096:
-            self._posts.popitem(last=False)
-        return post
-
-    def post_state(self, post_id: str) -> tuple[float | None, float | None, bool]:
-        """(edited_at, deleted_at, hidden) of a post."""
-        r = self.c.execute("SELECT edited_at, deleted_at, hidden FROM posts WHERE id=?",
-                           (post_id,)).fetchone()
-        return (r[0], r[1], bool(r[2])) if r else (None, None, False)
+        self._cache_post(post_from_row(row),
+                         (row["edited_at"], row["deleted_at"], bool(row["hidden"])))
+        return self._posts[post_id]
 
     def update_post(self, post_id: str, text: RichText, text_hash: str, content_warning: str,
                     attachments: tuple[Attachment, ...] | None, edited_at: float) -> None:
@@ -166,6 +211,7 @@ class Tx:
 
     def set_hidden(self, post_id: str, hidden: bool) -> None:
         self.c.execute("UPDATE posts SET hidden=? WHERE id=?", (int(hidden), post_id))
+        self._posts.pop(post_id, None)
 
     def recent_posts(self, community: str, limit: int = 200, *,
                      include_deleted: bool = False) -> list[Post]:
@@ -176,12 +222,30 @@ class Tx:
         return [post_from_row(r) for r in reversed(rows)]
 
     # ------------------------------------------------------------ outbox
-    def enqueue(self, post_id: str, channel: str, op: Op) -> DeliveryId:
-        did = new_delivery_id()
-        self.c.execute(
-            "INSERT INTO deliveries(id, post_id, channel, op, state, created_at)"
-            " VALUES (?,?,?,?, 'pending', ?)", (did, post_id, channel, op.value, time.time()))
-        return did
+    def enqueue(self, post_id: str, channel: str, op: Op, *, source: str = "") -> DeliveryId:
+        return self.enqueue_many(post_id, [channel], op, source=source)[0]
+
+    def enqueue_many(self, post_id: str, channels: Iterable[str], op: Op, *,
+                     source: str = "") -> list[DeliveryId]:
+        """Queue *op* of the post for each channel.  With *source* (the origin
+        message, see :func:`derived_delivery_id`) the ids are derived from it,
+        else random; a derived id already in the outbox gets a random one (the
+        same operation queued twice is sent twice rather than lost)."""
+        now = time.time()
+        chans = list(channels)
+        ids = [derived_delivery_id(source, ch, op.value) if source else new_delivery_id()
+               for ch in chans]
+        rows = [(did, post_id, ch, op.value, now) for did, ch in zip(ids, chans, strict=True)]
+        sql = ("INSERT OR IGNORE INTO deliveries(id, post_id, channel, op, state, created_at)"
+               " VALUES (?,?,?,?, 'pending', ?)")
+        if self.c.executemany(sql, rows).rowcount != len(rows):
+            for i, row in enumerate(rows):
+                got = self.c.execute("SELECT post_id, channel, created_at FROM deliveries"
+                                     " WHERE id=?", (row[0],)).fetchone()
+                if tuple(got) != (post_id, row[2], now):
+                    ids[i] = new_delivery_id()
+                    self.c.execute(sql, (ids[i], *row[1:]))
+        return ids
 
     def pending(self, channel: str, limit: int) -> list[DeliveryRow]:
         rows = self.c.execute(
@@ -210,6 +274,24 @@ class Tx:
         for extra in extra_ids:
             self.add_native(d.channel, extra, d.post_id, "alias", part=part)
         self.c.execute("UPDATE deliveries SET parts_done=? WHERE id=?", (part + 1, d.id))
+
+    def record_sent(self, d: DeliveryRow, part: int, native_id: str | None, *,
+                    subject: str = "", permalink: str = "", extra_ids: Iterable[str] = (),
+                    final: bool) -> None:
+        """One part sent (:meth:`record_part`) and, when *final*, the delivery
+        done, in one statement on the outbox row."""
+        if native_id is not None:
+            self.add_native(d.channel, native_id, d.post_id, "copy", part=part, subject=subject,
+                            permalink=permalink)
+            for extra in extra_ids:
+                self.add_native(d.channel, extra, d.post_id, "alias", part=part)
+        if final:
+            self.c.execute("UPDATE deliveries SET state='sent', done_at=?, last_error='',"
+                           " attempts=attempts+1, parts_done=? WHERE seq=?",
+                           (time.time(), part + 1 if native_id is not None else d.parts_done,
+                            d.seq))
+        elif native_id is not None:
+            self.c.execute("UPDATE deliveries SET parts_done=? WHERE seq=?", (part + 1, d.seq))
 
     def finish(self, delivery_id: str, state: str, note: str = "") -> None:
         self.c.execute("UPDATE deliveries SET state=?, done_at=?, last_error=?,"
@@ -270,9 +352,10 @@ class Tx:
 
     # ------------------------------------------------------------ consent, blocks
     def consent(self, platform: str, handle: str) -> str | None:
-        r = self.c.execute("SELECT decision FROM consent WHERE platform=? AND handle=?",
-                           (platform, handle.casefold())).fetchone()
-        return r[0] if r else None
+        if self._consent is None:
+            self._consent = {(p, h): d for p, h, d in self.c.execute(
+                "SELECT platform, handle, decision FROM consent")}
+        return self._consent.get((platform, handle.casefold()))
 
     def set_consent(self, platform: str, handle: str, decision: str) -> None:
         self.c.execute(
@@ -280,18 +363,28 @@ class Tx:
             " ON CONFLICT(platform, handle) DO UPDATE SET decision=excluded.decision,"
             " decided_at=excluded.decided_at", (platform, handle.casefold(), decision,
                                                 time.time()))
+        self._consent = None
 
     def consents(self) -> list[tuple[str, str, str, float]]:
         return [tuple(r) for r in self.c.execute(
             "SELECT platform, handle, decision, decided_at FROM consent ORDER BY decided_at")]
 
     def is_blocked(self, platform: str, handle: str) -> bool:
-        return self.c.execute("SELECT 1 FROM blocks WHERE platform=? AND handle=?",
-                              (platform, handle.casefold())).fetchone() is not None
+        if self._blocks is None:
+            self._blocks = {(p, h) for p, h in
+                            self.c.execute("SELECT platform, handle FROM blocks")}
+        return (platform, handle.casefold()) in self._blocks
 
     def block(self, platform: str, handle: str, reason: str) -> None:
         self.c.execute("INSERT OR REPLACE INTO blocks(platform, handle, reason, created_at)"
                        " VALUES (?,?,?,?)", (platform, handle.casefold(), reason, time.time()))
+        self._blocks = None
+
+    def unblock(self, platform: str, handle: str) -> bool:
+        gone = self.c.execute("DELETE FROM blocks WHERE platform=? AND handle=?",
+                              (platform, handle.casefold())).rowcount > 0
+        self._blocks = None
+        return gone
 
     def reject(self, channel: str, native_id: str, reason: str) -> None:
         self.c.execute("INSERT INTO rejections(channel, native_id, reason, created_at)"

@@ -122,11 +122,10 @@ async def test_online_backup_is_consistent_and_restore_loses_nothing(
     assert not lost, f"{len(lost)} copies missing after the restore, e.g. {lost[:3]}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "delivery ids (the idempotency keys) are random (bridge.model.new_delivery_id), so a "
-    "post re-read after a restore gets new keys and is posted again; needs ids derived "
-    "from (origin channel, origin native id, target channel, op) in the core"))
 async def test_restore_does_not_repeat_posts_relayed_after_the_backup(tmp_path: Path) -> None:
+    # Deliveries re-created from re-read posts carry the ids (idempotency keys)
+    # they had before the backup, derived from the origin message; the platform
+    # refuses a key it has already seen.
     seen = await backup_and_restore(tmp_path, backup_python)
     twice = [k for k, n in seen.items() if n > 1]
     assert not twice, f"{len(twice)} copies posted twice after the restore, e.g. {twice[:3]}"

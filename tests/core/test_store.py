@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.model import Author, ChannelKey, NativeId, Op, Post, PostId
+from bridge.model import Author, ChannelKey, NativeId, Op, Post, PostId, derived_delivery_id
 from bridge.richtext import RichText
 from bridge.store import SchemaError, Store, StoreError, Tx
 from bridge.store.migrations import latest_version
@@ -90,6 +90,59 @@ async def test_a_failing_unit_does_not_take_its_batch_down(tmp_path: Path) -> No
         got = await store.run(lambda tx: [tx.get_post(p) for p in ("P1", "P9", "P2")])
         assert got[0] is not None and got[1] is None and got[2] is not None
         assert store.commits < store.units  # several units shared a commit
+    finally:
+        await store.close()
+
+
+async def test_derived_delivery_ids_repeat_per_origin_and_never_collide(tmp_path: Path) -> None:
+    store = await Store.open(str(tmp_path / "db.sqlite"))
+    try:
+        await store.run(lambda tx: tx.insert_post(_post(), ""))
+        first = await store.run(lambda tx: tx.enqueue_many(
+            "P1", ["k/b", "k/c"], Op.CREATE, source="k/a\x1ep1"))
+        # the same origin message, target and op: the same id (and key) ...
+        assert first[0] == derived_delivery_id("k/a\x1ep1", "k/b", "create")
+        assert len(set(first)) == 2
+        # ... so a second queueing (the message read again) cannot reuse it:
+        # it gets a fresh random id instead of being dropped
+        again = await store.run(lambda tx: tx.enqueue_many(
+            "P1", ["k/b", "k/d"], Op.CREATE, source="k/a\x1ep1"))
+        assert again[0] not in first and again[1] == derived_delivery_id(
+            "k/a\x1ep1", "k/d", "create")
+        rows = await store.run(lambda tx: tx.pending("k/b", 10))
+        assert [r.id for r in rows] == [first[0], again[0]]
+    finally:
+        await store.close()
+
+
+async def test_cached_post_state_consent_and_blocks_follow_writes(tmp_path: Path) -> None:
+    store = await Store.open(str(tmp_path / "db.sqlite"))
+    try:
+        await store.run(lambda tx: tx.insert_post(_post(), ""))
+        assert await store.run(lambda tx: tx.post_state("P1")) == (None, None, False)
+        await store.run(lambda tx: tx.set_hidden("P1", True))
+        assert (await store.run(lambda tx: tx.post_state("P1")))[2] is True
+        await store.run(lambda tx: tx.mark_post_deleted("P1"))
+        assert (await store.run(lambda tx: tx.post_state("P1")))[1] is not None
+        assert (await store.run(lambda tx: tx.get_post("P1"))).text == RichText()
+        assert await store.run(lambda tx: tx.consent("sandbox", "Alice")) is None
+        await store.run(lambda tx: tx.set_consent("sandbox", "Alice", "in"))
+        assert await store.run(lambda tx: tx.consent("sandbox", "alice")) == "in"
+        assert not await store.run(lambda tx: tx.is_blocked("sandbox", "bob"))
+        await store.run(lambda tx: tx.block("sandbox", "Bob", "spam"))
+        assert await store.run(lambda tx: tx.is_blocked("sandbox", "bob"))
+        assert await store.run(lambda tx: tx.unblock("sandbox", "bob"))
+        assert not await store.run(lambda tx: tx.is_blocked("sandbox", "bob"))
+
+        # a unit that fails after a write leaves no cached trace of it
+        def failing(tx: Tx) -> None:
+            tx.set_consent("sandbox", "carol", "out")
+            assert tx.consent("sandbox", "carol") == "out"
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await store.run(failing)
+        assert await store.run(lambda tx: tx.consent("sandbox", "carol")) is None
     finally:
         await store.close()
 
