@@ -17,7 +17,9 @@ from typing import Any
 from bridge import logs
 from bridge.config import EXIT_CONFIG, Config, ConfigError, load
 from bridge.registry import Registry, RegistryError, load_factories
-from bridge.store import Store, StoreError
+from bridge.store import DiskFullError, Store, StoreError, Tx
+from bridge.store.space import LOW_FREE_BYTES, MIN_FREE_BYTES, free_space, human
+from bridge.store.sqlite import open_snapshot
 
 EXIT_STORE = 74  # sysexits EX_IOERR: the database cannot be used
 EXIT_FAILED = 1
@@ -147,19 +149,60 @@ async def _open_store(cfg: Config) -> Store:
     return await Store.open(path)
 
 
+def storage_report(cfg: Config) -> dict[str, Any]:
+    """The data dir's filesystem as ``status`` shows it: ``ok``, ``low``, or
+    ``full`` (a running bridge then holds its writes until space returns)."""
+    where = cfg.data_path()
+    got = free_space(where)
+    if got is None:
+        return {"data_dir": where, "state": "unknown", "free_bytes": None, "total_bytes": None}
+    free, total = got
+    state = "full" if free < MIN_FREE_BYTES else "low" if free < LOW_FREE_BYTES else "ok"
+    return {"data_dir": where, "state": state, "free_bytes": free, "total_bytes": total}
+
+
+def _storage_line(s: dict[str, Any]) -> str:
+    if s["state"] == "unknown":
+        return f"storage: {s['data_dir']}: free space unknown"
+    line = (f"storage: {s['state']}: {human(s['free_bytes'])} free of "
+            f"{human(s['total_bytes'])} in {s['data_dir']}")
+    if s["state"] == "full":
+        line += ("\n  a running bridge holds its writes (and reads nothing new) until space "
+                 "returns; free some space there")
+    if s.get("read"):
+        line += f"\n  shown as of the database's {s['read']}"
+    return line
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
 
     async def go() -> int:
-        store = await _open_store(cfg)
+        storage = storage_report(cfg)
         try:
-            health = await store.run(lambda tx: tx.health())
-            depths = await store.run(lambda tx: tx.queue_depths())
-            dead = await store.run(lambda tx: tx.dead(args.limit))
-        finally:
-            await store.close()
+            store = await _open_store(cfg)
+        except StoreError:
+            if storage["state"] != "full":
+                raise
+            # Too full to open the database the normal way: read its last
+            # checkpoint (what the bridge committed before it stopped).
+            conn = await asyncio.to_thread(open_snapshot, cfg.data_path("hashbridge.sqlite"))
+            try:
+                tx = Tx(conn)
+                health, depths, dead = tx.health(), tx.queue_depths(), tx.dead(args.limit)
+            finally:
+                conn.close()
+            storage["read"] = "last checkpoint (the disk is full)"
+        else:
+            try:
+                health = await store.run(lambda tx: tx.health())
+                depths = await store.run(lambda tx: tx.queue_depths())
+                dead = await store.run(lambda tx: tx.dead(args.limit))
+            finally:
+                await store.close()
         if args.json:
             print(json.dumps({
+                "storage": storage,
                 "adapters": [{"account": a, "platform": p, "health": s, "detail": d,
                               "updated_at": u} for a, p, s, d, u in health],
                 "queues": depths,
@@ -167,6 +210,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                           "reason": r.last_error, "attempts": r.attempts} for r in dead],
             }, indent=2))
             return 0
+        print(_storage_line(storage))
         print("adapters:")
         for account, platform, state, detail, updated in health:
             ago = time.time() - updated
@@ -328,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RegistryError as e:
         print(f"adapters: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except DiskFullError as e:
+        print(f"storage: {e}", file=sys.stderr)
+        return EXIT_STORE
     except StoreError as e:
         print(f"database: {e}", file=sys.stderr)
         return EXIT_STORE

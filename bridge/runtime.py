@@ -27,12 +27,20 @@ from bridge.model import ChannelKey, InboundEvent, NativeId, PostId
 from bridge.ratelimit import TokenBucket, backoff
 from bridge.relay import IngestResult, Relay
 from bridge.richtext import RichText
-from bridge.store import Store, Tx
+from bridge.store import MIN_FREE_BYTES, Store, StoreError, Tx
 from bridge.worker import ChannelWorker, WorkerDeps
 
 log = logging.getLogger("hashbridge")
 
 RESTART_WINDOW = 600.0
+STOP_WRITE_WAIT = 5.0
+
+
+def _informative(fut: asyncio.Future[Any]) -> None:
+    """Done-callback of a write nobody waits for (health, retry times): its
+    failure (the bridge stopping on a full disk) is logged by the store."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 @dataclass
@@ -83,7 +91,8 @@ class AccountRuntime:
             self.logger.info("health: %s%s", health.value, f" ({detail})" if detail else "")
         self.health, self.detail = health, detail
         self.bridge.store.submit(lambda tx: tx.set_health(self.name, self.account.platform,
-                                                          health.value, detail))
+                                                          health.value, detail)
+                                 ).add_done_callback(_informative)
 
     def rate_limit(self, *, remaining: int | None, reset_at: float | None,
                    limit: int | None = None) -> None:
@@ -171,7 +180,8 @@ class Bridge:
             for key in keys:
                 tx.retry_now(key)
 
-        def wake(_done: object) -> None:
+        def wake(done: asyncio.Future[None]) -> None:
+            _informative(done)
             for k in keys:
                 if k in self.workers:
                     self.workers[k].wake()
@@ -191,7 +201,10 @@ class Bridge:
 
     async def run(self) -> None:
         cfg = self.config
-        self._store = await Store.open(cfg.data_path("hashbridge.sqlite"))
+        # A full disk at start-up is refused here (DiskFullError, naming the
+        # data dir); once running, the store holds writes until space returns.
+        self._store = await Store.open(cfg.data_path("hashbridge.sqlite"),
+                                       require_free=MIN_FREE_BYTES)
         try:
             async with aiohttp.ClientSession() as http:
                 self.http = http
@@ -214,7 +227,16 @@ class Bridge:
                 for rt in self.accounts.values():
                     tx.set_health(rt.name, rt.account.platform, Health.STOPPED.value, "")
 
-            await self.store.run(stopped)
+            # On a full disk this write would wait for space: bounded, so that
+            # stopping never hangs (health rows are only informative).
+            try:
+                if not self.store.storage.ok:
+                    raise StoreError(self.store.storage.detail)
+                async with asyncio.timeout(STOP_WRITE_WAIT):
+                    await self.store.run(stopped)
+            except (TimeoutError, StoreError) as e:
+                log.warning("stopped without recording adapters' health: the store cannot "
+                            "write (%s)", e or "timed out")
             await self.store.close()
 
     def _build(self) -> None:

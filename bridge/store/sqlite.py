@@ -112,6 +112,19 @@ def open_checked(path: str) -> sqlite3.Connection:
     return conn
 
 
+def open_snapshot(path: str) -> sqlite3.Connection:
+    """A read-only view of the database as of its last checkpoint, for reading
+    when the disk is too full to open it the normal way (WAL mode must create
+    its ``-shm`` file).  Commits still only in the ``-wal`` file are not seen;
+    after a clean stop there are none."""
+    from urllib.parse import quote
+
+    conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?immutable=1", uri=True,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
 def _raise_if_transient(path: str, e: sqlite3.Error) -> None:
     """A full disk or a locked file says nothing about the database: say so,
     rather than suggest restoring a backup."""
@@ -332,7 +345,7 @@ class Store:
                 self._hold(e, kind, len(batch), tries)
                 tries += 1
         if committed and not self._storage.ok:
-            self._resumed()
+            self._resumed(len(batch) + self._q.qsize())
         for (_unit, fut, loop), (ok, value) in zip(batch, results, strict=True):
             try:
                 loop.call_soon_threadsafe(_resolve, fut, ok, value)
@@ -388,16 +401,17 @@ class Store:
                       "locked": f"the database is locked by another process ({e})"}[kind]
             state = self._set_storage(state=kind, detail=detail, since=time.time(), held=held)
             self._reminded = time.monotonic()
-            log.error("store: cannot write to the data dir %s: %s; holding %d writes and "
+            log.error("store: cannot write to the data dir %s: %s; holding writes and "
                       "retrying until they go through (nothing is acknowledged meanwhile)",
-                      where, detail, held)
+                      where, detail)
         else:
             self._set_storage(held=held)
             if time.monotonic() - self._reminded > _REMIND_EVERY:
                 self._reminded = time.monotonic()
                 log.error("store: still cannot write to the data dir %s after %.0f s: %s (%s); "
-                          "%d writes held", where, time.time() - (state.since or time.time()),
-                          e, describe_free(where), held)
+                          "%d units of work held", where,
+                          time.time() - (state.since or time.time()), e, describe_free(where),
+                          held)
         delay = min(_HOLD_CAP, 0.25 * 2 ** min(tries, 10))
         if self._closing.wait(delay):
             return
@@ -408,12 +422,13 @@ class Store:
             if self._closing.wait(0.5):
                 return
 
-    def _resumed(self) -> None:
+    def _resumed(self, waiting: int) -> None:
         state = self._storage
         took = time.time() - (state.since or time.time())
         self._set_storage(state="ok", detail="", since=None, held=0)
-        log.warning("store: writes go through again after %.1f s (%s); the %d held writes "
-                    "are saved", took, describe_free(self.data_dir), state.held)
+        log.warning("store: writes go through again after %.1f s (%s); %d units of work "
+                    "that waited are being saved in order", took, describe_free(self.data_dir),
+                    max(waiting, state.held))
 
 
 def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:

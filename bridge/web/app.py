@@ -233,6 +233,10 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     ``?strict=1`` answers 503 unless every adapter is connected."""
     site = site_of(request)
     bridge = site.bridge
+    storage = bridge.store.storage
+    if not storage.ok:  # writes are held (a full disk): do not queue behind them
+        return web.json_response({"status": "storage", "storage": storage.as_dict()},
+                                 status=503, headers={"Cache-Control": "no-store"})
     try:
         async with asyncio.timeout(5):
             depths = await bridge.store.run(lambda tx: tx.queue_depths())
@@ -244,7 +248,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
                        "detail": redact(rt.detail)} for name, rt in bridge.accounts.items()}
     healthy = all(a["health"] == "connected" for a in adapters.values())
     body = {"status": "ok" if healthy else "degraded", "uptime": time.time() - bridge.started_at,
-            "adapters": adapters,
+            "adapters": adapters, "storage": storage.as_dict(),
             "pending": sum(q.get("pending", 0) for q in depths.values()),
             "dead": sum(q.get("dead", 0) for q in depths.values())}
     strict = request.query.get("strict") in ("1", "true")
