@@ -33,6 +33,18 @@ class TokenBucket:
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, time.time() + seconds)
 
+    def try_acquire(self) -> bool:
+        """Take a token if one is there now (no waiting, nobody queued)."""
+        if self._lock.locked() or self.paused_until > time.time():
+            return False
+        if self.rate is None:
+            return True
+        self._refill()
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
     async def acquire(self) -> None:
         async with self._lock:
             while True:

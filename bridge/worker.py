@@ -43,9 +43,11 @@ CORRECTION_PREFIX = "✏️ correction: "
 DELETED_NOTICE = "(this message was deleted by its author)"
 MAX_UNEXPECTED = 8
 READY_WAIT = 30
+SLOW_SEND = 0.005
+"""Seconds: a send slower than this is recorded at once; quicker ones a pass at a time."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     """What one delivery needs: ops to send in order, or why nothing is sent."""
 
@@ -57,6 +59,15 @@ class Plan:
     replan: str = ""
     """Post id of a create earlier in the same batch this plan depends on: the
     worker fills in its copy's id when it was sent in this pass, or re-plans."""
+    build: Callable[[], tuple[SendOp, ...]] | None = None
+    """Makes ``ops`` from what the store thread read: rendering runs in the
+    worker's own thread, so the store thread only reads and writes."""
+
+    def built(self) -> Plan:
+        """The plan with its ops made (in place: a plan is used once)."""
+        if self.build is not None:
+            self.ops, self.build = self.build(), None
+        return self
 
 
 @dataclass
@@ -80,6 +91,13 @@ class ChannelWorker:
     channel: ChannelConfig
     deps: WorkerDeps
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _unrecorded: list[Callable[[Tx], None]] = field(default_factory=list)
+    """Outcomes of sends not yet handed to the store (see :meth:`_flush`)."""
+    _guard: asyncio.Timeout | None = None
+    """The send in progress (see :meth:`_watch`)."""
+    _send_started: float = 0.0
+    _watchdog: asyncio.Handle | None = None
+    _target: Target | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -105,33 +123,63 @@ class ChannelWorker:
             except TimeoutError:
                 self.deps.logger.warning("adapter not connected after %ds; delivering with "
                                          "its default capabilities", READY_WAIT)
-        while True:
-            self._wake.clear()
-            caps = self.deps.adapter.capabilities(key)
-            # One round trip plans the head of the queue; plans that depend on a
-            # create earlier in the same batch are resolved from what this pass
-            # sent (or re-planned) right before they go.
-            batch = await store.run(functools.partial(self.plan_head, caps=caps))
-            if not batch:
-                await self._sleep(None)
-                continue
-            sent: dict[str, tuple[NativeId, str]] = {}
-            for d, plan in batch:
-                delay = d.next_at - time.time()
-                if delay > 0:
-                    await self._sleep(delay)
-                    break
-                if plan.replan:
-                    got = sent.get(plan.replan)
-                    if got is not None and plan.ops and isinstance(plan.ops[0], SendCreate) \
-                            and plan.ops[0].post.reply_to == plan.replan:
-                        first = dataclasses.replace(plan.ops[0], reply_to=got[0],
-                                                    parent_subject=got[1])
-                        plan = dataclasses.replace(plan, ops=(first, *plan.ops[1:]), replan="")
-                    else:
-                        plan = await store.run(functools.partial(self.plan, d=d, caps=caps))
-                if not await self.process(d, plan, sent):
-                    break
+        self._watchdog = asyncio.get_running_loop().call_soon(self._watch)
+        try:
+            while True:
+                self._wake.clear()
+                caps = self.deps.adapter.capabilities(key)
+                # One round trip plans the head of the queue; plans that depend on a
+                # create earlier in the same batch are resolved from what this pass
+                # sent (or re-planned) right before they go.
+                batch = await store.run(functools.partial(self.plan_head, caps=caps))
+                if not batch:
+                    await self._sleep(None)
+                    continue
+                try:
+                    await self._pass(batch, caps)
+                finally:
+                    # Recorded before the next plan reads the queue (units run in order).
+                    self._flush()
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._flush()
+
+    def _watch(self) -> None:
+        """Expire a send that has had no answer for ``send_timeout_seconds``.
+        One timer per worker, every quarter of that time, instead of a timer
+        per send (which cost a tenth of the relay's time at full speed)."""
+        loop = asyncio.get_running_loop()
+        limit = self.deps.settings.send_timeout_seconds
+        guard = self._guard
+        if guard is not None and not guard.expired() \
+                and loop.time() - self._send_started >= limit:
+            guard.reschedule(loop.time())
+        self._watchdog = loop.call_later(limit / 4, self._watch)
+
+    async def _pass(self, batch: list[tuple[DeliveryRow, Plan]], caps: Capabilities) -> None:
+        store = self.deps.store
+        sent: dict[str, tuple[NativeId, str]] = {}
+        for d, plan in batch:
+            delay = d.next_at - time.time()
+            if delay > 0:
+                self._flush()
+                await self._sleep(delay)
+                return
+            plan = plan.built()
+            if plan.replan:
+                got = sent.get(plan.replan)
+                if got is not None and plan.ops and isinstance(plan.ops[0], SendCreate) \
+                        and plan.ops[0].post.reply_to == plan.replan:
+                    first = dataclasses.replace(plan.ops[0], reply_to=got[0],
+                                                parent_subject=got[1])
+                    plan = dataclasses.replace(plan, ops=(first, *plan.ops[1:]), replan="")
+                else:
+                    self._flush()
+                    plan = (await store.run(functools.partial(self.plan, d=d,
+                                                              caps=caps))).built()
+            if not await self.process(d, plan, sent):
+                return
 
     def plan_head(self, tx: Tx, caps: Capabilities, limit: int = 32
                   ) -> list[tuple[DeliveryRow, Plan]]:
@@ -157,11 +205,11 @@ class ChannelWorker:
         """Carry out one planned delivery; False when the channel must pause."""
         deps = self.deps
         if plan.skip:
-            deps.store.submit(lambda tx: tx.finish(d.id, "skipped", plan.skip)) \
-                .add_done_callback(self._record_failed)
+            self._unrecorded.append(lambda tx: tx.finish(d.id, "skipped", plan.skip))
             deps.logger.debug("delivery %s skipped: %s", d.id, plan.skip)
             return True
         if plan.wait:
+            self._flush()
             await deps.store.run(lambda tx: tx.defer(d.id, time.time() + plan.wait,
                                                      "waiting for the parent's copy"))
             return False
@@ -172,10 +220,18 @@ class ChannelWorker:
             if isinstance(op, SendCreate) and op.part > plan.first_part and last:
                 op = dataclasses.replace(op, reply_to=last,
                                          thread_root=op.thread_root or first_id)
-            await deps.bucket.acquire()
+            if not deps.bucket.try_acquire():
+                self._flush()
+                await deps.bucket.acquire()
+            started = time.perf_counter()
+            self._guard = guard = asyncio.timeout(None)
+            self._send_started = asyncio.get_running_loop().time()
             try:
-                async with asyncio.timeout(deps.settings.send_timeout_seconds):
-                    result = await deps.adapter.send(op)
+                try:
+                    async with guard:
+                        result = await deps.adapter.send(op)
+                finally:
+                    self._guard = None
             except TimeoutError:
                 # A stalled connection: the platform may or may not have the
                 # post; the retry carries the same idempotency key.
@@ -211,24 +267,41 @@ class ChannelWorker:
                     sent[d.post_id] = (nid, sent[d.post_id][1])
             elif final:
                 self._record(d, part, None, result, final)
+            if time.perf_counter() - started > SLOW_SEND:
+                self._flush()  # a slow platform: record each send as it happens
             part += 1
         deps.metrics.delivered(self.channel.key, d.op, time.time() - d.created_at)
         return True
 
     def _record(self, d: DeliveryRow, part: int, native_id: NativeId | None,
                 result: SendResult, final: bool) -> None:
-        """Record a send without waiting for the commit.  Units run in order, so
-        the next plan (which may need this copy's id) sees it; if the write
-        fails, the delivery stays pending and is resent with the same
-        idempotency key, which the platform (or the adapter) de-duplicates."""
+        """Note a send's outcome; :meth:`_flush` hands it to the store."""
 
         def unit(tx: Tx) -> None:
             tx.record_sent(d, part, native_id, subject=result.subject,
                            permalink=result.permalink, extra_ids=result.extra_native_ids,
                            final=final)
 
-        fut = self.deps.store.submit(unit)
-        fut.add_done_callback(self._record_failed)
+        self._unrecorded.append(unit)
+
+    def _flush(self) -> None:
+        """Hand the noted outcomes to the store as one unit, without waiting for
+        the commit.  Units run in order, so the next plan (which may need a
+        copy's id) sees them.  A platform that answers quickly gets its
+        outcomes recorded a pass at a time (one store round trip for up to a
+        batch of sends); a slow one after every send (see :meth:`process`).
+        If the write fails, the deliveries stay pending and are resent with
+        the same idempotency keys, which the platform (or the adapter)
+        de-duplicates."""
+        if not self._unrecorded:
+            return
+        units, self._unrecorded = self._unrecorded, []
+
+        def record(tx: Tx) -> None:
+            for unit in units:
+                unit(tx)
+
+        self.deps.store.submit(record).add_done_callback(self._record_failed)
 
     def _record_failed(self, fut: asyncio.Future[None]) -> None:
         if not fut.cancelled() and fut.exception() is not None:
@@ -257,11 +330,14 @@ class ChannelWorker:
 
     # ------------------------------------------------------------------ planning
     def target(self, caps: Capabilities) -> Target:
+        if self._target is not None and self._target.caps is caps:
+            return self._target  # the same capabilities object: the same target
         c = self.channel.common
-        return Target(caps=caps, hashtag=self.channel.hashtag,
-                      attribution=c.attribution or DEFAULT_ATTRIBUTION,
-                      append_hashtag=c.append_hashtag, split=c.split, links=c.links,
-                      max_length=c.max_length)
+        self._target = Target(caps=caps, hashtag=self.channel.hashtag,
+                              attribution=c.attribution or DEFAULT_ATTRIBUTION,
+                              append_hashtag=c.append_hashtag, split=c.split, links=c.links,
+                              max_length=c.max_length)
+        return self._target
 
     def plan(self, tx: Tx, d: DeliveryRow, caps: Capabilities,
              in_batch: set[str] | None = None, copies: list[CopyRow] | None = None) -> Plan:
@@ -305,25 +381,28 @@ class ChannelWorker:
                             return Plan(wait=min(1.0, self.channel.common.reply_wait - waited))
                         parent_post = tx.get_post(post.reply_to)
                         reference = parent_post.permalink if parent_post else ""
-                parts = render(post, target, network, reference=post.permalink)
-                if reference and not reply_to:
-                    parts = render(post, target, network, reference=post.permalink,
-                                   text=post.text.with_suffix(_reply_ref(reference)))
-                ops: list[SendOp] = []
-                # Parts of a split thread chain to the part before; when resuming
-                # after a crash the last part sent is known, later ones are filled
-                # in by process() as they are sent.
-                previous = [c.native_id for c in copies if c.role == "copy"]
-                for i, rendered in enumerate(parts):
-                    if i < d.parts_done:
-                        continue
-                    chain = previous[-1] if i and previous and i == d.parts_done else None
-                    ops.append(SendCreate(
-                        delivery_id=d.id, idempotency_key=f"{d.id}.{i}", channel=key, post=post,
-                        rendered=rendered, reply_to=chain if i else reply_to,
-                        thread_root=previous[0] if previous else None, part=i,
-                        parts=len(parts), parent_subject=subject))
-                return Plan(ops=tuple(ops), first_part=d.parts_done, replan=replan)
+                def build_create() -> tuple[SendOp, ...]:
+                    parts = render(post, target, network, reference=post.permalink)
+                    if reference and not reply_to:
+                        parts = render(post, target, network, reference=post.permalink,
+                                       text=post.text.with_suffix(_reply_ref(reference)))
+                    ops: list[SendOp] = []
+                    # Parts of a split thread chain to the part before; when resuming
+                    # after a crash the last part sent is known, later ones are filled
+                    # in by process() as they are sent.
+                    previous = [c.native_id for c in copies if c.role == "copy"]
+                    for i, rendered in enumerate(parts):
+                        if i < d.parts_done:
+                            continue
+                        chain = previous[-1] if i and previous and i == d.parts_done else None
+                        ops.append(SendCreate(
+                            delivery_id=d.id, idempotency_key=f"{d.id}.{i}", channel=key,
+                            post=post, rendered=rendered, reply_to=chain if i else reply_to,
+                            thread_root=previous[0] if previous else None, part=i,
+                            parts=len(parts), parent_subject=subject))
+                    return tuple(ops)
+
+                return Plan(build=build_create, first_part=d.parts_done, replan=replan)
             case Op.EDIT:
                 own = [c for c in copies if c.role == "copy"]
                 if deleted_at:
@@ -334,20 +413,30 @@ class ChannelWorker:
                 if mode == "skip" or (mode == "update" and not caps.edit):
                     return Plan(skip="edits not relayed to this channel"
                                 + ("" if caps.edit else " (it cannot edit)"))
+                own_ids = tuple(c.native_id for c in own)
+                own_parts = tuple(c.part for c in own)
+                first_subject = own[0].subject
                 if mode == "correct":
-                    parts = render(post, target, network, prefix=CORRECTION_PREFIX,
-                                   reference=post.permalink)
-                    return Plan(ops=tuple(SendCreate(
-                        delivery_id=d.id, idempotency_key=f"{d.id}.{i}", channel=key,
-                        post=post, rendered=r, reply_to=own[-1].native_id, part=i,
-                        parts=len(parts), parent_subject=own[0].subject)
-                        for i, r in enumerate(parts)))
-                parts = render(post, target, network, reference=post.permalink)
-                return Plan(ops=tuple(
-                    SendEdit(delivery_id=d.id, idempotency_key=f"{d.id}.{c.part}", channel=key,
-                             post=post, native_id=c.native_id,
-                             rendered=parts[min(c.part, len(parts) - 1)])
-                    for c in own))
+                    def build_correction() -> tuple[SendOp, ...]:
+                        parts = render(post, target, network, prefix=CORRECTION_PREFIX,
+                                       reference=post.permalink)
+                        return tuple(SendCreate(
+                            delivery_id=d.id, idempotency_key=f"{d.id}.{i}", channel=key,
+                            post=post, rendered=r, reply_to=own_ids[-1], part=i,
+                            parts=len(parts), parent_subject=first_subject)
+                            for i, r in enumerate(parts))
+
+                    return Plan(build=build_correction)
+
+                def build_edit() -> tuple[SendOp, ...]:
+                    parts = render(post, target, network, reference=post.permalink)
+                    return tuple(
+                        SendEdit(delivery_id=d.id, idempotency_key=f"{d.id}.{part}",
+                                 channel=key, post=post, native_id=nid,
+                                 rendered=parts[min(part, len(parts) - 1)])
+                        for nid, part in zip(own_ids, own_parts, strict=True))
+
+                return Plan(build=build_edit)
             case Op.DELETE:
                 own = [c for c in copies if c.role == "copy"]
                 if not own:
@@ -357,12 +446,16 @@ class ChannelWorker:
                     return Plan(skip="deletes not relayed to this channel"
                                 + ("" if caps.delete else " (it cannot delete)"))
                 if on_delete == "notice":
-                    notice = _notice(post)
-                    rendered = render(notice, target, network)[0]
-                    return Plan(ops=(SendCreate(
-                        delivery_id=d.id, idempotency_key=f"{d.id}.0", channel=key, post=post,
-                        rendered=rendered, reply_to=own[-1].native_id,
-                        parent_subject=own[0].subject),))
+                    last_id, first_subject = own[-1].native_id, own[0].subject
+
+                    def build_notice() -> tuple[SendOp, ...]:
+                        rendered = render(_notice(post), target, network)[0]
+                        return (SendCreate(
+                            delivery_id=d.id, idempotency_key=f"{d.id}.0", channel=key,
+                            post=post, rendered=rendered, reply_to=last_id,
+                            parent_subject=first_subject),)
+
+                    return Plan(build=build_notice)
                 return Plan(ops=tuple(
                     SendDelete(delivery_id=d.id, idempotency_key=f"{d.id}.{c.part}",
                                channel=key, post=post, native_id=c.native_id,

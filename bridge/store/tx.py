@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -9,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.model import (
     Attachment,
@@ -26,8 +27,9 @@ from bridge.model import (
 from bridge.richtext import RichText
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryRow:
+class DeliveryRow(NamedTuple):
+    """One outbox row (a tuple: read for every delivery, built cheaply)."""
+
     seq: int
     id: DeliveryId
     post_id: PostId
@@ -85,7 +87,7 @@ class Tx:
 
     def _cache_post(self, post: Post, state: PostState) -> None:
         self._posts[post.id] = (post, state)
-        if len(self._posts) > 4096:
+        if len(self._posts) > 8192:
             self._posts.popitem(last=False)
 
     # ------------------------------------------------------------ native ids
@@ -147,18 +149,13 @@ class Tx:
              a.platform, a.handle, a.display_name, a.profile_url, post.text.to_json(),
              _attachments_json(post.attachments), post.reply_to, post.content_warning,
              post.language, _ts(post.created_at), int(post.is_notice), text_hash))
-        # Every target's worker reads it right away: keep it as a read would build it.
-        self._cache_post(Post(
-            id=post.id, community=post.community, origin_channel=post.origin_channel,
-            origin_native_id=post.origin_native_id, permalink=post.permalink,
-            author=Author(platform=a.platform, handle=a.handle, display_name=a.display_name,
-                          profile_url=a.profile_url),
-            text=post.text, attachments=tuple(
-                Attachment(url=x.url, media_type=x.media_type, alt_text=x.alt_text, size=x.size,
-                           filename=x.filename) for x in post.attachments),
-            reply_to=post.reply_to, content_warning=post.content_warning,
-            language=post.language, created_at=datetime.fromtimestamp(_ts(post.created_at), UTC),
-            is_notice=post.is_notice), NEW_POST)
+        # Every target's worker reads it right away.  Cached as a read would
+        # build it: an author's flags (bot, opted out) are not stored.
+        if a.is_bot or a.opted_out or a.reluctant:
+            post = dataclasses.replace(post, author=Author(
+                platform=a.platform, handle=a.handle, display_name=a.display_name,
+                profile_url=a.profile_url))
+        self._cache_post(post, NEW_POST)
 
     def find_duplicate(self, community: str, text_hash: str, author_key: str,
                        since: float, not_channel: str) -> PostId | None:
