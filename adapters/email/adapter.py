@@ -44,7 +44,7 @@ from adapters.email.compose import (
     message_id,
     references_for,
 )
-from adapters.email.config import EmailAccount, EmailChannel
+from adapters.email.config import EmailAccount, EmailChannel, MailServer
 from adapters.email.convert import (
     Identity,
     ListMail,
@@ -91,6 +91,7 @@ class EmailAdapter:
         self._ready = asyncio.Event()
         self._specs = {self._opts(c).effective_list_id.lower(): self._spec(c) for c in channels}
         self.cursor_name = f"imap:{account.folder}"
+        self._smtp_problem = ""
         # The attachments of list mail are files this adapter saved: targets read
         # them from that directory only (no network fetch at all).
         media_sources(services if services is not None else {}).register(
@@ -154,8 +155,9 @@ class EmailAdapter:
             except (ImapGone, aioimaplib.AioImapException, OSError, TimeoutError) as exc:
                 if time.monotonic() - started > 30:
                     backoff = 1.0  # it was up for a while: a fresh failure
-                ctx.set_health(Health.DISCONNECTED, f"{exc.__class__.__name__}: {exc}"[:200])
-                self.log.warning("IMAP session ended (%s); reconnecting in %.0fs", exc, backoff)
+                why = _why(exc, self.account.imap)
+                ctx.set_health(Health.DISCONNECTED, f"IMAP: {why}"[:200])
+                self.log.warning("IMAP session ended (%s); reconnecting in %.0fs", why, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
 
@@ -169,7 +171,7 @@ class EmailAdapter:
             while True:
                 _raise_if_cancelling()
                 last = await self._catch_up(ctx, client, validity, last)
-                await imap_idle(client, self.account.idle_seconds)
+                await imap_idle(client, self.account.idle_seconds, self.account.imap.timeout)
         finally:
             with contextlib.suppress(Exception):
                 if client.has_pending_idle():
@@ -336,9 +338,25 @@ class EmailAdapter:
             # through (the list echoed it to us), so sending again would duplicate it.
             self.log.info("<%s> already reached %s; not sending again", mid, out.list_address)
             return result
-        await smtp_send(self.account.smtp, self.account, msg, [out.list_address])
+        try:
+            await smtp_send(self.account.smtp, self.account, msg, [out.list_address])
+        except TransientError as exc:
+            self._smtp_health(str(exc))
+            raise
+        self._smtp_health("")
         self.log.info("sent <%s> to %s", mid, out.list_address)
         return result
+
+    def _smtp_health(self, problem: str) -> None:
+        """Submission failing (4xx, no connection) is an outage even while IMAP
+        is fine: shown in the health until a mail goes through again."""
+        if self._ctx is None or problem == self._smtp_problem:
+            return
+        self._smtp_problem = problem
+        if problem:
+            self._ctx.set_health(Health.DISCONNECTED, f"SMTP: {problem}"[:200])
+        else:
+            self._ctx.set_health(Health.CONNECTED)
 
     async def _echo_seen(self, mid: str) -> bool:
         try:
@@ -346,8 +364,8 @@ class EmailAdapter:
         except AuthError:
             raise
         except (ImapGone, aioimaplib.AioImapException, OSError, TimeoutError) as exc:
-            raise TransientError(f"cannot check the list for an earlier copy: {exc}",
-                                 retry_after=10) from exc
+            raise TransientError("cannot check the list for an earlier copy: "
+                                 + _why(exc, self.account.imap), retry_after=10) from exc
 
     # ------------------------------------------------------------ digests
     def _period(self, opts: EmailChannel) -> float:
@@ -393,6 +411,13 @@ class EmailAdapter:
                 self.log.info("digest <%s> with %d posts sent", key, len(items))
                 continue
             await asyncio.sleep(min(30.0, max(0.2, period / 10)))
+
+
+def _why(exc: BaseException, server: MailServer) -> str:
+    """An IMAP failure as operators should read it (a timeout has no text)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer from {server.host}:{server.port} in {server.timeout:g}s"
+    return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
 
 
 def _raise_if_cancelling() -> None:

@@ -137,9 +137,17 @@ async def _wait_push(client: aioimaplib.IMAP4, seconds: float) -> object:
             continue
 
 
-async def imap_idle(client: aioimaplib.IMAP4, seconds: float) -> bool:
-    """One IDLE round of at most *seconds*; True when the server announced news."""
-    idle = await client.idle_start(timeout=seconds + 60)
+async def imap_idle(client: aioimaplib.IMAP4, seconds: float, timeout: float = 30.0) -> bool:
+    """One IDLE round of at most *seconds*; True when the server announced news.
+
+    The server must acknowledge the IDLE, and close it after our DONE, within
+    *timeout* seconds: a connection that went silent (a dead NAT mapping, a hung
+    server) raises :class:`ImapGone` after at most *seconds* + *timeout*."""
+    try:
+        async with asyncio.timeout(timeout):
+            idle = await client.idle_start(timeout=seconds + timeout + 30)
+    except TimeoutError as exc:
+        raise ImapGone("the server did not acknowledge IDLE") from exc
     news = False
     try:
         push = await _wait_push(client, seconds)
@@ -156,7 +164,7 @@ async def imap_idle(client: aioimaplib.IMAP4, seconds: float) -> bool:
         if client.has_pending_idle():
             client.idle_done()
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(timeout):
             await idle
     except TimeoutError as exc:
         raise ImapGone("IDLE was not closed by the server") from exc

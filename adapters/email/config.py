@@ -27,8 +27,10 @@ class EmailAccount(StrictModel):
     domain: str = ""
     """Right part of our Message-IDs; defaults to the address's domain."""
     folder: str = "INBOX"
-    idle_seconds: float = Field(default=25 * 60, gt=0, le=29 * 60)
-    """IDLE is re-issued this often (RFC 2177: servers may drop it after 30 minutes)."""
+    idle_seconds: float = Field(default=5 * 60, gt=0, le=29 * 60)
+    """IDLE is re-issued this often (RFC 2177: servers may drop it after 30
+    minutes); a connection that died silently is noticed within this plus
+    ``imap.timeout``."""
     network_name: str = "Email"
 
     @property

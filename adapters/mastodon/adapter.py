@@ -77,6 +77,7 @@ class MastodonAdapter:
         self._chan_locks: dict[ChannelKey, asyncio.Lock] = {}
         self._seen: dict[ChannelKey, OrderedDict[str, None]] = {}
         self._defaults_given = False
+        self._api_problem = ""
         media = media_sources(services if services is not None else {})
         media.register((c.key for c in channels), self.media_source)
         self._media = MediaFetcher(media, self._log)
@@ -105,15 +106,32 @@ class MastodonAdapter:
         """One Mastodon.py call in a thread; failures mapped, headers reported."""
         async with self._call_lock:
             try:
-                return await asyncio.to_thread(fn, *args, **kw)
+                result = await asyncio.to_thread(fn, *args, **kw)
             except MastodonError as exc:
-                raise map_error(exc, self.client.ratelimit_reset) from exc
+                err = map_error(exc, self.client.ratelimit_reset)
+                if isinstance(err, TransientError):
+                    self._api_health(str(err))
+                raise err from exc
             finally:
                 c = self.client
                 if self._ctx is not None and c.ratelimit_reset:
                     self._ctx.rate_limit(remaining=c.ratelimit_remaining,
                                          reset_at=float(c.ratelimit_reset),
                                          limit=c.ratelimit_limit)
+            self._api_health("")
+            return result
+
+    def _api_health(self, problem: str) -> None:
+        """The REST API failing (5xx, 429, no connection) is an outage even while
+        the stream stays open: say so in the health, and say when it is over
+        (which also sends the deliveries that waited, at once)."""
+        if self._ctx is None or problem == self._api_problem:
+            return
+        self._api_problem = problem
+        if problem:
+            self._ctx.set_health(Health.DISCONNECTED, f"API: {problem}")
+        else:
+            self._ctx.set_health(Health.CONNECTED)
 
     async def _ensure_instance(self) -> InstanceLimits:
         if self._limits is None:
@@ -342,6 +360,8 @@ class MastodonAdapter:
             except TimeoutError:
                 self._log.info("stream for #%s idle for %.0fs: treating it as dropped",
                                opts.hashtag, self._acc.stream_idle_timeout)
+                self._ctx.set_health(Health.DISCONNECTED, f"stream silent for "
+                                     f"{self._acc.stream_idle_timeout:g}s; reconnecting")
 
     async def _on_event(self, ch: ChannelSpec, event: str, data: str) -> None:
         assert self._ctx is not None and self._me is not None

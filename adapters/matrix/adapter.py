@@ -22,7 +22,7 @@ from nio import (
 
 from adapters.matrix import convert
 from adapters.matrix.appservice import Ghosts, Listener
-from adapters.matrix.client import RawApi, Session, error_from, q
+from adapters.matrix.client import RawApi, Session, error_from, network_error, q
 from adapters.matrix.config import MatrixAccount
 from adapters.matrix.outbound import Outbound
 from bridge.adapter import (
@@ -32,7 +32,6 @@ from bridge.adapter import (
     ChannelSpec,
     Health,
     TextFormat,
-    TransientError,
 )
 from bridge.media import MediaFetcher, MediaSource, host_entry, media_sources
 from bridge.model import ChannelKey, InboundEvent
@@ -194,13 +193,19 @@ class MatrixAdapter(Outbound):
         fails = 0
         first = True
         while True:
+            # nio gives a full-state sync no timeout at all and a long-poll its
+            # timeout + 15 s: bound both, so a stalled or silently dropped
+            # connection is noticed (then reconnected) instead of waited on forever.
+            limit = self.account.request_timeout if first else \
+                self.account.sync_timeout_ms / 1000 + min(15.0, self.account.request_timeout)
             try:
-                resp = await client.sync(
-                    timeout=0 if first else self.account.sync_timeout_ms, since=since,
-                    sync_filter=self._filter(), full_state=first)
+                async with asyncio.timeout(limit):
+                    resp = await client.sync(
+                        timeout=0 if first else self.account.sync_timeout_ms, since=since,
+                        sync_filter=self._filter(), full_state=first)
             except (aiohttp.ClientError, TimeoutError) as e:
                 resp = None
-                err: Exception = TransientError(f"sync: {type(e).__name__} {e}")
+                err: Exception = network_error("sync", e, limit)
             if isinstance(resp, SyncResponse):
                 events = await self._events_of(resp, since)
                 if events:

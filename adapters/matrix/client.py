@@ -25,9 +25,17 @@ from bridge.adapter import AuthError, PermanentError, TransientError
 AUTH_ERRCODES = frozenset({"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"})
 
 
-def nio_config() -> AsyncClientConfig:
-    return AsyncClientConfig(max_limit_exceeded=0, max_timeouts=0, request_timeout=60,
+def nio_config(request_timeout: float = 60.0) -> AsyncClientConfig:
+    return AsyncClientConfig(max_limit_exceeded=0, max_timeouts=0,
+                             request_timeout=request_timeout,
                              store_sync_tokens=False, encryption_enabled=False)
+
+
+def network_error(what: str, exc: BaseException, timeout: float) -> TransientError:
+    """A failed request as operators should read it (a timeout has no text)."""
+    if isinstance(exc, TimeoutError):
+        return TransientError(f"{what}: no answer from the homeserver in {timeout:g}s")
+    return TransientError(f"{what}: {type(exc).__name__} {exc}")
 
 
 def error_from(resp: Any, what: str) -> Exception:
@@ -72,7 +80,8 @@ class Session:
         self.account = account
         self.log = logger
         self.token_file = Path(data_dir) / f"matrix-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.json"
-        self.client = AsyncClient(account.homeserver, account.user_id, config=nio_config())
+        self.client = AsyncClient(account.homeserver, account.user_id,
+                                  config=nio_config(account.request_timeout))
 
     async def open(self) -> None:
         """Log in (saved token, configured token or password) and verify with whoami.

@@ -42,6 +42,9 @@ class MatrixAccount(MediaAccountKeys):
     catchup_window: float = Field(default=3600.0, ge=0)
     """On start, events older than this many seconds are not relayed."""
     sync_timeout_ms: int = Field(default=30000, ge=0)
+    request_timeout: float = Field(default=60.0, gt=0)
+    """Seconds one request may take; a long-poll /sync gets ``sync_timeout_ms``
+    plus at most 15 s of this on top, so a silently dropped sync is noticed."""
     timeline_limit: int = Field(default=100, ge=1, le=1000)
     max_media_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
 

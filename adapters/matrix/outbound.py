@@ -14,7 +14,7 @@ from nio import RoomRedactResponse, RoomSendResponse, UploadResponse
 
 from adapters.matrix import convert
 from adapters.matrix.appservice import Ghosts
-from adapters.matrix.client import Session, error_from, q
+from adapters.matrix.client import Session, error_from, network_error, q
 from adapters.matrix.config import MatrixAccount, MatrixChannel
 from bridge.adapter import (
     AdapterContext,
@@ -134,7 +134,7 @@ class Outbound:
             resp = await self.session.client.room_send(room_id, "m.room.message", content,
                                                        tx_id=txn)
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise TransientError(f"send: {type(e).__name__} {e}") from e
+            raise network_error("send", e, self.account.request_timeout) from e
         if isinstance(resp, RoomSendResponse):
             return NativeId(resp.event_id)
         raise error_from(resp, "send")
@@ -152,7 +152,7 @@ class Outbound:
             resp = await self.session.client.room_redact(room_id, event_id,
                                                          reason="deleted on origin", tx_id=txn)
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise TransientError(f"redact: {type(e).__name__} {e}") from e
+            raise network_error("redact", e, self.account.request_timeout) from e
         if not isinstance(resp, RoomRedactResponse):
             raise error_from(resp, "redact")
 

@@ -57,7 +57,7 @@ class TwitterFactory(AdapterFactory):
                          access_token=account.access_token,
                          access_token_secret=account.access_token_secret,
                          bearer_token=account.bearer_token, api_base=account.api_base,
-                         logger=log)
+                         logger=log, timeout=account.request_timeout)
         try:
             r = await client.call("users/me", lambda c: c.get_me(user_auth=True))
         except AdapterError as e:

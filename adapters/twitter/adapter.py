@@ -89,7 +89,7 @@ class TwitterAdapter(Inbound):
                               access_token=account.access_token,
                               access_token_secret=account.access_token_secret,
                               bearer_token=account.bearer_token, api_base=account.api_base,
-                              logger=self.log, clock=clock)
+                              logger=self.log, clock=clock, timeout=account.request_timeout)
         self.ctx: AdapterContext | None = None
         self.ledger = Ledger()
         self.budget_note = ""
@@ -99,6 +99,8 @@ class TwitterAdapter(Inbound):
         self._inflight: dict[str, float] = {}
         self._summoned: OrderedDict[str, bool] = OrderedDict()
         self._poll_locks: dict[str, asyncio.Lock] = {}
+        self._api_problem = ""
+        self.client.on_health = self._api_health
         media = media_sources(services if services is not None else {})
         media.register((c.key for c in channels), self.media_source)
         self.media = MediaFetcher(media, self.log)
@@ -107,6 +109,18 @@ class TwitterAdapter(Inbound):
         """Posts from X carry media on X's CDN (plus the account's ``media_hosts``)."""
         return MediaSource(hosts=MEDIA_HOSTS | frozenset(self.account.media_hosts),
                            allow_private=self.account.allow_private_media_hosts)
+
+    def _api_health(self, problem: str) -> None:
+        """Any call failing for a transient reason (no connection, 5xx, 429) shows
+        as an outage, posts and deletes as well as searches; the next call that
+        gets an answer ends it (and the deliveries that waited go at once)."""
+        if self.ctx is None or problem == self._api_problem:
+            return
+        self._api_problem = problem
+        if problem:
+            self.ctx.set_health(Health.DISCONNECTED, problem)
+        else:
+            self.ctx.set_health(Health.CONNECTED, self.status_detail())
 
     # ------------------------------------------------------------------ run
     async def run(self, ctx: AdapterContext) -> None:

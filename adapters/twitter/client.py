@@ -58,16 +58,19 @@ def _detail(err: tweepy.HTTPException) -> str:
 class XClient:
     def __init__(self, *, consumer_key: str, consumer_secret: str, access_token: str,
                  access_token_secret: str, bearer_token: str | None, api_base: str,
-                 logger: logging.Logger, clock: Callable[[], float] = time.time) -> None:
+                 logger: logging.Logger, clock: Callable[[], float] = time.time,
+                 timeout: float = 30.0) -> None:
         self._keys = (consumer_key, consumer_secret, access_token, access_token_secret)
         self._bearer = bearer_token
         self._base = api_base.rstrip("/")
+        self.timeout = timeout
         self.log = logger
         self.clock = clock
         self.session: aiohttp.ClientSession | None = None
         self.tweepy: tweepy.asynchronous.AsyncClient | None = None
         self.limits: dict[str, Limits] = {}
         self.last_problem: dict[str, Any] = {}
+        self.on_health: Callable[[str], None] = lambda problem: None
 
     def _open(self) -> tweepy.asynchronous.AsyncClient:
         if self.tweepy is None or self.session is None or self.session.closed:
@@ -75,7 +78,7 @@ class XClient:
             if self._base != DEFAULT_BASE:
                 mws.append(rewrite_middleware(self._base))
             self.session = aiohttp.ClientSession(
-                middlewares=tuple(mws), timeout=aiohttp.ClientTimeout(total=30))
+                middlewares=tuple(mws), timeout=aiohttp.ClientTimeout(total=self.timeout))
             ck, cs, at, ats = self._keys
             self.tweepy = tweepy.asynchronous.AsyncClient(
                 bearer_token=self._bearer, consumer_key=ck, consumer_secret=cs,
@@ -105,7 +108,18 @@ class XClient:
 
     async def call(self, what: str, fn: Callable[[tweepy.asynchronous.AsyncClient],
                                                  Awaitable[T]]) -> T:
-        """Run one tweepy call; map every failure to the core's kinds."""
+        """Run one tweepy call; map every failure to the core's kinds and tell
+        ``on_health`` whether the API answered ("" when it did)."""
+        try:
+            result = await self._call(what, fn)
+        except TransientError as e:
+            self.on_health(str(e))
+            raise
+        self.on_health("")
+        return result
+
+    async def _call(self, what: str, fn: Callable[[tweepy.asynchronous.AsyncClient],
+                                                  Awaitable[T]]) -> T:
         client = self._open()
         try:
             return await fn(client)
@@ -137,7 +151,12 @@ class XClient:
             raise PermanentError(f"{what}: {_detail(e)}") from e
         except tweepy.HTTPException as e:
             raise PermanentError(f"{what}: {_detail(e)}") from e
-        except (aiohttp.ClientError, TimeoutError) as e:
+        except aiohttp.ContentTypeError as e:  # tweepy reads the body as JSON first
+            raise TransientError(f"{what}: X answered HTTP {e.status} with a page that is "
+                                 "not JSON (an outage page from a proxy)") from e
+        except TimeoutError as e:
+            raise TransientError(f"{what}: no answer from X in {self.timeout:g}s") from e
+        except aiohttp.ClientError as e:
             raise TransientError(f"{what}: network error {type(e).__name__}: {e}") from e
 
     def limits_for(self, method: str, path: str) -> Limits | None:

@@ -80,7 +80,9 @@ class Inbound:
             except TransientError as e:
                 self.ctx.set_health(Health.DISCONNECTED, str(e))
                 delay = e.retry_after if e.retry_after is not None else backoff
-                backoff = min(backoff * 2, self._opts(ch).max_poll_seconds)
+                # A failed search is not billed: after an outage of minutes, look
+                # again within a minute, not after max_poll_seconds (15 min).
+                backoff = min(backoff * 2, self._opts(ch).max_poll_seconds, 60.0)
             except PermanentError as e:  # a query X refuses: say so, keep trying slowly
                 self.log.error("search on %s refused: %s", ch.key, e)
                 self.ctx.set_health(Health.CONNECTED, f"search refused: {e}")

@@ -43,7 +43,9 @@ class TwitterAccount(MediaAccountKeys):
     monthly_read_budget: int = Field(10_000, ge=0)
     search_share: float = Field(0.5, gt=0, le=1)
     """Fraction of X's 15-minute search window the polling may use."""
-    """Posts read per month this account may spend on searching."""
+    request_timeout: float = Field(30.0, gt=0)
+    """Seconds one API call may take, connection included; a stalled call then
+    counts as a network error (a create is looked up before it is sent again)."""
     prices: PriceTable = PriceTable()
 
     def caps(self) -> Caps:
