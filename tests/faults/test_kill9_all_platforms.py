@@ -18,87 +18,24 @@ with 5 kills.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
-import re
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bridge.registry import load_factories
-from bridge.sandbox import PlatformSandbox, SandboxMessage
-
-ROOT = Path(__file__).parents[2]
-EDITS = {"lobby", "mastodon", "matrix"}     # member edits the test makes (and copies follow)
-DELETES = {"lobby", "mastodon", "twitter", "matrix"}
-CAN_DELETE_COPIES = {"lobby", "mastodon", "twitter", "matrix"}   # email cannot unsend
-CAN_EDIT_COPIES = {"lobby", "mastodon", "matrix"}
-MARK = re.compile(r"\[f(\d{4})\]")
-
-
-def toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    raise TypeError(type(v))
-
-
-def write_config(path: Path, boxes: dict[str, PlatformSandbox], data: Path,
-                 overrides: dict[str, dict[str, Any]],
-                 channel_overrides: dict[str, dict[str, Any]]) -> None:
-    lines = ["[bridge]", f"data_dir = {toml_value(str(data))}", 'log_level = "warning"', ""]
-    for name, box in boxes.items():
-        table = {"platform": box.platform, **box.account_config(), **overrides.get(name, {})}
-        lines.append(f"[accounts.{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-        lines.append("")
-    lines += ["[[communities]]", 'name = "kmers"', 'hashtag = "kmers"',
-              "author_rate_per_minute = 100000", "duplicate_window = 0", ""]
-    for name, box in boxes.items():
-        lines += ["[[communities.channels]]", f"account = {toml_value(name)}"]
-        table = {**box.channel_config(), **channel_overrides.get(name, {})}
-        lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
-    path.chmod(0o600)
-
-
-def start_bridge(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(cfg)],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
-async def start_boxes(tmp: Path, platforms: set[str]) -> dict[str, PlatformSandbox]:
-    reg = load_factories()
-    boxes: dict[str, PlatformSandbox] = {}
-    lobby: Any = reg.factories["sandbox"].sandbox(str(tmp / "networks"))
-    lobby.network = "lobby"
-    boxes["lobby"] = lobby
-    for name in ("mastodon", "twitter", "matrix", "email"):
-        if name not in platforms:
-            continue
-        box = reg.factories[name].sandbox(str(tmp / name))
-        if box is not None:
-            boxes[name] = box
-    for box in boxes.values():
-        await box.start()
-    return boxes
+from scaffold import (
+    DELETES,
+    EDITS,
+    check,
+    start_boxes,
+    start_bridge,
+    wait_complete,
+    wait_connected,
+    write_config,
+)
 
 
 async def run_scenario(tmp_path: Path, *, posts: int, kills: int, seed: int,
@@ -165,80 +102,6 @@ async def run_scenario(tmp_path: Path, *, posts: int, kills: int, seed: int,
         "SELECT channel, op, last_error FROM deliveries WHERE state IN ('pending', 'dead')"
     ).fetchall()
     assert pending == [], f"outbox not empty: {pending[:10]}"
-
-
-async def wait_connected(db: Path, accounts: set[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    up: set[str] = set()
-    while up != accounts:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"adapters not connected: {accounts - up}")
-        await asyncio.sleep(0.5)
-        try:
-            rows = sqlite3.connect(db).execute("SELECT account, state FROM health").fetchall()
-        except sqlite3.Error:
-            continue
-        up = {a for a, state in rows if state == "connected"}
-
-
-def copies_by_mark(msgs: list[SandboxMessage]) -> dict[int, list[SandboxMessage]]:
-    out: dict[int, list[SandboxMessage]] = defaultdict(list)
-    for m in msgs:
-        if m.by_bridge:
-            found = MARK.search(m.text)
-            if found:
-                out[int(found.group(1))].append(m)
-    return out
-
-
-async def wait_complete(boxes: dict[str, PlatformSandbox], origin: dict[int, tuple[str, str]],
-                        deleted: set[int], timeout: float, read_only: set[str]) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = []
-        for net, box in boxes.items():
-            have = copies_by_mark(await box.messages())
-            missing += [(net, i) for i, (src, _) in origin.items()
-                        if src != net and i not in deleted and not have.get(i)
-                        and net not in read_only]
-            if net in CAN_DELETE_COPIES:  # deletes still to be applied
-                missing += [(net, -i) for i in deleted if origin[i][0] != net
-                            and any(not m.deleted for m in have.get(i, []))]
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{len(missing)} copies never arrived, e.g. {missing[:8]}")
-        await asyncio.sleep(1.0)
-
-
-def check(snapshot: dict[str, list[SandboxMessage]], origin: dict[int, tuple[str, str]],
-          edited: set[int], deleted: set[int], log: Path, read_only: set[str]) -> None:
-    problems: list[str] = []
-    for net, msgs in snapshot.items():
-        have = copies_by_mark(msgs)
-        for i, (src, _) in origin.items():
-            if src == net or net in read_only:
-                continue
-            live = [m for m in have.get(i, []) if not m.deleted]
-            if i in deleted:
-                if net in CAN_DELETE_COPIES and live:
-                    problems.append(f"{net}: copy of deleted [f{i:04d}] still there")
-                if len(have.get(i, [])) > 1:
-                    problems.append(f"{net}: [f{i:04d}] copied {len(have[i])} times")
-                continue
-            if len(live) != 1:
-                problems.append(f"{net}: [f{i:04d}] from {src} has {len(live)} copies")
-            elif i in edited and net in CAN_EDIT_COPIES and "edited" not in live[0].text:
-                problems.append(f"{net}: edit of [f{i:04d}] not applied: {live[0].text!r}")
-        # order: copies from one source keep their order here
-        for src in snapshot:
-            seq = [int(MARK.search(m.text).group(1)) for m in msgs  # type: ignore[union-attr]
-                   if m.by_bridge and MARK.search(m.text) and origin.get(
-                       int(MARK.search(m.text).group(1)), ("", ""))[0] == src]  # type: ignore[union-attr]
-            if seq != sorted(seq):
-                problems.append(f"{net}: copies from {src} out of order: {seq[:20]}")
-    assert not problems, "\n".join(problems[:30]) + "\n--- bridge log tail:\n" + \
-        log.read_text()[-3000:]
 
 
 ALL = {"mastodon", "twitter", "matrix", "email"}
