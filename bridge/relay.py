@@ -143,7 +143,8 @@ class Relay:
                       permalink=post.permalink)
         targets = [t.key for t in community.channels
                    if t.writes and t.key != exclude and not (only and t.key != only)]
-        tx.enqueue_many(post.id, targets, Op.CREATE, source=_source(post))
+        tx.enqueue_many(post.id, targets, Op.CREATE, source=_source(post),
+                        at=post.created_at.timestamp())
         result.wake.update(targets)
         result.accepted += 1
         result.changed.append(("posted", post.id))
@@ -194,7 +195,8 @@ class Relay:
                       text=RichText.plain(text), reply_to=command.id, is_notice=True)
         tx.insert_post(notice, "")
         tx.set_hidden(notice.id, True)
-        tx.enqueue(notice.id, channel.key, Op.CREATE, source=_source(notice))
+        tx.enqueue(notice.id, channel.key, Op.CREATE, source=_source(notice),
+                   at=notice.created_at.timestamp())
         result.wake.add(channel.key)
 
     def _edited(self, tx: Tx, ev: Edited, channel: ChannelConfig, community: CommunityConfig,
@@ -226,7 +228,8 @@ class Relay:
         targets = [t.key for t in community.channels if t.writes and t.key != channel.key]
         # An edit's version is its time on the platform: re-reading it yields the same ids.
         tx.enqueue_many(post_id, targets, Op.EDIT,
-                        source=f"{_source(post)}\x1e{ev.edited_at.timestamp():.6f}")
+                        source=f"{_source(post)}\x1e{ev.edited_at.timestamp():.6f}",
+                        at=ev.edited_at.timestamp())
         result.wake.update(targets)
         result.accepted += 1
         result.changed.append(("edited", post_id))
@@ -256,7 +259,8 @@ class Relay:
         post = tx.get_post(post_id)
         tx.mark_post_deleted(post_id)
         targets = [t.key for t in community.channels if t.writes and t.key != channel.key]
-        tx.enqueue_many(post_id, targets, Op.DELETE, source=_source(post) if post else "")
+        tx.enqueue_many(post_id, targets, Op.DELETE, source=_source(post) if post else "",
+                        at=post.created_at.timestamp() if post else 0.0)
         result.wake.update(targets)
         result.accepted += 1
         result.changed.append(("deleted", post_id))

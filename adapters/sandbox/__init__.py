@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from adapters.sandbox.network import Network
@@ -107,7 +108,8 @@ class SandboxAdapter:
                                           display_name=m.author.title()),
                             text=from_plain(m.text),
                             permalink=f"sandbox://{spec.options.network}/{m.id}",  # type: ignore[attr-defined]
-                            reply_to_native=NativeId(str(m.reply_to)) if m.reply_to else None))
+                            reply_to_native=NativeId(str(m.reply_to)) if m.reply_to else None,
+                            created_at=datetime.fromtimestamp(m.created_at, UTC)))
                     case "edited":
                         events.append(Edited(channel=spec.key, native_id=nid,
                                              text=from_plain(m.text)))

@@ -48,6 +48,7 @@ class Message:
     deleted: bool
     notice: bool
     key: str | None
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +121,15 @@ class Network:
     def events_after(self, seq: int, limit: int = 500) -> list[Event]:
         rows = self.db.execute(
             "SELECT e.seq, e.kind, m.id, m.author, m.text, m.html, m.reply_to, m.by_bridge,"
-            " m.edited, m.deleted, m.notice, m.key FROM events e JOIN messages m"
+            " m.edited, m.deleted, m.notice, m.key, m.created_at FROM events e JOIN messages m"
             " ON m.id = e.message_id WHERE e.seq > ? ORDER BY e.seq LIMIT ?",
             (seq, limit)).fetchall()
         return [Event(r[0], r[1], _msg(r[2:])) for r in rows]
 
     def messages(self) -> list[Message]:
         rows = self.db.execute("SELECT id, author, text, html, reply_to, by_bridge, edited,"
-                               " deleted, notice, key FROM messages ORDER BY id").fetchall()
+                               " deleted, notice, key, created_at FROM messages"
+                               " ORDER BY id").fetchall()
         return [_msg(r) for r in rows]
 
     def last_seq(self) -> int:
@@ -138,4 +140,5 @@ def _msg(r: tuple[object, ...]) -> Message:
     return Message(int(r[0]), str(r[1]), str(r[2]), str(r[3]),  # type: ignore[call-overload]
                    None if r[4] is None else int(r[4]),  # type: ignore[call-overload]
                    bool(r[5]), bool(r[6]), bool(r[7]), bool(r[8]),
-                   None if r[9] is None else str(r[9]))
+                   None if r[9] is None else str(r[9]),
+                   float(r[10]))  # type: ignore[arg-type]

@@ -219,18 +219,20 @@ class Tx:
         return [post_from_row(r) for r in reversed(rows)]
 
     # ------------------------------------------------------------ outbox
-    def enqueue(self, post_id: str, channel: str, op: Op, *, source: str = "") -> DeliveryId:
-        return self.enqueue_many(post_id, [channel], op, source=source)[0]
+    def enqueue(self, post_id: str, channel: str, op: Op, *, source: str = "",
+                at: float = 0.0) -> DeliveryId:
+        return self.enqueue_many(post_id, [channel], op, source=source, at=at)[0]
 
     def enqueue_many(self, post_id: str, channels: Iterable[str], op: Op, *,
-                     source: str = "") -> list[DeliveryId]:
-        """Queue *op* of the post for each channel.  With *source* (the origin
-        message, see :func:`derived_delivery_id`) the ids are derived from it,
-        else random; a derived id already in the outbox gets a random one (the
-        same operation queued twice is sent twice rather than lost)."""
+                     source: str = "", at: float = 0.0) -> list[DeliveryId]:
+        """Queue *op* of the post for each channel.  With *source* and *at* (the
+        origin message and its time, see :func:`derived_delivery_id`) the ids are
+        derived from them, else random; a derived id already in the outbox gets
+        a random one (the same operation queued twice is sent twice rather than
+        lost)."""
         now = time.time()
         chans = list(channels)
-        ids = [derived_delivery_id(source, ch, op.value) if source else new_delivery_id()
+        ids = [derived_delivery_id(source, ch, op.value, at) if source else new_delivery_id()
                for ch in chans]
         rows = [(did, post_id, ch, op.value, now) for did, ch in zip(ids, chans, strict=True)]
         sql = ("INSERT OR IGNORE INTO deliveries(id, post_id, channel, op, state, created_at)"

@@ -99,16 +99,16 @@ async def test_derived_delivery_ids_repeat_per_origin_and_never_collide(tmp_path
     try:
         await store.run(lambda tx: tx.insert_post(_post(), ""))
         first = await store.run(lambda tx: tx.enqueue_many(
-            "P1", ["k/b", "k/c"], Op.CREATE, source="k/a\x1ep1"))
+            "P1", ["k/b", "k/c"], Op.CREATE, source="k/a\x1ep1", at=1.5))
         # the same origin message, target and op: the same id (and key) ...
-        assert first[0] == derived_delivery_id("k/a\x1ep1", "k/b", "create")
+        assert first[0] == derived_delivery_id("k/a\x1ep1", "k/b", "create", 1.5)
         assert len(set(first)) == 2
         # ... so a second queueing (the message read again) cannot reuse it:
         # it gets a fresh random id instead of being dropped
         again = await store.run(lambda tx: tx.enqueue_many(
-            "P1", ["k/b", "k/d"], Op.CREATE, source="k/a\x1ep1"))
+            "P1", ["k/b", "k/d"], Op.CREATE, source="k/a\x1ep1", at=1.5))
         assert again[0] not in first and again[1] == derived_delivery_id(
-            "k/a\x1ep1", "k/d", "create")
+            "k/a\x1ep1", "k/d", "create", 1.5)
         rows = await store.run(lambda tx: tx.pending("k/b", 10))
         assert [r.id for r in rows] == [first[0], again[0]]
     finally:
