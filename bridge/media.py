@@ -160,7 +160,8 @@ class MediaBatch:
 
 
 _WHY = {"policy": "not from the original platform", "size": "too large",
-        "unavailable": "could not be fetched"}
+        "unavailable": "could not be fetched", "type": "not taken here",
+        "count": "too many attachments"}
 
 
 def note_for(att: Attachment, kind: str) -> str:

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 
 from bridge.adapter import Capabilities, Rendered, TextFormat
+from bridge.media import note_for
 from bridge.model import Attachment, Post
-from bridge.richtext import Emphasis, Hashtag, Inline, Link, Mention, RichText, Text
+from bridge.richtext import Emphasis, Hashtag, Inline, Link, Mention, Paragraph, RichText, Text
 from bridge.textconv import NEUTRAL_AT, clean_text, to_html, to_markdown, to_plain
 
 DEFAULT_ATTRIBUTION = "{name} ({network}): "
@@ -125,7 +126,9 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
     if wants_tag and target.hashtag and target.hashtag.casefold() not in body.hashtags():
         tag_suffix = [Text(" "), Hashtag(target.hashtag)]
         body = body.with_suffix(tag_suffix)
-    attachments = _fit_attachments(post.attachments, caps)
+    attachments, notes = _fit_attachments(post.attachments, caps)
+    if notes:  # readers learn there was more, before the length is fitted
+        body = RichText((*body.blocks, Paragraph((Text(" ".join(notes)),))))
 
     limit = _limit(target)
     plain = to_plain(body, links=links)
@@ -163,18 +166,22 @@ def _rendered(rt: RichText, plain: str, post: Post, attachments: tuple[Attachmen
                     is_notice=post.is_notice)
 
 
-def _fit_attachments(items: tuple[Attachment, ...], caps: Capabilities) -> tuple[Attachment, ...]:
-    if not caps.media_types:
-        return ()
-    ok = []
+def _fit_attachments(items: tuple[Attachment, ...], caps: Capabilities
+                     ) -> tuple[tuple[Attachment, ...], list[str]]:
+    """The attachments the target takes, and a note for each it does not."""
+    ok: list[Attachment] = []
+    notes: list[str] = []
     for a in items:
         major = a.media_type.split("/")[0] + "/*"
         if a.media_type not in caps.media_types and major not in caps.media_types:
-            continue
-        if caps.max_media_bytes and a.size and a.size > caps.max_media_bytes:
-            continue
-        ok.append(a)
-    return tuple(ok[: caps.max_attachments])
+            notes.append(note_for(a, "type"))
+        elif caps.max_media_bytes and a.size and a.size > caps.max_media_bytes:
+            notes.append(note_for(a, "size"))
+        elif len(ok) >= caps.max_attachments:
+            notes.append(note_for(a, "count"))
+        else:
+            ok.append(a)
+    return tuple(ok), notes
 
 
 def _fits(text: str, limit: int, caps: Capabilities) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from hypothesis import given, settings
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from twitter_text import extract_urls, parse_tweet
 
 from bridge.adapter import Capabilities, TextFormat
-from bridge.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.model import Attachment, Author, ChannelKey, NativeId, Post, PostId
 from bridge.render import NEUTRAL_AT, Target, render
 from bridge.richtext import RichText
 from bridge.textconv import from_plain
@@ -129,3 +130,23 @@ def test_rendered_html_never_carries_markup_from_input(text: str) -> None:
                  Target(caps=Capabilities(text_format=TextFormat.HTML), hashtag="k"), "M")
     assert r.html.startswith("<p>") or not text.strip()
     assert "<script" not in r.html.lower()
+
+
+def test_attachments_a_target_cannot_take_are_named_in_the_text() -> None:
+    atts = (Attachment(url="https://m.example/a.png", media_type="image/png", size=1000),
+            Attachment(url="https://m.example/b.mp4", media_type="video/mp4", size=50_000_000),
+            Attachment(url="https://m.example/c.pdf", media_type="application/pdf"),
+            Attachment(url="https://m.example/d.png", media_type="image/png"),
+            Attachment(url="https://m.example/e.png", media_type="image/png"))
+    p = dataclasses.replace(post("look"), attachments=atts)
+    caps = Capabilities(max_length=500, media_types=frozenset({"image/*", "video/mp4"}),
+                        max_media_bytes=8_000_000, max_attachments=2)
+    [r] = render(p, Target(caps=caps, hashtag="kmers"), "Mastodon")
+    assert [a.url for a in r.attachments] == [atts[0].url, atts[3].url]
+    assert r.plain.endswith("[video not relayed: too large] [attachment not relayed: not taken"
+                            " here] [image not relayed: too many attachments]")
+    # a target without media gets a note for each, inside its length limit
+    text_only = Capabilities(max_length=60)
+    parts = render(p, Target(caps=text_only, hashtag="kmers", split="truncate"), "Mastodon")
+    assert parts[0].attachments == () and "[image not relayed" in parts[0].plain
+    assert len(parts[0].plain) <= 60
