@@ -59,8 +59,15 @@ def derived_delivery_id(source: str, channel: str, op: str, at: float) -> Delive
     repeat.  *source* names the origin message (and, for an edit, its version);
     *at* is its time on the platform, which leads the id so that new rows land
     at the end of the outbox's index (random ids cost twice as much to insert)."""
-    digest = hashlib.blake2b(f"{source}\x1f{channel}\x1f{op}".encode(), digest_size=12)
-    return DeliveryId(f"{_base36(int(at * 1000))}{digest.hexdigest()}")
+    return delivery_ids(source, [channel], op, at)[0]
+
+
+def delivery_ids(source: str, channels: list[str], op: str, at: float) -> list[DeliveryId]:
+    """:func:`derived_delivery_id` for several target channels at once."""
+    head = _base36(int(at * 1000))
+    blake = hashlib.blake2b
+    return [DeliveryId(head + blake(f"{source}\x1f{ch}\x1f{op}".encode(),
+                                    digest_size=12).hexdigest()) for ch in channels]
 
 
 def _base36(n: int) -> str:

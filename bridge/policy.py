@@ -3,6 +3,7 @@ handlers): consent, blocklist, per-author rate, size."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -27,12 +28,20 @@ class Verdict:
 ACCEPT = Verdict(True)
 
 
+_SPACES = re.compile(r"\s+")
+
+
+@functools.lru_cache(maxsize=1024)
+def _tag_pattern(hashtag: str) -> re.Pattern[str]:
+    return re.compile(rf"#{re.escape(hashtag.casefold())}\b")
+
+
 def text_hash(text: RichText | str, hashtag: str) -> str:
     """A fingerprint for duplicate linking: the words, without the community tag,
     links' decoration, case or spacing.  Takes the text or its plain rendering."""
     plain = (text if isinstance(text, str) else to_plain(text)).casefold()
-    plain = re.sub(rf"#{re.escape(hashtag.casefold())}\b", "", plain)
-    plain = re.sub(r"\s+", " ", plain).strip()
+    plain = _tag_pattern(hashtag).sub("", plain)
+    plain = _SPACES.sub(" ", plain).strip()
     return hashlib.sha1(plain.encode()).hexdigest() if plain else ""
 
 
@@ -55,8 +64,10 @@ class AuthorRate:
         return True
 
 
-def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRate) -> Verdict:
-    """Run the policy handlers in order; the first refusal wins."""
+def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRate,
+                 plain: str | None = None) -> Verdict:
+    """Run the policy handlers in order; the first refusal wins.  *plain*: the
+    text's plain rendering when the caller has it."""
     a = ev.author
     if not ev.public:
         return Verdict(False, "not public")
@@ -77,7 +88,10 @@ def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRat
         return Verdict(False, "author is blocked")
     if not rate.allow(community.name, a.platform, a.handle, community.author_rate_per_minute):
         return Verdict(False, f"author over {community.author_rate_per_minute} posts/minute")
-    if not ev.attachments and not any(True for _ in iter_text(ev.text)):
+    # Any character but spaces and quote marks in the plain text is some text; else
+    # walk the tree (an empty quote renders as ">" yet says nothing).
+    has_text = plain is not None and bool(plain.replace(">", "").strip())
+    if not ev.attachments and not has_text and not any(True for _ in iter_text(ev.text)):
         return Verdict(False, "empty post")
     return ACCEPT
 

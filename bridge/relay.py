@@ -102,13 +102,13 @@ class Relay:
         if ev.command:
             self._command(tx, ev, channel, community, result)
             return
-        verdict = check_posted(ev, settings, tx, self.rate)
+        text, plain, cut = fit_size(ev.text, settings.max_post_chars)
+        verdict = check_posted(ev, settings, tx, self.rate, plain)
         if not verdict.ok:
             tx.reject(channel.key, ev.native_id, verdict.reason)
             result.drop(verdict.reason)
             log.info("not relayed: %s %s: %s", channel.key, ev.native_id, verdict.reason)
             return
-        text, plain, cut = fit_size(ev.text, settings.max_post_chars)
         if cut:
             log.info("%s %s: text cut to %d characters", channel.key, ev.native_id,
                      settings.max_post_chars)

@@ -21,7 +21,7 @@ from bridge.model import (
     Op,
     Post,
     PostId,
-    derived_delivery_id,
+    delivery_ids,
     new_delivery_id,
 )
 from bridge.richtext import RichText
@@ -61,7 +61,9 @@ def _ts(dt: datetime) -> float:
     return dt.timestamp()
 
 
-def _attachments_json(items: Iterable[Attachment]) -> str:
+def _attachments_json(items: tuple[Attachment, ...]) -> str:
+    if not items:
+        return "[]"
     return json.dumps([{"url": a.url, "media_type": a.media_type, "alt_text": a.alt_text,
                         "size": a.size, "filename": a.filename} for a in items])
 
@@ -87,7 +89,7 @@ class Tx:
 
     def _cache_post(self, post: Post, state: PostState) -> None:
         self._posts[post.id] = (post, state)
-        if len(self._posts) > 8192:
+        if len(self._posts) > 16384:
             self._posts.popitem(last=False)
 
     # ------------------------------------------------------------ native ids
@@ -232,8 +234,8 @@ class Tx:
         lost)."""
         now = time.time()
         chans = list(channels)
-        ids = [derived_delivery_id(source, ch, op.value, at) if source else new_delivery_id()
-               for ch in chans]
+        ids = delivery_ids(source, chans, op.value, at) if source else \
+            [new_delivery_id() for _ in chans]
         rows = [(did, post_id, ch, op.value, now) for did, ch in zip(ids, chans, strict=True)]
         sql = ("INSERT OR IGNORE INTO deliveries(id, post_id, channel, op, state, created_at)"
                " VALUES (?,?,?,?, 'pending', ?)")
@@ -406,9 +408,12 @@ class Tx:
             "SELECT account, platform, state, detail, updated_at FROM health ORDER BY account")]
 
 
+_OPS = {op.value: op for op in Op}
+
+
 def _delivery(r: sqlite3.Row) -> DeliveryRow:
-    return DeliveryRow(r[0], DeliveryId(r[1]), PostId(r[2]), ChannelKey(r[3]), Op(r[4]), r[5],
-                       r[6], r[7], r[8], r[9], r[10])
+    # The NewType ids are plain str at run time: no wrapper calls on this hot path.
+    return DeliveryRow(r[0], r[1], r[2], r[3], _OPS[r[4]], r[5], r[6], r[7], r[8], r[9], r[10])
 
 
 def post_from_row(r: sqlite3.Row) -> Post:

@@ -183,3 +183,14 @@ def test_bare_tags_mentions_and_urls_in_formatted_text_are_recognised() -> None:
     assert isinstance(p, Paragraph)
     assert Mention("bob") in p.inlines and Link("https://x.org/a") in p.inlines
     assert Code("#not") in p.inlines
+
+
+@settings(max_examples=400)
+@given(st.text(max_size=40) | st.text(alphabet=" \n\t\u00a0\u3000\u200bab#@.<>/&;pbr`",
+                                      max_size=40), st.booleans())
+def test_plain_text_shows_words_only_where_the_tree_has_them(s: str, html: bool) -> None:
+    # bridge.policy.check_posted decides "empty post" from the plain text first
+    # (a character other than spaces and ">"), walking the tree only otherwise.
+    rt = from_html(s) if html else from_plain(s)
+    if to_plain(rt).replace(">", "").strip():
+        assert any(True for _ in iter_text(rt)), (s, rt)
