@@ -40,7 +40,10 @@ class Metrics:
 
     def delivered(self, channel: str, op: str, latency: float) -> None:
         self.posts_out[(channel, op)] += 1
-        self.latency.setdefault(channel, Histogram()).observe(latency)
+        h = self.latency.get(channel)
+        if h is None:  # not setdefault: that would build a histogram every time
+            h = self.latency[channel] = Histogram()
+        h.observe(latency)
 
     def retried(self, channel: str) -> None:
         self.retries[channel] += 1

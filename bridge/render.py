@@ -109,21 +109,19 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
     ``prefix`` goes before the attribution (corrections: ``"✏️ "``).
     """
     caps = target.caps
-    body = neutralise(text if text is not None else post.text)
     links = target.links if target.links is not None else not caps.links_cost
+    body, tags = _prepared(text if text is not None else post.text, links)
     if not links:
-        body = drop_links(body)
         reference = ""
     head = prefix
     if not post.is_notice:
         head += attribution(post, target.attribution, network)
     if head:
-        body = body.with_prefix([Emphasis((Text(head.rstrip()),), strong=True), Text(" ")]
-                                if head.endswith(" ") else [Text(head)])
+        body = body.with_prefix(_head_nodes(head))
     tag_suffix: list[Inline] = []
     wants_tag = (target.append_hashtag if target.append_hashtag is not None
                  else caps.needs_hashtag)
-    if wants_tag and target.hashtag and target.hashtag.casefold() not in body.hashtags():
+    if wants_tag and target.hashtag and target.hashtag.casefold() not in tags:
         tag_suffix = [Text(" "), Hashtag(target.hashtag)]
         body = body.with_suffix(tag_suffix)
     attachments, notes = _fit_attachments(post.attachments, caps)
@@ -149,6 +147,34 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
         rt = RichText.plain(part)
         out.append(_rendered(rt, part, post, attachments if i == 0 else (), caps))
     return out
+
+
+# A post goes to every target channel in turn: what does not depend on the
+# target (mentions neutralised, links dropped, its hashtags) is worked out once
+# per text.  Keyed by identity, holding the text itself so the id stays its own.
+_PREPARED: dict[tuple[int, bool], tuple[RichText, RichText, frozenset[str]]] = {}
+
+
+def _prepared(text: RichText, links: bool) -> tuple[RichText, frozenset[str]]:
+    key = (id(text), links)
+    hit = _PREPARED.get(key)
+    if hit is not None and hit[0] is text:
+        return hit[1], hit[2]
+    body = neutralise(text)
+    if not links:
+        body = drop_links(body)
+    tags = frozenset(body.hashtags())
+    if len(_PREPARED) >= 512:
+        _PREPARED.clear()
+    _PREPARED[key] = (text, body, tags)
+    return body, tags
+
+
+@functools.lru_cache(maxsize=1024)
+def _head_nodes(head: str) -> tuple[Inline, ...]:
+    if head.endswith(" "):
+        return (Emphasis((Text(head.rstrip()),), strong=True), Text(" "))
+    return (Text(head),)
 
 
 def _limit(target: Target) -> int | None:
