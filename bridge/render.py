@@ -23,6 +23,9 @@ ELLIPSIS = "…"
 # Every "@" before a word character, even inside a word ("me@admin"): a thread
 # split could otherwise start a part with a live "@admin".
 _AT_WORD = re.compile(r"@(?=\w)")
+# An "@" a platform would take for a mention in plain text: not after a word
+# character, "/", ".", "@" or the word joiner (Mastodon's and X's own rule).
+_LIVE_AT = re.compile(r"(?<![\w/.@\u2060])@(?=\w)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +137,9 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
         return [_rendered(body, plain, post, attachments, caps)]
 
     tag_text = f" #{target.hashtag}" if tag_suffix else ""
-    full = to_plain(body, links=links)
+    # The parts are plain text where a cut link no longer protects what it held:
+    # an "@name" a platform would read as a mention is defused (before fitting).
+    full = _LIVE_AT.sub(NEUTRAL_AT, to_plain(body, links=links))
     if tag_text and full.endswith(tag_text):
         full = full[: -len(tag_text)]
     split = target.split or ("thread" if caps.reply else "truncate")
@@ -260,6 +265,8 @@ def _split(full: str, tag_text: str, reference: str, limit: int,
             piece = rest[:1]
         chunks.append(piece.rstrip())
         rest = rest[len(piece):].lstrip(" \n")
+        if rest.startswith("@"):  # a part must not open with a live mention
+            rest = _LIVE_AT.sub(NEUTRAL_AT, rest, count=1)
     if rest:
         last = chunks.pop() + " " + rest
         tail = ELLIPSIS + (f" {reference}" if reference else "")
