@@ -19,7 +19,7 @@ import email.policy
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
@@ -436,10 +436,8 @@ def _attachments(msg: Message, max_bytes: int,
     dropped: list[str] = []
     if not isinstance(msg, EmailMessage):
         return (), ()
-    for part in msg.iter_attachments() if msg.is_multipart() else ():
+    for part in _leaves(msg) if msg.is_multipart() else ():
         try:
-            if part.is_multipart():
-                continue
             name = clean_text(part.get_filename() or "attachment")
             data = part.get_payload(decode=True)
             if not isinstance(data, bytes):
@@ -452,6 +450,30 @@ def _attachments(msg: Message, max_bytes: int,
         except Exception as exc:
             dropped.append(f"undecodable part ({exc.__class__.__name__})")
     return tuple(parts), tuple(dropped)
+
+
+_SIGNATURES = frozenset({"application/pgp-signature", "application/pkcs7-signature",
+                         "application/x-pkcs7-signature"})
+
+
+def _leaves(msg: Message) -> Iterator[Message]:
+    """The attachment-like leaves at any depth (a list that decorates a post
+    wraps its parts in another multipart), not inside a forwarded message;
+    text parts only when sent as attachments (the rest is body, alternative
+    or the list's footer)."""
+    for part in msg.get_payload() if msg.is_multipart() else ():
+        if not isinstance(part, Message) or part.get_content_type() == "message/rfc822":
+            continue
+        if part.is_multipart():
+            # Not into an HTML body's alternatives or its inline images (logos
+            # in signatures); into a list's wrapper or a signed message's content.
+            if part.get_content_subtype() not in ("alternative", "related"):
+                yield from _leaves(part)
+        elif part.get_content_type() in _SIGNATURES:
+            continue
+        elif part.get_content_maintype() != "text" \
+                or part.get_content_disposition() == "attachment":
+            yield part
 
 
 def _archive_link(msg: Message) -> str:

@@ -306,3 +306,25 @@ def test_nul_in_a_mime_parameter_keeps_the_post() -> None:
                           b"--b--\r\n")
     res = parsed(raw)
     assert "Hello list" in to_plain(res.event.text) and res.event.native_id == "nul@m.test"
+
+
+def test_attachments_inside_a_lists_wrapper_are_kept() -> None:
+    # A list that adds a footer to a multipart post wraps the original parts in
+    # another multipart/mixed (Mailman's decorate); a signed post nests them too.
+    inner = simple("look at this")
+    inner.add_attachment(b"\x89PNG fake", maintype="image", subtype="png", filename="k.png")
+    outer = simple("x")
+    outer.set_content("look at this")
+    outer.make_mixed()
+    outer.get_payload().clear()  # type: ignore[union-attr]
+    wrapped = EmailMessage()
+    wrapped.set_type("multipart/mixed")
+    for part in inner.get_payload():  # type: ignore[union-attr]
+        wrapped.attach(part)
+    outer.attach(wrapped)
+    footer = EmailMessage()
+    footer.set_content("_______________\nkmers mailing list\n")
+    outer.attach(footer)
+    res = parsed(list_mail(outer))
+    assert "look at this" in to_plain(res.event.text)
+    assert [(p.filename, p.media_type) for p in res.parts] == [("k.png", "image/png")]
