@@ -120,7 +120,8 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
     if not post.is_notice:
         head += attribution(post, target.attribution, network)
     if head:
-        body = body.with_prefix(_head_nodes(head))
+        # (a post of media alone has no words: no space left dangling after the name)
+        body = body.with_prefix(_head_nodes(head if body.blocks else head.rstrip()))
     tag_suffix: list[Inline] = []
     wants_tag = (target.append_hashtag if target.append_hashtag is not None
                  else caps.needs_hashtag)

@@ -150,3 +150,11 @@ def test_attachments_a_target_cannot_take_are_named_in_the_text() -> None:
     parts = render(p, Target(caps=text_only, hashtag="kmers", split="truncate"), "Mastodon")
     assert parts[0].attachments == () and "[image not relayed" in parts[0].plain
     assert len(parts[0].plain) <= 60
+
+
+def test_a_post_of_media_alone_reads_cleanly() -> None:
+    p = dataclasses.replace(post(""), attachments=(
+        Attachment(url="https://m.example/a.png", media_type="image/png"),))
+    caps = Capabilities(needs_hashtag=True, media_types=frozenset({"image/*"}))
+    [r] = render(p, Target(caps=caps, hashtag="kmers"), "Matrix")
+    assert r.plain == "Alice (Matrix): #kmers" and len(r.attachments) == 1
