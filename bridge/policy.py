@@ -50,15 +50,25 @@ class AuthorRate:
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str, str], deque[float]] = {}
+        self._counted: dict[str, float] = {}
+        """Messages already counted, by key: a store unit run again (its commit
+        failed on a full disk and was retried) must not count its posts twice."""
 
-    def allow(self, community: str, platform: str, handle: str, per_minute: int) -> bool:
+    def allow(self, community: str, platform: str, handle: str, per_minute: int,
+              key: str = "") -> bool:
         now = time.monotonic()
+        if key and key in self._counted:
+            return True
         q = self._seen.setdefault((community, platform, handle.casefold()), deque())
         while q and q[0] < now - 60:
             q.popleft()
         if len(q) >= per_minute:
             return False
         q.append(now)
+        if key:
+            self._counted[key] = now
+            if len(self._counted) > 100_000:
+                self._counted = {k: t for k, t in self._counted.items() if t > now - 60}
         if len(self._seen) > 50_000:  # bound memory on a months-long run
             self._seen = {k: v for k, v in self._seen.items() if v and v[-1] > now - 60}
         return True
@@ -86,7 +96,8 @@ def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRat
         return Verdict(False, "author opted out")
     if _blocked(a.platform, a.handle, community.blocklist) or tx.is_blocked(a.platform, a.handle):
         return Verdict(False, "author is blocked")
-    if not rate.allow(community.name, a.platform, a.handle, community.author_rate_per_minute):
+    if not rate.allow(community.name, a.platform, a.handle, community.author_rate_per_minute,
+                      key=f"{ev.channel} {ev.native_id}"):
         return Verdict(False, f"author over {community.author_rate_per_minute} posts/minute")
     # Any character but spaces and quote marks in the plain text is some text; else
     # walk the tree (an empty quote renders as ">" yet says nothing).

@@ -220,6 +220,11 @@ class ChannelWorker:
             if isinstance(op, SendCreate) and op.part > plan.first_part and last:
                 op = dataclasses.replace(op, reply_to=last,
                                          thread_root=op.thread_root or first_id)
+            if not deps.store.storage.ok:
+                # A send we could not record would be sent again after a restart:
+                # while the store cannot write (a full disk), the channel waits.
+                self._flush()
+                await deps.store.writable()
             if not deps.bucket.try_acquire():
                 self._flush()
                 await deps.bucket.acquire()
@@ -290,9 +295,11 @@ class ChannelWorker:
         copy's id) sees them.  A platform that answers quickly gets its
         outcomes recorded a pass at a time (one store round trip for up to a
         batch of sends); a slow one after every send (see :meth:`process`).
-        If the write fails, the deliveries stay pending and are resent with
-        the same idempotency keys, which the platform (or the adapter)
-        de-duplicates."""
+        A write the disk refuses (full, I/O error) is held by the store and
+        retried until it commits; only if the bridge stops (or crashes)
+        meanwhile do the deliveries stay pending, to be resent at the next
+        start with the same idempotency keys, which the platform (or the
+        adapter) de-duplicates."""
         if not self._unrecorded:
             return
         units, self._unrecorded = self._unrecorded, []

@@ -283,11 +283,6 @@ def _registry() -> Any:
     return type(base)({**base.factories, "fake": FakeFactory()})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Relay.ingest_tx counts the author in the in-memory AuthorRate every time the store "
-    "runs the unit, and a batch held on a full disk runs again once space returns: the "
-    "post is then refused as over the author's rate and never relayed (bridge/relay.py + "
-    "bridge/policy.py, lead-owned; see the disk-full report)"))
 async def test_posts_held_on_a_full_disk_are_not_counted_twice_against_the_author(
         fs: Path | None) -> None:
     if fs is None:
