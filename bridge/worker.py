@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -253,7 +255,14 @@ class ChannelWorker:
                 return await self._retry(d, f"bad credentials: {e}", 60.0)
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # an adapter bug: retry a few times, then park
+            except Exception as e:
+                if _local_storage_failure(e):
+                    # The adapter's own files (its journal, its outbox) on a full
+                    # or failing disk: the platform was not at fault and the
+                    # delivery is not either; retried until the disk is back.
+                    return await self._retry(d, f"adapter's storage: {type(e).__name__}: {e}",
+                                             None)
+                # an adapter bug: retry a few times, then park
                 deps.logger.exception("adapter raised on delivery %s", d.id)
                 if d.attempts + 1 >= MAX_UNEXPECTED:
                     await self._dead(d, f"adapter error: {type(e).__name__}: {e}")
@@ -469,6 +478,16 @@ class ChannelWorker:
                                extra_native_ids=tuple(tx.aliases(d.post_id, key, c.part)))
                     for c in reversed(own)))
         return Plan(skip=f"unknown op {d.op}")
+
+
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+def _local_storage_failure(e: BaseException) -> bool:
+    if isinstance(e, sqlite3.OperationalError):
+        text = str(e).lower()
+        return any(w in text for w in ("disk", "full", "locked", "readonly", "i/o"))
+    return isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS
 
 
 def _reply_ref(url: str) -> list[Inline]:

@@ -3,6 +3,8 @@ shipped FakeAdapter as platforms."""
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -223,6 +225,17 @@ async def test_a_send_that_never_answers_times_out_and_is_retried_with_its_key(
         # the stalled try counted, then the same delivery (same key) went through
         assert [(r[1], r[2]) for r in rows] == [(2, "sent"), (1, "sent")]
         assert sent[0].idempotency_key == f"{rows[0][0]}.0"
+
+
+async def test_an_adapters_full_disk_is_retried_not_parked(tmp_path: Path) -> None:
+    async for env in start(tmp_path, bridge_options={"retry_max_seconds": 0.05}):
+        env.fake("b").failures = [
+            sqlite3.OperationalError("database or disk is full"),
+            OSError(errno.ENOSPC, "No space left on device")] * 6
+        env.post("a", "m0")
+        await quiescent(env.bridge, timeout=30, settle=0.2)
+        assert [op.rendered.plain[-2:] for op in env.sent("b")] == ["m0"]
+        assert await env.bridge.store.run(lambda tx: tx.dead()) == []
 
 
 async def test_permanent_error_parks_as_dead_and_retry_requeues(env: Env) -> None:
