@@ -211,20 +211,25 @@ class MastodonAdapter:
 
     async def _sweep(self, ch: ChannelSpec) -> None:
         """Periodic catch-up: streams can stay open and deliver nothing."""
+        delay = self._acc.catchup_interval
         while True:
-            await asyncio.sleep(self._acc.catchup_interval)
+            await asyncio.sleep(delay)
+            delay = self._acc.catchup_interval
             try:
                 await self.catch_up(ch)
             except TransientError as exc:
                 self._log.info("catch-up for #%s deferred: %s", self._opts(ch).hashtag, exc)
+                delay = _hold(delay, exc)
 
     async def _mentions(self, ch: ChannelSpec) -> None:
         while True:
+            delay = self._acc.catchup_interval
             try:
                 await self.read_mentions(ch)
             except TransientError as exc:
                 self._log.info("reading mentions deferred: %s", exc)
-            await asyncio.sleep(self._acc.catchup_interval)
+                delay = _hold(delay, exc)
+            await asyncio.sleep(delay)
 
     async def read_mentions(self, ch: ChannelSpec) -> int:
         """Emit the ``!join``/``!leave`` commands among new mentions of the bridge,
@@ -470,3 +475,9 @@ class MastodonAdapter:
             await asyncio.sleep(0.5)
             media = await self._call(self.client.media, media["id"])
         raise TransientError("media still processing on the server")
+
+
+def _hold(interval: float, exc: TransientError) -> float:
+    """The next sweep's delay: a 429 says when the window resets, and every
+    call before then is refused (and spends the instance's patience)."""
+    return max(interval, exc.retry_after or 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -54,6 +55,7 @@ class MatrixAdapter(Outbound):
         self.channel_of: dict[str, ChannelKey] = {}
         self.encrypted: set[str] = set()
         self._ready = asyncio.Event()
+        self._homeserver_back = asyncio.Event()
         self._senders: OrderedDict[str, str] = OrderedDict()
         self._names: dict[tuple[str, str], str] = {}
         self._txn_lock = asyncio.Lock()
@@ -224,7 +226,12 @@ class MatrixAdapter(Outbound):
             ctx.set_health(Health.DISCONNECTED, str(err))
             wait = getattr(err, "retry_after", None) or min(60.0, 0.5 * 2 ** min(fails, 7))
             self.log.warning("sync failed (%s); again in %.1fs", err, wait)
-            await asyncio.sleep(wait)
+            # A send that got through says the homeserver is back: sync then,
+            # not at the end of a backoff of up to a minute.
+            self._homeserver_back.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._homeserver_back.wait()
 
     async def _events_of(self, resp: SyncResponse, since: str | None) -> list[InboundEvent]:
         assert self.session is not None and self.ctx is not None

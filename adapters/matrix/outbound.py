@@ -43,6 +43,7 @@ class Outbound:
     room_of: dict[ChannelKey, str]
     encrypted: set[str]
     _ready: asyncio.Event
+    _homeserver_back: asyncio.Event
     auth_failure: AuthError | None
     media: MediaFetcher
 
@@ -136,6 +137,7 @@ class Outbound:
         except (aiohttp.ClientError, TimeoutError) as e:
             raise network_error("send", e, self.account.request_timeout) from e
         if isinstance(resp, RoomSendResponse):
+            self._homeserver_back.set()
             return NativeId(resp.event_id)
         raise error_from(resp, "send")
 

@@ -239,12 +239,16 @@ class Inbound:
 
     async def _recheck_loop(self, ch: ChannelSpec) -> None:
         every = max(1.0, min(self._opts(ch).recheck_after_hours * 3600 / 4, 900.0))
+        delay = every
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(delay)
+            delay = every
             try:
                 await self.recheck_deletions(ch)
             except (TransientError, PermanentError) as e:
                 self.log.warning("deletion re-check on %s postponed: %s", ch.key, e)
+                if isinstance(e, TransientError) and e.retry_after:
+                    delay = max(every, e.retry_after)  # no reads before the window resets
 
 
 def _raw_page(resp: Any) -> dict[str, Any]:
