@@ -97,6 +97,8 @@ _URL_LEAD = re.compile(r"^(https?://)?(www\.)?")
 
 
 def _same_url(text: str, url: str) -> bool:
+    # whitespace collapsed: HTML shows a URL's run of spaces as one
+    text, url = " ".join(text.split()), " ".join(url.split())
     return _URL_LEAD.sub("", text.rstrip("/…")) == _URL_LEAD.sub("", url.rstrip("/"))
 
 
@@ -184,7 +186,9 @@ def _inline_html(i: Inline, neutral: bool, tag_url: str) -> str:
         case Mention(handle, url):
             if neutral or not safe_url(url):
                 return _esc((NEUTRAL_AT if neutral else "@") + handle)
-            return f'<a href="{_esc(url)}">@{_esc(handle)}</a>'
+            # class="mention" (as Mastodon writes it): read back as a mention
+            # whatever the URL looks like
+            return f'<a href="{_esc(url)}" class="mention">@{_esc(handle)}</a>'
         case Hashtag(tag):
             if tag_url:
                 href = tag_url.format(tag=_esc(tag))
@@ -456,16 +460,17 @@ def _make_inline(tag: str, children: list[Inline], attrs: dict[str, str]) -> lis
         path = urlsplit(url).path
         if "hashtag" in classes or (label.startswith("#") and "/tags/" in path):
             return [Hashtag(label[1:] or unquote(path.rsplit("/", 1)[-1]))]
-        profile = f"/@{label.lstrip('@').split('@')[0]}" in path or "/users/" in path
-        if "mention" in classes or (label.startswith("@") and ("u-url" in classes or profile)):
-            host = urlsplit(url).hostname or ""
-            user = label.lstrip("@")
-            handle = user if "@" in user or not host else f"{user}@{host}"
-            return [Mention(handle, url)]
         if url.startswith("https://matrix.to/#/@") and label and not _same_url(label, url):
             # a pill (labelled with the person's name); a bare matrix.to URL stays a link
             return [Mention(unquote(url.split("#/", 1)[1]).split("?")[0].lstrip("@"), url,
                             label)]
+        profile = f"/@{label.lstrip('@').split('@')[0]}" in path or "/users/" in path
+        if "mention" in classes or (label.startswith("@") and ("u-url" in classes or profile)):
+            host = urlsplit(url).hostname or ""
+            user = label.lstrip("@") or (path.rsplit("/@", 1)[-1] if "/@" in path else "")
+            if user:
+                handle = user if "@" in user or not host else f"{user}@{host}"
+                return [Mention(handle, url)]
         if not label or _same_url(label, url):
             return [Link(url)]
         return [Link(url, label)]

@@ -113,6 +113,7 @@ async def test_sigkill_during_mixed_burst_across_all_platforms(tmp_path: Path) -
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)  # the suite's default (300 s) is for the short runs
 async def test_soak_2000_operations_5_kills(tmp_path: Path) -> None:
     await run_scenario(tmp_path, posts=2000, kills=5, seed=11, platforms=ALL, timeout=3600,
                        x_writes=False)
