@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.adapter import Adapter, AuthError, ChannelSpec, Health
+from bridge.adapter import Adapter, AuthError, ChannelSpec, Health, TransientError
 from bridge.config import AccountConfig, Config
 from bridge.metrics import Metrics
 from bridge.model import ChannelKey, InboundEvent, NativeId, PostId
@@ -286,6 +286,18 @@ class Bridge:
                 rt.logger.error("credentials refused: %s; fix the config and restart, "
                                 "retrying every 5 minutes meanwhile", e)
                 await asyncio.sleep(300)
+                continue
+            except TransientError as e:
+                # The platform said "not now" (429, 5xx, unreachable) while the
+                # adapter started: not a crash, so no traceback and no charge on
+                # the restart budget; wait as long as it asked.
+                if time.monotonic() - started > 60:
+                    attempt = 0
+                wait = e.retry_after or backoff(attempt, base=1.0, cap=120.0)
+                rt.set_health(Health.DISCONNECTED, str(e) or type(e).__name__)
+                rt.logger.warning("could not start: %s; trying again in %.0fs", e, wait)
+                await asyncio.sleep(wait)
+                attempt += 1
                 continue
             except Exception as e:
                 rt.logger.exception("adapter crashed")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bridge import logs
-from bridge.adapter import AuthError, Health, PermanentError
+from bridge.adapter import AuthError, Health, PermanentError, TransientError
 from bridge.harness import build_config, quiescent, running
 from bridge.ratelimit import TokenBucket, backoff
 from bridge.registry import RegistryError, load_factories
@@ -89,6 +89,20 @@ async def test_restart_budget_marks_failed(tmp_path: Path) -> None:
         assert "always" in bridge.accounts["a"].detail
         health = await bridge.store.run(lambda tx: tx.health())
         assert ("a", "fake", "failed") in [h[:3] for h in health]
+
+
+async def test_a_platform_saying_not_now_at_start_is_waited_out_not_a_crash(
+        tmp_path: Path) -> None:
+    # e.g. Mastodon's verify_credentials answering 429 during a rate-limit window
+    crashy = Crashy(6, TransientError("rate limited (429)", retry_after=0.1))
+    cfg, services = await _with_fakes(tmp_path, {"a": crashy}, restart_budget=1)
+    async with running(cfg, services=services) as bridge:
+        deadline = time.monotonic() + 20
+        while bridge.accounts["a"].health != Health.CONNECTED:
+            assert bridge.accounts["a"].health != Health.FAILED, bridge.accounts["a"].detail
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert crashy.starts == 7
 
 
 async def test_bad_credentials_are_reported_not_retried_hot(tmp_path: Path) -> None:
