@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,3 +118,18 @@ def sandbox_channels(workdir: str | Path, names: Sequence[str] = ("lobby", "gard
     net_dir = str(Path(workdir) / "networks")
     return [ChannelDef(f"sb_{n}", "sandbox", {"dir": net_dir, "display_name": n.title()},
                        {"network": n}, channel_options) for n in names]
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,
+                     what: str = "") -> Any:
+    """Poll *check* until it returns something truthy, and return that; an
+    AssertionError naming *what* (or the check) after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for "
+                                 f"{what or getattr(check, '__name__', 'a condition')}")
+        await asyncio.sleep(0.1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,14 @@ from adapters.email.convert import msgid, msgids
 from adapters.email.sandbox import EmailSandbox
 from adapters.sandbox import SandboxPlatform
 from bridge.adapter import Health
-from bridge.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
+from bridge.harness import (
+    ChannelDef,
+    build_config,
+    eventually,
+    quiescent,
+    running,
+    sandbox_channels,
+)
 
 
 def config(mail: EmailSandbox, tmp: Path, **channel: Any) -> Any:
@@ -33,13 +39,6 @@ def lobby(tmp: Path) -> SandboxPlatform:
 @pytest.fixture(autouse=True)
 def _logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="hashbridge")
-
-
-async def eventually(fn: Callable[[], Awaitable[Any]], timeout: float = 40.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (res := await fn()):  # noqa: ASYNC110 - polls other processes' state
-            await asyncio.sleep(0.1)
-    return res
 
 
 async def connected(bridge: Any) -> None:

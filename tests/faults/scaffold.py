@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,11 @@ def write_config(path: Path, boxes: dict[str, PlatformSandbox], data: Path,
     path.chmod(0o600)
 
 
-def start_bridge(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", "-c", str(cfg)],
+def start_bridge(cfg: Path, log: Path, prefix: Sequence[str] = ()
+                 ) -> subprocess.Popen[bytes]:
+    """``hashbridge run -c cfg`` as a process, its output appended to *log*;
+    *prefix* runs it inside something (a namespace holding its filesystem)."""
+    return subprocess.Popen([*prefix, sys.executable, "-m", "bridge.cli", "run", "-c", str(cfg)],
                             stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
@@ -94,7 +98,15 @@ async def start_boxes(tmp: Path, platforms: set[str]) -> dict[str, PlatformSandb
     return boxes
 
 
-async def wait_connected(db: Path, accounts: set[str], timeout: float) -> None:
+async def _read(db: Path, sql: str) -> list[Any]:
+    return sqlite3.connect(db).execute(sql).fetchall()
+
+
+async def wait_connected(db: Path, accounts: set[str], timeout: float, *,
+                         read: Callable[[Path, str], Awaitable[list[Any]]] = _read) -> None:
+    """Until every account's health in the bridge's database says connected;
+    *read* runs a query (from another process where the database is only seen
+    there)."""
     deadline = time.monotonic() + timeout
     up: set[str] = set()
     while up != accounts:
@@ -102,7 +114,7 @@ async def wait_connected(db: Path, accounts: set[str], timeout: float) -> None:
             raise AssertionError(f"adapters not connected: {accounts - up}")
         await asyncio.sleep(0.5)
         try:
-            rows = sqlite3.connect(db).execute("SELECT account, state FROM health").fetchall()
+            rows = await read(db, "SELECT account, state FROM health")
         except sqlite3.Error:
             continue
         up = {a for a, state in rows if state == "connected"}

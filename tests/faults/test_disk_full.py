@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -40,17 +41,20 @@ from typing import Any
 import aiohttp
 import pytest
 from diskspace import Ballast, SmallFs, small_fs
+from scaffold import (
+    CAN_DELETE_COPIES,
+    CAN_EDIT_COPIES,
+    DELETES,
+    EDITS,
+    ROOT,
+    start_boxes,
+    start_bridge,
+    wait_connected,
+    write_config,
+)
 
-from bridge.registry import load_factories
 from bridge.sandbox import PlatformSandbox, SandboxMessage
 
-# The minimum of the fault suites' scaffolding (tests/faults/test_kill9_all_platforms.py),
-# copied so that this suite stands alone.
-ROOT = Path(__file__).parents[2]
-EDITS = {"lobby", "mastodon", "matrix"}     # networks where the test edits members' posts
-DELETES = {"lobby", "mastodon", "twitter", "matrix"}
-CAN_DELETE_COPIES = {"lobby", "mastodon", "twitter", "matrix"}   # email cannot unsend
-CAN_EDIT_COPIES = {"lobby", "mastodon", "matrix"}
 ALL = {"mastodon", "twitter", "matrix", "email"}
 MARK = re.compile(r"\[d(\d{4})\]")
 FULL_LINE = "cannot write to the data dir"
@@ -62,59 +66,6 @@ def fs(tmp_path: Path) -> Iterator[SmallFs]:
     """The data dir's own 32 MiB filesystem."""
     with small_fs(tmp_path / "fs", "32m") as where:
         yield where
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + " }"
-    raise TypeError(type(v))
-
-
-def write_config(path: Path, boxes: dict[str, PlatformSandbox], bridge: dict[str, Any],
-                 accounts: dict[str, dict[str, Any]], channels: dict[str, dict[str, Any]]
-                 ) -> None:
-    """One account and one channel of the ``kmers`` community per sandbox."""
-    lines = ["[bridge]", *(f"{k} = {_toml(v)}" for k, v in bridge.items()), ""]
-    for name, box in boxes.items():
-        table = {"platform": box.platform, **box.account_config(), **accounts.get(name, {})}
-        lines += [f"[accounts.{name}]", *(f"{k} = {_toml(v)}" for k, v in table.items()), ""]
-    lines += ["[[communities]]", 'name = "kmers"', 'hashtag = "kmers"',
-              "author_rate_per_minute = 100000", "duplicate_window = 0", ""]
-    for name, box in boxes.items():
-        table = {**box.channel_config(), **channels.get(name, {})}
-        lines += ["[[communities.channels]]", f"account = {_toml(name)}",
-                  *(f"{k} = {_toml(v)}" for k, v in table.items()), ""]
-    path.write_text("\n".join(lines))
-    path.chmod(0o600)
-
-
-def start_bridge(fs: SmallFs, cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*fs.prefix, sys.executable, "-m", "bridge.cli", "run", "-c",
-                             str(cfg)],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-
-async def start_boxes(tmp: Path) -> dict[str, PlatformSandbox]:
-    """The sandbox network plus every platform installed here (the platforms'
-    own state lives under *tmp*, not on the small filesystem)."""
-    reg = load_factories()
-    lobby: Any = reg.factories["sandbox"].sandbox(str(tmp / "networks"))
-    lobby.network = "lobby"
-    boxes: dict[str, PlatformSandbox] = {"lobby": lobby}
-    for name in sorted(ALL):
-        box = reg.factories[name].sandbox(str(tmp / name))
-        if box is not None:
-            boxes[name] = box
-    for box in boxes.values():
-        await box.start()
-    return boxes
 
 
 _QUERY = """
@@ -140,18 +91,30 @@ async def query(fs: SmallFs, db: Path, sql: str) -> list[list[Any]]:
     return rows
 
 
-async def wait_connected(fs: SmallFs, db: Path, accounts: set[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    up: set[str] = set()
-    while up != accounts:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"adapters not connected: {accounts - up}")
-        await asyncio.sleep(0.5)
-        try:
-            rows = await query(fs, db, "SELECT account, state FROM health")
-        except sqlite3.Error:
-            continue
-        up = {a for a, state in rows if state == "connected"}
+async def _wind_up(proc: subprocess.Popen[bytes], fs: SmallFs, tmp_path: Path,
+                   talk: Conversation, boxes: dict[str, PlatformSandbox]
+                   ) -> tuple[int, dict[str, list[SandboxMessage]]]:
+    """Stop the bridge and the platforms; what the platforms show at the end."""
+    rc = await _stop(proc)
+    _keep(fs, tmp_path)
+    snapshot = await talk.snapshot()
+    for box in boxes.values():
+        await box.stop()
+    return rc, snapshot
+
+
+async def _assert_all_relayed(rc: int, talk: Conversation,
+                              snapshot: dict[str, list[SandboxMessage]], fs: SmallFs, db: Path,
+                              log: Path) -> None:
+    """A clean stop, every copy exactly once on the platforms, an empty outbox."""
+    assert rc == 0
+    problems = talk.problems(snapshot)
+    if problems:
+        tail = (await asyncio.to_thread(log.read_text, errors="replace"))[-4000:]
+        raise AssertionError("\n".join(problems[:30]) + "\n--- log tail:\n" + tail)
+    pending, dead = await _outbox(fs, db)
+    assert pending == [], f"outbox not empty: {pending[:10]}"
+    assert all(reason for _c, _o, reason in dead), dead
 
 
 def copies_by_mark(msgs: list[SandboxMessage]) -> dict[int, list[SandboxMessage]]:
@@ -343,18 +306,17 @@ async def _stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
 
 async def _setup(tmp_path: Path, fs: SmallFs, *, web_port: int | None = None
                  ) -> tuple[dict[str, PlatformSandbox], Path, Path, Path]:
-    boxes = await start_boxes(tmp_path)
+    boxes = await start_boxes(tmp_path, ALL)
     cfg = tmp_path / "bridge.toml"
     data = fs.inner / "data"
     accounts = {"twitter": {"max_posts_per_day": 100000, "max_usd_per_day": 100000.0,
                             "max_usd_per_month": 100000.0}}
     # X deletions are found by looking relayed posts up again: after seconds here.
     channels: dict[str, dict[str, Any]] = {"twitter": {"recheck_after_hours": 0.002}}
-    bridge: dict[str, Any] = {"data_dir": str(data), "log_level": "info",
-                              "retry_max_seconds": 5.0}
+    bridge: dict[str, Any] = {"log_level": "info", "retry_max_seconds": 5.0}
     if web_port is not None:
         bridge["web"] = {"listen": f"127.0.0.1:{web_port}"}
-    write_config(cfg, boxes, bridge, accounts, channels)
+    write_config(cfg, boxes, data, accounts, channels, bridge_options=bridge)
     return boxes, cfg, data, tmp_path / "bridge.log"
 
 
@@ -375,9 +337,9 @@ async def test_disk_fills_mid_burst_then_is_freed(tmp_path: Path, fs: SmallFs) -
     db = data / "hashbridge.sqlite"
     talk = Conversation(boxes, seed=8)
     ballast = Ballast(fs.path)
-    proc = start_bridge(fs, cfg, log)
+    proc = start_bridge(cfg, log, fs.prefix)
     try:
-        await wait_connected(fs, db, set(boxes), 90)
+        await wait_connected(db, set(boxes), 90, read=functools.partial(query, fs))
         for _ in range(12):  # a burst ...
             await talk.say()
             await asyncio.sleep(0.05)
@@ -423,18 +385,8 @@ async def test_disk_fills_mid_burst_then_is_freed(tmp_path: Path, fs: SmallFs) -
         assert proc.poll() is None, "the bridge did not keep running"
     finally:
         ballast.free()
-        rc = await _stop(proc)
-        _keep(fs, tmp_path)
-        snapshot = await talk.snapshot()
-        for box in boxes.values():
-            await box.stop()
-    assert rc == 0
-    problems = talk.problems(snapshot)
-    assert not problems, "\n".join(problems[:30]) + "\n--- log tail:\n" + \
-        log.read_text(errors="replace")[-4000:]
-    pending, dead = await _outbox(fs, db)
-    assert pending == [], f"outbox not empty: {pending[:10]}"
-    assert all(reason for _c, _o, reason in dead), dead
+        rc, snapshot = await _wind_up(proc, fs, tmp_path, talk, boxes)
+    await _assert_all_relayed(rc, talk, snapshot, fs, db, log)
     full = _log_lines(log, FULL_LINE)
     assert len(full) == 1, full  # one clear line, not a storm
     assert f"{FULL_LINE} {data}: no space left on device" in full[0]
@@ -447,9 +399,9 @@ async def test_start_on_a_full_disk_is_refused_then_catches_up(
     db = data / "hashbridge.sqlite"
     talk = Conversation(boxes, seed=9)
     ballast = Ballast(fs.path)
-    proc = start_bridge(fs, cfg, log)
+    proc = start_bridge(cfg, log, fs.prefix)
     try:
-        await wait_connected(fs, db, set(boxes), 90)
+        await wait_connected(db, set(boxes), 90, read=functools.partial(query, fs))
         for _ in range(10):
             await talk.say()
         await talk.wait_complete(120)
@@ -470,23 +422,13 @@ async def test_start_on_a_full_disk_is_refused_then_catches_up(
         rc, status, err = await _status(fs, cfg)  # status still answers, and says why
         assert rc == 0 and status["storage"]["state"] == "full", (rc, status, err)
         ballast.free()
-        proc = start_bridge(fs, cfg, log)
+        proc = start_bridge(cfg, log, fs.prefix)
         await talk.wait_complete(300)
         await asyncio.sleep(3.0)
     finally:
         ballast.free()
-        rc = await _stop(proc)
-        _keep(fs, tmp_path)
-        snapshot = await talk.snapshot()
-        for box in boxes.values():
-            await box.stop()
-    assert rc == 0
-    problems = talk.problems(snapshot)
-    assert not problems, "\n".join(problems[:30]) + "\n--- log tail:\n" + \
-        log.read_text(errors="replace")[-4000:]
-    pending, dead = await _outbox(fs, db)
-    assert pending == [], f"outbox not empty: {pending[:10]}"
-    assert all(reason for _c, _o, reason in dead), dead
+        rc, snapshot = await _wind_up(proc, fs, tmp_path, talk, boxes)
+    await _assert_all_relayed(rc, talk, snapshot, fs, db, log)
 
 
 async def test_stopped_while_full_then_restarted_loses_and_doubles_nothing(
@@ -495,9 +437,9 @@ async def test_stopped_while_full_then_restarted_loses_and_doubles_nothing(
     db = data / "hashbridge.sqlite"
     talk = Conversation(boxes, seed=10)
     ballast = Ballast(fs.path)
-    proc = start_bridge(fs, cfg, log)
+    proc = start_bridge(cfg, log, fs.prefix)
     try:
-        await wait_connected(fs, db, set(boxes), 90)
+        await wait_connected(db, set(boxes), 90, read=functools.partial(query, fs))
         for _ in range(10):
             await talk.say()
             await asyncio.sleep(0.05)
@@ -511,22 +453,12 @@ async def test_stopped_while_full_then_restarted_loses_and_doubles_nothing(
         assert await _stop(proc, timeout=30) == 0  # stopping must not wait for space
         assert time.monotonic() - started < 30
         ballast.free()
-        proc = start_bridge(fs, cfg, log)
+        proc = start_bridge(cfg, log, fs.prefix)
         for _ in range(5):
             await talk.say()
         await talk.wait_complete(300)
         await asyncio.sleep(3.0)
     finally:
         ballast.free()
-        rc = await _stop(proc)
-        _keep(fs, tmp_path)
-        snapshot = await talk.snapshot()
-        for box in boxes.values():
-            await box.stop()
-    assert rc == 0
-    problems = talk.problems(snapshot)
-    assert not problems, "\n".join(problems[:30]) + "\n--- log tail:\n" + \
-        log.read_text(errors="replace")[-4000:]
-    pending, dead = await _outbox(fs, db)
-    assert pending == [], f"outbox not empty: {pending[:10]}"
-    assert all(reason for _c, _o, reason in dead), dead
+        rc, snapshot = await _wind_up(proc, fs, tmp_path, talk, boxes)
+    await _assert_all_relayed(rc, talk, snapshot, fs, db, log)

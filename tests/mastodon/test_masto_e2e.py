@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +13,14 @@ import pytest
 
 from adapters.mastodon.sandbox import MastodonSandbox
 from adapters.sandbox import SandboxPlatform
-from bridge.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            got = await check()
-            if got:
-                return got
-            await asyncio.sleep(0.1)
+from bridge.harness import (
+    ChannelDef,
+    build_config,
+    eventually,
+    quiescent,
+    running,
+    sandbox_channels,
+)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import secrets
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +29,7 @@ from adapters.matrix.testserver import (
     synapse_python,
 )
 from bridge.adapter import ChannelSpec, Rendered, SendCreate, SendDelete, SendEdit
+from bridge.harness import eventually as eventually  # for the Matrix tests
 from bridge.model import Author, ChannelKey, NativeId, Post, new_delivery_id, new_post_id
 from bridge.testing import FakeContext
 from bridge.textconv import from_plain, to_html, to_markdown, to_plain
@@ -266,13 +266,3 @@ async def room_events(hs: Hs, room_id: str, token: str,
         if not data.get("chunk") or not data.get("end") or data.get("end") == frm:
             return out
         frm = data["end"]
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    """Poll *check* until it returns something truthy; return that."""
-    async with asyncio.timeout(timeout):
-        while True:
-            got = await check()
-            if got:
-                return got
-            await asyncio.sleep(0.1)

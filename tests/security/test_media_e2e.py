@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from adapters.mastodon.sandbox import MastodonSandbox
 from adapters.twitter.emustate import Media
 from adapters.twitter.sandbox import TwitterSandbox
 from bridge import netguard
-from bridge.harness import ChannelDef, build_config, quiescent, running
+from bridge.harness import ChannelDef, build_config, eventually, quiescent, running
 
 PNG_A = b"\x89PNG\r\n\x1a\n" + b"A" * 3000        # served by the origin platform itself
 PNG_B = b"\x89PNG\r\n\x1a\n" + b"B" * 5000        # served by its media host (CDN)
@@ -139,15 +139,6 @@ async def x(tmp_path: Path) -> AsyncIterator[TwitterSandbox]:
     await box.start()
     yield box
     await box.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            got = await check()
-            if got:
-                return got
-            await asyncio.sleep(0.1)
 
 
 async def reading(bridge: Any, account: str, prefix: str) -> None:

@@ -13,16 +13,14 @@ import pytest
 
 from adapters.sandbox import SandboxPlatform
 from adapters.twitter.sandbox import TwitterSandbox
-from bridge.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            got = await check()
-            if got:
-                return got
-            await asyncio.sleep(0.1)
+from bridge.harness import (
+    ChannelDef,
+    build_config,
+    eventually,
+    quiescent,
+    running,
+    sandbox_channels,
+)
 
 
 @pytest.fixture

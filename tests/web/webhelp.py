@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adapters.sandbox import SandboxPlatform
 from bridge.harness import build_config, quiescent, running, sandbox_channels
+from bridge.harness import eventually as eventually  # for the web tests
 from bridge.runtime import Bridge
 from bridge.web import serve_web
 
@@ -89,18 +89,6 @@ async def stop_web(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0,
-                     what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def chromium_missing() -> str:
