@@ -75,9 +75,9 @@ class AuthorRate:
 
 
 def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRate,
-                 plain: str | None = None) -> Verdict:
+                 plain: str) -> Verdict:
     """Run the policy handlers in order; the first refusal wins.  *plain*: the
-    text's plain rendering when the caller has it."""
+    text's plain rendering."""
     a = ev.author
     if not ev.public:
         return Verdict(False, "not public")
@@ -101,7 +101,7 @@ def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRat
         return Verdict(False, f"author over {community.author_rate_per_minute} posts/minute")
     # Any character but spaces and quote marks in the plain text is some text; else
     # walk the tree (an empty quote renders as ">" yet says nothing).
-    has_text = plain is not None and bool(plain.replace(">", "").strip())
+    has_text = bool(plain.replace(">", "").strip())
     if not ev.attachments and not has_text and not any(True for _ in iter_text(ev.text)):
         return Verdict(False, "empty post")
     return ACCEPT

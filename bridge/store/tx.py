@@ -268,19 +268,12 @@ class Tx:
             " ORDER BY seq DESC LIMIT 1", (post_id, channel)).fetchone()
         return r[0] if r else None
 
-    def record_part(self, d: DeliveryRow, part: int, native_id: str, *, subject: str,
-                    permalink: str, extra_ids: Iterable[str] = ()) -> None:
-        self.add_native(d.channel, native_id, d.post_id, "copy", part=part, subject=subject,
-                        permalink=permalink)
-        for extra in extra_ids:
-            self.add_native(d.channel, extra, d.post_id, "alias", part=part)
-        self.c.execute("UPDATE deliveries SET parts_done=? WHERE id=?", (part + 1, d.id))
-
     def record_sent(self, d: DeliveryRow, part: int, native_id: str | None, *,
                     subject: str = "", permalink: str = "", extra_ids: Iterable[str] = (),
                     final: bool) -> None:
-        """One part sent (:meth:`record_part`) and, when *final*, the delivery
-        done, in one statement on the outbox row."""
+        """Part *part* of a delivery sent: its copy's id (and the platform's
+        other ids for it) in the map, the outbox row's progress and, when
+        *final*, the delivery done, in one statement on the row."""
         if native_id is not None:
             self.add_native(d.channel, native_id, d.post_id, "copy", part=part, subject=subject,
                             permalink=permalink)
