@@ -31,26 +31,40 @@ STATIC = {"style.css": "text/css", "live.js": "text/javascript"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+async def security_headers(request: web.Request, resp: web.StreamResponse) -> None:
+    """On every response, just before its headers are sent.
+
+    A signal, not a middleware: a streamed response (an export, the live
+    stream) sends its headers in ``prepare()``, inside the handler, before a
+    middleware would see it.  A handler's own value (none today) wins.
+    """
+    for name, value in SECURITY_HEADERS.items():
+        resp.headers.setdefault(name, value)
+
+
 @web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_text(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An error without a body gets its status line as text (never an empty page)."""
     try:
-        resp = await handler(request)
+        return await handler(request)
     except web.HTTPException as e:
-        resp = e
         if e.status >= 400 and not e.text:
             e.text = f"{e.status} {e.reason}"
-    resp.headers.setdefault("Content-Security-Policy", CSP)
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("Referrer-Policy", "no-referrer")
-    resp.headers.setdefault("X-Frame-Options", "DENY")
-    if isinstance(resp, web.HTTPException):
-        raise resp
-    return resp
+        raise
 
 
 def make_app(bridge: Any) -> web.Application:
     site = Site(bridge)
-    app = web.Application(middlewares=[security_headers])
+    app = web.Application(middlewares=[error_text])
+    app.on_response_prepare.append(security_headers)
     app[SITE] = site
     app.cleanup_ctx.append(_live_pump)
     r = app.router

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -25,28 +26,49 @@ def _base(request: web.Request) -> str:
     return site_of(request).public_url or f"{request.scheme}://{request.host}"
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""What XML 1.0 forbids even escaped (``&#1;`` is not well-formed either): C0
+controls but tab/LF/CR, lone surrogates, U+FFFE and U+FFFF."""
+
+
+def xml_text(value: str) -> str:
+    """*value* without the characters XML 1.0 cannot carry at all."""
+    return _NOT_XML.sub("", value)
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    """A child element whose text and attributes are all passed through
+    :func:`xml_text`: every value in a feed comes from somewhere (a post, a
+    display name, the config) that may hold characters XML cannot."""
+    e = ET.SubElement(parent, f"{{{ATOM}}}{tag}", {k: xml_text(v) for k, v in attrs.items()})
+    if text is not None:
+        e.text = xml_text(text)
+    return e
+
+
 def atom(title: str, feed_url: str, page_url: str, feed_id: str,
          entries: list[tuple[Any, str]]) -> bytes:
-    """An Atom document; *entries* are (post, network).  ElementTree escapes."""
+    """An Atom document; *entries* are (post, network).  ElementTree escapes;
+    :func:`xml_text` drops what cannot be escaped."""
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
-    ET.SubElement(feed, f"{{{ATOM}}}title").text = title
-    ET.SubElement(feed, f"{{{ATOM}}}id").text = feed_id
-    ET.SubElement(feed, f"{{{ATOM}}}link", rel="self", href=feed_url)
-    ET.SubElement(feed, f"{{{ATOM}}}link", rel="alternate", href=page_url)
+    _sub(feed, "title", title)
+    _sub(feed, "id", feed_id)
+    _sub(feed, "link", rel="self", href=feed_url)
+    _sub(feed, "link", rel="alternate", href=page_url)
     updated = max((p.created_at for p, _ in entries), default=datetime.now(UTC))
-    ET.SubElement(feed, f"{{{ATOM}}}updated").text = iso(updated)
+    _sub(feed, "updated", iso(updated))
     for post, network in reversed(entries):
-        e = ET.SubElement(feed, f"{{{ATOM}}}entry")
+        e = _sub(feed, "entry")
         who = author_name(post.author)
-        ET.SubElement(e, f"{{{ATOM}}}title").text = f"{who} on {network}"
-        ET.SubElement(e, f"{{{ATOM}}}id").text = f"urn:hashbridge:post:{post.id}"
-        ET.SubElement(e, f"{{{ATOM}}}updated").text = iso(post.created_at)
-        ET.SubElement(e, f"{{{ATOM}}}published").text = iso(post.created_at)
-        a = ET.SubElement(e, f"{{{ATOM}}}author")
-        ET.SubElement(a, f"{{{ATOM}}}name").text = who
-        ET.SubElement(e, f"{{{ATOM}}}link", rel="alternate", href=f"{page_url}#p-{post.id}")
-        ET.SubElement(e, f"{{{ATOM}}}content", type="html").text = post_html(post)
+        _sub(e, "title", f"{who} on {network}")
+        _sub(e, "id", f"urn:hashbridge:post:{post.id}")
+        _sub(e, "updated", iso(post.created_at))
+        _sub(e, "published", iso(post.created_at))
+        a = _sub(e, "author")
+        _sub(a, "name", who)
+        _sub(e, "link", rel="alternate", href=f"{page_url}#p-{post.id}")
+        _sub(e, "content", post_html(post), type="html")
     body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=False)
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + body
 
@@ -86,6 +108,15 @@ async def event_feed(request: web.Request) -> web.StreamResponse:
                                sorted(entries, key=lambda e: (e[0].created_at, e[0].id))))
 
 
+_NOT_ICAL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+
+
+def ical_text(value: str) -> str:
+    """*value* as an iCalendar TEXT may hold it: RFC 5545 forbids control
+    characters but tab (a line break is escaped by icalendar)."""
+    return _NOT_ICAL.sub("", value)
+
+
 def calendar(community: str, hashtag: str, events: list[ChatEventConfig], page_url: str,
              now: datetime) -> bytes:
     """The schedule as iCalendar: one recurring VEVENT per chat event."""
@@ -94,7 +125,7 @@ def calendar(community: str, hashtag: str, events: list[ChatEventConfig], page_u
     cal = icalendar.Calendar()
     cal.add("prodid", "-//hashbridge//chat events//EN")
     cal.add("version", "2.0")
-    cal.add("x-wr-calname", f"#{hashtag} chats")
+    cal.add("x-wr-calname", ical_text(f"#{hashtag} chats"))
     for ev in events:
         first = occurrences(ev, now - timedelta(days=366 * 3), now + timedelta(days=400))
         if not first:
@@ -102,9 +133,9 @@ def calendar(community: str, hashtag: str, events: list[ChatEventConfig], page_u
         start = first[0].start.astimezone(ev.zone)
         vevent = icalendar.Event()
         vevent.add("uid", f"{ev.id}.{community}@hashbridge")
-        vevent.add("summary", ev.title)
-        vevent.add("description", (ev.description + "\n\n" if ev.description else "")
-                   + f"Follow live: {page_url}")
+        vevent.add("summary", ical_text(ev.title))
+        vevent.add("description", ical_text(
+            (ev.description + "\n\n" if ev.description else "") + f"Follow live: {page_url}"))
         vevent.add("url", page_url)
         vevent.add("dtstart", start)
         vevent.add("duration", ev.duration)
