@@ -51,6 +51,45 @@ class WebSettings(StrictModel):
     """How the web view is reached from outside (links in announcements)."""
     admin_token: str = ""
     """Token for the admin page; empty disables it."""
+    # Limits a stranger cannot exhaust (docs/operations.md, "Web view limits").
+    max_connections: int = Field(1000, ge=16, le=100_000)
+    """Open connections at most; at the cap the one idle longest is closed."""
+    header_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    """A connection that has not sent a whole request head by then is closed."""
+    body_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    """A request body (the admin forms) not received by then: 408."""
+    send_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    """A client that takes no data for this long (export, live stream) is dropped."""
+    max_live_streams: int = Field(500, ge=1)
+    """Live-page subscribers at once (each holds a connection); more get 503."""
+    max_live_streams_per_client: int = Field(20, ge=1)
+    max_exports: int = Field(2, ge=1, le=64)
+    """Exports built at once (each reads the whole archive)."""
+    max_exports_per_client: int = Field(1, ge=1)
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses of reverse proxies whose X-Forwarded-For names the client."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for a in v:
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address or network "
+                                 "(e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+        return v
+
+    @field_validator("max_live_streams")
+    @classmethod
+    def _below_connections(cls, v: int, info: Any) -> int:
+        cap = info.data.get("max_connections", 1000)
+        if v >= cap:
+            raise ValueError(f"must be below max_connections ({cap}): live streams "
+                             "would leave no connection for the pages and /healthz")
+        return v
 
 
 class BridgeSettings(StrictModel):

@@ -30,24 +30,30 @@ async def serve_web(bridge: Any) -> None:
     from aiohttp import web
 
     from bridge.chatevents import run_announcements
+    from bridge.config import WebSettings
     from bridge.web.app import make_app
+    from bridge.web.guard import POOL, GuardedSite, Pool, fit_to_open_files, quiet_logs
     from bridge.web.site import SITE
 
     settings = bridge.config.bridge.web
-    listen = settings.listen if settings is not None else "127.0.0.1:8080"
-    host, port = _split_listen(listen)
+    limits = settings if settings is not None else WebSettings()
+    host, port = _split_listen(limits.listen)
+    pool = Pool(fit_to_open_files(limits.max_connections), limits.header_timeout_seconds)
     app = make_app(bridge)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    app[POOL] = pool
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0,
+                           keepalive_timeout=max(75.0, limits.header_timeout_seconds))
     await runner.setup()
+    unquiet = quiet_logs()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = GuardedSite(runner, host, port, pool)
         try:
             await site.start()
         except OSError as e:
             if e.errno != errno.EADDRINUSE or host not in ("127.0.0.1", "localhost", "::1"):
                 raise
             log.warning("%s:%d is in use; serving on a free port instead", host, port)
-            site = web.TCPSite(runner, host, 0)
+            site = GuardedSite(runner, host, 0, pool)
             await site.start()
         addresses = runner.addresses
         actual = addresses[-1][1] if addresses else port
@@ -64,3 +70,4 @@ async def serve_web(bridge: Any) -> None:
     finally:
         with contextlib.suppress(Exception):
             await runner.cleanup()
+        unquiet()

@@ -15,10 +15,10 @@ from aiohttp import web
 
 from bridge.chatevents import Occurrence, Transcript, upcoming
 from bridge.model import Post
-from bridge.web import admin, feeds
+from bridge.web import admin, feeds, guard
 from bridge.web.live import pump
 from bridge.web.present import card, mask_emails
-from bridge.web.site import SITE, Site, community_or_404, now_utc, site_of
+from bridge.web.site import SITE, Busy, Site, community_or_404, now_utc, site_of
 
 log = logging.getLogger("hashbridge.web")
 
@@ -63,7 +63,8 @@ async def error_text(request: web.Request, handler: Handler) -> web.StreamRespon
 
 def make_app(bridge: Any) -> web.Application:
     site = Site(bridge)
-    app = web.Application(middlewares=[error_text])
+    app = web.Application(middlewares=[error_text, guard.middleware])
+    app[guard.BODY_TIMEOUT] = site.limits.body_timeout_seconds
     app.on_response_prepare.append(security_headers)
     app[SITE] = site
     app.cleanup_ctx.append(_live_pump)
@@ -164,6 +165,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
     site = site_of(request)
     comm = community_or_404(request)
     network = request.query.get("network", "")
+    limits = site.limits
+    try:
+        async with site.streams.take(site.client(request), patience=2.0):
+            return await _stream(request, site, comm.name, network)
+    except Busy as e:
+        raise feeds.busy_answer(e, "live streams", limits.max_live_streams_per_client) \
+            from None
+
+
+async def _stream(request: web.Request, site: Site, community: str,
+                  network: str) -> web.StreamResponse:
     log_ = site.changelog
     resume = request.headers.get("Last-Event-ID") or request.query.get("since")
     seq = log_.parse(resume)
@@ -171,19 +183,24 @@ async def stream(request: web.Request) -> web.StreamResponse:
         "Content-Type": "text/event-stream", "Cache-Control": "no-store",
         "X-Accel-Buffering": "no"})
     await resp.prepare(request)
-    await resp.write(b"retry: 2000\n\n")
-    boot = log_.boot
-    if seq is None:
-        seq = log_.seq
-        await resp.write(f"id: {log_.last_id}\nevent: reset\ndata: {{}}\n\n".encode())
+
+    async def send(data: bytes) -> None:
+        if not await feeds.send(request, resp, data):
+            raise ConnectionResetError
+
     try:
+        await send(b"retry: 2000\n\n")
+        boot = log_.boot
+        if seq is None:
+            seq = log_.seq
+            await send(f"id: {log_.last_id}\nevent: reset\ndata: {{}}\n\n".encode())
         while True:
             if log_.boot != boot:  # the log restarted under us: the client reloads
                 boot, seq = log_.boot, log_.seq
-                await resp.write(f"id: {log_.last_id}\nevent: reset\ndata: {{}}\n\n".encode())
+                await send(f"id: {log_.last_id}\nevent: reset\ndata: {{}}\n\n".encode())
             for e in log_.after(seq):
                 seq = e.seq
-                if e.community != comm.name:
+                if e.community != community:
                     continue
                 if network and e.network and e.network != network:
                     continue
@@ -191,11 +208,18 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 # to know the post is gone.
                 data = e.payload if e.payload is not None else json.dumps(
                     {"kind": "deleted", "id": e.post_id})
-                await resp.write(f"id: {log_.boot}:{e.seq}\ndata: {data}\n\n".encode())
+                await send(f"id: {log_.boot}:{e.seq}\ndata: {data}\n\n".encode())
             before = log_.seq
-            await log_.wait_beyond(seq, HEARTBEAT)
+            waited = 0.0
+            # In short steps: a client that has gone frees its slot within a
+            # second, not at the next heartbeat's failed write.
+            while log_.seq == before and log_.boot == boot and waited < HEARTBEAT:
+                if request.transport is None or request.transport.is_closing():
+                    return resp
+                await log_.wait_beyond(seq, 1.0)
+                waited += 1.0
             if log_.seq == before:
-                await resp.write(b": keep-alive\n\n")
+                await send(b": keep-alive\n\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     return resp

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -17,7 +18,9 @@ from aiohttp import web
 from bridge.chatevents import ChatEventConfig, occurrences
 from bridge.store import archive
 from bridge.web.present import author_name, iso, post_html
-from bridge.web.site import community_or_404, site_of
+from bridge.web.site import Busy, community_or_404, site_of
+
+log = logging.getLogger("hashbridge.web")
 
 ATOM = "http://www.w3.org/2005/Atom"
 
@@ -164,50 +167,93 @@ async def ical(request: web.Request) -> web.StreamResponse:
 CHUNK = 256 * 1024
 
 
+def busy_answer(e: Busy, what: str, per_client: int) -> web.HTTPException:
+    """429 when this client holds its own share already, 503 when all are taken."""
+    if e.per_client:
+        return web.HTTPTooManyRequests(
+            text=f"429 you already have {per_client} {what} open; finish or close "
+                 f"{'it' if per_client == 1 else 'one'} first", headers={"Retry-After": "30"})
+    return web.HTTPServiceUnavailable(text=f"503 too many {what} at once; try again in a "
+                                           "minute", headers={"Retry-After": "30"})
+
+
+async def send(request: web.Request, resp: web.StreamResponse, data: bytes) -> bool:
+    """Write *data*; False when the client is gone, or took none of it for
+    ``send_timeout_seconds`` and was dropped: one that never reads must not
+    hold its slot (and our temporary file) for ever."""
+    timeout = site_of(request).limits.send_timeout_seconds
+    try:
+        async with asyncio.timeout(timeout):
+            await resp.write(data)
+        return True
+    except ConnectionError:
+        return False
+    except TimeoutError:
+        log.info("dropped a client of %s that read nothing for %.0f s",
+                 request.path, timeout)
+        if request.transport is not None:
+            request.transport.abort()
+        return False
+
+
 async def export(request: web.Request) -> web.StreamResponse:
     """``/c/NAME/export.{jsonl,mbox,md,zip}[?event=ID[/OCCURRENCE]]``, streamed from
-    a temporary file that is removed afterwards."""
-    from bridge import export as exporter
+    a temporary file that is removed afterwards.
 
+    Building an export holds one of ``max_exports`` slots; a client has at
+    most ``max_exports_per_client`` exports in progress (built or being sent);
+    sending holds no global slot and is bounded by ``send_timeout_seconds``.
+    """
     site = site_of(request)
     comm = community_or_404(request)
     ext = request.match_info["fmt"]
     fmt = {"jsonl": "jsonl", "mbox": "mbox", "md": "markdown", "zip": "html"}.get(ext)
     if fmt is None:
         raise web.HTTPNotFound(text="formats: export.jsonl, export.mbox, export.md, export.zip")
+    limits = site.limits
+    try:
+        async with site.downloads.take(site.client(request), patience=1.0):
+            return await _export(request, comm.name, ext, fmt)
+    except Busy as e:
+        raise busy_answer(e, "exports", limits.max_exports_per_client) from None
+
+
+async def _export(request: web.Request, community: str, ext: str,
+                  fmt: str) -> web.StreamResponse:
+    from bridge import export as exporter
+
+    site = site_of(request)
     event = request.query.get("event") or None
-    if site.exports.locked():
-        raise web.HTTPServiceUnavailable(text="exports are busy; try again in a minute",
-                                         headers={"Retry-After": "30"})
-    async with site.exports:
-        tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="hashbridge-export-")
-        try:
-            out = os.path.join(tmp, f"{comm.name}.{ext}")
+    tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="hashbridge-export-")
+    try:
+        out = os.path.join(tmp, f"{community}.{ext}")
+        async with site.exports.take(str(id(request))):  # building: the costly part
             try:
-                await exporter.export(site.bridge.store, site.config, comm.name, fmt, out,
+                await exporter.export(site.bridge.store, site.config, community, fmt, out,
                                       event=event, now=datetime.now(UTC))
             except exporter.ExportError as e:
                 raise web.HTTPBadRequest(text=str(e)) from None
             if fmt == "html":
                 await asyncio.to_thread(exporter.zip_dir, out, out + ".zip")
                 out += ".zip"
-            types = {"jsonl": "application/x-ndjson", "mbox": "application/mbox",
-                     "markdown": "text/markdown; charset=utf-8", "html": "application/zip"}
-            name = f"{comm.name}{'-' + event.replace('/', '-') if event else ''}.{ext}"
-            resp = web.StreamResponse(headers={
-                "Content-Type": types[fmt],
-                "Content-Disposition": f'attachment; filename="{_safe_name(name)}"'})
-            await resp.prepare(request)
-            f = await asyncio.to_thread(open, out, "rb")
-            try:
-                while chunk := await asyncio.to_thread(f.read, CHUNK):
-                    await resp.write(chunk)
-            finally:
-                await asyncio.to_thread(f.close)
-            await resp.write_eof()
-            return resp
+        types = {"jsonl": "application/x-ndjson", "mbox": "application/mbox",
+                 "markdown": "text/markdown; charset=utf-8", "html": "application/zip"}
+        name = f"{community}{'-' + event.replace('/', '-') if event else ''}.{ext}"
+        resp = web.StreamResponse(headers={
+            "Content-Type": types[fmt],
+            "Content-Disposition": f'attachment; filename="{_safe_name(name)}"'})
+        await resp.prepare(request)
+        f = await asyncio.to_thread(open, out, "rb")
+        try:
+            while chunk := await asyncio.to_thread(f.read, CHUNK):
+                if not await send(request, resp, chunk):
+                    return resp  # the connection is closed: nothing more to say
         finally:
-            await asyncio.to_thread(shutil.rmtree, tmp, True)
+            await asyncio.to_thread(f.close)
+        await resp.write_eof()
+        return resp
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
 
 
 def _safe_name(name: str) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +20,7 @@ from bridge.chatevents import (
     occurrence_at,
     occurrences,
 )
-from bridge.config import CommunityConfig, Config
+from bridge.config import CommunityConfig, Config, WebSettings
 from bridge.model import Post, PostId
 from bridge.store import archive
 from bridge.web.live import ChangeLog
@@ -41,6 +44,59 @@ def templates() -> jinja2.Environment:
     return env
 
 
+class Busy(Exception):
+    """No slot: *per_client* says whether this client's own share is used up."""
+
+    def __init__(self, per_client: bool) -> None:
+        super().__init__("per client" if per_client else "all taken")
+        self.per_client = per_client
+
+
+class Slots:
+    """At most *total* at once, and at most *per_client* of them for one client."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.held: dict[str, int] = {}
+        self._freed = asyncio.Condition()
+
+    @property
+    def in_use(self) -> int:
+        return sum(self.held.values())
+
+    def _check(self, client: str) -> Busy | None:
+        if self.held.get(client, 0) >= self.per_client:
+            return Busy(per_client=True)
+        if self.in_use >= self.total:
+            return Busy(per_client=False)
+        return None
+
+    @contextlib.asynccontextmanager
+    async def take(self, client: str, patience: float = 0.0) -> AsyncIterator[None]:
+        """Raises :class:`Busy` when no slot frees within *patience* seconds (a
+        client's previous request may still be finishing as it sends the next)."""
+        busy = self._check(client)
+        if busy is not None and patience > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(patience), self._freed:
+                    await self._freed.wait_for(lambda: self._check(client) is None)
+            busy = self._check(client)
+        if busy is not None:
+            raise busy
+        self.held[client] = self.held.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            left = self.held[client] - 1
+            if left:
+                self.held[client] = left
+            else:
+                del self.held[client]
+            async with self._freed:
+                self._freed.notify_all()
+
+
 class Site:
     """What the handlers share: the bridge, the templates, the live change log."""
 
@@ -50,9 +106,37 @@ class Site:
         self.env = templates()
         self.changelog = ChangeLog()
         self.public_url = ""
-        self.exports = asyncio.Semaphore(2)
-        """Exports read the whole archive: a public page must not pile them up."""
         """Base URL for absolute links (feeds, announcements); set by serve_web."""
+        self.limits: WebSettings = self.config.bridge.web or WebSettings()
+        self._proxies = [ipaddress.ip_network(a, strict=False)
+                         for a in self.limits.trusted_proxies]
+        self.exports = Slots(self.limits.max_exports, self.limits.max_exports)
+        """Exports being built read the whole archive: a public page must not pile them up."""
+        self.downloads = Slots(10**9, self.limits.max_exports_per_client)
+        """Exports of one client in progress, built or being sent."""
+        self.streams = Slots(self.limits.max_live_streams,
+                             self.limits.max_live_streams_per_client)
+        """Live-page subscribers: each holds a connection for as long as it reads."""
+
+    def client(self, request: web.BaseRequest) -> str:
+        """The client's address: the peer's, or, when the peer is one of
+        ``trusted_proxies``, the nearest address in X-Forwarded-For that is not."""
+        peer = request.remote or "?"
+        if not self._proxies or not self._trusted(peer):
+            return peer
+        hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", []))
+                .split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._proxies)
 
     # ------------------------------------------------------------ lookups
     def community(self, name: str) -> CommunityConfig | None:

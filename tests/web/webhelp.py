@@ -53,8 +53,9 @@ class Live:
 async def live_bridge(workdir: Path, *, events: list[Mapping[str, Any]] | None = None,
                       admin_token: str = ADMIN_TOKEN,
                       community: Mapping[str, Any] | None = None,
-                      listen: str = "127.0.0.1:0") -> AsyncIterator[Live]:
-    web = {"listen": listen, "admin_token": admin_token}
+                      listen: str = "127.0.0.1:0",
+                      web_options: Mapping[str, Any] | None = None) -> AsyncIterator[Live]:
+    web = {"listen": listen, "admin_token": admin_token, **(web_options or {})}
     opts: dict[str, Any] = {"author_rate_per_minute": 1000, **(community or {})}
     if events:
         opts["events"] = list(events)

@@ -1,0 +1,182 @@
+"""Per-client limits of the web view (issue 12, items 6 and 9).
+
+Against the real server ``hashbridge run`` starts (``serve_web``): clients that
+never read, clients that open live streams without end, a request body that
+never arrives.  Client addresses are told apart through ``trusted_proxies``
+and X-Forwarded-For, as behind a real reverse proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+from webhelp import Live, live_bridge
+
+from bridge.model import Author, ChannelKey, NativeId, Posted
+from bridge.richtext import RichText
+
+LIMITS = {"trusted_proxies": ["127.0.0.1"], "send_timeout_seconds": 4.0,
+          "body_timeout_seconds": 1.0, "max_exports": 2, "max_exports_per_client": 1,
+          "max_live_streams": 3, "max_live_streams_per_client": 2}
+
+
+@contextlib.asynccontextmanager
+async def limited(tmp_path: Path) -> AsyncIterator[Live]:
+    async with live_bridge(tmp_path, web_options=LIMITS) as lv:
+        yield lv
+
+
+class RawClient:
+    """A client on a bare socket with a tiny receive buffer, that reads only
+    what it is told to (a browser tab left open, or an attacker)."""
+
+    def __init__(self, url: str) -> None:
+        u = urlsplit(url)
+        self.addr = (u.hostname or "127.0.0.1", u.port or 80)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.setblocking(False)
+
+    async def request(self, path: str, client: str) -> bytes:
+        """Send GET *path* as *client*; return the response head."""
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(self.sock, self.addr)
+        await loop.sock_sendall(self.sock, (
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\n\r\n").encode())
+        head = b""
+        async with asyncio.timeout(30):
+            while b"\r\n\r\n" not in head:
+                chunk = await loop.sock_recv(self.sock, 1)
+                assert chunk, head
+                head += chunk
+        return head
+
+    async def drain(self, timeout: float) -> tuple[bytes, bool]:
+        """Read until the server closes; (what came, whether it was a reset)."""
+        loop = asyncio.get_running_loop()
+        got = b""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    chunk = await loop.sock_recv(self.sock, 1 << 20)
+                except ConnectionResetError:
+                    return got, True
+                if not chunk:
+                    return got, False
+                got += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _big_archive(live: Live) -> None:
+    """About 10 MB of export: far more than the socket buffers hold."""
+    words = ("lorem ipsum dolor sit amet " * 1200).strip()
+    events = [Posted(channel=ChannelKey("kmers/sb_porch"), native_id=NativeId(f"big-{i}"),
+                     author=Author(platform="sandbox", handle=f"writer{i % 7}"),
+                     text=RichText.plain(f"{i}: {words}")) for i in range(110)]
+    for k in range(0, len(events), 10):
+        await live.bridge.ingest("sb_porch", events[k:k + 10], None)
+    await live.settle(timeout=120)
+
+
+async def _get(s: aiohttp.ClientSession, url: str, client: str) -> tuple[int, bytes, str]:
+    async with s.get(url, headers={"X-Forwarded-For": client}) as r:
+        return r.status, await r.read(), r.headers.get("Retry-After", "")
+
+
+async def test_clients_that_never_read_cannot_hold_the_exports(tmp_path: Path) -> None:
+    async with limited(tmp_path) as live:
+        await _big_archive(live)
+        url = f"{live.url}/c/kmers/export.jsonl"
+        stalled = [RawClient(live.url), RawClient(live.url)]
+        try:
+            # Two clients (two addresses) start an export each and never read it.
+            for i, c in enumerate(stalled):
+                head = await c.request("/c/kmers/export.jsonl", f"203.0.113.{i + 1}")
+                assert head.startswith(b"HTTP/1.1 200"), head
+            async with aiohttp.ClientSession() as s:
+                # The same stalled address asking again: its own share is used up.
+                status, body, retry = await _get(s, url, "203.0.113.1")
+                assert status == 429 and retry and b"already have 1 exports" in body
+                # A third client is served: the stalled ones hold no build slot.
+                status, body, _ = await _get(s, url, "198.51.100.7")
+                assert status == 200 and body.count(b"\n") == 110
+                # After send_timeout_seconds without reading, the stalled clients
+                # are dropped: what they get is cut short, not the whole export ...
+                await asyncio.sleep(LIMITS["send_timeout_seconds"] + 1.0)  # type: ignore[operator]
+                for c in stalled:
+                    got, _reset = await c.drain(timeout=30)
+                    assert not got.endswith(b"0\r\n\r\n") and len(got) < 8_000_000, len(got)
+                # ... and their address may export again.
+                status, body, _ = await _get(s, url, "203.0.113.1")
+                assert status == 200 and body.count(b"\n") == 110
+        finally:
+            for c in stalled:
+                c.close()
+
+
+async def test_live_streams_are_capped_per_client_and_in_all(tmp_path: Path) -> None:
+    async with limited(tmp_path) as live, aiohttp.ClientSession() as s:
+        url = f"{live.url}/c/kmers/stream"
+        held: list[aiohttp.ClientResponse] = []
+        try:
+            for client in ("203.0.113.1", "203.0.113.1"):
+                r = await s.get(url, headers={"X-Forwarded-For": client})
+                assert r.status == 200
+                held.append(r)
+            # A third from the same address: 429 with a reason and Retry-After.
+            status, body, retry = await _get(s, url, "203.0.113.1")
+            assert status == 429 and retry == "30" and b"live streams" in body
+            r = await s.get(url, headers={"X-Forwarded-For": "203.0.113.2"})
+            assert r.status == 200
+            held.append(r)
+            # All three taken: the next client gets a clear 503 ...
+            status, body, retry = await _get(s, url, "198.51.100.9")
+            assert status == 503 and retry and b"too many live streams" in body
+            # ... while the pages and /healthz still answer.
+            async with s.get(f"{live.url}/healthz") as h:
+                assert h.status == 200
+            async with s.get(f"{live.url}/c/kmers") as p:
+                assert p.status == 200
+            # A client that goes away frees its slot (within a second or two).
+            held.pop().close()
+            deadline = time.monotonic() + 10
+            while True:
+                r = await s.get(url, headers={"X-Forwarded-For": "198.51.100.9"})
+                if r.status == 200:
+                    held.append(r)
+                    break
+                r.close()
+                assert time.monotonic() < deadline, "the closed stream's slot never freed"
+                await asyncio.sleep(0.3)
+        finally:
+            for r in held:
+                r.close()
+
+
+async def test_a_request_body_that_never_arrives_is_answered_408(tmp_path: Path) -> None:
+    async with limited(tmp_path) as live:
+        u = urlsplit(live.url)
+        reader, writer = await asyncio.open_connection(u.hostname, u.port)
+        try:
+            writer.write(b"POST /admin/login HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/x-www-form-urlencoded\r\n"
+                         b"Content-Length: 100\r\n\r\ntoken=abc")
+            await writer.drain()
+            started = time.monotonic()
+            async with asyncio.timeout(20):
+                status = await reader.readline()
+                rest = await reader.read()  # and the connection is closed after it
+            assert status.startswith(b"HTTP/1.1 408"), status
+            assert b"did not arrive in time" in rest
+            assert time.monotonic() - started < 15
+        finally:
+            writer.close()
