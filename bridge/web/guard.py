@@ -16,7 +16,10 @@ traceback per attempt.  This module puts a bound on each of those:
   response) is closed, a slow-loris one as well as a silent one.  While a
   response is still leaving (the write buffer shrinks) it is given more time.
 * **A body timeout** (:func:`middleware`): a request body not received in
-  ``body_timeout_seconds`` is answered 408.
+  ``body_timeout_seconds`` is answered 408; until it is there, the connection
+  still counts as waiting (evictable).  A connection is *busy* only while a
+  handler runs; the handlers that run long (live streams, exports) have caps
+  of their own well below the connection cap.
 * **File descriptors** (:func:`fit_to_open_files`): the process' soft limit
   is raised towards the hard one so the cap fits with room to spare for the
   adapters and the store; if it cannot be, the cap is lowered and that is
@@ -41,9 +44,13 @@ from aiohttp.web_runner import BaseSite
 
 log = logging.getLogger("hashbridge.web")
 
-FD_RESERVE = 256
-"""Descriptors kept free beyond the connection cap: the store, the adapters'
-connections, and connections accepted in one batch before any is closed."""
+BACKLOG = 128
+"""Also how many connections asyncio accepts in one go, before any of them
+reaches :meth:`Guarded.connection_made` and can be turned away."""
+FD_RESERVE = 3 * BACKLOG + 128
+"""Descriptors kept free beyond the connection cap: connections accepted in
+the few loop turns before the cap closes them (a batch a turn, and a closed
+descriptor is released a turn later), the store, the adapters' connections."""
 
 _BUSY_TEXT = b"503 the web view is at its connection limit; try again shortly\n"
 BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -129,6 +136,12 @@ class Guarded(asyncio.Protocol):
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
 
+    def reading_body(self, timeout: float) -> None:
+        """A request head has come and its body is awaited: still evictable (a
+        body sent a byte at a time must not hold a connection the cap needs),
+        on the body clock."""
+        self._arm(timeout)
+
     def start_request(self) -> None:
         self.busy += 1
         self.pool.waiting.pop(self, None)
@@ -211,17 +224,20 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     """Marks the connection busy while its request is handled; bounds the body read."""
     pool = request.app.get(POOL)
     g = pool.of(request) if pool is not None else None
+    if request.body_exists:
+        timeout = request.app.get(BODY_TIMEOUT, 30.0)
+        if g is not None:
+            g.reading_body(timeout + 1.0)  # our 408 first, if the client still reads
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()  # kept by aiohttp for post()/json()
+        except TimeoutError:
+            e = web.HTTPRequestTimeout(text="408 the request body did not arrive in time")
+            e.force_close()
+            raise e from None
     if g is not None:
         g.start_request()
     try:
-        if request.body_exists:
-            try:
-                async with asyncio.timeout(request.app.get(BODY_TIMEOUT, 30.0)):
-                    await request.read()  # kept by aiohttp for post()/json()
-            except TimeoutError:
-                e = web.HTTPRequestTimeout(text="408 the request body did not arrive in time")
-                e.force_close()
-                raise e from None
         return await handler(request)
     finally:
         if g is not None:
@@ -234,7 +250,7 @@ class GuardedSite(BaseSite):
     __slots__ = ("_host", "_pool", "_port")
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, pool: Pool, *,
-                 backlog: int = 512) -> None:
+                 backlog: int = BACKLOG) -> None:
         super().__init__(runner, backlog=backlog)
         self._host = host
         self._port = port
@@ -262,11 +278,12 @@ def fit_to_open_files(cap: int) -> int:
     inf = resource.RLIM_INFINITY
     if soft != inf and soft < want:
         new = want if hard == inf else min(want, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-            soft = new
-        except (ValueError, OSError):
-            pass
+        if new > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+                soft = new
+            except (ValueError, OSError):  # e.g. a seccomp filter answering EPERM
+                pass
     if soft == inf or soft >= want:
         return cap
     fitted = max(16, soft - FD_RESERVE) if soft > FD_RESERVE + 16 else max(4, soft // 2)
@@ -304,6 +321,11 @@ class RateLimitFilter(logging.Filter):
             return True
         if slot[1] < self.burst:
             slot[1] += 1
+            if slot[1] == self.burst:
+                left = self.window - (now - slot[0])
+                note = f" [more like this in the next {left:.0f} s are counted, not logged]"
+                record.msg = str(record.msg) + (note.replace("%", "%%") if record.args
+                                                else note)
             return True
         slot[2] += 1
         return False

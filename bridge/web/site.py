@@ -112,8 +112,11 @@ class Site:
                          for a in self.limits.trusted_proxies]
         self.exports = Slots(self.limits.max_exports, self.limits.max_exports)
         """Exports being built read the whole archive: a public page must not pile them up."""
-        self.downloads = Slots(10**9, self.limits.max_exports_per_client)
-        """Exports of one client in progress, built or being sent."""
+        self.downloads = Slots(
+            max(1, (self.limits.max_connections - self.limits.max_live_streams) // 2),
+            self.limits.max_exports_per_client)
+        """Exports in progress, built or being sent: per client, and at most half
+        the connections the live streams leave (the rest serve pages)."""
         self.streams = Slots(self.limits.max_live_streams,
                              self.limits.max_live_streams_per_client)
         """Live-page subscribers: each holds a connection for as long as it reads."""

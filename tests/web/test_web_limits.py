@@ -180,3 +180,115 @@ async def test_a_request_body_that_never_arrives_is_answered_408(tmp_path: Path)
             assert time.monotonic() - started < 15
         finally:
             writer.close()
+
+
+def test_service_unit_gives_the_web_view_its_descriptors() -> None:
+    """The unit's open-files limit holds the default connection cap with its
+    reserve, and since its seccomp filter forbids setrlimit, a filtered call
+    fails with an error the daemon handles rather than killing it."""
+    from bridge.config import WebSettings
+    from bridge.web.guard import FD_RESERVE
+
+    root = Path(__file__).resolve().parents[2]
+    unit = (root / "deploy" / "hashbridge.service").read_text()
+    keys: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            k, _, v = line.partition("=")
+            keys.setdefault(k.strip(), []).append(v.strip())
+    assert int(keys["LimitNOFILE"][-1]) >= WebSettings().max_connections + FD_RESERVE
+    if any("@resources" in v for v in keys.get("SystemCallFilter", [])):
+        assert keys.get("SystemCallErrorNumber") == ["EPERM"]
+
+
+def test_log_filter_keeps_a_few_and_counts_the_rest() -> None:
+    import logging
+
+    from bridge.web.guard import RateLimitFilter
+
+    f = RateLimitFilter(burst=3, window=0.3)
+
+    def rec(msg: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, args, None)
+
+    passed = [r for r in (rec("accept failed\nsocket: %s", i) for i in range(100)) if f.filter(r)]
+    assert len(passed) == 3 and "counted, not logged" in passed[-1].getMessage()
+    assert f.filter(rec("another kind"))  # counted apart
+    time.sleep(0.35)
+    nxt = rec("accept failed\nsocket: %s", 7)
+    assert f.filter(nxt) and "97 more like this suppressed" in nxt.getMessage()
+
+
+async def _silent(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    u = urlsplit(url)
+    return await asyncio.open_connection(u.hostname, u.port)
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(4096):
+                pass
+        return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+async def test_header_timeout_closes_silent_and_slow_loris_connections(tmp_path: Path) -> None:
+    async with live_bridge(tmp_path, web_options={"header_timeout_seconds": 1.0}) as live:
+        silent = await _silent(live.url)
+        loris = await _silent(live.url)
+        loris[1].write(b"GET /c/kmers HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+
+        async def trickle() -> None:
+            for k in range(40):  # a header line every 0.2 s: never a whole head
+                with contextlib.suppress(ConnectionError):
+                    loris[1].write(f"X-{k}: y\r\n".encode())
+                await asyncio.sleep(0.2)
+
+        dripping = asyncio.create_task(trickle())
+        try:
+            assert await _closed_within(silent[0], 6)
+            assert await _closed_within(loris[0], 6)
+            assert time.monotonic() - started < 6
+        finally:
+            dripping.cancel()
+            for _, w in (silent, loris):
+                w.close()
+        # A keep-alive client that asks promptly is not affected.
+        async with aiohttp.ClientSession() as s:
+            for _ in range(3):
+                async with s.get(f"{live.url}/healthz") as r:
+                    assert r.status == 200
+                await asyncio.sleep(0.3)
+
+
+async def test_at_the_cap_the_longest_waiting_connection_makes_room(tmp_path: Path) -> None:
+    opts = {"max_connections": 16, "max_live_streams": 3, "header_timeout_seconds": 60.0,
+            "body_timeout_seconds": 60.0}
+    async with live_bridge(tmp_path, web_options=opts) as live:
+        held = []
+        for i in range(16):  # ones dribbling a request body, then silent ones
+            r, w = await _silent(live.url)
+            if i < 8:
+                w.write(b"POST /admin/login HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n"
+                        b"Content-Type: application/x-www-form-urlencoded\r\n\r\ntok")
+            held.append((r, w))
+            await asyncio.sleep(0.02)
+        try:
+            async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(force_close=True)) as s:
+                for path in ("/healthz", "/c/kmers", "/healthz"):
+                    async with s.get(live.url + path) as r:
+                        assert r.status == 200, path
+            # The first probe made room by closing the oldest waiting connection
+            # (one whose body never comes is waiting, not busy); the later
+            # probes found the room the earlier ones left.
+            closed = [await _closed_within(r, 0.3) for r, _ in held]
+            assert closed == [True] + [False] * 15, closed
+        finally:
+            for _, w in held:
+                w.close()
