@@ -1,11 +1,16 @@
 """The admin page: adapter health, dead deliveries, consent, moderation.
 
 Behind ``[bridge.web] admin_token``.  The browser logs in by posting the token
-once; it gets an HttpOnly, SameSite=Strict cookie holding an HMAC of the token
-(never the token itself).  Scripts may send ``Authorization: Bearer TOKEN``.
-Every state-changing request is a POST that must carry the CSRF field (another
-HMAC of the token) and, when the browser sends one, an ``Origin`` of this site.
-All comparisons are constant-time.
+once; it gets an HttpOnly, SameSite=Strict cookie holding a random session id
+(a new one at every login, never derived from the token).  The server keeps
+the sessions in memory: logging out revokes one, and a restart ends them all.
+Scripts may send ``Authorization: Bearer TOKEN``.  Wrong tokens (by form or
+by header) are throttled per client address: after ``LOGIN_FAILURES`` within
+``LOGIN_WINDOW`` seconds the address gets 429 with Retry-After, and its
+guesses are not even compared.  Every state-changing request is a POST that
+must carry the CSRF field (an HMAC of the token and the session) and, when
+the browser sends one, an ``Origin`` of this site.  All token comparisons
+are constant-time.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
+import secrets
 import time
+from collections import OrderedDict, deque
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +34,89 @@ from bridge.web.site import Site, site_of
 log = logging.getLogger("hashbridge.web.admin")
 
 COOKIE = "hb_admin"
+SESSION_SECONDS = 12 * 3600
+MAX_SESSIONS = 100
+"""Beyond this, a new login ends the oldest session (logins are throttled anyway)."""
+LOGIN_FAILURES = 5
+LOGIN_WINDOW = 15 * 60
+TRACKED_CLIENTS = 10_000
+"""Addresses whose failures are remembered; the oldest are forgotten first."""
+
+
+class Sessions:
+    """Admin sessions, by the SHA-256 of their random id (the id itself is only
+    in the browser's cookie)."""
+
+    def __init__(self) -> None:
+        self._expiry: OrderedDict[str, float] = OrderedDict()
+
+    @staticmethod
+    def _key(session_id: str) -> str:
+        return hashlib.sha256(session_id.encode()).hexdigest()
+
+    def create(self) -> str:
+        session_id = secrets.token_urlsafe(32)
+        self._expiry[self._key(session_id)] = time.monotonic() + SESSION_SECONDS
+        while len(self._expiry) > MAX_SESSIONS:
+            self._expiry.popitem(last=False)
+        return session_id
+
+    def check(self, session_id: str) -> str | None:
+        """The session's key when *session_id* is a live session, else None."""
+        if not session_id:
+            return None
+        key = self._key(session_id)
+        expiry = self._expiry.get(key)
+        if expiry is None:
+            return None
+        if expiry < time.monotonic():
+            del self._expiry[key]
+            return None
+        return key
+
+    def revoke(self, session_id: str) -> bool:
+        return self._expiry.pop(self._key(session_id), None) is not None
+
+
+class LoginThrottle:
+    """Failed token attempts per client address, in a sliding window."""
+
+    def __init__(self, failures: int = LOGIN_FAILURES, window: float = LOGIN_WINDOW) -> None:
+        self.failures = failures
+        self.window = window
+        self._failed: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def wait(self, client: str) -> float:
+        """Seconds until *client* may try again (0: now)."""
+        times = self._failed.get(client)
+        if not times:
+            return 0.0
+        now = time.monotonic()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failed[client]
+            return 0.0
+        return times[0] + self.window - now if len(times) >= self.failures else 0.0
+
+    def failed(self, client: str) -> None:
+        times = self._failed.setdefault(client, deque(maxlen=self.failures))
+        times.append(time.monotonic())
+        self._failed.move_to_end(client)
+        while len(self._failed) > TRACKED_CLIENTS:
+            self._failed.popitem(last=False)
+
+    def succeeded(self, client: str) -> None:
+        self._failed.pop(client, None)
+
+
+class AdminState:
+    def __init__(self) -> None:
+        self.sessions = Sessions()
+        self.throttle = LoginThrottle()
+
+
+ADMIN: web.AppKey[AdminState] = web.AppKey("admin", AdminState)
 
 
 def _mac(token: str, purpose: str) -> str:
@@ -37,16 +128,48 @@ def _token(site: Site) -> str:
     return web_settings.admin_token if web_settings is not None else ""
 
 
-def is_admin(request: web.Request) -> bool:
+def _throttled(request: web.Request) -> web.HTTPTooManyRequests | None:
+    wait = request.app[ADMIN].throttle.wait(site_of(request).client(request))
+    if not wait:
+        return None
+    seconds = math.ceil(wait)
+    return web.HTTPTooManyRequests(
+        text=f"429 too many wrong admin tokens from your address; try again in "
+             f"{seconds} s", headers={"Retry-After": str(seconds), "Cache-Control": "no-store"})
+
+
+def _wrong_token(request: web.Request, how: str) -> None:
+    client = site_of(request).client(request)
+    request.app[ADMIN].throttle.failed(client)
+    log.warning("admin %s refused from %s (wrong token)", how, client)
+
+
+def principal(request: web.Request) -> str | None:
+    """Who is asking: ``"bearer"`` (the token in the Authorization header), a
+    session's key (the cookie), or None.  A wrong bearer token counts as a
+    failed login; a throttled address gets 429 before its token is compared."""
     token = _token(site_of(request))
     if not token:
-        return False
+        return None
     auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), token.encode()):
-        return True
-    cookie = request.cookies.get(COOKIE, "")
-    return bool(cookie) and hmac.compare_digest(cookie.encode(),
-                                                _mac(token, "session:v1").encode())
+    if auth.startswith("Bearer "):
+        refused = _throttled(request)
+        if refused is not None:
+            raise refused
+        if hmac.compare_digest(auth[7:].encode(), token.encode()):
+            return "bearer"
+        _wrong_token(request, "bearer token")
+        return None
+    return request.app[ADMIN].sessions.check(request.cookies.get(COOKIE, ""))
+
+
+def is_admin(request: web.Request) -> bool:
+    return principal(request) is not None
+
+
+def _csrf(token: str, who: str) -> str:
+    """Bound to the session: a field seen in one session is worthless in another."""
+    return _mac(token, "csrf:v1" if who == "bearer" else f"csrf:v2:{who}")
 
 
 def _require_token_configured(request: web.Request) -> str:
@@ -59,7 +182,8 @@ def _require_token_configured(request: web.Request) -> str:
 async def _checked_post(request: web.Request) -> Any:
     """The form of an authorised, same-origin POST with a valid CSRF field."""
     token = _require_token_configured(request)
-    if not is_admin(request):
+    who = principal(request)
+    if who is None:
         raise web.HTTPForbidden(text="log in first")
     origin = request.headers.get("Origin")
     if origin and origin != "null":
@@ -68,12 +192,13 @@ async def _checked_post(request: web.Request) -> Any:
             raise web.HTTPForbidden(text="cross-site request refused")
     form = await request.post()
     sent = str(form.get("csrf", ""))
-    if not hmac.compare_digest(sent.encode(), _mac(token, "csrf:v1").encode()):
+    if not hmac.compare_digest(sent.encode(), _csrf(token, who).encode()):
         raise web.HTTPForbidden(text="missing or wrong CSRF field; reload the admin page")
     return form
 
 
 def add_routes(app: web.Application) -> None:
+    app[ADMIN] = AdminState()
     r = app.router
     r.add_get("/admin", page)
     r.add_post("/admin/login", login)
@@ -88,7 +213,8 @@ async def page(request: web.Request) -> web.StreamResponse:
     site = site_of(request)
     token = _require_token_configured(request)
     headers = {"Cache-Control": "no-store"}
-    if not is_admin(request):
+    who = principal(request)
+    if who is None:
         return web.Response(text=site.render("login.html", error=request.query.get("error")),
                             content_type="text/html", charset="utf-8", headers=headers)
 
@@ -103,7 +229,7 @@ async def page(request: web.Request) -> web.StreamResponse:
 
     data = await site.bridge.store.run(unit)
     live = {name: (rt.health.value, rt.detail) for name, rt in site.bridge.accounts.items()}
-    body = site.render("admin.html", csrf=_mac(token, "csrf:v1"), live=live, now=time.time(),
+    body = site.render("admin.html", csrf=_csrf(token, who), live=live, now=time.time(),
                        msg=request.query.get("msg", ""), communities=site.config.communities,
                        **data)
     return web.Response(text=body, content_type="text/html", charset="utf-8", headers=headers)
@@ -111,19 +237,28 @@ async def page(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     token = _require_token_configured(request)
+    refused = _throttled(request)
+    if refused is not None:
+        raise refused
     form = await request.post()
     sent = str(form.get("token", ""))
     if not hmac.compare_digest(sent.encode(), token.encode()):
-        log.warning("admin login refused from %s", request.remote)
+        _wrong_token(request, "login")
         raise web.HTTPSeeOther("/admin?error=1")
+    state = request.app[ADMIN]
+    state.throttle.succeeded(site_of(request).client(request))
+    old = request.cookies.get(COOKIE, "")
+    if old:
+        state.sessions.revoke(old)  # a fresh id at every login (no fixation)
     resp = web.HTTPSeeOther("/admin")
-    resp.set_cookie(COOKIE, _mac(token, "session:v1"), httponly=True, samesite="Strict",
-                    path="/admin", secure=request.secure, max_age=12 * 3600)
+    resp.set_cookie(COOKIE, state.sessions.create(), httponly=True, samesite="Strict",
+                    path="/admin", secure=request.secure, max_age=SESSION_SECONDS)
     raise resp
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
     await _checked_post(request)
+    request.app[ADMIN].sessions.revoke(request.cookies.get(COOKIE, ""))
     resp = web.HTTPSeeOther("/admin")
     resp.del_cookie(COOKIE, path="/admin")
     raise resp
