@@ -292,3 +292,29 @@ async def test_at_the_cap_the_longest_waiting_connection_makes_room(tmp_path: Pa
         finally:
             for _, w in held:
                 w.close()
+
+
+def test_check_validates_the_web_limits(tmp_path: Path) -> None:
+    """``hashbridge check`` names each bad limit by its key, all at once."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = tmp_path / "bridge.toml"
+    lines = ["[bridge]", f'data_dir = "{tmp_path / "data"}"', "", "[bridge.web]",
+             "max_connections = 100", "max_live_streams = 100", "header_timeout_seconds = 0",
+             'trusted_proxies = ["127.0.0.1", "not-an-address"]', ""]
+    for n in ("lobby", "garden"):
+        lines += [f"[accounts.sb_{n}]", 'platform = "sandbox"', f'dir = "{tmp_path}"', ""]
+    lines += ["[[communities]]", 'name = "kmers"', 'hashtag = "kmers"', ""]
+    for n in ("lobby", "garden"):
+        lines += ["[[communities.channels]]", f'account = "sb_{n}"', f'network = "{n}"', ""]
+    cfg.write_text("\n".join(lines))
+    cfg.chmod(0o600)
+    out = subprocess.run([sys.executable, "-m", "bridge.cli", "check", "-c", str(cfg)],
+                         cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 78, text
+    assert "bridge.web.max_live_streams" in text and "below max_connections (100)" in text
+    assert "bridge.web.header_timeout_seconds" in text
+    assert "bridge.web.trusted_proxies" in text and "not-an-address" in text
