@@ -129,7 +129,7 @@ def _token(site: Site) -> str:
 
 
 def _throttled(request: web.Request) -> web.HTTPTooManyRequests | None:
-    wait = request.app[ADMIN].throttle.wait(site_of(request).client(request))
+    wait = request.app[ADMIN].throttle.wait(site_of(request).client_key(request))
     if not wait:
         return None
     seconds = math.ceil(wait)
@@ -139,7 +139,7 @@ def _throttled(request: web.Request) -> web.HTTPTooManyRequests | None:
 
 
 def _wrong_token(request: web.Request, how: str) -> None:
-    client = site_of(request).client(request)
+    client = site_of(request).client_key(request)
     request.app[ADMIN].throttle.failed(client)
     log.warning("admin %s refused from %s (wrong token)", how, client)
 
@@ -246,7 +246,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         _wrong_token(request, "login")
         raise web.HTTPSeeOther("/admin?error=1")
     state = request.app[ADMIN]
-    state.throttle.succeeded(site_of(request).client(request))
+    state.throttle.succeeded(site_of(request).client_key(request))
     old = request.cookies.get(COOKIE, "")
     if old:
         state.sessions.revoke(old)  # a fresh id at every login (no fixation)

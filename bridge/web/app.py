@@ -167,7 +167,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     network = request.query.get("network", "")
     limits = site.limits
     try:
-        async with site.streams.take(site.client(request), patience=2.0):
+        async with site.streams.take(site.client_key(request), patience=2.0):
             return await _stream(request, site, comm.name, network)
     except Busy as e:
         raise feeds.busy_answer(e, "live streams", limits.max_live_streams_per_client) \

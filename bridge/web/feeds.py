@@ -212,7 +212,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="formats: export.jsonl, export.mbox, export.md, export.zip")
     limits = site.limits
     try:
-        async with site.downloads.take(site.client(request), patience=1.0):
+        async with site.downloads.take(site.client_key(request), patience=1.0):
             return await _export(request, comm.name, ext, fmt)
     except Busy as e:
         raise busy_answer(e, "exports", limits.max_exports_per_client) from None

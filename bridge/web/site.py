@@ -134,6 +134,18 @@ class Site:
                 return hop
         return hops[0] if hops else peer
 
+    def client_key(self, request: web.BaseRequest) -> str:
+        """What the per-client limits count by: the client's address, or its
+        /64 for IPv6 (one subscriber line holds a whole /64)."""
+        address = self.client(request)
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        if ip.version == 6 and ip.ipv4_mapped is None:
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(ip.ipv4_mapped or ip)
+
     def _trusted(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)

@@ -318,3 +318,72 @@ def test_check_validates_the_web_limits(tmp_path: Path) -> None:
     assert "bridge.web.max_live_streams" in text and "below max_connections (100)" in text
     assert "bridge.web.header_timeout_seconds" in text
     assert "bridge.web.trusted_proxies" in text and "not-an-address" in text
+
+
+async def test_an_ipv6_client_is_counted_by_its_64(tmp_path: Path) -> None:
+    async with limited(tmp_path) as live, aiohttp.ClientSession() as s:
+        url = f"{live.url}/c/kmers/stream"
+        held = []
+        try:
+            for client in ("2001:db8:1:1::1", "2001:db8:1:1::2"):
+                r = await s.get(url, headers={"X-Forwarded-For": client})
+                assert r.status == 200
+                held.append(r)
+            status, body, _ = await _get(s, url, "2001:db8:1:1:ffff::9")  # same /64
+            assert status == 429, body
+            r = await s.get(url, headers={"X-Forwarded-For": "2001:db8:1:2::1"})
+            assert r.status == 200  # another /64
+            held.append(r)
+        finally:
+            for r in held:
+                r.close()
+
+
+async def test_when_every_connection_is_busy_a_newcomer_gets_503(tmp_path: Path) -> None:
+    """The last resort, with a handler that holds its connection: nothing to
+    evict, so the newcomer is answered 503 and closed (never left hanging)."""
+    from aiohttp import web
+
+    from bridge.web import guard
+
+    release = asyncio.Event()
+    both_held = asyncio.Event()
+    holding = 0
+
+    async def hold(request: web.Request) -> web.Response:
+        nonlocal holding
+        holding += 1
+        if holding == 2:
+            both_held.set()
+        await release.wait()
+        return web.Response(text="done")
+
+    app = web.Application(middlewares=[guard.middleware])
+    app.router.add_get("/hold", hold)
+    pool = guard.Pool(cap=2, header_timeout=30.0)
+    app[guard.POOL] = pool
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = guard.GuardedSite(runner, "127.0.0.1", 0, pool)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as s:
+            busy = [asyncio.create_task(s.get(f"http://127.0.0.1:{port}/hold"))
+                    for _ in range(2)]
+            async with asyncio.timeout(10):
+                await both_held.wait()
+            assert sum(1 for g in pool.open if g.busy) == 2
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            async with asyncio.timeout(5):
+                answer = await reader.read()
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 10" in answer
+            assert b"connection limit" in answer and pool.refused == 1
+            release.set()
+            for t in busy:
+                r = await t
+                assert r.status == 200
+                r.close()
+    finally:
+        await runner.cleanup()
