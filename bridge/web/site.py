@@ -142,9 +142,11 @@ class Site:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return address
-        if ip.version == 6 and ip.ipv4_mapped is None:
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                return str(ip.ipv4_mapped)
             return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-        return str(ip.ipv4_mapped or ip)
+        return str(ip)
 
     def _trusted(self, address: str) -> bool:
         try:
