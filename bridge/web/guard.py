@@ -121,6 +121,8 @@ class Guarded(asyncio.Protocol):
         self.busy = 0
         self._timer: asyncio.TimerHandle | None = None
         self._last_buffer = -1
+        self._resumed = 0
+        """Times the transport drained below its low-water mark since the last look."""
         self._closed = False
 
     # -------------------------------------------------------- states
@@ -129,6 +131,7 @@ class Guarded(asyncio.Protocol):
         self.pool.waiting[self] = None
         self.pool.waiting.move_to_end(self)
         self._last_buffer = -1
+        self._resumed = 0
         self._arm(self.pool.header_timeout)
 
     def _arm(self, delay: float) -> None:
@@ -159,8 +162,10 @@ class Guarded(asyncio.Protocol):
         if self._closed or self.busy or self.transport is None:
             return
         left = self.transport.get_write_buffer_size()
-        if left and (self._last_buffer < 0 or left < self._last_buffer):
-            self._last_buffer = left  # a response is still leaving, and moving
+        moving = self._resumed or (0 <= left < self._last_buffer) or self._last_buffer < 0
+        if left and moving:  # a response is still leaving, and the client takes it
+            self._last_buffer = left
+            self._resumed = 0
             self._arm(self.pool.header_timeout)
             return
         self.pool.timed_out += 1
@@ -209,6 +214,7 @@ class Guarded(asyncio.Protocol):
             self.inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self._resumed += 1
         if self.inner is not None:
             self.inner.resume_writing()
 

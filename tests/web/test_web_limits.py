@@ -387,3 +387,33 @@ async def test_when_every_connection_is_busy_a_newcomer_gets_503(tmp_path: Path)
                 r.close()
     finally:
         await runner.cleanup()
+
+
+async def test_a_slow_reader_of_a_big_page_is_served_and_a_stalled_one_dropped(
+        tmp_path: Path) -> None:
+    """The header clock restarts after each response, but a response that is
+    still leaving (the client takes it, slowly) is given the time it needs."""
+    async with live_bridge(tmp_path, web_options={"header_timeout_seconds": 1.0}) as live:
+        await _big_archive(live)
+        slow, stalled = RawClient(live.url), RawClient(live.url)
+        loop = asyncio.get_running_loop()
+        try:
+            await slow.request("/c/kmers", "x")
+            await stalled.request("/c/kmers", "x")
+            started = time.monotonic()
+            body = b""
+            async with asyncio.timeout(120):
+                while not body.rstrip().endswith(b"</html>"):
+                    chunk = await loop.sock_recv(slow.sock, 4096)
+                    assert chunk, f"cut after {len(body)} bytes"
+                    body += chunk
+                    await asyncio.sleep(0.004)
+            took = time.monotonic() - started
+            assert len(body) > 2_000_000 and took > 2.0, (len(body), took)
+            # The one that read nothing was closed, its page cut short.
+            await asyncio.sleep(3.0)
+            got, _ = await stalled.drain(timeout=30)
+            assert not got.rstrip().endswith(b"</html>") and len(got) < len(body)
+        finally:
+            slow.close()
+            stalled.close()
