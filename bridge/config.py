@@ -62,7 +62,7 @@ class WebSettings(StrictModel):
     """A client that takes no data for this long (export, live stream) is dropped."""
     max_live_streams: int = Field(500, ge=1)
     """Live-page subscribers at once (each holds a connection); more get 503."""
-    max_live_streams_per_client: int = Field(20, ge=1)
+    max_live_streams_per_client: int = Field(50, ge=1)
     max_exports: int = Field(2, ge=1, le=64)
     """Exports built at once (each reads the whole archive)."""
     max_exports_per_client: int = Field(1, ge=1)

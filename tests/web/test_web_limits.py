@@ -417,3 +417,35 @@ async def test_a_slow_reader_of_a_big_page_is_served_and_a_stalled_one_dropped(
         finally:
             slow.close()
             stalled.close()
+
+
+async def test_the_live_page_waits_out_a_full_server(tmp_path: Path, browser_page: object) -> None:
+    """With every live-stream slot taken the browser's stream is answered 503;
+    the page keeps its posts, says it is reconnecting, backs off, and goes live
+    by itself once a slot frees."""
+    from typing import Any
+
+    page: Any = browser_page
+    opts = {"max_live_streams": 1}
+    async with live_bridge(tmp_path, web_options=opts) as live, aiohttp.ClientSession() as s:
+        await live.nets["lobby"].post_as_member("alice", "visible without a stream")
+        await live.settle()
+        hog = await s.get(f"{live.url}/c/kmers/stream")
+        assert hog.status == 200
+        try:
+            await page.goto(f"{live.url}/c/kmers")
+            assert "visible without a stream" in await page.inner_text("#posts")
+            await page.wait_for_function(
+                "() => document.getElementById('status').textContent.startsWith('Reconnect')",
+                timeout=10000)
+            await asyncio.sleep(3.0)  # a few refused attempts, backing off
+            hog.close()
+            await page.wait_for_function(
+                "() => document.getElementById('status').textContent === 'Live'",
+                timeout=30000)
+            await live.nets["garden"].post_as_member("bob", "arrives live after the wait")
+            await page.wait_for_function(
+                "t => document.getElementById('posts').innerText.includes(t)",
+                arg="arrives live after the wait", timeout=15000)
+        finally:
+            hog.close()

@@ -15,6 +15,7 @@
   let held = [];
   let source = null;
   let retryTimer = null;
+  let failures = 0;  // in a row: the wait doubles (a full server answers 503)
   controls.hidden = false;
 
   function setStatus(text) { statusEl.textContent = text; }
@@ -79,14 +80,16 @@
     if (lastId) params.set("since", lastId);
     if (network) params.set("network", network);
     source = new EventSource(list.dataset.stream + "?" + params.toString());
-    source.onopen = function () { setStatus(paused ? "Paused" : "Live"); };
+    source.onopen = function () { failures = 0; setStatus(paused ? "Paused" : "Live"); };
     source.onmessage = onMessage;
     source.addEventListener("reset", reset);
     source.onerror = function () {
       setStatus("Reconnecting…");
       if (source.readyState === EventSource.CLOSED) {
         clearTimeout(retryTimer);
-        retryTimer = setTimeout(connect, 2000);
+        const wait = Math.min(60000, 2000 * Math.pow(2, failures));
+        failures += 1;
+        retryTimer = setTimeout(connect, wait / 2 + Math.random() * wait / 2);
       }
     };
   }
