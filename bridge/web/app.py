@@ -306,9 +306,33 @@ def _redactor(site: Site) -> Callable[[str], str]:
     return redact
 
 
+def web_metrics(request: web.Request) -> str:
+    """The web view's own gauges and counters: what an attack on it looks like."""
+    site = site_of(request)
+    lines = ["# HELP hashbridge_web_live_streams Live-page subscribers connected.",
+             "# TYPE hashbridge_web_live_streams gauge",
+             f"hashbridge_web_live_streams {site.streams.in_use}",
+             "# HELP hashbridge_web_exports Exports in progress (built or being sent).",
+             "# TYPE hashbridge_web_exports gauge",
+             f"hashbridge_web_exports {site.downloads.in_use}"]
+    pool = request.app.get(guard.POOL)
+    if pool is not None:
+        st = pool.stats()
+        lines += ["# HELP hashbridge_web_connections Open connections of the web view.",
+                  "# TYPE hashbridge_web_connections gauge",
+                  f"hashbridge_web_connections {st['open']}",
+                  "# HELP hashbridge_web_connections_closed_total Connections the web view "
+                  "closed to stay up: evicted at the cap, refused, header timeout.",
+                  "# TYPE hashbridge_web_connections_closed_total counter"]
+        lines += [f'hashbridge_web_connections_closed_total{{reason="{r}"}} {st[r]}'
+                  for r in ("evicted", "refused", "timed_out")]
+    return "\n".join(lines) + "\n"
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
     bridge = site_of(request).bridge
     depths = await bridge.store.run(lambda tx: tx.queue_depths())
-    return web.Response(text=bridge.metrics.prometheus(depths),
+    text = bridge.metrics.prometheus(depths)
+    return web.Response(text=text + ("" if text.endswith("\n") else "\n") + web_metrics(request),
                         content_type="text/plain", charset="utf-8",
                         headers={"Cache-Control": "no-store"})

@@ -289,6 +289,11 @@ async def test_at_the_cap_the_longest_waiting_connection_makes_room(tmp_path: Pa
             # probes found the room the earlier ones left.
             closed = [await _closed_within(r, 0.3) for r, _ in held]
             assert closed == [True] + [False] * 15, closed
+            async with aiohttp.ClientSession() as s, s.get(f"{live.url}/metrics") as r:
+                text = await r.text()
+            assert 'hashbridge_web_connections_closed_total{reason="evicted"} 1' in text
+            assert "\nhashbridge_web_connections 16\n" in text  # 15 still held, and this one
+
         finally:
             for _, w in held:
                 w.close()
