@@ -76,9 +76,10 @@ class RawClient:
         self.sock.close()
 
 
-async def _big_archive(live: Live) -> None:
-    """About 10 MB of export: far more than the socket buffers hold."""
-    words = ("lorem ipsum dolor sit amet " * 1200).strip()
+async def _big_archive(live: Live, repeat: int = 1200) -> None:
+    """About 10 MB of export (3 MB of live page): far more than the socket
+    buffers hold; *repeat* scales it."""
+    words = ("lorem ipsum dolor sit amet " * repeat).strip()
     events = [Posted(channel=ChannelKey("kmers/sb_porch"), native_id=NativeId(f"big-{i}"),
                      author=Author(platform="sandbox", handle=f"writer{i % 7}"),
                      text=RichText.plain(f"{i}: {words}")) for i in range(110)]
@@ -398,8 +399,9 @@ async def test_a_slow_reader_of_a_big_page_is_served_and_a_stalled_one_dropped(
         tmp_path: Path) -> None:
     """The header clock restarts after each response, but a response that is
     still leaving (the client takes it, slowly) is given the time it needs."""
-    async with live_bridge(tmp_path, web_options={"header_timeout_seconds": 1.0}) as live:
-        await _big_archive(live)
+    timeout = 2.0
+    async with live_bridge(tmp_path, web_options={"header_timeout_seconds": timeout}) as live:
+        await _big_archive(live, repeat=4000)  # a 4 MB page (cards are cut)
         slow, stalled = RawClient(live.url), RawClient(live.url)
         loop = asyncio.get_running_loop()
         try:
@@ -412,11 +414,11 @@ async def test_a_slow_reader_of_a_big_page_is_served_and_a_stalled_one_dropped(
                     chunk = await loop.sock_recv(slow.sock, 4096)
                     assert chunk, f"cut after {len(body)} bytes"
                     body += chunk
-                    await asyncio.sleep(0.004)
+                    await asyncio.sleep(0.004)  # >= 4 s for the page: > timeout
             took = time.monotonic() - started
-            assert len(body) > 2_000_000 and took > 2.0, (len(body), took)
+            assert len(body) > 3_500_000 and took > timeout + 1, (len(body), took)
             # The one that read nothing was closed, its page cut short.
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(max(0.0, 2 * timeout + 1 - took))
             got, _ = await stalled.drain(timeout=30)
             assert not got.rstrip().endswith(b"</html>") and len(got) < len(body)
         finally:
