@@ -251,8 +251,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     if old:
         state.sessions.revoke(old)  # a fresh id at every login (no fixation)
     resp = web.HTTPSeeOther("/admin")
+    # Behind a TLS-terminating proxy the request itself is plain HTTP: the
+    # public URL says whether browsers reach us over HTTPS.
+    secure = request.secure or site_of(request).public_url.startswith("https://")
     resp.set_cookie(COOKIE, state.sessions.create(), httponly=True, samesite="Strict",
-                    path="/admin", secure=request.secure, max_age=SESSION_SECONDS)
+                    path="/admin", secure=secure, max_age=SESSION_SECONDS)
     raise resp
 
 

@@ -101,3 +101,13 @@ async def test_sessions_are_random_and_logout_revokes_them(tmp_path: Path) -> No
             assert r.status == 403
         # The other session is untouched.
         assert "Dead deliveries" in await _admin_page(b, live.url)
+
+
+async def test_session_cookie_is_secure_behind_a_tls_proxy(tmp_path: Path) -> None:
+    opts = {"public_url": "https://chat.example.org"}
+    async with live_bridge(tmp_path, web_options=opts) as live, \
+            aiohttp.ClientSession(cookie_jar=_jar()) as s:
+        r = await _login(s, live.url, ADMIN_TOKEN)
+        assert r.status == 303
+        cookie = r.headers["Set-Cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
