@@ -7,7 +7,7 @@ import json
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -22,6 +22,7 @@ from bridge.model import (
     Post,
     PostId,
     delivery_ids,
+    identity_of,
     new_delivery_id,
 )
 from bridge.richtext import RichText
@@ -80,12 +81,14 @@ class Tx:
         # inbound post; loaded on first use, changed only through this class.
         self._consent: dict[tuple[str, str], str] | None = None
         self._blocks: set[tuple[str, str]] | None = None
+        self._links: dict[str, set[str]] | None = None
 
     def forget(self) -> None:
         """Drop cached rows (after a rollback they may describe nothing real)."""
         self._posts.clear()
         self._consent = None
         self._blocks = None
+        self._links = None
 
     def _cache_post(self, post: Post, state: PostState) -> None:
         self._posts[post.id] = (post, state)
@@ -146,29 +149,92 @@ class Tx:
             "INSERT INTO posts(id, community, origin_channel, origin_native_id, permalink,"
             " author_platform, author_handle, author_name, author_url, text_json,"
             " attachments_json, reply_to, content_warning, language, created_at, is_notice,"
-            " text_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " text_hash, author_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (post.id, post.community, post.origin_channel, post.origin_native_id, post.permalink,
              a.platform, a.handle, a.display_name, a.profile_url, post.text.to_json(),
              _attachments_json(post.attachments), post.reply_to, post.content_warning,
-             post.language, _ts(post.created_at), int(post.is_notice), text_hash))
+             post.language, _ts(post.created_at), int(post.is_notice), text_hash,
+             a.account_id))
         # Every target's worker reads it right away.  Cached as a read would
         # build it: an author's flags (bot, opted out) are not stored.
         if a.is_bot or a.opted_out or a.reluctant:
             post = dataclasses.replace(post, author=Author(
                 platform=a.platform, handle=a.handle, display_name=a.display_name,
-                profile_url=a.profile_url))
+                profile_url=a.profile_url, account_id=a.account_id))
         self._cache_post(post, NEW_POST)
 
-    def find_duplicate(self, community: str, text_hash: str, author_key: str,
+    def find_duplicate(self, community: str, text_hash: str, identities: Collection[str],
                        since: float, not_channel: str) -> PostId | None:
+        """A post of the community with the same text fingerprint, posted since
+        *since* on another channel by one of *identities* (see
+        :attr:`Author.identity`: an account, never a display name)."""
         rows = self.c.execute(
-            "SELECT id, author_name, author_handle FROM posts WHERE community=? AND text_hash=?"
-            " AND created_at>=? AND origin_channel<>? AND deleted_at IS NULL",
+            "SELECT id, author_platform, author_handle, author_id FROM posts WHERE community=?"
+            " AND text_hash=? AND created_at>=? AND origin_channel<>? AND deleted_at IS NULL"
+            " AND is_notice=0 ORDER BY created_at",
             (community, text_hash, since, not_channel)).fetchall()
         for r in rows:
-            if author_key in (r[1].casefold().strip(), r[2].casefold().strip()):
+            if identity_of(r[1], r[2], r[3]) in identities:
                 return PostId(r[0])
         return None
+
+    # ------------------------------------------------------------ linked accounts
+    def linked_identities(self, identity: str) -> set[str]:
+        """*identity* and every account linked to it, directly or through
+        another link (one person's accounts on several networks)."""
+        if self._links is None:
+            links: dict[str, set[str]] = {}
+            for a, b in self.c.execute("SELECT a, b FROM identity_links"):
+                links.setdefault(a, set()).add(b)
+                links.setdefault(b, set()).add(a)
+            self._links = links
+        seen = {identity}
+        todo = [identity]
+        while todo:
+            for other in self._links.get(todo.pop(), ()):
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return seen
+
+    def link_identities(self, a: str, b: str) -> None:
+        a, b = sorted((a, b))
+        self.c.execute("INSERT OR IGNORE INTO identity_links(a, b, created_at) VALUES (?,?,?)",
+                       (a, b, time.time()))
+        self._links = None
+
+    def unlink_identity(self, identity: str) -> int:
+        """Remove every link of *identity*; how many there were."""
+        n = self.c.execute("DELETE FROM identity_links WHERE a=? OR b=?",
+                           (identity, identity)).rowcount
+        self.c.execute("DELETE FROM link_claims WHERE identity=?", (identity,))
+        self._links = None
+        return int(n)
+
+    def identity_links(self) -> list[tuple[str, str, float]]:
+        return [tuple(r) for r in self.c.execute(
+            "SELECT a, b, created_at FROM identity_links ORDER BY created_at")]
+
+    def add_link_claim(self, code: str, identity: str, label: str, target_platform: str,
+                       target_handle: str, expires_at: float) -> None:
+        """The first half of a link: *identity* says it is also *target* and
+        must confirm from there with *code*.  One open claim per account."""
+        self.c.execute("DELETE FROM link_claims WHERE identity=? OR expires_at<?",
+                       (identity, time.time()))
+        self.c.execute(
+            "INSERT INTO link_claims(code, identity, label, target_platform, target_handle,"
+            " expires_at) VALUES (?,?,?,?,?,?)",
+            (code, identity, label, target_platform, target_handle, expires_at))
+
+    def link_claim(self, code: str) -> tuple[str, str, str, str] | None:
+        """(identity, label, target platform, target handle) of an open claim."""
+        r = self.c.execute(
+            "SELECT identity, label, target_platform, target_handle FROM link_claims"
+            " WHERE code=? AND expires_at>=?", (code, time.time())).fetchone()
+        return (r[0], r[1], r[2], r[3]) if r else None
+
+    def drop_link_claim(self, code: str) -> None:
+        self.c.execute("DELETE FROM link_claims WHERE code=?", (code,))
 
     def get_post(self, post_id: str) -> Post | None:
         cached = self._load_post(post_id)
@@ -415,7 +481,8 @@ def post_from_row(r: sqlite3.Row) -> Post:
         origin_channel=ChannelKey(r["origin_channel"]),
         origin_native_id=NativeId(r["origin_native_id"]), permalink=r["permalink"],
         author=Author(platform=r["author_platform"], handle=r["author_handle"],
-                      display_name=r["author_name"], profile_url=r["author_url"]),
+                      display_name=r["author_name"], profile_url=r["author_url"],
+                      account_id=r["author_id"]),
         text=RichText.from_json(r["text_json"]),
         attachments=tuple(Attachment(**a) for a in json.loads(r["attachments_json"])),
         reply_to=PostId(r["reply_to"]) if r["reply_to"] else None,
