@@ -46,9 +46,12 @@ def text_hash(text: RichText | str, hashtag: str) -> str:
 
 
 class AuthorRate:
-    """Sliding one-minute window per author (kept in memory: a restart forgives)."""
+    """Sliding one-minute window per author over posts and edits (kept in memory:
+    a restart forgives)."""
 
-    def __init__(self) -> None:
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        """Seconds; the limits are per minute (shorter in tests only)."""
         self._seen: dict[tuple[str, str, str], deque[float]] = {}
         self._counted: dict[str, float] = {}
         """Messages already counted, by key: a store unit run again (its commit
@@ -56,22 +59,31 @@ class AuthorRate:
 
     def allow(self, community: str, platform: str, handle: str, per_minute: int,
               key: str = "") -> bool:
+        return self.reserve(community, platform, handle, per_minute, key) == 0.0
+
+    def reserve(self, community: str, platform: str, handle: str, per_minute: int,
+                key: str = "") -> float:
+        """Count one message of the author now and return 0.0, or, when the
+        author is over the rate, count nothing and return the seconds until
+        the window has room again."""
         now = time.monotonic()
         if key and key in self._counted:
-            return True
+            return 0.0
         q = self._seen.setdefault((community, platform, handle.casefold()), deque())
-        while q and q[0] < now - 60:
+        while q and q[0] < now - self.window:
             q.popleft()
         if len(q) >= per_minute:
-            return False
+            return max(q[len(q) - per_minute] + self.window - now, 0.001)
         q.append(now)
         if key:
             self._counted[key] = now
             if len(self._counted) > 100_000:
-                self._counted = {k: t for k, t in self._counted.items() if t > now - 60}
+                self._counted = {k: t for k, t in self._counted.items()
+                                 if t > now - self.window}
         if len(self._seen) > 50_000:  # bound memory on a months-long run
-            self._seen = {k: v for k, v in self._seen.items() if v and v[-1] > now - 60}
-        return True
+            self._seen = {k: v for k, v in self._seen.items()
+                          if v and v[-1] > now - self.window}
+        return 0.0
 
 
 def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRate,

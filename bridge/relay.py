@@ -260,10 +260,25 @@ class Relay:
         tx.update_post(post_id, text, text_hash(plain, settings.hashtag), ev.content_warning,
                        ev.attachments, ev.edited_at.timestamp())
         targets = [t.key for t in community.channels if t.writes and t.key != channel.key]
+        # Edits count against the author's rate.  Over it, the edit is held (its
+        # deliveries wait, without holding up anyone else's) until the author is
+        # back under the rate; the text is already stored, so whatever edit goes
+        # out then carries the latest one.
+        a = post.author
+        version = f"{ev.edited_at.timestamp():.6f}"
+        hold = self.rate.reserve(settings.name, a.platform, a.handle,
+                                 settings.author_rate_per_minute,
+                                 key=f"{ev.channel} {ev.native_id} edit {version}")
+        # Only the latest text is sent: an edit still queued for a target is
+        # replaced by this one.
+        tx.supersede_edits(post_id, targets)
         # An edit's version is its time on the platform: re-reading it yields the same ids.
-        tx.enqueue_many(post_id, targets, Op.EDIT,
-                        source=f"{_source(post)}\x1e{ev.edited_at.timestamp():.6f}",
-                        at=ev.edited_at.timestamp())
+        ids = tx.enqueue_many(post_id, targets, Op.EDIT, source=f"{_source(post)}\x1e{version}",
+                              at=ev.edited_at.timestamp())
+        if hold:
+            tx.hold(ids, time.time() + hold)
+            log.info("%s %s: edit held %.0fs (author over %d posts and edits a minute)",
+                     channel.key, ev.native_id, hold, settings.author_rate_per_minute)
         result.wake.update(targets)
         result.accepted += 1
         result.changed.append(("edited", post_id))

@@ -315,11 +315,46 @@ class Tx:
         return ids
 
     def pending(self, channel: str, limit: int) -> list[DeliveryRow]:
+        """The channel's oldest pending deliveries, leaving out held edits (see
+        :meth:`hold`): they wait without holding up the queue."""
         rows = self.c.execute(
             "SELECT seq, id, post_id, channel, op, state, attempts, next_at, last_error,"
             " parts_done, created_at FROM deliveries WHERE channel=? AND state='pending'"
-            " ORDER BY seq LIMIT ?", (channel, limit)).fetchall()
+            f" AND NOT ({_HELD}) ORDER BY seq LIMIT ?", (channel, time.time(), limit)).fetchall()
         return [_delivery(r) for r in rows]
+
+    def next_held(self, channel: str) -> DeliveryRow | None:
+        """The held edit of *channel* due first (None: none is held)."""
+        r = self.c.execute(
+            "SELECT seq, id, post_id, channel, op, state, attempts, next_at, last_error,"
+            " parts_done, created_at FROM deliveries WHERE channel=? AND state='pending'"
+            f" AND {_HELD} ORDER BY next_at LIMIT 1", (channel, time.time())).fetchone()
+        return _delivery(r) if r else None
+
+    def hold(self, delivery_ids: Iterable[str], until: float) -> None:
+        """Hold fresh edit deliveries until *until* (their author is over the
+        rate).  Unlike a retry's wait, a held edit does not stop the deliveries
+        behind it."""
+        self.c.executemany("UPDATE deliveries SET next_at=?, last_error=? WHERE id=?"
+                           " AND op='edit' AND attempts=0",
+                           [(until, "held: author over the rate", d) for d in delivery_ids])
+
+    def supersede_edits(self, post_id: str, channels: Iterable[str]) -> int:
+        """Edits of the post still queued for *channels* are skipped: the edit
+        queued next carries the latest text.  How many were."""
+        chans = list(channels)
+        if not chans:
+            return 0
+        marks = ",".join("?" * len(chans))
+        return int(self.c.execute(
+            "UPDATE deliveries SET state='skipped', done_at=?,"
+            " last_error='superseded by a later edit' WHERE post_id=? AND op='edit'"
+            f" AND state='pending' AND channel IN ({marks})",
+            (time.time(), post_id, *chans)).rowcount)
+
+    def delivery_state(self, delivery_id: str) -> str | None:
+        r = self.c.execute("SELECT state FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+        return r[0] if r else None
 
     def delivery(self, delivery_id: str) -> DeliveryRow | None:
         r = self.c.execute(
@@ -365,7 +400,7 @@ class Tx:
     def retry_now(self, channel: str) -> None:
         """Deferred deliveries of *channel* become due now (its platform is back)."""
         self.c.execute("UPDATE deliveries SET next_at=0 WHERE channel=? AND state='pending'"
-                       " AND next_at>0", (channel,))
+                       f" AND next_at>0 AND NOT ({_HELD})", (channel, time.time()))
 
     def requeue_dead(self, channel: str | None = None, delivery_id: str | None = None) -> int:
         sql = ("UPDATE deliveries SET state='pending', next_at=0, attempts=0"
@@ -468,6 +503,8 @@ class Tx:
 
 
 _OPS = {op.value: op for op in Op}
+_HELD = "op='edit' AND attempts=0 AND next_at>?"
+"""A held edit (see :meth:`Tx.hold`); a retried delivery has attempts > 0."""
 
 
 def _delivery(r: sqlite3.Row) -> DeliveryRow:
