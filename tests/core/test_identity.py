@@ -235,3 +235,16 @@ def test_x_posts_carry_the_stable_user_id() -> None:
     again = tweet_to_posted({"id": "2", "text": "hi #kmers", "author_id": "783214"},
                             ChannelKey("kmers/x"), users=renamed, media={})
     assert isinstance(again, Posted) and again.author.identity == ev.author.identity
+
+
+def test_hashbridge_check_names_the_display_name_host_and_how_to_fix_it(tmp_path: Path) -> None:
+    from bridge.config import ConfigError
+    from bridge.harness import build_config, sandbox_channels
+
+    event = {"id": "w", "title": "t", "day": "monday", "time": "20:00",
+             "hosts": ["mastodon:@bob@ex.social", "Alice Smith"]}
+    with pytest.raises(ConfigError) as err:
+        build_config(tmp_path, sandbox_channels(tmp_path), community_options={"events": [event]})
+    [line] = [e for e in err.value.errors if "hosts" in e]
+    assert line.startswith("communities[0].events[0].hosts")
+    assert "'Alice Smith' is not an account" in line and "mastodon:@alice@example.social" in line
