@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from adapters.sandbox.network import Network
 from bench._common import load_note
-from bridge.harness import ChannelDef, build_config, running, sandbox_channels
+from bridge.harness import ChannelDef, build_config, eventually, running, sandbox_channels
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -49,8 +49,11 @@ async def main(args: argparse.Namespace) -> None:
             garden = Network(os.path.join(nets, "garden.sqlite"))
             try:
                 mid = lobby.post("alice", "draft 0 #kmers")
-                while not any("draft 0" in m.text for m in garden.messages() if m.by_bridge):
-                    await asyncio.sleep(0.02)
+
+                async def copied() -> bool:
+                    return any("draft 0" in m.text for m in garden.messages() if m.by_bridge)
+
+                await eventually(copied, timeout=args.timeout, what="the first copy")
                 before = garden.last_seq()
                 for i in range(1, args.edits + 1):
                     lobby.edit(mid, f"draft {i} #kmers")
