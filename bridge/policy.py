@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from bridge.config import CommunityCommon
-from bridge.model import Posted
+from bridge.model import Author, Posted
 from bridge.richtext import RichText, iter_text
 from bridge.store import Tx
 from bridge.textconv import from_plain, to_plain
@@ -106,7 +106,7 @@ def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRat
         return Verdict(False, "author has not opted in (community is opt-in)")
     if decision == "out":
         return Verdict(False, "author opted out")
-    if _blocked(a.platform, a.handle, community.blocklist) or tx.is_blocked(a.platform, a.handle):
+    if blocked(a, community, tx):
         return Verdict(False, "author is blocked")
     if not rate.allow(community.name, a.platform, a.handle, community.author_rate_per_minute,
                       key=f"{ev.channel} {ev.native_id}"):
@@ -117,6 +117,12 @@ def check_posted(ev: Posted, community: CommunityCommon, tx: Tx, rate: AuthorRat
     if not ev.attachments and not has_text and not any(True for _ in iter_text(ev.text)):
         return Verdict(False, "empty post")
     return ACCEPT
+
+
+def blocked(a: Author, community: CommunityCommon, tx: Tx) -> bool:
+    """On the community's ``blocklist`` or blocked by an admin."""
+    return _blocked(a.platform, a.handle, community.blocklist) or tx.is_blocked(a.platform,
+                                                                                 a.handle)
 
 
 def _blocked(platform: str, handle: str, blocklist: list[str]) -> bool:

@@ -28,7 +28,7 @@ from bridge.model import (
     PostId,
     new_post_id,
 )
-from bridge.policy import AuthorRate, check_posted, fit_size, text_hash
+from bridge.policy import AuthorRate, blocked, check_posted, fit_size, text_hash
 from bridge.richtext import RichText
 from bridge.store import Store, Tx
 
@@ -198,6 +198,9 @@ class Relay:
         where it was said.  Counts against the author's rate like a post."""
         command = self._keep_command(tx, ev, channel, community)
         a, settings = ev.author, community.settings
+        if a.is_bot or blocked(a, settings, tx):
+            result.drop("!link from a bot or a blocked author")
+            return
         if not self.rate.allow(settings.name, a.platform, a.handle,
                                settings.author_rate_per_minute,
                                key=f"{ev.channel} {ev.native_id}"):

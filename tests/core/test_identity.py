@@ -136,6 +136,15 @@ async def test_link_commands_count_against_the_author_rate(tmp_path: Path) -> No
         assert copies(env, "b") == []
 
 
+async def test_blocked_authors_and_bots_get_no_answer(tmp_path: Path) -> None:
+    async for env in start(tmp_path, community={"blocklist": ["fake:mallory"]}):
+        env.post("a", "!link fake:alice-b", author_obj=MALLORY)
+        env.post("a", "!link fake:alice-b",
+                 author_obj=Author(platform="fake", handle="b0t", is_bot=True))
+        await env.settle()
+        assert env.sent("a") == [] and env.sent("b") == []
+
+
 @pytest.mark.parametrize(("text", "verb", "arg"), [
     ("!link mastodon:@a@b.social #kmers", "link", "mastodon:@a@b.social"),
     ("@hashbridge !LINK   K7Q2M9XA", "link", "K7Q2M9XA"),
