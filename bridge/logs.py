@@ -20,7 +20,7 @@ REDACTED = "***"
 MIN_SECRET = 4
 """Shorter values are not redacted: they would blank out ordinary words."""
 
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{6,}={0,2}")
 """A run that may be base64 (SASL PLAIN/LOGIN exchanges, Basic auth headers)."""
 
 

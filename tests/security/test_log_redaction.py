@@ -91,6 +91,7 @@ SECRETS = st.text(min_size=logs.MIN_SECRET, max_size=40) | st.text(
 @example(secret="it's \\ \"x\"", encoder="repr with both quotes around")
 @example(secret="a***", encoder="raw")
 @example(secret="pässwörd", encoder="bytes repr")
+@example(secret="0000", encoder="SASL LOGIN")  # the shortest base64: 6 characters and ==
 def test_no_encoding_of_any_secret_survives(secret: str, encoder: str) -> None:
     line = ENCODERS[encoder](secret)
     scrubbed = logs.Redactor([secret]).scrub(line)
