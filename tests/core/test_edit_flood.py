@@ -93,7 +93,7 @@ async def test_edits_over_the_author_rate_are_held_not_lost(tmp_path: Path) -> N
                        community_options={"author_rate_per_minute": 5})
     async with running(cfg) as bridge:
         assert bridge.relay is not None
-        bridge.relay.rate.window = 4.0  # the "minute" of the rate, shortened for the test
+        bridge.relay.rate.window = 8.0  # the "minute" of the rate, shortened for the test
         events, posted_at, bob, final = await flood(tmp_path, bridge)
     edits = [e for e in events if e.kind == "edited"]
     assert 1 <= len(edits) <= 8, len(edits)
