@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from test_relay import Env, start
 
 from bridge.chatevents import ChatEventConfig, is_host
 from bridge.links import parse
 from bridge.model import Author, ChannelKey, NativeId, Post, PostId
 from bridge.store import Store
 from bridge.textconv import from_plain
-from tests.core.test_relay import Env, start
 
 ALICE_A = Author(platform="fake", handle="alice-a", display_name="Alice")
 ALICE_B = Author(platform="fake", handle="alice-b", display_name="Alice")
