@@ -257,3 +257,29 @@ def test_hashbridge_check_names_the_display_name_host_and_how_to_fix_it(tmp_path
     [line] = [e for e in err.value.errors if "hosts" in e]
     assert line.startswith("communities[0].events[0].hosts")
     assert "'Alice Smith' is not an account" in line and "mastodon:@alice@example.social" in line
+
+
+async def test_a_database_from_before_links_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bridge.store.migrations import MIGRATIONS
+    from bridge.store.sqlite import _split
+
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in _split(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO posts(id, community, origin_channel, origin_native_id,"
+                 " author_platform, author_handle, author_name, text_json, created_at,"
+                 " text_hash) VALUES ('old', 'kmers', 'kmers/a', '1', 'fake', 'alice',"
+                 " 'Alice', '[]', 1.0, 'h')")
+    conn.close()
+    store = await Store.open(path)
+    try:
+        post = await store.run(lambda tx: tx.get_post("old"))
+        assert post is not None and post.author.identity == "fake:alice"
+        assert await store.run(lambda tx: tx.find_duplicate(
+            "kmers", "h", {"fake:alice"}, 0.0, "kmers/b")) == "old"
+    finally:
+        await store.close()
