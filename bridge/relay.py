@@ -269,19 +269,25 @@ class Relay:
         # out then carries the latest one.
         a = post.author
         version = f"{ev.edited_at.timestamp():.6f}"
-        hold = self.rate.reserve(settings.name, a.platform, a.handle,
-                                 settings.author_rate_per_minute,
-                                 key=f"{ev.channel} {ev.native_id} edit {version}")
+        until = tx.held_until(post_id)
+        if until is None:
+            hold = self.rate.reserve(settings.name, a.platform, a.handle,
+                                     settings.author_rate_per_minute,
+                                     key=f"{ev.channel} {ev.native_id} edit {version}",
+                                     book=True)
+            until = time.time() + hold if hold else None
+        # else: an edit of this post is held already; this one takes its slot.
         # Only the latest text is sent: an edit still queued for a target is
         # replaced by this one.
         tx.supersede_edits(post_id, targets)
         # An edit's version is its time on the platform: re-reading it yields the same ids.
         ids = tx.enqueue_many(post_id, targets, Op.EDIT, source=f"{_source(post)}\x1e{version}",
                               at=ev.edited_at.timestamp())
-        if hold:
-            tx.hold(ids, time.time() + hold)
+        if until is not None:
+            tx.hold(ids, until)
             log.info("%s %s: edit held %.0fs (author over %d posts and edits a minute)",
-                     channel.key, ev.native_id, hold, settings.author_rate_per_minute)
+                     channel.key, ev.native_id, until - time.time(),
+                     settings.author_rate_per_minute)
         result.wake.update(targets)
         result.accepted += 1
         result.changed.append(("edited", post_id))

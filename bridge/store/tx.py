@@ -339,6 +339,12 @@ class Tx:
                            " AND op='edit' AND attempts=0",
                            [(until, "held: author over the rate", d) for d in delivery_ids])
 
+    def held_until(self, post_id: str) -> float | None:
+        """When the post's held edit (if any) goes out."""
+        r = self.c.execute(f"SELECT max(next_at) FROM deliveries WHERE post_id=? AND"
+                           f" state='pending' AND {_HELD}", (post_id, time.time())).fetchone()
+        return float(r[0]) if r and r[0] is not None else None
+
     def supersede_edits(self, post_id: str, channels: Iterable[str]) -> int:
         """Edits of the post still queued for *channels* are skipped: the edit
         queued next carries the latest text.  How many were."""

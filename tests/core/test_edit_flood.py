@@ -16,6 +16,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from adapters.sandbox.network import Event, Network
 from bridge.harness import ChannelDef, build_config, eventually, running, sandbox_channels
 
@@ -108,3 +110,48 @@ async def _superseded(bridge: Any) -> int:
                                 " AND last_error='superseded by a later edit'").fetchone()[0])
 
     return int(await bridge.store.run(count))
+
+
+def test_held_edits_book_successive_slots_of_the_rate() -> None:
+    from bridge.policy import AuthorRate
+
+    rate = AuthorRate()
+    assert [rate.reserve("c", "p", "alice", 2) for _ in range(2)] == [0.0, 0.0]
+    assert 59 < rate.reserve("c", "p", "alice", 2) <= 60  # not booked: asks again later
+    waits = [rate.reserve("c", "p", "alice", 2, key=f"e{i}", book=True) for i in range(4)]
+    # Two slots when the first minute's two expire, two more a minute later.
+    assert 59 < waits[0] <= waits[1] <= 60 and 119 < waits[2] <= waits[3] <= 120
+    # The same message again (a store unit run twice) keeps its slot.
+    assert rate.reserve("c", "p", "alice", 2, key="e2", book=True) == pytest.approx(waits[2],
+                                                                                   abs=1)
+    assert rate.reserve("c", "p", "bob", 2) == 0.0  # others are not affected
+
+
+async def test_an_author_editing_many_posts_gets_no_more_than_the_rate(tmp_path: Path) -> None:
+    from test_relay import start
+
+    from bridge.adapter import SendEdit
+    from bridge.harness import quiescent
+    from bridge.model import ChannelKey, Edited
+    from bridge.textconv import from_plain
+
+    async for env in start(tmp_path, community={"author_rate_per_minute": 3}):
+        posts = [env.post("a", f"post {i} #kmers") for i in range(3)]
+        await env.settle()
+        for round_ in range(3):
+            for nid in posts:
+                env.fake("a").inject(Edited(channel=ChannelKey("kmers/a"), native_id=nid,
+                                            text=from_plain(f"{nid} edit {round_} #kmers")))
+        await quiescent(env.bridge, timeout=20, settle=0.3, allow_deferred=True)
+
+        def held(tx: Any) -> list[tuple[str, str, float]]:
+            return [tuple(r) for r in tx.c.execute(
+                "SELECT post_id, channel, next_at FROM deliveries WHERE op='edit'"
+                " AND state='pending' ORDER BY next_at")]
+
+        rows = await env.bridge.store.run(held)
+        # One held edit per post and target (coalesced), nothing sent before its slot...
+        assert len(rows) == 3 * 2 and len({(p, c) for p, c, _ in rows}) == 6
+        assert env.sent("b", SendEdit) == env.sent("c", SendEdit) == []
+        # ... and three posts' edits take three slots of the author's rate, not one.
+        assert len({round(t, 3) for _, _, t in rows}) == 3
