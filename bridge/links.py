@@ -56,7 +56,11 @@ def parse(plain: str) -> LinkCommand | None:
     if verb not in ("!link", "!unlink"):
         return None
     words = [w for w in head[i + 1:i + 3] if not w.startswith("#")]
-    return LinkCommand(verb[1:], words[0].split(None, 1)[0] if words else "")
+    argument = words[0].split(None, 1)[0] if words else ""
+    if verb == "!link" and argument and ":" not in argument and not (
+            len(argument) == _CODE_LENGTH and argument.isascii() and argument.isalnum()):
+        return None  # "!link is broken on the site": a post, not a command
+    return LinkCommand(verb[1:], argument)
 
 
 def new_code() -> str:

@@ -149,7 +149,8 @@ async def test_blocked_authors_and_bots_get_no_answer(tmp_path: Path) -> None:
     ("!link mastodon:@a@b.social #kmers", "link", "mastodon:@a@b.social"),
     ("@hashbridge !LINK   K7Q2M9XA", "link", "K7Q2M9XA"),
     ("#kmers !unlink", None, None), ("!unlink", "unlink", ""), ("!linked in", None, None),
-    ("please !link me", None, None), ("@a " * 30 + "!link x", None, None),
+    ("please !link me", None, None), ("!link is broken on the site #kmers", None, None),
+    ("@a " * 30 + "!link x", None, None),
     ("@a@b" * 10000 + " !link", None, None), ("@a@b " * 10 + "!link", "link", ""),
 ])
 def test_parse(text: str, verb: str | None, arg: str | None) -> None:
