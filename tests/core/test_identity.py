@@ -150,7 +150,7 @@ async def test_blocked_authors_and_bots_get_no_answer(tmp_path: Path) -> None:
     ("@hashbridge !LINK   K7Q2M9XA", "link", "K7Q2M9XA"),
     ("#kmers !unlink", None, None), ("!unlink", "unlink", ""), ("!linked in", None, None),
     ("please !link me", None, None), ("!link is broken on the site #kmers", None, None),
-    ("@a " * 30 + "!link x", None, None),
+    ("@a " * 30 + "!link ABCDEFGH", None, None), ("@a " * 3 + "!link ABCDEFGH", "link", "ABCDEFGH"),
     ("@a@b" * 10000 + " !link", None, None), ("@a@b " * 10 + "!link", "link", ""),
 ])
 def test_parse(text: str, verb: str | None, arg: str | None) -> None:
