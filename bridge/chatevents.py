@@ -9,7 +9,7 @@ A community declares recurring events in its config::
     time = "20:00"
     timezone = "Europe/Paris"
     duration_minutes = 60
-    hosts = ["alice", "mastodon:@bob@example.social"]
+    hosts = ["mastodon:@alice@example.social", "matrix:@bob:example.org", "twitter:@carol"]
 
 Times are computed in the event's own zone (so a weekly 20:00 stays 20:00 across
 daylight-saving changes) and handled in UTC everywhere else.  Everything but
@@ -65,11 +65,27 @@ class ChatEventConfig(StrictModel):
     """First occurrence, local time in ``timezone`` (required with ``rrule``)."""
     duration_minutes: float = Field(60.0, gt=0, le=24 * 60)
     hosts: list[str] = Field(default_factory=list)
-    """Handles (``alice``, ``@alice@example.social``) or ``platform:handle``; empty: anyone
-    may ask numbered questions."""
+    """Accounts, never display names: ``platform:handle`` (``mastodon:@alice@example.social``,
+    ``matrix:@alice:example.org``, ``twitter:@alice`` or X's numeric user id
+    ``twitter:783214``), or a bare handle matched on any platform; empty: anyone may ask
+    numbered questions."""
     announce: bool = True
     start_message: str = START_MESSAGE
     end_message: str = END_MESSAGE
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_accounts(cls, hosts: list[str]) -> list[str]:
+        for i, host in enumerate(hosts):
+            h = host.strip()
+            _, sep, handle = h.partition(":")
+            if not h or any(c.isspace() for c in h) or (sep and not handle):
+                raise ValueError(
+                    f"hosts[{i}] = {host!r} is not an account: hosts are matched by account, "
+                    "never by display name (anyone can call themselves anything); write "
+                    "platform:handle, e.g. \"mastodon:@alice@example.social\", "
+                    "\"matrix:@alice:example.org\" or \"twitter:@alice\"")
+        return [h.strip() for h in hosts]
 
     @field_validator("timezone")
     @classmethod
@@ -210,17 +226,24 @@ def recognise(text: str) -> tuple[Literal["Q", "A"], int] | None:
 
 
 def is_host(ev: ChatEventConfig, post: Post) -> bool:
+    """Whether *post*'s author may open questions: by account (handle, or the
+    platform's account id), never by display name."""
     if not ev.hosts:
         return True
     a = post.author
-    names = {a.handle.casefold().lstrip("@"), a.display_name.casefold().strip()}
     for host in ev.hosts:
         h = host.casefold().strip()
         platform, sep, handle = h.partition(":")
-        if sep and platform.isalpha() and handle:
-            if platform == a.platform.casefold() and handle.lstrip("@") in names:
+        if not (sep and platform.isalpha() and handle):
+            platform, handle = "", h
+        if platform and platform != a.platform.casefold():
+            continue
+        if a.account_id and handle.isdigit():
+            # X's user id, which stays when the account is renamed (write a
+            # username made of digits as @123).
+            if handle == a.account_id:
                 return True
-        elif h.lstrip("@") in names:
+        elif handle.lstrip("@") == a.handle.casefold().lstrip("@"):
             return True
     return False
 

@@ -89,7 +89,12 @@ class Author:
     handle: str
     """Platform-unique handle (``@alice@example.social``, ``@alice:matrix.org``)."""
     display_name: str = ""
+    """What the person calls themselves: shown, never trusted (anyone can pick any name)."""
     profile_url: str = ""
+    account_id: str = ""
+    """The platform's stable id for the account where the handle can change hands
+    (X's numeric user id); empty where the handle is that id (Mastodon's
+    ``@user@host``, a Matrix user id, the email adapter's keyed address hash)."""
     is_bot: bool = False
     opted_out: bool = False
     """The author's profile says ``#nobridge``: never relayed."""
@@ -101,6 +106,19 @@ class Author:
     @property
     def name(self) -> str:
         return self.display_name.strip() or self.handle
+
+    @property
+    def identity(self) -> str:
+        """Who posted, for every decision the bridge takes on a person's behalf
+        (duplicate linking, linked accounts, chat-event hosts): the platform and
+        its stable account id, ``twitter:783214`` or ``mastodon:@alice@example.social``.
+        Never the display name."""
+        return identity_of(self.platform, self.handle, self.account_id)
+
+
+def identity_of(platform: str, handle: str, account_id: str = "") -> str:
+    """:attr:`Author.identity` from its parts (rows of the store)."""
+    return f"{platform}:{account_id or handle.casefold()}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

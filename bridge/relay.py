@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
+from bridge import links
 from bridge.config import ChannelConfig, CommunityConfig, Config
 from bridge.model import (
     Author,
@@ -27,7 +28,7 @@ from bridge.model import (
     PostId,
     new_post_id,
 )
-from bridge.policy import AuthorRate, check_posted, fit_size, text_hash
+from bridge.policy import AuthorRate, blocked, check_posted, fit_size, text_hash
 from bridge.richtext import RichText
 from bridge.store import Store, Tx
 
@@ -59,6 +60,7 @@ class Relay:
         self.rate = AuthorRate()
         self._channels: dict[str, tuple[ChannelConfig, CommunityConfig]] = {
             ch.key: (ch, comm) for comm in config.communities for ch in comm.channels}
+        self._platforms = frozenset(a.platform for a in config.accounts.values())
 
     async def ingest(self, account: str, events: Sequence[InboundEvent],
                      cursor: tuple[str, str] | None = None) -> IngestResult:
@@ -103,6 +105,10 @@ class Relay:
             self._command(tx, ev, channel, community, result)
             return
         text, plain, cut = fit_size(ev.text, settings.max_post_chars)
+        link = links.parse(plain)
+        if link is not None:
+            self._link_command(tx, ev, link, channel, community, result)
+            return
         verdict = check_posted(ev, settings, tx, self.rate, plain)
         if not verdict.ok:
             tx.reject(channel.key, ev.native_id, verdict.reason)
@@ -113,9 +119,11 @@ class Relay:
             log.info("%s %s: text cut to %d characters", channel.key, ev.native_id,
                      settings.max_post_chars)
         fingerprint = text_hash(plain, settings.hashtag)
-        author_key = ev.author.name.casefold().strip()
         if fingerprint and settings.duplicate_window:
-            dup = tx.find_duplicate(settings.name, fingerprint, author_key,
+            # The same account, or one its owner linked from both sides (!link):
+            # never a display name, which anyone can take.
+            dup = tx.find_duplicate(settings.name, fingerprint,
+                                    tx.linked_identities(ev.author.identity),
                                     time.time() - settings.duplicate_window, channel.key)
             if dup is not None:
                 # The member posted the same words here by hand: this message *is*
@@ -177,21 +185,50 @@ class Relay:
         a = ev.author
         before = tx.consent(a.platform, a.handle)
         tx.set_consent(a.platform, a.handle, decision)
-        # The command is kept as a hidden post (never relayed, never shown) so a
-        # re-read is recognised and the answer can thread under it.
-        command = Post(id=new_post_id(), community=community.name, origin_channel=channel.key,
-                       origin_native_id=ev.native_id, permalink=ev.permalink, author=a,
-                       text=ev.text, created_at=ev.created_at)
-        tx.insert_post(command, "")
-        tx.set_hidden(command.id, True)
-        tx.add_native(channel.key, ev.native_id, command.id, "origin")
+        command = self._keep_command(tx, ev, channel, community)
         if before == decision or not channel.writes:
             result.drop("consent unchanged")
             return
         text = CONSENT_REPLIES[decision].format(name=a.name, tag=community.settings.hashtag)
+        self._answer(tx, ev, command, text, channel, community, result)
+
+    def _link_command(self, tx: Tx, ev: Posted, cmd: links.LinkCommand, channel: ChannelConfig,
+                      community: CommunityConfig, result: IngestResult) -> None:
+        """``!link``/``!unlink`` (see :mod:`bridge.links`): never relayed; answered
+        where it was said.  Counts against the author's rate like a post."""
+        command = self._keep_command(tx, ev, channel, community)
+        a, settings = ev.author, community.settings
+        if a.is_bot or blocked(a, settings, tx):
+            result.drop("!link from a bot or a blocked author")
+            return
+        if not self.rate.allow(settings.name, a.platform, a.handle,
+                               settings.author_rate_per_minute,
+                               key=f"{ev.channel} {ev.native_id}"):
+            result.drop(f"author over {settings.author_rate_per_minute} posts/minute")
+            return
+        text = links.answer(tx, cmd, a, self._platforms, channel.platform)
+        result.drop(f"!{cmd.verb} command")
+        if channel.writes:
+            self._answer(tx, ev, command, text, channel, community, result)
+
+    def _keep_command(self, tx: Tx, ev: Posted, channel: ChannelConfig,
+                      community: CommunityConfig) -> Post:
+        """A command is kept as a hidden post (never relayed, never shown) so a
+        re-read is recognised and the answer can thread under it."""
+        command = Post(id=new_post_id(), community=community.name, origin_channel=channel.key,
+                       origin_native_id=ev.native_id, permalink=ev.permalink, author=ev.author,
+                       text=ev.text, created_at=ev.created_at)
+        tx.insert_post(command, "")
+        tx.set_hidden(command.id, True)
+        tx.add_native(channel.key, ev.native_id, command.id, "origin")
+        return command
+
+    def _answer(self, tx: Tx, ev: Posted, command: Post, text: str, channel: ChannelConfig,
+                community: CommunityConfig, result: IngestResult) -> None:
+        """The bridge's answer to a command, threaded under it on its channel only."""
         notice = Post(id=new_post_id(), community=community.name, origin_channel=channel.key,
                       origin_native_id=NativeId(f"notice:{ev.native_id}"), permalink="",
-                      author=a,
+                      author=ev.author,
                       text=RichText.plain(text), reply_to=command.id, is_notice=True)
         tx.insert_post(notice, "")
         tx.set_hidden(notice.id, True)
@@ -226,10 +263,31 @@ class Relay:
         tx.update_post(post_id, text, text_hash(plain, settings.hashtag), ev.content_warning,
                        ev.attachments, ev.edited_at.timestamp())
         targets = [t.key for t in community.channels if t.writes and t.key != channel.key]
+        # Edits count against the author's rate.  Over it, the edit is held (its
+        # deliveries wait, without holding up anyone else's) until the author is
+        # back under the rate; the text is already stored, so whatever edit goes
+        # out then carries the latest one.
+        a = post.author
+        version = f"{ev.edited_at.timestamp():.6f}"
+        until = tx.held_until(post_id)
+        if until is None:
+            hold = self.rate.reserve(settings.name, a.platform, a.handle,
+                                     settings.author_rate_per_minute,
+                                     key=f"{ev.channel} {ev.native_id} edit {version}",
+                                     book=True)
+            until = time.time() + hold if hold else None
+        # else: an edit of this post is held already; this one takes its slot.
+        # Only the latest text is sent: an edit still queued for a target is
+        # replaced by this one.
+        tx.supersede_edits(post_id, targets)
         # An edit's version is its time on the platform: re-reading it yields the same ids.
-        tx.enqueue_many(post_id, targets, Op.EDIT,
-                        source=f"{_source(post)}\x1e{ev.edited_at.timestamp():.6f}",
-                        at=ev.edited_at.timestamp())
+        ids = tx.enqueue_many(post_id, targets, Op.EDIT, source=f"{_source(post)}\x1e{version}",
+                              at=ev.edited_at.timestamp())
+        if until is not None:
+            tx.hold(ids, until)
+            log.info("%s %s: edit held %.0fs (author over %d posts and edits a minute)",
+                     channel.key, ev.native_id, until - time.time(),
+                     settings.author_rate_per_minute)
         result.wake.update(targets)
         result.accepted += 1
         result.changed.append(("edited", post_id))

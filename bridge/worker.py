@@ -168,6 +168,9 @@ class ChannelWorker:
                 self._flush()
                 await self._sleep(delay)
                 return
+            if d.op == Op.EDIT and await store.run(
+                    functools.partial(Tx.delivery_state, delivery_id=d.id)) != "pending":
+                continue  # superseded by a later edit since it was planned
             plan = plan.built()
             if plan.replan:
                 got = sent.get(plan.replan)
@@ -191,6 +194,10 @@ class ChannelWorker:
         in_batch: set[str] = set()
         now = time.time()
         rows = tx.pending(self.channel.key, limit)
+        if not rows:
+            # Nothing to send but maybe a held edit: sleep until it is due.
+            held = tx.next_held(self.channel.key)
+            return [(held, Plan())] if held is not None else []
         copies = tx.copies_many([d.post_id for d in rows], self.channel.key)
         for d in rows:
             if d.next_at > now:

@@ -248,6 +248,7 @@ def tweet_to_posted(tweet: Mapping[str, Any], channel: ChannelKey, *,
     author = Author(platform="twitter", handle="@" + username,
                     display_name=str(user.get("name", "")),
                     profile_url=f"https://x.com/{username}",
+                    account_id=str(user.get("id", "") or ""),
                     opted_out=bool(re.search(r"#nobridge\b", bio, re.I)),
                     reluctant="profile says #nobot" if re.search(r"#nobot\b", bio, re.I)
                     else "")

@@ -109,6 +109,31 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 2: who is who.  A post's author's stable account id (X user ids: a handle
+    # can be renamed and taken by someone else); links between one person's
+    # accounts on different networks, made from both sides (!link), and the
+    # pending first halves of such links.
+    """
+    ALTER TABLE posts ADD COLUMN author_id TEXT NOT NULL DEFAULT '';
+
+    CREATE TABLE identity_links (
+        a TEXT NOT NULL,
+        b TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (a, b)
+    );
+    CREATE INDEX identity_links_by_b ON identity_links(b);
+
+    CREATE TABLE link_claims (
+        code TEXT PRIMARY KEY,
+        identity TEXT NOT NULL,
+        label TEXT NOT NULL,
+        target_platform TEXT NOT NULL,
+        target_handle TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX link_claims_by_identity ON link_claims(identity);
+    """,
 ]
 
 

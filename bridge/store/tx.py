@@ -7,7 +7,7 @@ import json
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -22,6 +22,7 @@ from bridge.model import (
     Post,
     PostId,
     delivery_ids,
+    identity_of,
     new_delivery_id,
 )
 from bridge.richtext import RichText
@@ -80,12 +81,14 @@ class Tx:
         # inbound post; loaded on first use, changed only through this class.
         self._consent: dict[tuple[str, str], str] | None = None
         self._blocks: set[tuple[str, str]] | None = None
+        self._links: dict[str, set[str]] | None = None
 
     def forget(self) -> None:
         """Drop cached rows (after a rollback they may describe nothing real)."""
         self._posts.clear()
         self._consent = None
         self._blocks = None
+        self._links = None
 
     def _cache_post(self, post: Post, state: PostState) -> None:
         self._posts[post.id] = (post, state)
@@ -146,29 +149,92 @@ class Tx:
             "INSERT INTO posts(id, community, origin_channel, origin_native_id, permalink,"
             " author_platform, author_handle, author_name, author_url, text_json,"
             " attachments_json, reply_to, content_warning, language, created_at, is_notice,"
-            " text_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " text_hash, author_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (post.id, post.community, post.origin_channel, post.origin_native_id, post.permalink,
              a.platform, a.handle, a.display_name, a.profile_url, post.text.to_json(),
              _attachments_json(post.attachments), post.reply_to, post.content_warning,
-             post.language, _ts(post.created_at), int(post.is_notice), text_hash))
+             post.language, _ts(post.created_at), int(post.is_notice), text_hash,
+             a.account_id))
         # Every target's worker reads it right away.  Cached as a read would
         # build it: an author's flags (bot, opted out) are not stored.
         if a.is_bot or a.opted_out or a.reluctant:
             post = dataclasses.replace(post, author=Author(
                 platform=a.platform, handle=a.handle, display_name=a.display_name,
-                profile_url=a.profile_url))
+                profile_url=a.profile_url, account_id=a.account_id))
         self._cache_post(post, NEW_POST)
 
-    def find_duplicate(self, community: str, text_hash: str, author_key: str,
+    def find_duplicate(self, community: str, text_hash: str, identities: Collection[str],
                        since: float, not_channel: str) -> PostId | None:
+        """A post of the community with the same text fingerprint, posted since
+        *since* on another channel by one of *identities* (see
+        :attr:`Author.identity`: an account, never a display name)."""
         rows = self.c.execute(
-            "SELECT id, author_name, author_handle FROM posts WHERE community=? AND text_hash=?"
-            " AND created_at>=? AND origin_channel<>? AND deleted_at IS NULL",
+            "SELECT id, author_platform, author_handle, author_id FROM posts WHERE community=?"
+            " AND text_hash=? AND created_at>=? AND origin_channel<>? AND deleted_at IS NULL"
+            " AND is_notice=0 ORDER BY created_at",
             (community, text_hash, since, not_channel)).fetchall()
         for r in rows:
-            if author_key in (r[1].casefold().strip(), r[2].casefold().strip()):
+            if identity_of(r[1], r[2], r[3]) in identities:
                 return PostId(r[0])
         return None
+
+    # ------------------------------------------------------------ linked accounts
+    def linked_identities(self, identity: str) -> set[str]:
+        """*identity* and every account linked to it, directly or through
+        another link (one person's accounts on several networks)."""
+        if self._links is None:
+            links: dict[str, set[str]] = {}
+            for a, b in self.c.execute("SELECT a, b FROM identity_links"):
+                links.setdefault(a, set()).add(b)
+                links.setdefault(b, set()).add(a)
+            self._links = links
+        seen = {identity}
+        todo = [identity]
+        while todo:
+            for other in self._links.get(todo.pop(), ()):
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return seen
+
+    def link_identities(self, a: str, b: str) -> None:
+        a, b = sorted((a, b))
+        self.c.execute("INSERT OR IGNORE INTO identity_links(a, b, created_at) VALUES (?,?,?)",
+                       (a, b, time.time()))
+        self._links = None
+
+    def unlink_identity(self, identity: str) -> int:
+        """Remove every link of *identity*; how many there were."""
+        n = self.c.execute("DELETE FROM identity_links WHERE a=? OR b=?",
+                           (identity, identity)).rowcount
+        self.c.execute("DELETE FROM link_claims WHERE identity=?", (identity,))
+        self._links = None
+        return int(n)
+
+    def identity_links(self) -> list[tuple[str, str, float]]:
+        return [tuple(r) for r in self.c.execute(
+            "SELECT a, b, created_at FROM identity_links ORDER BY created_at")]
+
+    def add_link_claim(self, code: str, identity: str, label: str, target_platform: str,
+                       target_handle: str, expires_at: float) -> None:
+        """The first half of a link: *identity* says it is also *target* and
+        must confirm from there with *code*.  One open claim per account."""
+        self.c.execute("DELETE FROM link_claims WHERE identity=? OR expires_at<?",
+                       (identity, time.time()))
+        self.c.execute(
+            "INSERT INTO link_claims(code, identity, label, target_platform, target_handle,"
+            " expires_at) VALUES (?,?,?,?,?,?)",
+            (code, identity, label, target_platform, target_handle, expires_at))
+
+    def link_claim(self, code: str) -> tuple[str, str, str, str] | None:
+        """(identity, label, target platform, target handle) of an open claim."""
+        r = self.c.execute(
+            "SELECT identity, label, target_platform, target_handle FROM link_claims"
+            " WHERE code=? AND expires_at>=?", (code, time.time())).fetchone()
+        return (r[0], r[1], r[2], r[3]) if r else None
+
+    def drop_link_claim(self, code: str) -> None:
+        self.c.execute("DELETE FROM link_claims WHERE code=?", (code,))
 
     def get_post(self, post_id: str) -> Post | None:
         cached = self._load_post(post_id)
@@ -249,11 +315,52 @@ class Tx:
         return ids
 
     def pending(self, channel: str, limit: int) -> list[DeliveryRow]:
+        """The channel's oldest pending deliveries, leaving out held edits (see
+        :meth:`hold`): they wait without holding up the queue."""
         rows = self.c.execute(
             "SELECT seq, id, post_id, channel, op, state, attempts, next_at, last_error,"
             " parts_done, created_at FROM deliveries WHERE channel=? AND state='pending'"
-            " ORDER BY seq LIMIT ?", (channel, limit)).fetchall()
+            f" AND NOT ({_HELD}) ORDER BY seq LIMIT ?", (channel, time.time(), limit)).fetchall()
         return [_delivery(r) for r in rows]
+
+    def next_held(self, channel: str) -> DeliveryRow | None:
+        """The held edit of *channel* due first (None: none is held)."""
+        r = self.c.execute(
+            "SELECT seq, id, post_id, channel, op, state, attempts, next_at, last_error,"
+            " parts_done, created_at FROM deliveries WHERE channel=? AND state='pending'"
+            f" AND {_HELD} ORDER BY next_at LIMIT 1", (channel, time.time())).fetchone()
+        return _delivery(r) if r else None
+
+    def hold(self, delivery_ids: Iterable[str], until: float) -> None:
+        """Hold fresh edit deliveries until *until* (their author is over the
+        rate).  Unlike a retry's wait, a held edit does not stop the deliveries
+        behind it."""
+        self.c.executemany("UPDATE deliveries SET next_at=?, last_error=? WHERE id=?"
+                           " AND op='edit' AND attempts=0",
+                           [(until, "held: author over the rate", d) for d in delivery_ids])
+
+    def held_until(self, post_id: str) -> float | None:
+        """When the post's held edit (if any) goes out."""
+        r = self.c.execute(f"SELECT max(next_at) FROM deliveries WHERE post_id=? AND"
+                           f" state='pending' AND {_HELD}", (post_id, time.time())).fetchone()
+        return float(r[0]) if r and r[0] is not None else None
+
+    def supersede_edits(self, post_id: str, channels: Iterable[str]) -> int:
+        """Edits of the post still queued for *channels* are skipped: the edit
+        queued next carries the latest text.  How many were."""
+        chans = list(channels)
+        if not chans:
+            return 0
+        marks = ",".join("?" * len(chans))
+        return int(self.c.execute(
+            "UPDATE deliveries SET state='skipped', done_at=?,"
+            " last_error='superseded by a later edit' WHERE post_id=? AND op='edit'"
+            f" AND state='pending' AND channel IN ({marks})",
+            (time.time(), post_id, *chans)).rowcount)
+
+    def delivery_state(self, delivery_id: str) -> str | None:
+        r = self.c.execute("SELECT state FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+        return r[0] if r else None
 
     def delivery(self, delivery_id: str) -> DeliveryRow | None:
         r = self.c.execute(
@@ -299,7 +406,7 @@ class Tx:
     def retry_now(self, channel: str) -> None:
         """Deferred deliveries of *channel* become due now (its platform is back)."""
         self.c.execute("UPDATE deliveries SET next_at=0 WHERE channel=? AND state='pending'"
-                       " AND next_at>0", (channel,))
+                       f" AND next_at>0 AND NOT ({_HELD})", (channel, time.time()))
 
     def requeue_dead(self, channel: str | None = None, delivery_id: str | None = None) -> int:
         sql = ("UPDATE deliveries SET state='pending', next_at=0, attempts=0"
@@ -402,6 +509,8 @@ class Tx:
 
 
 _OPS = {op.value: op for op in Op}
+_HELD = "op='edit' AND attempts=0 AND next_at>?"
+"""A held edit (see :meth:`Tx.hold`); a retried delivery has attempts > 0."""
 
 
 def _delivery(r: sqlite3.Row) -> DeliveryRow:
@@ -415,7 +524,8 @@ def post_from_row(r: sqlite3.Row) -> Post:
         origin_channel=ChannelKey(r["origin_channel"]),
         origin_native_id=NativeId(r["origin_native_id"]), permalink=r["permalink"],
         author=Author(platform=r["author_platform"], handle=r["author_handle"],
-                      display_name=r["author_name"], profile_url=r["author_url"]),
+                      display_name=r["author_name"], profile_url=r["author_url"],
+                      account_id=r["author_id"]),
         text=RichText.from_json(r["text_json"]),
         attachments=tuple(Attachment(**a) for a in json.loads(r["attachments_json"])),
         reply_to=PostId(r["reply_to"]) if r["reply_to"] else None,
