@@ -220,8 +220,8 @@ async def _stream(request: web.Request, site: Site, community: str,
                 waited += 1.0
             if log_.seq == before:
                 await send(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the client went away: its slot is freed by the caller's context manager
     return resp
 
 
