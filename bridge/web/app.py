@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from bridge.chatevents import Occurrence, Transcript, upcoming
+from bridge.logs import Redactor
 from bridge.model import Post
 from bridge.web import admin, feeds, guard
 from bridge.web.live import pump
@@ -295,15 +296,10 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 def _redactor(site: Site) -> Callable[[str], str]:
-    secrets = sorted(site.config.secrets, key=len, reverse=True)
-
-    def redact(text: str) -> str:
-        for s in secrets:
-            if s:
-                text = text.replace(s, "[redacted]")
-        return mask_emails(text)
-
-    return redact
+    """The log redactor's rules (every quoted, escaped and encoded form of a
+    secret) for what ``/healthz`` shows, and members' addresses masked."""
+    scrub = Redactor(site.config.secrets).scrub
+    return lambda text: mask_emails(scrub(text))
 
 
 def web_metrics(request: web.Request) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from typing import Any
@@ -224,6 +225,16 @@ async def test_healthz_metrics_and_headers(live: Live) -> None:
         async with s.get(f"{live.url}/healthz?strict=1") as r:
             assert r.status == 503
             assert (await r.json())["adapters"]["sb_porch"]["detail"] == "down for a test"
+        # A library's error text carries a secret in an encoded form (SASL PLAIN's
+        # base64, an IMAP quoted string): /healthz shows none of them.
+        sasl = base64.b64encode(f"\0bot\0{ADMIN_TOKEN}".encode()).decode()
+        live.bridge.accounts["sb_porch"].set_health(
+            live.bridge.accounts["sb_porch"].health.__class__("disconnected"),
+            f'login refused: AUTH PLAIN {sasl}; LOGIN bot "{ADMIN_TOKEN}"')
+        async with s.get(f"{live.url}/healthz") as r:
+            detail = (await r.json())["adapters"]["sb_porch"]["detail"]
+        assert ADMIN_TOKEN not in detail and sasl not in detail
+        assert detail.startswith("login refused: AUTH PLAIN ")
         async with s.get(f"{live.url}/metrics") as r:
             text = await r.text()
         assert 'hashbridge_posts_in_total{channel="kmers/sb_lobby"} 1' in text
