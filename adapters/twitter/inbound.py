@@ -23,8 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.twitter.budget import Caps, Ledger, next_month
 from adapters.twitter.convert import missing_ids, parse_page
-from bridge.adapter import AdapterContext, ChannelSpec, Health, PermanentError, TransientError
-from bridge.model import Deleted, Edited, NativeId, Posted
+from bridge.adapter import (
+    INLINE_MAX_BYTES,
+    AdapterContext,
+    ChannelSpec,
+    Health,
+    PermanentError,
+    TransientError,
+)
+from bridge.model import Deleted, Edited, NativeId, Posted, Rejected
 from bridge.richtext import Mention, iter_inlines
 
 if TYPE_CHECKING:
@@ -146,6 +153,7 @@ class Inbound:
             kw["start_time"] = cur[2:]
         pages = 1 if self._above_read_pace() else opts.max_pages
         events: list[Posted] = []
+        rejected: list[Rejected] = []
         edits: dict[str, tuple[str, ...]] = {}
         newest: int | None = None
         token = None
@@ -155,8 +163,13 @@ class Inbound:
             raw = _raw_page(resp)
             read = len(raw.get("data") or [])
             await self._save_ledger(usd=read * self.account.prices.read, reads=read)
-            parsed = parse_page(raw, ch.key, own_user_id=me_id)
+            # A page of long posts is read in a worker thread: no page stalls the loop.
+            if _text_size(raw) > INLINE_MAX_BYTES:
+                parsed = await asyncio.to_thread(parse_page, raw, ch.key, own_user_id=me_id)
+            else:
+                parsed = parse_page(raw, ch.key, own_user_id=me_id)
             events += parsed.events
+            rejected += parsed.rejected
             edits.update(parsed.edits)
             if parsed.newest_id:
                 newest = max(newest or 0, int(parsed.newest_id))
@@ -169,7 +182,7 @@ class Inbound:
         emitted_name = f"emitted:{ch.key}"
         emitted: list[str] = json.loads(await ctx.get_cursor(emitted_name) or "[]")
         known = set(emitted)
-        fresh: list[Posted | Edited] = []
+        fresh: list[Posted | Edited | Rejected] = list(rejected)
         for ev in sorted(events, key=lambda e: int(e.native_id)):
             self._remember_summons(ev, me_name)
             if await ctx.is_own(ch.key, ev.native_id):
@@ -249,6 +262,17 @@ class Inbound:
                 self.log.warning("deletion re-check on %s postponed: %s", ch.key, e)
                 if isinstance(e, TransientError) and e.retry_after:
                     delay = max(every, e.retry_after)  # no reads before the window resets
+
+
+def _text_size(page: dict[str, Any]) -> int:
+    """The characters of text a page holds (what converting it costs)."""
+    total = 0
+    for tw in page.get("data") or []:
+        if isinstance(tw, dict):
+            for v in (tw.get("text"), (tw.get("note_tweet") or {}).get("text")
+                      if isinstance(tw.get("note_tweet"), dict) else None):
+                total += len(v) if isinstance(v, str) else 0
+    return total
 
 
 def _raw_page(resp: Any) -> dict[str, Any]:
