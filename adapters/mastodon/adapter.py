@@ -20,7 +20,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -52,9 +52,11 @@ from bridge.adapter import (
     SendOp,
     SendResult,
     TextFormat,
+    TooLarge,
     TransientError,
     check_size,
     read_guarded,
+    rejection,
 )
 from bridge.media import Fetched, MediaFetcher, MediaSource, host_entry, media_sources, with_notes
 from bridge.model import (
@@ -74,6 +76,10 @@ MAX_HTML_BYTES = 1024 * 1024
 """A generous cap on one post's HTML (content plus content warning): Mastodon
 itself fetches a remote object of at most 1 MiB, and its own posts are a few
 thousand characters.  A larger one is rejected unread."""
+MAX_STREAM_LINE = MAX_HTML_BYTES + 256 * 1024
+"""The longest stream line read: a post at the HTML cap with its account and
+attachments; a longer one is rejected from its head (aiohttp's own line limit,
+512 KiB, would raise out of the stream instead)."""
 _STREAM_ID = re.compile(r'"id"\s*:\s*"?([0-9A-Za-z_-]{1,64})')
 
 
@@ -416,9 +422,9 @@ class MastodonAdapter:
             self._ctx.set_health(Health.CONNECTED)
             # Events that arrived while we were away are in the timeline now.
             await self.catch_up(ch)
-            event, data = "", []
+            event, data, over = "", [], 0
             try:
-                async for raw in resp.content:
+                async for raw, size in _sse_lines(resp.content, MAX_STREAM_LINE):
                     line = raw.decode("utf-8", "replace").rstrip("\r\n")
                     if line.startswith(":"):
                         continue
@@ -426,9 +432,13 @@ class MastodonAdapter:
                         event = line[6:].strip()
                     elif line.startswith("data:"):
                         data.append(line[5:].removeprefix(" "))
+                        over += size
                     elif not line and event:
-                        await self._on_event(ch, event, "\n".join(data))
-                        event, data = "", []
+                        if over:  # only its head was kept: reject it, by its id
+                            await self._on_oversize(ch, event, "\n".join(data), over)
+                        else:
+                            await self._on_event(ch, event, "\n".join(data))
+                        event, data, over = "", [], 0
             except TimeoutError:
                 self._log.info("stream for #%s idle for %.0fs: treating it as dropped",
                                opts.hashtag, self._acc.stream_idle_timeout)
@@ -442,8 +452,6 @@ class MastodonAdapter:
         assert self._me is not None
         if event not in ("update", "status.update"):
             return parse_stream_event(event, data, channel=ch.key), None
-        check_size(len(data.encode()), MAX_HTML_BYTES + 64 * 1024,
-                   "a Mastodon stream event is taken up to")
         try:
             payload = json.loads(data)
         except ValueError:
@@ -456,6 +464,18 @@ class MastodonAdapter:
             # our own copies come back on the tag when posted public
             return Unsupported(reason="the bridge's own post", native_id=ev.native_id), None
         return ev, payload
+
+    async def _on_oversize(self, ch: ChannelSpec, event: str, head: str, size: int) -> None:
+        """A stream event too large to read (only its head was kept)."""
+        assert self._ctx is not None
+        m = _STREAM_ID.search(head)
+        bad = rejection(TooLarge(size, MAX_STREAM_LINE, "a Mastodon stream event is taken up to"),
+                        channel=ch.key, native_id=m[1] if m else f"stream:{event}",
+                        logger=self._log)
+        async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
+            if not self._is_seen(ch, bad.native_id):
+                await self._ctx.emit(bad)
+                self._mark_seen(ch, bad.native_id)
 
     async def _on_event(self, ch: ChannelSpec, event: str, data: str) -> None:
         assert self._ctx is not None and self._me is not None
@@ -571,6 +591,32 @@ class MastodonAdapter:
             await asyncio.sleep(0.5)
             media = await self._call(self.client.media, media["id"])
         raise TransientError("media still processing on the server")
+
+
+async def _sse_lines(stream: aiohttp.StreamReader, limit: int
+                     ) -> AsyncIterator[tuple[bytes, int]]:
+    """The stream's lines as ``(line, 0)``; a line over *limit* bytes as
+    ``(its first 4 KiB, its size)``, never held whole in memory."""
+    buf = bytearray()
+    over = 0
+    async for chunk in stream.iter_any():
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            part = chunk[start:] if nl < 0 else chunk[start:nl + 1]
+            if over or len(buf) + len(part) > limit:
+                if not over:
+                    buf = buf[:4096]
+                over += len(part) + (0 if over else len(buf))
+                buf += part[:max(0, 4096 - len(buf))]
+            else:
+                buf += part
+            if nl < 0:
+                break
+            yield bytes(buf), over
+            buf, over, start = bytearray(), 0, nl + 1
+    if buf:
+        yield bytes(buf), over
 
 
 def _payload_size(status: Any) -> int:
