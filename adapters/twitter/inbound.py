@@ -158,9 +158,8 @@ class Inbound:
         newest: int | None = None
         token = None
         for _ in range(pages):
-            resp = await self.client.call(
-                "search", lambda c, t=token: c.search_recent_tweets(**kw, next_token=t))
-            raw = _raw_page(resp)
+            raw = _raw_page(await self.client.call_raw(
+                "search", lambda c, t=token: c.search_recent_tweets(**kw, next_token=t)))
             read = len(raw.get("data") or [])
             await self._save_ledger(usd=read * self.account.prices.read, reads=read)
             # A page of long posts is read in a worker thread: no page stalls the loop.
@@ -173,7 +172,7 @@ class Inbound:
             edits.update(parsed.edits)
             if parsed.newest_id:
                 newest = max(newest or 0, int(parsed.newest_id))
-            token = (resp.meta or {}).get("next_token")
+            token = raw["meta"].get("next_token")
             if not token:
                 break
         if token:
@@ -236,11 +235,12 @@ class Inbound:
         gone: set[str] = set()
         for k in range(0, len(due), 100):
             batch = due[k:k + 100]
-            r = await self.client.call("deletion re-check", lambda c, b=batch: c.get_tweets(
-                b, user_auth=not self.client.app_search))
-            live = len(r.data or [])
+            r = _raw_page(await self.client.call_raw(
+                "deletion re-check", lambda c, b=batch: c.get_tweets(
+                    b, user_auth=not self.client.app_search)))
+            live = len(r["data"])
             await self._save_ledger(usd=live * self.account.prices.read, reads=live)
-            gone |= missing_ids({"errors": r.errors or []})
+            gone |= missing_ids({"errors": r["errors"]})
         rest = json.dumps([e for e in seen if str(e[0]) not in set(due)])
         events = [Deleted(channel=ch.key, native_id=NativeId(i)) for i in due if i in gone]
         if events:
@@ -276,7 +276,19 @@ def _text_size(page: dict[str, Any]) -> int:
 
 
 def _raw_page(resp: Any) -> dict[str, Any]:
-    """tweepy's Response back into the wire shape the converters read."""
-    inc = {k: [getattr(o, "data", o) for o in v] for k, v in (resp.includes or {}).items()}
-    return {"data": [getattr(t, "data", t) for t in resp.data or []], "includes": inc,
-            "meta": resp.meta or {}, "errors": resp.errors or []}
+    """A page in the wire shape the converters read, whatever X (or tweepy's
+    Response) put in its fields: ``data`` and ``errors`` lists, ``includes``
+    and ``meta`` objects."""
+    if isinstance(resp, dict):
+        data, inc, meta, errors = (resp.get("data"), resp.get("includes"), resp.get("meta"),
+                                   resp.get("errors"))
+    else:
+        data, meta, errors = resp.data, resp.meta, resp.errors
+        inc = {k: [getattr(o, "data", o) for o in v] for k, v in (resp.includes or {}).items()}
+        data = [getattr(t, "data", t) for t in data or []]
+    if isinstance(data, dict):
+        data = [data]
+    return {"data": data if isinstance(data, list) else [],
+            "includes": inc if isinstance(inc, dict) else {},
+            "meta": meta if isinstance(meta, dict) else {},
+            "errors": errors if isinstance(errors, list) else []}
