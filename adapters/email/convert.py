@@ -148,7 +148,8 @@ def parse_list_mail(raw: bytes, spec: ListSpec, me: Identity, *,
     try:
         return _parse(raw, spec, me, max_attachment_bytes, max_attachments)
     except TooLarge as exc:
-        return Skipped(native_id=_fallback_id(raw), reason=f"too large: {exc}", error=exc)
+        native = msgid(_raw_header(raw, "Message-ID")) or _fallback_id(raw)
+        return Skipped(native_id=native, reason=f"too large: {exc}", error=exc)
     except Exception as exc:  # any input: a reason, never a crash
         first = exc
     if b"\0" in raw:
