@@ -16,6 +16,13 @@ NetworkConnector):
   limiting live in the delivery worker, never in adapters.
 * ``capabilities(channel)``: frozen data the renderer and router read.
 
+Reading one event must never cost another: convert each raw payload through
+:func:`read_guarded` (or :func:`convert_guarded` where no event loop is
+involved).  Whatever the conversion raises (never ``CancelledError``) becomes
+a :class:`~bridge.model.Rejected` for that event, emitted with the rest of its
+page so that the relay records it and the cursor moves past it; check the
+platform's size limit first with :func:`check_size`.
+
 Constructors do no I/O.
 """
 
