@@ -6,8 +6,9 @@ committed, or nothing is and the adapter reads the page again.
 
 One event never costs its page: an event the adapter could not read arrives as
 :class:`~bridge.model.Rejected` and is recorded, and an event on which the
-relay's own steps fail is undone alone (a savepoint per event) and recorded as
-a ``relay error``.  Only the store itself failing (a full disk) fails the page.
+relay's own steps fail is undone alone (the page is run again without it) and
+recorded as a ``relay error``.  Only the store itself failing (a full disk)
+holds the page.
 """
 
 from __future__ import annotations
@@ -70,6 +71,16 @@ class IngestResult:
         self.counts[(self.channel, "rejected", kind)] += 1
 
 
+class EventFailed(Exception):
+    """Raised out of :meth:`Relay.ingest_tx` (rolling its unit back) when the
+    relay's steps fail on one event: :meth:`Relay.ingest` runs the page again
+    with that event replaced by *rejected*."""
+
+    def __init__(self, index: int, rejected: Rejected) -> None:
+        super().__init__(rejected.reason)
+        self.index, self.rejected = index, rejected
+
+
 class Relay:
     def __init__(self, config: Config, store: Store) -> None:
         self.config = config
@@ -80,13 +91,23 @@ class Relay:
 
     async def ingest(self, account: str, events: Sequence[InboundEvent],
                      cursor: tuple[str, str] | None = None) -> IngestResult:
-        """Persist *events* and *cursor* in one transaction; return what to wake."""
-        return await self.store.run(lambda tx: self.ingest_tx(tx, account, events, cursor))
+        """Persist *events* and *cursor* in one transaction; return what to wake.
+
+        An event on which the relay's own steps fail is undone alone: the page's
+        unit of work is rolled back and run again with that event recorded as a
+        ``relay error`` instead (nothing to pay on the common path, where a
+        savepoint per event would cost every event)."""
+        page = list(events)
+        while True:
+            try:
+                return await self.store.run(lambda tx: self.ingest_tx(tx, account, page, cursor))
+            except EventFailed as failed:
+                page[failed.index] = failed.rejected
 
     def ingest_tx(self, tx: Tx, account: str, events: Sequence[InboundEvent],
                   cursor: tuple[str, str] | None) -> IngestResult:
         result = IngestResult()
-        for ev in events:
+        for index, ev in enumerate(events):
             result.channel = ev.channel
             found = self._channels.get(ev.channel)
             if found is None:
@@ -97,28 +118,22 @@ class Relay:
             if isinstance(ev, Rejected):
                 self._record_rejected(tx, ev, result)
                 continue
-            accepted, changed = result.accepted, len(result.changed)
-            tx.begin_event()
+            accepted = result.accepted
             try:
                 self._one(tx, ev, channel, community, result)
             except Exception as exc:
-                tx.undo_event()
                 if isinstance(exc, StoreError) or failure_kind(exc) is not None:
                     raise  # the store, not the event: the page is held and retried whole
-                result.accepted = accepted
-                del result.changed[changed:]
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"
                 log.warning("not relayed: %s %s: relay error: %s", ev.channel, ev.native_id,
                             reason)
                 log.debug("relay steps failed on %s %s", ev.channel, ev.native_id,
                           exc_info=exc)
-                self._record_rejected(tx, Rejected(
+                raise EventFailed(index, Rejected(
                     channel=ev.channel, native_id=ev.native_id, reason=f"relay error: {reason}",
-                    kind=RejectKind.RELAY_ERROR), result)
-            else:
-                tx.end_event()
-                if result.accepted > accepted:
-                    result.counts[(ev.channel, "accepted", "")] += result.accepted - accepted
+                    kind=RejectKind.RELAY_ERROR)) from exc
+            if result.accepted > accepted:
+                result.counts[(ev.channel, "accepted", "")] += result.accepted - accepted
         if cursor is not None:
             tx.set_cursor(account, cursor[0], cursor[1])
         return result

@@ -412,20 +412,6 @@ class Tx:
             "SELECT channel, kind, count(*), max(created_at) FROM rejections"
             " GROUP BY channel, kind ORDER BY channel, kind")]
 
-    # ------------------------------------------------------------ one event's savepoint
-    # The relay runs each event of a page inside one of these (within the page's
-    # unit of work): an event whose steps fail is undone alone.
-    def begin_event(self) -> None:
-        self.c.execute("SAVEPOINT event")
-
-    def end_event(self) -> None:
-        self.c.execute("RELEASE event")
-
-    def undo_event(self) -> None:
-        self.forget()
-        self.c.execute("ROLLBACK TO event")
-        self.c.execute("RELEASE event")
-
     # ------------------------------------------------------------ health
     def set_health(self, account: str, platform: str, state: str, detail: str) -> None:
         self.c.execute(
