@@ -274,7 +274,8 @@ class MatrixAdapter(Outbound):
             chunk = [e.source for e in r.chunk]
             older.extend(chunk)
             if not chunk or r.end is None or r.end == token or any(
-                    e.get("origin_server_ts", 0) < cutoff for e in chunk):
+                    isinstance(ts := e.get("origin_server_ts"), int) and ts < cutoff
+                    for e in chunk):
                 break
             token = r.end
         older.reverse()

@@ -203,6 +203,47 @@ async def test_a_store_failure_is_never_taken_for_the_event(relay: Relay) -> Non
     assert st["origins"] == ["1", "2"] and st["cursor"] == "2" and st["rejections"] == []
 
 
+async def test_sandbox_poison_costs_itself_only(tmp_path: Path) -> None:
+    """The sandbox adapter reads through the guard too: a message whose time
+    cannot be a date (the network file written by something else) is rejected,
+    the messages around it are relayed, the adapter spends no restart."""
+    from adapters.sandbox import SandboxPlatform
+    from bridge.adapter import Health
+    from bridge.harness import eventually
+
+    lobby = SandboxPlatform(str(tmp_path / "networks"), "lobby")
+    garden = SandboxPlatform(str(tmp_path / "networks"), "garden")
+    await lobby.start()
+    await garden.start()
+    cfg = build_config(tmp_path, sandbox_channels(tmp_path, ["lobby", "garden"]))
+    try:
+        async with running(cfg) as bridge:
+            await lobby.post_as_member("alice", "before the poison")
+            bad = await lobby.post_as_member("mallory", "from the far future")
+            lobby.net.db.execute("UPDATE messages SET created_at = 1e300 WHERE id = ?",
+                                 (int(bad),))
+            lobby.net.db.commit()
+            await lobby.post_as_member("bob", "after the poison")
+
+            async def arrived() -> list[str] | None:
+                texts = [m.text for m in await garden.messages() if m.by_bridge]
+                return texts if len(texts) >= 2 else None
+
+            texts = await eventually(arrived, 20, "the good messages on the garden")
+            rows = await bridge.store.run(lambda tx: tx.rejections(kinds=("unreadable",)))
+            rt = bridge.accounts["sb_lobby"]
+            assert rt.health == Health.CONNECTED and rt.restarts == []
+    finally:
+        await lobby.stop()
+        await garden.stop()
+    assert any("before the poison" in t for t in texts)
+    assert any("after the poison" in t for t in texts)
+    assert not any("far future" in t for t in texts)
+    assert [(r[0], r[1]) for r in rows] == [(LOBBY, bad)]
+    assert rows[0][2].startswith("unreadable: OverflowError") \
+        or rows[0][2].startswith("unreadable: ValueError")
+
+
 # ------------------------------------------------------------------ where it shows
 
 async def test_rejections_show_in_metrics_status_and_admin_data(tmp_path: Path) -> None:
