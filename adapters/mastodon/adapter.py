@@ -92,7 +92,7 @@ def _status_id(status: Any) -> str:
 def _check_html_size(status: Any) -> None:
     if not isinstance(status, Mapping):
         return
-    size = sum(len(v.encode()) for k in ("content", "spoiler_text")
+    size = sum(len(v.encode("utf-8", "surrogatepass")) for k in ("content", "spoiler_text")
                if isinstance(v := status.get(k), str))
     check_size(size, MAX_HTML_BYTES, "a Mastodon post's HTML is taken up to")
 
