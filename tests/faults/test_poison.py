@@ -14,7 +14,7 @@ Counted on the platforms (the copies) and through ``hashbridge status --json``.
 HTML nested deep raises in today's converters; once they flatten it the post
 may be relayed instead: it then must be relayed or rejected, never lost
 silently, never costing another post.  The other poison is rejected always.
-Matrix appservice transactions are covered in tests/matrix/test_mx_poison.py.
+Matrix appservice mode has its own case (Synapse with the registration loaded).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -178,3 +179,120 @@ async def test_poison_costs_itself_only_on_every_platform(tmp_path: Path) -> Non
     reasons = {r["native_id"]: r["reason"] for r in status["rejected"]["recent"]}
     for nid in always:
         assert nid in reasons and reasons[nid].split(":")[0] in ("unreadable", "too large")
+
+
+async def test_poison_in_appservice_transactions_costs_itself_only(tmp_path: Path) -> None:
+    """Matrix appservice mode: Synapse pushes transactions to a real ``hashbridge
+    run``.  A transaction holding poison among good events is acknowledged (a
+    500 would make Synapse resend it forever), its good events reach the lobby,
+    the poison is recorded; the same after downtime, when Synapse resends what
+    piled up.  Poison that Synapse itself would refuse (an event over 65,536
+    bytes, fields of the wrong type) is pushed by the test as a homeserver
+    could."""
+    import aiohttp
+
+    sys.path.insert(0, str(ROOT / "tests" / "matrix"))
+    from mxhelp import make_room, need_synapse, start_server
+
+    from adapters.matrix.convert import HTML_FORMAT
+    from adapters.sandbox import SandboxPlatform
+
+    need_synapse()
+    (tmp_path / "synapse").mkdir()
+    hs = await asyncio.to_thread(start_server, tmp_path / "synapse", relaxed=True)
+    lobby = SandboxPlatform(str(tmp_path / "networks"), "lobby")
+    await lobby.start()
+    acct = hs.appservice_account(sync_timeout_ms=2000)
+    room = await make_room(hs)
+    await asyncio.to_thread(hs.server.request, "POST",
+                            f"/_matrix/client/v3/rooms/{room.room_id}/invite",
+                            room.alice.access_token, {"user_id": acct.user_id})
+    cfg, log, db = tmp_path / "bridge.toml", tmp_path / "bridge.log", \
+        tmp_path / "data" / "hashbridge.sqlite"
+    matrix = {k: v for k, v in acct.model_dump().items()
+              if k in ("homeserver", "user_id", "mode", "as_token", "hs_token", "as_listen",
+                       "as_url", "sync_timeout_ms")}
+    cfg.write_text("\n".join([
+        "[bridge]", f'data_dir = "{tmp_path / "data"}"', 'log_level = "warning"', "",
+        "[accounts.lobby]", 'platform = "sandbox"', f'dir = "{tmp_path / "networks"}"', "",
+        "[accounts.mx]", 'platform = "matrix"',
+        *(f"{k} = {json.dumps(v)}" for k, v in matrix.items()), "",
+        "[[communities]]", 'name = "kmers"', 'hashtag = "kmers"',
+        "author_rate_per_minute = 100000", "duplicate_window = 0", "",
+        "[[communities.channels]]", 'account = "lobby"', 'network = "lobby"', "",
+        "[[communities.channels]]", 'account = "mx"', f'room = "{room.room_id}"', ""]))
+    cfg.chmod(0o600)
+    sent: dict[str, str] = {}
+
+    async def say(text: str) -> str:
+        r = await room.alice.room_send(room.room_id, "m.room.message",
+                                       {"msgtype": "m.text", "body": text})
+        return str(r.event_id)
+
+    async def nested(tag: str) -> None:
+        r = await room.alice.room_send(room.room_id, "m.room.message", {
+            "msgtype": "m.text", "body": f"{tag} deep", "format": HTML_FORMAT,
+            "formatted_body": NESTED})
+        sent[str(r.event_id)] = "either"
+
+    async def on_lobby(*words: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 120
+        while True:
+            texts = [m.text for m in await lobby.messages() if m.by_bridge]
+            if all(any(w in t for t in texts) for w in words):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"not on the lobby: {words}; have {texts}")
+            await asyncio.sleep(0.5)
+
+    proc = start_bridge(cfg, log)
+    try:
+        await wait_connected(db, {"lobby", "mx"}, 90)
+        # ---- live: Synapse's own transactions, poison among good events
+        await say("live good one")
+        await nested("live")
+        await say("live good two")
+        # ---- a transaction only a homeserver could send: too large, malformed
+        now = int(time.time() * 1000)
+
+        def ev(eid: str, content: Any) -> dict[str, Any]:
+            return {"type": "m.room.message", "room_id": room.room_id, "event_id": eid,
+                    "sender": room.alice.user_id, "origin_server_ts": now,
+                    "content": content}
+
+        txn = [ev("$pushed-good", {"msgtype": "m.text", "body": "pushed good"}),
+               ev("$pushed-huge", {"msgtype": "m.text", "body": "x" * 70_000}),
+               ev("$pushed-nested", {"msgtype": "m.text", "body": "n", "format": HTML_FORMAT,
+                                     "formatted_body": NESTED})]
+        sent |= {"$pushed-huge": "always", "$pushed-nested": "either"}
+        async with aiohttp.ClientSession() as http:
+            r = await http.put(f"http://{acct.as_listen}/_matrix/app/v1/transactions/poison-1",
+                               json={"events": txn},
+                               headers={"Authorization": f"Bearer {acct.hs_token}"})
+            assert r.status == 200, await r.text()
+        await on_lobby("live good one", "live good two", "pushed good")
+        await wait_recorded(db, sent, 60)
+        # ---- downtime: Synapse keeps the transactions and resends them
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        await say("page good one")
+        await nested("page")
+        await say("page good two")
+        proc = start_bridge(cfg, log)
+        await on_lobby("page good one", "page good two")
+        rejected = await wait_recorded(db, sent, 60)
+        await wait_connected(db, {"lobby", "mx"}, 30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        await room.alice.close()
+        await room.bob.close()
+        await lobby.stop()
+        await asyncio.to_thread(hs.server.stop)
+        hs.forwarder.close()
+    text = log.read_text()
+    assert "adapter crashed" not in text and "not persisted" not in text, text[-3000:]
+    assert rejected.get("$pushed-huge") == "too large"
