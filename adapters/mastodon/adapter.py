@@ -379,16 +379,18 @@ class MastodonAdapter:
             return Unsupported(reason="the bridge's own post", native_id=ev.native_id)
         return ev
 
-    async def _inbound(self, ch: ChannelSpec, status: Any) -> Posted | Rejected | None:
+    async def _inbound(self, ch: ChannelSpec, status: Any, parsed: Posted | None = None
+                       ) -> Posted | Rejected | None:
         """A status from the tag, its rejection when it cannot be read, or None
-        when it must not (or need not) be emitted."""
+        when it must not (or need not) be emitted.  *parsed*: the status already
+        read (the stream's events are read once)."""
         assert self._ctx is not None and self._me is not None
         sid = _status_id(status)
         if sid and self._is_seen(ch, sid):
             return None
-        ev = await read_guarded(functools.partial(self._read_status, ch, status),
-                                channel=ch.key, native_id=sid or "?", logger=self._log,
-                                size=_payload_size(status))
+        ev = parsed or await read_guarded(
+            functools.partial(self._read_status, ch, status), channel=ch.key,
+            native_id=sid or "?", logger=self._log, size=_payload_size(status))
         if isinstance(ev, Unsupported):
             self._log.debug("skipped %s: %s", ev.native_id, ev.reason)
             return None
@@ -496,7 +498,7 @@ class MastodonAdapter:
             return
         async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
             if isinstance(ev, Posted):
-                new = await self._inbound(ch, payload)
+                new = await self._inbound(ch, payload, ev)
                 if new is None:
                     return
                 cursor = await ctx.get_cursor(name)

@@ -295,7 +295,10 @@ class MatrixAdapter(Outbound):
         if isinstance(ts, int) and ts < cutoff:
             return None
         size = _event_size(raw)
-        res = await read_guarded(functools.partial(self._read_event, raw, key, room_id, size),
+        # Read on the loop (nio's room state is the loop's), converted maybe in a thread.
+        name = self._display_name(room_id, str(sender))
+        res = await read_guarded(functools.partial(self._read_event, raw, key, room_id, size,
+                                                   name),
                                  channel=key, native_id=eid if isinstance(eid, str) else "?",
                                  logger=self.log, size=size)
         match res:
@@ -316,14 +319,13 @@ class MatrixAdapter(Outbound):
                 return res
 
     def _read_event(self, raw: dict[str, Any], key: ChannelKey, room_id: str,
-                    size: int) -> convert.Inbound:
+                    size: int, display_name: str) -> convert.Inbound:
         """The pure part of reading one event (run guarded: whatever it raises
         costs this event only)."""
         check_size(size, MAX_EVENT_BYTES, "Matrix events are at most")
         return convert.parse_event(raw, channel=key, room_id=room_id,
                                    homeserver=self.account.homeserver,
-                                   display_name=self._display_name(room_id,
-                                                                   str(raw.get("sender"))),
+                                   display_name=display_name,
                                    max_media_bytes=self.account.max_media_bytes)
 
     def _remember(self, event_id: str, sender: str) -> None:
