@@ -5,7 +5,8 @@
   large payload in a worker thread and a small one inline;
 * the relay records a rejection with its reason, relays the rest of its page
   and saves the page's cursor in the same transaction; an event on which the
-  relay's own steps fail is undone alone (savepoint) and recorded;
+  relay's own steps fail is undone alone (its page runs again without it) and
+  recorded;
 * the rejections show in ``hashbridge status`` (text and ``--json``), the
   admin page's data and ``/metrics``.
 
