@@ -16,20 +16,38 @@ NetworkConnector):
   limiting live in the delivery worker, never in adapters.
 * ``capabilities(channel)``: frozen data the renderer and router read.
 
+Reading one event must never cost another: convert each raw payload through
+:func:`read_guarded` (or :func:`convert_guarded` where no event loop is
+involved).  Whatever the conversion raises (never ``CancelledError``) becomes
+a :class:`~bridge.model.Rejected` for that event, emitted with the rest of its
+page so that the relay records it and the cursor moves past it; check the
+platform's size limit first with :func:`check_size`.
+
 Constructors do no I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from bridge.model import Attachment, ChannelKey, DeliveryId, InboundEvent, NativeId, Post
+from bridge.model import (
+    Attachment,
+    ChannelKey,
+    DeliveryId,
+    InboundEvent,
+    NativeId,
+    Post,
+    Rejected,
+    RejectKind,
+)
 from bridge.richtext import RichText
 
 if TYPE_CHECKING:
@@ -58,6 +76,81 @@ class PermanentError(AdapterError):
 
 class AuthError(AdapterError):
     """The account's credentials are refused; the adapter is marked bad-credentials."""
+
+
+# ---------------------------------------------------------------- reading one event
+
+T = TypeVar("T")
+
+INLINE_MAX_BYTES = 16 * 1024
+"""A payload up to this size is converted on the event loop (a fraction of a
+millisecond: a thread hop would cost more than it saves); a larger one in a
+worker thread, so that no single post stalls the loop."""
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+class TooLarge(Exception):
+    """An inbound event over the size its platform allows.  Raise it from a
+    conversion (or call :func:`check_size` first): it becomes a
+    :class:`~bridge.model.Rejected` of kind ``too large``."""
+
+    def __init__(self, size: int, limit: int, rule: str, unit: str = "bytes") -> None:
+        super().__init__(f"{size:,} {unit} ({rule} {limit:,})")
+        self.size, self.limit = size, limit
+
+
+def check_size(size: int, limit: int, rule: str, unit: str = "bytes") -> None:
+    """Raise :class:`TooLarge` when *size* is over *limit*; *rule* finishes
+    the sentence ``(… at most N)``: ``"Matrix events are at most"``."""
+    if size > limit:
+        raise TooLarge(size, limit, rule, unit)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = _UNPRINTABLE.sub(" ", text).strip()
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def rejection(exc: Exception, *, channel: ChannelKey, native_id: str,
+              logger: logging.Logger) -> Rejected:
+    """*exc*, raised while reading one event, as the event's rejection: a
+    WARNING line with the short reason, the traceback at DEBUG only (payload
+    text may be in it; credentials never are, converters hold none)."""
+    nid = NativeId(_short(str(native_id), 300) or "?")
+    if isinstance(exc, TooLarge):
+        kind, reason = RejectKind.TOO_LARGE, f"too large: {exc}"
+    else:
+        detail = _short(str(exc))
+        kind = RejectKind.UNREADABLE
+        reason = f"unreadable: {type(exc).__name__}" + (f": {detail}" if detail else "")
+    logger.warning("not relayed: %s %s: %s", channel, nid, reason)
+    logger.debug("reading %s %s failed", channel, nid, exc_info=exc)
+    return Rejected(channel=channel, native_id=nid, reason=reason, kind=kind)
+
+
+def convert_guarded(convert: Callable[[], T], *, channel: ChannelKey, native_id: str,
+                    logger: logging.Logger) -> T | Rejected:
+    """``convert()``, or the event's :class:`~bridge.model.Rejected` when it
+    raises anything (``CancelledError`` and other ``BaseException`` pass): one
+    payload can cost itself, never its page or the adapter."""
+    try:
+        return convert()
+    except Exception as exc:
+        return rejection(exc, channel=channel, native_id=native_id, logger=logger)
+
+
+async def read_guarded(convert: Callable[[], T], *, channel: ChannelKey, native_id: str,
+                       logger: logging.Logger, size: int = 0) -> T | Rejected:
+    """:func:`convert_guarded` for the event loop: a payload of more than
+    :data:`INLINE_MAX_BYTES` (*size*, as the adapter measured it) is converted
+    in a worker thread."""
+    try:
+        if size > INLINE_MAX_BYTES:
+            return await asyncio.to_thread(convert)
+        return convert()
+    except Exception as exc:
+        return rejection(exc, channel=channel, native_id=native_id, logger=logger)
 
 
 class Health(enum.StrEnum):
@@ -292,8 +385,9 @@ class AdapterFactory:
 EmitFn = Callable[[InboundEvent], Awaitable[None]]
 
 __all__ = [
-    "Adapter", "AdapterContext", "AdapterError", "AdapterFactory", "AuthError", "Capabilities",
-    "ChannelSpec", "EmitFn", "Health", "OnlineCheck", "PermanentError", "Rendered", "SendCreate",
-    "SendDelete", "SendEdit", "SendOp", "SendResult", "StrictModel", "TextFormat",
-    "TransientError",
+    "INLINE_MAX_BYTES", "Adapter", "AdapterContext", "AdapterError", "AdapterFactory",
+    "AuthError", "Capabilities", "ChannelSpec", "EmitFn", "Health", "OnlineCheck", "PermanentError",
+    "Rendered", "SendCreate", "SendDelete", "SendEdit", "SendOp", "SendResult", "StrictModel",
+    "TextFormat", "TooLarge", "TransientError", "check_size", "convert_guarded", "read_guarded",
+    "rejection",
 ]

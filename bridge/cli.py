@@ -190,6 +190,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             try:
                 tx = Tx(conn)
                 health, depths, dead = tx.health(), tx.queue_depths(), tx.dead(args.limit)
+                rejected = _rejections(tx, args.limit)
             finally:
                 conn.close()
             storage["read"] = "last checkpoint (the disk is full)"
@@ -198,6 +199,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 health = await store.run(lambda tx: tx.health())
                 depths = await store.run(lambda tx: tx.queue_depths())
                 dead = await store.run(lambda tx: tx.dead(args.limit))
+                rejected = await store.run(lambda tx: _rejections(tx, args.limit))
             finally:
                 await store.close()
         if args.json:
@@ -208,6 +210,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "queues": depths,
                 "dead": [{"id": r.id, "channel": r.channel, "op": r.op.value, "post": r.post_id,
                           "reason": r.last_error, "attempts": r.attempts} for r in dead],
+                "rejected": rejected,
             }, indent=2))
             return 0
         print(_storage_line(storage))
@@ -223,9 +226,31 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("dead deliveries (re-queue with `hashbridge retry`):")
             for r in dead:
                 print(f"  {r.id} {r.op.value:<6} -> {r.channel}: {r.last_error}")
+        unread = [c for c in rejected["counts"] if c["kind"] != "policy"]
+        if unread:
+            print("inbound events rejected (not read or not relayable; see docs/operations.md):")
+            for c in unread:
+                print(f"  {c['channel']:<28} {c['kind']:<12} {c['count']:>6}  "
+                      f"(latest {time.time() - c['latest']:.0f}s ago)")
+            for r in rejected["recent"]:
+                print(f"  {r['channel']} {r['native_id']}: {r['reason']}")
         return 0
 
     return asyncio.run(go())
+
+
+UNREADABLE_KINDS = ("unreadable", "too large", "relay error")
+
+
+def _rejections(tx: Tx, limit: int) -> dict[str, Any]:
+    """Rejected inbound events for ``status``: counts by channel and kind (the
+    policy's refusals included), and the latest that could not be read."""
+    return {
+        "counts": [{"channel": ch, "kind": kind, "count": n, "latest": at}
+                   for ch, kind, n, at in tx.rejection_counts()],
+        "recent": [{"channel": ch, "native_id": nid, "reason": reason, "at": at}
+                   for ch, nid, reason, at in tx.rejections(limit, kinds=UNREADABLE_KINDS)],
+    }
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
@@ -25,6 +26,8 @@ class Histogram:
 class Metrics:
     posts_in: Counter[str] = field(default_factory=Counter)
     dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Inbound events that could not be read or relayed, by (channel, kind)."""
     posts_out: Counter[tuple[str, str]] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     dead_total: Counter[str] = field(default_factory=Counter)
@@ -37,6 +40,16 @@ class Metrics:
         self.posts_in[channel] += accepted
         for why, n in dropped.items():
             self.dropped[(channel, why)] += n
+
+    def ingested_page(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """One page's ``(channel, what, reason)`` counts (``IngestResult.counts``)."""
+        for (channel, what, why), n in counts.items():
+            if what == "accepted":
+                self.posts_in[channel] += n
+            elif what == "dropped":
+                self.dropped[(channel, why)] += n
+            else:
+                self.rejected[(channel, why)] += n
 
     def delivered(self, channel: str, op: str, latency: float) -> None:
         self.posts_out[(channel, op)] += 1
@@ -70,6 +83,11 @@ class Metrics:
         counter("hashbridge_posts_dropped_total", "Inbound events not relayed, by reason",
                 [(f'channel="{esc(c)}",reason="{esc(r)}"', n)
                  for (c, r), n in sorted(self.dropped.items())])
+        counter("hashbridge_inbound_rejected_total",
+                "Inbound events recorded as rejected because they could not be read "
+                "(unreadable, too large) or relayed (relay error), by kind",
+                [(f'channel="{esc(c)}",reason="{esc(r)}"', n)
+                 for (c, r), n in sorted(self.rejected.items())])
         counter("hashbridge_posts_out_total", "Deliveries sent to a channel",
                 [(f'channel="{esc(c)}",op="{esc(o)}"', n)
                  for (c, o), n in sorted(self.posts_out.items())])

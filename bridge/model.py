@@ -194,5 +194,33 @@ class Deleted:
     native_id: NativeId
 
 
-InboundEvent = Posted | Edited | Deleted
+class RejectKind(enum.StrEnum):
+    """Why an inbound event was not read: the ``reason`` label of the metrics."""
+
+    UNREADABLE = "unreadable"
+    """Converting it raised (malformed payload, a converter's bug, hostile input)."""
+    TOO_LARGE = "too large"
+    """Over the size its platform allows (checked before any parsing)."""
+    RELAY_ERROR = "relay error"
+    """Converted, but the relay's own steps (policy, persist) failed on it."""
+    POLICY = "policy"
+    """Refused by the community's policy (consent, blocklist, rate...)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejected:
+    """An event that arrived but cannot be read: it costs itself only.  The
+    relay records it with its reason (``status``, the admin page, ``/metrics``)
+    and the adapter's cursor moves past it with the rest of its page."""
+
+    channel: ChannelKey
+    native_id: NativeId
+    """The platform's id if it could be found, else a stand-in that names the
+    place (``uid:42``)."""
+    reason: str
+    """Short, for an operator: ``unreadable: RecursionError: ...``."""
+    kind: RejectKind = RejectKind.UNREADABLE
+
+
+InboundEvent = Posted | Edited | Deleted | Rejected
 """The closed union of what adapters report happened on their platform."""

@@ -3,12 +3,19 @@
 All of one page of events, and the cursor that covers them, run as one unit of
 work in the store: either everything (posts, id map, outbox rows, cursor) is
 committed, or nothing is and the adapter reads the page again.
+
+One event never costs its page: an event the adapter could not read arrives as
+:class:`~bridge.model.Rejected` and is recorded, and an event on which the
+relay's own steps fail is undone alone (the page is run again without it) and
+recorded as a ``relay error``.  Only the store itself failing (a full disk)
+holds the page.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
@@ -26,11 +33,14 @@ from bridge.model import (
     Post,
     Posted,
     PostId,
+    Rejected,
+    RejectKind,
     new_post_id,
 )
 from bridge.policy import AuthorRate, blocked, check_posted, fit_size, text_hash
 from bridge.richtext import RichText
-from bridge.store import Store, Tx
+from bridge.store import Store, StoreError, Tx
+from bridge.store.space import failure_kind
 
 log = logging.getLogger("hashbridge.relay")
 
@@ -48,9 +58,28 @@ class IngestResult:
     wake: set[ChannelKey] = field(default_factory=set)
     changed: list[tuple[str, PostId]] = field(default_factory=list)
     """``(kind, post id)`` for live views: kind is posted, edited or deleted."""
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """``(channel, what, reason)`` -> n, for the metrics: *what* is ``accepted``
+    (reason ""), ``dropped`` or ``rejected`` (reason: the rejection's kind)."""
+    channel: str = ""
+    """The channel of the event being ingested (what :meth:`drop` counts under)."""
 
     def drop(self, why: str) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + 1
+        self.counts[(self.channel, "dropped", why)] += 1
+
+    def reject(self, kind: str) -> None:
+        self.counts[(self.channel, "rejected", kind)] += 1
+
+
+class EventFailed(Exception):
+    """Raised out of :meth:`Relay.ingest_tx` (rolling its unit back) when the
+    relay's steps fail on one event: :meth:`Relay.ingest` runs the page again
+    with that event replaced by *rejected*."""
+
+    def __init__(self, index: int, rejected: Rejected) -> None:
+        super().__init__(rejected.reason)
+        self.index, self.rejected = index, rejected
 
 
 class Relay:
@@ -64,31 +93,71 @@ class Relay:
 
     async def ingest(self, account: str, events: Sequence[InboundEvent],
                      cursor: tuple[str, str] | None = None) -> IngestResult:
-        """Persist *events* and *cursor* in one transaction; return what to wake."""
-        return await self.store.run(lambda tx: self.ingest_tx(tx, account, events, cursor))
+        """Persist *events* and *cursor* in one transaction; return what to wake.
+
+        An event on which the relay's own steps fail is undone alone: the page's
+        unit of work is rolled back and run again with that event recorded as a
+        ``relay error`` instead (nothing to pay on the common path, where a
+        savepoint per event would cost every event)."""
+        page = list(events)
+        while True:
+            try:
+                return await self.store.run(lambda tx: self.ingest_tx(tx, account, page, cursor))
+            except EventFailed as failed:
+                page[failed.index] = failed.rejected
 
     def ingest_tx(self, tx: Tx, account: str, events: Sequence[InboundEvent],
                   cursor: tuple[str, str] | None) -> IngestResult:
         result = IngestResult()
-        for ev in events:
+        for index, ev in enumerate(events):
+            result.channel = ev.channel
             found = self._channels.get(ev.channel)
             if found is None:
                 result.drop("unknown channel")
                 log.warning("event for unknown channel %s dropped", ev.channel)
                 continue
             channel, community = found
-            match ev:
-                case Posted():
-                    self._posted(tx, ev, channel, community, result)
-                case Edited():
-                    self._edited(tx, ev, channel, community, result)
-                case Deleted():
-                    self._deleted(tx, ev, channel, community, result)
-                case _:
-                    assert_never(ev)
+            if isinstance(ev, Rejected):
+                self._record_rejected(tx, ev, result)
+                continue
+            accepted = result.accepted
+            try:
+                self._one(tx, ev, channel, community, result)
+            except Exception as exc:
+                if isinstance(exc, StoreError) or failure_kind(exc) is not None:
+                    raise  # the store, not the event: the page is held and retried whole
+                reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("not relayed: %s %s: relay error: %s", ev.channel, ev.native_id,
+                            reason)
+                log.debug("relay steps failed on %s %s", ev.channel, ev.native_id,
+                          exc_info=exc)
+                raise EventFailed(index, Rejected(
+                    channel=ev.channel, native_id=ev.native_id, reason=f"relay error: {reason}",
+                    kind=RejectKind.RELAY_ERROR)) from exc
+            if result.accepted > accepted:
+                result.counts[(ev.channel, "accepted", "")] += result.accepted - accepted
         if cursor is not None:
             tx.set_cursor(account, cursor[0], cursor[1])
         return result
+
+    def _one(self, tx: Tx, ev: Posted | Edited | Deleted, channel: ChannelConfig,
+             community: CommunityConfig, result: IngestResult) -> None:
+        match ev:
+            case Posted():
+                self._posted(tx, ev, channel, community, result)
+            case Edited():
+                self._edited(tx, ev, channel, community, result)
+            case Deleted():
+                self._deleted(tx, ev, channel, community, result)
+            case _:
+                assert_never(ev)
+
+    def _record_rejected(self, tx: Tx, ev: Rejected, result: IngestResult) -> None:
+        """An event that could not be read or relayed: recorded (once, however
+        often it is read again) and counted; its page goes on without it."""
+        if tx.reject(ev.channel, ev.native_id, ev.reason, ev.kind.value):
+            result.reject(ev.kind.value)
+        result.dropped[ev.kind.value] = result.dropped.get(ev.kind.value, 0) + 1
 
     # ------------------------------------------------------------------ steps
     def _posted(self, tx: Tx, ev: Posted, channel: ChannelConfig, community: CommunityConfig,

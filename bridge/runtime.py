@@ -145,8 +145,7 @@ class Bridge:
                      cursor: tuple[str, str] | None) -> None:
         assert self.relay is not None
         result = await self.relay.ingest(account, events, cursor)
-        for ev in events[:1]:
-            self.metrics.ingested(ev.channel, result.accepted, result.dropped)
+        self.metrics.ingested_page(result.counts)
         self.publish(result)
 
     def publish(self, result: IngestResult) -> None:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -70,14 +72,21 @@ from bridge.adapter import (
     SendResult,
     TextFormat,
     TransientError,
+    check_size,
+    read_guarded,
+    rejection,
 )
 from bridge.media import MediaSource, media_sources
-from bridge.model import Attachment, ChannelKey, InboundEvent, NativeId, Posted
+from bridge.model import Attachment, ChannelKey, InboundEvent, NativeId, Posted, Rejected
 from bridge.richtext import Text
 
 NETWORK_NAMES = {"mastodon": "Mastodon", "twitter": "X", "matrix": "Matrix",
                  "email": "Email", "sandbox": "Sandbox"}
 FETCH_BATCH = 20
+MAX_MESSAGE_BYTES = 50 * 1024 * 1024
+"""The largest list mail read (what the big mail providers accept); larger
+mail is rejected, with its reason, before any parsing."""
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*<([^<>\s]{1,300})>", re.I | re.M)
 
 
 class EmailAdapter:
@@ -232,16 +241,36 @@ class EmailAdapter:
                 await ctx.set_cursor(*cursor)
         return last
 
-    async def _inbound_event(self, ctx: AdapterContext, uid: int, raw: bytes) -> Posted | None:
+    def _read_mail(self, raw: bytes) -> tuple[ListSpec, ListMail | Skipped] | None:
+        """The pure part of reading one mail: its list, and the mail parsed
+        (None: not for one of our reading channels)."""
         spec = self._specs.get(list_id_of(raw).lower())
         if spec is None or self.channels[spec.channel].direction == "out":
+            return None
+        check_size(len(raw), MAX_MESSAGE_BYTES, "list mail is taken up to")
+        opts = self._opts(self.channels[spec.channel])
+        return spec, parse_list_mail(raw, spec, self._me,
+                                     max_attachment_bytes=opts.max_attachment_bytes,
+                                     max_attachments=opts.max_attachments)
+
+    async def _inbound_event(self, ctx: AdapterContext, uid: int, raw: bytes
+                             ) -> Posted | Rejected | None:
+        reading = [c.key for c in self.channels.values() if c.direction != "out"]
+        m = _MESSAGE_ID.search(raw, 0, 65536)
+        native = m[1].decode("ascii", "replace") if m else f"uid:{uid}"
+        got = await read_guarded(functools.partial(self._read_mail, raw),
+                                 channel=reading[0], native_id=native, logger=self.log,
+                                 size=len(raw))
+        if got is None:
             self.log.debug("UID %d: not one of our lists' mail", uid)
             return None
-        opts = self._opts(self.channels[spec.channel])
-        res = await asyncio.to_thread(parse_list_mail, raw, spec, self._me,
-                                      max_attachment_bytes=opts.max_attachment_bytes,
-                                      max_attachments=opts.max_attachments)
+        if isinstance(got, Rejected):
+            return got
+        spec, res = got
         if isinstance(res, Skipped):
+            if res.error is not None:  # the mail could not be read at all
+                return rejection(res.error, channel=spec.channel, native_id=res.native_id,
+                                 logger=self.log)
             self.log.info("UID %d <%s> not relayed: %s", uid, res.native_id, res.reason)
             return None
         if await ctx.is_own(spec.channel, res.event.native_id):

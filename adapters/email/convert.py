@@ -28,10 +28,14 @@ from email.utils import getaddresses, parsedate_to_datetime
 import quotequail
 from mailparser_reply import EmailReplyParser
 
+from bridge.adapter import TooLarge, check_size
 from bridge.model import Author, ChannelKey, NativeId, Posted
 from bridge.richtext import RichText
 from bridge.textconv import clean_text, from_html, from_plain
 
+MAX_BODY_BYTES = 1024 * 1024
+"""The longest text part a list mail's post is taken from (a post, not a
+document: larger mail is rejected, with its reason, not converted)."""
 MARKER_HEADER = "X-Hashbridge-Delivery"
 """Set on every mail we send; its presence on inbound mail means "our own echo"."""
 
@@ -104,6 +108,9 @@ class ListMail:
 class Skipped:
     native_id: str
     reason: str
+    error: Exception | None = None
+    """What parsing raised, when the mail could not be read at all (the adapter
+    records it as a rejection, :func:`bridge.adapter.rejection`)."""
 
 
 def msgid(value: object) -> str | None:
@@ -140,6 +147,9 @@ def parse_list_mail(raw: bytes, spec: ListSpec, me: Identity, *,
     """Turn one raw message into a :class:`ListMail`, or say why not.  Never raises."""
     try:
         return _parse(raw, spec, me, max_attachment_bytes, max_attachments)
+    except TooLarge as exc:
+        native = msgid(_raw_header(raw, "Message-ID")) or _fallback_id(raw)
+        return Skipped(native_id=native, reason=f"too large: {exc}", error=exc)
     except Exception as exc:  # any input: a reason, never a crash
         first = exc
     if b"\0" in raw:
@@ -153,7 +163,8 @@ def parse_list_mail(raw: bytes, spec: ListSpec, me: Identity, *,
             return _with_id(res, _fallback_id(raw))
         except Exception as exc:
             first = exc
-    return Skipped(native_id=_fallback_id(raw), reason=f"unparseable: {first!r:.200}")
+    native = msgid(_raw_header(raw, "Message-ID")) or _fallback_id(raw)
+    return Skipped(native_id=native, reason=f"unparseable: {first!r:.200}", error=first)
 
 
 def _raw_header(raw: bytes, name: str) -> str:
@@ -213,6 +224,8 @@ def _parse(raw: bytes, spec: ListSpec, me: Identity, max_bytes: int,
     subject = strip_subject(_header(msg, "Subject"), spec.subject_tag)
 
     text, kind = _body_text(msg)
+    check_size(len(text.encode("utf-8", "surrogatepass")), MAX_BODY_BYTES,
+               "a list mail's text is taken up to")
     addrs = _header_addresses(msg)
     if kind == "html":
         rich = from_html(_redact(_strip_html_quotes(text), addrs))

@@ -18,8 +18,9 @@ import dataclasses
 import functools
 import json
 import logging
+import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -51,13 +52,49 @@ from bridge.adapter import (
     SendOp,
     SendResult,
     TextFormat,
+    TooLarge,
     TransientError,
+    check_size,
+    read_guarded,
+    rejection,
 )
 from bridge.media import Fetched, MediaFetcher, MediaSource, host_entry, media_sources, with_notes
-from bridge.model import Attachment, ChannelKey, Edited, NativeId, Posted
+from bridge.model import (
+    Attachment,
+    ChannelKey,
+    Deleted,
+    Edited,
+    InboundEvent,
+    NativeId,
+    Posted,
+    Rejected,
+)
 
 PAGE = 40  # the largest page the tag timeline serves
 _SEEN = 2000  # ids remembered per channel so stream and catch-up never emit twice
+MAX_HTML_BYTES = 1024 * 1024
+"""A generous cap on one post's HTML (content plus content warning): Mastodon
+itself fetches a remote object of at most 1 MiB, and its own posts are a few
+thousand characters.  A larger one is rejected unread."""
+MAX_STREAM_LINE = MAX_HTML_BYTES + 256 * 1024
+"""The longest stream line read: a post at the HTML cap with its account and
+attachments; a longer one is rejected from its head (aiohttp's own line limit,
+512 KiB, would raise out of the stream instead)."""
+_STREAM_ID = re.compile(r'"id"\s*:\s*"?([0-9A-Za-z_-]{1,64})')
+
+
+def _status_id(status: Any) -> str:
+    sid = status.get("id") if isinstance(status, Mapping) else None
+    return str(sid) if isinstance(sid, str | int) and not isinstance(sid, bool) and sid != "" \
+        else ""
+
+
+def _check_html_size(status: Any) -> None:
+    if not isinstance(status, Mapping):
+        return
+    size = sum(len(v.encode("utf-8", "surrogatepass")) for k in ("content", "spoiler_text")
+               if isinstance(v := status.get(k), str))
+    check_size(size, MAX_HTML_BYTES, "a Mastodon post's HTML is taken up to")
 
 
 class MastodonAdapter:
@@ -247,24 +284,30 @@ class MastodonAdapter:
                                     min_id=cursor, limit=PAGE)
             if not page:
                 return 0
-            page = sorted(page, key=lambda n: id_key(str(n["id"])))
-            events = []
+            page = sorted((n for n in page if _status_id(n)),
+                          key=lambda n: id_key(_status_id(n)))
+            if not page:
+                return 0
+            events: list[Posted | Rejected] = []
             for n in page:
-                status = n.get("status") or {}
-                ev = parse_status(status, channel=ch.key,
-                                  bridge_acct=str(self._me.get("acct", "")))
-                if not isinstance(ev, Posted):
+                status = n.get("status") if isinstance(n, Mapping) else None
+                ev = await self._inbound(ch, status or {})
+                if isinstance(ev, Rejected):
+                    events.append(ev)
+                    continue
+                if ev is None:
                     continue
                 # A reply to one of the bridge's copies mentions the bot and
                 # seldom repeats the tag: it belongs to the conversation.
                 reply_to_copy = self._opts(ch).relay_replies_to_bridge and ev.public \
                     and ev.reply_to_native is not None \
                     and await ctx.is_own(ch.key, ev.reply_to_native)
-                if (ev.command or reply_to_copy) and await self._inbound(ch, status):
+                if ev.command or reply_to_copy:
                     events.append(ev)
-            newest_id = str(page[-1]["id"])
+            newest_id = _status_id(page[-1])
             if events:
                 await ctx.emit_many(list(events), cursor=(name, newest_id))
+                self._mark_seen(ch, *(e.native_id for e in events))
             else:
                 await ctx.set_cursor(name, newest_id)
             return len(events)
@@ -292,42 +335,74 @@ class MastodonAdapter:
                                         local=opts.local_only, min_id=cursor, limit=PAGE)
                 if not page:
                     return emitted
-                page = sorted(page, key=lambda s: id_key(str(s["id"])))
-                events = [ev for s in page if (ev := await self._inbound(ch, s)) is not None]
-                cursor = str(page[-1]["id"])
+                full = len(page) >= PAGE
+                # An element without an id cannot be placed (or read): it is
+                # passed over, never allowed to stop the page.
+                page = sorted((st for st in page if _status_id(st)),
+                              key=lambda st: id_key(_status_id(st)))
+                if not page:
+                    return emitted
+                events: list[InboundEvent] = [
+                    ev for st in page if (ev := await self._inbound(ch, st)) is not None]
+                cursor = _status_id(page[-1])
                 if events:
                     await ctx.emit_many(events, cursor=(name, cursor))
+                    # Seen only once persisted: a page that fails to persist
+                    # is read again whole, none of it skipped as already seen.
+                    self._mark_seen(ch, *(ev.native_id for ev in events))
                     emitted += len(events)
                 else:
                     await ctx.set_cursor(name, cursor)
-                if len(page) < PAGE:
+                if not full:
                     return emitted
 
-    def _mark_seen(self, ch: ChannelSpec, sid: str) -> bool:
-        """Remember *sid*; False when it was already handled."""
-        seen = self._seen.setdefault(ch.key, OrderedDict())
-        if sid in seen:
-            return False
-        seen[sid] = None
-        if len(seen) > _SEEN:
-            seen.popitem(last=False)
-        return True
+    def _is_seen(self, ch: ChannelSpec, sid: str) -> bool:
+        return sid in self._seen.get(ch.key, ())
 
-    async def _inbound(self, ch: ChannelSpec, status: Mapping[str, Any]) -> Posted | None:
-        """A status from the tag, or None when it must not (or need not) be emitted."""
-        assert self._ctx is not None and self._me is not None
+    def _mark_seen(self, ch: ChannelSpec, *sids: str) -> None:
+        """Remember *sids* as handled (call once they are persisted)."""
+        seen = self._seen.setdefault(ch.key, OrderedDict())
+        for sid in sids:
+            seen[sid] = None
+            seen.move_to_end(sid)
+        while len(seen) > _SEEN:
+            seen.popitem(last=False)
+
+    def _read_status(self, ch: ChannelSpec, status: Any) -> Posted | Unsupported:
+        """The pure part of reading a status (run guarded: whatever it raises
+        costs this status only)."""
+        assert self._me is not None
+        _check_html_size(status)
         ev = parse_status(status, channel=ch.key, bridge_acct=str(self._me.get("acct", "")))
+        if isinstance(ev, Posted) and str((status.get("account") or {}).get("id")) \
+                == str(self._me.get("id")):
+            return Unsupported(reason="the bridge's own post", native_id=ev.native_id)
+        return ev
+
+    async def _inbound(self, ch: ChannelSpec, status: Any, parsed: Posted | None = None
+                       ) -> Posted | Rejected | None:
+        """A status from the tag, its rejection when it cannot be read, or None
+        when it must not (or need not) be emitted.  *parsed*: the status already
+        read (the stream's events are read once)."""
+        assert self._ctx is not None and self._me is not None
+        sid = _status_id(status)
+        if sid and self._is_seen(ch, sid):
+            return None
+        ev = parsed or await read_guarded(
+            functools.partial(self._read_status, ch, status), channel=ch.key,
+            native_id=sid or "?", logger=self._log, size=_payload_size(status))
         if isinstance(ev, Unsupported):
             self._log.debug("skipped %s: %s", ev.native_id, ev.reason)
             return None
-        if str((status.get("account") or {}).get("id")) == str(self._me.get("id")) \
-                or await self._ctx.is_own(ch.key, ev.native_id):
+        if isinstance(ev, Rejected):
+            return ev
+        if await self._ctx.is_own(ch.key, ev.native_id):
             return None
         # A followers-only or direct post never leaves Mastodon; only a command
         # in it is acted on (the relay keeps commands hidden).
         if not ev.public and not ev.command:
             return None
-        if not self._mark_seen(ch, ev.native_id):
+        if self._is_seen(ch, ev.native_id):
             return None
         return ev
 
@@ -349,9 +424,9 @@ class MastodonAdapter:
             self._ctx.set_health(Health.CONNECTED)
             # Events that arrived while we were away are in the timeline now.
             await self.catch_up(ch)
-            event, data = "", []
+            event, data, over = "", [], 0
             try:
-                async for raw in resp.content:
+                async for raw, size in _sse_lines(resp.content, MAX_STREAM_LINE):
                     line = raw.decode("utf-8", "replace").rstrip("\r\n")
                     if line.startswith(":"):
                         continue
@@ -359,38 +434,81 @@ class MastodonAdapter:
                         event = line[6:].strip()
                     elif line.startswith("data:"):
                         data.append(line[5:].removeprefix(" "))
+                        over += size
                     elif not line and event:
-                        await self._on_event(ch, event, "\n".join(data))
-                        event, data = "", []
+                        if over:  # only its head was kept: reject it, by its id
+                            await self._on_oversize(ch, event, "\n".join(data), over)
+                        else:
+                            await self._on_event(ch, event, "\n".join(data))
+                        event, data, over = "", [], 0
             except TimeoutError:
                 self._log.info("stream for #%s idle for %.0fs: treating it as dropped",
                                opts.hashtag, self._acc.stream_idle_timeout)
                 self._ctx.set_health(Health.DISCONNECTED, f"stream silent for "
                                      f"{self._acc.stream_idle_timeout:g}s; reconnecting")
 
+    def _read_stream_event(self, ch: ChannelSpec, event: str, data: str
+                           ) -> tuple[Posted | Edited | Deleted | Unsupported, Any]:
+        """The pure part of reading one stream event: the event and its payload
+        (run guarded, as :meth:`_read_status`)."""
+        assert self._me is not None
+        if event not in ("update", "status.update"):
+            return parse_stream_event(event, data, channel=ch.key), None
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return Unsupported(reason="malformed JSON in stream event"), None
+        _check_html_size(payload)
+        ev = parse_stream_event(event, data, channel=ch.key,
+                                bridge_acct=str(self._me.get("acct", "")))
+        if isinstance(ev, Posted | Edited) and \
+                str((payload.get("account") or {}).get("id")) == str(self._me.get("id")):
+            # our own copies come back on the tag when posted public
+            return Unsupported(reason="the bridge's own post", native_id=ev.native_id), None
+        return ev, payload
+
+    async def _on_oversize(self, ch: ChannelSpec, event: str, head: str, size: int) -> None:
+        """A stream event too large to read (only its head was kept)."""
+        assert self._ctx is not None
+        m = _STREAM_ID.search(head)
+        bad = rejection(TooLarge(size, MAX_STREAM_LINE, "a Mastodon stream event is taken up to"),
+                        channel=ch.key, native_id=m[1] if m else f"stream:{event}",
+                        logger=self._log)
+        async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
+            if not self._is_seen(ch, bad.native_id):
+                await self._ctx.emit(bad)
+                self._mark_seen(ch, bad.native_id)
+
     async def _on_event(self, ch: ChannelSpec, event: str, data: str) -> None:
         assert self._ctx is not None and self._me is not None
         ctx, name = self._ctx, self._cursor_name(ch)
-        ev = parse_stream_event(event, data, channel=ch.key,
-                                bridge_acct=str(self._me.get("acct", "")))
+        m = _STREAM_ID.search(data, 0, 4096) if event != "delete" else None
+        got = await read_guarded(functools.partial(self._read_stream_event, ch, event, data),
+                                 channel=ch.key, native_id=m[1] if m else f"stream:{event}",
+                                 logger=self._log, size=len(data))
+        if isinstance(got, Rejected):
+            async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
+                if not self._is_seen(ch, got.native_id):
+                    await ctx.emit(got)
+                    self._mark_seen(ch, got.native_id)
+            return
+        ev, payload = got
         if isinstance(ev, Unsupported):
             self._log.debug("stream event skipped: %s", ev.reason)
             return
-        payload = json.loads(data) if isinstance(ev, Posted | Edited) else {}
-        if str((payload.get("account") or {}).get("id")) == str(self._me.get("id")):
-            return  # our own copies come back on the tag when posted public
         async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
             if isinstance(ev, Posted):
-                got = await self._inbound(ch, payload)
-                if got is None:
+                new = await self._inbound(ch, payload, ev)
+                if new is None:
                     return
                 cursor = await ctx.get_cursor(name)
                 # Only move the cursor forward: a late-federated post can carry an
                 # older id than the newest one already read.
-                if cursor is None or id_key(got.native_id) > id_key(cursor):
-                    await ctx.emit(got, cursor=(name, got.native_id))
+                if cursor is None or id_key(new.native_id) > id_key(cursor):
+                    await ctx.emit(new, cursor=(name, new.native_id))
                 else:
-                    await ctx.emit(got)
+                    await ctx.emit(new)
+                self._mark_seen(ch, new.native_id)
                 return
             if not await ctx.is_own(ch.key, ev.native_id):
                 await ctx.emit(ev)
@@ -475,6 +593,40 @@ class MastodonAdapter:
             await asyncio.sleep(0.5)
             media = await self._call(self.client.media, media["id"])
         raise TransientError("media still processing on the server")
+
+
+async def _sse_lines(stream: aiohttp.StreamReader, limit: int
+                     ) -> AsyncIterator[tuple[bytes, int]]:
+    """The stream's lines as ``(line, 0)``; a line over *limit* bytes as
+    ``(its first 4 KiB, its size)``, never held whole in memory."""
+    buf = bytearray()
+    over = 0
+    async for chunk in stream.iter_any():
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            part = chunk[start:] if nl < 0 else chunk[start:nl + 1]
+            if over or len(buf) + len(part) > limit:
+                if not over:
+                    buf = buf[:4096]
+                over += len(part) + (0 if over else len(buf))
+                buf += part[:max(0, 4096 - len(buf))]
+            else:
+                buf += part
+            if nl < 0:
+                break
+            yield bytes(buf), over
+            buf, over, start = bytearray(), 0, nl + 1
+    if buf:
+        yield bytes(buf), over
+
+
+def _payload_size(status: Any) -> int:
+    """Roughly how much reading *status* costs: its HTML's length."""
+    if not isinstance(status, Mapping):
+        return 0
+    return sum(len(v) for k in ("content", "spoiler_text")
+               if isinstance(v := status.get(k), str))
 
 
 def _hold(interval: float, exc: TransientError) -> float:

@@ -92,6 +92,11 @@ class EmuStatus:
     deleted: bool = False
     idempotency_key: str = ""
     application: str | None = None
+    content_html: str | None = None
+    """Served as ``content`` instead of the HTML rendered from ``text``: a post
+    from another server, whose HTML is whatever that server sent."""
+    wire_overrides: dict[str, Any] = field(default_factory=dict)
+    """Fields served as given, over the rendered ones (a malformed remote post)."""
 
 
 @dataclass
@@ -208,14 +213,16 @@ class EmulatorState:
                spoiler_text: str = "", sensitive: bool = False,
                in_reply_to_id: str | None = None, media_ids: list[str] | None = None,
                language: str | None = "en", idempotency_key: str = "",
-               application: str | None = "Web") -> EmuStatus:
+               application: str | None = "Web", content_html: str | None = None,
+               wire_overrides: dict[str, Any] | None = None) -> EmuStatus:
         parent = self.statuses.get(in_reply_to_id or "")
         st = EmuStatus(id=snowflake(), account=account, text=text, visibility=visibility,
                        spoiler_text=spoiler_text, sensitive=sensitive or bool(spoiler_text),
                        in_reply_to_id=parent.id if parent else None,
                        in_reply_to_account_id=parent.account.id if parent else None,
                        language=language, media_ids=list(media_ids or []),
-                       idempotency_key=idempotency_key, application=application)
+                       idempotency_key=idempotency_key, application=application,
+                       content_html=content_html, wire_overrides=dict(wire_overrides or {}))
         for mid in st.media_ids:
             self.media[mid].status_id = st.id
         self.statuses[st.id] = st
@@ -391,7 +398,7 @@ class EmulatorState:
         if deleted_form:
             out["text"] = st.text
         else:
-            out["content"] = content
+            out["content"] = content if st.content_html is None else st.content_html
         out.update({
             "filtered": [], "reblog": None,
             "application": {"name": st.application, "website": None} if st.application else None,
@@ -404,4 +411,5 @@ class EmulatorState:
         })
         if out["application"] is None:
             del out["application"]
+        out.update(st.wire_overrides)
         return out

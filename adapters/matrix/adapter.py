@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -33,14 +35,18 @@ from bridge.adapter import (
     ChannelSpec,
     Health,
     TextFormat,
+    check_size,
+    read_guarded,
 )
 from bridge.media import MediaFetcher, MediaSource, host_entry, media_sources
-from bridge.model import ChannelKey, InboundEvent
+from bridge.model import ChannelKey, InboundEvent, Rejected
 
 MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4",
                          "video/webm", "audio/ogg", "audio/mpeg", "application/pdf"})
 CURSOR = "next_batch"
 AS_CURSOR = "as_txn"
+MAX_EVENT_BYTES = 65536
+"""The spec's cap on a whole event (canonical JSON, signatures included)."""
 
 
 class MatrixAdapter(Outbound):
@@ -268,7 +274,8 @@ class MatrixAdapter(Outbound):
             chunk = [e.source for e in r.chunk]
             older.extend(chunk)
             if not chunk or r.end is None or r.end == token or any(
-                    e.get("origin_server_ts", 0) < cutoff for e in chunk):
+                    isinstance(ts := e.get("origin_server_ts"), int) and ts < cutoff
+                    for e in chunk):
                 break
             token = r.end
         older.reverse()
@@ -287,11 +294,16 @@ class MatrixAdapter(Outbound):
         ts = raw.get("origin_server_ts")
         if isinstance(ts, int) and ts < cutoff:
             return None
-        res = convert.parse_event(raw, channel=key, room_id=room_id,
-                                  homeserver=self.account.homeserver,
-                                  display_name=self._display_name(room_id, str(sender)),
-                                  max_media_bytes=self.account.max_media_bytes)
+        size = _event_size(raw)
+        # Read on the loop (nio's room state is the loop's), converted maybe in a thread.
+        name = self._display_name(room_id, str(sender))
+        res = await read_guarded(functools.partial(self._read_event, raw, key, room_id, size,
+                                                   name),
+                                 channel=key, native_id=eid if isinstance(eid, str) else "?",
+                                 logger=self.log, size=size)
         match res:
+            case Rejected():
+                return res
             case convert.Ignored() | convert.Unsupported():
                 if isinstance(res, convert.Unsupported):
                     self.log.info("not relayed: %s", res.reason)
@@ -305,6 +317,16 @@ class MatrixAdapter(Outbound):
                 if await self.ctx.is_own(key, target):
                     return None  # a moderator redacting our copy must not delete the origin
                 return res
+
+    def _read_event(self, raw: dict[str, Any], key: ChannelKey, room_id: str,
+                    size: int, display_name: str) -> convert.Inbound:
+        """The pure part of reading one event (run guarded: whatever it raises
+        costs this event only)."""
+        check_size(size, MAX_EVENT_BYTES, "Matrix events are at most")
+        return convert.parse_event(raw, channel=key, room_id=room_id,
+                                   homeserver=self.account.homeserver,
+                                   display_name=display_name,
+                                   max_media_bytes=self.account.max_media_bytes)
 
     def _remember(self, event_id: str, sender: str) -> None:
         self._senders[event_id] = sender
@@ -346,6 +368,17 @@ class MatrixAdapter(Outbound):
         room = self.session.client.rooms.get(room_id)
         synced = set(room.users) if room else set()
         return frozenset(synced | {u for (r, u) in self._names if r == room_id})
+
+
+def _event_size(raw: Any) -> int:
+    """The event's size as the spec measures it (compact JSON in UTF-8, without
+    the ``unsigned`` block the server adds for clients)."""
+    try:
+        body = {k: v for k, v in raw.items() if k != "unsigned"} if isinstance(raw, dict) \
+            else raw
+        return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    except (TypeError, ValueError, RecursionError):
+        return 0
 
 
 def _utf8_len(text: str) -> int:

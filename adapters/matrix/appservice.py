@@ -15,6 +15,7 @@ homeserver resend, and a resent id already persisted is acknowledged unread.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from adapters.matrix.client import RawApi, q
 from adapters.matrix.config import MatrixAccount
+from bridge.adapter import INLINE_MAX_BYTES
 from bridge.model import Author
 from bridge.textconv import clean_text
 
@@ -140,9 +142,12 @@ class Listener:
     async def _transaction(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             return web.json_response({"errcode": "M_FORBIDDEN"}, status=403)
+        raw = await request.read()
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            # A transaction can be megabytes (up to 100 events): parsed off the loop.
+            body = json.loads(raw) if len(raw) <= INLINE_MAX_BYTES else \
+                await asyncio.to_thread(json.loads, raw)
+        except (ValueError, RecursionError):   # not JSON, or nested beyond parsing
             return web.json_response({"errcode": "M_NOT_JSON"}, status=400)
         events = body.get("events") if isinstance(body, dict) else None
         events = [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []

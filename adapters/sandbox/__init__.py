@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from bridge.adapter import (
     StrictModel,
     TextFormat,
     TransientError,
+    read_guarded,
 )
 from bridge.model import Author, ChannelKey, Deleted, Edited, InboundEvent, NativeId, Posted
 from bridge.sandbox import SandboxMessage
@@ -97,24 +99,13 @@ class SandboxAdapter:
             events: list[InboundEvent] = []
             for ev in batch:
                 m = ev.message
-                nid = NativeId(str(m.id))
                 if m.by_bridge or m.notice:
                     continue
-                match ev.kind:
-                    case "posted":
-                        events.append(Posted(
-                            channel=spec.key, native_id=nid,
-                            author=Author(platform="sandbox", handle=m.author,
-                                          display_name=m.author.title()),
-                            text=from_plain(m.text),
-                            permalink=f"sandbox://{spec.options.network}/{m.id}",  # type: ignore[attr-defined]
-                            reply_to_native=NativeId(str(m.reply_to)) if m.reply_to else None,
-                            created_at=datetime.fromtimestamp(m.created_at, UTC)))
-                    case "edited":
-                        events.append(Edited(channel=spec.key, native_id=nid,
-                                             text=from_plain(m.text)))
-                    case "deleted":
-                        events.append(Deleted(channel=spec.key, native_id=nid))
+                got = await read_guarded(functools.partial(_read, spec, ev),
+                                         channel=spec.key, native_id=str(m.id),
+                                         logger=ctx.logger, size=len(m.text or ""))
+                if got is not None:
+                    events.append(got)
             seq = batch[-1].seq
             if events:
                 await ctx.emit_many(events, cursor=(cursor_name, str(seq)))
@@ -142,6 +133,28 @@ class SandboxAdapter:
             case SendDelete():
                 net.delete(int(op.native_id), by_bridge=True)
                 return SendResult()
+
+
+def _read(spec: ChannelSpec, ev: Any) -> InboundEvent | None:
+    """One network event as an inbound event (run guarded: whatever it raises
+    costs this event only)."""
+    m = ev.message
+    nid = NativeId(str(m.id))
+    match ev.kind:
+        case "posted":
+            return Posted(
+                channel=spec.key, native_id=nid,
+                author=Author(platform="sandbox", handle=m.author,
+                              display_name=m.author.title()),
+                text=from_plain(m.text),
+                permalink=f"sandbox://{spec.options.network}/{m.id}",  # type: ignore[attr-defined]
+                reply_to_native=NativeId(str(m.reply_to)) if m.reply_to else None,
+                created_at=datetime.fromtimestamp(m.created_at, UTC))
+        case "edited":
+            return Edited(channel=spec.key, native_id=nid, text=from_plain(m.text))
+        case "deleted":
+            return Deleted(channel=spec.key, native_id=nid)
+    return None
 
 
 class SandboxPlatform:

@@ -68,6 +68,9 @@ class XClient:
         self.clock = clock
         self.session: aiohttp.ClientSession | None = None
         self.tweepy: tweepy.asynchronous.AsyncClient | None = None
+        self.reader: tweepy.asynchronous.AsyncClient | None = None
+        """The same client returning pages as parsed JSON (``call_raw``): tweepy's
+        own objects raise on a malformed post, which would cost the whole page."""
         self.limits: dict[str, Limits] = {}
         self.last_problem: dict[str, Any] = {}
         self.on_health: Callable[[str], None] = lambda problem: None
@@ -84,6 +87,11 @@ class XClient:
                 bearer_token=self._bearer, consumer_key=ck, consumer_secret=cs,
                 access_token=at, access_token_secret=ats, wait_on_rate_limit=False)
             self.tweepy.session = self.session
+            self.reader = tweepy.asynchronous.AsyncClient(
+                bearer_token=self._bearer, consumer_key=ck, consumer_secret=cs,
+                access_token=at, access_token_secret=ats, wait_on_rate_limit=False,
+                return_type=dict)
+            self.reader.session = self.session
         return self.tweepy
 
     async def close(self) -> None:
@@ -118,9 +126,25 @@ class XClient:
         self.on_health("")
         return result
 
+    async def call_raw(self, what: str, fn: Callable[[tweepy.asynchronous.AsyncClient],
+                                                     Awaitable[Any]]) -> dict[str, Any]:
+        """:meth:`call` with a client that returns the parsed JSON page, for the
+        reading path: the converters read it post by post (one malformed post
+        costs that post only)."""
+        try:
+            result = await self._call(what, fn, raw=True)
+        except TransientError as e:
+            self.on_health(str(e))
+            raise
+        self.on_health("")
+        return result if isinstance(result, dict) else {}
+
     async def _call(self, what: str, fn: Callable[[tweepy.asynchronous.AsyncClient],
-                                                  Awaitable[T]]) -> T:
+                                                  Awaitable[T]], *, raw: bool = False) -> T:
         client = self._open()
+        if raw:
+            assert self.reader is not None
+            client = self.reader
         try:
             return await fn(client)
         except tweepy.TooManyRequests as e:

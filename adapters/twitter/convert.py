@@ -9,6 +9,7 @@ the digest text builder.
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,14 +18,18 @@ from typing import Any
 
 import twitter_text
 
-from bridge.model import Attachment, Author, ChannelKey, NativeId, Posted
+from bridge.adapter import check_size, convert_guarded
+from bridge.model import Attachment, Author, ChannelKey, NativeId, Posted, Rejected
 from bridge.richtext import Block, Hashtag, Inline, LineBreak, Link, Mention, Paragraph, RichText
 from bridge.richtext import Text as TextNode
 
 MAX_WEIGHTED = 280
+MAX_POST_CHARS = 25_000
+"""The longest post X accepts (Premium's long posts); a longer one is rejected unread."""
 ELLIPSIS = "…"
 _MEDIA_TYPES = {"photo": "image/jpeg", "animated_gif": "video/mp4", "video": "video/mp4"}
 # Language codes X uses for "no language" (undetermined, media only, hashtags only...).
+log = logging.getLogger("hashbridge.adapter.twitter")
 _NO_LANG = {"und", "zxx", "qme", "qht", "qam", "qst", "qct", "art"}
 
 
@@ -43,6 +48,8 @@ class ParsedPage:
     edits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """New post id -> the earlier ids of its edit chain, for posts that are
     edits (X gives an edit a new id; ``edit_history_tweet_ids`` links them)."""
+    rejected: tuple[Rejected, ...] = ()
+    """Posts that could not be read (malformed, too large): recorded, not relayed."""
 
 
 # ------------------------------------------------------------------ length rules
@@ -281,6 +288,7 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
              if isinstance(m, Mapping)}
     events: list[Posted] = []
     skipped: list[Unsupported] = []
+    rejected: list[Rejected] = []
     edits: dict[str, tuple[str, ...]] = {}
     newest: int | None = None
     for tw in data:
@@ -293,12 +301,13 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
         if own_user_id and str(tw.get("author_id")) == own_user_id:
             skipped.append(Unsupported(native_id=tid, reason="the bridge's own post"))
             continue
-        try:
-            out = tweet_to_posted(tw, channel, users=users, media=media)
-        except (TypeError, ValueError, AttributeError, KeyError) as e:
-            # A field of the wrong type must cost one post, never the poller.
-            out = Unsupported(native_id=tid, reason=f"malformed post: {type(e).__name__}: {e}")
-        (skipped if isinstance(out, Unsupported) else events).append(out)  # type: ignore[arg-type]
+        # Whatever a post makes the conversion raise costs that post, never the poller.
+        out = convert_guarded(lambda tw=tw: _read_tweet(tw, channel, users, media),
+                              channel=channel, native_id=tid or "?", logger=log)
+        if isinstance(out, Rejected):
+            rejected.append(out)
+        else:
+            (skipped if isinstance(out, Unsupported) else events).append(out)  # type: ignore[arg-type]
         chain = tw.get("edit_history_tweet_ids") or []
         if isinstance(chain, list) and len(chain) > 1 and str(chain[0]) != tid:
             edits[tid] = tuple(str(i) for i in chain if str(i) != tid)
@@ -308,7 +317,19 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
     if meta_newest.isdigit():
         newest = max(newest or 0, int(meta_newest))
     return ParsedPage(events=tuple(events), skipped=tuple(skipped),
-                      newest_id=str(newest) if newest else None, edits=edits)
+                      newest_id=str(newest) if newest else None, edits=edits,
+                      rejected=tuple(rejected))
+
+
+def _read_tweet(tw: Mapping[str, Any], channel: ChannelKey,
+                users: Mapping[str, Mapping[str, Any]],
+                media: Mapping[str, Mapping[str, Any]]) -> Posted | Unsupported:
+    note = tw.get("note_tweet") or tw.get("note_post")
+    text = note.get("text") if isinstance(note, Mapping) else None
+    text = text if isinstance(text, str) else tw.get("text")
+    if isinstance(text, str):
+        check_size(len(text), MAX_POST_CHARS, "X posts are at most", unit="characters")
+    return tweet_to_posted(tw, channel, users=users, media=media)
 
 
 def missing_ids(page: Mapping[str, Any]) -> set[str]:

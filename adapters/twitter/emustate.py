@@ -79,6 +79,8 @@ class Tweet:
     """Ids of this post's edit chain, oldest first (empty: never edited)."""
     superseded: bool = False
     """An older version of an edited post: still readable by id, not searched."""
+    wire_overrides: dict[str, object] = field(default_factory=dict)
+    """Fields served as given, over the rendered ones (a malformed post)."""
 
 
 @dataclass
@@ -356,6 +358,7 @@ class XState:
         for k, v in optional.items():
             if k in fields:
                 out[k] = v
+        out.update(t.wire_overrides)
         return out
 
     def user_json(self, u: User, fields: set[str]) -> dict[str, object]:

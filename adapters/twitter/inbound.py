@@ -23,8 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.twitter.budget import Caps, Ledger, next_month
 from adapters.twitter.convert import missing_ids, parse_page
-from bridge.adapter import AdapterContext, ChannelSpec, Health, PermanentError, TransientError
-from bridge.model import Deleted, Edited, NativeId, Posted
+from bridge.adapter import (
+    INLINE_MAX_BYTES,
+    AdapterContext,
+    ChannelSpec,
+    Health,
+    PermanentError,
+    TransientError,
+)
+from bridge.model import Deleted, Edited, NativeId, Posted, Rejected
 from bridge.richtext import Mention, iter_inlines
 
 if TYPE_CHECKING:
@@ -146,21 +153,26 @@ class Inbound:
             kw["start_time"] = cur[2:]
         pages = 1 if self._above_read_pace() else opts.max_pages
         events: list[Posted] = []
+        rejected: list[Rejected] = []
         edits: dict[str, tuple[str, ...]] = {}
         newest: int | None = None
         token = None
         for _ in range(pages):
-            resp = await self.client.call(
-                "search", lambda c, t=token: c.search_recent_tweets(**kw, next_token=t))
-            raw = _raw_page(resp)
+            raw = _raw_page(await self.client.call_raw(
+                "search", lambda c, t=token: c.search_recent_tweets(**kw, next_token=t)))
             read = len(raw.get("data") or [])
             await self._save_ledger(usd=read * self.account.prices.read, reads=read)
-            parsed = parse_page(raw, ch.key, own_user_id=me_id)
+            # A page of long posts is read in a worker thread: no page stalls the loop.
+            if _text_size(raw) > INLINE_MAX_BYTES:
+                parsed = await asyncio.to_thread(parse_page, raw, ch.key, own_user_id=me_id)
+            else:
+                parsed = parse_page(raw, ch.key, own_user_id=me_id)
             events += parsed.events
+            rejected += parsed.rejected
             edits.update(parsed.edits)
             if parsed.newest_id:
                 newest = max(newest or 0, int(parsed.newest_id))
-            token = (resp.meta or {}).get("next_token")
+            token = raw["meta"].get("next_token")
             if not token:
                 break
         if token:
@@ -169,7 +181,7 @@ class Inbound:
         emitted_name = f"emitted:{ch.key}"
         emitted: list[str] = json.loads(await ctx.get_cursor(emitted_name) or "[]")
         known = set(emitted)
-        fresh: list[Posted | Edited] = []
+        fresh: list[Posted | Edited | Rejected] = list(rejected)
         for ev in sorted(events, key=lambda e: int(e.native_id)):
             self._remember_summons(ev, me_name)
             if await ctx.is_own(ch.key, ev.native_id):
@@ -223,11 +235,12 @@ class Inbound:
         gone: set[str] = set()
         for k in range(0, len(due), 100):
             batch = due[k:k + 100]
-            r = await self.client.call("deletion re-check", lambda c, b=batch: c.get_tweets(
-                b, user_auth=not self.client.app_search))
-            live = len(r.data or [])
+            r = _raw_page(await self.client.call_raw(
+                "deletion re-check", lambda c, b=batch: c.get_tweets(
+                    b, user_auth=not self.client.app_search)))
+            live = len(r["data"])
             await self._save_ledger(usd=live * self.account.prices.read, reads=live)
-            gone |= missing_ids({"errors": r.errors or []})
+            gone |= missing_ids({"errors": r["errors"]})
         rest = json.dumps([e for e in seen if str(e[0]) not in set(due)])
         events = [Deleted(channel=ch.key, native_id=NativeId(i)) for i in due if i in gone]
         if events:
@@ -251,8 +264,31 @@ class Inbound:
                     delay = max(every, e.retry_after)  # no reads before the window resets
 
 
+def _text_size(page: dict[str, Any]) -> int:
+    """The characters of text a page holds (what converting it costs)."""
+    total = 0
+    for tw in page.get("data") or []:
+        if isinstance(tw, dict):
+            for v in (tw.get("text"), (tw.get("note_tweet") or {}).get("text")
+                      if isinstance(tw.get("note_tweet"), dict) else None):
+                total += len(v) if isinstance(v, str) else 0
+    return total
+
+
 def _raw_page(resp: Any) -> dict[str, Any]:
-    """tweepy's Response back into the wire shape the converters read."""
-    inc = {k: [getattr(o, "data", o) for o in v] for k, v in (resp.includes or {}).items()}
-    return {"data": [getattr(t, "data", t) for t in resp.data or []], "includes": inc,
-            "meta": resp.meta or {}, "errors": resp.errors or []}
+    """A page in the wire shape the converters read, whatever X (or tweepy's
+    Response) put in its fields: ``data`` and ``errors`` lists, ``includes``
+    and ``meta`` objects."""
+    if isinstance(resp, dict):
+        data, inc, meta, errors = (resp.get("data"), resp.get("includes"), resp.get("meta"),
+                                   resp.get("errors"))
+    else:
+        data, meta, errors = resp.data, resp.meta, resp.errors
+        inc = {k: [getattr(o, "data", o) for o in v] for k, v in (resp.includes or {}).items()}
+        data = [getattr(t, "data", t) for t in data or []]
+    if isinstance(data, dict):
+        data = [data]
+    return {"data": data if isinstance(data, list) else [],
+            "includes": inc if isinstance(inc, dict) else {},
+            "meta": meta if isinstance(meta, dict) else {},
+            "errors": errors if isinstance(errors, list) else []}

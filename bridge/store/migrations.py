@@ -134,6 +134,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX link_claims_by_identity ON link_claims(identity);
     """,
+    # 3: rejections say what kind they are (policy, unreadable, too large, relay
+    # error) and are found by event: an event read twice is recorded once.
+    """
+    ALTER TABLE rejections ADD COLUMN kind TEXT NOT NULL DEFAULT 'policy';
+    CREATE INDEX rejections_event ON rejections(channel, native_id);
+    CREATE INDEX rejections_kind ON rejections(kind, id);
+    """,
 ]
 
 

@@ -487,14 +487,37 @@ class Tx:
         self._blocks = None
         return gone
 
-    def reject(self, channel: str, native_id: str, reason: str) -> None:
-        self.c.execute("INSERT INTO rejections(channel, native_id, reason, created_at)"
-                       " VALUES (?,?,?,?)", (channel, native_id, reason, time.time()))
+    def reject(self, channel: str, native_id: str, reason: str, kind: str = "policy") -> bool:
+        """Record why an inbound event was not relayed.  An event that could not
+        be read (any *kind* but ``policy``) is recorded once however often it is
+        read again; returns False when it already was."""
+        if kind != "policy" and self.c.execute(
+                "SELECT 1 FROM rejections WHERE channel=? AND native_id=? AND kind=?",
+                (channel, native_id, kind)).fetchone():
+            return False
+        self.c.execute("INSERT INTO rejections(channel, native_id, reason, created_at, kind)"
+                       " VALUES (?,?,?,?,?)", (channel, native_id, reason, time.time(), kind))
+        return True
 
-    def rejections(self, limit: int = 100) -> list[tuple[str, str, str, float]]:
+    def rejections(self, limit: int = 100, *, kinds: Iterable[str] | None = None
+                   ) -> list[tuple[str, str, str, float]]:
+        """The latest rejections, newest first: ``(channel, native id, reason, time)``;
+        only those of *kinds* when given."""
+        if kinds is None:
+            return [tuple(r) for r in self.c.execute(
+                "SELECT channel, native_id, reason, created_at FROM rejections ORDER BY id DESC"
+                " LIMIT ?", (limit,))]
+        wanted = list(kinds)
+        marks = ",".join("?" * len(wanted))
         return [tuple(r) for r in self.c.execute(
-            "SELECT channel, native_id, reason, created_at FROM rejections ORDER BY id DESC"
-            " LIMIT ?", (limit,))]
+            "SELECT channel, native_id, reason, created_at FROM rejections"
+            f" WHERE kind IN ({marks}) ORDER BY id DESC LIMIT ?", (*wanted, limit))]
+
+    def rejection_counts(self) -> list[tuple[str, str, int, float]]:
+        """``(channel, kind, count, latest time)`` over every rejection recorded."""
+        return [tuple(r) for r in self.c.execute(
+            "SELECT channel, kind, count(*), max(created_at) FROM rejections"
+            " GROUP BY channel, kind ORDER BY channel, kind")]
 
     # ------------------------------------------------------------ health
     def set_health(self, account: str, platform: str, state: str, detail: str) -> None:

@@ -221,7 +221,7 @@ async def page(request: web.Request) -> web.StreamResponse:
     def unit(tx: Any) -> dict[str, Any]:
         return {"health": tx.health(), "depths": tx.queue_depths(), "dead": tx.dead(200),
                 "consents": tx.consents(), "blocks": archive.blocks(tx),
-                "rejections": tx.rejections(50),
+                "rejections": tx.rejections(50), "rejection_counts": tx.rejection_counts(),
                 "hidden": {c.name: archive.hidden_posts(tx, c.name)
                            for c in site.config.communities},
                 "recent": {c.name: [site.card_of(v) for v in archive.page(tx, c.name, limit=30)]

@@ -328,3 +328,20 @@ def test_attachments_inside_a_lists_wrapper_are_kept() -> None:
     res = parsed(list_mail(outer))
     assert "look at this" in to_plain(res.event.text)
     assert [(p.filename, p.media_type) for p in res.parts] == [("k.png", "image/png")]
+
+
+# ------------------------------------------------------------------ poison pills
+
+def test_a_mail_over_the_text_cap_is_skipped_with_its_error_under_its_message_id() -> None:
+    from adapters.email.convert import MAX_BODY_BYTES
+    from bridge.adapter import TooLarge
+
+    raw = (LIST_HEADERS + b"From: A <a@m.test>\r\nMessage-ID: <big@m.test>\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           + b"word " * (MAX_BODY_BYTES // 5 + 1))
+    res = parse_list_mail(raw, SPEC, ME)
+    assert isinstance(res, Skipped) and isinstance(res.error, TooLarge)
+    assert res.native_id == "big@m.test"
+    assert res.reason == (f"too large: {MAX_BODY_BYTES // 5 * 5 + 5:,} bytes "
+                          f"(a list mail's text is taken up to {MAX_BODY_BYTES:,})")
+
