@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from bridge.mentions import neutralise_generic
 from bridge.model import Attachment, ChannelKey, DeliveryId, InboundEvent, NativeId, Post
 from bridge.richtext import RichText
 
@@ -88,6 +89,13 @@ class Capabilities:
     """Maximum message length by ``count``; None for no practical limit."""
     count: Callable[[str], int] = count_chars
     """The platform's own length rule, applied to the plain-text rendering."""
+    neutralise: Callable[[str], str] = neutralise_generic
+    """The platform's own mention rule: the text with every mention it would make
+    defused (see :mod:`bridge.mentions`).  The renderer applies it to the final
+    text of every message before fitting the length."""
+    posts_per_day: int | None = None
+    """The account's daily post budget (shared by its channels), if it has one:
+    one author's post may take only a share of it (``author_share``)."""
     text_format: TextFormat = TextFormat.PLAIN
     edit: bool = False
     delete: bool = False

@@ -8,24 +8,41 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge.adapter import Capabilities, Rendered, TextFormat
 from bridge.media import note_for
+from bridge.mentions import is_matrix_user_link
 from bridge.model import Attachment, Post
-from bridge.richtext import Emphasis, Hashtag, Inline, Link, Mention, Paragraph, RichText, Text
+from bridge.richtext import (
+    Block,
+    Code,
+    CodeBlock,
+    Emphasis,
+    Hashtag,
+    Inline,
+    Link,
+    Mention,
+    Paragraph,
+    Quote,
+    RichText,
+    Text,
+)
 from bridge.textconv import NEUTRAL_AT, clean_text, to_html, to_markdown, to_plain
 
 DEFAULT_ATTRIBUTION = "{name} ({network}): "
 MAX_PARTS = 25
 ELLIPSIS = "…"
 
-# Every "@" before a word character, even inside a word ("me@admin"): a thread
-# split could otherwise start a part with a live "@admin".
-_AT_WORD = re.compile(r"@(?=\w)")
-# An "@" a platform would take for a mention in plain text: not after a word
-# character, "/", ".", "@" or the word joiner (Mastodon's and X's own rule).
-_LIVE_AT = re.compile(r"(?<![\w/.@\u2060])@(?=\w)")
+# Every at-sign (ASCII or fullwidth) before a word character, even inside a
+# word ("me@admin"), in the tree and in names: the first, conservative pass;
+# the target's own rule judges the final text again (Capabilities.neutralise).
+_AT_WORD = re.compile(r"[@\uff20](?=\w)")
+
+
+def _neutral_at(text: str) -> str:
+    return _AT_WORD.sub("\\g<0>\u2060", text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,7 +68,7 @@ def neutralise(rt: RichText) -> RichText:
             case Mention(handle):
                 return Text(NEUTRAL_AT + handle)
             case Text(t) if "@" in t:
-                fixed = _AT_WORD.sub(NEUTRAL_AT, t)
+                fixed = _neutral_at(t)
                 return i if fixed == t else Text(fixed)
             case _:
                 return i
@@ -59,6 +76,7 @@ def neutralise(rt: RichText) -> RichText:
     return rt.map_inlines(fix)
 
 
+_URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://(www\.)?", re.IGNORECASE)
 _DOMAIN = re.compile(r"\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}\b", re.IGNORECASE)
 ONE_DOT_LEADER = "\u2024"
 
@@ -95,27 +113,31 @@ def attribution(post: Post, template: str, network: str) -> str:
 def _attribution(author_name: str, handle: str, template: str, network: str, url: str) -> str:
     # Cached: the same members post again and again (a pure function of its arguments).
     name = clean_text(author_name).replace("\n", " ")[:80]
-    name = _AT_WORD.sub(NEUTRAL_AT, name)
+    name = _neutral_at(name)
     try:
-        return template.format(name=name, handle=_AT_WORD.sub(NEUTRAL_AT, handle),
+        return template.format(name=name, handle=_neutral_at(handle),
                                network=network, url=url)
     except (KeyError, IndexError, ValueError):
         return DEFAULT_ATTRIBUTION.format(name=name, network=network)
 
 
 def render(post: Post, target: Target, network: str, *, text: RichText | None = None,
-           reference: str = "", prefix: str = "") -> list[Rendered]:
+           reference: str = "", prefix: str = "", keep_reference: bool = False
+           ) -> list[Rendered]:
     """Render *post* (or *text* on its behalf) for *target*; one item per part.
 
     ``network`` is the display name of the post's origin network.
     ``reference`` is a link to the original used when truncating.
     ``prefix`` goes before the attribution (corrections: ``"✏️ "``).
+    ``keep_reference``: where links are dropped, the reference still shows, as
+    an address that is not a link (a post cut to spare the budget says where
+    the rest is).
     """
     caps = target.caps
     links = target.links if target.links is not None else not caps.links_cost
     body, tags = _prepared(text if text is not None else post.text, links)
     if not links:
-        reference = ""
+        reference = defuse(_URL_SCHEME.sub("", reference)) if keep_reference else ""
     head = prefix
     if not post.is_notice:
         head += attribution(post, target.attribution, network)
@@ -133,14 +155,15 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
         body = RichText((*body.blocks, Paragraph((Text(" ".join(notes)),))))
 
     limit = _limit(target)
-    plain = to_plain(body, links=links)
+    rule = caps.neutralise
+    # The final text, judged by the target's own mention rule: whatever the
+    # tree held (code, link labels, hashtags, names, notes) is text now.
+    plain = _final(to_plain(body, links=links), rule, links)
     if limit is None or caps.count(plain) <= limit:
-        return [_rendered(body, plain, post, attachments, caps)]
+        return [_rendered(_final_tree(body, rule), plain, post, attachments, caps)]
 
     tag_text = f" #{target.hashtag}" if tag_suffix else ""
-    # The parts are plain text where a cut link no longer protects what it held:
-    # an "@name" a platform would read as a mention is defused (before fitting).
-    full = _LIVE_AT.sub(NEUTRAL_AT, to_plain(body, links=links))
+    full = plain
     if tag_text and full.endswith(tag_text):
         full = full[: -len(tag_text)]
     split = target.split or ("thread" if caps.reply else "truncate")
@@ -216,40 +239,134 @@ def _fit_attachments(items: tuple[Attachment, ...], caps: Capabilities
     return tuple(ok), notes
 
 
+def _final(text: str, rule: Callable[[str], str], links: bool) -> str:
+    """The last steps before the length is fitted: where links are dropped, no
+    domain survives anywhere (code and hashtags included); then no mention by
+    the target's rule (after the defusing, which can change what precedes an
+    at-sign)."""
+    if not links:
+        text = defuse(text)
+    return rule(text)
+
+
+def _final_tree(rt: RichText, rule: Callable[[str], str]) -> RichText:
+    """The tree the formatted body (HTML, Markdown) is built from, under the
+    same rule leaf by leaf (a leaf's start counts as the start of a text, so
+    this catches at least what the rule catches in the joined text), and no
+    link to a Matrix user (clients show those as pills)."""
+
+    def fix(i: Inline) -> Inline:
+        match i:
+            case Text(t) if t:
+                out = rule(t)
+                return i if out == t else Text(out)
+            case Code(t) if t:
+                out = rule(t)
+                return i if out == t else Code(out)
+            case Link(url, label) if is_matrix_user_link(url):
+                return Text(rule(label or url))
+            case Link(url, label) if label:
+                out = rule(label)
+                return i if out == label else Link(url, out)
+            case Hashtag(tag) if tag:
+                out = rule(tag)
+                return i if out == tag else Text(rule("#" + tag))
+            case _:
+                return i
+
+    def blocks(items: tuple[Block, ...]) -> tuple[Block, ...]:
+        out: list[Block] = []
+        for b in items:
+            if isinstance(b, CodeBlock):
+                out.append(CodeBlock(rule(b.text)))
+            elif isinstance(b, Quote):
+                out.append(Quote(blocks(b.blocks)))
+            else:
+                out.append(b)
+        return tuple(out)
+
+    mapped = rt.map_inlines(fix)
+    return RichText(blocks(mapped.blocks))
+
+
 def _fits(text: str, limit: int, caps: Capabilities) -> bool:
     return caps.count(text) <= limit
 
 
-def _cut_to_fit(text: str, suffix: str, limit: int, caps: Capabilities) -> str:
-    """The longest prefix of *text* (at a word boundary if one is near) with
-    *suffix* appended that fits."""
-    if _fits(text + suffix, limit, caps):
-        return text + suffix
-    lo, hi = 0, len(text)
-    while lo < hi:  # binary search on code points: count() is monotone in prefix length
+_HEAD = 64
+"""Code points at the start of a thread part whose mentions can change with
+what preceded them (at most "RT:" before an at-sign, a 20-letter name, a list
+slug and the three characters X looks at after it)."""
+
+
+def _rule_head(text: str, rule: Callable[[str], str]) -> str:
+    """*text*, now the start of a part, under *rule* again where its start
+    matters (its beginning; the rest was judged in its context already)."""
+    head = text[:_HEAD]
+    fixed = rule(head)
+    return text if fixed == head else fixed + text[_HEAD:]
+
+
+def _cut(text: str, suffix: str, limit: int, caps: Capabilities,
+         rule: Callable[[str], str]) -> tuple[int, str]:
+    """The longest prefix of *text* (at a word boundary if one is near) that
+    fits with *suffix* once the target's mention rule is applied: ``(end of
+    the prefix in text, the part)``.
+
+    Linear in the length of the part, not of *text*: the prefix length is
+    found by doubling from the limit, then by bisection between the last
+    length that fitted and the first that did not, so only prefixes up to
+    twice the part's length are ever measured."""
+    n = len(text)
+
+    def part(k: int) -> str:
+        return rule(text[:k] + suffix)
+
+    def ok(k: int) -> bool:
+        return _fits(part(k), limit, caps)
+
+    lo, step = 0, max(limit, 16)
+    hi = -1
+    while step < n:
+        if not ok(step):
+            hi = step - 1
+            break
+        lo, step = step, step * 2
+    if hi < 0:
+        if ok(n):
+            return n, part(n)
+        hi = n - 1
+    while lo < hi:  # bisection on code points: the count is monotone in the prefix
         mid = (lo + hi + 1) // 2
-        if _fits(text[:mid] + suffix, limit, caps):
+        if ok(mid):
             lo = mid
         else:
             hi = mid - 1
     cut = text[:lo]
     space = max(cut.rfind(" "), cut.rfind("\n"))
     if space > lo * 0.6:
-        cut = cut[:space]
-    return cut.rstrip() + suffix
+        word = cut[:space].rstrip()
+        out = rule(word + suffix)
+        if _fits(out, limit, caps):  # (cutting elsewhere can wake a mention: judged again)
+            return len(word), out
+    cut = cut.rstrip()
+    return len(cut), rule(cut + suffix)
 
 
 def _truncate(full: str, tag_text: str, reference: str, limit: int, caps: Capabilities) -> str:
     tail = ELLIPSIS + (f" {reference}" if reference else "") + tag_text
     if not _fits(tail, limit, caps):
         tail = ELLIPSIS
-    return _cut_to_fit(full, tail, limit, caps)
+    return _cut(full, tail, limit, caps, caps.neutralise)[1]
 
 
 def _split(full: str, tag_text: str, reference: str, limit: int,
            caps: Capabilities) -> list[str]:
     """Greedy word packing into parts ending ``(i/n)``; nothing is lost unless
-    more than MAX_PARTS would be needed, then the last part is truncated."""
+    more than MAX_PARTS would be needed, then the last part is truncated.
+    Each part is measured once it is under the target's mention rule: a part
+    that starts where a mention was not one (``me@admin``) is judged again."""
+    rule = caps.neutralise
     width = len(str(MAX_PARTS))
     probe = f" ({'9' * width}/{'9' * width}){tag_text}"
     if not _fits("x" + probe, limit, caps):
@@ -257,25 +374,33 @@ def _split(full: str, tag_text: str, reference: str, limit: int,
     chunks: list[str] = []
     rest = full
     while rest and len(chunks) < MAX_PARTS:
-        if _fits(rest + probe, limit, caps):
+        if chunks:
+            rest = _rule_head(rest, rule)
+        end, _ = _cut(rest, probe, limit, caps, rule)
+        if end >= len(rest):
             chunks.append(rest)
             rest = ""
             break
-        piece = _cut_to_fit(rest, probe, limit, caps)[: -len(probe) or None]
+        piece = rest[:end]
         if not piece.strip():  # nothing fits: hard cut one code point at a time
             piece = rest[:1]
         chunks.append(piece.rstrip())
         rest = rest[len(piece):].lstrip(" \n")
-        if rest.startswith("@"):  # a part must not open with a live mention
-            rest = _LIVE_AT.sub(NEUTRAL_AT, rest, count=1)
     if rest:
         last = chunks.pop() + " " + rest
         tail = ELLIPSIS + (f" {reference}" if reference else "")
-        chunks.append(_cut_to_fit(last, tail, limit - _len_probe(probe, caps), caps))
+        chunks.append(_cut(last, tail, limit - _len_probe(probe, caps), caps, rule)[1])
     n = len(chunks)
     if not probe:
-        return chunks
-    return [f"{c} ({i + 1}/{n}){tag_text}" for i, c in enumerate(chunks)]
+        return [rule(c) for c in chunks]
+    out = []
+    for i, c in enumerate(chunks):
+        suffix = f" ({i + 1}/{n}){tag_text}"
+        part = rule(c + suffix)
+        if not _fits(part, limit, caps):  # (not expected: the probe is the widest suffix)
+            part = _cut(c, ELLIPSIS + suffix, limit, caps, rule)[1]
+        out.append(part)
+    return out
 
 
 def _len_probe(probe: str, caps: Capabilities) -> int:

@@ -21,9 +21,10 @@ import grapheme
 
 from bridge.adapter import SendCreate, SendEdit
 from bridge.media import host_entry
+from bridge.mentions import neutralise_mastodon
 from bridge.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
 from bridge.richtext import Hashtag, RichText, iter_inlines, iter_text
-from bridge.textconv import NEUTRAL_AT, from_html
+from bridge.textconv import from_html
 
 PLATFORM = "mastodon"
 OPT_OUT_TAGS = ("nobot", "nobridge")
@@ -290,13 +291,11 @@ def parse_stream_event(event: str, data: str, *, channel: ChannelKey, bridge_acc
 
 # ---------------------------------------------------------------- outbound
 
-_BARE_AT = re.compile(r"(?<![\w/\u2060])@(?=\w)")
-
-
 def neutralise(text: str) -> str:
     """Never send a bare ``@name`` to Mastodon: it would resolve to a local
-    account and notify a stranger."""
-    return _BARE_AT.sub(NEUTRAL_AT, text)
+    account and notify a stranger.  Mastodon's own rule, the one the core
+    renderer applied before fitting (so this changes nothing it fitted)."""
+    return neutralise_mastodon(text)
 
 
 def fit_with_warning(text: str, warning: str, max_characters: int, url_weight: int) -> str:

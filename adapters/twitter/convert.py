@@ -17,6 +17,7 @@ from typing import Any
 
 import twitter_text
 
+from adapters.twitter.textrules import weighted_length as _fast_weighted_length
 from bridge.model import Attachment, Author, ChannelKey, NativeId, Posted
 from bridge.richtext import Block, Hashtag, Inline, LineBreak, Link, Mention, Paragraph, RichText
 from bridge.richtext import Text as TextNode
@@ -48,8 +49,10 @@ class ParsedPage:
 # ------------------------------------------------------------------ length rules
 
 def weighted_length(text: str) -> int:
-    """X's own count (twitter-text v3): URLs 23, CJK and emoji 2, NFC first."""
-    return int(twitter_text.parse_tweet(text).weightedLength)
+    """X's own count (twitter-text v3): URLs 23, CJK and emoji 2, NFC first
+    (:func:`adapters.twitter.textrules.weighted_length`, the same number as
+    ``twitter_text.parse_tweet`` at a fraction of its cost)."""
+    return _fast_weighted_length(text)
 
 
 def fits(text: str, limit: int = MAX_WEIGHTED) -> bool:
