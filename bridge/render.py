@@ -159,7 +159,7 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
     # The final text, judged by the target's own mention rule: whatever the
     # tree held (code, link labels, hashtags, names, notes) is text now.
     plain = _final(to_plain(body, links=links), rule, links)
-    if limit is None or caps.count(plain) <= limit:
+    if limit is None or _fits_whole(plain, limit, caps):
         return [_rendered(_final_tree(body, rule), plain, post, attachments, caps)]
 
     tag_text = f" #{target.hashtag}" if tag_suffix else ""
@@ -291,6 +291,18 @@ def _final_tree(rt: RichText, rule: Callable[[str], str]) -> RichText:
 
 def _fits(text: str, limit: int, caps: Capabilities) -> bool:
     return caps.count(text) <= limit
+
+
+def _fits_whole(text: str, limit: int, caps: Capabilities) -> bool:
+    """Whether all of *text* fits, measuring prefixes of doubling length first:
+    a long text is found too long after measuring about twice the limit, not
+    all of it (the count is monotone in the prefix)."""
+    step = max(limit, 16)
+    while step < len(text):
+        if not _fits(text[:step], limit, caps):
+            return False
+        step *= 2
+    return _fits(text, limit, caps)
 
 
 _HEAD = 64

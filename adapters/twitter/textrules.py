@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 import twitter_text
 from twitter_text.config import config as _tt_config
-from twitter_text.regexp.emoji import emoji as _EMOJI
 from twitter_text.regexp.emoji import emoji_list as _EMOJI_LIST
 
 from bridge.mentions import neutralise_x_text
@@ -39,13 +39,12 @@ def _light_class() -> str:
 _HEAVY = re.compile(f"[^{_light_class()}]")
 
 
-def _start_class() -> str:
-    """Every code point an emoji sequence of twitter-text's list can start with,
-    as ranges (a class of a few hundred ranges, not thousands of members)."""
-    cps = sorted({int(e.codepoint.split()[0], 16) for e in _EMOJI_LIST})
+def _ranges(cps: set[int]) -> str:
+    """A regex class body for *cps*, as ranges."""
     out = []
-    lo = prev = cps[0]
-    for c in [*cps[1:], -2]:
+    ordered = sorted(cps)
+    lo = prev = ordered[0]
+    for c in [*ordered[1:], -2]:
         if c != prev + 1:
             out.append(f"\\U{lo:08x}" if lo == prev else f"\\U{lo:08x}-\\U{prev:08x}")
             lo = c
@@ -53,23 +52,73 @@ def _start_class() -> str:
     return "".join(out)
 
 
-_EMOJI_START = re.compile(f"[{_start_class()}]")
+def _start_pattern() -> re.Pattern[str]:
+    """Where an emoji of twitter-text's list can start: its first code point;
+    an ASCII one (a keycap's digit, ``#``, ``*``) only before what can follow
+    it in a sequence, so ordinary digits are not tried one by one."""
+    seqs = [[int(c, 16) for c in e.codepoint.split()] for e in _EMOJI_LIST]
+    wide = {s[0] for s in seqs if s[0] > 0x7F}
+    ascii_single = {s[0] for s in seqs if s[0] <= 0x7F and len(s) == 1}
+    ascii_multi = {s[0] for s in seqs if s[0] <= 0x7F and len(s) > 1} - ascii_single
+    after = {s[1] for s in seqs if s[0] <= 0x7F and len(s) > 1}
+    alts = [f"[{_ranges(wide | ascii_single)}]"]
+    if ascii_multi:
+        alts.append(f"[{_ranges(ascii_multi)}](?=[{_ranges(after)}])")
+    return re.compile("|".join(alts))
+
+
+_EMOJI_START = _start_pattern()
+_SINGLE = frozenset(int(e.codepoint, 16) for e in _EMOJI_LIST if " " not in e.codepoint.strip())
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 
 
+def _sequence_trie() -> dict[int, Any]:
+    """twitter-text's sequences of two or more code points, as a trie (key -1
+    marks where one ends)."""
+    trie: dict[int, Any] = {}
+    for e in _EMOJI_LIST:
+        cps = [int(c, 16) for c in e.codepoint.split()]
+        if len(cps) > 1:
+            node = trie
+            for c in cps:
+                node = node.setdefault(c, {})
+            node[-1] = True
+    return trie
+
+
+_TRIE = _sequence_trie()
+
+
 def _emoji_spans(text: str) -> list[tuple[int, int]]:
-    """``extract_emojis_with_indices`` (a left-to-right scan of the same
-    expression), trying it only where an emoji can start."""
+    """``extract_emojis_with_indices``: a left-to-right scan of its expression,
+    the longest sequence of its list (the expression's alternatives come
+    longest first) or else a single emoji code point, tried only where an
+    emoji can start and looked up in a trie rather than by trying each of
+    its thousands of alternatives in turn."""
     out = []
     end = 0
+    n = len(text)
     for m in _EMOJI_START.finditer(text):
         p = m.start()
         if p < end:
             continue
-        hit = _EMOJI.match(text, p)
-        if hit is not None and hit.end() > p:
-            out.append((p, hit.end()))
-            end = hit.end()
+        node = _TRIE
+        i = p
+        best = 0
+        while i < n:
+            child = node.get(ord(text[i]))
+            if child is None:
+                break
+            node = child
+            i += 1
+            if -1 in node:
+                best = i
+        if best:
+            out.append((p, best))
+            end = best
+        elif ord(text[p]) in _SINGLE:
+            out.append((p, p + 1))
+            end = p + 1
     return out
 
 
