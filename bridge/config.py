@@ -82,6 +82,11 @@ class ChannelCommon(BaseModel):
     reply_wait: float = Field(30.0, ge=0)
     links: bool | None = None
     max_length: int | None = Field(None, ge=20)
+    author_share: float = Field(0.1, gt=0, le=1)
+    """Where the platform has a daily post budget (X: ``max_posts_per_day``):
+    the share of it one author's posts may take on this channel per UTC day,
+    counted in parts.  A post that would take an author past it goes out as
+    one part, truncated, with a link to the web view (or the original)."""
 
 
 class CommunityCommon(BaseModel):
