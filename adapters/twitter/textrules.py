@@ -70,6 +70,7 @@ def _start_pattern() -> re.Pattern[str]:
 _EMOJI_START = _start_pattern()
 _SINGLE = frozenset(int(e.codepoint, 16) for e in _EMOJI_LIST if " " not in e.codepoint.strip())
 _NEWLINES = re.compile(r"\r\n|\r|\n")
+_ANY_AT = re.compile(r"[@\uff20](?=[a-zA-Z0-9_])")
 
 
 def _sequence_trie() -> dict[int, Any]:
@@ -161,12 +162,12 @@ def neutralise(text: str) -> str:
     if out != text:
         # A word joiner changes what precedes the name, which can make a URL
         # of what follows; judge the result again (twice is a fixed point in
-        # practice; the generic pass is the backstop).
+        # practice; the backstop defuses every at-sign before a name, URLs
+        # or not: a broken link rather than a mention).
         urls = [(u["indices"][0], u["indices"][1])
                 for u in twitter_text.extract_urls_with_indices(out)]
         again = neutralise_x_text(out, urls)
         if again != out:
-            from bridge.mentions import neutralise_generic
-            return neutralise_generic(again)
+            return _ANY_AT.sub("\\g<0>\u2060", again)
         return out
     return text
