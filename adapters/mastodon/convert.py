@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-import grapheme
-
+from adapters.mastodon import graphemes
 from bridge.adapter import SendCreate, SendEdit
 from bridge.media import host_entry
 from bridge.mentions import neutralise_mastodon
@@ -114,7 +113,7 @@ def status_length(text: str, url_weight: int = 23, spoiler: str = "") -> int:
     a remote mention as its ``@user`` part only, plus the content warning."""
     countable = _URL.sub("x" * url_weight, text)
     countable = _REMOTE_MENTION.sub(r"\1@\2", countable)
-    return grapheme.length(countable) + grapheme.length(spoiler)
+    return graphemes.length(countable) + graphemes.length(spoiler)
 
 
 # ---------------------------------------------------------------- inbound

@@ -61,7 +61,11 @@ def _start_pattern() -> re.Pattern[str]:
     ascii_single = {s[0] for s in seqs if s[0] <= 0x7F and len(s) == 1}
     ascii_multi = {s[0] for s in seqs if s[0] <= 0x7F and len(s) > 1} - ascii_single
     after = {s[1] for s in seqs if s[0] <= 0x7F and len(s) > 1}
-    alts = [f"[{_ranges(wide | ascii_single)}]"]
+    first = wide | ascii_single
+    # A BMP character is looked up in the class's table at once, but every
+    # astral range is tried in turn: astral ranges only for astral characters.
+    alts = [f"[{_ranges({c for c in first if c <= 0xFFFF})}]",
+            f"(?=[\\U00010000-\\U0010ffff])[{_ranges({c for c in first if c > 0xFFFF})}]"]
     if ascii_multi:
         alts.append(f"[{_ranges(ascii_multi)}](?=[{_ranges(after)}])")
     return re.compile("|".join(alts))

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import grapheme
 import twitter_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.mastodon import graphemes
+from adapters.mastodon.convert import _REMOTE_MENTION as _MASTO_REMOTE
+from adapters.mastodon.convert import _URL as _MASTO_URL
+from adapters.mastodon.convert import status_length
 from adapters.twitter.adapter import TwitterAdapter
 from adapters.twitter.models import TwitterAccount, TwitterChannel
 from adapters.twitter.textrules import weighted_length
@@ -75,3 +80,22 @@ def test_fitting_a_long_post_measures_a_linear_amount_of_text() -> None:
         # post; a few times its length is the whole text once plus the parts.
         assert big <= 10 * 40_000, (split, big)
         assert big / small <= 6, (split, small, big)  # 4x the text: ~4x the work
+
+
+_GRAPHEME_PIECES = [*"ab \r\n\t", "\u0915", "\u094d", "\u0937", "\u093f", "\u0301", "\u200d",
+                    "\ufe0f", "👩", "👍", "🇫", "🇷", "🏻", "\u1100", "\u1161", "\u11a8", "\uac00",
+                    "\uac01", "\u0600", "\u0903", "©", "\x00", "\u0e33", "\U000e0020", "\u00ad",
+                    "https://example.org/x ", "@bob@host.example "]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_GRAPHEME_PIECES),
+                          st.characters(exclude_categories=("Cs",))),
+                max_size=60).map("".join))
+def test_grapheme_count_is_the_grapheme_packages(text: str) -> None:
+    """Mastodon's count runs the grapheme package's own machine, memoised and
+    only where a character has a break property: the same number."""
+    assert graphemes.length(text) == grapheme.length(text)
+    countable = _MASTO_URL.sub("x" * 23, text)
+    countable = _MASTO_REMOTE.sub(r"\1@\2", countable)
+    assert status_length(text) == grapheme.length(countable)
