@@ -96,6 +96,13 @@ class Capabilities:
     posts_per_day: int | None = None
     """The account's daily post budget (shared by its channels), if it has one:
     one author's post may take only a share of it (``author_share``)."""
+    part_cost: Callable[[str], float] | None = None
+    """What one message (one part of a thread) with this plain text costs,
+    where posting is billed (X: its price with or without a URL), in the unit
+    of ``cost_per_day``."""
+    cost_per_day: float | None = None
+    """The account's daily budget in money (X: ``max_usd_per_day``), if it has
+    one: one author's posts may take only ``author_share`` of it too."""
     text_format: TextFormat = TextFormat.PLAIN
     edit: bool = False
     delete: bool = False

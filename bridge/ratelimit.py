@@ -87,8 +87,9 @@ def backoff(attempt: int, *, base: float = 1.0, cap: float = 300.0,
 
 
 class AuthorShare:
-    """Parts each author's posts took today (UTC) on one channel, against a fair
-    share of the channel's daily budget: a long post must not spend the day.
+    """What each author's posts took today (UTC) on one channel, in parts and in
+    money where posting is billed, against a fair share of the channel's daily
+    budget: a long post must not spend the day.
 
     Decided once per delivery (a re-plan asks again and gets the same answer,
     charged once); kept in memory, so a restart forgives, as the per-author
@@ -98,9 +99,9 @@ class AuthorShare:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._day = ""
-        self._used: dict[str, int] = {}
-        self._decided: dict[str, tuple[str, int, bool]] = {}
-        """delivery id -> (author, parts charged, whether it was cut to one part)"""
+        self._used: dict[str, tuple[int, float]] = {}
+        self._decided: dict[str, tuple[str, int, float, bool]] = {}
+        """delivery id -> (author, parts charged, cost charged, whether it was cut)"""
 
     def _roll(self) -> None:
         day = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%d")
@@ -114,23 +115,45 @@ class AuthorShare:
             return None
         return max(1, int(posts_per_day * share))
 
-    def used(self, author: str) -> int:
-        self._roll()
-        return self._used.get(author, 0)
+    @staticmethod
+    def cost_allowance(cost_per_day: float | None, share: float) -> float | None:
+        """Money one author's posts may cost per day; None without a budget in money."""
+        if cost_per_day is None:
+            return None
+        return cost_per_day * share
 
-    def fits(self, delivery: str, author: str, parts: int, allowance: int | None) -> bool:
-        """May this delivery go out in *parts* parts?  (One part always may: the
-        per-author post rate limits how many posts an author makes.)"""
+    def used(self, author: str) -> int:
+        """Parts *author* took today."""
+        self._roll()
+        return self._used.get(author, (0, 0.0))[0]
+
+    def spent(self, author: str) -> float:
+        """What *author*'s parts cost today."""
+        self._roll()
+        return self._used.get(author, (0, 0.0))[1]
+
+    def fits(self, delivery: str, author: str, parts: int, allowance: int | None,
+             cost: float = 0.0, cost_allowance: float | None = None) -> bool:
+        """May this delivery go out in *parts* parts costing *cost*?  (One part
+        always may: the per-author post rate limits how many posts an author
+        makes.)"""
         self._roll()
         done = self._decided.get(delivery)
         if done is not None:
-            return not done[2]
-        return allowance is None or parts <= 1 or self._used.get(author, 0) + parts <= allowance
+            return not done[3]
+        if parts <= 1:
+            return True
+        used, spent = self._used.get(author, (0, 0.0))
+        if allowance is not None and used + parts > allowance:
+            return False
+        return cost_allowance is None or spent + cost <= cost_allowance + 1e-9
 
-    def charge(self, delivery: str, author: str, parts: int, cut: bool) -> None:
-        """Count *parts* against *author* (once per delivery)."""
+    def charge(self, delivery: str, author: str, parts: int, cut: bool,
+               cost: float = 0.0) -> None:
+        """Count *parts* costing *cost* against *author* (once per delivery)."""
         self._roll()
         if delivery in self._decided:
             return
-        self._decided[delivery] = (author, parts, cut)
-        self._used[author] = self._used.get(author, 0) + parts
+        self._decided[delivery] = (author, parts, cost, cut)
+        used, spent = self._used.get(author, (0, 0.0))
+        self._used[author] = (used + parts, spent + cost)

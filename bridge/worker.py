@@ -362,25 +362,35 @@ class ChannelWorker:
                     rendering: Callable[[Target, str, bool], list[Rendered]]
                     ) -> list[Rendered]:
         """The post's parts on this channel, within its author's fair share of
-        the channel's daily budget (``author_share`` of ``posts_per_day``): a
-        post that would take the author past it goes out as one part, cut,
-        with a link to the web view (or the original) instead of as a thread.
-        A thread already partly sent stays a thread."""
+        the channel's daily budget (``author_share`` of ``posts_per_day``, and
+        of ``cost_per_day`` where each part has a price: on X a part with a
+        URL costs over ten times one without): a post that would take the
+        author past it goes out as one part, cut, with a link to the web view
+        (or the original) instead of as a thread.  A thread already partly
+        sent stays a thread."""
         target = self.target(caps)
         parts = rendering(target, post.permalink, False)
         author = f"{post.author.platform}:{post.author.handle.casefold()}"
-        allowance = AuthorShare.allowance(caps.posts_per_day, self.channel.common.author_share)
+        share = self.channel.common.author_share
+        allowance = AuthorShare.allowance(caps.posts_per_day, share)
+        money = AuthorShare.cost_allowance(
+            caps.cost_per_day if caps.part_cost is not None else None, share)
+        cost = _cost(parts, caps)
         cut = False
-        if d.parts_done == 0 and not self._share.fits(d.id, author, len(parts), allowance):
+        if d.parts_done == 0 and not self._share.fits(d.id, author, len(parts), allowance,
+                                                      cost, money):
             cut = True
+            self.deps.logger.info(
+                "post %s by %s cut to one part on %s: a thread of %d parts (cost %.3f) would "
+                "take its author past their share today (author_share %g of %s posts%s a day; "
+                "used today: %d parts, cost %.3f)", post.id, author, self.channel.key,
+                len(parts), cost, share, caps.posts_per_day,
+                f" and {caps.cost_per_day:g}" if money is not None else "",
+                self._share.used(author), self._share.spent(author))
             parts = rendering(dataclasses.replace(target, split="truncate"),
                               self._web_link(post), True)
-            self.deps.logger.info(
-                "post %s by %s cut to one part on %s: a thread would take its author past "
-                "%s parts today (author_share %g of %s posts a day)", post.id, author,
-                self.channel.key, allowance, self.channel.common.author_share,
-                caps.posts_per_day)
-        self._share.charge(d.id, author, len(parts), cut)
+            cost = _cost(parts, caps)
+        self._share.charge(d.id, author, len(parts), cut, cost)
         return parts
 
     def _web_link(self, post: Post) -> str:
@@ -525,6 +535,12 @@ def _local_storage_failure(e: BaseException) -> bool:
         text = str(e).lower()
         return any(w in text for w in ("disk", "full", "locked", "readonly", "i/o"))
     return isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS
+
+
+def _cost(parts: list[Rendered], caps: Capabilities) -> float:
+    """What *parts* cost on a target that prices each part (0 elsewhere)."""
+    price = caps.part_cost
+    return sum(price(r.plain) for r in parts) if price is not None else 0.0
 
 
 def _reply_ref(url: str) -> list[Inline]:

@@ -183,6 +183,7 @@ class TwitterAdapter(Inbound):
             max_length=25_000 if self.account.premium else MAX_WEIGHTED,
             count=weighted_length, neutralise=x_neutralise, text_format=TextFormat.PLAIN,
             edit=False, delete=True, posts_per_day=self.account.max_posts_per_day,
+            part_cost=self.price_of, cost_per_day=self.account.max_usd_per_day,
             reply=not digest, threads=False, formatted=False,
             media_types=frozenset() if digest else IMAGE_TYPES,
             max_media_bytes=MAX_IMAGE_BYTES, max_attachments=0 if digest else MAX_ATTACHMENTS,
@@ -220,9 +221,13 @@ class TwitterAdapter(Inbound):
                 return await self._create_each(ch, op)
         raise PermanentError(f"unknown operation {type(op).__name__}")
 
-    def _check_budget(self, text: str) -> float:
+    def price_of(self, text: str) -> float:
+        """What posting *text* costs (USD): X bills a post with a URL at its own price."""
         prices = self.account.prices
-        cost = prices.post_with_url if _has_url(text) else prices.post
+        return prices.post_with_url if _has_url(text) else prices.post
+
+    def _check_budget(self, text: str) -> float:
+        cost = self.price_of(text)
         refusal = self.ledger.refusal(self.clock(), self._caps(), cost)
         if refusal:
             why, until = refusal

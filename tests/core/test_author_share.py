@@ -145,3 +145,75 @@ def test_x_declares_its_daily_budget() -> None:
     from tests.core.test_mentions import x_caps
 
     assert x_caps().posts_per_day == 50
+
+
+def x_priced(**kw: Any) -> Capabilities:
+    """A target priced as X prices posts (the X adapter's own price rule)."""
+    from tests.core.test_mentions import x_caps
+
+    x = x_caps()
+    return Capabilities(max_length=70, reply=True, edit=True, delete=True, posts_per_day=50,
+                        part_cost=x.part_cost, cost_per_day=x.cost_per_day, **kw)
+
+
+URLS = ("read https://example.org/one and https://example.org/two and "
+        "https://example.org/three then")  # 2 parts of 70, each with a URL
+
+
+async def test_parts_with_urls_cost_more_of_the_share(tmp_path: Path) -> None:
+    """Two parts are well within 5 parts a day, but on X each part with a URL
+    costs $0.20: two cost $0.40, past a share of 0.1 of $2.00 a day."""
+    async for env in start(tmp_path, x_priced()):
+        env.post("plain " * 14)
+        await env.settle()
+        assert len(env.parts("alice")) == 2                      # $0.03: a thread
+        env.post(URLS)
+        await env.settle()
+        alice = env.parts("alice")
+        assert len(alice) == 3, alice                              # $0.40 more: one part
+        assert alice[-1].endswith("… https://a.example/alice/2"), alice[-1]
+        # Bob's plain thread is cheap: it goes as a thread, his URLs do not.
+        env.post(URLS.replace("https", "nope"), author="bob")
+        await env.settle()
+        assert len(env.parts("bob")) == 2
+        env.post(URLS, author="bob")
+        await env.settle()
+        assert len(env.parts("bob")) == 3
+
+
+async def test_money_spent_cuts_even_cheap_threads(tmp_path: Path) -> None:
+    async for env in start(tmp_path, x_priced()):
+        env.post("https://example.org/x")       # one part always goes: $0.20, the share
+        env.post("plain " * 14)                 # 2 more parts, $0.03: past $0.20
+        await env.settle()
+        alice = env.parts("alice")
+        assert len(alice) == 2 and alice[-1].endswith("… https://a.example/alice/2"), alice
+
+
+async def test_the_money_share_is_configurable_per_channel(tmp_path: Path) -> None:
+    async for env in start(tmp_path, x_priced(), b={"author_share": 0.5}):
+        env.post(URLS)                          # $0.40 of $1.00
+        await env.settle()
+        assert len(env.parts("alice")) == 2
+
+
+def test_share_counts_cost() -> None:
+    share = AuthorShare(clock=lambda: 1_800_000_000.0)
+    money = AuthorShare.cost_allowance(2.0, 0.1)
+    assert money is not None and abs(money - 0.2) < 1e-9
+    assert share.fits("d1", "x:alice", 2, 5, cost=0.03, cost_allowance=money)
+    share.charge("d1", "x:alice", 2, cut=False, cost=0.03)
+    assert not share.fits("d2", "x:alice", 2, 5, cost=0.40, cost_allowance=money)
+    assert share.fits("d2", "x:alice", 2, 5, cost=0.40, cost_allowance=None)  # parts only
+    assert share.fits("d3", "x:alice", 1, 5, cost=0.20, cost_allowance=money)  # one part goes
+    assert share.used("x:alice") == 2 and abs(share.spent("x:alice") - 0.03) < 1e-9
+
+
+def test_x_prices_each_part() -> None:
+    from tests.core.test_mentions import x_caps
+
+    caps = x_caps()
+    assert caps.part_cost is not None and caps.cost_per_day == 2.0
+    assert caps.part_cost("read https://example.org/a") == 0.20
+    assert caps.part_cost("read example.org/a") == 0.20       # X links bare domains too
+    assert caps.part_cost("read example\u2024org/a (1/2)") == 0.015
