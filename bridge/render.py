@@ -423,6 +423,8 @@ def _cut(text: str, suffix: str, limit: int, caps: Capabilities,
             lo, clo = k, c
             if step or limit - c <= limit // 64:
                 step = step * 2 if step else 1
+            else:
+                halve = hi - lo > width // 2
         else:
             hi, chi = k, c
             halve = step > 0 or hi - lo > width // 2

@@ -51,47 +51,47 @@ def _special_class() -> re.Pattern[str]:
 
 _SPECIAL = _special_class()
 
-# The machine's inputs and states as small integers: enum members hash in
-# Python, which cost more than the lookups themselves.
-_GCB_ID = {g: i for i, g in enumerate(GCB)}
-_INCB_ID = {g: i for i, g in enumerate(InCB)}
-_STATE_ID = {s: i for i, s in enumerate(UState)}
+# The machine's inputs and states as small integers (enum members hash in
+# Python, which cost more than the lookups themselves): an input is a code
+# point's (group, Indic-conjunct group); a state is the machine's state with
+# the last code point's group.  Transitions are asked of the package's own
+# ``GraphemeIterator.fsm`` once each and kept.
+_GCBS = list(GCB)
+_INCBS = list(InCB)
 _STATES = list(UState)
-_GCBS: list[GCB | None] = [*GCB, None]
-_OTHER = _GCB_ID[GCB.OTHER] * len(_INCB_ID) + _INCB_ID[InCB.OTHER]
-_DEFAULT = _STATE_ID[UState.DEFAULT]
-_W_IN = len(GCB) * len(InCB)
-_W_LAST = len(_GCBS)
-
-_FSM: dict[int, tuple[int, int]] = {}
-"""(state, last group, input) -> (1 for a break else 0, next state)."""
-_INPUT: dict[str, int] = {}
-"""A code point's input: group * len(InCB) + Indic-conjunct group."""
+_N_IN = len(_GCBS) * len(_INCBS)
+_N_LAST = len(_GCBS)
 
 
-def _input(c: str) -> int:
-    x = _INPUT.get(c)
-    if x is None:
-        x = _GCB_ID[get_group(c)] * len(_INCB_ID) + _INCB_ID[get_incb(c)]
-        if len(_INPUT) < 65_536:
-            _INPUT[c] = x
-    return x
+class _Inputs(dict[str, int]):
+    def __missing__(self, c: str) -> int:
+        x = _GCBS.index(get_group(c)) * len(_INCBS) + _INCBS.index(get_incb(c))
+        if len(self) < 65_536:
+            self[c] = x
+        return x
 
 
-def _step(state: int, last: int, x: int) -> tuple[int, int]:
-    key = (state * _W_LAST + last) * _W_IN + x
-    out = _FSM.get(key)
-    if out is None:
-        g, incb = list(GCB)[x // len(InCB)], list(InCB)[x % len(InCB)]
-        brk, nxt = GraphemeIterator.fsm(_STATES[state], _GCBS[last], g, incb)
-        out = _FSM[key] = (int(brk), _STATE_ID[nxt])
-    return out
+class _Transitions(dict[int, int]):
+    """(state * _N_LAST + last group) * _N_IN + input -> next such state * 2
+    + 1 where the machine breaks before the input."""
+
+    def __missing__(self, key: int) -> int:
+        combined, x = divmod(key, _N_IN)
+        state, last = divmod(combined, _N_LAST)
+        brk, nxt = GraphemeIterator.fsm(_STATES[state], _GCBS[last], _GCBS[x // len(_INCBS)],
+                                        _INCBS[x % len(_INCBS)])
+        group = x // len(_INCBS)
+        out = self[key] = ((_STATES.index(nxt) * _N_LAST + group) * _N_IN) * 2 + int(brk)
+        return out
 
 
-def _initial(c: str) -> tuple[int, int]:
-    """(state, last group) after the first code point (GraphemeIterator.__init__)."""
-    x = _input(c)
-    g, incb = list(GCB)[x // len(InCB)], list(InCB)[x % len(InCB)]
+_INPUT = _Inputs()
+_FSM = _Transitions()
+
+
+def _initial(x: int) -> int:
+    """The machine's state after its first code point (GraphemeIterator.__init__)."""
+    g, incb = _GCBS[x // len(_INCBS)], _INCBS[x % len(_INCBS)]
     if g is GCB.EXTENDED_PICTOGRAPHIC:
         state = UState.GB11_Picto
     elif g is GCB.REGIONAL_INDICATOR:
@@ -100,38 +100,21 @@ def _initial(c: str) -> tuple[int, int]:
         state = UState.GB9c_Linker
     else:
         state = UState.DEFAULT
-    return _STATE_ID[state], x // len(InCB)
+    return (_STATES.index(state) * _N_LAST + _GCBS.index(g)) * _N_IN
 
 
 def length(text: str) -> int:
     """``grapheme.length(text)``."""
-    if not text:
-        return 0
-    state, last = _initial(text[0])
-    other_g = _OTHER // len(InCB)
-    count = 1
-    pos = 1
+    if _SPECIAL.search(text) is None:
+        # no character with a break property: UAX #29 breaks between any two
+        # (GB999), and so does the package's machine
+        return len(text)
+    inputs = map(_INPUT.__getitem__, text)
+    state = _initial(next(inputs))
     fsm = _FSM
-    for m in _SPECIAL.finditer(text, 1):
-        i = m.start()
-        if i > pos:  # a run of characters without a property
-            brk, state = _step(state, last, _OTHER)
-            count += brk + (i - pos - 1)
-            if i - pos > 1:
-                state = _DEFAULT
-            last = other_g
-        c = text[i]
-        x = _INPUT.get(c)
-        if x is None:
-            x = _input(c)
-        out = fsm.get((state * _W_LAST + last) * _W_IN + x)
-        if out is None:
-            out = _step(state, last, x)
-        count += out[0]
-        state = out[1]
-        last = x // len(InCB)
-        pos = i + 1
-    if len(text) > pos:
-        brk, state = _step(state, last, _OTHER)
-        count += brk + (len(text) - pos - 1)
+    count = 1
+    for x in inputs:
+        out = fsm[state + x]
+        count += out & 1
+        state = out >> 1
     return count
