@@ -131,18 +131,51 @@ def _weight(segment: str) -> int:
     return len(segment) * _SCALE + len(_HEAVY.findall(segment)) * (_DEFAULT_WEIGHT - _SCALE)
 
 
+_TOKEN = re.compile(r"[^ \n\t]+")
+"""What lies between separators no entity of X's can hold (URLs and emoji
+have no space, newline or tab): X's entities are found token by token."""
+_TOKEN_CACHE: dict[str, list[tuple[int, int, int]]] = {}
+
+
+def _token_entities(window: str) -> list[tuple[int, int, int]]:
+    """``(start, end, weight)`` of the emoji and URLs twitter-text finds in
+    *window* (a token with the separator on each side, where there is one),
+    emoji first, so a URL at the same start wins.  Kept: fitting a post
+    measures the same words again and again as prefixes grow and shrink."""
+    hit = _TOKEN_CACHE.get(window)
+    if hit is not None:
+        return hit
+    out = [(p, e, _DEFAULT_WEIGHT) for p, e in _emoji_spans(window)]
+    if "." in window:
+        for ent in twitter_text.extract_urls_with_indices(window):
+            b = ent["indices"][0]
+            out.append((b, b + len(ent["url"]), _URL_WEIGHT))
+    if len(_TOKEN_CACHE) >= 8192:
+        _TOKEN_CACHE.clear()
+    _TOKEN_CACHE[window] = out
+    return out
+
+
 def weighted_length(text: str) -> int:
     """X's own count (twitter-text v3): NFC first, URLs 23, emoji 2, CJK 2;
     the same number as ``twitter_text.parse_tweet(text).weightedLength``."""
     t = _NEWLINES.sub("\n", unicodedata.normalize("NFC", text))
     # The same walk as parse_tweet: at each position a URL wins over an emoji,
-    # and an entity starting inside the previous one is not seen.
+    # and an entity starting inside the previous one is not seen.  Entities
+    # are looked for only in tokens that can hold one (a dot: a URL; an
+    # emoji's first code point), each with its separators around it (what
+    # twitter-text's URL expression looks at before and after a URL).
     starts: dict[int, tuple[int, int]] = {}
-    for p, e in _emoji_spans(t):
-        starts[p] = (e, _DEFAULT_WEIGHT)
-    for ent in twitter_text.extract_urls_with_indices(t):
-        s = ent["indices"][0]
-        starts[s] = (s + len(ent["url"]), _URL_WEIGHT)
+    n = len(t)
+    if "." in t or _EMOJI_START.search(t):
+        for m in _TOKEN.finditer(t):
+            tok = m.group()
+            if "." not in tok and not _EMOJI_START.search(tok):
+                continue
+            lo = max(0, m.start() - 1)
+            window = t[lo:min(n, m.end() + 1)]
+            for b, e, w in _token_entities(window):
+                starts[lo + b] = (lo + e, w)
     total = 0
     pos = 0
     for s in sorted(starts):

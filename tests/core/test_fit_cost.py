@@ -28,10 +28,11 @@ KEY = ChannelKey("kmers/x")
 _PIECES = [*"abc xyz.,!:/\n\r1#*@", "漢字", "ひらがな", "👍", "👩‍👩‍👧", "🏳️‍🌈", "🇫🇷", "1️⃣", "©", "®️",
            "‼", "™", "e\u0301", "\ufe0f", "\u20e3", "🏻", "\u200d", "\u2060",
            " https://example.org/a?b=c ", " www.example.com/path ", "http://ああ.com",
-           " t.co/abc ", "x.co", " @alice ", " #kmers ", "\u3000"]
+           " t.co/abc ", "x.co", " @alice ", " #kmers ", "\u3000", "\t", "\n", "。", "a.b",
+           ".com", "/", "?q=1", "-", "_", ":", "(", ")", "'", "\"", "x", "\u00a0", "xn--p1ai"]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(st.lists(st.one_of(st.sampled_from(_PIECES), st.characters(exclude_categories=("Cs",))),
                 max_size=120).map("".join))
 def test_weighted_length_is_twitter_texts_number(text: str) -> None:
