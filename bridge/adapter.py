@@ -92,7 +92,8 @@ class Capabilities:
     neutralise: Callable[[str], str] = neutralise_generic
     """The platform's own mention rule: the text with every mention it would make
     defused (see :mod:`bridge.mentions`).  The renderer applies it to the final
-    text of every message before fitting the length."""
+    text of every message before fitting the length.  A mention needs an
+    at-sign (``@``, ``＠``): a text without one comes back unchanged."""
     posts_per_day: int | None = None
     """The account's daily post budget (shared by its channels), if it has one:
     one author's post may take only a share of it (``author_share``)."""

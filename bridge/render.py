@@ -41,6 +41,11 @@ ELLIPSIS = "…"
 _AT_WORD = re.compile(r"[@\uff20](?=\w)")
 
 
+def _at_free(text: str) -> bool:
+    """No at-sign in *text*, ASCII, fullwidth or %-encoded."""
+    return "@" not in text and "\uff20" not in text and "%40" not in text
+
+
 def _neutral_at(text: str) -> str:
     return _AT_WORD.sub("\\g<0>\u2060", text)
 
@@ -158,9 +163,12 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
     rule = caps.neutralise
     # The final text, judged by the target's own mention rule: whatever the
     # tree held (code, link labels, hashtags, names, notes) is text now.
-    plain = _final(to_plain(body, links=links), rule, links)
+    raw = to_plain(body, links=links)
+    plain = _final(raw, rule, links)
     if limit is None or _fits_whole(plain, limit, caps):
-        return [_rendered(_final_tree(body, rule), plain, post, attachments, caps)]
+        # (no at-sign anywhere, not even %40 in a link: no rule changes a leaf)
+        tree = body if _at_free(raw) else _final_tree(body, rule)
+        return [_rendered(tree, plain, post, attachments, caps)]
 
     tag_text = f" #{target.hashtag}" if tag_suffix else ""
     full = plain
