@@ -378,7 +378,7 @@ def _rule_head(text: str, rule: Callable[[str], str]) -> str:
 
 
 def _cut(text: str, suffix: str, limit: int, caps: Capabilities,
-         rule: Callable[[str], str]) -> tuple[int, str]:
+         rule: Callable[[str], str], hint: int = 0) -> tuple[int, str]:
     """The longest prefix of *text* (at a word boundary if one is near) that
     fits with *suffix* once the target's mention rule is applied: ``(end of
     the prefix in text, the part)``.
@@ -392,7 +392,8 @@ def _cut(text: str, suffix: str, limit: int, caps: Capabilities,
     cluster away); after one that does not, by interpolation, or bisection
     where interpolation did not halve the interval.  A text of ordinary
     words takes three or four measurements of about one part's length; no
-    prefix measured is longer than four times the part."""
+    prefix measured is longer than four times the part.  *hint*: where the
+    search starts (the length of the part before, in a thread)."""
     n = len(text)
 
     def part(k: int) -> str:
@@ -401,8 +402,8 @@ def _cut(text: str, suffix: str, limit: int, caps: Capabilities,
     def size(k: int) -> int:
         return caps.count(part(k))
 
-    lo, clo = 0, size(0)
-    k = min(n, max(limit, 16))
+    lo, clo = 0, _suffix_size(suffix, caps, rule)
+    k = min(n, hint if hint > 0 else max(limit, 16))
     while True:  # grow until a prefix does not fit (or all of it does)
         c = size(k)
         if c > limit:
@@ -448,6 +449,20 @@ def _cut(text: str, suffix: str, limit: int, caps: Capabilities,
     return len(cut), rule(cut + suffix)
 
 
+def _suffix_size(suffix: str, caps: Capabilities, rule: Callable[[str], str]) -> int:
+    """The count of *suffix* alone (the same for every part of a thread)."""
+    key = (suffix, caps.count, rule)
+    hit = _SUFFIX_SIZES.get(key)
+    if hit is None:
+        if len(_SUFFIX_SIZES) >= 256:
+            _SUFFIX_SIZES.clear()
+        hit = _SUFFIX_SIZES[key] = caps.count(rule(suffix))
+    return hit
+
+
+_SUFFIX_SIZES: dict[tuple[str, Callable[[str], int], Callable[[str], str]], int] = {}
+
+
 def _truncate(full: str, tag_text: str, reference: str, limit: int, caps: Capabilities) -> str:
     tail = ELLIPSIS + (f" {reference}" if reference else "") + tag_text
     if not _fits(tail, limit, caps):
@@ -468,10 +483,11 @@ def _split(full: str, tag_text: str, reference: str, limit: int,
         probe = ""
     chunks: list[str] = []
     rest = full
+    end = 0
     while rest and len(chunks) < MAX_PARTS:
         if chunks:
             rest = _rule_head(rest, rule)
-        end, _ = _cut(rest, probe, limit, caps, rule)
+        end, _ = _cut(rest, probe, limit, caps, rule, hint=end)
         if end >= len(rest):
             chunks.append(rest)
             rest = ""

@@ -100,3 +100,38 @@ def test_grapheme_count_is_the_grapheme_packages(text: str) -> None:
     countable = _MASTO_URL.sub("x" * 23, text)
     countable = _MASTO_REMOTE.sub(r"\1@\2", countable)
     assert status_length(text) == grapheme.length(countable)
+
+
+def _measurements(caps: Capabilities, text: str) -> tuple[int, int]:
+    """(count calls, parts) for *text* rendered as a thread for *caps*."""
+    calls = [0]
+    real = caps.count
+
+    def count(t: str) -> int:
+        calls[0] += 1
+        return real(t)
+
+    post = Post(id=PostId("01TEST0000000000000000000A"), community="kmers",
+                origin_channel=ChannelKey("kmers/masto"), origin_native_id=NativeId("1"),
+                permalink="https://m.example/@alice/1",
+                author=Author(platform="mastodon", handle="alice", display_name="Alice"),
+                text=RichText.plain(text))
+    parts = render(post, Target(caps=dataclasses.replace(caps, count=count), hashtag="kmers",
+                                split="thread"), "Mastodon")
+    return calls[0], len(parts)
+
+
+def test_each_part_is_found_with_few_measurements() -> None:
+    """The cut point is interpolated from the measured counts, not bisected
+    over the limit (10 to 16 measurements a part): at most 9 a part, for
+    ordinary words, CJK and emoji clusters alike."""
+    from tests.core.test_mentions import masto_caps
+
+    shapes = {"words": "lorem ipsum dolor sit amet, consectetur elit. " * 900,
+              "cjk": "漢字ひらがなカタカナ한국어。" * 3000,
+              "emoji": "👍👩‍👩‍👧🇫🇷1️⃣©🏳️‍🌈👍🏻✨ " * 3000}
+    for name, text in shapes.items():
+        for caps in (x_caps(), masto_caps()):
+            calls, parts = _measurements(caps, text)
+            assert parts == MAX_PARTS
+            assert calls <= 9 * parts, (name, caps.max_length, calls, parts)
