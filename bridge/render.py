@@ -197,21 +197,22 @@ def _prepared(text: RichText, links: bool) -> tuple[RichText, frozenset[str]]:
     hit = _PREPARED.get(key)
     if hit is not None and hit[0] is text:
         return hit[1], hit[2]
-    body = _prepare(text, links)
-    tags = frozenset(body.hashtags())
+    body, tags = _prepare(text, links)
     if len(_PREPARED) >= 512:
         _PREPARED.clear()
     _PREPARED[key] = (text, body, tags)
     return body, tags
 
 
-def _prepare(rt: RichText, links: bool) -> RichText:
+def _prepare(rt: RichText, links: bool) -> tuple[RichText, frozenset[str]]:
     """:func:`neutralise` and, where links are dropped, :func:`drop_links`,
     in one walk that joins neighbouring text: the words between nodes that
     stay (links, hashtags, code) are one text node, neutralised and defused
     as one string (as the plain text will read them).  A post of 10,000
     mentions is one node for every pass after this, not 20,000, and costs
-    a few string operations instead of 20,000 node rewrites."""
+    a few string operations instead of 20,000 node rewrites.  Also its
+    hashtags, casefolded (``RichText.hashtags``), found on the way."""
+    tags: set[str] = set()
 
     def joined(run: list[str]) -> Text:
         t = "".join(run)
@@ -239,6 +240,8 @@ def _prepare(rt: RichText, links: bool) -> RichText:
                     run = []
                 if isinstance(i, Emphasis):
                     i = Emphasis(inlines(i.children), i.strong)
+                elif isinstance(i, Hashtag):
+                    tags.add(i.tag.casefold())
                 out.append(i)
         if run:
             out.append(joined(run))
@@ -254,7 +257,8 @@ def _prepare(rt: RichText, links: bool) -> RichText:
             out.append(b)
         return tuple(out)
 
-    return RichText(blocks(rt.blocks))
+    body = RichText(blocks(rt.blocks))
+    return body, frozenset(tags)
 
 
 @functools.lru_cache(maxsize=1024)
