@@ -205,22 +205,18 @@ def _prepared(text: RichText, links: bool) -> tuple[RichText, frozenset[str]]:
 
 
 def _prepare(rt: RichText, links: bool) -> tuple[RichText, frozenset[str]]:
-    """:func:`neutralise` and, where links are dropped, :func:`drop_links`,
-    in one walk that joins neighbouring text: the words between nodes that
-    stay (links, hashtags, code) are one text node, neutralised and defused
-    as one string (as the plain text will read them).  A post of 10,000
-    mentions is one node for every pass after this, not 20,000, and costs
-    a few string operations instead of 20,000 node rewrites.  Also its
-    hashtags, casefolded (``RichText.hashtags``), found on the way."""
+    """:func:`neutralise` and, where links are dropped, :func:`drop_links`
+    (each node as they do it), in one walk that joins neighbouring text: the
+    words between the nodes that stay (links, hashtags, code) become one
+    text node.  A post of 10,000 mentions is one node for every pass after
+    this, not 20,000.  Also its hashtags, casefolded (``RichText.hashtags``),
+    found on the way."""
     tags: set[str] = set()
 
-    def joined(run: list[str]) -> Text:
-        t = "".join(run)
+    def text(t: str) -> str:
         if "@" in t or "\uff20" in t:
             t = _neutral_at(t)
-        if not links and "." in t:
-            t = defuse(t)
-        return Text(t)
+        return defuse(t) if not links and "." in t else t
 
     def inlines(items: tuple[Inline, ...]) -> tuple[Inline, ...]:
         out: list[Inline] = []
@@ -228,15 +224,16 @@ def _prepare(rt: RichText, links: bool) -> tuple[RichText, frozenset[str]]:
         for i in items:
             kind = type(i)
             if kind is Text:
-                run.append(i.text)  # type: ignore[union-attr]
+                run.append(text(i.text))  # type: ignore[union-attr]
             elif kind is Mention:
-                run.append(NEUTRAL_AT + i.handle)  # type: ignore[union-attr]
+                t = NEUTRAL_AT + i.handle  # type: ignore[union-attr]
+                run.append(defuse(t) if not links and "." in t else t)
             elif kind is Link and not links:
                 assert isinstance(i, Link)
-                run.append(i.text or _URL_SCHEME.sub("", i.url).split("/")[0])
+                run.append(defuse(i.text or _URL_SCHEME.sub("", i.url).split("/")[0]))
             else:
                 if run:
-                    out.append(joined(run))
+                    out.append(Text("".join(run)))
                     run = []
                 if isinstance(i, Emphasis):
                     i = Emphasis(inlines(i.children), i.strong)
@@ -244,7 +241,7 @@ def _prepare(rt: RichText, links: bool) -> tuple[RichText, frozenset[str]]:
                     tags.add(i.tag.casefold())
                 out.append(i)
         if run:
-            out.append(joined(run))
+            out.append(Text("".join(run)))
         return tuple(out)
 
     def blocks(items: tuple[Block, ...]) -> tuple[Block, ...]:
