@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_chec
 
 from pydantic import BaseModel, ConfigDict
 
+from bridge.mentions import neutralise_generic
 from bridge.model import (
     Attachment,
     ChannelKey,
@@ -181,6 +182,21 @@ class Capabilities:
     """Maximum message length by ``count``; None for no practical limit."""
     count: Callable[[str], int] = count_chars
     """The platform's own length rule, applied to the plain-text rendering."""
+    neutralise: Callable[[str], str] = neutralise_generic
+    """The platform's own mention rule: the text with every mention it would make
+    defused (see :mod:`bridge.mentions`).  The renderer applies it to the final
+    text of every message before fitting the length.  A mention needs an
+    at-sign (``@``, ``＠``): a text without one comes back unchanged."""
+    posts_per_day: int | None = None
+    """The account's daily post budget (shared by its channels), if it has one:
+    one author's post may take only a share of it (``author_share``)."""
+    part_cost: Callable[[str], float] | None = None
+    """What one message (one part of a thread) with this plain text costs,
+    where posting is billed (X: its price with or without a URL), in the unit
+    of ``cost_per_day``."""
+    cost_per_day: float | None = None
+    """The account's daily budget in money (X: ``max_usd_per_day``), if it has
+    one: one author's posts may take only ``author_share`` of it too."""
     text_format: TextFormat = TextFormat.PLAIN
     edit: bool = False
     delete: bool = False

@@ -121,6 +121,14 @@ class ChannelCommon(BaseModel):
     reply_wait: float = Field(30.0, ge=0)
     links: bool | None = None
     max_length: int | None = Field(None, ge=20)
+    author_share: float = Field(0.1, gt=0, le=1)
+    """Where the platform has a daily post budget (X: ``max_posts_per_day``):
+    the share of it one author's posts may take on this channel per UTC day,
+    counted in parts, and the same share of its daily budget in money where
+    each part has a price (X: ``max_usd_per_day``; a part with a URL costs
+    $0.20, one without $0.015).  A post that would take an author past
+    either goes out as one part, truncated, with a link to the web view (or
+    the original)."""
 
 
 class CommunityCommon(BaseModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 
 class TokenBucket:
@@ -82,3 +84,76 @@ def backoff(attempt: int, *, base: float = 1.0, cap: float = 300.0,
         return retry_after + r.uniform(0, min(1.0, 0.1 * retry_after + 0.05))
     ceiling = min(cap, base * (2 ** min(attempt, 30)))
     return r.uniform(ceiling / 2, ceiling)
+
+
+class AuthorShare:
+    """What each author's posts took today (UTC) on one channel, in parts and in
+    money where posting is billed, against a fair share of the channel's daily
+    budget: a long post must not spend the day.
+
+    Decided once per delivery (a re-plan asks again and gets the same answer,
+    charged once); kept in memory, so a restart forgives, as the per-author
+    post rate does.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._day = ""
+        self._used: dict[str, tuple[int, float]] = {}
+        self._decided: dict[str, tuple[str, int, float, bool]] = {}
+        """delivery id -> (author, parts charged, cost charged, whether it was cut)"""
+
+    def _roll(self) -> None:
+        day = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%d")
+        if day != self._day:
+            self._day, self._used, self._decided = day, {}, {}
+
+    @staticmethod
+    def allowance(posts_per_day: int | None, share: float) -> int | None:
+        """Parts one author may take per day; None without a daily budget."""
+        if posts_per_day is None:
+            return None
+        return max(1, int(posts_per_day * share))
+
+    @staticmethod
+    def cost_allowance(cost_per_day: float | None, share: float) -> float | None:
+        """Money one author's posts may cost per day; None without a budget in money."""
+        if cost_per_day is None:
+            return None
+        return cost_per_day * share
+
+    def used(self, author: str) -> int:
+        """Parts *author* took today."""
+        self._roll()
+        return self._used.get(author, (0, 0.0))[0]
+
+    def spent(self, author: str) -> float:
+        """What *author*'s parts cost today."""
+        self._roll()
+        return self._used.get(author, (0, 0.0))[1]
+
+    def fits(self, delivery: str, author: str, parts: int, allowance: int | None,
+             cost: float = 0.0, cost_allowance: float | None = None) -> bool:
+        """May this delivery go out in *parts* parts costing *cost*?  (One part
+        always may: the per-author post rate limits how many posts an author
+        makes.)"""
+        self._roll()
+        done = self._decided.get(delivery)
+        if done is not None:
+            return not done[3]
+        if parts <= 1:
+            return True
+        used, spent = self._used.get(author, (0, 0.0))
+        if allowance is not None and used + parts > allowance:
+            return False
+        return cost_allowance is None or spent + cost <= cost_allowance + 1e-9
+
+    def charge(self, delivery: str, author: str, parts: int, cut: bool,
+               cost: float = 0.0) -> None:
+        """Count *parts* costing *cost* against *author* (once per delivery)."""
+        self._roll()
+        if delivery in self._decided:
+            return
+        self._decided[delivery] = (author, parts, cost, cut)
+        used, spent = self._used.get(author, (0, 0.0))
+        self._used[author] = (used + parts, spent + cost)

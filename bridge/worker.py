@@ -25,6 +25,7 @@ from bridge.adapter import (
     Capabilities,
     Health,
     PermanentError,
+    Rendered,
     SendCreate,
     SendDelete,
     SendEdit,
@@ -35,7 +36,7 @@ from bridge.adapter import (
 from bridge.config import BridgeSettings, ChannelConfig
 from bridge.metrics import Metrics
 from bridge.model import NativeId, Op, Post
-from bridge.ratelimit import TokenBucket, backoff
+from bridge.ratelimit import AuthorShare, TokenBucket, backoff
 from bridge.render import DEFAULT_ATTRIBUTION, Target, render
 from bridge.richtext import Inline, Link, RichText, Text
 from bridge.store import DeliveryRow, Store, Tx
@@ -100,6 +101,8 @@ class ChannelWorker:
     _send_started: float = 0.0
     _watchdog: asyncio.Handle | None = None
     _target: Target | None = None
+    _share: AuthorShare = field(default_factory=AuthorShare)
+    """Parts each author took on this channel today (``author_share``)."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -362,6 +365,49 @@ class ChannelWorker:
                               max_length=c.max_length)
         return self._target
 
+    def _fair_parts(self, d: DeliveryRow, post: Post, caps: Capabilities,
+                    rendering: Callable[[Target, str, bool], list[Rendered]]
+                    ) -> list[Rendered]:
+        """The post's parts on this channel, within its author's fair share of
+        the channel's daily budget (``author_share`` of ``posts_per_day``, and
+        of ``cost_per_day`` where each part has a price: on X a part with a
+        URL costs over ten times one without): a post that would take the
+        author past it goes out as one part, cut, with a link to the web view
+        (or the original) instead of as a thread.  A thread already partly
+        sent stays a thread."""
+        target = self.target(caps)
+        parts = rendering(target, post.permalink, False)
+        author = f"{post.author.platform}:{post.author.handle.casefold()}"
+        share = self.channel.common.author_share
+        allowance = AuthorShare.allowance(caps.posts_per_day, share)
+        money = AuthorShare.cost_allowance(
+            caps.cost_per_day if caps.part_cost is not None else None, share)
+        cost = _cost(parts, caps)
+        cut = False
+        if d.parts_done == 0 and not self._share.fits(d.id, author, len(parts), allowance,
+                                                      cost, money):
+            cut = True
+            self.deps.logger.info(
+                "post %s by %s cut to one part on %s: a thread of %d parts (cost %.3f) would "
+                "take its author past their share today (author_share %g of %s posts%s a day; "
+                "used today: %d parts, cost %.3f)", post.id, author, self.channel.key,
+                len(parts), cost, share, caps.posts_per_day,
+                f" and {caps.cost_per_day:g}" if money is not None else "",
+                self._share.used(author), self._share.spent(author))
+            parts = rendering(dataclasses.replace(target, split="truncate"),
+                              self._web_link(post), True)
+            cost = _cost(parts, caps)
+        self._share.charge(d.id, author, len(parts), cut, cost)
+        return parts
+
+    def _web_link(self, post: Post) -> str:
+        """Where the whole post can be read: its place in the web view when the
+        bridge has a public address, else the original."""
+        web = self.deps.settings.web
+        if web is not None and web.public_url:
+            return f"{web.public_url.rstrip('/')}/c/{post.community}#p-{post.id}"
+        return post.permalink
+
     def plan(self, tx: Tx, d: DeliveryRow, caps: Capabilities,
              in_batch: set[str] | None = None, copies: list[CopyRow] | None = None) -> Plan:
         """Runs in the store thread: read what the delivery needs, decide.
@@ -405,10 +451,10 @@ class ChannelWorker:
                         parent_post = tx.get_post(post.reply_to)
                         reference = parent_post.permalink if parent_post else ""
                 def build_create() -> tuple[SendOp, ...]:
-                    parts = render(post, target, network, reference=post.permalink)
-                    if reference and not reply_to:
-                        parts = render(post, target, network, reference=post.permalink,
-                                       text=post.text.with_suffix(_reply_ref(reference)))
+                    text = post.text.with_suffix(_reply_ref(reference)) \
+                        if reference and not reply_to else None
+                    parts = self._fair_parts(d, post, caps, lambda t, ref, keep: render(
+                        post, t, network, reference=ref, text=text, keep_reference=keep))
                     ops: list[SendOp] = []
                     # Parts of a split thread chain to the part before; when resuming
                     # after a crash the last part sent is known, later ones are filled
@@ -441,8 +487,9 @@ class ChannelWorker:
                 first_subject = own[0].subject
                 if mode == "correct":
                     def build_correction() -> tuple[SendOp, ...]:
-                        parts = render(post, target, network, prefix=CORRECTION_PREFIX,
-                                       reference=post.permalink)
+                        parts = self._fair_parts(d, post, caps, lambda t, ref, keep: render(
+                            post, t, network, prefix=CORRECTION_PREFIX, reference=ref,
+                            keep_reference=keep))
                         return tuple(SendCreate(
                             delivery_id=d.id, idempotency_key=f"{d.id}.{i}", channel=key,
                             post=post, rendered=r, reply_to=own_ids[-1], part=i,
@@ -495,6 +542,12 @@ def _local_storage_failure(e: BaseException) -> bool:
         text = str(e).lower()
         return any(w in text for w in ("disk", "full", "locked", "readonly", "i/o"))
     return isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS
+
+
+def _cost(parts: list[Rendered], caps: Capabilities) -> float:
+    """What *parts* cost on a target that prices each part (0 elsewhere)."""
+    price = caps.part_cost
+    return sum(price(r.plain) for r in parts) if price is not None else 0.0
 
 
 def _reply_ref(url: str) -> list[Inline]:

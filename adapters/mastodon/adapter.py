@@ -59,6 +59,7 @@ from bridge.adapter import (
     rejection,
 )
 from bridge.media import Fetched, MediaFetcher, MediaSource, host_entry, media_sources, with_notes
+from bridge.mentions import neutralise_mastodon
 from bridge.model import (
     Attachment,
     ChannelKey,
@@ -195,6 +196,7 @@ class MastodonAdapter:
         return Capabilities(
             max_length=lim.max_characters,
             count=functools.partial(status_length, url_weight=lim.url_weight),
+            neutralise=neutralise_mastodon,
             text_format=TextFormat.PLAIN, edit=True, delete=True, reply=True, threads=True,
             media_types=lim.media_types, max_media_bytes=lim.image_size_limit,
             max_attachments=lim.max_media_attachments, needs_hashtag=True, streaming=True)

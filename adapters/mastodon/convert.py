@@ -17,13 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-import grapheme
-
+from adapters.mastodon import graphemes
 from bridge.adapter import SendCreate, SendEdit
 from bridge.media import host_entry
+from bridge.mentions import neutralise_mastodon
 from bridge.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
 from bridge.richtext import Hashtag, RichText, iter_inlines, iter_text
-from bridge.textconv import NEUTRAL_AT, from_html
+from bridge.textconv import from_html
 
 PLATFORM = "mastodon"
 OPT_OUT_TAGS = ("nobot", "nobridge")
@@ -113,7 +113,7 @@ def status_length(text: str, url_weight: int = 23, spoiler: str = "") -> int:
     a remote mention as its ``@user`` part only, plus the content warning."""
     countable = _URL.sub("x" * url_weight, text)
     countable = _REMOTE_MENTION.sub(r"\1@\2", countable)
-    return grapheme.length(countable) + grapheme.length(spoiler)
+    return graphemes.length(countable) + graphemes.length(spoiler)
 
 
 # ---------------------------------------------------------------- inbound
@@ -290,13 +290,11 @@ def parse_stream_event(event: str, data: str, *, channel: ChannelKey, bridge_acc
 
 # ---------------------------------------------------------------- outbound
 
-_BARE_AT = re.compile(r"(?<![\w/\u2060])@(?=\w)")
-
-
 def neutralise(text: str) -> str:
     """Never send a bare ``@name`` to Mastodon: it would resolve to a local
-    account and notify a stranger."""
-    return _BARE_AT.sub(NEUTRAL_AT, text)
+    account and notify a stranger.  Mastodon's own rule, the one the core
+    renderer applied before fitting (so this changes nothing it fitted)."""
+    return neutralise_mastodon(text)
 
 
 def fit_with_warning(text: str, warning: str, max_characters: int, url_weight: int) -> str:

@@ -91,7 +91,6 @@ class Outbound:
                       sender: str | None) -> SendResult:
         spec = self.channels[op.channel].options
         thread = op.thread_root if isinstance(spec, MatrixChannel) and spec.threads else None
-        members = self._members(room_id)
         rendered, fetched = op.rendered, ()
         if rendered.attachments:
             # From the origin's hosts only, within this account's upload limit;
@@ -100,9 +99,10 @@ class Outbound:
                                                rendered.attachments,
                                                max_bytes=self.account.max_media_bytes)
             rendered, fetched = with_notes(rendered, batch.notes), batch.fetched
+        # m.mentions stays empty: a relayed message pings nobody in the room
+        # (the renderer left no pill in the formatted body either).
         content: dict[str, Any] | None = convert.message_content(
-            rendered, reply_to=op.reply_to, thread_root=thread,
-            mentions=convert.addressed_users(rendered, members), origin=origin)
+            rendered, reply_to=op.reply_to, thread_root=thread, mentions=None, origin=origin)
         extra: list[NativeId] = []
         if not rendered.plain.strip() and fetched:
             content = None  # media only: the first upload is the message

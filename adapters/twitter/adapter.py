@@ -37,12 +37,13 @@ from adapters.twitter.convert import (
     fit,
     weighted_length,
 )
-from adapters.twitter.digest import DigestState, Item
+from adapters.twitter.digest import DigestState, Item, digest_post_text
 from adapters.twitter.inbound import Inbound
 from adapters.twitter.media import IMAGE_TYPES, MAX_ATTACHMENTS, MAX_IMAGE_BYTES, MEDIA_HOSTS
 from adapters.twitter.media import fetch as fetch_media
 from adapters.twitter.media import upload as upload_media
 from adapters.twitter.models import TwitterAccount, TwitterChannel
+from adapters.twitter.textrules import neutralise as x_neutralise
 from bridge.adapter import (
     AdapterContext,
     Capabilities,
@@ -180,7 +181,9 @@ class TwitterAdapter(Inbound):
         digest = ch is not None and self._opts(ch).mode == "digest"
         return Capabilities(
             max_length=25_000 if self.account.premium else MAX_WEIGHTED,
-            count=weighted_length, text_format=TextFormat.PLAIN, edit=False, delete=True,
+            count=weighted_length, neutralise=x_neutralise, text_format=TextFormat.PLAIN,
+            edit=False, delete=True, posts_per_day=self.account.max_posts_per_day,
+            part_cost=self.price_of, cost_per_day=self.account.max_usd_per_day,
             reply=not digest, threads=False, formatted=False,
             media_types=frozenset() if digest else IMAGE_TYPES,
             max_media_bytes=MAX_IMAGE_BYTES, max_attachments=0 if digest else MAX_ATTACHMENTS,
@@ -218,9 +221,13 @@ class TwitterAdapter(Inbound):
                 return await self._create_each(ch, op)
         raise PermanentError(f"unknown operation {type(op).__name__}")
 
-    def _check_budget(self, text: str) -> float:
+    def price_of(self, text: str) -> float:
+        """What posting *text* costs (USD): X bills a post with a URL at its own price."""
         prices = self.account.prices
-        cost = prices.post_with_url if _has_url(text) else prices.post
+        return prices.post_with_url if _has_url(text) else prices.post
+
+    def _check_budget(self, text: str) -> float:
+        cost = self.price_of(text)
         refusal = self.ledger.refusal(self.clock(), self._caps(), cost)
         if refusal:
             why, until = refusal
@@ -405,8 +412,11 @@ class TwitterAdapter(Inbound):
             text = defuse_urls(text)
         async with self._lock:
             st = await self._load_digest(ch)
-            st = st.add(Item(key=op.idempotency_key, author=author.name, text=text,
-                             network=author.platform, at=self.clock()))
+            # Names and text under X's mention rule here, and the whole digest
+            # again before it is posted (digest_post_text).
+            st = st.add(Item(key=op.idempotency_key, author=x_neutralise(author.name),
+                             text=x_neutralise(text), network=author.platform,
+                             at=self.clock()))
             await self._save_digest(ch, st)
         return SendResult(native_id=NativeId(f"digest:{op.idempotency_key}"))
 
@@ -449,6 +459,7 @@ class TwitterAdapter(Inbound):
                 return None
             text, _ = digest_text([DigestItem(author=i.author, text=i.text, network=i.network)
                                    for i in st.items], hashtag=ch.hashtag)
+            text = digest_post_text(text, MAX_WEIGHTED)
             cost = self._check_budget(text)
             st = st.begin(text, self.clock())
             await self._save_digest(ch, st)

@@ -18,6 +18,7 @@ from typing import Any
 
 import twitter_text
 
+from adapters.twitter.textrules import weighted_length as _fast_weighted_length
 from bridge.adapter import check_size, convert_guarded
 from bridge.model import Attachment, Author, ChannelKey, NativeId, Posted, Rejected
 from bridge.richtext import Block, Hashtag, Inline, LineBreak, Link, Mention, Paragraph, RichText
@@ -55,8 +56,10 @@ class ParsedPage:
 # ------------------------------------------------------------------ length rules
 
 def weighted_length(text: str) -> int:
-    """X's own count (twitter-text v3): URLs 23, CJK and emoji 2, NFC first."""
-    return int(twitter_text.parse_tweet(text).weightedLength)
+    """X's own count (twitter-text v3): URLs 23, CJK and emoji 2, NFC first
+    (:func:`adapters.twitter.textrules.weighted_length`, the same number as
+    ``twitter_text.parse_tweet`` at a fraction of its cost)."""
+    return _fast_weighted_length(text)
 
 
 def fits(text: str, limit: int = MAX_WEIGHTED) -> bool:

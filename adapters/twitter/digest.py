@@ -17,6 +17,9 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from adapters.twitter.convert import fit, weighted_length
+from adapters.twitter.textrules import neutralise
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Item:
@@ -81,3 +84,15 @@ class DigestState:
                    posting=Posting(text=p["text"], keys=tuple(p["keys"]), at=p["at"])
                    if p else None,
                    posted=tuple((str(a), str(b)) for a, b in d.get("posted", [])))
+
+
+def digest_post_text(text: str, limit: int) -> str:
+    """The digest as posted: under X's mention rule as the last step (items
+    queued before names were neutralised, or a line cut to fit, can hold a
+    live mention), still within *limit*."""
+    out = neutralise(text)
+    room = limit
+    while weighted_length(out) > limit and room > 10:
+        room -= 2  # each word joiner weighs 2
+        out = neutralise(fit(out, room))
+    return out
