@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html as htmllib
 import re
-from typing import ClassVar, assert_never
+from typing import Any, ClassVar, assert_never
 from urllib.parse import unquote, urlsplit
 
 import nh3
@@ -302,11 +302,32 @@ def _plain_blocks(text: str, depth: int) -> list[Block]:
 
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False})
+_TOO_DEEP = "hashbridge.too_deep"
+_block_tokenize = _md.block.tokenize
+
+
+def _watched_tokenize(state: Any, start: int, end: int) -> None:
+    # markdown-it drops every line below its nesting limit (maxNesting, 20):
+    # note it, so the text can be kept another way
+    if state.level >= state.md.options.maxNesting:
+        state.env[_TOO_DEEP] = True
+    _block_tokenize(state, start, end)
+
+
+_md.block.tokenize = _watched_tokenize  # type: ignore[method-assign,assignment]
 
 
 def from_markdown(text: str) -> RichText:
-    """CommonMark (raw HTML is treated as text) into the canonical tree."""
-    return from_html(_md.render(clean_text(text)))
+    """CommonMark (raw HTML is treated as text) into the canonical tree.
+
+    Blocks nested deeper than markdown-it reads (quotes in lists in quotes...)
+    would lose their lines: such a text is read as plain text instead."""
+    text = clean_text(text)
+    env: dict[str, Any] = {}
+    html = _md.render(text, env)
+    if env.get(_TOO_DEEP):
+        return from_plain(text)
+    return from_html(html)
 
 
 _ALLOWED_TAGS = {
@@ -365,13 +386,30 @@ _DROP_CONTAINER = {"mx-reply", "template", "object", "svg", "math"}
 _KEEP_ATTRS = {"a": ("href", "class"), "span": ("class",)}
 
 
-def _shallow(html: str) -> str:
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link",
+                   "meta", "param", "source", "track", "wbr"})
+
+
+def cap_html_depth(html: str, max_depth: int = MAX_HTML_DEPTH) -> str:
+    """*html* with at most *max_depth* elements open at any point: deeper tags
+    are dropped (their content stays), every other tag, attribute, comment and
+    text kept as written (HTML with fewer tags than that comes back as it
+    was).  For HTML handed to parsers that lose text below a depth (libxml2
+    stops at 256) or slow down with it.  Not a sanitiser."""
+    if _count_tags(html) <= max_depth:
+        return html
+    return _shallow(html, keep=True, max_depth=max_depth)
+
+
+def _shallow(html: str, *, keep: bool = False, max_depth: int = MAX_HTML_DEPTH) -> str:
     """*html* rewritten in one linear pass: allowed tags only (attributes only
     those :func:`sanitise_html` keeps), comments and markup declarations gone,
     scripts and the other drop-with-content elements gone with their content,
     every text kept, and never more than MAX_HTML_DEPTH elements open (deeper
     tags are dropped, their content stays).  Well nested, so html5ever reads
-    it in linear time; nh3 still sanitises the result."""
+    it in linear time; nh3 still sanitises the result.
+
+    ``keep=True``: only the depth is capped (see :func:`cap_html_depth`)."""
     out: list[str] = []
     stack: list[str] = []
     skipped: dict[str, int] = {}  # tags dropped for depth, so their end tags go too
@@ -383,8 +421,8 @@ def _shallow(html: str) -> str:
             continue
         name = m[2]
         if name is None:
-            if m[5] is not None:
-                out.append(m[5])
+            if m[5] is not None or (keep and m[4] is not None):
+                out.append(m[0])
             elif m[4] is None:  # a lone "<"
                 nxt = html[start + 1:start + 3].lstrip("/")[:1]
                 if nxt.isascii() and nxt.isalpha():
@@ -393,37 +431,58 @@ def _shallow(html: str) -> str:
             continue
         name = name.lower()
         end, attrs = m[1], m[3]
+        if not end and name == "plaintext":  # the rest of the document is text
+            out.append(html[start:] if keep else htmllib.escape(html[m.end():], quote=False))
+            break
         if not end and name in _RAWTEXT:
             close = re.compile(rf"</{re.escape(name)}[\t\n\f\r />]", re.I).search(html, m.end())
             stop = close.start() if close else n
+            if keep:
+                gt = html.find(">", stop)
+                resume = n if close is None or gt < 0 else gt + 1
+                out.append(html[start:resume])
+                continue
             if name not in _DROP_WITH_CONTENT:
                 out.append(htmllib.escape(htmllib.unescape(html[m.end():stop]), quote=False))
             gt = html.find(">", stop)
             resume = n if close is None or gt < 0 else gt + 1
             continue
-        if not end and name in _DROP_CONTAINER and not attrs.rstrip().endswith("/"):
+        if keep:
+            if name in _VOID:
+                out.append(m[0])
+                continue
+        elif not end and name in _DROP_CONTAINER and not attrs.rstrip().endswith("/"):
             resume = _skip_element(html, m.end(), name)
             continue
-        if name not in _ALLOWED_TAGS:
+        elif name not in _ALLOWED_TAGS:
             continue
         if name == "br":
             if not end:
                 out.append("<br>")
         elif not end:
-            if len(stack) >= MAX_HTML_DEPTH:
+            if len(stack) >= max_depth:
                 skipped[name] = skipped.get(name, 0) + 1
                 continue
             stack.append(name)
-            out.append(f"<{name}{_keep_attrs(name, attrs)}>" if attrs else f"<{name}>")
+            if keep:
+                out.append(m[0])
+            else:
+                out.append(f"<{name}{_keep_attrs(name, attrs)}>" if attrs else f"<{name}>")
         elif skipped.get(name):
             skipped[name] -= 1
         elif name in stack:
             while stack:
                 top = stack.pop()
-                out.append(f"</{top}>")
+                if not keep:
+                    out.append(f"</{top}>")
                 if top == name:
                     break
-    out.extend(f"</{t}>" for t in reversed(stack))
+            if keep:
+                out.append(m[0])
+        elif keep:
+            out.append(m[0])
+    if not keep:
+        out.extend(f"</{t}>" for t in reversed(stack))
     return "".join(out)
 
 
