@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, assert_never
+
+MAX_NESTING = 16
+"""Deepest nesting kept: emphasis inside emphasis, quote inside quote.  Deeper
+nesting is flattened where the tree is built (the node's children take its
+place, so no text is lost): every walk over a tree is then depth-bounded, and
+no input (a few hundred nested tags) can exhaust the interpreter's stack."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,25 @@ class Hashtag:
 class Emphasis:
     children: tuple[Inline, ...]
     strong: bool = False
+    depth: int = field(default=1, init=False, repr=False, compare=False)
+    """Emphasis levels from this node down (1: no emphasis inside)."""
+
+    def __post_init__(self) -> None:
+        deepest = 0
+        for c in self.children:
+            if type(c) is Emphasis and c.depth > deepest:
+                deepest = c.depth
+        if deepest >= MAX_NESTING:
+            # too deep: the deepest children give way to their own children
+            flat: list[Inline] = []
+            for c in self.children:
+                if type(c) is Emphasis and c.depth >= MAX_NESTING:
+                    flat.extend(c.children)
+                else:
+                    flat.append(c)
+            object.__setattr__(self, "children", tuple(flat))
+            deepest = MAX_NESTING - 1
+        object.__setattr__(self, "depth", deepest + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +91,24 @@ class Paragraph:
 @dataclass(frozen=True, slots=True)
 class Quote:
     blocks: tuple[Block, ...]
+    depth: int = field(default=1, init=False, repr=False, compare=False)
+    """Quote levels from this node down (1: no quote inside)."""
+
+    def __post_init__(self) -> None:
+        deepest = 0
+        for b in self.blocks:
+            if type(b) is Quote and b.depth > deepest:
+                deepest = b.depth
+        if deepest >= MAX_NESTING:
+            flat: list[Block] = []
+            for b in self.blocks:
+                if type(b) is Quote and b.depth >= MAX_NESTING:
+                    flat.extend(b.blocks)
+                else:
+                    flat.append(b)
+            object.__setattr__(self, "blocks", tuple(flat))
+            deepest = MAX_NESTING - 1
+        object.__setattr__(self, "depth", deepest + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,23 +210,26 @@ def iter_inlines(rt: RichText) -> Iterator[Inline]:
     """Every inline in document order (emphasis before its children); a code
     block shows up as one Code inline."""
     out: list[Inline] = []
-
-    def walk_i(items: Iterable[Inline]) -> None:
-        for i in items:
-            out.append(i)
-            if isinstance(i, Emphasis):
-                walk_i(i.children)
-
-    def walk_b(blocks: Iterable[Block]) -> None:
-        for b in blocks:
+    blocks: list[Iterator[Block]] = [iter(rt.blocks)]
+    while blocks:  # iterative: a walk must not depend on the nesting depth
+        for b in blocks[-1]:
             if isinstance(b, Paragraph):
-                walk_i(b.inlines)
+                inlines: list[Iterator[Inline]] = [iter(b.inlines)]
+                while inlines:
+                    for i in inlines[-1]:
+                        out.append(i)
+                        if isinstance(i, Emphasis):
+                            inlines.append(iter(i.children))
+                            break
+                    else:
+                        inlines.pop()
             elif isinstance(b, Quote):
-                walk_b(b.blocks)
+                blocks.append(iter(b.blocks))
+                break
             else:
                 out.append(Code(b.text))
-
-    walk_b(rt.blocks)
+        else:
+            blocks.pop()
     return iter(out)
 
 
@@ -228,7 +274,7 @@ def _inline_to_obj(i: Inline) -> Any:
             assert_never(i)
 
 
-def _inline_from_obj(o: Any) -> Inline:
+def _leaf_from_obj(o: Any) -> Inline:
     if isinstance(o, str):
         return Text(o)
     match o[0]:
@@ -240,11 +286,34 @@ def _inline_from_obj(o: Any) -> Inline:
             return Mention(o[1], o[2], o[3])
         case "#":
             return Hashtag(o[1])
-        case "b" | "i":
-            return Emphasis(tuple(_inline_from_obj(c) for c in o[1]), o[0] == "b")
         case "code":
             return Code(o[1])
     raise ValueError(f"unknown inline {o[0]!r}")
+
+
+def _is_emphasis_obj(o: Any) -> bool:
+    return not isinstance(o, str) and o[0] in ("b", "i")
+
+
+def _inline_from_obj(o: Any) -> Inline:
+    """Iterative (a text stored by an older version may nest deeper than
+    MAX_NESTING; the Emphasis constructor flattens it on the way in)."""
+    if not _is_emphasis_obj(o):
+        return _leaf_from_obj(o)
+    stack: list[tuple[Any, list[Inline], Iterator[Any]]] = [(o, [], iter(o[1]))]
+    while True:
+        obj, done, it = stack[-1]
+        for c in it:
+            if _is_emphasis_obj(c):
+                stack.append((c, [], iter(c[1])))
+                break
+            done.append(_leaf_from_obj(c))
+        else:
+            stack.pop()
+            node = Emphasis(tuple(done), obj[0] == "b")
+            if not stack:
+                return node
+            stack[-1][1].append(node)
 
 
 def _block_to_obj(b: Block) -> Any:
@@ -260,11 +329,29 @@ def _block_to_obj(b: Block) -> Any:
 
 
 def _block_from_obj(o: Any) -> Block:
+    """Iterative, as :func:`_inline_from_obj`."""
+    if o[0] != "q":
+        return _leaf_block_from_obj(o)
+    stack: list[tuple[list[Block], Iterator[Any]]] = [([], iter(o[1]))]
+    while True:
+        done, it = stack[-1]
+        for c in it:
+            if c[0] == "q":
+                stack.append(([], iter(c[1])))
+                break
+            done.append(_leaf_block_from_obj(c))
+        else:
+            stack.pop()
+            node = Quote(tuple(done))
+            if not stack:
+                return node
+            stack[-1][0].append(node)
+
+
+def _leaf_block_from_obj(o: Any) -> Block:
     match o[0]:
         case "p":
-            return Paragraph(tuple(_inline_from_obj(i) for i in o[1]))
-        case "q":
-            return Quote(tuple(_block_from_obj(x) for x in o[1]))
+            return Paragraph(tuple([_inline_from_obj(i) for i in o[1]]))
         case "pre":
             return CodeBlock(o[1])
     raise ValueError(f"unknown block {o[0]!r}")

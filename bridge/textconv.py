@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import html as htmllib
 import re
-from html.parser import HTMLParser
-from typing import ClassVar, assert_never
+from typing import Any, ClassVar, assert_never
 from urllib.parse import unquote, urlsplit
 
 import nh3
 from markdown_it import MarkdownIt
 
 from bridge.richtext import (
+    MAX_NESTING,
     Block,
     Code,
     CodeBlock,
@@ -226,30 +226,44 @@ _MENTION = re.compile(r"(?<![\w@/])@([A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])
 _TRAILING_PUNCT = ".,;:!?)]}'\""
 
 
+def _url_end(url: str) -> int:
+    """Where a matched URL really ends: trailing punctuation is the sentence's
+    (a ``)`` stays when the URL holds a ``(``).  Linear in the URL's length."""
+    end, paren = len(url), url.find("(")
+    while end and url[end - 1] in _TRAILING_PUNCT \
+            and not (url[end - 1] == ")" and -1 < paren < end):
+        end -= 1
+    return end
+
+
 def _linkify(text: str) -> list[Inline]:
-    """Split a line of plain text into text, links, hashtags and mentions."""
+    """Split a line of plain text into text, links, hashtags and mentions.
+
+    Linear in the line's length whatever it holds (a line of 10,000 ``@a``):
+    the positions already taken by a link, tag or mention are marked in a
+    bytearray, so a later match is checked against them in one C-level scan."""
+    if "://" not in text and "#" not in text and "@" not in text:
+        return [Text(text)] if text else []
     out: list[Inline] = []
     pos = 0
     spans: list[tuple[int, int, Inline]] = []
+    taken = bytearray(len(text))
     for m in _URL.finditer(text):
-        url = m.group(0)
-        while url and url[-1] in _TRAILING_PUNCT and not (url[-1] == ")" and "(" in url):
-            url = url[:-1]
-        spans.append((m.start(), m.start() + len(url), Link(url)))
-    taken = [(s, e) for s, e, _ in spans]
-
-    def free(s: int, e: int) -> bool:
-        return all(e <= a or s >= b for a, b in taken)
-
+        s = m.start()
+        e = s + _url_end(m.group(0))
+        spans.append((s, e, Link(text[s:e])))
+        taken[s:e] = b"\x01" * (e - s)
     for m in _TAG.finditer(text):
-        if free(m.start(), m.end()) and not m.group(1).isdigit():
-            spans.append((m.start(), m.end(), Hashtag(m.group(1))))
-            taken.append((m.start(), m.end()))
+        s, e = m.span()
+        if taken.find(1, s, e) < 0 and not m.group(1).isdigit():
+            spans.append((s, e, Hashtag(m.group(1))))
+            taken[s:e] = b"\x01" * (e - s)
     for m in _MENTION.finditer(text):
-        if free(m.start(), m.end()):
-            spans.append((m.start(), m.end(), Mention(m.group(1))))
-            taken.append((m.start(), m.end()))
-    for s, e, node in sorted(spans, key=lambda x: x[0]):
+        s, e = m.span()
+        if taken.find(1, s, e) < 0:
+            spans.append((s, e, Mention(m.group(1))))
+    spans.sort(key=lambda x: x[0])
+    for s, e, node in spans:
         if s > pos:
             out.append(Text(text[pos:s]))
         out.append(node)
@@ -261,13 +275,21 @@ def _linkify(text: str) -> list[Inline]:
 
 def from_plain(text: str) -> RichText:
     """Plain text with links, ``#hashtags`` and ``@mentions`` recognised."""
-    text = clean_text(text)
+    return RichText(tuple(_plain_blocks(clean_text(text), 0)))
+
+
+_PARA_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def _plain_blocks(text: str, depth: int) -> list[Block]:
     blocks: list[Block] = []
-    for chunk in re.split(r"\n[ \t]*\n", text):
+    for chunk in _PARA_BREAK.split(text):
         lines = chunk.strip("\n").split("\n")
-        if all(line.startswith(">") for line in lines) and chunk.strip():
+        # ``>`` quotes nest MAX_NESTING deep; deeper ``>`` stay in the text
+        if depth < MAX_NESTING and all(line.startswith(">") for line in lines) \
+                and chunk.strip():
             inner = "\n".join(line[1:].removeprefix(" ") for line in lines)
-            blocks.append(Quote(from_plain(inner).blocks))
+            blocks.append(Quote(tuple(_plain_blocks(inner, depth + 1))))
             continue
         inlines: list[Inline] = []
         for i, line in enumerate(lines):
@@ -276,15 +298,36 @@ def from_plain(text: str) -> RichText:
             inlines.extend(_linkify(line))
         if any(not isinstance(x, LineBreak) for x in inlines):
             blocks.append(Paragraph(tuple(inlines)))
-    return RichText(tuple(blocks))
+    return blocks
 
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False})
+_TOO_DEEP = "hashbridge.too_deep"
+_block_tokenize = _md.block.tokenize
+
+
+def _watched_tokenize(state: Any, start: int, end: int) -> None:
+    # markdown-it drops every line below its nesting limit (maxNesting, 20):
+    # note it, so the text can be kept another way
+    if state.level >= state.md.options.maxNesting:
+        state.env[_TOO_DEEP] = True
+    _block_tokenize(state, start, end)
+
+
+_md.block.tokenize = _watched_tokenize  # type: ignore[method-assign,assignment]
 
 
 def from_markdown(text: str) -> RichText:
-    """CommonMark (raw HTML is treated as text) into the canonical tree."""
-    return from_html(_md.render(clean_text(text)))
+    """CommonMark (raw HTML is treated as text) into the canonical tree.
+
+    Blocks nested deeper than markdown-it reads (quotes in lists in quotes...)
+    would lose their lines: such a text is read as plain text instead."""
+    text = clean_text(text)
+    env: dict[str, Any] = {}
+    html = _md.render(text, env)
+    if env.get(_TOO_DEEP):
+        return from_plain(text)
+    return from_html(html)
 
 
 _ALLOWED_TAGS = {
@@ -297,7 +340,15 @@ _DROP_WITH_CONTENT = {"script", "style", "mx-reply", "template", "noscript", "if
 
 def sanitise_html(html: str) -> str:
     """nh3 with the tags the converter understands; scripts and reply fallbacks go
-    with their content."""
+    with their content.
+
+    html5ever (under nh3) checks the stack of open elements at many tags, which
+    is quadratic in the nesting depth (64 KB of ``<ul><li>`` costs seconds):
+    HTML with more possible tags than :data:`_FEW_TAGS` is first rewritten by
+    :func:`_shallow`, which keeps the text and at most :data:`MAX_HTML_DEPTH`
+    open elements."""
+    if _count_tags(html) > _FEW_TAGS:
+        html = _shallow(html)
     return nh3.clean(
         html,
         tags=_ALLOWED_TAGS,
@@ -309,6 +360,167 @@ def sanitise_html(html: str) -> str:
     )
 
 
+MAX_HTML_DEPTH = 48
+"""Open elements kept by :func:`_shallow` (the tree keeps MAX_NESTING of them)."""
+_FEW_TAGS = 1000
+_TAG_START = re.compile(r"<[A-Za-z]")
+
+
+def _count_tags(html: str) -> int:
+    """An upper bound of the start tags in *html*."""
+    return len(_TAG_START.findall(html))
+
+
+# One token of raw HTML as the tokenizer reads it: a tag (name, then attributes
+# whose values, quoted after "=", may hold ">"), a comment or other markup declaration, a
+# run of text, or a lone "<".  Possessive: one pass, no backtracking.
+_RAW_TOKEN = re.compile(
+    r"""<(/?)([A-Za-z][^\t\n\f\r />]*+)"""
+    r"""((?:[^>"'=]++|=[\t\n\f\r ]*+(?:"[^"]*+"|'[^']*+'|(?!["']))|["'])*+)>"""
+    r"|(<!--.*?(?:--!?>|\Z)|<!-?-?>|<[!?][^>]*+(?:>|\Z)|</(?![A-Za-z])[^>]*+(?:>|\Z))"
+    r"|([^<]++)|<", re.S)
+_ATTR = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+)))?""")
+_RAWTEXT = {"script", "style", "noscript", "iframe", "title", "textarea", "xmp", "noembed",
+            "noframes"}
+_DROP_CONTAINER = {"mx-reply", "template", "object", "svg", "math"}
+_KEEP_ATTRS = {"a": ("href", "class"), "span": ("class",)}
+
+
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link",
+                   "meta", "param", "source", "track", "wbr"})
+
+
+def cap_html_depth(html: str, max_depth: int = MAX_HTML_DEPTH) -> str:
+    """*html* with at most *max_depth* elements open at any point: deeper tags
+    are dropped (their content stays), every other tag, attribute, comment and
+    text kept as written (HTML with fewer tags than that comes back as it
+    was).  For HTML handed to parsers that lose text below a depth (libxml2
+    stops at 256) or slow down with it.  Not a sanitiser."""
+    if _count_tags(html) <= max_depth:
+        return html
+    return _shallow(html, keep=True, max_depth=max_depth)
+
+
+def _shallow(html: str, *, keep: bool = False, max_depth: int = MAX_HTML_DEPTH) -> str:
+    """*html* rewritten in one linear pass: allowed tags only (attributes only
+    those :func:`sanitise_html` keeps), comments and markup declarations gone,
+    scripts and the other drop-with-content elements gone with their content,
+    every text kept, and never more than MAX_HTML_DEPTH elements open (deeper
+    tags are dropped, their content stays).  Well nested, so html5ever reads
+    it in linear time; nh3 still sanitises the result.
+
+    ``keep=True``: only the depth is capped (see :func:`cap_html_depth`)."""
+    out: list[str] = []
+    stack: list[str] = []
+    skipped: dict[str, int] = {}  # tags dropped for depth, so their end tags go too
+    resume = 0  # after a skipped element: tokens before this are inside it
+    n = len(html)
+    for m in _RAW_TOKEN.finditer(html):
+        start = m.start()
+        if start < resume:
+            continue
+        name = m[2]
+        if name is None:
+            if m[5] is not None or (keep and m[4] is not None):
+                out.append(m[0])
+            elif m[4] is None:  # a lone "<"
+                nxt = html[start + 1:start + 3].lstrip("/")[:1]
+                if nxt.isascii() and nxt.isalpha():
+                    break  # a tag that never ends: the rest is in it (as html5ever reads it)
+                out.append("&lt;")
+            continue
+        name = name.lower()
+        end, attrs = m[1], m[3]
+        if not end and name == "plaintext":  # the rest of the document is text
+            out.append(html[start:] if keep else htmllib.escape(html[m.end():], quote=False))
+            break
+        if not end and name in _RAWTEXT:
+            close = re.compile(rf"</{re.escape(name)}[\t\n\f\r />]", re.I).search(html, m.end())
+            stop = close.start() if close else n
+            if keep:
+                gt = html.find(">", stop)
+                resume = n if close is None or gt < 0 else gt + 1
+                out.append(html[start:resume])
+                continue
+            if name not in _DROP_WITH_CONTENT:
+                out.append(htmllib.escape(htmllib.unescape(html[m.end():stop]), quote=False))
+            gt = html.find(">", stop)
+            resume = n if close is None or gt < 0 else gt + 1
+            continue
+        if keep:
+            if name in _VOID:
+                out.append(m[0])
+                continue
+        elif not end and name in _DROP_CONTAINER and not attrs.rstrip().endswith("/"):
+            resume = _skip_element(html, m.end(), name)
+            continue
+        elif name not in _ALLOWED_TAGS:
+            continue
+        if name == "br":
+            if not end:
+                out.append("<br>")
+        elif not end:
+            if len(stack) >= max_depth:
+                skipped[name] = skipped.get(name, 0) + 1
+                continue
+            stack.append(name)
+            if keep:
+                out.append(m[0])
+            else:
+                out.append(f"<{name}{_keep_attrs(name, attrs)}>" if attrs else f"<{name}>")
+        elif skipped.get(name):
+            skipped[name] -= 1
+        elif name in stack:
+            while stack:
+                top = stack.pop()
+                if not keep:
+                    out.append(f"</{top}>")
+                if top == name:
+                    break
+            if keep:
+                out.append(m[0])
+        elif keep:
+            out.append(m[0])
+    if not keep:
+        out.extend(f"</{t}>" for t in reversed(stack))
+    return "".join(out)
+
+
+# HTML tags that end SVG and MathML content (the HTML standard's "breakout" list)
+_BREAKOUT = ("b|big|blockquote|body|br|center|code|dd|div|dl|dt|em|embed|h[1-6]|head|hr|i|img"
+             "|li|listing|menu|meta|nobr|ol|p|pre|ruby|s|small|span|strong|strike|sub|sup"
+             "|table|tt|u|ul|var")
+
+
+def _skip_element(html: str, pos: int, name: str) -> int:
+    """Where the element *name* opened before *pos* ends (after its end tag;
+    SVG and MathML also end before an HTML tag that breaks out of them)."""
+    breakout = rf"|<(?=(?:{_BREAKOUT})[\t\n\f\r />])" if name in ("svg", "math") else ""
+    rx = re.compile(rf"<(/?){re.escape(name)}[\t\n\f\r />]{breakout}", re.I)
+    depth = 1
+    for m in rx.finditer(html, pos):
+        if m[1] is None:
+            return m.start()
+        depth += -1 if m[1] else 1
+        if not depth:
+            gt = html.find(">", m.end() - 1)
+            return len(html) if gt < 0 else gt + 1
+    return len(html)
+
+
+def _keep_attrs(name: str, raw: str) -> str:
+    keep = _KEEP_ATTRS.get(name)
+    if not keep or not raw:
+        return ""
+    out: list[tuple[str, str]] = []
+    for m in _ATTR.finditer(raw):
+        key = m[1].lower()
+        if key in keep and key not in [k for k, _ in out]:
+            value = m[2] if m[2] is not None else m[3] if m[3] is not None else m[4] or ""
+            out.append((key, htmllib.escape(htmllib.unescape(value), quote=True)))
+    return "".join(f' {k}="{v}"' for k, v in out)
+
+
 def from_html(html: str, *, hashtag_hosts: tuple[str, ...] = ()) -> RichText:
     """Sanitised HTML (Mastodon statuses, Matrix ``formatted_body``, mail) into the tree.
 
@@ -317,22 +529,30 @@ def from_html(html: str, *, hashtag_hosts: tuple[str, ...] = ()) -> RichText:
     """
     parser = _TreeBuilder()
     parser.feed(sanitise_html(clean_text(html)))
-    parser.close()
     return parser.result()
 
 
-class _TreeBuilder(HTMLParser):
+# nh3's output is html5ever's serialisation: only the allowed tags, attribute
+# values double-quoted (``"`` escaped, ``>`` not), ``<`` in text escaped.  A
+# regex reads it exactly, at a fraction of html.parser's cost per tag.
+_SANITISED_TOKEN = re.compile(r"""<(/?)([A-Za-z][A-Za-z0-9-]*)((?:[^>"]|"[^"]*")*)>|([^<]+)|<""")
+_SANITISED_ATTR = re.compile(r"""([^\s="/]+)(?:="([^"]*)")?""")
+
+
+class _TreeBuilder:
     """Builds blocks from sanitised HTML.  Tolerant of any nesting nh3 lets through."""
 
     _BLOCK: ClassVar[set[str]] = {"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol"}
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         # A stack of block containers: each is a list of finished blocks plus the
         # inline list being filled.
         self._blocks: list[list[Block]] = [[]]
         self._inlines: list[list[Inline]] = [[]]
         self._inline_stack: list[tuple[str, list[Inline], dict[str, str]]] = []
+        # how many of each tag the inline stack holds: the checks on every end
+        # tag and every text run stay O(1) however deep the nesting
+        self._open: dict[str, int] = {}
         self._pre: list[str] | None = None
         self._list_depth = 0
 
@@ -350,14 +570,31 @@ class _TreeBuilder(HTMLParser):
         return self._inline_stack[-1][1] if self._inline_stack else self._inlines[-1]
 
     def _close_inline(self, tag: str) -> None:
-        if not any(t == tag for t, _, _ in self._inline_stack):
+        if not self._open.get(tag):
             return
         while self._inline_stack:
             t, children, attrs = self._inline_stack.pop()
+            self._open[t] -= 1
             node = _make_inline(t, children, attrs)
             self._cur().extend(node)
             if t == tag:
                 break
+
+    def feed(self, html: str) -> None:
+        """Read HTML as :func:`sanitise_html` writes it."""
+        unescape = htmllib.unescape
+        for m in _SANITISED_TOKEN.finditer(html):
+            text = m[4]
+            if text is not None:
+                self.handle_data(unescape(text) if "&" in text else text)
+            elif m[2] is None:
+                self.handle_data("<")
+            elif m[1]:
+                self.handle_endtag(m[2].lower())
+            else:
+                attrs = [(a[1].lower(), unescape(a[2]) if a[2] is not None else None)
+                         for a in _SANITISED_ATTR.finditer(m[3])] if m[3] else []
+                self.handle_starttag(m[2].lower(), attrs)
 
     # -- parser callbacks
     def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
@@ -382,6 +619,7 @@ class _TreeBuilder(HTMLParser):
         elif tag in ("a", "em", "i", "strong", "b", "code", "del", "s", "u", "span",
                      "sup", "sub"):
             self._inline_stack.append((tag, [], attrs))
+            self._open[tag] = self._open.get(tag, 0) + 1
 
     def handle_endtag(self, tag: str) -> None:
         if self._pre is not None:
@@ -409,7 +647,7 @@ class _TreeBuilder(HTMLParser):
         data = re.sub(r"[ \t\n]+", " ", data)
         if not data:
             return
-        if any(tag in ("a", "code") for tag, _, _ in self._inline_stack):
+        if self._open.get("a") or self._open.get("code"):
             self._cur().append(Text(data))
         else:
             # Bare URLs, #tags and @mentions in formatted text (Matrix clients,
@@ -486,17 +724,27 @@ def _make_inline(tag: str, children: list[Inline], attrs: dict[str, str]) -> lis
 def _trim(items: list[Inline]) -> list[Inline]:
     """Merge adjacent text, strip leading/trailing whitespace and line breaks."""
     merged: list[Inline] = []
+    run: list[str] = []  # adjacent texts joined once (not pairwise: linear)
     for i in items:
-        if isinstance(i, Text) and merged and isinstance(merged[-1], Text):
-            merged[-1] = Text(merged[-1].text + i.text)
-        else:
-            merged.append(i)
-    while merged and (isinstance(merged[0], LineBreak)
-                      or (isinstance(merged[0], Text) and not merged[0].text.strip())):
-        merged.pop(0)
-    while merged and (isinstance(merged[-1], LineBreak)
-                      or (isinstance(merged[-1], Text) and not merged[-1].text.strip())):
-        merged.pop()
+        if isinstance(i, Text):
+            run.append(i.text)
+            continue
+        if run:
+            merged.append(Text("".join(run)))
+            run = []
+        merged.append(i)
+    if run:
+        merged.append(Text("".join(run)))
+
+    def blank(i: Inline) -> bool:
+        return isinstance(i, LineBreak) or (isinstance(i, Text) and not i.text.strip())
+
+    start, end = 0, len(merged)
+    while start < end and blank(merged[start]):
+        start += 1
+    while end > start and blank(merged[end - 1]):
+        end -= 1
+    merged = merged[start:end]
     if merged and isinstance(merged[0], Text):
         merged[0] = Text(merged[0].text.lstrip())
     if merged and isinstance(merged[-1], Text):

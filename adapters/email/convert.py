@@ -31,7 +31,7 @@ from mailparser_reply import EmailReplyParser
 from bridge.adapter import TooLarge, check_size
 from bridge.model import Author, ChannelKey, NativeId, Posted
 from bridge.richtext import RichText
-from bridge.textconv import clean_text, from_html, from_plain
+from bridge.textconv import cap_html_depth, clean_text, from_html, from_plain
 
 MAX_BODY_BYTES = 1024 * 1024
 """The longest text part a list mail's post is taken from (a post, not a
@@ -406,7 +406,13 @@ def strip_quotes(text: str) -> str:
     return out or latest.strip()
 
 
+QUOTE_PARSER_DEPTH = 100
+"""quotequail's parser (libxml2) silently drops what nests deeper than 256
+elements: deeper tags are dropped before it reads the mail (the text stays)."""
+
+
 def _strip_html_quotes(html: str) -> str:
+    html = cap_html_depth(html, QUOTE_PARSER_DEPTH)
     try:
         shown = [part for visible, part in quotequail.quote_html(html) if visible]
         return "".join(shown) or html
@@ -473,20 +479,25 @@ def _leaves(msg: Message) -> Iterator[Message]:
     """The attachment-like leaves at any depth (a list that decorates a post
     wraps its parts in another multipart), not inside a forwarded message;
     text parts only when sent as attachments (the rest is body, alternative
-    or the list's footer)."""
-    for part in msg.get_payload() if msg.is_multipart() else ():
-        if not isinstance(part, Message) or part.get_content_type() == "message/rfc822":
-            continue
-        if part.is_multipart():
-            # Not into an HTML body's alternatives or its inline images (logos
-            # in signatures); into a list's wrapper or a signed message's content.
-            if part.get_content_subtype() not in ("alternative", "related"):
-                yield from _leaves(part)
-        elif part.get_content_type() in _SIGNATURES:
-            continue
-        elif part.get_content_maintype() != "text" \
-                or part.get_content_disposition() == "attachment":
-            yield part
+    or the list's footer).  Iterative: the nesting depth is the sender's."""
+    stack = [iter(msg.get_payload() if msg.is_multipart() else ())]
+    while stack:
+        for part in stack[-1]:
+            if not isinstance(part, Message) or part.get_content_type() == "message/rfc822":
+                continue
+            if part.is_multipart():
+                # Not into an HTML body's alternatives or its inline images (logos
+                # in signatures); into a list's wrapper or a signed message's content.
+                if part.get_content_subtype() not in ("alternative", "related"):
+                    stack.append(iter(part.get_payload()))
+                    break
+            elif part.get_content_type() in _SIGNATURES:
+                continue
+            elif part.get_content_maintype() != "text" \
+                    or part.get_content_disposition() == "attachment":
+                yield part
+        else:
+            stack.pop()
 
 
 def _archive_link(msg: Message) -> str:
