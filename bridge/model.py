@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ NativeId = NewType("NativeId", str)
 """A platform's own id for a message (status id, tweet id, event id, Message-ID)."""
 
 
+_UNSTORABLE = re.compile("[\ud800-\udfff\ufffe\uffff]")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -102,6 +104,14 @@ class Author:
     """A softer objection on the profile (``#nobot``, not discoverable or
     indexable): not relayed unless the author opted in with ``!join``
     (Bridgy Fed's rule).  The text says which."""
+
+    def __post_init__(self) -> None:
+        # A name from a JSON payload may hold a lone surrogate (an emoji cut in
+        # half): no UTF-8 store or XML feed can hold it, so it goes here, once.
+        for f in ("handle", "display_name", "profile_url"):
+            value = getattr(self, f)
+            if _UNSTORABLE.search(value):
+                object.__setattr__(self, f, _UNSTORABLE.sub("", value))
 
     @property
     def name(self) -> str:

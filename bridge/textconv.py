@@ -36,14 +36,23 @@ SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 # Characters that can reorder, hide or fake text (bidi overrides, zero-width
 # joiners used to break words, BOM).  Line/paragraph separators become newlines.
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+"""C0 controls, and what no UTF-8 store or XML feed can hold: lone surrogates (a
+JSON ``\\ud83d`` escape, an emoji cut in half) and the noncharacters U+FFFE/U+FFFF."""
 
 NEUTRAL_AT = "@\u2060"
 """``@`` followed by a word joiner: reads as ``@alice``, links and pings nobody."""
 
 
+def drop_controls(text: str) -> str:
+    """Only the characters of ``_CONTROL`` dropped (text whose offsets matter
+    keeps its zero-width characters)."""
+    return _CONTROL.sub("", text)
+
+
 def clean_text(text: str) -> str:
-    """Drop control, bidi-override and zero-width characters; normalise newlines."""
+    """Drop control, bidi-override and zero-width characters, lone surrogates and
+    U+FFFE/U+FFFF; normalise newlines."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
     text = text.replace("\u2029", "\n\n")
     return _INVISIBLE.sub("", _CONTROL.sub("", text))

@@ -23,6 +23,7 @@ from bridge.adapter import check_size, convert_guarded
 from bridge.model import Attachment, Author, ChannelKey, NativeId, Posted, Rejected
 from bridge.richtext import Block, Hashtag, Inline, LineBreak, Link, Mention, Paragraph, RichText
 from bridge.richtext import Text as TextNode
+from bridge.textconv import drop_controls
 
 MAX_WEIGHTED = 280
 MAX_POST_CHARS = 25_000
@@ -172,7 +173,7 @@ def _spans(text: str, entities: Mapping[str, Any]) -> list[tuple[int, int, Inlin
 
 def _text_inlines(raw: str) -> list[Inline]:
     out: list[Inline] = []
-    for i, line in enumerate(html.unescape(raw).split("\n")):
+    for i, line in enumerate(drop_controls(html.unescape(raw)).split("\n")):
         if i:
             out.append(LineBreak())
         if line:

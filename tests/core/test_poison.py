@@ -308,3 +308,32 @@ network = "garden"
 
 def _run(cmd: list[str]) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+async def test_lone_surrogates_and_noncharacters_are_dropped_not_the_post(
+        relay: Relay) -> None:
+    """A JSON payload may carry a lone surrogate escape (``"\\ud83d"``: an emoji cut
+    in half) in a post or a name; SQLite cannot store it and an XML feed cannot
+    show it.  The character goes, the post is relayed."""
+    from bridge.textconv import from_html, to_plain
+    texts = {"1": from_plain("half an emoji \ud83d here \uffff #kmers"),
+             "2": from_html("<p>half \udc00 <b>bold\ud800</b></p>")}
+    page: list[InboundEvent] = [
+        Posted(channel=LOBBY, native_id=NativeId(nid),
+               author=Author(platform="sandbox", handle="eve\ud800",
+                             display_name="Eve \udfff\ufffe"), text=text)
+        for nid, text in texts.items()]
+    result = await relay.ingest("sb_lobby", page, ("seq", "2"))
+    assert result.accepted == 2
+    st = await _state(relay)
+    assert st["origins"] == ["1", "2"] and st["rejections"] == []
+    assert to_plain(page[0].text) == "half an emoji  here  #kmers"
+    assert page[0].author.name == "Eve" and page[0].author.handle == "eve"
+
+
+def test_x_text_loses_control_characters_and_lone_surrogates() -> None:
+    from adapters.twitter.convert import rich_text
+    from bridge.textconv import to_plain
+    rt = rich_text("esc\x1b[31m red \ud83d cut\tok\nline two #kmers",
+                   {"hashtags": [{"start": 33, "end": 39, "tag": "kmers"}]})
+    assert to_plain(rt) == "esc[31m red  cut\tok\nline two #kmers"
