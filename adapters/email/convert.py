@@ -391,8 +391,19 @@ def strip_footer(text: str) -> str:
     return text.rstrip()
 
 
+REPLY_PARSER_CHARS = 8192
+"""The reply parser (mailparser_reply: some 70 regex passes, ~1 s of CPU for a
+1 MB body) reads at most this much; a longer text goes through
+:func:`_strip_quotes_long`, linear and cheap."""
+_QUOTED_LINE = re.compile(r"^[^\S\n]*>[^\n]*(?:\n|\Z)", re.M)
+_TAIL_END = re.compile(r"^(?:-- ?|_{30,}|-{3,}[^\S\n]*Original Message[^\S\n]*-{3,}"
+                       r"|On[^\S\n][^\n]{1,300}[^\S\n]wrote:)[^\S\n]*$", re.M | re.I)
+
+
 def strip_quotes(text: str) -> str:
     """The new part of a plain-text reply: quotes, attributions and signature removed."""
+    if len(text) > REPLY_PARSER_CHARS:
+        return _strip_quotes_long(text)
     try:
         parsed = EmailReplyParser(languages=LANGUAGES).read(text=text)
         latest = parsed.replies[0].body if parsed.replies else text
@@ -404,6 +415,40 @@ def strip_quotes(text: str) -> str:
     kept = [ln for ln in latest.split("\n") if not ln.lstrip().startswith(">")]
     out = "\n".join(kept).strip()
     return out or latest.strip()
+
+
+def _strip_quotes_long(text: str) -> str:
+    """:func:`strip_quotes` for a text longer than :data:`REPLY_PARSER_CHARS`,
+    in time linear in its length: the quoted (``>``) lines go first, then the
+    reply parser reads the first :data:`REPLY_PARSER_CHARS` (cut at a line
+    end, or a space when the line is longer).  Where it finds the end of what
+    the member wrote (an attribution, a signature), the text ends there, as
+    :func:`strip_quotes` would end it; otherwise the rest is kept as written,
+    up to the first signature delimiter (``-- ``), ``____`` rule,
+    ``Original Message`` line or ``On … wrote:`` line.  Nothing the member
+    wrote above those is dropped; a mail that is all quote is kept whole."""
+    kept = _QUOTED_LINE.sub("", text) if ">" in text else text
+    if not kept.strip():
+        return text.strip()
+    cut = len(kept)
+    if cut > REPLY_PARSER_CHARS:
+        cut = kept.rfind("\n", 0, REPLY_PARSER_CHARS)
+        if cut < REPLY_PARSER_CHARS // 2:
+            cut = kept.rfind(" ", 0, REPLY_PARSER_CHARS)
+        if cut < REPLY_PARSER_CHARS // 2:
+            cut = REPLY_PARSER_CHARS
+    head, tail = kept[:cut], kept[cut:]
+    try:
+        parsed = EmailReplyParser(languages=LANGUAGES).read(text=head)
+        first = parsed.replies[0] if parsed.replies else None
+        if first is not None and (len(parsed.replies) > 1 or first.signatures):
+            latest = first.body.strip()
+            if latest:
+                return latest
+    except Exception:
+        pass
+    end = _TAIL_END.search(tail)
+    return (head + (tail[:end.start()] if end else tail)).strip()
 
 
 QUOTE_PARSER_DEPTH = 100
