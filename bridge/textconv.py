@@ -236,33 +236,46 @@ def _url_end(url: str) -> int:
     return end
 
 
+def _first(span: tuple[int, int, Inline]) -> int:
+    return span[0]
+
+
 def _linkify(text: str) -> list[Inline]:
     """Split a line of plain text into text, links, hashtags and mentions.
 
     Linear in the line's length whatever it holds (a line of 10,000 ``@a``):
     the positions already taken by a link, tag or mention are marked in a
     bytearray, so a later match is checked against them in one C-level scan."""
-    if "://" not in text and "#" not in text and "@" not in text:
+    has_url, has_tag, has_at = "://" in text, "#" in text, "@" in text
+    if not (has_url or has_tag or has_at):
         return [Text(text)] if text else []
     out: list[Inline] = []
     pos = 0
     spans: list[tuple[int, int, Inline]] = []
-    taken = bytearray(len(text))
-    for m in _URL.finditer(text):
-        s = m.start()
-        e = s + _url_end(m.group(0))
-        spans.append((s, e, Link(text[s:e])))
-        taken[s:e] = b"\x01" * (e - s)
-    for m in _TAG.finditer(text):
-        s, e = m.span()
-        if taken.find(1, s, e) < 0 and not m.group(1).isdigit():
-            spans.append((s, e, Hashtag(m.group(1))))
-            taken[s:e] = b"\x01" * (e - s)
-    for m in _MENTION.finditer(text):
-        s, e = m.span()
-        if taken.find(1, s, e) < 0:
-            spans.append((s, e, Mention(m.group(1))))
-    spans.sort(key=lambda x: x[0])
+    taken = bytearray(len(text)) if has_url + has_tag + has_at > 1 else None
+    if has_url:
+        for m in _URL.finditer(text):
+            s = m.start()
+            e = s + _url_end(m.group(0))
+            spans.append((s, e, Link(text[s:e])))
+            if taken is not None:
+                taken[s:e] = b"\x01" * (e - s)
+    if has_tag:
+        for m in _TAG.finditer(text):
+            s, e = m.span()
+            if (not spans or taken is None or taken.find(1, s, e) < 0) \
+                    and not m.group(1).isdigit():
+                spans.append((s, e, Hashtag(m.group(1))))
+                if taken is not None and has_at:
+                    taken[s:e] = b"\x01" * (e - s)
+    if has_at:
+        checked = bool(spans) and taken is not None
+        for m in _MENTION.finditer(text):
+            s, e = m.span()
+            if not checked or taken.find(1, s, e) < 0:  # type: ignore[union-attr]
+                spans.append((s, e, Mention(m.group(1))))
+    if has_url + has_tag + has_at > 1:
+        spans.sort(key=_first)
     for s, e, node in spans:
         if s > pos:
             out.append(Text(text[pos:s]))
@@ -539,6 +552,11 @@ _SANITISED_TOKEN = re.compile(r"""<(/?)([A-Za-z][A-Za-z0-9-]*)((?:[^>"]|"[^"]*")
 _SANITISED_ATTR = re.compile(r"""([^\s="/]+)(?:="([^"]*)")?""")
 
 
+# a run of HTML whitespace, but a lone space (most of them: one substitution
+# each would be most of the cost of a long text)
+_WS_RUN = re.compile(r"[ \t\n]{2,}|[\t\n]")
+
+
 class _TreeBuilder:
     """Builds blocks from sanitised HTML.  Tolerant of any nesting nh3 lets through."""
 
@@ -644,7 +662,7 @@ class _TreeBuilder:
         if self._pre is not None:
             self._pre.append(data)
             return
-        data = re.sub(r"[ \t\n]+", " ", data)
+        data = _WS_RUN.sub(" ", data)
         if not data:
             return
         if self._open.get("a") or self._open.get("code"):

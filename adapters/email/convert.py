@@ -456,13 +456,29 @@ QUOTE_PARSER_DEPTH = 100
 elements: deeper tags are dropped before it reads the mail (the text stays)."""
 
 
+QUOTE_PARSER_CHARS = 65536
+"""quotequail reads at most this much of an HTML body (1 MB cost it ~150 ms):
+where it finds a quote in that head, what follows is quote too; where it
+finds none, the rest is kept as written (nothing the member wrote is lost)."""
+
+
 def _strip_html_quotes(html: str) -> str:
     html = cap_html_depth(html, QUOTE_PARSER_DEPTH)
+    head, tail = html, ""
+    if len(html) > QUOTE_PARSER_CHARS:
+        cut = html.rfind("<", QUOTE_PARSER_CHARS // 2, QUOTE_PARSER_CHARS)
+        cut = cut if cut > 0 else QUOTE_PARSER_CHARS
+        head, tail = html[:cut], html[cut:]
     try:
-        shown = [part for visible, part in quotequail.quote_html(html) if visible]
-        return "".join(shown) or html
+        parts = quotequail.quote_html(head)
     except Exception:
         return html
+    shown = [part for visible, part in parts if visible]
+    if not shown:
+        return html
+    if len(shown) < len(parts):  # a quote starts in the head: the rest is quote
+        return "".join(shown)
+    return html if tail else "".join(shown)
 
 
 def _rich_plain(rich: RichText) -> str:
@@ -471,8 +487,13 @@ def _rich_plain(rich: RichText) -> str:
 
 
 def _redact(text: str, addresses: Iterable[str]) -> str:
-    for a in {a.lower() for a in addresses if a}:
-        text = re.sub(re.escape(a), "[address removed]", text, flags=re.I)
+    wanted = {a.lower() for a in addresses if a}
+    if text.isascii():  # (re.I also folds some non-ASCII letters onto ASCII ones)
+        low = text.lower()
+        wanted = {a for a in wanted if a in low}
+    if wanted:  # one pass, longest first (an address may end another)
+        text = re.compile("|".join(re.escape(a) for a in sorted(wanted, key=len, reverse=True)),
+                          re.I).sub("[address removed]", text)
     return text
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import quotequail
 from mailparser_reply import EmailReplyParser
 
 from adapters.email import convert
@@ -89,3 +90,64 @@ def test_short_mail_still_goes_through_the_reply_parser(parser_reads: list[int])
     assert strip_quotes(text) == "Yes."
     assert parser_reads == [len(text)]
     assert convert.REPLY_PARSER_CHARS >= 4096  # ordinary mail is read as before
+
+
+# ------------------------------------------------------------------ HTML bodies
+
+@pytest.fixture
+def quote_parser_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of every HTML quotequail is given."""
+    seen: list[int] = []
+    real = quotequail.quote_html
+
+    def quote_html(html: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(len(html))
+        return real(html, *args, **kwargs)
+
+    monkeypatch.setattr(quotequail, "quote_html", quote_html)
+    return seen
+
+
+HTML_PARA = "<p>" + "The committee met on Tuesday and agreed on the schedule. " * 4 + "</p>\n"
+QUOTE = ("<div>On Mon, 1 Jan 2026, Bob &lt;bob@example.org&gt; wrote:</div>"
+         "<blockquote>old text we do not want again</blockquote>")
+
+
+def test_quotequail_reads_a_bounded_head_of_a_1_mb_html_body(
+        quote_parser_reads: list[int]) -> None:
+    html = HTML_PARA * (1024 * 1024 // len(HTML_PARA))
+    out = convert._strip_html_quotes(html)
+    assert quote_parser_reads and max(quote_parser_reads) <= convert.QUOTE_PARSER_CHARS
+    assert out == html  # no quote: every paragraph is kept
+
+
+def test_a_long_html_reply_ends_at_a_quote_in_its_head() -> None:
+    top = HTML_PARA * 3
+    html = top + QUOTE + HTML_PARA * (2 * convert.QUOTE_PARSER_CHARS // len(HTML_PARA))
+    out = convert._strip_html_quotes(html)
+    assert "old text" not in out  # (quotequail keeps the attribution line)
+    assert out.count("committee") == 3 * 4
+    assert out == convert._strip_html_quotes(top + QUOTE + HTML_PARA)
+
+
+def test_a_quote_after_the_head_of_a_long_html_body_is_kept_not_the_text_lost() -> None:
+    html = HTML_PARA * (2 * convert.QUOTE_PARSER_CHARS // len(HTML_PARA)) + QUOTE
+    out = convert._strip_html_quotes(html)
+    assert out.count("committee") == html.count("committee")
+
+
+def test_short_html_still_goes_through_quotequail() -> None:
+    out = convert._strip_html_quotes(HTML_PARA + QUOTE)
+    assert "committee" in out and "old text" not in out
+
+
+# ------------------------------------------------------------------ addresses
+
+@pytest.mark.parametrize("extra", ["", "Grüße aus Köln. "])
+def test_every_header_address_is_blanked_out_of_the_body_in_one_pass(extra: str) -> None:
+    body = (extra + "Write to Alice@Example.ORG or bob.alice@example.org, "
+            "not carol@example.org. ") * 3
+    out = convert._redact(body, ["alice@example.org", "bob.alice@example.org",
+                                 "dave@example.org", ""])
+    assert "alice" not in out.lower() and "dave" not in out
+    assert out.count("[address removed]") == 6 and out.count("carol@example.org") == 3
