@@ -742,17 +742,18 @@ def _make_inline(tag: str, children: list[Inline], attrs: dict[str, str]) -> lis
 def _trim(items: list[Inline]) -> list[Inline]:
     """Merge adjacent text, strip leading/trailing whitespace and line breaks."""
     merged: list[Inline] = []
-    run: list[str] = []  # adjacent texts joined once (not pairwise: linear)
+    run: list[Text] = []  # adjacent texts joined once (not pairwise: linear)
     for i in items:
-        if isinstance(i, Text):
-            run.append(i.text)
+        if type(i) is Text:
+            run.append(i)
             continue
         if run:
-            merged.append(Text("".join(run)))
+            # a lone text node is kept as it is (no new node per tag or mention)
+            merged.append(run[0] if len(run) == 1 else Text("".join(t.text for t in run)))
             run = []
         merged.append(i)
     if run:
-        merged.append(Text("".join(run)))
+        merged.append(run[0] if len(run) == 1 else Text("".join(t.text for t in run)))
 
     def blank(i: Inline) -> bool:
         return isinstance(i, LineBreak) or (isinstance(i, Text) and not i.text.strip())
