@@ -384,7 +384,12 @@ def strip_footer(text: str) -> str:
     for i in range(len(lines) - 1, max(-1, len(lines) - 12), -1):
         if _FOOTER_RULE.match(lines[i]):
             return "\n".join(lines[:i]).rstrip()
-    for pat in (_GOOGLE_FOOTER, _GROUPSIO_FOOTER):
+    # (each pattern only where its literal is: a "^" pattern is tried at
+    # every position of a long text)
+    for pat, literal in ((_GOOGLE_FOOTER, "You received this message because"),
+                         (_GROUPSIO_FOOTER, "-=-=-=-=-=-=-=-=-=-=-=-")):
+        if literal not in text:
+            continue
         starts = [m.start() for m in pat.finditer(text)]
         if starts:
             return text[:starts[-1]].rstrip()
