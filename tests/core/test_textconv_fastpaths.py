@@ -8,12 +8,14 @@ replaced, over arbitrary text made of the characters that matter.
 
 from __future__ import annotations
 
+import html
 import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.richtext import Hashtag, Inline, Link, Mention, Text
+from adapters.twitter.convert import _text_inlines
+from bridge.richtext import Hashtag, Inline, LineBreak, Link, Mention, Text
 from bridge.textconv import (
     _MENTION,
     _TAG,
@@ -86,3 +88,21 @@ def test_whitespace_runs_collapse_as_before(text: str) -> None:
 def test_html_text_keeps_single_spaces_and_collapses_runs() -> None:
     rt = from_html("<p>one two\tthree\n four  five</p>")
     assert rt.blocks[0].inlines == (Text("one two three four five"),)  # type: ignore[attr-defined]
+
+
+def reference_text_inlines(raw: str) -> list[Inline]:
+    """The X converter's text between entities, before its one-node fast path."""
+    out: list[Inline] = []
+    for i, line in enumerate(html.unescape(raw).split("\n")):
+        if i:
+            out.append(LineBreak())
+        if line:
+            out.append(Text(line))
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", "\n", "&amp;", "&", "&lt;", "é", ";"]),
+                max_size=20).map("".join))
+def test_x_text_between_entities_is_read_as_before(raw: str) -> None:
+    assert _text_inlines(raw) == reference_text_inlines(raw)
