@@ -245,33 +245,46 @@ def _url_end(url: str) -> int:
     return end
 
 
+def _first(span: tuple[int, int, Inline]) -> int:
+    return span[0]
+
+
 def _linkify(text: str) -> list[Inline]:
     """Split a line of plain text into text, links, hashtags and mentions.
 
     Linear in the line's length whatever it holds (a line of 10,000 ``@a``):
     the positions already taken by a link, tag or mention are marked in a
     bytearray, so a later match is checked against them in one C-level scan."""
-    if "://" not in text and "#" not in text and "@" not in text:
+    has_url, has_tag, has_at = "://" in text, "#" in text, "@" in text
+    if not (has_url or has_tag or has_at):
         return [Text(text)] if text else []
     out: list[Inline] = []
     pos = 0
     spans: list[tuple[int, int, Inline]] = []
-    taken = bytearray(len(text))
-    for m in _URL.finditer(text):
-        s = m.start()
-        e = s + _url_end(m.group(0))
-        spans.append((s, e, Link(text[s:e])))
-        taken[s:e] = b"\x01" * (e - s)
-    for m in _TAG.finditer(text):
-        s, e = m.span()
-        if taken.find(1, s, e) < 0 and not m.group(1).isdigit():
-            spans.append((s, e, Hashtag(m.group(1))))
-            taken[s:e] = b"\x01" * (e - s)
-    for m in _MENTION.finditer(text):
-        s, e = m.span()
-        if taken.find(1, s, e) < 0:
-            spans.append((s, e, Mention(m.group(1))))
-    spans.sort(key=lambda x: x[0])
+    taken = bytearray(len(text)) if has_url + has_tag + has_at > 1 else None
+    if has_url:
+        for m in _URL.finditer(text):
+            s = m.start()
+            e = s + _url_end(m.group(0))
+            spans.append((s, e, Link(text[s:e])))
+            if taken is not None:
+                taken[s:e] = b"\x01" * (e - s)
+    if has_tag:
+        for m in _TAG.finditer(text):
+            s, e = m.span()
+            if (not spans or taken is None or taken.find(1, s, e) < 0) \
+                    and not m.group(1).isdigit():
+                spans.append((s, e, Hashtag(m.group(1))))
+                if taken is not None and has_at:
+                    taken[s:e] = b"\x01" * (e - s)
+    if has_at:
+        checked = bool(spans) and taken is not None
+        for m in _MENTION.finditer(text):
+            s, e = m.span()
+            if not checked or taken.find(1, s, e) < 0:  # type: ignore[union-attr]
+                spans.append((s, e, Mention(m.group(1))))
+    if has_url + has_tag + has_at > 1:
+        spans.sort(key=_first)
     for s, e, node in spans:
         if s > pos:
             out.append(Text(text[pos:s]))
@@ -548,6 +561,17 @@ _SANITISED_TOKEN = re.compile(r"""<(/?)([A-Za-z][A-Za-z0-9-]*)((?:[^>"]|"[^"]*")
 _SANITISED_ATTR = re.compile(r"""([^\s="/]+)(?:="([^"]*)")?""")
 
 
+_WS_TO_SPACE = str.maketrans("\t\n", "  ")
+_SPACES = re.compile("  +")  # (a literal prefix: the regex engine skips to each "  ")
+
+
+def _collapse_ws(text: str) -> str:
+    """``re.sub(r"[ \t\n]+", " ", text)`` at C speed: a regex tried at every
+    space of a long text costs most of its conversion."""
+    text = text.translate(_WS_TO_SPACE)
+    return _SPACES.sub(" ", text) if "  " in text else text
+
+
 class _TreeBuilder:
     """Builds blocks from sanitised HTML.  Tolerant of any nesting nh3 lets through."""
 
@@ -653,7 +677,7 @@ class _TreeBuilder:
         if self._pre is not None:
             self._pre.append(data)
             return
-        data = re.sub(r"[ \t\n]+", " ", data)
+        data = _collapse_ws(data)
         if not data:
             return
         if self._open.get("a") or self._open.get("code"):
@@ -733,17 +757,18 @@ def _make_inline(tag: str, children: list[Inline], attrs: dict[str, str]) -> lis
 def _trim(items: list[Inline]) -> list[Inline]:
     """Merge adjacent text, strip leading/trailing whitespace and line breaks."""
     merged: list[Inline] = []
-    run: list[str] = []  # adjacent texts joined once (not pairwise: linear)
+    run: list[Text] = []  # adjacent texts joined once (not pairwise: linear)
     for i in items:
-        if isinstance(i, Text):
-            run.append(i.text)
+        if type(i) is Text:
+            run.append(i)
             continue
         if run:
-            merged.append(Text("".join(run)))
+            # a lone text node is kept as it is (no new node per tag or mention)
+            merged.append(run[0] if len(run) == 1 else Text("".join(t.text for t in run)))
             run = []
         merged.append(i)
     if run:
-        merged.append(Text("".join(run)))
+        merged.append(run[0] if len(run) == 1 else Text("".join(t.text for t in run)))
 
     def blank(i: Inline) -> bool:
         return isinstance(i, LineBreak) or (isinstance(i, Text) and not i.text.strip())

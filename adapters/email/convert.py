@@ -384,15 +384,31 @@ def strip_footer(text: str) -> str:
     for i in range(len(lines) - 1, max(-1, len(lines) - 12), -1):
         if _FOOTER_RULE.match(lines[i]):
             return "\n".join(lines[:i]).rstrip()
-    for pat in (_GOOGLE_FOOTER, _GROUPSIO_FOOTER):
+    # (each pattern only where its literal is: a "^" pattern is tried at
+    # every position of a long text)
+    for pat, literal in ((_GOOGLE_FOOTER, "You received this message because"),
+                         (_GROUPSIO_FOOTER, "-=-=-=-=-=-=-=-=-=-=-=-")):
+        if literal not in text:
+            continue
         starts = [m.start() for m in pat.finditer(text)]
         if starts:
             return text[:starts[-1]].rstrip()
     return text.rstrip()
 
 
+REPLY_PARSER_CHARS = 8192
+"""The reply parser (mailparser_reply: some 70 regex passes, ~1 s of CPU for a
+1 MB body) reads at most this much; a longer text goes through
+:func:`_strip_quotes_long`, linear and cheap."""
+_QUOTED_LINE = re.compile(r"^[^\S\n]*>[^\n]*(?:\n|\Z)", re.M)
+_TAIL_END = re.compile(r"^(?:-- ?|_{30,}|-{3,}[^\S\n]*Original Message[^\S\n]*-{3,}"
+                       r"|On[^\S\n][^\n]{1,300}[^\S\n]wrote:)[^\S\n]*$", re.M | re.I)
+
+
 def strip_quotes(text: str) -> str:
     """The new part of a plain-text reply: quotes, attributions and signature removed."""
+    if len(text) > REPLY_PARSER_CHARS:
+        return _strip_quotes_long(text)
     try:
         parsed = EmailReplyParser(languages=LANGUAGES).read(text=text)
         latest = parsed.replies[0].body if parsed.replies else text
@@ -406,18 +422,68 @@ def strip_quotes(text: str) -> str:
     return out or latest.strip()
 
 
+def _strip_quotes_long(text: str) -> str:
+    """:func:`strip_quotes` for a text longer than :data:`REPLY_PARSER_CHARS`,
+    in time linear in its length: the quoted (``>``) lines go first, then the
+    reply parser reads the first :data:`REPLY_PARSER_CHARS` (cut at a line
+    end, or a space when the line is longer).  Where it finds the end of what
+    the member wrote (an attribution, a signature), the text ends there, as
+    :func:`strip_quotes` would end it; otherwise the rest is kept as written,
+    up to the first signature delimiter (``-- ``), ``____`` rule,
+    ``Original Message`` line or ``On … wrote:`` line.  Nothing the member
+    wrote above those is dropped; a mail that is all quote is kept whole."""
+    kept = _QUOTED_LINE.sub("", text) if ">" in text else text
+    if not kept.strip():
+        return text.strip()
+    cut = len(kept)
+    if cut > REPLY_PARSER_CHARS:
+        cut = kept.rfind("\n", 0, REPLY_PARSER_CHARS)
+        if cut < REPLY_PARSER_CHARS // 2:
+            cut = kept.rfind(" ", 0, REPLY_PARSER_CHARS)
+        if cut < REPLY_PARSER_CHARS // 2:
+            cut = REPLY_PARSER_CHARS
+    head, tail = kept[:cut], kept[cut:]
+    try:
+        parsed = EmailReplyParser(languages=LANGUAGES).read(text=head)
+        first = parsed.replies[0] if parsed.replies else None
+        if first is not None and (len(parsed.replies) > 1 or first.signatures):
+            latest = first.body.strip()
+            if latest:
+                return latest
+    except Exception:
+        pass
+    end = _TAIL_END.search(tail)
+    return (head + (tail[:end.start()] if end else tail)).strip()
+
+
 QUOTE_PARSER_DEPTH = 100
 """quotequail's parser (libxml2) silently drops what nests deeper than 256
 elements: deeper tags are dropped before it reads the mail (the text stays)."""
 
 
+QUOTE_PARSER_CHARS = 65536
+"""quotequail reads at most this much of an HTML body (1 MB cost it ~150 ms):
+where it finds a quote in that head, what follows is quote too; where it
+finds none, the rest is kept as written (nothing the member wrote is lost)."""
+
+
 def _strip_html_quotes(html: str) -> str:
     html = cap_html_depth(html, QUOTE_PARSER_DEPTH)
+    head, tail = html, ""
+    if len(html) > QUOTE_PARSER_CHARS:
+        cut = html.rfind("<", QUOTE_PARSER_CHARS // 2, QUOTE_PARSER_CHARS)
+        cut = cut if cut > 0 else QUOTE_PARSER_CHARS
+        head, tail = html[:cut], html[cut:]
     try:
-        shown = [part for visible, part in quotequail.quote_html(html) if visible]
-        return "".join(shown) or html
+        parts = quotequail.quote_html(head)
     except Exception:
         return html
+    shown = [part for visible, part in parts if visible]
+    if not shown:
+        return html
+    if len(shown) < len(parts):  # a quote starts in the head: the rest is quote
+        return "".join(shown)
+    return html if tail else "".join(shown)
 
 
 def _rich_plain(rich: RichText) -> str:
@@ -426,8 +492,13 @@ def _rich_plain(rich: RichText) -> str:
 
 
 def _redact(text: str, addresses: Iterable[str]) -> str:
-    for a in {a.lower() for a in addresses if a}:
-        text = re.sub(re.escape(a), "[address removed]", text, flags=re.I)
+    wanted = {a.lower() for a in addresses if a}
+    if text.isascii():  # (re.I also folds some non-ASCII letters onto ASCII ones)
+        low = text.lower()
+        wanted = {a for a in wanted if a in low}
+    if wanted:  # one pass, longest first (an address may end another)
+        text = re.compile("|".join(re.escape(a) for a in sorted(wanted, key=len, reverse=True)),
+                          re.I).sub("[address removed]", text)
     return text
 
 

@@ -132,7 +132,7 @@ def _detect_inlines(items: tuple[Inline, ...]) -> tuple[Inline, ...]:
     for i in items:
         if isinstance(i, Emphasis):
             out.append(Emphasis(_detect_inlines(i.children), i.strong))
-        elif isinstance(i, Text) and any(c in i.text for c in "#@:"):
+        elif isinstance(i, Text) and ("#" in i.text or "@" in i.text or ":" in i.text):
             t = i.text
             lead, trail = t[:len(t) - len(t.lstrip())], t[len(t.rstrip()):]
             parsed = from_plain(t.strip())

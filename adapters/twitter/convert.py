@@ -172,6 +172,8 @@ def _spans(text: str, entities: Mapping[str, Any]) -> list[tuple[int, int, Inlin
 
 
 def _text_inlines(raw: str) -> list[Inline]:
+    if "\n" not in raw and "&" not in raw:  # most gaps between entities: one node
+        return [TextNode(raw)] if raw else []
     out: list[Inline] = []
     for i, line in enumerate(drop_controls(html.unescape(raw)).split("\n")):
         if i:
