@@ -720,31 +720,40 @@ def _text_of(children: list[Inline]) -> str:
     return "".join(out)
 
 
+def _link_node(label: str, attrs: dict[str, str]) -> Inline:
+    """What an ``<a>`` with a safe href and this (stripped) label is: a hashtag,
+    a mention (a Matrix pill, a fediverse profile) or a link."""
+    url = safe_url(attrs.get("href", "")) or ""
+    classes = set(attrs.get("class", "").split())
+    path = urlsplit(url).path
+    if "hashtag" in classes or (label.startswith("#") and "/tags/" in path):
+        return Hashtag(label[1:] or unquote(path.rsplit("/", 1)[-1]))
+    if url.startswith("https://matrix.to/#/@") and label and not _same_url(label, url):
+        # a pill (labelled with the person's name); a bare matrix.to URL stays a link
+        return Mention(unquote(url.split("#/", 1)[1]).split("?")[0].lstrip("@"), url,
+                       label)
+    profile = f"/@{label.lstrip('@').split('@')[0]}" in path or "/users/" in path
+    if "mention" in classes or (label.startswith("@") and ("u-url" in classes or profile)):
+        host = urlsplit(url).hostname or ""
+        user = label.lstrip("@") or (path.rsplit("/@", 1)[-1] if "/@" in path else "")
+        if user:
+            handle = user if "@" in user or not host else f"{user}@{host}"
+            return Mention(handle, url)
+    if not label or _same_url(label, url):
+        return Link(url)
+    return Link(url, label)
+
+
 def _make_inline(tag: str, children: list[Inline], attrs: dict[str, str]) -> list[Inline]:
     if tag == "a":
-        href = attrs.get("href", "")
-        label = _text_of(children).strip()
-        classes = set(attrs.get("class", "").split())
-        url = safe_url(href)
-        if url is None:
+        if safe_url(attrs.get("href", "")) is None:
             return children
-        path = urlsplit(url).path
-        if "hashtag" in classes or (label.startswith("#") and "/tags/" in path):
-            return [Hashtag(label[1:] or unquote(path.rsplit("/", 1)[-1]))]
-        if url.startswith("https://matrix.to/#/@") and label and not _same_url(label, url):
-            # a pill (labelled with the person's name); a bare matrix.to URL stays a link
-            return [Mention(unquote(url.split("#/", 1)[1]).split("?")[0].lstrip("@"), url,
-                            label)]
-        profile = f"/@{label.lstrip('@').split('@')[0]}" in path or "/users/" in path
-        if "mention" in classes or (label.startswith("@") and ("u-url" in classes or profile)):
-            host = urlsplit(url).hostname or ""
-            user = label.lstrip("@") or (path.rsplit("/@", 1)[-1] if "/@" in path else "")
-            if user:
-                handle = user if "@" in user or not host else f"{user}@{host}"
-                return [Mention(handle, url)]
-        if not label or _same_url(label, url):
-            return [Link(url)]
-        return [Link(url, label)]
+        raw = _text_of(children)
+        node = _link_node(raw.strip(), attrs)
+        # The space a label starts or ends with stays beside the link: "<a>w3 </a>x"
+        # reads "w3 x", never "w3x".
+        lead = [Text(" ")] if raw[:1].isspace() else []
+        return lead + [node] + ([Text(" ")] if raw[-1:].isspace() else [])
     if tag in ("em", "i"):
         return [Emphasis(tuple(children))] if children else []
     if tag in ("strong", "b"):
@@ -752,6 +761,19 @@ def _make_inline(tag: str, children: list[Inline], attrs: dict[str, str]) -> lis
     if tag == "code":
         return [Code(_text_of(children))]
     return children
+
+
+def _joined(run: list[Text]) -> Text:
+    """Adjacent texts as one, a space where two meet collapsed as HTML does (the
+    space kept beside a link's label meets the text's own)."""
+    out: list[str] = []
+    for t in run:
+        piece = t.text
+        if out and out[-1].endswith(" ") and piece.startswith(" "):
+            piece = piece.lstrip(" ")
+        if piece:
+            out.append(piece)
+    return Text("".join(out))
 
 
 def _trim(items: list[Inline]) -> list[Inline]:
@@ -764,11 +786,11 @@ def _trim(items: list[Inline]) -> list[Inline]:
             continue
         if run:
             # a lone text node is kept as it is (no new node per tag or mention)
-            merged.append(run[0] if len(run) == 1 else Text("".join(t.text for t in run)))
+            merged.append(run[0] if len(run) == 1 else _joined(run))
             run = []
         merged.append(i)
     if run:
-        merged.append(run[0] if len(run) == 1 else Text("".join(t.text for t in run)))
+        merged.append(run[0] if len(run) == 1 else _joined(run))
 
     def blank(i: Inline) -> bool:
         return isinstance(i, LineBreak) or (isinstance(i, Text) and not i.text.strip())

@@ -172,6 +172,7 @@ def _spans(text: str, entities: Mapping[str, Any]) -> list[tuple[int, int, Inlin
 
 
 def _text_inlines(raw: str) -> list[Inline]:
+    raw = drop_controls(raw)
     if "\n" not in raw and "&" not in raw:  # most gaps between entities: one node
         return [TextNode(raw)] if raw else []
     out: list[Inline] = []

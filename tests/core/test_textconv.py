@@ -194,3 +194,13 @@ def test_plain_text_shows_words_only_where_the_tree_has_them(s: str, html: bool)
     rt = from_html(s) if html else from_plain(s)
     if to_plain(rt).replace(">", "").strip():
         assert any(True for _ in iter_text(rt)), (s, rt)
+
+
+def test_a_space_at_a_link_labels_edge_stays_between_the_words() -> None:
+    """Found by the deep-nesting property: a label's edge spaces were stripped
+    with the label, and the words beside the link ran together."""
+    from bridge.textconv import from_html, to_plain
+    assert to_plain(from_html('<p><code>w2 <a href="https://x.example/">w3 </a>deepword'
+                              "</code></p>")) == "w2 w3 deepword"
+    rt = from_html('<p>see<a href="https://x.example/a"> the docs </a>now</p>')
+    assert to_plain(rt, links=False) == "see the docs now"

@@ -23,6 +23,7 @@ from bridge.textconv import (
     _collapse_ws,
     _linkify,
     _url_end,
+    drop_controls,
     from_html,
 )
 
@@ -93,7 +94,7 @@ def test_html_text_keeps_single_spaces_and_collapses_runs() -> None:
 def reference_text_inlines(raw: str) -> list[Inline]:
     """The X converter's text between entities, before its one-node fast path."""
     out: list[Inline] = []
-    for i, line in enumerate(html.unescape(raw).split("\n")):
+    for i, line in enumerate(drop_controls(html.unescape(raw)).split("\n")):
         if i:
             out.append(LineBreak())
         if line:
@@ -102,7 +103,8 @@ def reference_text_inlines(raw: str) -> list[Inline]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(["a", " ", "\n", "&amp;", "&", "&lt;", "é", ";"]),
+@given(st.lists(st.sampled_from(["a", " ", "\n", "&amp;", "&", "&lt;", "é", ";", "\x08",
+                                 "\ud83d"]),
                 max_size=20).map("".join))
 def test_x_text_between_entities_is_read_as_before(raw: str) -> None:
     assert _text_inlines(raw) == reference_text_inlines(raw)

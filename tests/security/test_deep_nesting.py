@@ -21,7 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.email.convert import Identity, ListMail, ListSpec, Skipped, parse_list_mail
+from adapters.email.convert import (
+    MAX_BODY_BYTES,
+    Identity,
+    ListMail,
+    ListSpec,
+    Skipped,
+    parse_list_mail,
+)
 from adapters.mastodon.convert import parse_status, status_length
 from adapters.matrix.convert import HTML_FORMAT, parse_event
 from adapters.twitter.convert import rich_text, weighted_length
@@ -237,8 +244,12 @@ def _mail(msg: EmailMessage) -> bytes:
 def test_email_html_body_with_deep_html(shape: str, depth: int) -> None:
     # only an HTML part: the converter reads it when there is no plain part
     html_only = EmailMessage()
-    html_only.set_content(HTML_SHAPES[shape](depth), subtype="html")
+    body = HTML_SHAPES[shape](depth)
+    html_only.set_content(body, subtype="html")
     res = parse_list_mail(_mail(html_only), SPEC, ME)
+    if len(body.encode()) > MAX_BODY_BYTES:  # over the cap: rejected whole, with why
+        assert isinstance(res, Skipped) and res.reason.startswith("too large: "), res
+        return
     assert isinstance(res, ListMail), res
     exercise(res.event.text, TOP, MARK)
 
