@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import Any, TypeVar, assert_never
 
 MAX_NESTING = 16
 """Deepest nesting kept: emphasis inside emphasis, quote inside quote.  Deeper
@@ -50,6 +50,29 @@ class Hashtag:
     """Without the ``#``."""
 
 
+_N = TypeVar("_N", "Emphasis", "Quote")
+
+
+def _bounded(items: tuple[Any, ...], kind: type[_N],
+             inner: Callable[[_N], tuple[Any, ...]]) -> tuple[tuple[Any, ...], int]:
+    """*items* of a node of *kind*, and the node's depth (levels of *kind* from
+    it down): where a child of the same kind is already ``MAX_NESTING`` deep,
+    its own items take its place (the text is kept, a level goes)."""
+    deepest = 0
+    for c in items:
+        if type(c) is kind and c.depth > deepest:
+            deepest = c.depth
+    if deepest < MAX_NESTING:
+        return items, deepest + 1
+    flat: list[Any] = []
+    for c in items:
+        if type(c) is kind and c.depth >= MAX_NESTING:
+            flat.extend(inner(c))
+        else:
+            flat.append(c)
+    return tuple(flat), MAX_NESTING
+
+
 @dataclass(frozen=True, slots=True)
 class Emphasis:
     children: tuple[Inline, ...]
@@ -58,21 +81,10 @@ class Emphasis:
     """Emphasis levels from this node down (1: no emphasis inside)."""
 
     def __post_init__(self) -> None:
-        deepest = 0
-        for c in self.children:
-            if type(c) is Emphasis and c.depth > deepest:
-                deepest = c.depth
-        if deepest >= MAX_NESTING:
-            # too deep: the deepest children give way to their own children
-            flat: list[Inline] = []
-            for c in self.children:
-                if type(c) is Emphasis and c.depth >= MAX_NESTING:
-                    flat.extend(c.children)
-                else:
-                    flat.append(c)
-            object.__setattr__(self, "children", tuple(flat))
-            deepest = MAX_NESTING - 1
-        object.__setattr__(self, "depth", deepest + 1)
+        children, depth = _bounded(self.children, Emphasis, lambda e: e.children)
+        if children is not self.children:
+            object.__setattr__(self, "children", children)
+        object.__setattr__(self, "depth", depth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +107,10 @@ class Quote:
     """Quote levels from this node down (1: no quote inside)."""
 
     def __post_init__(self) -> None:
-        deepest = 0
-        for b in self.blocks:
-            if type(b) is Quote and b.depth > deepest:
-                deepest = b.depth
-        if deepest >= MAX_NESTING:
-            flat: list[Block] = []
-            for b in self.blocks:
-                if type(b) is Quote and b.depth >= MAX_NESTING:
-                    flat.extend(b.blocks)
-                else:
-                    flat.append(b)
-            object.__setattr__(self, "blocks", tuple(flat))
-            deepest = MAX_NESTING - 1
-        object.__setattr__(self, "depth", deepest + 1)
+        blocks, depth = _bounded(self.blocks, Quote, lambda q: q.blocks)
+        if blocks is not self.blocks:
+            object.__setattr__(self, "blocks", blocks)
+        object.__setattr__(self, "depth", depth)
 
 
 @dataclass(frozen=True, slots=True)
