@@ -23,12 +23,10 @@ from bridge.richtext import (
     Block,
     Emphasis,
     Inline,
-    Mention,
     Paragraph,
     Quote,
     RichText,
     Text,
-    iter_inlines,
 )
 from bridge.textconv import clean_text, from_html, from_plain, sanitise_html, to_plain
 
@@ -285,17 +283,6 @@ def txn_id(idempotency_key: str, suffix: str = "") -> str:
     return "hb" + hashlib.sha256(f"{idempotency_key}|{suffix}".encode()).hexdigest()[:40]
 
 
-def addressed_users(rendered: Rendered, members: frozenset[str]) -> list[str]:
-    """Matrix users in this room the text addresses with a mention; nobody else."""
-    found: list[str] = []
-    for i in iter_inlines(rendered.text):
-        if isinstance(i, Mention):
-            mxid = "@" + i.handle.lstrip("@")
-            if mxid in members and mxid not in found:
-                found.append(mxid)
-    return found
-
-
 def _body(rendered: Rendered, msgtype: str) -> dict[str, Any]:
     body = clean_text(rendered.plain)[:MAX_BODY_CHARS]
     html = sanitise_html(rendered.html) if rendered.html else ""
@@ -316,15 +303,15 @@ def _body(rendered: Rendered, msgtype: str) -> dict[str, Any]:
 
 
 def message_content(rendered: Rendered, *, reply_to: str | None = None,
-                    thread_root: str | None = None, mentions: list[str] | None = None,
+                    thread_root: str | None = None,
                     origin: dict[str, str] | None = None) -> dict[str, Any]:
     """``m.room.message`` content for a new message.
 
-    ``m.mentions`` is always present so no client or server pings on ``@room`` or a
-    display name found in relayed text; it lists only *mentions*.
+    ``m.mentions`` is always present and empty: a relayed message pings nobody,
+    not on ``@room``, a display name in its text, or a mention it carries.
     """
     content = _body(rendered, "m.notice" if rendered.is_notice else "m.text")
-    content["m.mentions"] = {"user_ids": list(mentions)} if mentions else {}
+    content["m.mentions"] = {}
     if thread_root:
         content["m.relates_to"] = {
             "rel_type": "m.thread", "event_id": thread_root,

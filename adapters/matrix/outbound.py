@@ -102,7 +102,7 @@ class Outbound:
         # m.mentions stays empty: a relayed message pings nobody in the room
         # (the renderer left no pill in the formatted body either).
         content: dict[str, Any] | None = convert.message_content(
-            rendered, reply_to=op.reply_to, thread_root=thread, mentions=None, origin=origin)
+            rendered, reply_to=op.reply_to, thread_root=thread, origin=origin)
         extra: list[NativeId] = []
         if not rendered.plain.strip() and fetched:
             content = None  # media only: the first upload is the message

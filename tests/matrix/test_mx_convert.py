@@ -168,16 +168,14 @@ def test_content_always_has_empty_mentions_and_no_room_ping() -> None:
     assert c["msgtype"] == "m.text" and "@room" in c["body"]
 
 
-def test_mentions_only_room_members() -> None:
+def test_a_mention_in_the_rendered_text_pings_nobody() -> None:
     from bridge.adapter import Rendered
     from bridge.richtext import Mention, Paragraph, RichText, Text
 
     rt = RichText((Paragraph((Mention("alice:hs.example"), Text(" and "),
                               Mention("eve:evil.example"))),))
     r = Rendered(text=rt, plain="@alice:hs.example and @eve:evil.example", html="", markdown="")
-    users = convert.addressed_users(r, frozenset({"@alice:hs.example", "@bob:hs.example"}))
-    assert users == ["@alice:hs.example"]
-    assert convert.message_content(r, mentions=users)["m.mentions"] == {"user_ids": users}
+    assert convert.message_content(r)["m.mentions"] == {}
 
 
 def test_outbound_html_is_sanitised_and_notice_type() -> None:
