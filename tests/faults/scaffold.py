@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -79,6 +80,19 @@ def start_bridge(cfg: Path, log: Path, prefix: Sequence[str] = ()
     return subprocess.Popen([*prefix, sys.executable, "-m", "bridge.cli", "run", "-c", str(cfg)],
                             stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+async def stop_bridge(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM, and SIGKILL if it has not stopped within *timeout* seconds; waited
+    for in a thread, so the sandboxes on this loop keep answering meanwhile."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.to_thread(proc.wait, timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 async def start_boxes(tmp: Path, platforms: set[str]) -> dict[str, PlatformSandbox]:

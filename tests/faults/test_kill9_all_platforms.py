@@ -21,7 +21,6 @@ import asyncio
 import random
 import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from scaffold import (
     check,
     start_boxes,
     start_bridge,
+    stop_bridge,
     wait_complete,
     wait_connected,
     write_config,
@@ -94,11 +94,7 @@ async def run_scenario(tmp_path: Path, *, posts: int, kills: int, seed: int,
         await wait_complete(boxes, origin, deleted, timeout, read_only)
         await asyncio.sleep(3.0)  # a late duplicate would show up now
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        await stop_bridge(proc, 20)
         snapshot = {n: await b.messages() for n, b in boxes.items()}
         for box in boxes.values():
             await box.stop()

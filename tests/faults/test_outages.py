@@ -32,7 +32,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from scaffold import (
     copies_by_mark,
     start_boxes,
     start_bridge,
+    stop_bridge,
     wait_complete,
     wait_connected,
     write_config,
@@ -177,12 +177,7 @@ class World:
     async def stop_bridge(self) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(self.proc.wait, 20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        await stop_bridge(self.proc)
         self.proc = None
 
     async def settle(self, timeout: float = 90) -> None:

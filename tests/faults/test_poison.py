@@ -33,7 +33,15 @@ from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
-from scaffold import ROOT, start_boxes, start_bridge, wait_complete, wait_connected, write_config
+from scaffold import (
+    ROOT,
+    start_boxes,
+    start_bridge,
+    stop_bridge,
+    wait_complete,
+    wait_connected,
+    write_config,
+)
 
 from bridge.sandbox import PlatformSandbox
 
@@ -154,11 +162,7 @@ async def test_poison_costs_itself_only_on_every_platform(tmp_path: Path) -> Non
         await wait_connected(db, set(names), 30)
         _, _, health = await asyncio.to_thread(records, db)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        await stop_bridge(proc, 20)
         for box in boxes.values():
             await box.stop()
     text = log.read_text()
@@ -283,11 +287,7 @@ async def test_poison_in_appservice_transactions_costs_itself_only(tmp_path: Pat
         rejected = await wait_recorded(db, sent, 60)
         await wait_connected(db, {"lobby", "mx"}, 30)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        await stop_bridge(proc, 20)
         await room.alice.close()
         await room.bob.close()
         await lobby.stop()

@@ -20,7 +20,6 @@ import asyncio
 import json
 import re
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from scaffold import start_boxes, start_bridge, write_config
+from scaffold import start_boxes, start_bridge, stop_bridge, write_config
 
 from bridge.registry import load_factories
 from bridge.web.guard import FD_RESERVE
@@ -145,13 +144,7 @@ async def test_two_thousand_idle_connections_leave_the_web_view_up(tmp_path: Pat
         if attacker is not None and attacker.poll() is None:
             attacker.kill()
             attacker.wait(10)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        await stop_bridge(proc, 30)
         for box in boxes.values():
             await box.stop()
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mastohelp import SPEC, load_openapi
 
 from adapters.mastodon.emulator_server import MastodonEmulator
+from adapters.mastodon.sandbox import MastodonSandbox
 
 
 @pytest.fixture
@@ -22,3 +24,12 @@ def openapi() -> Any:
     if not SPEC.exists():
         pytest.skip(f"Mastodon OpenAPI spec (GFDL, not copied into the repo) absent: {SPEC}")
     return load_openapi()
+
+
+@pytest.fixture
+async def masto(tmp_path: Path) -> AsyncIterator[MastodonSandbox]:
+    """The emulator as a sandbox the bridge reads and writes (pair it with ``lobby``)."""
+    box = MastodonSandbox(str(tmp_path), heartbeat=0.5)
+    await box.start()
+    yield box
+    await box.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +21,6 @@ from bridge.harness import (
     running,
     sandbox_channels,
 )
-
-
-@pytest.fixture
-async def masto(tmp_path: Path) -> AsyncIterator[MastodonSandbox]:
-    box = MastodonSandbox(str(tmp_path), heartbeat=0.5)
-    await box.start()
-    yield box
-    await box.stop()
-
-
-@pytest.fixture
-async def lobby(tmp_path: Path) -> AsyncIterator[SandboxPlatform]:
-    net = SandboxPlatform(str(tmp_path / "networks"), "lobby")
-    await net.start()
-    yield net
-    await net.stop()
 
 
 def config(box: MastodonSandbox, tmp: Path, **community: Any) -> Any:

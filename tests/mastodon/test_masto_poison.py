@@ -9,11 +9,8 @@ Counted on the lobby network and in the bridge's own records of rejections.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from adapters.mastodon.adapter import MAX_HTML_BYTES
 from adapters.mastodon.sandbox import MastodonSandbox
@@ -27,22 +24,6 @@ BAD_MEDIA = {"media_attachments": [{"id": "9", "type": "image", "url": "http://[
 """A malformed attachment URL (an unclosed IPv6 literal): urlparse raises."""
 BAD_ACCOUNT_URL = "http://[bad-host/@mallory"
 HUGE = "<p>" + "word " * (MAX_HTML_BYTES // 5 + 10) + "#kmers</p>"
-
-
-@pytest.fixture
-async def masto(tmp_path: Path) -> AsyncIterator[MastodonSandbox]:
-    box = MastodonSandbox(str(tmp_path), heartbeat=0.5)
-    await box.start()
-    yield box
-    await box.stop()
-
-
-@pytest.fixture
-async def lobby(tmp_path: Path) -> AsyncIterator[SandboxPlatform]:
-    net = SandboxPlatform(str(tmp_path / "networks"), "lobby")
-    await net.start()
-    yield net
-    await net.stop()
 
 
 def config(box: MastodonSandbox, tmp: Path) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ from aiohttp import web
 from twitter_support import SPEC, Running
 
 from adapters.twitter.emulator import XEmulator, rewrite_middleware
+from adapters.twitter.sandbox import TwitterSandbox
 
 
 @pytest.fixture
@@ -56,3 +58,12 @@ def x_openapi() -> Any:
     spec["servers"] = [{"url": "https://api.twitter.com"}]
     cfg = Config(extra_media_type_deserializers={"application/problem+json": json.loads})
     return OpenAPI.from_dict(spec, config=cfg)
+
+
+@pytest.fixture
+async def xbox(tmp_path: Path) -> AsyncIterator[TwitterSandbox]:
+    """The emulator as a sandbox the bridge reads and writes (pair it with ``lobby``)."""
+    box = TwitterSandbox(str(tmp_path))
+    await box.start()
+    yield box
+    await box.stop()

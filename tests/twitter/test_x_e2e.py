@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from adapters.sandbox import SandboxPlatform
 from adapters.twitter.sandbox import TwitterSandbox
@@ -21,22 +19,6 @@ from bridge.harness import (
     running,
     sandbox_channels,
 )
-
-
-@pytest.fixture
-async def xbox(tmp_path: Path) -> AsyncIterator[TwitterSandbox]:
-    box = TwitterSandbox(str(tmp_path))
-    await box.start()
-    yield box
-    await box.stop()
-
-
-@pytest.fixture
-async def lobby(tmp_path: Path) -> AsyncIterator[SandboxPlatform]:
-    net = SandboxPlatform(str(tmp_path / "networks"), "lobby")
-    await net.start()
-    yield net
-    await net.stop()
 
 
 def config(box: TwitterSandbox, tmp: Path, **channel: Any) -> Any:

@@ -9,11 +9,8 @@ relayed, the poller stays connected.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from adapters.sandbox import SandboxPlatform
 from adapters.twitter.convert import MAX_POST_CHARS
@@ -32,33 +29,17 @@ MALFORMED: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture
-async def x(tmp_path: Path) -> AsyncIterator[TwitterSandbox]:
-    box = TwitterSandbox(str(tmp_path))
-    await box.start()
-    yield box
-    await box.stop()
-
-
-@pytest.fixture
-async def lobby(tmp_path: Path) -> AsyncIterator[SandboxPlatform]:
-    net = SandboxPlatform(str(tmp_path / "networks"), "lobby")
-    await net.start()
-    yield net
-    await net.stop()
-
-
 async def test_malformed_and_oversized_posts_are_recorded_and_cost_only_themselves(
-        x: TwitterSandbox, lobby: SandboxPlatform, tmp_path: Path) -> None:
+        xbox: TwitterSandbox, lobby: SandboxPlatform, tmp_path: Path) -> None:
     cfg = build_config(tmp_path, [*sandbox_channels(tmp_path, ["lobby"]),
-                                  ChannelDef("x", "twitter", x.account_config(),
-                                             x.channel_config())])
-    st = x.emulator.state
+                                  ChannelDef("x", "twitter", xbox.account_config(),
+                                             xbox.channel_config())])
+    st = xbox.emulator.state
     async with running(cfg) as bridge:
         rt = bridge.accounts["x"]
         await eventually(lambda: _true(rt.health == Health.CONNECTED), 20, "connected")
         # One search page: good posts around the poison.
-        await x.post_as_member("alice", "before the poison #kmers")
+        await xbox.post_as_member("alice", "before the poison #kmers")
         bad = {}
         for fields in MALFORMED:
             t = st.create(st.user("mallory"), "odd post #kmers")
@@ -66,7 +47,7 @@ async def test_malformed_and_oversized_posts_are_recorded_and_cost_only_themselv
             bad[t.id] = "unreadable"
         huge = st.create(st.user("mallory"), "#kmers " + "a" * MAX_POST_CHARS)
         bad[huge.id] = "too large"
-        await x.post_as_member("bob", "after the poison #kmers")
+        await xbox.post_as_member("bob", "after the poison #kmers")
 
         async def texts() -> list[str]:
             return [m.text for m in await lobby.messages() if m.by_bridge]
