@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AdapterFactory,
     Capabilities,
     ChannelSpec,
@@ -24,8 +24,8 @@ from bridge.adapter import (
     SendResult,
     StrictModel,
 )
-from bridge.model import ChannelKey, NativeId
-from bridge.registry import Registry, load_factories
+from bridge.contract.model import ChannelKey, NativeId
+from bridge.runtime.registry import Registry, load_factories
 
 
 class MemAccount(StrictModel):

@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._common import cpu_s, load_note, rss_mb
-from bridge.harness import ChannelDef, build_config, running
+from bridge.daemon.harness import ChannelDef, build_config, running
 
 TARGETS = ["t1", "t2", "t3"]
 

@@ -38,11 +38,11 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._common import cpu_s, load_note, percentile, rss_mb
-from bridge.adapter import SendCreate, SendOp, SendResult
-from bridge.harness import ChannelDef, build_config, quiescent, running
-from bridge.model import InboundEvent, Posted
-from bridge.registry import load_factories
-from bridge.sandbox import PlatformSandbox
+from bridge.contract.adapter import SendCreate, SendOp, SendResult
+from bridge.contract.model import InboundEvent, Posted
+from bridge.contract.sandbox import PlatformSandbox
+from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
+from bridge.runtime.registry import load_factories
 
 # The X adapter's spending guard (50 posts a day by default) would stop a
 # benchmark after 50 posts: lifted here, the emulator charges nothing.

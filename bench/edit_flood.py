@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from adapters.sandbox.network import Network
 from bench._common import load_note
-from bridge.harness import ChannelDef, build_config, eventually, running, sandbox_channels
+from bridge.daemon.harness import ChannelDef, build_config, eventually, running, sandbox_channels
 
 
 async def main(args: argparse.Namespace) -> None:

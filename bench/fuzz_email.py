@@ -18,9 +18,9 @@ from fuzz_common import Finding, run
 with atheris.instrument_imports(include=["adapters", "bridge", "email", "quotequail",
                                          "mailparser_reply", "html"]):
     from adapters.email.convert import Identity, ListMail, ListSpec, Skipped, parse_list_mail
-    from bridge.model import ChannelKey
-    from bridge.richtext import RichText
-    from bridge.textconv import to_plain
+    from bridge.contract.model import ChannelKey
+    from bridge.contract.richtext import RichText
+    from bridge.contract.textconv import to_plain
 
 SPEC = ListSpec(channel=ChannelKey("mail"), list_id="kmers.lists.example.org",
                 address="kmers@lists.example.org", subject_tag="kmers")

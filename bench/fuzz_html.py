@@ -21,7 +21,7 @@ from fuzz_common import Finding, run
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "security"))
 
 with atheris.instrument_imports(include=["bridge", "html"]):
-    from bridge.textconv import from_html, to_html, to_markdown, to_plain
+    from bridge.contract.textconv import from_html, to_html, to_markdown, to_plain
 
 from htmlsafety import unsafe_html
 

@@ -3,7 +3,7 @@
 Each shape goes in through every platform's own inbound converter that can
 carry it (Mastodon ``parse_status``, Matrix ``parse_event``, email
 ``parse_list_mail`` of a real MIME message, X ``tweet_to_posted``), and the
-result goes out through ``bridge.render.render`` to each kind of target (X
+result goes out through ``bridge.outbound.render.render`` to each kind of target (X
 with its 280 weighted characters and thread split, Mastodon 500, Matrix
 HTML, email HTML).  CPU is this process's (``time.process_time``), the median
 of ``--repeat`` runs; the target is at most 50 ms per post for each step.
@@ -35,12 +35,12 @@ from adapters.email.convert import Identity, ListMail, ListSpec, parse_list_mail
 from adapters.mastodon.convert import parse_status, status_length
 from adapters.matrix.convert import HTML_FORMAT, parse_event
 from adapters.twitter.convert import tweet_to_posted, weighted_length
-from bridge.adapter import Capabilities, TextFormat
-from bridge.model import Author, ChannelKey, NativeId, Post, Posted, PostId
-from bridge.policy import fit_size
-from bridge.render import Target, render
-from bridge.richtext import RichText
-from bridge.textconv import from_markdown, from_plain
+from bridge.contract.adapter import Capabilities, TextFormat
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, Posted, PostId
+from bridge.contract.richtext import RichText
+from bridge.contract.textconv import from_markdown, from_plain
+from bridge.inbound.policy import fit_size
+from bridge.outbound.render import Target, render
 
 CH = ChannelKey("bench/hostile")
 KB = 1024

@@ -19,7 +19,7 @@ from pathlib import Path
 from nio import AsyncClient, AsyncClientConfig, SyncResponse
 
 from adapters.matrix.testserver import SynapseServer, synapse_python
-from bridge.harness import ChannelDef, build_config, quiescent, running
+from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
 
 
 def rss_self() -> int:

@@ -29,9 +29,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._common import MemAdapter, registry_with_memnet
-from bridge.harness import ChannelDef, build_config, quiescent, running
-from bridge.model import Author, ChannelKey, NativeId, Posted
-from bridge.richtext import RichText
+from bridge.contract.model import Author, ChannelKey, NativeId, Posted
+from bridge.contract.richtext import RichText
+from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
 
 NAMES = ["src", "t1", "t2", "t3", "t4"]
 

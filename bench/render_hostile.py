@@ -1,7 +1,7 @@
 """CPU per post for hostile shapes rendered to each target (issue 12, item 3).
 
 Each shape is a post of about 40,000 characters (or 10,000 tags / mentions)
-taken through ``bridge.render.render`` for X (threaded; links on and off),
+taken through ``bridge.outbound.render.render`` for X (threaded; links on and off),
 Mastodon (instance defaults: 500 characters, URLs count 23), Matrix (64 KiB
 events, HTML) and email (HTML, no length limit), with each target's own
 counting and mention rules, as the workers do.  The tree is built from the
@@ -39,12 +39,12 @@ from adapters.matrix.adapter import MatrixAdapter
 from adapters.matrix.config import MatrixAccount
 from adapters.twitter.adapter import TwitterAdapter
 from adapters.twitter.models import TwitterAccount, TwitterChannel
-from bridge import render as render_mod
-from bridge.adapter import Capabilities, ChannelSpec
-from bridge.model import Author, ChannelKey, NativeId, Post, PostId
-from bridge.render import Target, render
-from bridge.richtext import RichText
-from bridge.textconv import from_plain
+from bridge.contract.adapter import Capabilities, ChannelSpec
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.richtext import RichText
+from bridge.contract.textconv import from_plain
+from bridge.outbound import render as render_mod
+from bridge.outbound.render import Target, render
 
 KEY = ChannelKey("kmers/target")
 SIZE = 40_000

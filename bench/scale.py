@@ -37,10 +37,10 @@ from bench._common import (
     registry_with_memnet,
     rss_mb,
 )
-from bridge.config import parse
-from bridge.harness import quiescent, running
-from bridge.model import Author, ChannelKey, NativeId, Posted
-from bridge.richtext import RichText
+from bridge.contract.model import Author, ChannelKey, NativeId, Posted
+from bridge.contract.richtext import RichText
+from bridge.daemon.harness import quiescent, running
+from bridge.runtime.config import parse
 
 NETS = ["n0", "n1", "n2", "n3"]
 

@@ -106,9 +106,9 @@ def one_run(timeout: float) -> float:
 FLOOR = """
 import time
 t0 = time.perf_counter()
-import bridge.cli, bridge.runtime
+import bridge.cli.main, bridge.daemon.supervisor
 t1 = time.perf_counter()
-from bridge.registry import load_factories
+from bridge.runtime.registry import load_factories
 load_factories()
 print(t1 - t0, time.perf_counter() - t1)
 """

@@ -31,8 +31,8 @@ from twitter_support import make_create, make_spec
 from adapters.twitter.adapter import TwitterAdapter
 from adapters.twitter.emulator import XEmulator
 from adapters.twitter.models import TwitterAccount
-from bridge.adapter import TransientError
-from bridge.testing import FakeContext
+from bridge.contract.adapter import TransientError
+from bridge.contract.testing import FakeContext
 
 HOUR = 3600
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.email.config import EmailAccount, EmailChannel
-from bridge.adapter import (
+from bridge.contract.adapter import (
     Adapter,
     AdapterError,
     AdapterFactory,
@@ -19,7 +19,7 @@ from bridge.adapter import (
 if TYPE_CHECKING:
     import aiohttp
 
-    from bridge.sandbox import PlatformSandbox
+    from bridge.contract.sandbox import PlatformSandbox
 
 log = logging.getLogger("hashbridge.adapter.email")
 

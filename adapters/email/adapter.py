@@ -58,7 +58,7 @@ from adapters.email.convert import (
 )
 from adapters.email.digest import digest_mail
 from adapters.email.store import EmailStore
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AdapterContext,
     AuthError,
     Capabilities,
@@ -76,9 +76,9 @@ from bridge.adapter import (
     read_guarded,
     rejection,
 )
-from bridge.media import MediaSource, media_sources
-from bridge.model import Attachment, ChannelKey, InboundEvent, NativeId, Posted, Rejected
-from bridge.richtext import Text
+from bridge.contract.media import MediaSource, media_sources
+from bridge.contract.model import Attachment, ChannelKey, InboundEvent, NativeId, Posted, Rejected
+from bridge.contract.richtext import Text
 
 NETWORK_NAMES = {"mastodon": "Mastodon", "twitter": "X", "matrix": "Matrix",
                  "email": "Email", "sandbox": "Sandbox"}

@@ -16,7 +16,7 @@ import aioimaplib
 import aiosmtplib
 
 from adapters.email.config import EmailAccount, MailServer
-from bridge.adapter import AuthError, PermanentError, TransientError
+from bridge.contract.adapter import AuthError, PermanentError, TransientError
 
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \(.*?UID (\d+)")
 _UID_TAIL = re.compile(rb"UID (\d+)")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from bridge.adapter import StrictModel
+from bridge.contract.adapter import StrictModel
 
 
 class MailServer(StrictModel):

@@ -28,10 +28,10 @@ from email.utils import getaddresses, parsedate_to_datetime
 import quotequail
 from mailparser_reply import EmailReplyParser
 
-from bridge.adapter import TooLarge, check_size
-from bridge.model import Author, ChannelKey, NativeId, Posted
-from bridge.richtext import RichText
-from bridge.textconv import cap_html_depth, clean_text, from_html, from_plain
+from bridge.contract.adapter import TooLarge, check_size
+from bridge.contract.model import Author, ChannelKey, NativeId, Posted
+from bridge.contract.richtext import RichText
+from bridge.contract.textconv import cap_html_depth, clean_text, from_html, from_plain
 
 MAX_BODY_BYTES = 1024 * 1024
 """The longest text part a list mail's post is taken from (a post, not a
@@ -110,7 +110,7 @@ class Skipped:
     reason: str
     error: Exception | None = None
     """What parsing raised, when the mail could not be read at all (the adapter
-    records it as a rejection, :func:`bridge.adapter.rejection`)."""
+    records it as a rejection, :func:`bridge.contract.adapter.rejection`)."""
 
 
 def msgid(value: object) -> str | None:
@@ -487,7 +487,7 @@ def _strip_html_quotes(html: str) -> str:
 
 
 def _rich_plain(rich: RichText) -> str:
-    from bridge.textconv import to_plain
+    from bridge.contract.textconv import to_plain
     return to_plain(rich)
 
 

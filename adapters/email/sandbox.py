@@ -16,7 +16,7 @@ from typing import Any
 
 from adapters.email.convert import MARKER_HEADER, msgid, strip_footer, strip_subject
 from adapters.email.testserver import DOMAIN, Dovecot, MiniList, dovecot_binary
-from bridge.sandbox import SandboxMessage
+from bridge.contract.sandbox import SandboxMessage
 
 log = logging.getLogger("hashbridge.adapter.email.sandbox")
 

@@ -39,7 +39,7 @@ from adapters.mastodon.convert import (
 )
 from adapters.mastodon.errors import Gone, map_error
 from adapters.mastodon.models import MastodonAccount, MastodonChannel
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AdapterContext,
     AuthError,
     Capabilities,
@@ -58,9 +58,16 @@ from bridge.adapter import (
     read_guarded,
     rejection,
 )
-from bridge.media import Fetched, MediaFetcher, MediaSource, host_entry, media_sources, with_notes
-from bridge.mentions import neutralise_mastodon
-from bridge.model import (
+from bridge.contract.media import (
+    Fetched,
+    MediaFetcher,
+    MediaSource,
+    host_entry,
+    media_sources,
+    with_notes,
+)
+from bridge.contract.mentions import neutralise_mastodon
+from bridge.contract.model import (
     Attachment,
     ChannelKey,
     Deleted,

@@ -18,12 +18,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from adapters.mastodon import graphemes
-from bridge.adapter import SendCreate, SendEdit
-from bridge.media import host_entry
-from bridge.mentions import neutralise_mastodon
-from bridge.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
-from bridge.richtext import Hashtag, RichText, iter_inlines, iter_text
-from bridge.textconv import from_html
+from bridge.contract.adapter import SendCreate, SendEdit
+from bridge.contract.media import host_entry
+from bridge.contract.mentions import neutralise_mastodon
+from bridge.contract.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
+from bridge.contract.richtext import Hashtag, RichText, iter_inlines, iter_text
+from bridge.contract.textconv import from_html
 
 PLATFORM = "mastodon"
 OPT_OUT_TAGS = ("nobot", "nobridge")

@@ -14,7 +14,7 @@ from mastodon import (
     MastodonUnauthorizedError,
 )
 
-from bridge.adapter import AuthError, PermanentError, TransientError
+from bridge.contract.adapter import AuthError, PermanentError, TransientError
 
 
 class Gone(PermanentError):

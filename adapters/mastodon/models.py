@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from bridge.adapter import StrictModel
-from bridge.media import MediaAccountKeys
+from bridge.contract.adapter import StrictModel
+from bridge.contract.media import MediaAccountKeys
 
 
 class MastodonAccount(MediaAccountKeys):

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from adapters.mastodon.emulator_server import MastodonEmulator
-from bridge.sandbox import SandboxMessage
+from bridge.contract.sandbox import SandboxMessage
 
 log = logging.getLogger("hashbridge.adapter.mastodon.sandbox")
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.matrix.appservice import generate_registration
 from adapters.matrix.config import MatrixAccount, MatrixChannel
-from bridge.adapter import (
+from bridge.contract.adapter import (
     Adapter,
     AdapterFactory,
     ChannelSpec,
@@ -21,7 +21,7 @@ from bridge.adapter import (
 if TYPE_CHECKING:
     import aiohttp
 
-    from bridge.sandbox import PlatformSandbox
+    from bridge.contract.sandbox import PlatformSandbox
 
 log = logging.getLogger("hashbridge.adapter.matrix")
 
@@ -89,8 +89,8 @@ def _registration_command(args: Any) -> int:
     ``app_service_config_files``)."""
     import sys
 
-    from bridge.config import load
-    from bridge.registry import load_factories
+    from bridge.runtime.config import load
+    from bridge.runtime.registry import load_factories
 
     cfg = load(args.config, load_factories())
     found = [a for a in cfg.accounts.values() if a.platform == "matrix"

@@ -28,7 +28,7 @@ from adapters.matrix.appservice import Ghosts, Listener
 from adapters.matrix.client import RawApi, Session, error_from, network_error, q
 from adapters.matrix.config import MatrixAccount
 from adapters.matrix.outbound import Outbound
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AdapterContext,
     AuthError,
     Capabilities,
@@ -38,8 +38,8 @@ from bridge.adapter import (
     check_size,
     read_guarded,
 )
-from bridge.media import MediaFetcher, MediaSource, host_entry, media_sources
-from bridge.model import ChannelKey, InboundEvent, Rejected
+from bridge.contract.media import MediaFetcher, MediaSource, host_entry, media_sources
+from bridge.contract.model import ChannelKey, InboundEvent, Rejected
 
 MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4",
                          "video/webm", "audio/ogg", "audio/mpeg", "application/pdf"})

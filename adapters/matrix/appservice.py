@@ -27,9 +27,9 @@ from aiohttp import web
 
 from adapters.matrix.client import RawApi, q
 from adapters.matrix.config import MatrixAccount
-from bridge.adapter import INLINE_MAX_BYTES
-from bridge.model import Author
-from bridge.textconv import clean_text
+from bridge.contract.adapter import INLINE_MAX_BYTES
+from bridge.contract.model import Author
+from bridge.contract.textconv import clean_text
 
 
 def generate_registration(account: MatrixAccount) -> str:

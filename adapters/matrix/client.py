@@ -20,7 +20,7 @@ import aiohttp
 from nio import AsyncClient, AsyncClientConfig, LoginResponse, WhoamiResponse
 
 from adapters.matrix.config import MatrixAccount
-from bridge.adapter import AuthError, PermanentError, TransientError
+from bridge.contract.adapter import AuthError, PermanentError, TransientError
 
 AUTH_ERRCODES = frozenset({"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"})
 

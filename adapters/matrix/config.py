@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from bridge.adapter import StrictModel
-from bridge.media import MediaAccountKeys
+from bridge.contract.adapter import StrictModel
+from bridge.contract.media import MediaAccountKeys
 
 _USER_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-:\[\]]+$")
 

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from bridge.adapter import Rendered
-from bridge.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
-from bridge.richtext import (
+from bridge.contract.adapter import Rendered
+from bridge.contract.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
+from bridge.contract.richtext import (
     Block,
     Emphasis,
     Inline,
@@ -28,7 +28,7 @@ from bridge.richtext import (
     RichText,
     Text,
 )
-from bridge.textconv import clean_text, from_html, from_plain, sanitise_html, to_plain
+from bridge.contract.textconv import clean_text, from_html, from_plain, sanitise_html, to_plain
 
 ORIGIN_KEY = "org.hashbridge.origin"
 """Custom content key on every event we send: loop prevention beyond the sender check."""

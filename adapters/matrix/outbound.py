@@ -16,7 +16,7 @@ from adapters.matrix import convert
 from adapters.matrix.appservice import Ghosts
 from adapters.matrix.client import Session, error_from, network_error, q
 from adapters.matrix.config import MatrixAccount, MatrixChannel
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AdapterContext,
     AuthError,
     ChannelSpec,
@@ -28,8 +28,8 @@ from bridge.adapter import (
     SendResult,
     TransientError,
 )
-from bridge.media import Fetched, MediaFetcher, with_notes
-from bridge.model import ChannelKey, NativeId
+from bridge.contract.media import Fetched, MediaFetcher, with_notes
+from bridge.contract.model import ChannelKey, NativeId
 
 
 class Outbound:

@@ -1,5 +1,5 @@
 """A real local Synapse as the Matrix side of ``hashbridge demo``, the end-to-end
-tests and the benchmarks (:class:`bridge.sandbox.PlatformSandbox`).
+tests and the benchmarks (:class:`bridge.contract.sandbox.PlatformSandbox`).
 
 It registers the bridge's bot and, on first use, one Matrix user per community
 member, creates one room (members join, the bot is invited) and reads what the
@@ -20,7 +20,7 @@ import aiohttp
 
 from adapters.matrix.convert import ORIGIN_KEY
 from adapters.matrix.testserver import RegisteredUser, SynapseServer
-from bridge.sandbox import SandboxMessage
+from bridge.contract.sandbox import SandboxMessage
 
 
 def _q(s: str) -> str:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from adapters.sandbox.network import Network
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AdapterFactory,
     Capabilities,
     ChannelSpec,
@@ -32,9 +32,17 @@ from bridge.adapter import (
     TransientError,
     read_guarded,
 )
-from bridge.model import Author, ChannelKey, Deleted, Edited, InboundEvent, NativeId, Posted
-from bridge.sandbox import SandboxMessage
-from bridge.textconv import from_plain
+from bridge.contract.model import (
+    Author,
+    ChannelKey,
+    Deleted,
+    Edited,
+    InboundEvent,
+    NativeId,
+    Posted,
+)
+from bridge.contract.sandbox import SandboxMessage
+from bridge.contract.textconv import from_plain
 
 
 class SandboxAccount(StrictModel):
@@ -158,7 +166,7 @@ def _read(spec: ChannelSpec, ev: Any) -> InboundEvent | None:
 
 
 class SandboxPlatform:
-    """A :class:`bridge.sandbox.PlatformSandbox` over one sandbox network file."""
+    """A :class:`bridge.contract.sandbox.PlatformSandbox` over one sandbox network file."""
 
     platform = "sandbox"
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.twitter.models import TwitterAccount, TwitterChannel
-from bridge.adapter import (
+from bridge.contract.adapter import (
     Adapter,
     AdapterError,
     AdapterFactory,
@@ -20,7 +20,7 @@ from bridge.adapter import (
 if TYPE_CHECKING:
     import aiohttp
 
-    from bridge.sandbox import PlatformSandbox
+    from bridge.contract.sandbox import PlatformSandbox
 
 log = logging.getLogger("hashbridge.adapter.twitter")
 

@@ -44,7 +44,7 @@ from adapters.twitter.media import fetch as fetch_media
 from adapters.twitter.media import upload as upload_media
 from adapters.twitter.models import TwitterAccount, TwitterChannel
 from adapters.twitter.textrules import neutralise as x_neutralise
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AdapterContext,
     Capabilities,
     ChannelSpec,
@@ -58,9 +58,9 @@ from bridge.adapter import (
     TextFormat,
     TransientError,
 )
-from bridge.media import MediaFetcher, MediaSource, media_sources, with_notes
-from bridge.model import ChannelKey, NativeId
-from bridge.textconv import to_plain
+from bridge.contract.media import MediaFetcher, MediaSource, media_sources, with_notes
+from bridge.contract.model import ChannelKey, NativeId
+from bridge.contract.textconv import to_plain
 
 _URL = re.compile(r"https?://\S+")
 

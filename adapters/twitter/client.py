@@ -19,7 +19,7 @@ from multidict import CIMultiDictProxy
 
 from adapters.twitter.budget import next_month
 from adapters.twitter.emulator import rewrite_middleware
-from bridge.adapter import AuthError, PermanentError, TransientError
+from bridge.contract.adapter import AuthError, PermanentError, TransientError
 
 DEFAULT_BASE = "https://api.twitter.com"
 T = TypeVar("T")

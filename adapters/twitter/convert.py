@@ -19,11 +19,20 @@ from typing import Any
 import twitter_text
 
 from adapters.twitter.textrules import weighted_length as _fast_weighted_length
-from bridge.adapter import check_size, convert_guarded
-from bridge.model import Attachment, Author, ChannelKey, NativeId, Posted, Rejected
-from bridge.richtext import Block, Hashtag, Inline, LineBreak, Link, Mention, Paragraph, RichText
-from bridge.richtext import Text as TextNode
-from bridge.textconv import drop_controls
+from bridge.contract.adapter import check_size, convert_guarded
+from bridge.contract.model import Attachment, Author, ChannelKey, NativeId, Posted, Rejected
+from bridge.contract.richtext import (
+    Block,
+    Hashtag,
+    Inline,
+    LineBreak,
+    Link,
+    Mention,
+    Paragraph,
+    RichText,
+)
+from bridge.contract.richtext import Text as TextNode
+from bridge.contract.textconv import drop_controls
 
 MAX_WEIGHTED = 280
 MAX_POST_CHARS = 25_000

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.twitter.budget import Caps, Ledger, next_month
 from adapters.twitter.convert import missing_ids, parse_page
-from bridge.adapter import (
+from bridge.contract.adapter import (
     INLINE_MAX_BYTES,
     AdapterContext,
     ChannelSpec,
@@ -31,8 +31,8 @@ from bridge.adapter import (
     PermanentError,
     TransientError,
 )
-from bridge.model import Deleted, Edited, NativeId, Posted, Rejected
-from bridge.richtext import Mention, iter_inlines
+from bridge.contract.model import Deleted, Edited, NativeId, Posted, Rejected
+from bridge.contract.richtext import Mention, iter_inlines
 
 if TYPE_CHECKING:
     from adapters.twitter.client import XClient

@@ -1,5 +1,5 @@
 """Media for outbound posts: fetch the attachments through the core's guarded
-fetcher (:mod:`bridge.media`: only from the origin platform's hosts, at most X's
+fetcher (:mod:`bridge.contract.media`: only from the origin platform's hosts, at most X's
 5 MB per image), upload each through the v1.1 ``media/upload.json`` endpoint
 tweepy 4.17 uses (tweepy's own ``API`` is synchronous, so the same multipart
 request is sent on the adapter's session), then set its alt text.  One attempt
@@ -14,9 +14,9 @@ import logging
 import aiohttp
 from oauthlib.oauth1 import Client as OAuthClient
 
-from bridge.adapter import AuthError, TransientError
-from bridge.media import Fetched, MediaBatch, MediaFetcher
-from bridge.model import Attachment
+from bridge.contract.adapter import AuthError, TransientError
+from bridge.contract.media import Fetched, MediaBatch, MediaFetcher
+from bridge.contract.model import Attachment
 
 UPLOAD = "https://upload.twitter.com/1.1/media/upload.json"
 METADATA = "https://upload.twitter.com/1.1/media/metadata/create.json"

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from adapters.twitter.budget import Caps, Prices
-from bridge.adapter import StrictModel
-from bridge.media import MediaAccountKeys
+from bridge.contract.adapter import StrictModel
+from bridge.contract.media import MediaAccountKeys
 
 
 class PriceTable(StrictModel):

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.twitter.emulator import XEmulator
-from bridge.sandbox import SandboxMessage
+from bridge.contract.sandbox import SandboxMessage
 
 log = logging.getLogger("hashbridge.adapter.twitter.sandbox")
 

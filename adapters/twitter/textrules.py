@@ -19,7 +19,7 @@ import twitter_text
 from twitter_text.config import config as _tt_config
 from twitter_text.regexp.emoji import emoji_list as _EMOJI_LIST
 
-from bridge.mentions import neutralise_x_text
+from bridge.contract.mentions import neutralise_x_text
 
 _V3 = _tt_config["defaults"]
 _SCALE: int = _V3["scale"]

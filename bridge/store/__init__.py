@@ -5,6 +5,8 @@
 arrive together are committed together (group commit), each inside its own
 savepoint so one failing unit never takes its neighbours down.  Callers never
 write SQL: the pipeline and the workers call ``Tx`` methods.
+
+May import: ``bridge.contract``.
 """
 
 from bridge.store.space import MIN_FREE_BYTES, StorageState

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.model import Op, Post
+from bridge.contract.model import Op, Post
 from bridge.store.tx import Tx, post_from_row
 
 _VISIBLE = "deleted_at IS NULL AND hidden=0"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from bridge.model import (
+from bridge.contract.model import (
     Attachment,
     Author,
     ChannelKey,
@@ -25,7 +25,7 @@ from bridge.model import (
     identity_of,
     new_delivery_id,
 )
-from bridge.richtext import RichText
+from bridge.contract.richtext import RichText
 
 
 class DeliveryRow(NamedTuple):

@@ -2,7 +2,10 @@
 
 ``serve_web(bridge)`` is started by ``hashbridge run`` (and the demo) as an
 extra task when ``[bridge.web]`` is configured.  It also runs the chat-event
-announcer, which needs the public URL for its links.
+announcer, which needs the public URL for its links.  ``export`` writes a
+community's archive (JSONL, CSV, mbox, a static HTML site) for the CLI and the web.
+
+May import: anything in ``bridge`` but ``cli``.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ async def serve_web(bridge: Any) -> None:
     """
     from aiohttp import web
 
-    from bridge.chatevents import run_announcements
-    from bridge.config import WebSettings
+    from bridge.features.chatevents import run_announcements
+    from bridge.runtime.config import WebSettings
     from bridge.web.app import make_app
     from bridge.web.guard import POOL, GuardedSite, Pool, fit_to_open_files, quiet_logs
     from bridge.web.site import SITE

@@ -26,8 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.model import PostId
-from bridge.relay import IngestResult
+from bridge.contract.model import PostId
+from bridge.inbound.relay import IngestResult
 from bridge.store import archive
 from bridge.web.site import Site, site_of
 

@@ -9,17 +9,17 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
-from bridge.chatevents import Occurrence, Transcript, upcoming
-from bridge.logs import Redactor
-from bridge.model import Post
+from bridge.runtime.logs import Redactor
+from bridge.runtime.schedule import upcoming
 from bridge.web import admin, feeds, guard
 from bridge.web.live import pump
-from bridge.web.present import card, mask_emails
+from bridge.web.present import mask_emails
 from bridge.web.site import SITE, Busy, Site, community_or_404, now_utc, site_of
+from bridge.web.static_site import render_transcript
 
 log = logging.getLogger("hashbridge.web")
 
@@ -245,24 +245,6 @@ async def transcript_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text="no such event occurrence")
     t = await site.transcript(comm.name, occ)
     return html(render_transcript(site, comm, occ, t))
-
-
-class Renderer(Protocol):
-    def render(self, template: str, **ctx: Any) -> str: ...
-    def network_of(self, post: Post) -> str: ...
-
-
-def render_transcript(site: Renderer, comm: Any, occ: Occurrence, t: Transcript, *,
-                      static: bool = False) -> str:
-    """The transcript page (also written by the static HTML export)."""
-    def c(p: Any) -> Any:
-        return card(p, site.network_of(p))
-
-    questions = [{"number": q.number, "question": c(q.post) if q.post else None,
-                  "answers": [c(a) for a in q.answers]} for q in t.questions]
-    return site.render("transcript.html", comm=comm, occ=occ, t=t, questions=questions,
-                       other=[c(p) for p in t.other], static=static,
-                       running=occ.contains(now_utc()))
 
 
 # ---------------------------------------------------------------- operations

@@ -15,7 +15,7 @@ from xml.etree import ElementTree as ET
 
 from aiohttp import web
 
-from bridge.chatevents import ChatEventConfig, occurrences
+from bridge.runtime.schedule import ChatEventConfig, occurrences
 from bridge.store import archive
 from bridge.web.present import author_name, iso, post_html
 from bridge.web.site import Busy, community_or_404, site_of
@@ -220,7 +220,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 async def _export(request: web.Request, community: str, ext: str,
                   fmt: str) -> web.StreamResponse:
-    from bridge import export as exporter
+    from bridge.web import export as exporter
 
     site = site_of(request)
     event = request.query.get("event") or None

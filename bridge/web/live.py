@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.model import PostId
+from bridge.contract.model import PostId
 
 log = logging.getLogger("hashbridge.web.live")
 

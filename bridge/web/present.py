@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.model import Author, Post
-from bridge.richtext import Inline, Link, Mention, RichText, Text
-from bridge.textconv import safe_url, to_html, to_plain
+from bridge.contract.model import Author, Post
+from bridge.contract.richtext import Inline, Link, Mention, RichText, Text
+from bridge.contract.textconv import safe_url, to_html, to_plain
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-]{1,64})@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)")
 

@@ -12,16 +12,10 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from bridge.chatevents import (
-    ChatEventConfig,
-    Occurrence,
-    Transcript,
-    build_transcript,
-    occurrence_at,
-    occurrences,
-)
-from bridge.config import CommunityConfig, Config, WebSettings
-from bridge.model import Post, PostId
+from bridge.contract.model import Post, PostId
+from bridge.features.chatevents import Transcript, build_transcript
+from bridge.runtime.config import CommunityConfig, Config, WebSettings
+from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrence_at, occurrences
 from bridge.store import archive
 from bridge.web.live import ChangeLog
 from bridge.web.present import PostCard, card

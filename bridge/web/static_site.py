@@ -1,5 +1,5 @@
-"""The static HTML export: the same templates as the live site, relative links,
-no script (a site any web host can serve)."""
+"""The static HTML export, and the transcript page it shares with the live site: the
+same templates, relative links, no script (a site any web host can serve)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import os
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
-from bridge.chatevents import Occurrence, build_transcript, occurrences
-from bridge.model import Post
+from bridge.contract.model import Post
+from bridge.features.chatevents import Transcript, build_transcript
+from bridge.runtime.schedule import Occurrence, occurrences
 from bridge.web.present import PostCard, card, iso
-from bridge.web.site import templates
+from bridge.web.site import now_utc, templates
 
 
 class StaticSite:
@@ -30,11 +31,27 @@ class StaticSite:
         return self.name_of(post.origin_channel)
 
 
+class Renderer(Protocol):
+    def render(self, template: str, **ctx: Any) -> str: ...
+    def network_of(self, post: Post) -> str: ...
+
+
+def render_transcript(site: Renderer, comm: Any, occ: Occurrence, t: Transcript, *,
+                      static: bool = False) -> str:
+    """The transcript page (also written by the static HTML export)."""
+    def c(p: Any) -> Any:
+        return card(p, site.network_of(p))
+
+    questions = [{"number": q.number, "question": c(q.post) if q.post else None,
+                  "answers": [c(a) for a in q.answers]} for q in t.questions]
+    return site.render("transcript.html", comm=comm, occ=occ, t=t, questions=questions,
+                       other=[c(p) for p in t.other], static=static,
+                       running=occ.contains(now_utc()))
+
+
 async def write_site(store: Any, config: Any, scope: Any, out: str, now: datetime,
                      batches: AsyncIterator[list[tuple[Post, float | None]]],
                      name_of: Callable[[str], str]) -> None:
-    from bridge.web.app import render_transcript
-
     site = StaticSite(name_of)
     comm = scope.community
     await asyncio.to_thread(os.makedirs, out, exist_ok=True)

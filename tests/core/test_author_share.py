@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from bridge.adapter import Capabilities, SendCreate
-from bridge.config import ConfigError
-from bridge.harness import build_config, quiescent, running
-from bridge.model import Author, ChannelKey, NativeId, Posted
-from bridge.ratelimit import AuthorShare
-from bridge.render import ONE_DOT_LEADER
-from bridge.testing import FakeAdapter
-from bridge.textconv import from_plain
+from bridge.contract.adapter import Capabilities, SendCreate
+from bridge.contract.model import Author, ChannelKey, NativeId, Posted
+from bridge.contract.testing import FakeAdapter
+from bridge.contract.textconv import from_plain
+from bridge.daemon.harness import build_config, quiescent, running
+from bridge.outbound.ratelimit import AuthorShare
+from bridge.outbound.render import ONE_DOT_LEADER
+from bridge.runtime.config import ConfigError
 from tests.core.test_relay import chans, registry
 
 A = ChannelKey("kmers/a")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from adapters.sandbox import SandboxPlatform
-from bridge.harness import build_config, quiescent, running, sandbox_channels
+from bridge.daemon.harness import build_config, quiescent, running, sandbox_channels
 from bridge.store.migrations import latest_version
 
 NAMES = ("lobby", "garden", "porch")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import EXIT_CONFIG, ConfigError, load
-from bridge.registry import load_factories
+from bridge.runtime.config import EXIT_CONFIG, ConfigError, load
+from bridge.runtime.registry import load_factories
 
 GOOD = """
 [bridge]
@@ -146,7 +146,7 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None
         pytest.skip(f"adapters not installed: {platforms - set(registry.factories)}")
     cfg = load(str(example), registry, env)
     assert len(cfg.all_channels()) == 4
-    from bridge.config import BridgeSettings, ChannelCommon, CommunityCommon, WebSettings
+    from bridge.runtime.config import BridgeSettings, ChannelCommon, CommunityCommon, WebSettings
     models = [BridgeSettings, WebSettings, ChannelCommon, CommunityCommon]
     models += [f.account_model for n, f in registry.factories.items() if n in platforms]
     models += [f.channel_model for n, f in registry.factories.items() if n in platforms]
@@ -157,7 +157,7 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None
 
 def test_world_readable_file_with_inline_secret_is_refused(tmp_path: Path) -> None:
     registry = load_factories()
-    from bridge.testing import FakeFactory
+    from bridge.contract.testing import FakeFactory
 
     class SecretFake(FakeFactory):
         secret_fields = frozenset({"display_name"})

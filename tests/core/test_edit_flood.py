@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from adapters.sandbox.network import Event, Network
-from bridge.harness import ChannelDef, build_config, eventually, running, sandbox_channels
+from bridge.daemon.harness import ChannelDef, build_config, eventually, running, sandbox_channels
 
 EDITS = 60
 
@@ -113,7 +113,7 @@ async def _superseded(bridge: Any) -> int:
 
 
 def test_held_edits_book_successive_slots_of_the_rate() -> None:
-    from bridge.policy import AuthorRate
+    from bridge.inbound.policy import AuthorRate
 
     rate = AuthorRate()
     assert [rate.reserve("c", "p", "alice", 2) for _ in range(2)] == [0.0, 0.0]
@@ -130,10 +130,10 @@ def test_held_edits_book_successive_slots_of_the_rate() -> None:
 async def test_an_author_editing_many_posts_gets_no_more_than_the_rate(tmp_path: Path) -> None:
     from test_relay import start
 
-    from bridge.adapter import SendEdit
-    from bridge.harness import quiescent
-    from bridge.model import ChannelKey, Edited
-    from bridge.textconv import from_plain
+    from bridge.contract.adapter import SendEdit
+    from bridge.contract.model import ChannelKey, Edited
+    from bridge.contract.textconv import from_plain
+    from bridge.daemon.harness import quiescent
 
     async for env in start(tmp_path, community={"author_rate_per_minute": 3}):
         posts = [env.post("a", f"post {i} #kmers") for i in range(3)]

@@ -18,10 +18,10 @@ from adapters.mastodon.convert import status_length
 from adapters.twitter.adapter import TwitterAdapter
 from adapters.twitter.models import TwitterAccount, TwitterChannel
 from adapters.twitter.textrules import weighted_length
-from bridge.adapter import Capabilities, ChannelSpec
-from bridge.model import Author, ChannelKey, NativeId, Post, PostId
-from bridge.render import MAX_PARTS, Target, render
-from bridge.richtext import RichText
+from bridge.contract.adapter import Capabilities, ChannelSpec
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.richtext import RichText
+from bridge.outbound.render import MAX_PARTS, Target, render
 
 KEY = ChannelKey("kmers/x")
 

@@ -18,11 +18,12 @@ import pytest
 from pydantic import ValidationError
 from test_relay import Env, start
 
-from bridge.chatevents import ChatEventConfig, is_host
-from bridge.links import parse
-from bridge.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.textconv import from_plain
+from bridge.features.chatevents import is_host
+from bridge.inbound.links import parse
+from bridge.runtime.schedule import ChatEventConfig
 from bridge.store import Store
-from bridge.textconv import from_plain
 
 ALICE_A = Author(platform="fake", handle="alice-a", display_name="Alice")
 ALICE_B = Author(platform="fake", handle="alice-b", display_name="Alice")
@@ -189,7 +190,8 @@ def test_a_host_that_is_not_an_account_is_refused_with_a_hint(host: str) -> None
 
 
 async def test_a_stranger_cannot_open_questions_end_to_end(tmp_path: Path) -> None:
-    from bridge.chatevents import build_transcript, occurrences
+    from bridge.features.chatevents import build_transcript
+    from bridge.runtime.schedule import occurrences
 
     ev = ChatEventConfig(id="w", title="t", rrule="FREQ=DAILY", dtstart=datetime(2026, 1, 1),
                          duration_minutes=24 * 60, hosts=["fake:alice"])
@@ -235,7 +237,7 @@ async def test_links_and_account_ids_survive_a_restart(tmp_path: Path) -> None:
 
 def test_x_posts_carry_the_stable_user_id() -> None:
     from adapters.twitter.convert import tweet_to_posted
-    from bridge.model import Posted
+    from bridge.contract.model import Posted
 
     users = {"783214": {"id": "783214", "username": "alice", "name": "Alice"}}
     ev = tweet_to_posted({"id": "1", "text": "hi #kmers", "author_id": "783214"},
@@ -248,8 +250,8 @@ def test_x_posts_carry_the_stable_user_id() -> None:
 
 
 def test_hashbridge_check_names_the_display_name_host_and_how_to_fix_it(tmp_path: Path) -> None:
-    from bridge.config import ConfigError
-    from bridge.harness import build_config, sandbox_channels
+    from bridge.daemon.harness import build_config, sandbox_channels
+    from bridge.runtime.config import ConfigError
 
     event = {"id": "w", "title": "t", "day": "monday", "time": "20:00",
              "hosts": ["mastodon:@bob@ex.social", "Alice Smith"]}

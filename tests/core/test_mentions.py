@@ -25,8 +25,8 @@ from adapters.twitter.convert import DigestItem, digest_text
 from adapters.twitter.digest import digest_post_text
 from adapters.twitter.models import TwitterAccount, TwitterChannel
 from adapters.twitter.textrules import weighted_length
-from bridge.adapter import Capabilities, ChannelSpec, TextFormat
-from bridge.mentions import (
+from bridge.contract.adapter import Capabilities, ChannelSpec, TextFormat
+from bridge.contract.mentions import (
     WORD_JOINER,
     mastodon_mentions,
     neutralise_generic,
@@ -34,9 +34,8 @@ from bridge.mentions import (
     x_live_mentions,
     x_mentions,
 )
-from bridge.model import Author, ChannelKey, NativeId, Post, PostId
-from bridge.render import Target, render
-from bridge.richtext import (
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.richtext import (
     Code,
     CodeBlock,
     Emphasis,
@@ -50,7 +49,8 @@ from bridge.richtext import (
     RichText,
     Text,
 )
-from bridge.textconv import from_html
+from bridge.contract.textconv import from_html
+from bridge.outbound.render import Target, render
 
 KEY = ChannelKey("kmers/target")
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from bridge import logs
-from bridge.adapter import AuthError, Health, PermanentError, TransientError
-from bridge.harness import build_config, quiescent, running
-from bridge.ratelimit import TokenBucket, backoff
-from bridge.registry import RegistryError, load_factories
-from bridge.testing import FakeAdapter
+from bridge.contract.adapter import AuthError, Health, PermanentError, TransientError
+from bridge.contract.testing import FakeAdapter
+from bridge.daemon.harness import build_config, quiescent, running
+from bridge.outbound.ratelimit import TokenBucket, backoff
+from bridge.runtime import logs
+from bridge.runtime.registry import RegistryError, load_factories
 
 ROOT = Path(__file__).parents[2]
 
@@ -49,8 +49,8 @@ class Crashy(FakeAdapter):
 
 
 async def _with_fakes(tmp_path: Path, fakes: dict[str, FakeAdapter], **bridge: Any) -> Any:
-    from bridge.harness import ChannelDef
-    from bridge.testing import FakeFactory
+    from bridge.contract.testing import FakeFactory
+    from bridge.daemon.harness import ChannelDef
     base = load_factories()
     reg = type(base)({**base.factories, "fake": FakeFactory()})
     chans = [ChannelDef(n, "fake", {"display_name": n.upper()}, {"spot": n})
@@ -63,8 +63,8 @@ async def test_a_crashing_adapter_restarts_and_never_stops_its_siblings(tmp_path
     crashy = Crashy(2, RuntimeError("socket exploded"))
     cfg, services = await _with_fakes(tmp_path, {"a": crashy})
     async with running(cfg, services=services) as bridge:
-        from bridge.model import Author, ChannelKey, NativeId, Posted
-        from bridge.textconv import from_plain
+        from bridge.contract.model import Author, ChannelKey, NativeId, Posted
+        from bridge.contract.textconv import from_plain
         b = services["fakes"]["B"]
         b.inject(Posted(channel=ChannelKey("kmers/b"), native_id=NativeId("1"),
                         author=Author(platform="fake", handle="bob"), text=from_plain("hi")))
@@ -142,7 +142,7 @@ def test_backoff_is_capped_jittered_and_honours_retry_after() -> None:
 def test_duplicate_adapter_names_are_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib.metadata import EntryPoint
 
-    import bridge.registry as registry
+    import bridge.runtime.registry as registry
     eps = [EntryPoint("mastodon", "pkg_one:F", registry.GROUP),
            EntryPoint("mastodon", "pkg_two:F", registry.GROUP)]
     monkeypatch.setattr(registry, "entry_points", lambda group: eps)
@@ -204,7 +204,7 @@ def test_status_and_retry_show_and_requeue_dead_deliveries(tmp_path: Path) -> No
     (tmp_path / "c.toml").write_text(GOOD.replace('"nets"', f'"{tmp_path / "nets"}"'))
 
     async def make_dead() -> None:
-        from bridge.config import load
+        from bridge.runtime.config import load
         config = load(str(tmp_path / "c.toml"), load_factories(), {})
         async with running(config) as bridge:
             from adapters.sandbox import SandboxPlatform
@@ -245,9 +245,9 @@ def test_demo_runs_and_exits_with_a_summary(tmp_path: Path) -> None:
 
 
 async def test_reconnect_sends_deferred_deliveries_at_once(tmp_path: Path) -> None:
-    from bridge.adapter import TransientError
-    from bridge.model import Author, ChannelKey, NativeId, Posted
-    from bridge.textconv import from_plain
+    from bridge.contract.adapter import TransientError
+    from bridge.contract.model import Author, ChannelKey, NativeId, Posted
+    from bridge.contract.textconv import from_plain
     b = FakeAdapter()
     b.failures = [TransientError("503", retry_after=300)]  # would wait five minutes
     cfg, services = await _with_fakes(tmp_path, {"b": b})

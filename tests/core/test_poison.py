@@ -1,7 +1,7 @@
 """One event costs only itself: the core half of the poison-pill fix.
 
-* ``bridge.adapter``'s guarded conversion turns whatever a converter raises into
-  a :class:`~bridge.model.Rejected` value (``CancelledError`` passes), runs a
+* ``bridge.contract.adapter``'s guarded conversion turns whatever a converter raises into
+  a :class:`~bridge.contract.model.Rejected` value (``CancelledError`` passes), runs a
   large payload in a worker thread and a small one inline;
 * the relay records a rejection with its reason, relays the rest of its page
   and saves the page's cursor in the same transaction; an event on which the
@@ -26,15 +26,14 @@ from typing import Any
 
 import pytest
 
-from bridge.adapter import (
+from bridge.contract.adapter import (
     INLINE_MAX_BYTES,
     TooLarge,
     check_size,
     convert_guarded,
     read_guarded,
 )
-from bridge.harness import build_config, running, sandbox_channels
-from bridge.model import (
+from bridge.contract.model import (
     Author,
     ChannelKey,
     InboundEvent,
@@ -43,9 +42,10 @@ from bridge.model import (
     Rejected,
     RejectKind,
 )
-from bridge.relay import Relay
+from bridge.contract.textconv import from_plain
+from bridge.daemon.harness import build_config, running, sandbox_channels
+from bridge.inbound.relay import Relay
 from bridge.store import Store
-from bridge.textconv import from_plain
 
 log = logging.getLogger("hashbridge.adapter.test.poison")
 LOBBY = ChannelKey("kmers/sb_lobby")
@@ -209,8 +209,8 @@ async def test_sandbox_poison_costs_itself_only(tmp_path: Path) -> None:
     cannot be a date (the network file written by something else) is rejected,
     the messages around it are relayed, the adapter spends no restart."""
     from adapters.sandbox import SandboxPlatform
-    from bridge.adapter import Health
-    from bridge.harness import eventually
+    from bridge.contract.adapter import Health
+    from bridge.daemon.harness import eventually
 
     lobby = SandboxPlatform(str(tmp_path / "networks"), "lobby")
     garden = SandboxPlatform(str(tmp_path / "networks"), "garden")
@@ -315,7 +315,7 @@ async def test_lone_surrogates_and_noncharacters_are_dropped_not_the_post(
     """A JSON payload may carry a lone surrogate escape (``"\\ud83d"``: an emoji cut
     in half) in a post or a name; SQLite cannot store it and an XML feed cannot
     show it.  The character goes, the post is relayed."""
-    from bridge.textconv import from_html, to_plain
+    from bridge.contract.textconv import from_html, to_plain
     texts = {"1": from_plain("half an emoji \ud83d here \uffff #kmers"),
              "2": from_html("<p>half \udc00 <b>bold\ud800</b></p>")}
     page: list[InboundEvent] = [
@@ -333,7 +333,7 @@ async def test_lone_surrogates_and_noncharacters_are_dropped_not_the_post(
 
 def test_x_text_loses_control_characters_and_lone_surrogates() -> None:
     from adapters.twitter.convert import rich_text
-    from bridge.textconv import to_plain
+    from bridge.contract.textconv import to_plain
     rt = rich_text("esc\x1b[31m red \ud83d cut\tok\nline two #kmers",
                    {"hashtags": [{"start": 33, "end": 39, "tag": "kmers"}]})
     assert to_plain(rt) == "esc[31m red  cut\tok\nline two #kmers"

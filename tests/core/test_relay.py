@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bridge.adapter import (
+from bridge.contract.adapter import (
     Capabilities,
     PermanentError,
     SendCreate,
@@ -20,12 +20,12 @@ from bridge.adapter import (
     SendEdit,
     TransientError,
 )
-from bridge.harness import ChannelDef, build_config, quiescent, running
-from bridge.model import Author, ChannelKey, Deleted, Edited, NativeId, Posted
-from bridge.registry import load_factories
-from bridge.runtime import Bridge
-from bridge.testing import FakeAdapter, FakeFactory
-from bridge.textconv import from_plain
+from bridge.contract.model import Author, ChannelKey, Deleted, Edited, NativeId, Posted
+from bridge.contract.testing import FakeAdapter, FakeFactory
+from bridge.contract.textconv import from_plain
+from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
+from bridge.daemon.supervisor import Bridge
+from bridge.runtime.registry import load_factories
 
 A, B, C = ChannelKey("kmers/a"), ChannelKey("kmers/b"), ChannelKey("kmers/c")
 

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twitter_text import extract_urls, parse_tweet
 
-from bridge.adapter import Capabilities, TextFormat
-from bridge.model import Attachment, Author, ChannelKey, NativeId, Post, PostId
-from bridge.render import NEUTRAL_AT, Target, render
-from bridge.richtext import RichText
-from bridge.textconv import from_plain
+from bridge.contract.adapter import Capabilities, TextFormat
+from bridge.contract.model import Attachment, Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.richtext import RichText
+from bridge.contract.textconv import from_plain
+from bridge.outbound.render import NEUTRAL_AT, Target, render
 
 
 def weighted(text: str) -> int:

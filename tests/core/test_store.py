@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from bridge.model import Author, ChannelKey, NativeId, Op, Post, PostId, derived_delivery_id
-from bridge.richtext import RichText
+from bridge.contract.model import (
+    Author,
+    ChannelKey,
+    NativeId,
+    Op,
+    Post,
+    PostId,
+    derived_delivery_id,
+)
+from bridge.contract.richtext import RichText
 from bridge.store import SchemaError, Store, StoreError, Tx
 from bridge.store.migrations import latest_version
 

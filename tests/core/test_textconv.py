@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.richtext import (
+from bridge.contract.richtext import (
     Code,
     CodeBlock,
     Emphasis,
@@ -21,7 +21,7 @@ from bridge.richtext import (
     Text,
     iter_text,
 )
-from bridge.textconv import (
+from bridge.contract.textconv import (
     NEUTRAL_AT,
     clean_text,
     from_html,
@@ -189,7 +189,7 @@ def test_bare_tags_mentions_and_urls_in_formatted_text_are_recognised() -> None:
 @given(st.text(max_size=40) | st.text(alphabet=" \n\t\u00a0\u3000\u200bab#@.<>/&;pbr`",
                                       max_size=40), st.booleans())
 def test_plain_text_shows_words_only_where_the_tree_has_them(s: str, html: bool) -> None:
-    # bridge.policy.check_posted decides "empty post" from the plain text first
+    # bridge.inbound.policy.check_posted decides "empty post" from the plain text first
     # (a character other than spaces and ">"), walking the tree only otherwise.
     rt = from_html(s) if html else from_plain(s)
     if to_plain(rt).replace(">", "").strip():
@@ -199,7 +199,7 @@ def test_plain_text_shows_words_only_where_the_tree_has_them(s: str, html: bool)
 def test_a_space_at_a_link_labels_edge_stays_between_the_words() -> None:
     """Found by the deep-nesting property: a label's edge spaces were stripped
     with the label, and the words beside the link ran together."""
-    from bridge.textconv import from_html, to_plain
+    from bridge.contract.textconv import from_html, to_plain
     assert to_plain(from_html('<p><code>w2 <a href="https://x.example/">w3 </a>deepword'
                               "</code></p>")) == "w2 w3 deepword"
     rt = from_html('<p>see<a href="https://x.example/a"> the docs </a>now</p>')

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.twitter.convert import _text_inlines
-from bridge.richtext import Hashtag, Inline, LineBreak, Link, Mention, Text
-from bridge.textconv import (
+from bridge.contract.richtext import Hashtag, Inline, LineBreak, Link, Mention, Text
+from bridge.contract.textconv import (
     _MENTION,
     _TAG,
     _URL,

@@ -17,7 +17,7 @@ from mailhelp import Running
 
 from adapters.email.adapter import EmailAdapter
 from adapters.email.sandbox import EmailSandbox
-from bridge.testing import FakeContext
+from bridge.contract.testing import FakeContext
 
 
 @pytest.fixture

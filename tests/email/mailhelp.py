@@ -22,10 +22,10 @@ import pytest
 from adapters.email.adapter import EmailAdapter
 from adapters.email.config import EmailAccount, EmailChannel
 from adapters.email.sandbox import EmailSandbox
-from bridge.adapter import ChannelSpec, Health, Rendered, SendCreate
-from bridge.model import Author, ChannelKey, DeliveryId, NativeId, Post, PostId
-from bridge.testing import FakeContext
-from bridge.textconv import from_plain, to_html, to_plain
+from bridge.contract.adapter import ChannelSpec, Health, Rendered, SendCreate
+from bridge.contract.model import Author, ChannelKey, DeliveryId, NativeId, Post, PostId
+from bridge.contract.testing import FakeContext
+from bridge.contract.textconv import from_plain, to_html, to_plain
 
 CHANNEL = ChannelKey("kmers/mail")
 

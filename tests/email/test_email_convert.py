@@ -27,8 +27,8 @@ from adapters.email.convert import (
     strip_subject,
     unflow,
 )
-from bridge.model import ChannelKey
-from bridge.textconv import to_plain
+from bridge.contract.model import ChannelKey
+from bridge.contract.textconv import to_plain
 
 SPEC = ListSpec(channel=ChannelKey("kmers/mail"), list_id="kmers.lists.test",
                 address="kmers@lists.test", subject_tag="kmers")
@@ -334,7 +334,7 @@ def test_attachments_inside_a_lists_wrapper_are_kept() -> None:
 
 def test_a_mail_over_the_text_cap_is_skipped_with_its_error_under_its_message_id() -> None:
     from adapters.email.convert import MAX_BODY_BYTES
-    from bridge.adapter import TooLarge
+    from bridge.contract.adapter import TooLarge
 
     raw = (LIST_HEADERS + b"From: A <a@m.test>\r\nMessage-ID: <big@m.test>\r\n"
            b"Content-Type: text/plain; charset=utf-8\r\n\r\n"

@@ -1,4 +1,4 @@
-"""End to end: the real relay (bridge.harness) between a sandbox network and a mailing
+"""End to end: the real relay (bridge.daemon.harness) between a sandbox network and a mailing
 list on a real Dovecot + mini list; counts are read on the platforms (the member's maildir
 and the sandbox network), never in our store."""
 
@@ -14,8 +14,8 @@ import pytest
 from adapters.email.convert import msgid, msgids
 from adapters.email.sandbox import EmailSandbox
 from adapters.sandbox import SandboxPlatform
-from bridge.adapter import Health
-from bridge.harness import (
+from bridge.contract.adapter import Health
+from bridge.daemon.harness import (
     ChannelDef,
     build_config,
     eventually,

@@ -15,8 +15,15 @@ from mailhelp import CHANNEL, make_adapter, make_op, wait_until
 from adapters.email.convert import msgid
 from adapters.email.sandbox import EmailSandbox
 from adapters.email.testserver import free_port
-from bridge.adapter import AuthError, Health, PermanentError, SendDelete, SendEdit, TransientError
-from bridge.model import DeliveryId, NativeId
+from bridge.contract.adapter import (
+    AuthError,
+    Health,
+    PermanentError,
+    SendDelete,
+    SendEdit,
+    TransientError,
+)
+from bridge.contract.model import DeliveryId, NativeId
 
 
 class Answer:

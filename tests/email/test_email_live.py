@@ -9,9 +9,9 @@ from mailhelp import CHANNEL, make_adapter, make_op, wait_until
 
 from adapters.email.convert import MARKER_HEADER, msgid, msgids
 from adapters.email.sandbox import EmailSandbox
-from bridge.adapter import TransientError
-from bridge.model import Posted
-from bridge.textconv import to_plain
+from bridge.contract.adapter import TransientError
+from bridge.contract.model import Posted
+from bridge.contract.textconv import to_plain
 
 
 async def test_member_post_is_emitted_without_addresses(mail: EmailSandbox, tmp_path: Path,

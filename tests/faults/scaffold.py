@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bridge.registry import load_factories
-from bridge.sandbox import PlatformSandbox, SandboxMessage
+from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
+from bridge.runtime.registry import load_factories
 
 ROOT = Path(__file__).parents[2]
 EDITS = {"lobby", "mastodon", "matrix"}     # member edits the test makes (and copies follow)

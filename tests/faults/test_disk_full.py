@@ -53,7 +53,7 @@ from scaffold import (
     write_config,
 )
 
-from bridge.sandbox import PlatformSandbox, SandboxMessage
+from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
 
 ALL = {"mastodon", "twitter", "matrix", "email"}
 MARK = re.compile(r"\[d(\d{4})\]")

@@ -59,7 +59,7 @@ from scaffold import (
     write_config,
 )
 
-from bridge.sandbox import PlatformSandbox, SandboxMessage
+from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
 
 PLATFORMS = ["mastodon", "twitter", "matrix", "email"]
 MODES = ["refuse", "error", "ratelimit", "stall", "drop"]

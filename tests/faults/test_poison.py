@@ -43,7 +43,7 @@ from scaffold import (
     write_config,
 )
 
-from bridge.sandbox import PlatformSandbox
+from bridge.contract.sandbox import PlatformSandbox
 
 NESTED = "<p>" + "<b>" * 1000 + "deep nesting" + "</b>" * 1000 + "</p>"
 BAD_MEDIA = {"media_attachments": [{"id": "9", "type": "image", "url": "http://[::1/x.png"}]}

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from diskspace import Ballast, delegated_to_userns, free_bytes, mounted_here
 
-from bridge.adapter import SendCreate
-from bridge.harness import ChannelDef, build_config, quiescent, running
-from bridge.model import Author, ChannelKey, NativeId, Posted
-from bridge.registry import load_factories
+from bridge.contract.adapter import SendCreate
+from bridge.contract.model import Author, ChannelKey, NativeId, Posted
+from bridge.contract.testing import FakeFactory
+from bridge.contract.textconv import from_plain
+from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
+from bridge.runtime.registry import load_factories
 from bridge.store import MIN_FREE_BYTES, DiskFullError, Store, StoreError, Tx
-from bridge.testing import FakeFactory
-from bridge.textconv import from_plain
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ import aiohttp
 import pytest
 from scaffold import start_boxes, start_bridge, stop_bridge, write_config
 
-from bridge.registry import load_factories
+from bridge.runtime.registry import load_factories
 from bridge.web.guard import FD_RESERVE
 
 ATTACKERS = 2000

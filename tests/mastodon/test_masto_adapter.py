@@ -16,7 +16,7 @@ from adapters.mastodon.adapter import MastodonAdapter
 from adapters.mastodon.emulator_server import MastodonEmulator
 from adapters.mastodon.emulator_state import EmuMedia, snowflake
 from adapters.mastodon.models import MastodonAccount, MastodonChannel
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AuthError,
     ChannelSpec,
     PermanentError,
@@ -26,8 +26,8 @@ from bridge.adapter import (
     SendEdit,
     TransientError,
 )
-from bridge.media import MediaSource, host_entry
-from bridge.model import (
+from bridge.contract.media import MediaSource, host_entry
+from bridge.contract.model import (
     Attachment,
     Author,
     ChannelKey,
@@ -39,9 +39,9 @@ from bridge.model import (
     Posted,
     PostId,
 )
-from bridge.richtext import RichText
-from bridge.testing import FakeContext
-from bridge.textconv import to_plain
+from bridge.contract.richtext import RichText
+from bridge.contract.testing import FakeContext
+from bridge.contract.textconv import to_plain
 
 CH = ChannelKey("kmers/masto")
 

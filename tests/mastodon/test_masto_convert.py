@@ -20,10 +20,19 @@ from adapters.mastodon.convert import (
     status_length,
     status_params,
 )
-from bridge.adapter import Rendered, SendCreate, SendEdit
-from bridge.model import Author, ChannelKey, Deleted, DeliveryId, Edited, NativeId, Post, PostId
-from bridge.richtext import Hashtag, Link, Mention, iter_inlines
-from bridge.textconv import NEUTRAL_AT, to_plain
+from bridge.contract.adapter import Rendered, SendCreate, SendEdit
+from bridge.contract.model import (
+    Author,
+    ChannelKey,
+    Deleted,
+    DeliveryId,
+    Edited,
+    NativeId,
+    Post,
+    PostId,
+)
+from bridge.contract.richtext import Hashtag, Link, Mention, iter_inlines
+from bridge.contract.textconv import NEUTRAL_AT, to_plain
 
 CH = ChannelKey("kmers/masto")
 STATUSES = recorded_statuses()

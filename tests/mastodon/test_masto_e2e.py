@@ -1,4 +1,4 @@
-"""End to end: the real relay (bridge.harness) between a sandbox network and the
+"""End to end: the real relay (bridge.daemon.harness) between a sandbox network and the
 Mastodon emulator, both directions; counts are read on the platforms."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from adapters.mastodon.sandbox import MastodonSandbox
 from adapters.sandbox import SandboxPlatform
-from bridge.harness import (
+from bridge.daemon.harness import (
     ChannelDef,
     build_config,
     eventually,

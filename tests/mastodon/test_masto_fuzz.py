@@ -16,7 +16,7 @@ from adapters.mastodon.convert import (
     parse_status,
     parse_stream_event,
 )
-from bridge.model import ChannelKey
+from bridge.contract.model import ChannelKey
 
 CH = ChannelKey("kmers/masto")
 json_values = st.recursive(

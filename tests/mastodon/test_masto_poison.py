@@ -1,6 +1,6 @@
 """Poison pills from Mastodon: a post the bridge cannot read costs that post only.
 
-The real relay (bridge.harness) between a sandbox network and the Mastodon
+The real relay (bridge.daemon.harness) between a sandbox network and the Mastodon
 emulator; the emulator serves posts as another server could send them
 (``content_html``: HTML as federated; ``wire_overrides``: malformed fields).
 Counted on the lobby network and in the bridge's own records of rejections.
@@ -15,8 +15,8 @@ from typing import Any
 from adapters.mastodon.adapter import MAX_HTML_BYTES
 from adapters.mastodon.sandbox import MastodonSandbox
 from adapters.sandbox import SandboxPlatform
-from bridge.adapter import Health
-from bridge.harness import ChannelDef, build_config, eventually, running, sandbox_channels
+from bridge.contract.adapter import Health
+from bridge.daemon.harness import ChannelDef, build_config, eventually, running, sandbox_channels
 
 NESTED = "<p>" + "<b>" * 1000 + "deep nesting #kmers" + "</b>" * 1000 + "</p>"
 """Today's RecursionError in the HTML converter (about 7 KB)."""

@@ -28,11 +28,11 @@ from adapters.matrix.testserver import (
     free_port,
     synapse_python,
 )
-from bridge.adapter import ChannelSpec, Rendered, SendCreate, SendDelete, SendEdit
-from bridge.harness import eventually as eventually  # for the Matrix tests
-from bridge.model import Author, ChannelKey, NativeId, Post, new_delivery_id, new_post_id
-from bridge.testing import FakeContext
-from bridge.textconv import from_plain, to_html, to_markdown, to_plain
+from bridge.contract.adapter import ChannelSpec, Rendered, SendCreate, SendDelete, SendEdit
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, new_delivery_id, new_post_id
+from bridge.contract.testing import FakeContext
+from bridge.contract.textconv import from_plain, to_html, to_markdown, to_plain
+from bridge.daemon.harness import eventually as eventually  # for the Matrix tests
 
 AS_TOKEN = "as-" + secrets.token_hex(12)
 HS_TOKEN = "hs-" + secrets.token_hex(12)

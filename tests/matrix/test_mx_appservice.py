@@ -12,7 +12,7 @@ from mxhelp import Hs, Room, create_op, delete_op, edit_op, post, room_events, s
 
 from adapters.matrix import generate_registration
 from adapters.matrix.appservice import ghost_localpart
-from bridge.model import Author, Posted
+from bridge.contract.model import Author, Posted
 
 
 def test_registration_is_valid_yaml_with_exclusive_namespace(synapse: Hs) -> None:

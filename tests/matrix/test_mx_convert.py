@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from mxhelp import rendered
 
 from adapters.matrix import convert
-from bridge.model import ChannelKey, Deleted, Posted
-from bridge.textconv import to_plain
+from bridge.contract.model import ChannelKey, Deleted, Posted
+from bridge.contract.textconv import to_plain
 
 CH = ChannelKey("kmers/mx")
 HS = "https://hs.example"
@@ -169,8 +169,8 @@ def test_content_always_has_empty_mentions_and_no_room_ping() -> None:
 
 
 def test_a_mention_in_the_rendered_text_pings_nobody() -> None:
-    from bridge.adapter import Rendered
-    from bridge.richtext import Mention, Paragraph, RichText, Text
+    from bridge.contract.adapter import Rendered
+    from bridge.contract.richtext import Mention, Paragraph, RichText, Text
 
     rt = RichText((Paragraph((Mention("alice:hs.example"), Text(" and "),
                               Mention("eve:evil.example"))),))

@@ -1,4 +1,4 @@
-"""End to end: the real relay (bridge.harness) between a sandbox network and a room
+"""End to end: the real relay (bridge.daemon.harness) between a sandbox network and a room
 on a real Synapse, both directions; counts are read on the platforms themselves."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from mxhelp import Hs, Room, eventually, room_events
 
 from adapters.sandbox import SandboxPlatform
-from bridge.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
+from bridge.daemon.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
 
 
 def config(hs: Hs, room: Room, tmp: Path) -> Any:

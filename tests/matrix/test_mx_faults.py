@@ -25,9 +25,9 @@ from mxhelp import (
 from nio import UploadResponse
 
 from adapters.matrix.testserver import SynapseServer
-from bridge.adapter import Health, SendCreate, TransientError
-from bridge.model import Attachment, Posted
-from bridge.textconv import to_plain
+from bridge.contract.adapter import Health, SendCreate, TransientError
+from bridge.contract.model import Attachment, Posted
+from bridge.contract.textconv import to_plain
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082")
@@ -114,7 +114,7 @@ async def test_media_both_directions(synapse: Hs, room: Room, tmp_path: Path) ->
                 headers={"Authorization": f"Bearer {room.bob.access_token}"}) as resp:
             assert resp.status == 200 and await resp.read() == PNG
         # outbound: an attachment is uploaded to the content repository and posted
-        from bridge.media import MediaSource
+        from bridge.contract.media import MediaSource
         run.adapter.media.sources.register(["kmers/masto"], lambda: MediaSource(
             hosts=frozenset({f"127.0.0.1:{port}"}), allow_private=True))
         base = create_op("look at this")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mxhelp import Hs, bot_account, create_op, make_room, room_events, start_adapter
 
-from bridge.adapter import AuthError, Health, PermanentError, TransientError
+from bridge.contract.adapter import AuthError, Health, PermanentError, TransientError
 
 SOAK = [pytest.mark.soak, pytest.mark.timeout(1800)]   # 200 posts at 0.2/s: about 16 min
 
@@ -105,8 +105,8 @@ async def test_encrypted_room_is_refused(synapse: Hs, tmp_path: Path) -> None:
 async def test_send_before_connected_is_transient(synapse: Hs) -> None:
     from adapters.matrix import MatrixFactory
     from adapters.matrix.config import MatrixChannel
-    from bridge.adapter import ChannelSpec
-    from bridge.model import ChannelKey
+    from bridge.contract.adapter import ChannelSpec
+    from bridge.contract.model import ChannelKey
 
     spec = ChannelSpec(key=ChannelKey("kmers/mx"), community="kmers", hashtag="kmers",
                        direction="both", options=MatrixChannel(room="#x:test.local"))

@@ -16,8 +16,8 @@ from mxhelp import (
     start_adapter,
 )
 
-from bridge.model import Deleted, Edited, Posted
-from bridge.textconv import to_plain
+from bridge.contract.model import Deleted, Edited, Posted
+from bridge.contract.textconv import to_plain
 
 
 async def test_inbound_post_reply_edit_delete(synapse: Hs, room: Room, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 against a real Synapse: an event the bridge cannot read costs that event only.
 
 * sync: the poison and good messages arrive in one sync response; the good ones
-  are emitted, the poison as a :class:`~bridge.model.Rejected` with its reason,
+  are emitted, the poison as a :class:`~bridge.contract.model.Rejected` with its reason,
   the sync token moves past it, the adapter keeps running and connected;
 * appservice: a transaction holding poison among good events is acknowledged
   (200), not answered 500 and retried by the homeserver forever.
@@ -28,8 +28,8 @@ from mxhelp import Hs, Room, bot_account, start_adapter
 
 from adapters.matrix import convert
 from adapters.matrix.adapter import MAX_EVENT_BYTES
-from bridge.adapter import Health
-from bridge.model import Posted, Rejected, RejectKind
+from bridge.contract.adapter import Health
+from bridge.contract.model import Posted, Rejected, RejectKind
 
 NESTED = "<p>" + "<b>" * 1000 + "deep nesting" + "</b>" * 1000 + "</p>"
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from adapters.matrix import convert
-from bridge.model import ChannelKey, Deleted, Posted
-from bridge.textconv import to_plain
+from bridge.contract.model import ChannelKey, Deleted, Posted
+from bridge.contract.textconv import to_plain
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "matrix" / "synapse_timeline.json"
 

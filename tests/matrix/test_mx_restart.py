@@ -9,10 +9,10 @@ from pathlib import Path
 
 from mxhelp import Hs, Room, bot_account, create_op, room_events, start_adapter
 
-from bridge.adapter import SendCreate, TransientError
-from bridge.model import Posted
-from bridge.testing import FakeContext
-from bridge.textconv import to_plain
+from bridge.contract.adapter import SendCreate, TransientError
+from bridge.contract.model import Posted
+from bridge.contract.testing import FakeContext
+from bridge.contract.textconv import to_plain
 
 
 async def _say(room: Room, n: int, prefix: str) -> list[str]:

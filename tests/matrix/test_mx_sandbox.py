@@ -11,7 +11,7 @@ from mxhelp import eventually, need_synapse
 
 from adapters.matrix import MatrixFactory
 from adapters.sandbox import SandboxPlatform
-from bridge.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
+from bridge.daemon.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
 
 
 def test_no_synapse_means_no_sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from bridge.textconv import SAFE_SCHEMES
+from bridge.contract.textconv import SAFE_SCHEMES
 
 ALLOWED_TAGS = {
     "p", "br", "a", "span", "em", "i", "strong", "b", "code", "pre", "blockquote", "ul",

@@ -26,11 +26,11 @@ import aiohttp
 import pytest
 from canary import canary, find_leaks, scan_dir, secret_values, to_toml
 
-from bridge import logs
-from bridge.config import parse
-from bridge.harness import running
-from bridge.registry import load_factories
-from bridge.sandbox import PlatformSandbox
+from bridge.contract.sandbox import PlatformSandbox
+from bridge.daemon.harness import running
+from bridge.runtime import logs
+from bridge.runtime.config import parse
+from bridge.runtime.registry import load_factories
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parents[2]

@@ -32,10 +32,9 @@ from adapters.email.convert import (
 from adapters.mastodon.convert import parse_status, status_length
 from adapters.matrix.convert import HTML_FORMAT, parse_event
 from adapters.twitter.convert import rich_text, weighted_length
-from bridge.adapter import Capabilities, TextFormat
-from bridge.model import Author, ChannelKey, NativeId, Post, Posted, PostId
-from bridge.render import Target, render
-from bridge.richtext import (
+from bridge.contract.adapter import Capabilities, TextFormat
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, Posted, PostId
+from bridge.contract.richtext import (
     MAX_NESTING,
     Emphasis,
     Paragraph,
@@ -45,7 +44,15 @@ from bridge.richtext import (
     iter_inlines,
     iter_text,
 )
-from bridge.textconv import from_html, from_markdown, from_plain, to_html, to_markdown, to_plain
+from bridge.contract.textconv import (
+    from_html,
+    from_markdown,
+    from_plain,
+    to_html,
+    to_markdown,
+    to_plain,
+)
+from bridge.outbound.render import Target, render
 
 DEPTHS = [300, 5_000, 100_000]
 MARK = "deepword"

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_hostile_text import hostile_html
 
-from bridge.model import ChannelKey, Posted
-from bridge.textconv import to_html, to_plain
+from bridge.contract.model import ChannelKey, Posted
+from bridge.contract.textconv import to_html, to_plain
 
 FAST = settings(max_examples=120, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bridge.textconv import from_html, from_markdown, from_plain, to_plain
+from bridge.contract.textconv import from_html, from_markdown, from_plain, to_plain
 
 FORMATS: dict[str, Callable[[str], object]] = {
     "plain": lambda s: to_plain(from_plain(s)),

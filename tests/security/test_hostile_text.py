@@ -14,10 +14,9 @@ from htmlsafety import unsafe_html
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.adapter import Capabilities, TextFormat
-from bridge.model import Author, ChannelKey, NativeId, Post, PostId
-from bridge.render import Target, render
-from bridge.textconv import (
+from bridge.contract.adapter import Capabilities, TextFormat
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.textconv import (
     NEUTRAL_AT,
     SAFE_SCHEMES,
     clean_text,
@@ -30,6 +29,7 @@ from bridge.textconv import (
     to_markdown,
     to_plain,
 )
+from bridge.outbound.render import Target, render
 
 FAST = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

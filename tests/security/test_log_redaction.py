@@ -24,7 +24,7 @@ from aiosmtplib.auth import auth_login_encode, auth_plain_encode
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bridge import logs
+from bridge.runtime import logs
 
 # How libraries put a secret into a log line, each with some text around it.
 ENCODERS: dict[str, Callable[[str], str]] = {

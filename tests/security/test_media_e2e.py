@@ -1,4 +1,4 @@
-"""Issue #8 end to end: the real relay (bridge.harness) carries posts with media between
+"""Issue #8 end to end: the real relay (bridge.daemon.harness) carries posts with media between
 the platforms' local stand-ins, and what arrived is read on the target platforms.
 
 For each origin (Mastodon, X, Matrix) a post carries media (a) on its platform's own
@@ -29,8 +29,8 @@ from adapters.mastodon.emulator_state import EmuMedia, snowflake
 from adapters.mastodon.sandbox import MastodonSandbox
 from adapters.twitter.emustate import Media
 from adapters.twitter.sandbox import TwitterSandbox
-from bridge import netguard
-from bridge.harness import ChannelDef, build_config, eventually, quiescent, running
+from bridge.contract import netguard
+from bridge.daemon.harness import ChannelDef, build_config, eventually, quiescent, running
 
 PNG_A = b"\x89PNG\r\n\x1a\n" + b"A" * 3000        # served by the origin platform itself
 PNG_B = b"\x89PNG\r\n\x1a\n" + b"B" * 5000        # served by its media host (CDN)
@@ -366,7 +366,7 @@ async def test_list_mail_attachments_are_read_from_the_accounts_files_only(
     from email.message import EmailMessage
 
     from adapters.email.sandbox import EmailSandbox
-    from bridge.adapter import Health
+    from bridge.contract.adapter import Health
 
     if EmailSandbox.available():
         pytest.skip(EmailSandbox.available())

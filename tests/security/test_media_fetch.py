@@ -1,4 +1,4 @@
-"""The per-origin media policy (bridge.media) against a real local aiohttp server:
+"""The per-origin media policy (bridge.contract.media) against a real local aiohttp server:
 which account's hosts an attachment may come from, notes for what is left out,
 transient failures retried a bounded number of times, email's saved files."""
 
@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from bridge.adapter import Rendered, TransientError
-from bridge.media import (
+from bridge.contract.adapter import Rendered, TransientError
+from bridge.contract.media import (
     TRANSIENT_TRIES,
     MediaAccountKeys,
     MediaFetcher,
@@ -25,10 +25,10 @@ from bridge.media import (
     media_sources,
     with_notes,
 )
-from bridge.model import Attachment
-from bridge.netguard import MediaRefused
-from bridge.richtext import RichText
-from bridge.textconv import from_plain, to_html, to_markdown, to_plain
+from bridge.contract.model import Attachment
+from bridge.contract.netguard import MediaRefused
+from bridge.contract.richtext import RichText
+from bridge.contract.textconv import from_plain, to_html, to_markdown, to_plain
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 seen: list[tuple[str, str | None]] = []

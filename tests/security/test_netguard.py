@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge import netguard
-from bridge.netguard import MediaRefused, address_refusal, fetch_media
+from bridge.contract import netguard
+from bridge.contract.netguard import MediaRefused, address_refusal, fetch_media
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 seen_auth: list[str | None] = []

@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 from canary import canary, to_toml
 
-from bridge.config import EXIT_CONFIG, ConfigError, load
-from bridge.harness import build_config, running, sandbox_channels
-from bridge.registry import load_factories
+from bridge.daemon.harness import build_config, running, sandbox_channels
+from bridge.runtime.config import EXIT_CONFIG, ConfigError, load
+from bridge.runtime.registry import load_factories
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "bridge" / "web"

@@ -15,7 +15,7 @@ from twitter_support import Running, make_create, make_spec
 from adapters.twitter import TwitterFactory
 from adapters.twitter.adapter import TwitterAdapter
 from adapters.twitter.models import TwitterAccount
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AuthError,
     Health,
     PermanentError,
@@ -23,8 +23,8 @@ from bridge.adapter import (
     SendEdit,
     TransientError,
 )
-from bridge.model import ChannelKey, DeliveryId, NativeId, Posted
-from bridge.testing import FakeContext
+from bridge.contract.model import ChannelKey, DeliveryId, NativeId, Posted
+from bridge.contract.testing import FakeContext
 
 CH = ChannelKey("kmers/x")
 
@@ -314,7 +314,7 @@ def test_poll_interval_respects_window_and_read_pace() -> None:
 
 
 async def test_deleted_on_x_is_found_by_the_recheck_and_propagated(xemu: Running) -> None:
-    from bridge.model import Deleted
+    from bridge.contract.model import Deleted
 
     clock = Clock()
     st = xemu.emu.state
@@ -343,8 +343,8 @@ async def test_images_are_uploaded_with_alt_text_and_read_back(xemu: Running) ->
     from aiohttp import web
 
     from adapters.twitter.convert import parse_page
-    from bridge.model import Attachment
-    from bridge.textconv import to_plain
+    from bridge.contract.model import Attachment
+    from bridge.contract.textconv import to_plain
 
     app = web.Application()
     png = b"\x89PNG\r\n\x1a\n" + b"\0" * 2048
@@ -365,7 +365,7 @@ async def test_images_are_uploaded_with_alt_text_and_read_back(xemu: Running) ->
     base = f"http://127.0.0.1:{port}"
     try:
         async with running(xemu) as (ad, _):
-            from bridge.media import MediaSource
+            from bridge.contract.media import MediaSource
             ad.media.sources.register(["kmers/masto"], lambda: MediaSource(
                 hosts=frozenset({f"127.0.0.1:{port}"}), allow_private=True))
             op = make_create("Alice: look", "m1")
@@ -396,8 +396,8 @@ async def test_images_are_uploaded_with_alt_text_and_read_back(xemu: Running) ->
 
 
 async def test_edits_on_x_arrive_as_edits_of_the_relayed_post(xemu: Running) -> None:
-    from bridge.model import Edited
-    from bridge.textconv import to_plain
+    from bridge.contract.model import Edited
+    from bridge.contract.textconv import to_plain
 
     st = xemu.emu.state
     spec = make_spec()

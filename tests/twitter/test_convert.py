@@ -23,9 +23,9 @@ from adapters.twitter.convert import (
     tweet_to_posted,
     weighted_length,
 )
-from bridge.model import ChannelKey
-from bridge.richtext import Hashtag, Link, Mention, iter_inlines
-from bridge.textconv import to_plain
+from bridge.contract.model import ChannelKey
+from bridge.contract.richtext import Hashtag, Link, Mention, iter_inlines
+from bridge.contract.textconv import to_plain
 
 CH = ChannelKey("kmers/x")
 

@@ -4,7 +4,7 @@ about the PARENT (its author mentioned or quoted the bot, or it is the bot's
 own post), never about the reply's text.  So the mention rule has no
 exception: the consent answer to ``@kmbridge !join`` (a display name that
 looks like a handle included) threads under the command with no mention in
-its text, by twitter-text's rule (``bridge.mentions.x_mentions``, held to
+its text, by twitter-text's rule (``bridge.contract.mentions.x_mentions``, held to
 twitter-text's conformance cases in tests/core/test_mentions.py)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from __future__ import annotations
 from test_adapter import running
 from twitter_support import Running, make_create
 
-from bridge.mentions import x_mentions
-from bridge.model import Author, ChannelKey, NativeId, Post, PostId
-from bridge.relay import CONSENT_REPLIES
-from bridge.render import Target, render
-from bridge.richtext import RichText
+from bridge.contract.mentions import x_mentions
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.richtext import RichText
+from bridge.inbound.relay import CONSENT_REPLIES
+from bridge.outbound.render import Target, render
 
 
 async def test_consent_answer_threads_under_the_command_without_a_mention(

@@ -1,4 +1,4 @@
-"""End to end: the real relay (bridge.harness) between a sandbox network and the
+"""End to end: the real relay (bridge.daemon.harness) between a sandbox network and the
 X emulator, both directions and every mode; counts are read on the platforms."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from adapters.sandbox import SandboxPlatform
 from adapters.twitter.sandbox import TwitterSandbox
-from bridge.harness import (
+from bridge.daemon.harness import (
     ChannelDef,
     build_config,
     eventually,
@@ -136,7 +136,7 @@ async def _gone(net: SandboxPlatform, native_id: str) -> bool:
 
 async def test_budget_past_the_daily_cap_holds_the_rest_and_status_says_why(
         xbox: TwitterSandbox, lobby: SandboxPlatform, tmp_path: Path) -> None:
-    from bridge.harness import pending_count
+    from bridge.daemon.harness import pending_count
 
     acct = {**xbox.account_config(), "max_posts_per_day": 3}
     cfg = build_config(tmp_path, [*sandbox_channels(tmp_path, ["lobby"]),

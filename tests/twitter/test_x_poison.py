@@ -1,6 +1,6 @@
 """Poison pills from X: a post the bridge cannot read costs that post only.
 
-The real relay (bridge.harness) between a sandbox network and the X emulator;
+The real relay (bridge.daemon.harness) between a sandbox network and the X emulator;
 the emulator serves some posts with malformed fields (``wire_overrides``) and
 one longer than X allows.  Each is recorded as a rejection with its reason (it
 used to be dropped without a trace, or relayed), the posts around it are
@@ -15,8 +15,8 @@ from typing import Any
 from adapters.sandbox import SandboxPlatform
 from adapters.twitter.convert import MAX_POST_CHARS
 from adapters.twitter.sandbox import TwitterSandbox
-from bridge.adapter import Health
-from bridge.harness import ChannelDef, build_config, eventually, running, sandbox_channels
+from bridge.contract.adapter import Health
+from bridge.daemon.harness import ChannelDef, build_config, eventually, running, sandbox_channels
 
 MALFORMED: list[dict[str, Any]] = [
     # entity offsets of the wrong type: sorting them raised TypeError

@@ -12,8 +12,8 @@ from twitter_support import make_create, make_spec
 
 from adapters.twitter.adapter import TwitterAdapter
 from adapters.twitter.models import TwitterAccount
-from bridge.render import Target, render
-from bridge.textconv import from_plain
+from bridge.contract.textconv import from_plain
+from bridge.outbound.render import Target, render
 
 PIECES = [*"abc xyz.,!\n", "漢字", "ひらがな", "한국어", "👍", "👩‍👩‍👧", "🏳️‍🌈", "e\u0301",
           " https://example.org/a?b=c ", " www.example.com/path ", " @alice ", " #kmers ",

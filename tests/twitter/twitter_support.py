@@ -54,8 +54,8 @@ def load_jsonl(path: Path) -> list[dict[str, Any]]:
 def make_spec(key: str = "kmers/x", *, query: str = "#kmers -is:retweet",
               direction: str = "both", **opts: Any) -> Any:
     from adapters.twitter.models import TwitterChannel
-    from bridge.adapter import ChannelSpec
-    from bridge.model import ChannelKey
+    from bridge.contract.adapter import ChannelSpec
+    from bridge.contract.model import ChannelKey
 
     return ChannelSpec(key=ChannelKey(key), community="kmers", hashtag="kmers",
                        direction=direction, options=TwitterChannel(query=query, **opts))
@@ -63,10 +63,10 @@ def make_spec(key: str = "kmers/x", *, query: str = "#kmers -is:retweet",
 
 def make_create(text: str, key: str, *, channel: str = "kmers/x", author: str = "alice",
                 platform: str = "mastodon", reply_to: str | None = None) -> Any:
-    from bridge.adapter import Rendered, SendCreate
-    from bridge.model import Author, ChannelKey, DeliveryId, NativeId, Post, PostId
-    from bridge.richtext import RichText
-    from bridge.textconv import from_plain, to_html, to_markdown
+    from bridge.contract.adapter import Rendered, SendCreate
+    from bridge.contract.model import Author, ChannelKey, DeliveryId, NativeId, Post, PostId
+    from bridge.contract.richtext import RichText
+    from bridge.contract.textconv import from_plain, to_html, to_markdown
 
     rt: RichText = from_plain(text)
     post = Post(id=PostId("01J" + key.upper().rjust(23, "0")[:23]), community="kmers",

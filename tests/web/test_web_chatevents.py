@@ -14,20 +14,18 @@ import pytest
 from dateutil.rrule import rrulestr
 from webhelp import NETWORKS, eventually, live_bridge
 
-from bridge.chatevents import (
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.textconv import from_plain
+from bridge.daemon.harness import build_config, sandbox_channels
+from bridge.features.chatevents import build_transcript, is_host, recognise
+from bridge.runtime.config import ConfigError
+from bridge.runtime.schedule import (
     ChatEventConfig,
     Occurrence,
-    build_transcript,
-    is_host,
     occurrence_at,
     occurrences,
-    recognise,
     upcoming,
 )
-from bridge.config import ConfigError
-from bridge.harness import build_config, sandbox_channels
-from bridge.model import Author, ChannelKey, NativeId, Post, PostId
-from bridge.textconv import from_plain
 from bridge.web.feeds import calendar
 
 WEEKLY = ChatEventConfig(id="weekly", title="#kmers chat", day="wednesday", time="20:00",
@@ -215,8 +213,8 @@ def test_occurrence_contains_is_half_open() -> None:
 
 async def test_announcements_once_each_across_restarts_and_never_stale(tmp_path: Any) -> None:
     from adapters.sandbox import SandboxPlatform
-    from bridge.chatevents import announce_due
-    from bridge.harness import quiescent, running
+    from bridge.daemon.harness import quiescent, running
+    from bridge.features.chatevents import announce_due
 
     weekly = {"id": "weekly", "title": "Weekly", "day": "wednesday", "time": "20:00",
               "timezone": "Europe/Paris", "duration_minutes": 60, "hosts": ["alice"]}

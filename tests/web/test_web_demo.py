@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge import demo
-from bridge.registry import load_factories
+from bridge.cli import demo
+from bridge.runtime.registry import load_factories
 
 
 async def test_demo_serves_the_conversation_even_with_port_8080_taken(

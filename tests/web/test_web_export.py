@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from webhelp import NETWORKS, live_bridge
 
-from bridge.export import ProgressBar
+from bridge.web.export import ProgressBar
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,10 +165,10 @@ def test_progress_bar_only_on_a_terminal() -> None:
 
 
 def test_mbox_headers_survive_hostile_names(tmp_path: Path) -> None:
-    from bridge.export import MboxWriter
-    from bridge.harness import build_config, sandbox_channels
-    from bridge.model import Author, ChannelKey, NativeId, Post, PostId
-    from bridge.textconv import from_plain
+    from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
+    from bridge.contract.textconv import from_plain
+    from bridge.daemon.harness import build_config, sandbox_channels
+    from bridge.web.export import MboxWriter
 
     comm = build_config(tmp_path, sandbox_channels(tmp_path)).communities[0]
     post = Post(id=PostId("01" + "0" * 24), community="kmers",

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from webhelp import Live
 
-from bridge.model import Author, ChannelKey, NativeId, Post, Posted, PostId
-from bridge.richtext import RichText
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, Posted, PostId
+from bridge.contract.richtext import RichText
 from bridge.web.feeds import ATOM, atom, calendar, xml_text
 
 NS = {"a": ATOM}
@@ -84,7 +84,7 @@ def test_xml_text_removes_exactly_the_forbidden_characters(value: str) -> None:
 
 
 def test_calendar_text_holds_no_control_characters() -> None:
-    from bridge.chatevents import ChatEventConfig
+    from bridge.runtime.schedule import ChatEventConfig
 
     ev = ChatEventConfig.model_validate({
         "id": "weekly", "title": f"Chat\x7f{HOSTILE}time", "description": "line\x00one\r\ntwo",

@@ -12,8 +12,8 @@ from xml.etree import ElementTree as ET
 import aiohttp
 from webhelp import ADMIN_TOKEN, Live, eventually
 
-from bridge.model import Author, ChannelKey, NativeId, Op, Posted
-from bridge.textconv import from_html
+from bridge.contract.model import Author, ChannelKey, NativeId, Op, Posted
+from bridge.contract.textconv import from_html
 
 
 class SSE:

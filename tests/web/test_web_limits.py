@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from webhelp import Live, live_bridge
 
-from bridge.model import Author, ChannelKey, NativeId, Posted
-from bridge.richtext import RichText
+from bridge.contract.model import Author, ChannelKey, NativeId, Posted
+from bridge.contract.richtext import RichText
 
 LIMITS = {"trusted_proxies": ["127.0.0.1"], "send_timeout_seconds": 4.0,
           "body_timeout_seconds": 1.0, "max_exports": 2, "max_exports_per_client": 1,
@@ -187,7 +187,7 @@ def test_service_unit_gives_the_web_view_its_descriptors() -> None:
     """The unit's open-files limit holds the default connection cap with its
     reserve, and since its seccomp filter forbids setrlimit, a filtered call
     fails with an error the daemon handles rather than killing it."""
-    from bridge.config import WebSettings
+    from bridge.runtime.config import WebSettings
     from bridge.web.guard import FD_RESERVE
 
     root = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 from webhelp import ADMIN_TOKEN, Live
 
-from bridge.model import ChannelKey, NativeId, Rejected, RejectKind
+from bridge.contract.model import ChannelKey, NativeId, Rejected, RejectKind
 
 LOBBY = ChannelKey("kmers/sb_lobby")
 

@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 from webhelp import Live, live_bridge
 
-from bridge.model import Attachment, Author, ChannelKey, NativeId, Posted
-from bridge.textconv import from_html
+from bridge.contract.model import Attachment, Author, ChannelKey, NativeId, Posted
+from bridge.contract.textconv import from_html
 
 PWN = "window.__pwned=1"
 CORPUS = [

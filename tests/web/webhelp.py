@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from adapters.sandbox import SandboxPlatform
-from bridge.harness import build_config, quiescent, running, sandbox_channels
-from bridge.harness import eventually as eventually  # for the web tests
-from bridge.runtime import Bridge
+from bridge.daemon.harness import build_config, quiescent, running, sandbox_channels
+from bridge.daemon.harness import eventually as eventually  # for the web tests
+from bridge.daemon.supervisor import Bridge
 from bridge.web import serve_web
 
 NETWORKS = ("lobby", "garden", "porch")

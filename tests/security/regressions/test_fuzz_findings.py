@@ -11,8 +11,8 @@ import pytest
 from htmlsafety import unsafe_html
 
 from adapters.email.convert import Identity, ListMail, ListSpec, Skipped, parse_list_mail
-from bridge.model import ChannelKey
-from bridge.textconv import from_html, from_plain, to_html, to_plain
+from bridge.contract.model import ChannelKey
+from bridge.contract.textconv import from_html, from_plain, to_html, to_plain
 
 INPUTS = Path(__file__).parent / "inputs"
 SPEC = ListSpec(channel=ChannelKey("mail"), list_id="kmers.lists.example.org",

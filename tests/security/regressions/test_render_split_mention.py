@@ -1,7 +1,7 @@
 """Found by tests/security/test_hostile_text.py (hypothesis): a thread split can start a
 part with a live mention.
 
-``bridge.render`` neutralises mentions on the rich tree (``neutralise``), then
+``bridge.outbound.render`` neutralises mentions on the rich tree (``neutralise``), then
 ``_split`` cuts the *plain* text into parts.  An e-mail-like run ``xxxx@admin`` is rightly
 not a mention as a whole, but when the cut falls just before the ``@`` the next part
 starts with ``@admin``, which Mastodon/X/Matrix read as a mention: a display name or a
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 
-from bridge.adapter import Capabilities
-from bridge.model import Author, ChannelKey, NativeId, Post, PostId
-from bridge.render import Target, render
-from bridge.textconv import from_plain
+from bridge.contract.adapter import Capabilities
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
+from bridge.contract.textconv import from_plain
+from bridge.outbound.render import Target, render
 
 
 def test_no_part_starts_with_a_live_mention() -> None:

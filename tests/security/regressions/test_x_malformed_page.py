@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from adapters.twitter.convert import parse_page
-from bridge.model import ChannelKey
-from bridge.textconv import to_plain
+from bridge.contract.model import ChannelKey
+from bridge.contract.textconv import to_plain
 
 GOOD = {"id": "6", "text": "a good post #kmers", "author_id": "7"}
 USERS = {"users": [{"id": "7", "username": "alice", "name": "Alice"}]}

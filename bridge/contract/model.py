@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NewType
 
-from bridge.richtext import RichText
+from bridge.contract.richtext import RichText
 
 PostId = NewType("PostId", str)
 """Stable id of a canonical Post: a ULID string, sortable by creation time."""

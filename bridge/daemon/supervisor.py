@@ -20,15 +20,15 @@ from typing import Any
 
 import aiohttp
 
-from bridge.adapter import Adapter, AuthError, ChannelSpec, Health, TransientError
-from bridge.config import AccountConfig, Config
-from bridge.metrics import Metrics
-from bridge.model import ChannelKey, InboundEvent, NativeId, PostId
-from bridge.ratelimit import TokenBucket, backoff
-from bridge.relay import IngestResult, Relay
-from bridge.richtext import RichText
+from bridge.contract.adapter import Adapter, AuthError, ChannelSpec, Health, TransientError
+from bridge.contract.model import ChannelKey, InboundEvent, NativeId, PostId
+from bridge.contract.richtext import RichText
+from bridge.inbound.relay import IngestResult, Relay
+from bridge.outbound.ratelimit import TokenBucket, backoff
+from bridge.outbound.worker import ChannelWorker, WorkerDeps
+from bridge.runtime.config import AccountConfig, Config
+from bridge.runtime.metrics import Metrics
 from bridge.store import MIN_FREE_BYTES, Store, StoreError, Tx
-from bridge.worker import ChannelWorker, WorkerDeps
 
 log = logging.getLogger("hashbridge")
 
@@ -45,7 +45,7 @@ def _informative(fut: asyncio.Future[Any]) -> None:
 
 @dataclass
 class AccountRuntime:
-    """Per-account state; also the :class:`~bridge.adapter.AdapterContext`."""
+    """Per-account state; also the :class:`~bridge.contract.adapter.AdapterContext`."""
 
     name: str
     account: AccountConfig

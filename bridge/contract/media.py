@@ -4,7 +4,7 @@ guarded fetch a target adapter does before it uploads one.
 An attachment on a relayed post points at its *origin* platform: a Mastodon instance
 or its media host, X's ``pbs.twimg.com``, a Matrix homeserver's authenticated media, an
 email list's saved parts.  The *target* adapter fetches it to upload it again, and the
-URL came from a stranger's post, so every fetch goes through :mod:`bridge.netguard`
+URL came from a stranger's post, so every fetch goes through :mod:`bridge.contract.netguard`
 with the origin's rules:
 
 * each adapter registers, when it is created, a provider of its :class:`MediaSource`
@@ -19,7 +19,7 @@ with the origin's rules:
   as ``[image not relayed: too large]`` that :func:`with_notes` adds to the text, so
   the post itself is never lost;
 * a fetch that may work later (time-out, 5xx, connection refused) raises
-  :class:`~bridge.adapter.TransientError` so the worker tries the whole send again, at
+  :class:`~bridge.contract.adapter.TransientError` so the worker tries the whole send again, at
   most :data:`TRANSIENT_TRIES` times per attachment; then the post goes without it.
 
 Production configs never reach private or loopback addresses; an account whose
@@ -44,11 +44,11 @@ from urllib.parse import unquote
 from pydantic import Field, field_validator
 from yarl import URL
 
-from bridge.adapter import Rendered, StrictModel, TransientError
-from bridge.model import Attachment
-from bridge.netguard import MediaRefused, fetch_media
-from bridge.richtext import Paragraph, RichText, Text
-from bridge.textconv import to_html, to_markdown
+from bridge.contract.adapter import Rendered, StrictModel, TransientError
+from bridge.contract.model import Attachment
+from bridge.contract.netguard import MediaRefused, fetch_media
+from bridge.contract.richtext import Paragraph, RichText, Text
+from bridge.contract.textconv import to_html, to_markdown
 
 if TYPE_CHECKING:
     import aiohttp
@@ -101,7 +101,7 @@ class MediaSource:
     """Where one account's attachments may be fetched from."""
 
     hosts: frozenset[str] = frozenset()
-    """Allow-list entries (see :func:`bridge.netguard.check_url`)."""
+    """Allow-list entries (see :func:`bridge.contract.netguard.check_url`)."""
     allow_private: bool = False
     auth_origin: str = ""
     """``scheme://host[:port]`` that gets :attr:`auth_headers` (and no other)."""
@@ -196,7 +196,7 @@ class MediaFetcher:
     async def fetch(self, origin_channel: str, att: Attachment, *,
                     max_bytes: int) -> Fetched:
         """The attachment's bytes, from where its origin account allows; else
-        :class:`~bridge.netguard.MediaRefused`."""
+        :class:`~bridge.contract.netguard.MediaRefused`."""
         source = self.sources.source_for(origin_channel)
         if source is None:
             raise MediaRefused(f"no account here serves {origin_channel}, so no media "

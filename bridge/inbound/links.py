@@ -23,7 +23,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from bridge.model import Author
+from bridge.contract.model import Author
 from bridge.store import Tx
 
 CLAIM_SECONDS = 3600.0

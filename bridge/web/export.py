@@ -32,11 +32,12 @@ from email.message import Message
 from email.utils import format_datetime, formataddr
 from typing import Any, TextIO
 
-from bridge.chatevents import ChatEventConfig, Occurrence, build_transcript, occurrences
-from bridge.config import CommunityConfig, Config
-from bridge.model import Post
+from bridge.contract.model import Post
+from bridge.contract.textconv import to_markdown
+from bridge.features.chatevents import build_transcript
+from bridge.runtime.config import CommunityConfig, Config
+from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrences
 from bridge.store import Store, archive
-from bridge.textconv import to_markdown
 from bridge.web.present import (
     author_handle,
     author_name,
@@ -84,7 +85,7 @@ def resolve(config: Config, community: str, event: str | None,
 def _occurrences(ev: ChatEventConfig, key: str, now: datetime,
                  first: datetime | None) -> list[Occurrence]:
     if key:
-        from bridge.chatevents import occurrence_at
+        from bridge.runtime.schedule import occurrence_at
 
         occ = occurrence_at(ev, key)
         if occ is None:

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.config import Config, parse
-from bridge.registry import Registry, load_factories
-from bridge.runtime import Bridge
+from bridge.daemon.supervisor import Bridge
+from bridge.runtime.config import Config, parse
+from bridge.runtime.registry import Registry, load_factories
 
 
 @dataclass(frozen=True)

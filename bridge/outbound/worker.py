@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bridge.adapter import (
+from bridge.contract.adapter import (
     Adapter,
     AuthError,
     Capabilities,
@@ -33,12 +33,12 @@ from bridge.adapter import (
     SendResult,
     TransientError,
 )
-from bridge.config import BridgeSettings, ChannelConfig
-from bridge.metrics import Metrics
-from bridge.model import NativeId, Op, Post
-from bridge.ratelimit import AuthorShare, TokenBucket, backoff
-from bridge.render import DEFAULT_ATTRIBUTION, Target, render
-from bridge.richtext import Inline, Link, RichText, Text
+from bridge.contract.model import NativeId, Op, Post
+from bridge.contract.richtext import Inline, Link, RichText, Text
+from bridge.outbound.ratelimit import AuthorShare, TokenBucket, backoff
+from bridge.outbound.render import DEFAULT_ATTRIBUTION, Target, render
+from bridge.runtime.config import BridgeSettings, ChannelConfig
+from bridge.runtime.metrics import Metrics
 from bridge.store import DeliveryRow, Store, Tx
 from bridge.store.tx import CopyRow
 

@@ -1,12 +1,12 @@
 """Test helpers shipped for adapter authors (ours and third parties').
 
-* :class:`FakeContext`: an in-memory :class:`~bridge.adapter.AdapterContext` to
+* :class:`FakeContext`: an in-memory :class:`~bridge.contract.adapter.AdapterContext` to
   drive one adapter's ``run`` and ``send`` without the relay.
 * :class:`FakeAdapter`: a scriptable adapter (queue inbound events, make sends
   fail transiently, permanently or with bad credentials) for testing the core or
   a harness.
 
-Whole-bridge tests use :mod:`bridge.harness` instead, which runs the real relay
+Whole-bridge tests use :mod:`bridge.daemon.harness` instead, which runs the real relay
 with a real SQLite store.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from bridge.adapter import (
+from bridge.contract.adapter import (
     AdapterError,
     AdapterFactory,
     Capabilities,
@@ -32,7 +32,7 @@ from bridge.adapter import (
     SendResult,
     StrictModel,
 )
-from bridge.model import ChannelKey, InboundEvent, NativeId
+from bridge.contract.model import ChannelKey, InboundEvent, NativeId
 
 if TYPE_CHECKING:
     import aiohttp

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 import nh3
 from markdown_it import MarkdownIt
 
-from bridge.richtext import (
+from bridge.contract.richtext import (
     MAX_NESTING,
     Block,
     Code,

@@ -10,11 +10,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from bridge.config import CommunityCommon
-from bridge.model import Author, Posted
-from bridge.richtext import RichText, iter_text
+from bridge.contract.model import Author, Posted
+from bridge.contract.richtext import RichText, iter_text
+from bridge.contract.textconv import from_plain, to_plain
+from bridge.runtime.config import CommunityCommon
 from bridge.store import Tx
-from bridge.textconv import from_plain, to_plain
 
 OPT_OUT_TAGS = frozenset({"nobridge", "nobot"})
 

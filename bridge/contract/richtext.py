@@ -2,7 +2,7 @@
 
 Blocks (paragraph, quote, code block) hold inlines (text, line break, link,
 mention, hashtag, emphasis, code).  Conversions to plain text, Markdown and HTML
-live in :mod:`bridge.textconv`; this module is the data and its small algebra.
+live in :mod:`bridge.contract.textconv`; this module is the data and its small algebra.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.harness import ChannelDef, build_config, quiescent, running
-from bridge.registry import load_factories
-from bridge.sandbox import PlatformSandbox, SandboxMessage
+from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
+from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
+from bridge.runtime.registry import load_factories
 
 log = logging.getLogger("hashbridge.demo")
 

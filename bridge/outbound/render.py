@@ -11,11 +11,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge.adapter import Capabilities, Rendered, TextFormat
-from bridge.media import note_for
-from bridge.mentions import is_matrix_user_link
-from bridge.model import Attachment, Post
-from bridge.richtext import (
+from bridge.contract.adapter import Capabilities, Rendered, TextFormat
+from bridge.contract.media import note_for
+from bridge.contract.mentions import is_matrix_user_link
+from bridge.contract.model import Attachment, Post
+from bridge.contract.richtext import (
     Block,
     Code,
     CodeBlock,
@@ -29,7 +29,7 @@ from bridge.richtext import (
     RichText,
     Text,
 )
-from bridge.textconv import NEUTRAL_AT, clean_text, to_html, to_markdown, to_plain
+from bridge.contract.textconv import NEUTRAL_AT, clean_text, to_html, to_markdown, to_plain
 
 DEFAULT_ATTRIBUTION = "{name} ({network}): "
 MAX_PARTS = 25

@@ -5,7 +5,7 @@ work in the store: either everything (posts, id map, outbox rows, cursor) is
 committed, or nothing is and the adapter reads the page again.
 
 One event never costs its page: an event the adapter could not read arrives as
-:class:`~bridge.model.Rejected` and is recorded, and an event on which the
+:class:`~bridge.contract.model.Rejected` and is recorded, and an event on which the
 relay's own steps fail is undone alone (the page is run again without it) and
 recorded as a ``relay error``.  Only the store itself failing (a full disk)
 holds the page.
@@ -20,9 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from bridge import links
-from bridge.config import ChannelConfig, CommunityConfig, Config
-from bridge.model import (
+from bridge.contract.model import (
     Author,
     ChannelKey,
     Deleted,
@@ -37,8 +35,10 @@ from bridge.model import (
     RejectKind,
     new_post_id,
 )
-from bridge.policy import AuthorRate, blocked, check_posted, fit_size, text_hash
-from bridge.richtext import RichText
+from bridge.contract.richtext import RichText
+from bridge.inbound import links
+from bridge.inbound.policy import AuthorRate, blocked, check_posted, fit_size, text_hash
+from bridge.runtime.config import ChannelConfig, CommunityConfig, Config
 from bridge.store import Store, StoreError, Tx
 from bridge.store.space import failure_kind
 
@@ -263,7 +263,7 @@ class Relay:
 
     def _link_command(self, tx: Tx, ev: Posted, cmd: links.LinkCommand, channel: ChannelConfig,
                       community: CommunityConfig, result: IngestResult) -> None:
-        """``!link``/``!unlink`` (see :mod:`bridge.links`): never relayed; answered
+        """``!link``/``!unlink`` (see :mod:`bridge.inbound.links`): never relayed; answered
         where it was said.  Counts against the author's rate like a post."""
         command = self._keep_command(tx, ev, channel, community)
         a, settings = ev.author, community.settings

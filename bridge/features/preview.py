@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bridge.adapter import Capabilities
-from bridge.config import Config
-from bridge.model import Author, ChannelKey, NativeId, Post, new_post_id
-from bridge.render import DEFAULT_ATTRIBUTION, Target, render
-from bridge.textconv import from_plain
+from bridge.contract.adapter import Capabilities
+from bridge.contract.model import Author, ChannelKey, NativeId, Post, new_post_id
+from bridge.contract.textconv import from_plain
+from bridge.outbound.render import DEFAULT_ATTRIBUTION, Target, render
+from bridge.runtime.config import Config
 
 
 def preview(cfg: Config, text: str, *, origin: str | None = None, author: str = "Alice",

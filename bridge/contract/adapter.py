@@ -19,7 +19,7 @@ NetworkConnector):
 Reading one event must never cost another: convert each raw payload through
 :func:`read_guarded` (or :func:`convert_guarded` where no event loop is
 involved).  Whatever the conversion raises (never ``CancelledError``) becomes
-a :class:`~bridge.model.Rejected` for that event, emitted with the rest of its
+a :class:`~bridge.contract.model.Rejected` for that event, emitted with the rest of its
 page so that the relay records it and the cursor moves past it; check the
 platform's size limit first with :func:`check_size`.
 
@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_chec
 
 from pydantic import BaseModel, ConfigDict
 
-from bridge.mentions import neutralise_generic
-from bridge.model import (
+from bridge.contract.mentions import neutralise_generic
+from bridge.contract.model import (
     Attachment,
     ChannelKey,
     DeliveryId,
@@ -49,12 +49,12 @@ from bridge.model import (
     Rejected,
     RejectKind,
 )
-from bridge.richtext import RichText
+from bridge.contract.richtext import RichText
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from bridge.sandbox import PlatformSandbox
+    from bridge.contract.sandbox import PlatformSandbox
 
 
 # ---------------------------------------------------------------- failures
@@ -94,7 +94,7 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 class TooLarge(Exception):
     """An inbound event over the size its platform allows.  Raise it from a
     conversion (or call :func:`check_size` first): it becomes a
-    :class:`~bridge.model.Rejected` of kind ``too large``."""
+    :class:`~bridge.contract.model.Rejected` of kind ``too large``."""
 
     def __init__(self, size: int, limit: int, rule: str, unit: str = "bytes") -> None:
         super().__init__(f"{size:,} {unit} ({rule} {limit:,})")
@@ -132,7 +132,7 @@ def rejection(exc: Exception, *, channel: ChannelKey, native_id: str,
 
 def convert_guarded(convert: Callable[[], T], *, channel: ChannelKey, native_id: str,
                     logger: logging.Logger) -> T | Rejected:
-    """``convert()``, or the event's :class:`~bridge.model.Rejected` when it
+    """``convert()``, or the event's :class:`~bridge.contract.model.Rejected` when it
     raises anything (``CancelledError`` and other ``BaseException`` pass): one
     payload can cost itself, never its page or the adapter."""
     try:
@@ -184,7 +184,7 @@ class Capabilities:
     """The platform's own length rule, applied to the plain-text rendering."""
     neutralise: Callable[[str], str] = neutralise_generic
     """The platform's own mention rule: the text with every mention it would make
-    defused (see :mod:`bridge.mentions`).  The renderer applies it to the final
+    defused (see :mod:`bridge.contract.mentions`).  The renderer applies it to the final
     text of every message before fitting the length.  A mention needs an
     at-sign (``@``, ``＠``): a text without one comes back unchanged."""
     posts_per_day: int | None = None
@@ -224,7 +224,7 @@ class Rendered:
     """``text`` as plain text, measured by the target's count rule."""
     html: str = ""
     """Filled when the target's ``text_format`` is HTML (else empty; build it
-    from ``text`` with ``bridge.textconv.to_html`` if needed)."""
+    from ``text`` with ``bridge.contract.textconv.to_html`` if needed)."""
     markdown: str = ""
     """Filled when the target's ``text_format`` is MARKDOWN."""
     content_warning: str = ""

@@ -20,10 +20,10 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from bridge.adapter import AdapterFactory, StrictModel
-from bridge.chatevents import ChatEventConfig
-from bridge.model import ChannelKey
-from bridge.registry import Registry
+from bridge.contract.adapter import AdapterFactory, StrictModel
+from bridge.contract.model import ChannelKey
+from bridge.runtime.registry import Registry
+from bridge.runtime.schedule import ChatEventConfig
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -141,7 +141,7 @@ class CommunityCommon(BaseModel):
     max_post_chars: int = Field(40000, ge=100)
     channels: list[dict[str, Any]]
     events: list[ChatEventConfig] = []
-    """Recurring chat events (see :mod:`bridge.chatevents`)."""
+    """Recurring chat events (see :mod:`bridge.features.chatevents`)."""
 
     @field_validator("events")
     @classmethod

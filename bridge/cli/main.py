@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from bridge import logs
-from bridge.config import EXIT_CONFIG, Config, ConfigError, load
-from bridge.registry import Registry, RegistryError, load_factories
+from bridge.runtime import logs
+from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load
+from bridge.runtime.registry import Registry, RegistryError, load_factories
 from bridge.store import DiskFullError, Store, StoreError, Tx
 from bridge.store.space import LOW_FREE_BYTES, MIN_FREE_BYTES, free_space, human
 from bridge.store.sqlite import open_snapshot
@@ -67,7 +67,7 @@ def _run_async(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
     logs.setup(args.log_level or cfg.bridge.log_level, args.log_format, cfg.secrets)
-    from bridge.runtime import Bridge
+    from bridge.daemon.supervisor import Bridge
 
     async def go() -> int:
         extra = []
@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 from bridge.web import serve_web
                 extra.append(serve_web)  # it also announces chat events
         if not extra and any(c.settings.events for c in cfg.communities):
-            from bridge.chatevents import run_announcements
+            from bridge.features.chatevents import run_announcements
             extra.append(run_announcements)
         bridge = Bridge(cfg, extra_tasks=extra)
         log.info("hashbridge starting: %d communities, %d channels, data in %s",
@@ -271,15 +271,15 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
-    from bridge.preview import preview
+    from bridge.features.preview import preview
     print(preview(cfg, args.text, origin=args.origin, author=args.author))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write the community's archive; see :mod:`bridge.export`."""
+    """Write the community's archive; see :mod:`bridge.web.export`."""
     cfg, _ = _load(args)
-    from bridge import export as exporter
+    from bridge.web import export as exporter
 
     out = args.output
     if out is None:
@@ -320,7 +320,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     logs.setup(args.log_level or "warning", args.log_format)
-    from bridge.demo import run_demo
+    from bridge.cli.demo import run_demo
     return _run_async(lambda: run_demo(duration=args.duration, port=args.port,
                                        workdir=args.workdir))
 

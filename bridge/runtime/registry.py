@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
-from bridge.adapter import AdapterFactory
+from bridge.contract.adapter import AdapterFactory
 
 GROUP = "hashbridge.adapters"
 log = logging.getLogger("hashbridge.registry")

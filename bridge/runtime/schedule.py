@@ -1,0 +1,198 @@
+"""A community's chat-event schedule: ``[[communities.events]]`` and its occurrences.
+
+A community declares recurring events in its config::
+
+    [[communities.events]]
+    id = "weekly"
+    title = "#kmers chat"
+    day = "wednesday"            # or: rrule = "FREQ=MONTHLY;BYDAY=1TU" + dtstart
+    time = "20:00"
+    timezone = "Europe/Paris"
+    duration_minutes = 60
+    hosts = ["mastodon:@alice@example.social", "matrix:@bob:example.org", "twitter:@carol"]
+
+Times are computed in the event's own zone (so a weekly 20:00 stays 20:00 across
+daylight-saving changes) and handled in UTC everywhere else.  All of it is pure; what
+happens during an event (transcripts, announcements) is :mod:`bridge.features.chatevents`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+
+from bridge.contract.adapter import StrictModel
+
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_RRULE_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+START_MESSAGE = ("{title} starts now and runs until {end}. Hosted by {hosts}. Questions come "
+                 "as Q1, Q2...; answer with A1, A2... and #{hashtag}. {url}")
+END_MESSAGE = ("{title} is over: {answers} answers from {people} people on {networks} "
+               "networks. Thank you! Transcript: {url}")
+
+
+class ChatEventConfig(StrictModel):
+    """One recurring chat event of a community (``[[communities.events]]``)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    timezone: str = "UTC"
+    day: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+                 "sunday"] | None = None
+    time: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    """Local start time ``HH:MM`` (with ``day``)."""
+    rrule: str | None = None
+    """An RFC 5545 recurrence rule instead of ``day``/``time``."""
+    dtstart: datetime | None = None
+    """First occurrence, local time in ``timezone`` (required with ``rrule``)."""
+    duration_minutes: float = Field(60.0, gt=0, le=24 * 60)
+    hosts: list[str] = Field(default_factory=list)
+    """Accounts, never display names: ``platform:handle`` (``mastodon:@alice@example.social``,
+    ``matrix:@alice:example.org``, ``twitter:@alice`` or X's numeric user id
+    ``twitter:783214``), or a bare handle matched on any platform; empty: anyone may ask
+    numbered questions."""
+    announce: bool = True
+    start_message: str = START_MESSAGE
+    end_message: str = END_MESSAGE
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_accounts(cls, hosts: list[str]) -> list[str]:
+        for i, host in enumerate(hosts):
+            h = host.strip()
+            _, sep, handle = h.partition(":")
+            if not h or any(c.isspace() for c in h) or (sep and not handle):
+                raise ValueError(
+                    f"hosts[{i}] = {host!r} is not an account: hosts are matched by account, "
+                    "never by display name (anyone can call themselves anything); write "
+                    "platform:handle, e.g. \"mastodon:@alice@example.social\", "
+                    "\"matrix:@alice:example.org\" or \"twitter:@alice\"")
+        return [h.strip() for h in hosts]
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name like "
+                             "'Europe/Paris')") from None
+        return v
+
+    @model_validator(mode="after")
+    def _schedule(self) -> ChatEventConfig:
+        weekly = self.day is not None or self.time is not None
+        if weekly and self.rrule:
+            raise ValueError("give either day and time, or rrule, not both")
+        if weekly and (self.day is None or self.time is None):
+            raise ValueError("a weekly event needs both day and time")
+        if not weekly and not self.rrule:
+            raise ValueError("needs a schedule: day and time, or rrule (with dtstart)")
+        if self.rrule:
+            if self.dtstart is None:
+                raise ValueError("rrule needs dtstart (the first occurrence, local time)")
+            try:
+                _rule(self)
+            except ImportError:
+                raise ValueError("rrule needs python-dateutil: pip install "
+                                 "'hashbridge[web]'") from None
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"rrule: {e}") from None
+        for field_name in ("start_message", "end_message"):
+            try:
+                getattr(self, field_name).format(**_TEMPLATE_PROBE)
+            except (KeyError, IndexError, ValueError) as e:
+                raise ValueError(f"{field_name}: unknown placeholder {e}") from None
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(minutes=self.duration_minutes)
+
+    def schedule_text(self) -> str:
+        if self.day and self.time:
+            return f"every {self.day.title()} at {self.time} ({self.timezone})"
+        return f"{self.rrule} from {self.dtstart} ({self.timezone})"
+
+
+_TEMPLATE_PROBE = dict(title="", end="", hosts="", hashtag="", url="", answers=0, people=0,
+                       networks=0, questions=0)
+
+
+def _rule(ev: ChatEventConfig) -> Any:
+    from dateutil.rrule import rrulestr  # type: ignore[import-untyped,unused-ignore]
+
+    if ev.rrule:
+        assert ev.dtstart is not None
+        start = ev.dtstart.replace(tzinfo=None)
+        return rrulestr(ev.rrule, dtstart=start)
+    assert ev.day is not None and ev.time is not None
+    hh, mm = (int(x) for x in ev.time.split(":"))
+    byday = _RRULE_DAYS[DAYS.index(ev.day)]
+    # A fixed anchor in the past; the rule itself pins weekday and time.
+    return rrulestr(f"FREQ=WEEKLY;BYDAY={byday};BYHOUR={hh};BYMINUTE={mm};BYSECOND=0",
+                    dtstart=datetime(2020, 1, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    event: ChatEventConfig
+    start: datetime
+    """UTC."""
+    end: datetime
+
+    @property
+    def key(self) -> str:
+        """Stable id in URLs and the cursors table: the UTC start."""
+        return self.start.strftime("%Y%m%dT%H%M%SZ")
+
+    def local_start(self) -> datetime:
+        return self.start.astimezone(self.event.zone)
+
+    def contains(self, when: datetime) -> bool:
+        return self.start <= when < self.end
+
+
+def occurrences(ev: ChatEventConfig, start: datetime, end: datetime) -> list[Occurrence]:
+    """Occurrences overlapping [start, end) (aware datetimes), oldest first."""
+    tz = ev.zone
+    # Local wall-clock bounds, widened by a day to be safe across DST shifts.
+    lo = (start - ev.duration).astimezone(tz).replace(tzinfo=None) - timedelta(days=1)
+    hi = end.astimezone(tz).replace(tzinfo=None) + timedelta(days=1)
+    out = []
+    for local in _rule(ev).between(lo, hi, inc=True):
+        s = local.replace(tzinfo=tz).astimezone(UTC)
+        occ = Occurrence(ev, s, s + ev.duration)
+        if occ.end > start and occ.start < end:
+            out.append(occ)
+    return out
+
+
+def occurrence_at(ev: ChatEventConfig, key: str) -> Occurrence | None:
+    """The occurrence whose :attr:`Occurrence.key` is *key*, if the rule has it."""
+    try:
+        when = datetime.strptime(key, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    for occ in occurrences(ev, when, when + timedelta(seconds=1)):
+        if occ.key == key:
+            return occ
+    return None
+
+
+def upcoming(events: Iterable[ChatEventConfig], now: datetime, *, days: int = 35,
+             past_days: int = 0) -> list[Occurrence]:
+    out = [o for ev in events
+           for o in occurrences(ev, now - timedelta(days=past_days), now + timedelta(days=days))]
+    return sorted(out, key=lambda o: (o.start, o.event.id))
