@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapters.email.adapter import EmailAdapter
 from adapters.email.config import EmailAccount, EmailChannel, MailServer
 from adapters.mastodon.adapter import MastodonAdapter
-from adapters.mastodon.models import MastodonAccount, MastodonChannel
+from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from adapters.matrix.adapter import MatrixAdapter
 from adapters.matrix.config import MatrixAccount
 from adapters.twitter.adapter import TwitterAdapter
-from adapters.twitter.models import TwitterAccount, TwitterChannel
+from adapters.twitter.config import TwitterAccount, TwitterChannel
 from bridge.contract.adapter import Capabilities, ChannelSpec
 from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId
 from bridge.contract.richtext import RichText

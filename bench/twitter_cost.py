@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "twitter"
 from twitter_support import make_create, make_spec
 
 from adapters.twitter.adapter import TwitterAdapter
-from adapters.twitter.emulator import XEmulator
-from adapters.twitter.models import TwitterAccount
+from adapters.twitter.config import TwitterAccount
+from adapters.twitter.emulator.app import XEmulator
 from bridge.contract.adapter import TransientError
 from bridge.contract.testing import FakeContext
 

@@ -1,5 +1,5 @@
 """Mastodon adapter: a hashtag as a channel, on Mastodon.py, with an emulator
-(``adapters.mastodon.emulator``) that doubles as the demo sandbox."""
+(``adapters.mastodon.emulator.app``) that doubles as the demo sandbox."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adapters.mastodon.models import MastodonAccount, MastodonChannel
+from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from bridge.contract.adapter import (
     Adapter,
     AdapterError,

@@ -26,6 +26,8 @@ from typing import Any
 import aiohttp
 from mastodon import Mastodon, MastodonError
 
+from adapters.mastodon.client import Gone, map_error
+from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from adapters.mastodon.convert import (
     InstanceLimits,
     Unsupported,
@@ -37,8 +39,6 @@ from adapters.mastodon.convert import (
     status_length,
     status_params,
 )
-from adapters.mastodon.errors import Gone, map_error
-from adapters.mastodon.models import MastodonAccount, MastodonChannel
 from bridge.contract.adapter import (
     AdapterContext,
     AuthError,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from adapters.mastodon.emulator_server import MastodonEmulator
+from adapters.mastodon.emulator.server import MastodonEmulator
 from bridge.contract.sandbox import SandboxMessage
 
 log = logging.getLogger("hashbridge.adapter.mastodon.sandbox")

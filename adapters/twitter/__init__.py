@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from adapters.twitter.models import TwitterAccount, TwitterChannel
+from adapters.twitter.config import TwitterAccount, TwitterChannel
 from bridge.contract.adapter import (
     Adapter,
     AdapterError,

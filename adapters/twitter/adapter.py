@@ -31,6 +31,7 @@ import twitter_text
 
 from adapters.twitter.budget import Caps, Ledger
 from adapters.twitter.client import DUPLICATE, NOT_SUMMONED, Forbidden403, Gone, XClient
+from adapters.twitter.config import TwitterAccount, TwitterChannel
 from adapters.twitter.convert import (
     MAX_WEIGHTED,
     defuse_urls,
@@ -42,7 +43,6 @@ from adapters.twitter.inbound import Inbound
 from adapters.twitter.media import IMAGE_TYPES, MAX_ATTACHMENTS, MAX_IMAGE_BYTES, MEDIA_HOSTS
 from adapters.twitter.media import fetch as fetch_media
 from adapters.twitter.media import upload as upload_media
-from adapters.twitter.models import TwitterAccount, TwitterChannel
 from adapters.twitter.textrules import neutralise as x_neutralise
 from bridge.contract.adapter import (
     AdapterContext,

@@ -18,7 +18,7 @@ import tweepy.asynchronous
 from multidict import CIMultiDictProxy
 
 from adapters.twitter.budget import next_month
-from adapters.twitter.emulator import rewrite_middleware
+from adapters.twitter.emulator.app import rewrite_middleware
 from bridge.contract.adapter import AuthError, PermanentError, TransientError
 
 DEFAULT_BASE = "https://api.twitter.com"

@@ -36,7 +36,7 @@ from bridge.contract.richtext import Mention, iter_inlines
 
 if TYPE_CHECKING:
     from adapters.twitter.client import XClient
-    from adapters.twitter.models import TwitterAccount, TwitterChannel
+    from adapters.twitter.config import TwitterAccount, TwitterChannel
 
 EXPANSIONS = ["author_id", "referenced_tweets.id", "attachments.media_keys"]
 TWEET_FIELDS = ["author_id", "created_at", "conversation_id", "entities", "referenced_tweets",

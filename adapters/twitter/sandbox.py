@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.twitter.emulator import XEmulator
+from adapters.twitter.emulator.app import XEmulator
 from bridge.contract.sandbox import SandboxMessage
 
 log = logging.getLogger("hashbridge.adapter.twitter.sandbox")

@@ -16,7 +16,7 @@ from adapters.mastodon.convert import _REMOTE_MENTION as _MASTO_REMOTE
 from adapters.mastodon.convert import _URL as _MASTO_URL
 from adapters.mastodon.convert import status_length
 from adapters.twitter.adapter import TwitterAdapter
-from adapters.twitter.models import TwitterAccount, TwitterChannel
+from adapters.twitter.config import TwitterAccount, TwitterChannel
 from adapters.twitter.textrules import weighted_length
 from bridge.contract.adapter import Capabilities, ChannelSpec
 from bridge.contract.model import Author, ChannelKey, NativeId, Post, PostId

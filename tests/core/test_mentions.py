@@ -15,15 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.mastodon.adapter import MastodonAdapter
+from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from adapters.mastodon.convert import status_length
-from adapters.mastodon.models import MastodonAccount, MastodonChannel
 from adapters.matrix import convert as mx_convert
 from adapters.matrix.adapter import MatrixAdapter
 from adapters.matrix.config import MatrixAccount
 from adapters.twitter.adapter import TwitterAdapter
+from adapters.twitter.config import TwitterAccount, TwitterChannel
 from adapters.twitter.convert import DigestItem, digest_text
 from adapters.twitter.digest import digest_post_text
-from adapters.twitter.models import TwitterAccount, TwitterChannel
 from adapters.twitter.textrules import weighted_length
 from bridge.contract.adapter import Capabilities, ChannelSpec, TextFormat
 from bridge.contract.mentions import (

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mastohelp import SPEC, load_openapi
 
-from adapters.mastodon.emulator_server import MastodonEmulator
+from adapters.mastodon.emulator.server import MastodonEmulator
 from adapters.mastodon.sandbox import MastodonSandbox
 
 

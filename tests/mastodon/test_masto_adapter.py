@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from adapters.mastodon.adapter import MastodonAdapter
-from adapters.mastodon.emulator_server import MastodonEmulator
-from adapters.mastodon.emulator_state import EmuMedia, snowflake
-from adapters.mastodon.models import MastodonAccount, MastodonChannel
+from adapters.mastodon.config import MastodonAccount, MastodonChannel
+from adapters.mastodon.emulator.server import MastodonEmulator
+from adapters.mastodon.emulator.state import EmuMedia, snowflake
 from bridge.contract.adapter import (
     AuthError,
     ChannelSpec,

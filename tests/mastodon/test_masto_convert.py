@@ -241,7 +241,7 @@ def test_instance_limits_from_recording_and_defaults() -> None:
 
 
 def test_idempotency_window_is_one_hour() -> None:
-    from adapters.mastodon.emulator_state import EmulatorState
+    from adapters.mastodon.emulator.state import EmulatorState
 
     st = EmulatorState()
     acc = st.add_account("kmbridge")

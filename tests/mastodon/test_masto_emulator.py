@@ -22,8 +22,8 @@ from mastodon import (
 from mastohelp import client, key_types, recorded_bodies
 from openapi_core.testing import MockRequest, MockResponse
 
-from adapters.mastodon.emulator_server import MastodonEmulator
-from adapters.mastodon.emulator_state import Limits
+from adapters.mastodon.emulator.server import MastodonEmulator
+from adapters.mastodon.emulator.state import Limits
 
 AUTH = {"Authorization": "Bearer bridge-token"}
 

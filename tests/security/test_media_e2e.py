@@ -25,9 +25,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.mastodon.emulator_state import EmuMedia, snowflake
+from adapters.mastodon.emulator.state import EmuMedia, snowflake
 from adapters.mastodon.sandbox import MastodonSandbox
-from adapters.twitter.emustate import Media
+from adapters.twitter.emulator.state import Media
 from adapters.twitter.sandbox import TwitterSandbox
 from bridge.contract import netguard
 from bridge.daemon.harness import ChannelDef, build_config, eventually, quiescent, running

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from twitter_support import SPEC, Running
 
-from adapters.twitter.emulator import XEmulator, rewrite_middleware
+from adapters.twitter.emulator.app import XEmulator, rewrite_middleware
 from adapters.twitter.sandbox import TwitterSandbox
 
 

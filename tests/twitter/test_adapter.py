@@ -14,7 +14,7 @@ from twitter_support import Running, make_create, make_spec
 
 from adapters.twitter import TwitterFactory
 from adapters.twitter.adapter import TwitterAdapter
-from adapters.twitter.models import TwitterAccount
+from adapters.twitter.config import TwitterAccount
 from bridge.contract.adapter import (
     AuthError,
     Health,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from adapters.twitter.models import TwitterAccount, TwitterChannel
+from adapters.twitter.config import TwitterAccount, TwitterChannel
 
 SNIPPET = Path(__file__).resolve().parents[2] / "adapters" / "twitter" / "example.toml"
 

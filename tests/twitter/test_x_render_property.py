@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from twitter_support import make_create, make_spec
 
 from adapters.twitter.adapter import TwitterAdapter
-from adapters.twitter.models import TwitterAccount
+from adapters.twitter.config import TwitterAccount
 from bridge.contract.textconv import from_plain
 from bridge.outbound.render import Target, render
 

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import tweepy.asynchronous
 
-from adapters.twitter.emulator import XEmulator
+from adapters.twitter.emulator.app import XEmulator
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "fixtures" / "twitter"
@@ -53,7 +53,7 @@ def load_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def make_spec(key: str = "kmers/x", *, query: str = "#kmers -is:retweet",
               direction: str = "both", **opts: Any) -> Any:
-    from adapters.twitter.models import TwitterChannel
+    from adapters.twitter.config import TwitterChannel
     from bridge.contract.adapter import ChannelSpec
     from bridge.contract.model import ChannelKey
 

@@ -1,6 +1,6 @@
 """The X emulator's world: users, posts, media, search and rate-limit windows.
 
-No HTTP here: :mod:`adapters.twitter.emulator` serves this state over the X API
+No HTTP here: :mod:`adapters.twitter.emulator.app` serves this state over the X API
 v2 wire format, and the sandbox drives members' posts through it directly.
 Shapes follow the recorded tweepy cassettes and twarc pages in
 ``shared/fixtures/twitter`` (t.co wrapping, ``entities`` with code-point

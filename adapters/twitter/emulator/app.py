@@ -32,8 +32,8 @@ from oauthlib.oauth1.rfc5849 import signature as oauth_sig
 from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 from yarl import URL
 
-from adapters.twitter.emustate import Fault, Media, Tweet, User, XState, weighted_length
-from adapters.twitter.emuwire import (
+from adapters.twitter.emulator.state import Fault, Media, Tweet, User, XState, weighted_length
+from adapters.twitter.emulator.wire import (
     APP_ONLY,
     DUPLICATE,
     NOT_SUMMONED,

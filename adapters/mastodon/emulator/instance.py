@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.mastodon.emulator_state import EmulatorState
+from adapters.mastodon.emulator.state import EmulatorState
 
 MIME_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/webm",
          "audio/mpeg", "audio/ogg"]

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.mastodon.emulator import _CLOSE, build_app
-from adapters.mastodon.emulator_state import EmuAccount, EmulatorState, EmuStatus, Limits
+from adapters.mastodon.emulator.app import _CLOSE, build_app
+from adapters.mastodon.emulator.state import EmuAccount, EmulatorState, EmuStatus, Limits
 
 
 class MastodonEmulator:

@@ -15,7 +15,7 @@ per-token fixed windows (300 per 5 min, deletes 30 per 30 min, media 30 per
 30 min by default); errors are ``{"error": "..."}`` with 401/403/404/422/429 as
 the real server sends them.  Faults (429 storm, 500s, slow answers, silent or
 abrupt stream drops) are switched on through
-:class:`adapters.mastodon.emulator_server.MastodonEmulator`.
+:class:`adapters.mastodon.emulator.server.MastodonEmulator`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.mastodon import emulator_instance
-from adapters.mastodon.emulator_state import (
+from adapters.mastodon.emulator import instance as emulator_instance
+from adapters.mastodon.emulator.state import (
     EmuAccount,
     EmulatorState,
     EmuMedia,

@@ -3,7 +3,7 @@ rate-limit windows and the streams' subscribers.
 
 Shapes follow what a real Mastodon 4.6.4 sends (the Mastodon.py cassettes in
 ``shared/fixtures/mastodon``): the same keys, in the same order, with the same
-types.  This module does no I/O; :mod:`adapters.mastodon.emulator` serves it.
+types.  This module does no I/O; :mod:`adapters.mastodon.emulator.app` serves it.
 """
 
 from __future__ import annotations
