@@ -28,10 +28,12 @@ log = logging.getLogger("hashbridge.relay")
 
 
 def known_channel(ib: Inbound[InboundEvent]) -> Drop | None:
-    if ib.route is not None:
-        return None
-    log.warning("event for unknown channel %s dropped", ib.ev.channel)
-    return Drop(DropReason.UNKNOWN_CHANNEL)
+    route = ib.services.routes.get(ib.ev.channel)
+    if route is None:
+        log.warning("event for unknown channel %s dropped", ib.ev.channel)
+        return Drop(DropReason.UNKNOWN_CHANNEL)
+    ib.channel, ib.community = route
+    return None
 
 
 # ------------------------------------------------------------------ posted

@@ -22,7 +22,7 @@ import enum
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -189,9 +189,11 @@ class Inbound(Generic[E]):
     ev: E
     tx: Tx
     result: IngestResult
-    route: tuple[ChannelConfig, CommunityConfig] | None
-    """The event's channel and community (None: a channel not in the config)."""
     services: Services
+    channel: ChannelConfig = field(init=False)
+    """The event's channel and its community: set by the first step
+    (``channel``), which drops an event for a channel not in the config."""
+    community: CommunityConfig = field(init=False)
     # worked out on the way
     known: tuple[PostId, str] | None = None
     """The event's id in the id map: ``(post id, role)``."""
@@ -203,22 +205,14 @@ class Inbound(Generic[E]):
     cut: bool = False
     fingerprint: str = ""
 
-    @property
-    def channel(self) -> ChannelConfig:
-        assert self.route is not None, "the channel step runs first"
-        return self.route[0]
-
-    @property
-    def community(self) -> CommunityConfig:
-        assert self.route is not None, "the channel step runs first"
-        return self.route[1]
-
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """What the steps share across events: the per-author rate and the
-    platforms the config has (``!link`` names them)."""
+    """What the steps share across events: the config's channels (with their
+    community), the per-author rate and the platforms the config has (``!link``
+    names them)."""
 
+    routes: Mapping[str, tuple[ChannelConfig, CommunityConfig]]
     rate: AuthorRate
     platforms: frozenset[str]
 

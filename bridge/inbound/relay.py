@@ -62,7 +62,7 @@ class Relay:
         self.rate = AuthorRate()
         self._channels: dict[str, tuple[ChannelConfig, CommunityConfig]] = {
             ch.key: (ch, comm) for comm in config.communities for ch in comm.channels}
-        self._services = Services(rate=self.rate, platforms=frozenset(
+        self._services = Services(routes=self._channels, rate=self.rate, platforms=frozenset(
             a.platform for a in config.accounts.values()))
 
     async def ingest(self, account: str, events: Sequence[InboundEvent],
@@ -83,11 +83,11 @@ class Relay:
     def ingest_tx(self, tx: Tx, account: str, events: Sequence[InboundEvent],
                   cursor: tuple[str, str] | None) -> IngestResult:
         result = IngestResult()
-        services, routes, run = self._services, self._channels, pipeline.run
+        services, run = self._services, pipeline.run
         for index, ev in enumerate(events):
             result.channel = ev.channel
             accepted = result.accepted
-            ib = Inbound(ev, tx, result, routes.get(ev.channel), services)
+            ib = Inbound(ev, tx, result, services)
             try:
                 run(PIPELINES.get(type(ev)) or _steps_of(ev), ib)
             except Exception as exc:
