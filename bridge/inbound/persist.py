@@ -38,7 +38,7 @@ def known_channel(ib: Inbound[InboundEvent]) -> Drop | None:
 
 # ------------------------------------------------------------------ posted
 
-def seen(ib: Inbound[Posted]) -> Drop | None:
+def echo(ib: Inbound[Posted]) -> Drop | None:
     known = ib.known = ib.tx.native_lookup(ib.channel.key, ib.ev.native_id)
     if known is None:
         return None

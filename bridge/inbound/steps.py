@@ -3,7 +3,7 @@
 This is the list ``hashbridge status``, ``/metrics`` and the admin page show;
 the relay runs exactly these (:func:`bridge.inbound.pipeline.run`).  Order
 matters where a step has an effect the ones after it rely on or must not pay:
-``seen`` comes first (an echo of our own copy is never a duplicate, a command or
+``echo`` comes first (an echo of our own copy is never a duplicate, a command or
 a refusal); commands come before the policy (``!join`` is how a reluctant author
 opts in); ``rate`` counts the post against its author, so the free refusals come
 before it; ``duplicate`` links only a post the policy let through; ``persist``
@@ -28,7 +28,7 @@ CHANNEL: Step[Any] = Step(
 
 POSTED: tuple[Step[Posted], ...] = (
     CHANNEL,
-    Step(name="seen", run=persist.seen, reasons=(R.ECHO, R.ALREADY_INGESTED),
+    Step(name="echo", run=persist.echo, reasons=(R.ECHO, R.ALREADY_INGESTED),
          description="A message the id map knows already: our own copy read back (echo) or "
                      "an original read again (a re-read page, stream and catch-up both)."),
     Step(name="direction", run=persist.direction, reasons=(R.WRITE_ONLY,),

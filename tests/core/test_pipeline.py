@@ -96,9 +96,9 @@ CASES = [
          R.UNKNOWN_CHANNEL),
     Case("unknown channel, an edit", edit("1", channel=ChannelKey("kmers/nowhere")),
          "channel", R.UNKNOWN_CHANNEL),
-    Case("echo of our copy", p("c1", "Alice (Garden): hi"), "seen", R.ECHO,
+    Case("echo of our copy", p("c1", "Alice (Garden): hi"), "echo", R.ECHO,
          before=[p("g1", channel=GARDEN)], prepare=our_copy_on_lobby),
-    Case("read again", p("1"), "seen", R.ALREADY_INGESTED, before=[p("1")]),
+    Case("read again", p("1"), "echo", R.ALREADY_INGESTED, before=[p("1")]),
     Case("write-only channel", p("1", channel=PORCH), "direction", R.WRITE_ONLY),
     Case("unknown command", p("1", "!frob", command="!frob"), "consent-command",
          R.UNKNOWN_COMMAND, "unknown command '!frob'"),
@@ -229,9 +229,9 @@ def test_step_names_are_unique_and_every_pipeline_starts_with_the_channel() -> N
     assert len(names) == len(set(names))
     for steps in PIPELINES.values():
         assert steps[0] is declared_steps.CHANNEL
-    again = Step(name="seen", description="another", run=POSTED[1].run)
+    again = Step(name="echo", description="another", run=POSTED[1].run)
     check_declared([POSTED, [POSTED[1]]])  # the same step twice is fine
-    with pytest.raises(ValueError, match="two inbound steps are named 'seen'"):
+    with pytest.raises(ValueError, match="two inbound steps are named 'echo'"):
         check_declared([POSTED, [again]])
 
 
@@ -287,8 +287,8 @@ ORDER = [
     # Our own copy read back, with the very words of its post, is an echo: were
     # the duplicate step first, it would be linked as the member's hand-posted
     # duplicate (and its edits and deletes taken for the member's).
-    OrderCase("echo before duplicate", "seen", "duplicate",
-              Case("", p("c1", "same words", channel=GARDEN), "seen", R.ECHO,
+    OrderCase("echo before duplicate", "echo", "duplicate",
+              Case("", p("c1", "same words", channel=GARDEN), "echo", R.ECHO,
                    before=[p("1", "same words #kmers")],
                    prepare=lambda tx: tx.add_native(
                        GARDEN, "c1", tx.native_lookup(LOBBY, "1")[0], "copy")),
@@ -343,14 +343,14 @@ def test_detailed_reasons_are_read_back_from_their_text() -> None:
 
 def test_metrics_export_every_declared_step_with_its_description_from_zero() -> None:
     m = Metrics(inbound_steps=described())
-    m.ingested_page({(LOBBY, "dropped", "echo"): 2}, {("seen", "echo"): 2})
+    m.ingested_page({(LOBBY, "dropped", "echo"): 2}, {("echo", "echo"): 2})
     text = m.prometheus()
     for i, (kind, step) in enumerate(declared(), 1):
         desc = step.description.replace('"', '\\"')
         assert (f'hashbridge_inbound_step_info{{event="{kind}",step="{step.name}",'
                 f'position="{i}",description="{desc}"}} 1') in text
         for r in step.reasons:
-            n = 2 if (step.name, r) == ("seen", R.ECHO) else 0
+            n = 2 if (step.name, r) == ("echo", R.ECHO) else 0
             assert f'hashbridge_inbound_dropped_total{{step="{step.name}",reason="{r}"}} {n}' \
                 in text
     assert f'hashbridge_posts_dropped_total{{channel="{LOBBY}",reason="echo"}} 2' in text
@@ -396,7 +396,7 @@ async def test_status_metrics_and_bridge_count_drops_by_step_and_reason(
             Rejected(channel=LOBBY, native_id=NativeId("9"), reason="unreadable: E: f")], None)
         text = bridge.metrics.prometheus()
     for step, reason, n in [("visibility", "not public", 1), ("rate", R.RATE.value, 1),
-                            ("seen", "already ingested", 1), ("rejected", "unreadable", 1),
+                            ("echo", "already ingested", 1), ("rejected", "unreadable", 1),
                             ("bot", "author is a bot", 0)]:
         assert f'hashbridge_inbound_dropped_total{{step="{step}",reason="{reason}"}} {n}' \
             in text

@@ -46,13 +46,13 @@ async def test_admin_page_and_metrics_count_drops_by_step(live: Live) -> None:
         assert step.description in html.unescape(table)
     # reason, since start, recorded (the policy's refusals are kept in the store)
     assert _cells(table, "step-visibility-1")[-3:] == ["not public", "1", "1"]
-    assert _cells(table, "step-seen-2")[-3:] == ["already ingested", "1", ""]
-    assert _cells(table, "step-seen-1")[-3:] == ["echo", "0", ""]
+    assert _cells(table, "step-echo-2")[-3:] == ["already ingested", "1", ""]
+    assert _cells(table, "step-echo-1")[-3:] == ["echo", "0", ""]
     assert _cells(table, "step-persist")[-3:] == ["never drops", "", ""]
     assert 'hashbridge_inbound_dropped_total{step="visibility",reason="not public"} 1' \
         in metrics
-    assert 'hashbridge_inbound_dropped_total{step="seen",reason="already ingested"} 1' \
+    assert 'hashbridge_inbound_dropped_total{step="echo",reason="already ingested"} 1' \
         in metrics
     assert f'hashbridge_posts_dropped_total{{channel="{LOBBY}",reason="not public"}} 1' \
         in metrics
-    assert 'hashbridge_inbound_step_info{event="posted",step="seen"' in metrics
+    assert 'hashbridge_inbound_step_info{event="posted",step="echo"' in metrics
