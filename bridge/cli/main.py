@@ -268,13 +268,14 @@ def _pipeline(refusals: list[tuple[str, str, int, float]],
                                      for c in rejection_counts])
     return {
         "steps": [{"event": st.event, "step": st.name, "description": st.description,
-                   "reasons": list(st.reasons), "recorded": st.recorded}
+                   "reasons": list(st.reasons), "kept": list(st.kept)}
                   for st in described()],
         "recorded": [{"channel": ch, "step": step, "reason": reason, "count": n,
                       "latest": at} for ch, step, reason, n, at in rows],
-        "note": "recorded: kept in the database (the policy's refusals and rejected "
-                "events); the other steps' drops are counted by the running bridge since "
-                "it started: /metrics hashbridge_inbound_dropped_total and the admin page",
+        "note": "recorded: the drops the database keeps (each step's kept reasons: the "
+                "policy's refusals and rejected events); all drops are counted by the "
+                "running bridge since it started: /metrics hashbridge_inbound_dropped_total "
+                "and the admin page",
     }
 
 
@@ -286,13 +287,10 @@ def _print_pipeline(pipeline: dict[str, Any]) -> None:
           "others: /metrics and the admin page):")
     for st in pipeline["steps"]:
         print(f"  {st['event']:<8} {st['step']:<16} {st['description']}")
-        if st["recorded"]:
+        if st["kept"]:
             counts = [f"{reason}: {totals.get((st['step'], reason), 0)}"
-                      for reason in st["reasons"]]
+                      for reason in st["kept"]]
             print(f"  {'':<8} {'':<16} dropped: {'; '.join(counts)}")
-    unknown = [f"{r} ({n})" for (step, r), n in sorted(totals.items()) if step == "?"]
-    if unknown:
-        print(f"  refusals no step names (an older version's): {'; '.join(unknown)}")
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

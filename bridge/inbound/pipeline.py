@@ -148,6 +148,16 @@ class Step(Generic[E]):
     ``hashbridge_inbound_rejected_total`` (once per event) rather than in
     ``hashbridge_posts_dropped_total``."""
 
+    @property
+    def kept(self) -> tuple[DropReason, ...]:
+        """The reasons whose drops the store keeps (``status`` counts them
+        across restarts); the others are counted in memory only."""
+        if self.recorded:
+            return self.reasons
+        if self.rejection:  # an event read again is not recorded again
+            return tuple(r for r in self.reasons if r is not DropReason.REJECTED_AGAIN)
+        return ()
+
 
 @dataclass
 class IngestResult:

@@ -139,7 +139,7 @@ def described() -> tuple[StepInfo, ...]:
     """:func:`declared` as the metrics, ``status`` and the admin page show it."""
     return tuple(StepInfo(event=kind, name=step.name, description=step.description,
                           reasons=tuple(r.value for r in step.reasons),
-                          recorded=step.recorded or step.rejection)
+                          kept=tuple(r.value for r in step.kept))
                  for kind, step in declared())
 
 
@@ -153,9 +153,10 @@ def recorded_drops(policy: Iterable[tuple[str, str, int, float]],
     """The drops the store keeps, by ``(channel, step, reason)``: *policy* are
     ``Tx.policy_refusal_counts()`` rows (channel, recorded text, count, latest),
     *rejections* ``Tx.rejection_counts()`` rows (channel, kind, count, latest).
-    Returns ``(channel, step, reason, count, latest)`` sorted; a refusal whose
-    text no step writes (a database from an older version) counts under
-    step ``?`` with its text."""
+    Returns ``(channel, step, reason, count, latest)`` sorted.  A refusal of
+    kind ``policy`` whose text no policy step writes was an adapter's
+    ``Rejected(kind=policy)`` (or an older version's text): it counts under
+    the ``rejected`` step, reason ``policy``."""
     got: dict[tuple[str, str, str], list[float]] = {}
 
     def add(channel: str, step: str, reason: str, n: int, at: float) -> None:
@@ -167,7 +168,7 @@ def recorded_drops(policy: Iterable[tuple[str, str, int, float]],
         reason = reason_of(text)
         step = _RECORDED_STEP.get(reason) if reason is not None else None
         if reason is None or step is None:
-            add(channel, "?", text, n, at)
+            add(channel, _REJECTED_STEP[R.POLICY], R.POLICY.value, n, at)
         else:
             add(channel, step, reason.value, n, at)
     for channel, kind, n, at in rejections:

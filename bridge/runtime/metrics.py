@@ -33,8 +33,9 @@ class StepInfo:
     description: str
     reasons: tuple[str, ...]
     """The reasons it may drop an event with."""
-    recorded: bool = False
-    """Its drops are also recorded in the store (``status`` counts them across restarts)."""
+    kept: tuple[str, ...] = ()
+    """The reasons whose drops the store keeps too (``status`` counts them
+    across restarts)."""
 
 
 @dataclass

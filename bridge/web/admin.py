@@ -250,7 +250,7 @@ def drops_by_step(metrics: Metrics, refusals: list[tuple[str, str, int, float]],
         recorded[(step, reason)] = recorded.get((step, reason), 0) + n
     return [{"event": st.event, "name": st.name, "description": st.description,
              "reasons": [(r, metrics.step_drops[(st.name, r)],
-                          recorded.get((st.name, r), 0) if st.recorded else None)
+                          recorded.get((st.name, r), 0) if r in st.kept else None)
                          for r in st.reasons]}
             for st in metrics.inbound_steps]
 

@@ -393,10 +393,14 @@ async def test_status_metrics_and_bridge_count_drops_by_step_and_reason(
         assert bridge.metrics.inbound_steps == described()
         await bridge.ingest("sb_lobby", [
             p("1", public=False), p("2", "first"), p("3", "second"), p("2", "first"),
-            Rejected(channel=LOBBY, native_id=NativeId("9"), reason="unreadable: E: f")], None)
+            Rejected(channel=LOBBY, native_id=NativeId("9"), reason="unreadable: E: f"),
+            Rejected(channel=LOBBY, native_id=NativeId("9"), reason="unreadable: E: f"),
+            Rejected(channel=LOBBY, native_id=NativeId("8"), reason="adapter says no",
+                     kind=RejectKind.POLICY)], None)
         text = bridge.metrics.prometheus()
     for step, reason, n in [("visibility", "not public", 1), ("rate", R.RATE.value, 1),
                             ("echo", "already ingested", 1), ("rejected", "unreadable", 1),
+                            ("rejected", R.REJECTED_AGAIN.value, 1), ("rejected", "policy", 1),
                             ("bot", "author is a bot", 0)]:
         assert f'hashbridge_inbound_dropped_total{{step="{step}",reason="{reason}"}} {n}' \
             in text
@@ -411,14 +415,18 @@ async def test_status_metrics_and_bridge_count_drops_by_step_and_reason(
     got = json.loads(await asyncio.to_thread(_run, [*cli, "--json"]))["pipeline"]
     assert got["steps"] == [
         {"event": st.event, "step": st.name, "description": st.description,
-         "reasons": list(st.reasons), "recorded": st.recorded} for st in described()]
+         "reasons": list(st.reasons), "kept": list(st.kept)} for st in described()]
+    kept = {s["step"]: s["kept"] for s in got["steps"]}
+    assert kept["echo"] == [] and kept["rate"] == [R.RATE.value]
+    assert kept["rejected"] == ["unreadable", "too large", "relay error", "policy"]
     assert {(r["channel"], r["step"], r["reason"], r["count"]) for r in got["recorded"]} == {
         (LOBBY, "visibility", "not public", 1), (LOBBY, "rate", R.RATE.value, 1),
-        (LOBBY, "rejected", "unreadable", 1)}
+        (LOBBY, "rejected", "unreadable", 1), (LOBBY, "rejected", "policy", 1)}
     out = await asyncio.to_thread(_run, cli)
     for _, step in declared():
         assert step.description in out
     assert "not public: 1" in out and f"{R.RATE.value}: 1" in out and "unreadable: 1" in out
+    assert R.REJECTED_AGAIN.value not in out  # counted in memory only
 
 
 def _run(cmd: list[str]) -> str:
