@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from bridge.inbound.steps import described, recorded_drops
 from bridge.runtime import logs
 from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load
 from bridge.runtime.registry import Registry, RegistryError, load_factories
@@ -191,6 +192,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 tx = Tx(conn)
                 health, depths, dead = tx.health(), tx.queue_depths(), tx.dead(args.limit)
                 rejected = _rejections(tx, args.limit)
+                refusals = tx.policy_refusal_counts()
             finally:
                 conn.close()
             storage["read"] = "last checkpoint (the disk is full)"
@@ -200,8 +202,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 depths = await store.run(lambda tx: tx.queue_depths())
                 dead = await store.run(lambda tx: tx.dead(args.limit))
                 rejected = await store.run(lambda tx: _rejections(tx, args.limit))
+                refusals = await store.run(lambda tx: tx.policy_refusal_counts())
             finally:
                 await store.close()
+        pipeline = _pipeline(refusals, rejected["counts"])
         if args.json:
             print(json.dumps({
                 "storage": storage,
@@ -211,6 +215,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "dead": [{"id": r.id, "channel": r.channel, "op": r.op.value, "post": r.post_id,
                           "reason": r.last_error, "attempts": r.attempts} for r in dead],
                 "rejected": rejected,
+                "pipeline": pipeline,
             }, indent=2))
             return 0
         print(_storage_line(storage))
@@ -234,6 +239,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"(latest {time.time() - c['latest']:.0f}s ago)")
             for r in rejected["recent"]:
                 print(f"  {r['channel']} {r['native_id']}: {r['reason']}")
+        _print_pipeline(pipeline)
         return 0
 
     return asyncio.run(go())
@@ -251,6 +257,40 @@ def _rejections(tx: Tx, limit: int) -> dict[str, Any]:
         "recent": [{"channel": ch, "native_id": nid, "reason": reason, "at": at}
                    for ch, nid, reason, at in tx.rejections(limit, kinds=UNREADABLE_KINDS)],
     }
+
+
+def _pipeline(refusals: list[tuple[str, str, int, float]],
+              rejection_counts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The inbound steps in order, and the drops the database keeps by step and
+    reason (the policy's refusals and the rejected events; the other drops
+    are counted in memory by the running bridge)."""
+    rows = recorded_drops(refusals, [(c["channel"], c["kind"], c["count"], c["latest"])
+                                     for c in rejection_counts])
+    return {
+        "steps": [{"event": st.event, "step": st.name, "description": st.description,
+                   "reasons": list(st.reasons), "kept": list(st.kept)}
+                  for st in described()],
+        "recorded": [{"channel": ch, "step": step, "reason": reason, "count": n,
+                      "latest": at} for ch, step, reason, n, at in rows],
+        "note": "recorded: the drops the database keeps (each step's kept reasons: the "
+                "policy's refusals and rejected events); all drops are counted by the "
+                "running bridge since it started: /metrics hashbridge_inbound_dropped_total "
+                "and the admin page",
+    }
+
+
+def _print_pipeline(pipeline: dict[str, Any]) -> None:
+    totals: dict[tuple[str, str], int] = {}
+    for r in pipeline["recorded"]:
+        totals[(r["step"], r["reason"])] = totals.get((r["step"], r["reason"]), 0) + r["count"]
+    print("inbound steps, in order (drops recorded in the database, all channels; the "
+          "others: /metrics and the admin page):")
+    for st in pipeline["steps"]:
+        print(f"  {st['event']:<8} {st['step']:<16} {st['description']}")
+        if st["kept"]:
+            counts = [f"{reason}: {totals.get((st['step'], reason), 0)}"
+                      for reason in st["kept"]]
+            print(f"  {'':<8} {'':<16} dropped: {'; '.join(counts)}")
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from bridge.contract.adapter import Adapter, AuthError, ChannelSpec, Health, Tra
 from bridge.contract.model import ChannelKey, InboundEvent, NativeId, PostId
 from bridge.contract.richtext import RichText
 from bridge.inbound.relay import IngestResult, Relay
+from bridge.inbound.steps import described
 from bridge.outbound.ratelimit import TokenBucket, backoff
 from bridge.outbound.worker import ChannelWorker, WorkerDeps
 from bridge.runtime.config import AccountConfig, Config
@@ -114,7 +115,7 @@ class Bridge:
         self.config = config
         self.services = dict(services or {})
         self.extra_tasks = list(extra_tasks)
-        self.metrics = Metrics()
+        self.metrics = Metrics(inbound_steps=described())
         self.accounts: dict[str, AccountRuntime] = {}
         self.workers: dict[str, ChannelWorker] = {}
         self.http: aiohttp.ClientSession | None = None
@@ -145,7 +146,7 @@ class Bridge:
                      cursor: tuple[str, str] | None) -> None:
         assert self.relay is not None
         result = await self.relay.ingest(account, events, cursor)
-        self.metrics.ingested_page(result.counts)
+        self.metrics.ingested_page(result.counts, result.steps)
         self.publish(result)
 
     def publish(self, result: IngestResult) -> None:

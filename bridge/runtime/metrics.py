@@ -22,10 +22,32 @@ class Histogram:
         self.n += 1
 
 
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """One step of the inbound pipeline as the metrics show it (declared in
+    ``bridge.inbound.steps``; this layer cannot import it)."""
+
+    event: str
+    """The kind of event whose pipeline it starts in: posted, edited, deleted, rejected."""
+    name: str
+    description: str
+    reasons: tuple[str, ...]
+    """The reasons it may drop an event with."""
+    kept: tuple[str, ...] = ()
+    """The reasons whose drops the store keeps too (``status`` counts them
+    across restarts)."""
+
+
 @dataclass
 class Metrics:
+    inbound_steps: tuple[StepInfo, ...] = ()
+    """The inbound pipeline, in order: every (step, reason) is exported, from 0."""
     posts_in: Counter[str] = field(default_factory=Counter)
     dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Inbound events not relayed, by (channel, reason text): the legacy
+    ``hashbridge_posts_dropped_total``, in memory since the start."""
+    step_drops: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Inbound events a step stopped, by (step, reason), in memory since the start."""
     rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Inbound events that could not be read or relayed, by (channel, kind)."""
     posts_out: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -41,8 +63,12 @@ class Metrics:
         for why, n in dropped.items():
             self.dropped[(channel, why)] += n
 
-    def ingested_page(self, counts: Mapping[tuple[str, str, str], int]) -> None:
-        """One page's ``(channel, what, reason)`` counts (``IngestResult.counts``)."""
+    def ingested_page(self, counts: Mapping[tuple[str, str, str], int],
+                      steps: Mapping[tuple[str, str], int] | None = None) -> None:
+        """One page's ``(channel, what, reason)`` counts (``IngestResult.counts``)
+        and ``(step, reason)`` drops (``IngestResult.steps``)."""
+        if steps:
+            self.step_drops.update(steps)
         for (channel, what, why), n in counts.items():
             if what == "accepted":
                 self.posts_in[channel] += n
@@ -83,6 +109,20 @@ class Metrics:
         counter("hashbridge_posts_dropped_total", "Inbound events not relayed, by reason",
                 [(f'channel="{esc(c)}",reason="{esc(r)}"', n)
                  for (c, r), n in sorted(self.dropped.items())])
+        declared = [(st.name, r) for st in self.inbound_steps for r in st.reasons]
+        counter("hashbridge_inbound_dropped_total",
+                "Inbound events a step of the inbound pipeline stopped, by step and reason "
+                "(every declared pair, from 0)",
+                [(f'step="{esc(st)}",reason="{esc(r)}"', self.step_drops[(st, r)])
+                 for st, r in [*declared, *sorted(set(self.step_drops) - set(declared))]])
+        if self.inbound_steps:
+            out.append("# HELP hashbridge_inbound_step_info The inbound pipeline's steps, "
+                       "in the order they run for each event kind")
+            out.append("# TYPE hashbridge_inbound_step_info gauge")
+            out.extend(f'hashbridge_inbound_step_info{{event="{esc(st.event)}",'
+                       f'step="{esc(st.name)}",position="{i}",'
+                       f'description="{esc(st.description)}"}} 1'
+                       for i, st in enumerate(self.inbound_steps, 1))
         counter("hashbridge_inbound_rejected_total",
                 "Inbound events recorded as rejected because they could not be read "
                 "(unreadable, too large) or relayed (relay error), by kind",

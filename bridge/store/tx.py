@@ -519,6 +519,13 @@ class Tx:
             "SELECT channel, kind, count(*), max(created_at) FROM rejections"
             " GROUP BY channel, kind ORDER BY channel, kind")]
 
+    def policy_refusal_counts(self) -> list[tuple[str, str, int, float]]:
+        """``(channel, reason, count, latest time)`` over the policy's refusals
+        (kind ``policy``), by their recorded reason text."""
+        return [tuple(r) for r in self.c.execute(
+            "SELECT channel, reason, count(*), max(created_at) FROM rejections"
+            " WHERE kind='policy' GROUP BY channel, reason ORDER BY channel, reason")]
+
     # ------------------------------------------------------------ health
     def set_health(self, account: str, platform: str, state: str, detail: str) -> None:
         self.c.execute(

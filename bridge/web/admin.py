@@ -28,6 +28,8 @@ from aiohttp import web
 
 from bridge.contract.model import PostId
 from bridge.inbound.relay import IngestResult
+from bridge.inbound.steps import recorded_drops
+from bridge.runtime.metrics import Metrics
 from bridge.store import archive
 from bridge.web.site import Site, site_of
 
@@ -222,17 +224,35 @@ async def page(request: web.Request) -> web.StreamResponse:
         return {"health": tx.health(), "depths": tx.queue_depths(), "dead": tx.dead(200),
                 "consents": tx.consents(), "blocks": archive.blocks(tx),
                 "rejections": tx.rejections(50), "rejection_counts": tx.rejection_counts(),
+                "refusals": tx.policy_refusal_counts(),
                 "hidden": {c.name: archive.hidden_posts(tx, c.name)
                            for c in site.config.communities},
                 "recent": {c.name: [site.card_of(v) for v in archive.page(tx, c.name, limit=30)]
                            for c in site.config.communities}}
 
     data = await site.bridge.store.run(unit)
+    data["pipeline"] = drops_by_step(site.bridge.metrics, data.pop("refusals"),
+                                     data["rejection_counts"])
     live = {name: (rt.health.value, rt.detail) for name, rt in site.bridge.accounts.items()}
     body = site.render("admin.html", csrf=_csrf(token, who), live=live, now=time.time(),
                        msg=request.query.get("msg", ""), communities=site.config.communities,
                        **data)
     return web.Response(text=body, content_type="text/html", charset="utf-8", headers=headers)
+
+
+def drops_by_step(metrics: Metrics, refusals: list[tuple[str, str, int, float]],
+                  rejection_counts: list[tuple[str, str, int, float]]) -> list[dict[str, Any]]:
+    """The inbound steps in order, each reason with its drops since the bridge
+    started (in memory) and, for the steps whose drops the store keeps, all
+    recorded so far."""
+    recorded: dict[tuple[str, str], int] = {}
+    for _, step, reason, n, _ in recorded_drops(refusals, rejection_counts):
+        recorded[(step, reason)] = recorded.get((step, reason), 0) + n
+    return [{"event": st.event, "name": st.name, "description": st.description,
+             "reasons": [(r, metrics.step_drops[(st.name, r)],
+                          recorded.get((st.name, r), 0) if r in st.kept else None)
+                         for r in st.reasons]}
+            for st in metrics.inbound_steps]
 
 
 async def login(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,241 @@
+"""The steps of the inbound pipeline that read and write the id map: what the
+bridge has seen already (echoes of its own copies, re-reads), duplicates a member
+posted by hand, and the last steps that store the post, the edit or the delete
+with the outbox rows the workers will send."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from bridge.contract.model import (
+    Deleted,
+    Edited,
+    InboundEvent,
+    Op,
+    Post,
+    Posted,
+    PostId,
+    Rejected,
+    new_post_id,
+)
+from bridge.inbound.pipeline import DONE, Drop, DropReason, Inbound, IngestResult, Outcome
+from bridge.inbound.policy import carries_opt_out_tag, fit_size, text_hash
+from bridge.runtime.config import CommunityConfig
+from bridge.store import Tx
+
+log = logging.getLogger("hashbridge.relay")
+
+
+def known_channel(ib: Inbound[InboundEvent]) -> Drop | None:
+    route = ib.services.routes.get(ib.ev.channel)
+    if route is None:
+        log.warning("event for unknown channel %s dropped", ib.ev.channel)
+        return Drop(DropReason.UNKNOWN_CHANNEL)
+    ib.channel, ib.community = route
+    return None
+
+
+# ------------------------------------------------------------------ posted
+
+def echo(ib: Inbound[Posted]) -> Drop | None:
+    known = ib.known = ib.tx.native_lookup(ib.channel.key, ib.ev.native_id)
+    if known is None:
+        return None
+    return Drop(DropReason.ECHO if known[1] != "origin" else DropReason.ALREADY_INGESTED)
+
+
+def direction(ib: Inbound[Posted]) -> Drop | None:
+    return None if ib.channel.reads else Drop(DropReason.WRITE_ONLY)
+
+
+def size(ib: Inbound[Posted]) -> None:
+    ib.text, ib.plain, ib.cut = fit_size(ib.ev.text, ib.community.settings.max_post_chars)
+
+
+def duplicate(ib: Inbound[Posted]) -> Drop | None:
+    settings, tx, ev = ib.community.settings, ib.tx, ib.ev
+    fingerprint = ib.fingerprint = text_hash(ib.plain, settings.hashtag)
+    if not fingerprint or not settings.duplicate_window:
+        return None
+    # The same account, or one its owner linked from both sides (!link):
+    # never a display name, which anyone can take.
+    dup = tx.find_duplicate(settings.name, fingerprint, tx.linked_identities(ev.author.identity),
+                            time.time() - settings.duplicate_window, ib.channel.key)
+    if dup is None:
+        return None
+    # The member posted the same words here by hand: this message *is* the
+    # post's presence on this channel (replies map to it; the worker will not
+    # copy the post here).
+    tx.add_native(ib.channel.key, ev.native_id, dup, "origin", permalink=ev.permalink)
+    return Drop(DropReason.DUPLICATE)
+
+
+def persist_post(ib: Inbound[Posted]) -> Outcome:
+    ev, tx, channel, settings = ib.ev, ib.tx, ib.channel, ib.community.settings
+    assert ib.text is not None, "the size step runs first"
+    if ib.cut:
+        log.info("%s %s: text cut to %d characters", channel.key, ev.native_id,
+                 settings.max_post_chars)
+    reply_to: PostId | None = None
+    if ev.reply_to_native:
+        parent = tx.native_lookup(channel.key, ev.reply_to_native)
+        reply_to = parent[0] if parent else None
+    post = Post(id=new_post_id(), community=settings.name, origin_channel=channel.key,
+                origin_native_id=ev.native_id, permalink=ev.permalink, author=ev.author,
+                text=ib.text, attachments=ev.attachments[:10], reply_to=reply_to,
+                content_warning=ev.content_warning, language=ev.language,
+                created_at=ev.created_at)
+    store_post(tx, post, ib.fingerprint, ib.community, ib.result, exclude=channel.key)
+    return DONE
+
+
+def store_post(tx: Tx, post: Post, fingerprint: str, community: CommunityConfig,
+               result: IngestResult, *, exclude: str | None = None,
+               only: str | None = None) -> None:
+    tx.insert_post(post, fingerprint)
+    tx.add_native(post.origin_channel, post.origin_native_id, post.id, "origin",
+                  permalink=post.permalink)
+    targets = [t.key for t in community.channels
+               if t.writes and t.key != exclude and not (only and t.key != only)]
+    tx.enqueue_many(post.id, targets, Op.CREATE, source=source(post),
+                    at=post.created_at.timestamp())
+    result.wake.update(targets)
+    result.accepted += 1
+    result.changed.append(("posted", post.id))
+
+
+# ------------------------------------------------------------------ edited
+
+def edit_known(ib: Inbound[Edited]) -> Drop | None:
+    known = ib.known = ib.tx.native_lookup(ib.channel.key, ib.ev.native_id)
+    if known is None:
+        return Drop(DropReason.EDIT_UNKNOWN)
+    return Drop(DropReason.ECHO) if known[1] != "origin" else None
+
+
+def edit_origin(ib: Inbound[Edited]) -> Drop | None:
+    assert ib.known is not None
+    post = ib.post = ib.tx.get_post(ib.known[0])
+    if post is None or post.origin_channel != ib.channel.key:
+        return Drop(DropReason.EDIT_OF_DUPLICATE)
+    return None
+
+
+def edit_deleted(ib: Inbound[Edited]) -> Drop | None:
+    assert ib.known is not None
+    _, deleted_at, _ = ib.tx.post_state(ib.known[0])
+    return Drop(DropReason.EDIT_OF_DELETED) if deleted_at else None
+
+
+def edit_withdrawn(ib: Inbound[Edited]) -> Outcome:
+    if not carries_opt_out_tag(ib.ev.text):
+        return None
+    assert ib.known is not None
+    # The author withdrew the post from the bridge: treat as a delete.
+    return delete_post(ib, ib.known[0])
+
+
+def edit_unchanged(ib: Inbound[Edited]) -> Drop | None:
+    assert ib.post is not None
+    ib.text, ib.plain, ib.cut = fit_size(ib.ev.text, ib.community.settings.max_post_chars)
+    if ib.text == ib.post.text and ib.ev.content_warning == ib.post.content_warning:
+        return Drop(DropReason.EDIT_UNCHANGED)
+    return None
+
+
+def persist_edit(ib: Inbound[Edited]) -> Outcome:
+    ev, tx, channel, settings, post = ib.ev, ib.tx, ib.channel, ib.community.settings, ib.post
+    assert post is not None and ib.text is not None
+    post_id = post.id
+    tx.update_post(post_id, ib.text, text_hash(ib.plain, settings.hashtag), ev.content_warning,
+                   ev.attachments, ev.edited_at.timestamp())
+    targets = [t.key for t in ib.community.channels if t.writes and t.key != channel.key]
+    # Edits count against the author's rate.  Over it, the edit is held (its
+    # deliveries wait, without holding up anyone else's) until the author is
+    # back under the rate; the text is already stored, so whatever edit goes
+    # out then carries the latest one.
+    a = post.author
+    version = f"{ev.edited_at.timestamp():.6f}"
+    until = tx.held_until(post_id)
+    if until is None:
+        hold = ib.services.rate.reserve(settings.name, a.platform, a.handle,
+                                        settings.author_rate_per_minute,
+                                        key=f"{ev.channel} {ev.native_id} edit {version}",
+                                        book=True)
+        until = time.time() + hold if hold else None
+    # else: an edit of this post is held already; this one takes its slot.
+    # Only the latest text is sent: an edit still queued for a target is
+    # replaced by this one.
+    tx.supersede_edits(post_id, targets)
+    # An edit's version is its time on the platform: re-reading it yields the same ids.
+    ids = tx.enqueue_many(post_id, targets, Op.EDIT, source=f"{source(post)}\x1e{version}",
+                          at=ev.edited_at.timestamp())
+    if until is not None:
+        tx.hold(ids, until)
+        log.info("%s %s: edit held %.0fs (author over %d posts and edits a minute)",
+                 channel.key, ev.native_id, until - time.time(),
+                 settings.author_rate_per_minute)
+    ib.result.wake.update(targets)
+    ib.result.accepted += 1
+    ib.result.changed.append(("edited", post_id))
+    return DONE
+
+
+# ------------------------------------------------------------------ deleted
+
+def delete_known(ib: Inbound[Deleted]) -> Drop | None:
+    known = ib.known = ib.tx.native_lookup(ib.channel.key, ib.ev.native_id)
+    if known is None:
+        return Drop(DropReason.DELETE_UNKNOWN)
+    if known[1] != "origin":
+        log.info("our copy %s on %s was removed there", ib.ev.native_id, ib.channel.key)
+        return Drop(DropReason.COPY_REMOVED)
+    return None
+
+
+def delete_origin(ib: Inbound[Deleted]) -> Drop | None:
+    assert ib.known is not None
+    post = ib.post = ib.tx.get_post(ib.known[0])
+    if post is None or post.origin_channel != ib.channel.key:
+        return Drop(DropReason.DELETE_OF_DUPLICATE)
+    return None
+
+
+def persist_delete(ib: Inbound[Deleted]) -> Outcome:
+    assert ib.known is not None
+    return delete_post(ib, ib.known[0])
+
+
+def delete_post(ib: Inbound[Edited] | Inbound[Deleted], post_id: PostId) -> Outcome:
+    """Mark the post deleted and queue the deletes of its copies."""
+    tx = ib.tx
+    _, deleted_at, _ = tx.post_state(post_id)
+    if deleted_at:
+        return Drop(DropReason.ALREADY_DELETED)
+    post = tx.get_post(post_id)
+    tx.mark_post_deleted(post_id)
+    targets = [t.key for t in ib.community.channels if t.writes and t.key != ib.channel.key]
+    tx.enqueue_many(post_id, targets, Op.DELETE, source=source(post) if post else "",
+                    at=post.created_at.timestamp() if post else 0.0)
+    ib.result.wake.update(targets)
+    ib.result.accepted += 1
+    ib.result.changed.append(("deleted", post_id))
+    return DONE
+
+
+# ------------------------------------------------------------------ rejected
+
+def record_rejection(ib: Inbound[Rejected]) -> Drop:
+    """Recorded once however often it is read again; its page goes on without it."""
+    ev = ib.ev
+    if ib.tx.reject(ev.channel, ev.native_id, ev.reason, ev.kind.value):
+        ib.result.reject(ev.kind.value)
+        return Drop(DropReason(ev.kind.value))
+    return Drop(DropReason.REJECTED_AGAIN, ev.kind.value)
+
+
+def source(post: Post) -> str:
+    """The origin message a post's deliveries are derived from (see enqueue_many)."""
+    return f"{post.origin_channel}\x1e{post.origin_native_id}"
+

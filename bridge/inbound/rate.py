@@ -1,0 +1,59 @@
+"""The per-author rate: a sliding one-minute window over each author's posts
+and edits, kept in memory (a restart forgives)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+
+class AuthorRate:
+    """Sliding one-minute window per author over posts and edits (kept in memory:
+    a restart forgives)."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        """Seconds; the limits are per minute (shorter in tests only)."""
+        self._seen: dict[tuple[str, str, str], deque[float]] = {}
+        self._counted: dict[str, float] = {}
+        """Messages already counted, by key, with the time they count at: a store
+        unit run again (its commit failed on a full disk and was retried) must
+        not count its posts twice, and a held edit keeps its slot."""
+
+    def allow(self, community: str, platform: str, handle: str, per_minute: int,
+              key: str = "") -> bool:
+        return self.reserve(community, platform, handle, per_minute, key) == 0.0
+
+    def reserve(self, community: str, platform: str, handle: str, per_minute: int,
+                key: str = "", *, book: bool = False) -> float:
+        """Count one message of the author now and return 0.0; or, when the
+        author is over the rate, return the seconds until the window has room
+        again.  With *book*, that later room is taken for this message (a held
+        edit goes out then, and counts then): messages held one after another
+        get successive slots, never more than the rate."""
+        now = time.monotonic()
+        if key and key in self._counted:
+            return max(self._counted[key] - now, 0.0)
+        q = self._seen.setdefault((community, platform, handle.casefold()), deque())
+        while q and q[0] < now - self.window:
+            q.popleft()
+        if len(q) >= per_minute:
+            # Room comes when the entry per_minute places from the end expires
+            # (entries may be booked in the future: the deque stays sorted).
+            at = q[len(q) - per_minute] + self.window
+            if not book:
+                return max(at - now, 0.001)
+            q.append(at)
+            wait = max(at - now, 0.001)
+        else:
+            q.append(now)
+            at, wait = now, 0.0
+        if key:
+            self._counted[key] = at
+            if len(self._counted) > 100_000:
+                self._counted = {k: t for k, t in self._counted.items()
+                                 if t > now - self.window}
+        if len(self._seen) > 50_000:  # bound memory on a months-long run
+            self._seen = {k: v for k, v in self._seen.items()
+                          if v and v[-1] > now - self.window}
+        return wait
