@@ -51,7 +51,6 @@ from adapters.email.convert import (
     Identity,
     ListMail,
     ListSpec,
-    Skipped,
     list_id_of,
     parse_list_mail,
     strip_subject,
@@ -72,6 +71,7 @@ from bridge.contract.adapter import (
     SendResult,
     TextFormat,
     TransientError,
+    Unsupported,
     check_size,
     read_guarded,
     rejection,
@@ -241,7 +241,7 @@ class EmailAdapter:
                 await ctx.set_cursor(*cursor)
         return last
 
-    def _read_mail(self, raw: bytes) -> tuple[ListSpec, ListMail | Skipped] | None:
+    def _read_mail(self, raw: bytes) -> tuple[ListSpec, ListMail | Unsupported] | None:
         """The pure part of reading one mail: its list, and the mail parsed
         (None: not for one of our reading channels)."""
         spec = self._specs.get(list_id_of(raw).lower())
@@ -267,7 +267,7 @@ class EmailAdapter:
         if isinstance(got, Rejected):
             return got
         spec, res = got
-        if isinstance(res, Skipped):
+        if isinstance(res, Unsupported):
             if res.error is not None:  # the mail could not be read at all
                 return rejection(res.error, channel=spec.channel, native_id=res.native_id,
                                  logger=self.log)

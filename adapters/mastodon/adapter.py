@@ -30,7 +30,6 @@ from adapters.mastodon.client import Gone, map_error
 from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from adapters.mastodon.convert import (
     InstanceLimits,
-    Unsupported,
     edit_params,
     id_key,
     parse_instance,
@@ -54,6 +53,8 @@ from bridge.contract.adapter import (
     TextFormat,
     TooLarge,
     TransientError,
+    Unsupported,
+    UnsupportedKind,
     check_size,
     read_guarded,
     rejection,
@@ -385,7 +386,8 @@ class MastodonAdapter:
         ev = parse_status(status, channel=ch.key, bridge_acct=str(self._me.get("acct", "")))
         if isinstance(ev, Posted) and str((status.get("account") or {}).get("id")) \
                 == str(self._me.get("id")):
-            return Unsupported(reason="the bridge's own post", native_id=ev.native_id)
+            return Unsupported(reason="the bridge's own post", kind=UnsupportedKind.IGNORED,
+                               native_id=ev.native_id)
         return ev
 
     async def _inbound(self, ch: ChannelSpec, status: Any, parsed: Posted | None = None
@@ -397,9 +399,13 @@ class MastodonAdapter:
         sid = _status_id(status)
         if sid and self._is_seen(ch, sid):
             return None
-        ev = parsed or await read_guarded(
-            functools.partial(self._read_status, ch, status), channel=ch.key,
-            native_id=sid or "?", logger=self._log, size=_payload_size(status))
+        ev: Posted | Unsupported | Rejected
+        if parsed is not None:
+            ev = parsed
+        else:
+            ev = await read_guarded(
+                functools.partial(self._read_status, ch, status), channel=ch.key,
+                native_id=sid or "?", logger=self._log, size=_payload_size(status))
         if isinstance(ev, Unsupported):
             self._log.debug("skipped %s: %s", ev.native_id, ev.reason)
             return None
@@ -466,14 +472,16 @@ class MastodonAdapter:
         try:
             payload = json.loads(data)
         except ValueError:
-            return Unsupported(reason="malformed JSON in stream event"), None
+            return Unsupported(reason="malformed JSON in stream event",
+                               kind=UnsupportedKind.MALFORMED), None
         _check_html_size(payload)
         ev = parse_stream_event(event, data, channel=ch.key,
                                 bridge_acct=str(self._me.get("acct", "")))
         if isinstance(ev, Posted | Edited) and \
                 str((payload.get("account") or {}).get("id")) == str(self._me.get("id")):
             # our own copies come back on the tag when posted public
-            return Unsupported(reason="the bridge's own post", native_id=ev.native_id), None
+            return Unsupported(reason="the bridge's own post", kind=UnsupportedKind.IGNORED,
+                               native_id=ev.native_id), None
         return ev, payload
 
     async def _on_oversize(self, ch: ChannelSpec, event: str, head: str, size: int) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from adapters.mastodon import graphemes
-from bridge.contract.adapter import SendCreate, SendEdit
+from bridge.contract.adapter import SendCreate, SendEdit, Unsupported, UnsupportedKind
 from bridge.contract.media import host_entry
 from bridge.contract.mentions import neutralise_mastodon
 from bridge.contract.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
@@ -28,14 +28,6 @@ from bridge.contract.textconv import from_html
 PLATFORM = "mastodon"
 OPT_OUT_TAGS = ("nobot", "nobridge")
 COMMANDS = ("!join", "!leave")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unsupported:
-    """A payload we do not turn into an event, and why (logged at debug)."""
-
-    reason: str
-    native_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,17 +223,19 @@ def parse_status(status: Mapping[str, Any], *, channel: ChannelKey,
     """
     sid = _get(status, "id")
     if not isinstance(status, Mapping) or not sid:
-        return Unsupported(reason="not a status")
+        return Unsupported(reason="not a status", kind=UnsupportedKind.MALFORMED)
     native = NativeId(str(sid))
     if _get(status, "reblog"):
-        return Unsupported(reason="boost", native_id=native)
+        return Unsupported(reason="boost", kind=UnsupportedKind.IGNORED, native_id=native)
     account = _get(status, "account")
     if not isinstance(account, Mapping):
-        return Unsupported(reason="status without account", native_id=native)
+        return Unsupported(reason="status without account", kind=UnsupportedKind.MALFORMED,
+                           native_id=native)
     text = from_html(str(_get(status, "content") or ""))
     command = parse_command(status, text, bridge_acct) if bridge_acct else ""
     if not command and carries_opt_out_tag(status, text):
-        return Unsupported(reason="post carries #nobridge/#nobot", native_id=native)
+        return Unsupported(reason="post carries #nobridge/#nobot", kind=UnsupportedKind.IGNORED,
+                           native_id=native)
     reply = _get(status, "in_reply_to_id")
     reply = reply if isinstance(reply, str | int) and not isinstance(reply, bool) else None
     return Posted(channel=channel, native_id=native, author=parse_author(account), text=text,
@@ -260,7 +254,7 @@ def parse_edit(status: Mapping[str, Any], *, channel: ChannelKey
     ``#nobridge`` (the author withdrew the post from the bridge)."""
     sid = _get(status, "id")
     if not isinstance(status, Mapping) or not sid:
-        return Unsupported(reason="not a status")
+        return Unsupported(reason="not a status", kind=UnsupportedKind.MALFORMED)
     text = from_html(str(_get(status, "content") or ""))
     if carries_opt_out_tag(status, text) or _get(status, "visibility") != "public":
         return Deleted(channel=channel, native_id=NativeId(str(sid)))
@@ -276,13 +270,14 @@ def parse_stream_event(event: str, data: str, *, channel: ChannelKey, bridge_acc
     if event == "delete":
         sid = data.strip().strip('"')
         return Deleted(channel=channel, native_id=NativeId(sid)) if sid else \
-            Unsupported(reason="delete without id")
+            Unsupported(reason="delete without id", kind=UnsupportedKind.MALFORMED)
     if event not in ("update", "status.update"):
-        return Unsupported(reason=f"event {event!r} is not for a hashtag channel")
+        return Unsupported(reason=f"event {event!r} is not for a hashtag channel",
+                           kind=UnsupportedKind.IGNORED)
     try:
         payload = json.loads(data)
     except ValueError:
-        return Unsupported(reason="malformed JSON in stream event")
+        return Unsupported(reason="malformed JSON in stream event", kind=UnsupportedKind.MALFORMED)
     if event == "update":
         return parse_status(payload, channel=channel, bridge_acct=bridge_acct)
     return parse_edit(payload, channel=channel)

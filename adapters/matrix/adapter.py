@@ -35,6 +35,8 @@ from bridge.contract.adapter import (
     ChannelSpec,
     Health,
     TextFormat,
+    Unsupported,
+    UnsupportedKind,
     check_size,
     read_guarded,
 )
@@ -304,9 +306,9 @@ class MatrixAdapter(Outbound):
         match res:
             case Rejected():
                 return res
-            case convert.Ignored() | convert.Unsupported():
-                if isinstance(res, convert.Unsupported):
-                    self.log.info("not relayed: %s", res.reason)
+            case Unsupported(kind=kind, reason=reason):
+                if kind is UnsupportedKind.MALFORMED:
+                    self.log.info("not relayed: %s", reason)
                 return None
             case convert.EditOf(event, edit_sender):
                 if await self._sender_of(room_id, event.native_id) != edit_sender:

@@ -1,8 +1,9 @@
 """Pure conversions between Matrix events and the canonical model.
 
 Inbound: raw event dicts (``Event.source`` from nio, or JSON from the wire) into
-``Posted``/``Edited``/``Deleted``, or an ``Ignored``/``Unsupported`` value with
-its reason.  Outbound: a rendered message into ``m.room.message`` content.
+``Posted``/``Edited``/``Deleted``, or an ``Unsupported`` value with its reason
+(``IGNORED``: well formed, not for relaying; ``MALFORMED``: not mappable).
+Outbound: a rendered message into ``m.room.message`` content.
 Nothing here does I/O or raises on bad input.
 """
 
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from bridge.contract.adapter import Rendered
+from bridge.contract.adapter import Rendered, Unsupported, UnsupportedKind
 from bridge.contract.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
 from bridge.contract.richtext import (
     Block,
@@ -47,20 +48,6 @@ adds sender, ids, signatures and hashes around the content."""
 
 
 @dataclass(frozen=True, slots=True)
-class Ignored:
-    """A well-formed event the bridge deliberately does not relay."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unsupported:
-    """An event we could not map (malformed, unknown shape)."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class EditOf:
     """An edit, with the sender the original must have (checked with I/O later)."""
 
@@ -68,7 +55,15 @@ class EditOf:
     sender: str
 
 
-Inbound = Posted | Deleted | EditOf | Ignored | Unsupported
+Inbound = Posted | Deleted | EditOf | Unsupported
+
+
+def _ignored(reason: str) -> Unsupported:
+    return Unsupported(reason=reason, kind=UnsupportedKind.IGNORED)
+
+
+def _malformed(reason: str) -> Unsupported:
+    return Unsupported(reason=reason, kind=UnsupportedKind.MALFORMED)
 
 
 def permalink(room_id: str, event_id: str) -> str:
@@ -187,37 +182,37 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
                 display_name: str = "", max_media_bytes: int = 10 * 1024 * 1024) -> Inbound:
     """One timeline event into what the relay should hear about it."""
     if not isinstance(raw, dict):
-        return Unsupported("event is not an object")
+        return _malformed("event is not an object")
     etype, event_id, sender = raw.get("type"), raw.get("event_id"), raw.get("sender")
     if not (isinstance(etype, str) and isinstance(event_id, str) and isinstance(sender, str)):
-        return Unsupported("event without type, event_id or sender")
+        return _malformed("event without type, event_id or sender")
     content = raw.get("content")
     if not isinstance(content, dict):
-        return Unsupported(f"{event_id}: content is not an object")
+        return _malformed(f"{event_id}: content is not an object")
     if etype == "m.room.redaction":
         # Room v11 moved `redacts` into content; older rooms have it at the top level.
         target = content.get("redacts") or raw.get("redacts")
         if not isinstance(target, str):
-            return Unsupported(f"{event_id}: redaction without target")
+            return _malformed(f"{event_id}: redaction without target")
         return Deleted(channel=channel, native_id=NativeId(target))
     if etype != "m.room.message":
-        return Ignored(f"event type {etype}")
+        return _ignored(f"event type {etype}")
     if ORIGIN_KEY in content:
-        return Ignored("relayed by a hashbridge")
+        return _ignored("relayed by a hashbridge")
     msgtype = content.get("msgtype")
     if not content or msgtype is None:
-        return Ignored("redacted or empty message")
+        return _ignored("redacted or empty message")
     if not isinstance(msgtype, str):
-        return Unsupported(f"{event_id}: msgtype is not a string")
+        return _malformed(f"{event_id}: msgtype is not a string")
     if msgtype == "m.notice":
-        return Ignored("m.notice: automated messages are never relayed")
+        return _ignored("m.notice: automated messages are never relayed")
     rel_type, target, reply = _relation(content)
     if rel_type == "m.replace":
         new = content.get("m.new_content")
         if not isinstance(new, dict) or not target:
-            return Unsupported(f"{event_id}: edit without m.new_content or target")
+            return _malformed(f"{event_id}: edit without m.new_content or target")
         if not isinstance(new.get("msgtype"), str) or new["msgtype"] not in TEXT_MSGTYPES:
-            return Ignored(f"edit to {str(new.get('msgtype'))[:40]!r}")
+            return _ignored(f"edit to {str(new.get('msgtype'))[:40]!r}")
         text = _emote(_text_of(new, False), new, display_name or sender)
         return EditOf(Edited(channel=channel, native_id=NativeId(target), text=text,
                              edited_at=_ts(raw)), sender)
@@ -238,9 +233,9 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
         else:
             attachments = (att,)
     else:
-        return Unsupported(f"{event_id}: msgtype {str(msgtype)[:40]!r}")
+        return _malformed(f"{event_id}: msgtype {str(msgtype)[:40]!r}")
     if text.is_empty() and not attachments:
-        return Ignored("empty message")
+        return _ignored("empty message")
     plain = to_plain(text).strip().lower()
     command = plain if msgtype == "m.text" and plain in COMMANDS else ""
     return Posted(

@@ -8,6 +8,7 @@ the digest text builder.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import re
@@ -19,7 +20,7 @@ from typing import Any
 import twitter_text
 
 from adapters.twitter.textrules import weighted_length as _fast_weighted_length
-from bridge.contract.adapter import check_size, convert_guarded
+from bridge.contract.adapter import Unsupported, UnsupportedKind, check_size, convert_guarded
 from bridge.contract.model import Attachment, Author, ChannelKey, NativeId, Posted, Rejected
 from bridge.contract.richtext import (
     Block,
@@ -42,12 +43,6 @@ _MEDIA_TYPES = {"photo": "image/jpeg", "animated_gif": "video/mp4", "video": "vi
 # Language codes X uses for "no language" (undetermined, media only, hashtags only...).
 log = logging.getLogger("hashbridge.adapter.twitter")
 _NO_LANG = {"und", "zxx", "qme", "qht", "qam", "qst", "qct", "art"}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unsupported:
-    native_id: str
-    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,20 +247,23 @@ def tweet_to_posted(tweet: Mapping[str, Any], channel: ChannelKey, *,
                     media: Mapping[str, Mapping[str, Any]]) -> Posted | Unsupported:
     tid = str(tweet.get("id", ""))
     if not tid.isdigit():
-        return Unsupported(native_id=tid, reason="post without a numeric id")
+        return Unsupported(native_id=tid, reason="post without a numeric id",
+                           kind=UnsupportedKind.MALFORMED)
     refs = {r.get("type"): str(r.get("id")) for r in tweet.get("referenced_tweets") or []
             if isinstance(r, Mapping)}
     if "retweeted" in refs:
-        return Unsupported(native_id=tid, reason="repost (its original is the post to relay)")
+        return Unsupported(native_id=tid, reason="repost (its original is the post to relay)",
+                           kind=UnsupportedKind.IGNORED)
     note = tweet.get("note_tweet") or tweet.get("note_post") or {}
     text = note.get("text") or tweet.get("text")
     if not isinstance(text, str):
-        return Unsupported(native_id=tid, reason="post without text")
+        return Unsupported(native_id=tid, reason="post without text",
+                           kind=UnsupportedKind.MALFORMED)
     entities = note.get("entities") if note.get("text") else tweet.get("entities")
     user = users.get(str(tweet.get("author_id", "")))
     if user is None:
         return Unsupported(native_id=tid, reason="author not in includes.users "
-                           "(request expansions=author_id)")
+                           "(request expansions=author_id)", kind=UnsupportedKind.MALFORMED)
     username = str(user.get("username", ""))
     bio = str(user.get("description", ""))
     author = Author(platform="twitter", handle="@" + username,
@@ -309,21 +307,25 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
     newest: int | None = None
     for tw in data:
         if not isinstance(tw, Mapping):
-            skipped.append(Unsupported(native_id="", reason="post is not an object"))
+            skipped.append(Unsupported(native_id="", reason="post is not an object",
+                                       kind=UnsupportedKind.MALFORMED))
             continue
         tid = str(tw.get("id", ""))
         if tid.isdigit():
             newest = max(newest or 0, int(tid))
         if own_user_id and str(tw.get("author_id")) == own_user_id:
-            skipped.append(Unsupported(native_id=tid, reason="the bridge's own post"))
+            skipped.append(Unsupported(native_id=tid, reason="the bridge's own post",
+                                       kind=UnsupportedKind.IGNORED))
             continue
         # Whatever a post makes the conversion raise costs that post, never the poller.
-        out = convert_guarded(lambda tw=tw: _read_tweet(tw, channel, users, media),
+        out = convert_guarded(functools.partial(_read_tweet, tw, channel, users, media),
                               channel=channel, native_id=tid or "?", logger=log)
         if isinstance(out, Rejected):
             rejected.append(out)
+        elif isinstance(out, Unsupported):
+            skipped.append(out)
         else:
-            (skipped if isinstance(out, Unsupported) else events).append(out)  # type: ignore[arg-type]
+            events.append(out)
         chain = tw.get("edit_history_tweet_ids") or []
         if isinstance(chain, list) and len(chain) > 1 and str(chain[0]) != tid:
             edits[tid] = tuple(str(i) for i in chain if str(i) != tid)

@@ -154,6 +154,32 @@ async def read_guarded(convert: Callable[[], T], *, channel: ChannelKey, native_
         return rejection(exc, channel=channel, native_id=native_id, logger=logger)
 
 
+class UnsupportedKind(enum.StrEnum):
+    """Why a converter returned :class:`Unsupported`."""
+
+    IGNORED = "ignored"
+    """Well formed, and deliberately not relayed: the bridge's own copy, a boost,
+    a notice, an author's ``#nobridge``, an event type the bridge has no use for."""
+    MALFORMED = "malformed"
+    """Not a shape the converter can map (a field missing, of the wrong type...)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsupported:
+    """A payload a converter does not turn into an event, and why: returned,
+    never raised (matrix-nio's ``BadEvent``).  Every adapter's ``convert.py``
+    uses this one type; the adapter logs it and moves on (the cursor passes it)."""
+
+    reason: str
+    kind: UnsupportedKind
+    native_id: str = ""
+    """The payload's id on its platform, when it has a readable one."""
+    error: Exception | None = None
+    """What reading the payload raised, when it could not be read at all: the
+    adapter records it as a :class:`~bridge.contract.model.Rejected` through
+    :func:`rejection` instead of skipping it quietly."""
+
+
 class Health(enum.StrEnum):
     STARTING = "starting"
     CONNECTED = "connected"
@@ -404,6 +430,6 @@ __all__ = [
     "INLINE_MAX_BYTES", "Adapter", "AdapterContext", "AdapterError", "AdapterFactory",
     "AuthError", "Capabilities", "ChannelSpec", "EmitFn", "Health", "OnlineCheck", "PermanentError",
     "Rendered", "SendCreate", "SendDelete", "SendEdit", "SendOp", "SendResult", "StrictModel",
-    "TextFormat", "TooLarge", "TransientError", "check_size", "convert_guarded", "read_guarded",
-    "rejection",
+    "TextFormat", "TooLarge", "TransientError", "Unsupported", "UnsupportedKind", "check_size",
+    "convert_guarded", "read_guarded", "rejection",
 ]

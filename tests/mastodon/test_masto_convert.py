@@ -9,7 +9,6 @@ import pytest
 from mastohelp import recorded_statuses, sse_events
 
 from adapters.mastodon.convert import (
-    Unsupported,
     edit_params,
     neutralise,
     opt_out_reasons,
@@ -20,7 +19,7 @@ from adapters.mastodon.convert import (
     status_length,
     status_params,
 )
-from bridge.contract.adapter import Rendered, SendCreate, SendEdit
+from bridge.contract.adapter import Rendered, SendCreate, SendEdit, Unsupported
 from bridge.contract.model import (
     Author,
     ChannelKey,

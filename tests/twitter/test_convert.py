@@ -14,7 +14,6 @@ from twitter_support import LOCAL, load_jsonl
 
 from adapters.twitter.convert import (
     DigestItem,
-    Unsupported,
     digest_text,
     fit,
     missing_ids,
@@ -23,6 +22,7 @@ from adapters.twitter.convert import (
     tweet_to_posted,
     weighted_length,
 )
+from bridge.contract.adapter import Unsupported
 from bridge.contract.model import ChannelKey
 from bridge.contract.richtext import Hashtag, Link, Mention, iter_inlines
 from bridge.contract.textconv import to_plain
