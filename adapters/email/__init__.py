@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from adapters.email.config import EmailAccount, EmailChannel
 from bridge.contract.adapter import (
@@ -15,6 +14,7 @@ from bridge.contract.adapter import (
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -33,7 +33,7 @@ class EmailFactory(AdapterFactory):
     secret_fields: ClassVar[frozenset[str]] = frozenset({"imap.password", "smtp.password"})
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
+               services: Services) -> Adapter:
         from adapters.email.adapter import EmailAdapter
         assert isinstance(account, EmailAccount)
         return EmailAdapter(account, channels, services=services)
@@ -47,7 +47,7 @@ class EmailFactory(AdapterFactory):
         return EmailSandbox(workdir)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         import aiosmtplib
 
         from adapters.email.client import imap_connect

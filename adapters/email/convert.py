@@ -441,7 +441,7 @@ def _strip_quotes_long(text: str) -> str:
         parsed = EmailReplyParser(languages=LANGUAGES).read(text=head)
         first = parsed.replies[0] if parsed.replies else None
         if first is not None and (len(parsed.replies) > 1 or first.signatures):
-            latest = first.body.strip()
+            latest = str(first.body).strip()
             if latest:
                 return latest
     except Exception:

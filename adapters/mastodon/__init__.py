@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from bridge.contract.adapter import (
@@ -16,6 +15,7 @@ from bridge.contract.adapter import (
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -34,7 +34,7 @@ class MastodonFactory(AdapterFactory):
     secret_fields: ClassVar[frozenset[str]] = frozenset({"access_token"})
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
+               services: Services) -> Adapter:
         from adapters.mastodon.adapter import MastodonAdapter
 
         assert isinstance(account, MastodonAccount)
@@ -46,7 +46,7 @@ class MastodonFactory(AdapterFactory):
         return MastodonSandbox(workdir)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         """Log in, read the instance, and warn about etiquette problems (no bot flag,
         hashtag feeds closed to the bridge)."""
         from adapters.mastodon.adapter import MastodonAdapter

@@ -64,7 +64,6 @@ from bridge.contract.media import (
     MediaFetcher,
     MediaSource,
     host_entry,
-    media_sources,
     with_notes,
 )
 from bridge.contract.mentions import neutralise_mastodon
@@ -78,6 +77,7 @@ from bridge.contract.model import (
     Posted,
     Rejected,
 )
+from bridge.contract.services import Services
 
 PAGE = 40  # the largest page the tag timeline serves
 _SEEN = 2000  # ids remembered per channel so stream and catch-up never emit twice
@@ -108,7 +108,7 @@ def _check_html_size(status: Any) -> None:
 
 class MastodonAdapter:
     def __init__(self, account: MastodonAccount, channels: tuple[ChannelSpec, ...], *,
-                 name: str = "mastodon", services: Mapping[str, Any] | None = None) -> None:
+                 name: str = "mastodon", services: Services | None = None) -> None:
         self._acc = account
         self._channels = {c.key: c for c in channels}
         self._log = logging.getLogger(f"hashbridge.adapter.mastodon.{name}")
@@ -124,7 +124,7 @@ class MastodonAdapter:
         self._seen: dict[ChannelKey, OrderedDict[str, None]] = {}
         self._defaults_given = False
         self._api_problem = ""
-        media = media_sources(services if services is not None else {})
+        media = (services if services is not None else Services()).media_sources
         media.register((c.key for c in channels), self.media_source)
         self._media = MediaFetcher(media, self._log)
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.matrix.appservice import generate_registration
@@ -17,6 +17,7 @@ from bridge.contract.adapter import (
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -36,7 +37,7 @@ class MatrixFactory(AdapterFactory):
         {"access_token", "password", "as_token", "hs_token"})
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
+               services: Services) -> Adapter:
         from adapters.matrix.adapter import MatrixAdapter
 
         assert isinstance(account, MatrixAccount)
@@ -58,7 +59,7 @@ class MatrixFactory(AdapterFactory):
         return MatrixSandbox(workdir)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         import aiohttp
 
         assert isinstance(account, MatrixAccount)

@@ -9,7 +9,6 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -40,8 +39,9 @@ from bridge.contract.adapter import (
     check_size,
     read_guarded,
 )
-from bridge.contract.media import MediaFetcher, MediaSource, host_entry, media_sources
+from bridge.contract.media import MediaFetcher, MediaSource, host_entry
 from bridge.contract.model import ChannelKey, InboundEvent, Rejected
+from bridge.contract.services import Services
 
 MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4",
                          "video/webm", "audio/ogg", "audio/mpeg", "application/pdf"})
@@ -53,10 +53,9 @@ MAX_EVENT_BYTES = 65536
 
 class MatrixAdapter(Outbound):
     def __init__(self, account: MatrixAccount, channels: tuple[ChannelSpec, ...],
-                 services: Mapping[str, Any]) -> None:
+                 services: Services | None = None) -> None:
         self.account = account
         self.channels = {c.key: c for c in channels}
-        self.services = services
         self.session: Session | None = None
         self.ghosts: Ghosts | None = None
         self.room_of: dict[ChannelKey, str] = {}
@@ -72,7 +71,7 @@ class MatrixAdapter(Outbound):
         self.auth_failure: AuthError | None = None
         self.log = logging.getLogger("hashbridge.adapter.matrix")
         self.ctx: AdapterContext | None = None
-        media = media_sources(services)
+        media = (services if services is not None else Services()).media_sources
         media.register(self.channels, self.media_source)
         self.media = MediaFetcher(media, self.log)
 

@@ -91,7 +91,8 @@ class Outbound:
                       sender: str | None) -> SendResult:
         spec = self.channels[op.channel].options
         thread = op.thread_root if isinstance(spec, MatrixChannel) and spec.threads else None
-        rendered, fetched = op.rendered, ()
+        rendered = op.rendered
+        fetched: tuple[Fetched, ...] = ()
         if rendered.attachments:
             # From the origin's hosts only, within this account's upload limit;
             # what is left out is named in the text.

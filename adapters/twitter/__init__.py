@@ -4,8 +4,7 @@ AsyncClient, inside a per-account budget and X's automation rules."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from adapters.twitter.config import TwitterAccount, TwitterChannel
 from bridge.contract.adapter import (
@@ -16,6 +15,7 @@ from bridge.contract.adapter import (
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -36,7 +36,7 @@ class TwitterFactory(AdapterFactory):
          "bearer_token"})
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
+               services: Services) -> Adapter:
         from adapters.twitter.adapter import TwitterAdapter
 
         assert isinstance(account, TwitterAccount)
@@ -48,7 +48,7 @@ class TwitterFactory(AdapterFactory):
         return TwitterSandbox(workdir)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         from adapters.twitter.client import XClient
 
         assert isinstance(account, TwitterAccount)

@@ -23,7 +23,6 @@ import re
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,8 +57,9 @@ from bridge.contract.adapter import (
     TextFormat,
     TransientError,
 )
-from bridge.contract.media import MediaFetcher, MediaSource, media_sources, with_notes
+from bridge.contract.media import MediaFetcher, MediaSource, with_notes
 from bridge.contract.model import ChannelKey, NativeId
+from bridge.contract.services import Services
 from bridge.contract.textconv import to_plain
 
 _URL = re.compile(r"https?://\S+")
@@ -80,7 +80,7 @@ def _has_url(text: str) -> bool:
 
 class TwitterAdapter(Inbound):
     def __init__(self, account: TwitterAccount, channels: tuple[ChannelSpec, ...], *,
-                 clock: Any = time.time, services: Mapping[str, Any] | None = None) -> None:
+                 clock: Any = time.time, services: Services | None = None) -> None:
         self.account = account
         self.channels = {c.key: c for c in channels}
         self.clock = clock
@@ -102,7 +102,7 @@ class TwitterAdapter(Inbound):
         self._poll_locks: dict[str, asyncio.Lock] = {}
         self._api_problem = ""
         self.client.on_health = self._api_health
-        media = media_sources(services if services is not None else {})
+        media = (services if services is not None else Services()).media_sources
         media.register((c.key for c in channels), self.media_source)
         self.media = MediaFetcher(media, self.log)
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from bridge.contract.services import Services
 from bridge.runtime import logs
 from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load
 from bridge.runtime.registry import Registry, RegistryError, load_factories
@@ -106,7 +107,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             for name, acct in cfg.accounts.items():
                 try:
-                    res = await acct.factory.check_online(acct.options, http, {})
+                    res = await acct.factory.check_online(acct.options, http, Services())
                 except Exception as e:
                     print(f"account {name}: FAILED: {type(e).__name__}: {e}")
                     bad += 1

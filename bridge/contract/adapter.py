@@ -32,9 +32,9 @@ import asyncio
 import enum
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,6 +50,7 @@ from bridge.contract.model import (
     RejectKind,
 )
 from bridge.contract.richtext import RichText
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -403,9 +404,9 @@ class AdapterFactory:
     """Account keys that hold secrets (never logged, must come from ${VAR})."""
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
-        """Build the adapter; no I/O.  ``services`` carries process-wide helpers
-        (``sandbox`` for demo hubs)."""
+               services: Services) -> Adapter:
+        """Build the adapter; no I/O.  ``services`` carries the process-wide helpers
+        (the media-source registry the adapter adds its channels to)."""
         raise NotImplementedError
 
     def cli_commands(self) -> list[tuple[str, str, Callable[..., int]]]:
@@ -419,7 +420,7 @@ class AdapterFactory:
         return None
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         """Verify credentials against the platform (``hashbridge check --online``)."""
         return OnlineCheck(ok=True, warnings=("online check not implemented",))
 

@@ -24,7 +24,7 @@ def _split_listen(listen: str) -> tuple[str, int]:
 
 
 async def serve_web(bridge: Any) -> None:
-    """Serve the web view until cancelled; puts the URL in ``bridge.services["web_url"]``.
+    """Serve the web view until cancelled; puts the URL in ``bridge.services.web_url``.
 
     When the configured port is taken and the address is a loopback one (the
     demo, a developer machine) a free port is used instead and logged; a
@@ -61,7 +61,7 @@ async def serve_web(bridge: Any) -> None:
         addresses = runner.addresses
         actual = addresses[-1][1] if addresses else port
         url = f"http://{host}:{actual}"
-        bridge.services["web_url"] = url
+        bridge.services.web_url = url
         public = (settings.public_url.rstrip("/") if settings and settings.public_url
                   else url)
         shared = app[SITE]

@@ -78,7 +78,7 @@ def masto_caps() -> Capabilities:
 def matrix_caps() -> Capabilities:
     acct = MatrixAccount(homeserver="http://127.0.0.1:1", user_id="@bot:hs.example",
                          access_token="t")
-    return MatrixAdapter(acct, (), {}).capabilities(KEY)
+    return MatrixAdapter(acct, ()).capabilities(KEY)
 
 
 def x_live(text: str, *, at_runs: bool = False) -> list[tuple[int, int, str]]:
