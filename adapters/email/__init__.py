@@ -1,4 +1,16 @@
-"""Email lists (IMAP + SMTP) as a hashbridge channel.  See ``adapter`` for the design."""
+"""Email lists (IMAP + SMTP) as a hashbridge channel.  See ``adapter`` for the design.
+
+``config``      account and channel keys (IMAP and SMTP servers, the list).
+``convert``     inbound, pure: a raw list mail into the canonical model (quotes, footers
+                and signatures stripped; addresses never leave it).
+``compose``     outbound, pure: the MIME message for a relayed post, its threading
+                headers and subject; ``digest`` the digest mails.
+``client``      thin I/O shells around aioimaplib and aiosmtplib.
+``store``       the adapter's small durable state (UIDs, threading).
+``adapter``     :class:`~adapters.email.adapter.EmailAdapter`: IMAP IDLE in, SMTP out.
+``sandbox``     the demo/test stand-in: a real Dovecot and a small list server, run by
+                ``testserver``.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,17 @@
-"""Mastodon adapter: a hashtag as a channel, on Mastodon.py, with an emulator
-(``adapters.mastodon.emulator.app``) that doubles as the demo sandbox."""
+"""Mastodon adapter: a hashtag as a channel, on Mastodon.py.
+
+``config``      account and channel keys (instance URL, token, hashtag, visibility).
+``convert``     inbound, pure: statuses, stream events and ``/api/v2/instance`` into the
+                canonical model; Mastodon's length rule (``status_length``).
+``compose``     outbound, pure: a send operation into ``status_post``/``status_update``
+                arguments (the content warning counted in the length).
+``graphemes``   grapheme clusters counted fast, as Mastodon counts them.
+``client``      Mastodon.py's exceptions mapped onto the core's three kinds of failure.
+``adapter``     :class:`~adapters.mastodon.adapter.MastodonAdapter`: the hashtag
+                stream with timeline catch-up, sends, media uploads.
+``sandbox``     the demo/test stand-in: ``emulator/`` (``app`` the routes, ``state``
+                the data, ``instance`` the instance bodies, ``server`` runs it).
+"""
 
 from __future__ import annotations
 

@@ -27,16 +27,15 @@ import aiohttp
 from mastodon import Mastodon, MastodonError
 
 from adapters.mastodon.client import Gone, map_error
+from adapters.mastodon.compose import edit_params, status_params
 from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from adapters.mastodon.convert import (
     InstanceLimits,
-    edit_params,
     id_key,
     parse_instance,
     parse_status,
     parse_stream_event,
     status_length,
-    status_params,
 )
 from bridge.contract.adapter import (
     AdapterContext,

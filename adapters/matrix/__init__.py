@@ -1,6 +1,17 @@
 """Matrix adapter (matrix-nio): relay-bot mode on any homeserver, appservice
-(ghost) mode where the operator runs one.  See ``adapter.py`` for the I/O and
-``convert.py`` for the pure conversions."""
+(ghost) mode where the operator runs one.
+
+``config``      account and channel keys (homeserver, mode, tokens, the room).
+``convert``     inbound, pure: timeline events into the canonical model.
+``compose``     outbound, pure: ``m.room.message`` content (new, edit, media) kept under
+                the event size limit; deterministic transaction ids.
+``client``      the I/O shell around matrix-nio: session, error mapping, raw calls.
+``appservice``  appservice mode: the registration file and the ghost users.
+``adapter``     :class:`~adapters.matrix.adapter.MatrixAdapter`: sync (or appservice
+                transactions), rooms and capabilities; its sending half is the
+                ``outbound`` mixin.
+``sandbox``     the demo/test stand-in: a real Synapse run by ``testserver``.
+"""
 
 from __future__ import annotations
 

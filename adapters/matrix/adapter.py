@@ -358,7 +358,7 @@ class MatrixAdapter(Outbound):
     # ------------------------------------------------------------ outbound
     def capabilities(self, channel: ChannelKey) -> Capabilities:
         # "No practical limit": a 64 KiB event cap, declared in UTF-8 bytes so the core
-        # splits long posts into parts that fit with their HTML (convert.fit is the net).
+        # splits long posts into parts that fit with their HTML (compose.fit is the net).
         return Capabilities(max_length=24000, count=_utf8_len, text_format=TextFormat.HTML,
                             edit=True, delete=True, reply=True, threads=True, formatted=True,
                             media_types=MEDIA_TYPES,

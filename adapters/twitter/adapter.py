@@ -30,13 +30,15 @@ import twitter_text
 
 from adapters.twitter.budget import Caps, Ledger
 from adapters.twitter.client import DUPLICATE, NOT_SUMMONED, Forbidden403, Gone, XClient
-from adapters.twitter.config import TwitterAccount, TwitterChannel
-from adapters.twitter.convert import (
+from adapters.twitter.compose import (
     MAX_WEIGHTED,
+    DigestItem,
     defuse_urls,
+    digest_text,
     fit,
     weighted_length,
 )
+from adapters.twitter.config import TwitterAccount, TwitterChannel
 from adapters.twitter.digest import DigestState, Item, digest_post_text
 from adapters.twitter.inbound import Inbound
 from adapters.twitter.media import IMAGE_TYPES, MAX_ATTACHMENTS, MAX_IMAGE_BYTES, MEDIA_HOSTS
@@ -443,8 +445,6 @@ class TwitterAdapter(Inbound):
     async def flush_digest(self, channel: ChannelKey) -> str | None:
         """Post the digest of what ``send`` queued for *channel*; returns the
         post id, or None when there was nothing to post."""
-        from adapters.twitter.convert import DigestItem, digest_text
-
         ch = self.channels[channel]
         async with self._lock:
             st = await self._load_digest(ch)

@@ -30,7 +30,8 @@ from adapters.email.convert import (
 )
 from adapters.mastodon.convert import parse_status, status_length
 from adapters.matrix.convert import HTML_FORMAT, parse_event
-from adapters.twitter.convert import rich_text, weighted_length
+from adapters.twitter.compose import weighted_length
+from adapters.twitter.convert import rich_text
 from bridge.contract.adapter import Capabilities, TextFormat, Unsupported
 from bridge.contract.model import Author, ChannelKey, NativeId, Post, Posted, PostId
 from bridge.contract.richtext import (
