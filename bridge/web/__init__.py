@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.daemon.supervisor import Bridge
 
 log = logging.getLogger("hashbridge.web")
 
@@ -23,7 +26,7 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), int(port or 8080)
 
 
-async def serve_web(bridge: Any) -> None:
+async def serve_web(bridge: Bridge) -> None:
     """Serve the web view until cancelled; puts the URL in ``bridge.services.web_url``.
 
     When the configured port is taken and the address is a loopback one (the
