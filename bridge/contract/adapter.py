@@ -21,7 +21,10 @@ Reading one event must never cost another: convert each raw payload through
 involved).  Whatever the conversion raises (never ``CancelledError``) becomes
 a :class:`~bridge.contract.model.Rejected` for that event, emitted with the rest of its
 page so that the relay records it and the cursor moves past it; check the
-platform's size limit first with :func:`check_size`.
+platform's size limit first with :func:`check_size`.  A payload a converter
+understands but does not turn into an event (the bridge's own copy, a boost,
+a shape it cannot map) comes back as :class:`Unsupported`, the one value every
+adapter uses for it.
 
 Constructors do no I/O.
 """
