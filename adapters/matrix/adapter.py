@@ -25,7 +25,7 @@ from nio import (
 from adapters.matrix import convert
 from adapters.matrix.appservice import Ghosts, Listener
 from adapters.matrix.client import RawApi, Session, error_from, network_error, q
-from adapters.matrix.config import MatrixAccount
+from adapters.matrix.config import MatrixAccount, MatrixChannel
 from adapters.matrix.outbound import Outbound
 from bridge.contract.adapter import (
     AdapterContext,
@@ -177,7 +177,8 @@ class MatrixAdapter(Outbound):
         assert self.session is not None
         client = self.session.client
         for key, spec in self.channels.items():
-            room = spec.options.room  # type: ignore[attr-defined]
+            assert isinstance(spec.options, MatrixChannel)  # the config validated it so
+            room = spec.options.room
             resp = await client.join(room)
             if not isinstance(resp, JoinResponse):
                 raise RuntimeError(f"cannot join {room} (invite the bot?): {resp}")
