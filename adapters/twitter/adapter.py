@@ -16,26 +16,23 @@ inside a per-account budget and X's automation rules.
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
-import re
 import time
-import unicodedata
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
-
-import twitter_text
 
 from adapters.twitter.budget import Caps, Ledger
 from adapters.twitter.client import DUPLICATE, NOT_SUMMONED, Forbidden403, Gone, XClient
 from adapters.twitter.compose import (
     MAX_WEIGHTED,
     DigestItem,
+    as_shown,
     defuse_urls,
     digest_text,
     fit,
+    has_url,
     weighted_length,
 )
 from adapters.twitter.config import TwitterAccount, TwitterChannel
@@ -63,21 +60,6 @@ from bridge.contract.media import MediaFetcher, MediaSource, with_notes
 from bridge.contract.model import ChannelKey, NativeId
 from bridge.contract.services import Services
 from bridge.contract.textconv import to_plain
-
-_URL = re.compile(r"https?://\S+")
-
-
-def _norm(text: str) -> str:
-    """Text as X would show it back, for recognising our own copy: NFC, HTML
-    entities undone, URLs dropped, whitespace folded."""
-    text = unicodedata.normalize("NFC", html.unescape(text))
-    # URLs are dropped, not compared: X shows them as t.co links and adds one
-    # for attached media.
-    return " ".join(_URL.sub("", text).split())
-
-
-def _has_url(text: str) -> bool:
-    return bool(twitter_text.extract_urls(text))
 
 
 class TwitterAdapter(Inbound):
@@ -226,7 +208,7 @@ class TwitterAdapter(Inbound):
     def price_of(self, text: str) -> float:
         """What posting *text* costs (USD): X bills a post with a URL at its own price."""
         prices = self.account.prices
-        return prices.post_with_url if _has_url(text) else prices.post
+        return prices.post_with_url if has_url(text) else prices.post
 
     def _check_budget(self, text: str) -> float:
         cost = self.price_of(text)
@@ -342,10 +324,10 @@ class TwitterAdapter(Inbound):
                                    lambda c: c.get_users_tweets(me_id, **kw))
         data = r.data or []
         await self._save_ledger(usd=len(data) * self.account.prices.read, reads=len(data))
-        want = _norm(text)
+        want = as_shown(text)
         for tw in data:
             note = (tw.data.get("note_tweet") or {}).get("text")
-            if _norm(note or tw.text) == want:
+            if as_shown(note or tw.text) == want:
                 return str(tw.id)
         return None
 

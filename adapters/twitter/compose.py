@@ -1,5 +1,6 @@
 """Pure outbound composition for X: its text rules (the twitter-text v3 weighted
-length, fitting, links that must not become billed URLs) and the digest text.
+length, fitting, links that must not become billed URLs, a post's price class), the
+digest text, and a post's text as X shows it back (to recognise our own copy).
 
 No I/O and no client objects (the adapter posts); the inbound half is
 :mod:`adapters.twitter.convert`.
@@ -7,7 +8,9 @@ No I/O and no client objects (the adapter posts); the inbound half is
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,6 +20,7 @@ from adapters.twitter.textrules import weighted_length as _fast_weighted_length
 
 MAX_WEIGHTED = 280
 ELLIPSIS = "…"
+_URL = re.compile(r"https?://\S+")
 
 
 def weighted_length(text: str) -> int:
@@ -98,3 +102,17 @@ def digest_text(items: Iterable[DigestItem], *, hashtag: str = "",
     rest = len(items) - shown
     text = "\n".join(lines) + (f"\n+{rest} more" if rest else "") + tag
     return fit(text, limit), shown
+
+
+def has_url(text: str) -> bool:
+    """Whether X would find a URL in *text* (a post with one is billed at its own price)."""
+    return bool(twitter_text.extract_urls(text))
+
+
+def as_shown(text: str) -> str:
+    """Text as X would show it back, for recognising our own copy: NFC, HTML
+    entities undone, URLs dropped, whitespace folded."""
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    # URLs are dropped, not compared: X shows them as t.co links and adds one
+    # for attached media.
+    return " ".join(_URL.sub("", text).split())
