@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from bridge.contract.adapter import (
@@ -25,6 +24,7 @@ from bridge.contract.adapter import (
     StrictModel,
 )
 from bridge.contract.model import ChannelKey, NativeId
+from bridge.contract.services import Services
 from bridge.runtime.registry import Registry, load_factories
 
 
@@ -70,15 +70,19 @@ class MemFactory(AdapterFactory):
     channel_model = MemChannel
     channel_locator = "spot"
 
+    def __init__(self, adapters: dict[str, MemAdapter]) -> None:
+        self.adapters = adapters
+
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> MemAdapter:
+               services: Services) -> MemAdapter:
         assert isinstance(account, MemAccount)
-        adapters: dict[str, MemAdapter] = services["memnet"]  # type: ignore[assignment]
-        return adapters.setdefault(account.display_name, MemAdapter())
+        return self.adapters.setdefault(account.display_name, MemAdapter())
 
 
-def registry_with_memnet() -> Registry:
-    return load_factories(extra={"memnet": MemFactory()})
+def registry_with_memnet(adapters: dict[str, MemAdapter]) -> Registry:
+    """The installed adapters plus ``memnet``, whose adapters land in *adapters*
+    (by display name) as the bridge creates them."""
+    return load_factories(extra={"memnet": MemFactory(adapters)})
 
 
 def rss_mb() -> float:

@@ -38,7 +38,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -90,8 +89,7 @@ async def main(posts: int, rate_per_minute: float, outage: float, retry_max: flo
         cfg = build_config(tmp, chans, bridge_options={"retry_max_seconds": retry_max},
                            community_options={"author_rate_per_minute": 10**6,
                                               "duplicate_window": 600})
-        services: dict[str, Any] = {}
-        async with running(cfg, services=services, timeout=60) as bridge:
+        async with running(cfg, timeout=60) as bridge:
             t_in = time.perf_counter()
             c_in = cpu_s()
             while sum(bridge.metrics.posts_in.values()) < posts:  # noqa: ASYNC110

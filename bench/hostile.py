@@ -34,7 +34,8 @@ from _common import load_note
 from adapters.email.convert import Identity, ListMail, ListSpec, parse_list_mail
 from adapters.mastodon.convert import parse_status, status_length
 from adapters.matrix.convert import HTML_FORMAT, parse_event
-from adapters.twitter.convert import tweet_to_posted, weighted_length
+from adapters.twitter.compose import weighted_length
+from adapters.twitter.convert import tweet_to_posted
 from bridge.contract.adapter import Capabilities, TextFormat
 from bridge.contract.model import Author, ChannelKey, NativeId, Post, Posted, PostId
 from bridge.contract.richtext import RichText

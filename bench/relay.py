@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,15 +44,14 @@ def event(i: int, tag: str) -> Posted:
 
 
 async def main(posts: int, phases: str = "all") -> None:
-    registry = registry_with_memnet()
+    adapters: dict[str, MemAdapter] = {}
+    registry = registry_with_memnet(adapters)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build_config(tmp, [ChannelDef(n, "memnet", {"display_name": n}, {"spot": n})
                                  for n in NAMES], registry=registry,
                            community_options={"author_rate_per_minute": 10**9,
                                               "duplicate_window": 600})
-        services: dict[str, Any] = {"memnet": {}}
-        async with running(cfg, services=services) as bridge:
-            adapters: dict[str, MemAdapter] = services["memnet"]
+        async with running(cfg) as bridge:
             src = adapters["src"]
             await src.ready.wait()
             targets = [adapters[n] for n in NAMES[1:]]

@@ -133,7 +133,7 @@ def targets() -> dict[str, Target]:
                             name="t").capabilities(KEY)
     matrix = MatrixAdapter(MatrixAccount(homeserver="http://127.0.0.1:1",
                                          user_id="@bot:hs.example", access_token="t"),
-                           (), {}).capabilities(KEY)
+                           ()).capabilities(KEY)
     server = MailServer(host="127.0.0.1", port=1)
     mail = EmailAdapter(EmailAccount(address="bot@example.org", imap=server, smtp=server),
                         (_spec(EmailChannel(list="kmers@lists.example.org")),)

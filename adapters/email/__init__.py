@@ -1,10 +1,21 @@
-"""Email lists (IMAP + SMTP) as a hashbridge channel.  See ``adapter`` for the design."""
+"""Email lists (IMAP + SMTP) as a hashbridge channel.  See ``adapter`` for the design.
+
+``config``      account and channel keys (IMAP and SMTP servers, the list).
+``convert``     inbound, pure: a raw list mail into the canonical model (quotes, footers
+                and signatures stripped; addresses never leave it).
+``compose``     outbound, pure: the MIME message for a relayed post, its threading
+                headers and subject; ``digest`` the digest mails.
+``client``      thin I/O shells around aioimaplib and aiosmtplib.
+``store``       the adapter's small durable state (UIDs, threading).
+``adapter``     :class:`~adapters.email.adapter.EmailAdapter`: IMAP IDLE in, SMTP out.
+``sandbox``     the demo/test stand-in: a real Dovecot and a small list server, run by
+                ``testserver``.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from adapters.email.config import EmailAccount, EmailChannel
 from bridge.contract.adapter import (
@@ -15,6 +26,7 @@ from bridge.contract.adapter import (
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -33,7 +45,7 @@ class EmailFactory(AdapterFactory):
     secret_fields: ClassVar[frozenset[str]] = frozenset({"imap.password", "smtp.password"})
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
+               services: Services) -> Adapter:
         from adapters.email.adapter import EmailAdapter
         assert isinstance(account, EmailAccount)
         return EmailAdapter(account, channels, services=services)
@@ -47,7 +59,7 @@ class EmailFactory(AdapterFactory):
         return EmailSandbox(workdir)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         import aiosmtplib
 
         from adapters.email.client import imap_connect

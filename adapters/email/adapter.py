@@ -23,9 +23,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import aioimaplib
 
@@ -51,7 +49,6 @@ from adapters.email.convert import (
     Identity,
     ListMail,
     ListSpec,
-    Skipped,
     list_id_of,
     parse_list_mail,
     strip_subject,
@@ -72,13 +69,15 @@ from bridge.contract.adapter import (
     SendResult,
     TextFormat,
     TransientError,
+    Unsupported,
     check_size,
     read_guarded,
     rejection,
 )
-from bridge.contract.media import MediaSource, media_sources
+from bridge.contract.media import MediaSource
 from bridge.contract.model import Attachment, ChannelKey, InboundEvent, NativeId, Posted, Rejected
 from bridge.contract.richtext import Text
+from bridge.contract.services import Services
 
 NETWORK_NAMES = {"mastodon": "Mastodon", "twitter": "X", "matrix": "Matrix",
                  "email": "Email", "sandbox": "Sandbox"}
@@ -91,7 +90,7 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*<([^<>\s]{1,300})>", re.I | re.M)
 
 class EmailAdapter:
     def __init__(self, account: EmailAccount, channels: tuple[ChannelSpec, ...],
-                 name: str = "email", services: Mapping[str, Any] | None = None) -> None:
+                 name: str = "email", services: Services | None = None) -> None:
         self.account = account
         self.channels = {c.key: c for c in channels}
         self.log = logging.getLogger(f"hashbridge.adapter.email.{name}")
@@ -103,7 +102,7 @@ class EmailAdapter:
         self._smtp_problem = ""
         # The attachments of list mail are files this adapter saved: targets read
         # them from that directory only (no network fetch at all).
-        media_sources(services if services is not None else {}).register(
+        (services if services is not None else Services()).media_sources.register(
             self.channels, lambda: MediaSource(file_root=self._attachment_dir()))
 
     def _attachment_dir(self) -> str:
@@ -241,7 +240,7 @@ class EmailAdapter:
                 await ctx.set_cursor(*cursor)
         return last
 
-    def _read_mail(self, raw: bytes) -> tuple[ListSpec, ListMail | Skipped] | None:
+    def _read_mail(self, raw: bytes) -> tuple[ListSpec, ListMail | Unsupported] | None:
         """The pure part of reading one mail: its list, and the mail parsed
         (None: not for one of our reading channels)."""
         spec = self._specs.get(list_id_of(raw).lower())
@@ -267,7 +266,7 @@ class EmailAdapter:
         if isinstance(got, Rejected):
             return got
         spec, res = got
-        if isinstance(res, Skipped):
+        if isinstance(res, Unsupported):
             if res.error is not None:  # the mail could not be read at all
                 return rejection(res.error, channel=spec.channel, native_id=res.native_id,
                                  logger=self.log)

@@ -1,8 +1,9 @@
 """Inbound half of the pure email converters: raw list mail -> canonical events.
 
 No I/O, no clients.  :func:`parse_list_mail` never raises on any input: mail it must not
-relay comes back as :class:`Skipped` with the reason (someone else's list, our own echo,
-a robot, administrivia).  The outbound half lives in :mod:`adapters.email.compose`.
+relay comes back as :class:`~bridge.contract.adapter.Unsupported` with the reason
+(someone else's list, our own echo, a robot, administrivia).  The outbound half lives
+in :mod:`adapters.email.compose`.
 
 Privacy: a member's email address never leaves this module.  ``Author.handle`` is
 ``mail-`` plus a keyed hash of the address (stable per installation, so consent and
@@ -28,7 +29,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 import quotequail
 from mailparser_reply import EmailReplyParser
 
-from bridge.contract.adapter import TooLarge, check_size
+from bridge.contract.adapter import TooLarge, Unsupported, UnsupportedKind, check_size
 from bridge.contract.model import Author, ChannelKey, NativeId, Posted
 from bridge.contract.richtext import RichText
 from bridge.contract.textconv import cap_html_depth, clean_text, from_html, from_plain
@@ -104,15 +105,6 @@ class ListMail:
     """Attachments over the limit: ``"name (size)"``."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Skipped:
-    native_id: str
-    reason: str
-    error: Exception | None = None
-    """What parsing raised, when the mail could not be read at all (the adapter
-    records it as a rejection, :func:`bridge.contract.adapter.rejection`)."""
-
-
 def msgid(value: object) -> str | None:
     """The first ``<id>`` in a header value, without brackets; None if there is none."""
     ids = msgids(value)
@@ -143,13 +135,14 @@ def author_handle(address: str, salt: bytes) -> str:
 
 def parse_list_mail(raw: bytes, spec: ListSpec, me: Identity, *,
                     max_attachment_bytes: int = 8_000_000,
-                    max_attachments: int = 4) -> ListMail | Skipped:
+                    max_attachments: int = 4) -> ListMail | Unsupported:
     """Turn one raw message into a :class:`ListMail`, or say why not.  Never raises."""
     try:
         return _parse(raw, spec, me, max_attachment_bytes, max_attachments)
     except TooLarge as exc:
         native = msgid(_raw_header(raw, "Message-ID")) or _fallback_id(raw)
-        return Skipped(native_id=native, reason=f"too large: {exc}", error=exc)
+        return Unsupported(native_id=native, reason=f"too large: {exc}", error=exc,
+                           kind=UnsupportedKind.MALFORMED)
     except Exception as exc:  # any input: a reason, never a crash
         first = exc
     if b"\0" in raw:
@@ -158,13 +151,14 @@ def parse_list_mail(raw: bytes, spec: ListSpec, me: Identity, *,
         try:
             res = _parse(raw.replace(b"\0", b""), spec, me, max_attachment_bytes,
                          max_attachments)
-            if isinstance(res, Skipped) or msgid(_raw_header(raw, "Message-ID")):
+            if isinstance(res, Unsupported) or msgid(_raw_header(raw, "Message-ID")):
                 return res
             return _with_id(res, _fallback_id(raw))
         except Exception as exc:
             first = exc
     native = msgid(_raw_header(raw, "Message-ID")) or _fallback_id(raw)
-    return Skipped(native_id=native, reason=f"unparseable: {first!r:.200}", error=first)
+    return Unsupported(native_id=native, reason=f"unparseable: {first!r:.200}", error=first,
+                       kind=UnsupportedKind.MALFORMED)
 
 
 def _raw_header(raw: bytes, name: str) -> str:
@@ -195,12 +189,12 @@ def _header(msg: Message, name: str) -> str:
 
 
 def _parse(raw: bytes, spec: ListSpec, me: Identity, max_bytes: int,
-           max_n: int) -> ListMail | Skipped:
+           max_n: int) -> ListMail | Unsupported:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     native = msgid(_header(msg, "Message-ID")) or _fallback_id(raw)
 
-    def skip(reason: str) -> Skipped:
-        return Skipped(native_id=native, reason=reason)
+    def skip(reason: str) -> Unsupported:
+        return Unsupported(native_id=native, reason=reason, kind=UnsupportedKind.IGNORED)
 
     list_id = msgid(_header(msg, "List-Id")) or ""
     if list_id.lower() != spec.list_id.lower():
@@ -447,7 +441,7 @@ def _strip_quotes_long(text: str) -> str:
         parsed = EmailReplyParser(languages=LANGUAGES).read(text=head)
         first = parsed.replies[0] if parsed.replies else None
         if first is not None and (len(parsed.replies) > 1 or first.signatures):
-            latest = first.body.strip()
+            latest = str(first.body).strip()
             if latest:
                 return latest
     except Exception:

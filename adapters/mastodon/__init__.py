@@ -1,11 +1,22 @@
-"""Mastodon adapter: a hashtag as a channel, on Mastodon.py, with an emulator
-(``adapters.mastodon.emulator.app``) that doubles as the demo sandbox."""
+"""Mastodon adapter: a hashtag as a channel, on Mastodon.py.
+
+``config``      account and channel keys (instance URL, token, hashtag, visibility).
+``convert``     inbound, pure: statuses, stream events and ``/api/v2/instance`` into the
+                canonical model; Mastodon's length rule (``status_length``).
+``compose``     outbound, pure: a send operation into ``status_post``/``status_update``
+                arguments (the content warning counted in the length).
+``graphemes``   grapheme clusters counted fast, as Mastodon counts them.
+``client``      Mastodon.py's exceptions mapped onto the core's three kinds of failure.
+``adapter``     :class:`~adapters.mastodon.adapter.MastodonAdapter`: the hashtag
+                stream with timeline catch-up, sends, media uploads.
+``sandbox``     the demo/test stand-in: ``emulator/`` (``app`` the routes, ``state``
+                the data, ``instance`` the instance bodies, ``server`` runs it).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from bridge.contract.adapter import (
@@ -16,6 +27,7 @@ from bridge.contract.adapter import (
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -34,7 +46,7 @@ class MastodonFactory(AdapterFactory):
     secret_fields: ClassVar[frozenset[str]] = frozenset({"access_token"})
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
+               services: Services) -> Adapter:
         from adapters.mastodon.adapter import MastodonAdapter
 
         assert isinstance(account, MastodonAccount)
@@ -46,7 +58,7 @@ class MastodonFactory(AdapterFactory):
         return MastodonSandbox(workdir)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         """Log in, read the instance, and warn about etiquette problems (no bot flag,
         hashtag feeds closed to the bridge)."""
         from adapters.mastodon.adapter import MastodonAdapter

@@ -27,17 +27,15 @@ import aiohttp
 from mastodon import Mastodon, MastodonError
 
 from adapters.mastodon.client import Gone, map_error
+from adapters.mastodon.compose import edit_params, status_params
 from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from adapters.mastodon.convert import (
     InstanceLimits,
-    Unsupported,
-    edit_params,
     id_key,
     parse_instance,
     parse_status,
     parse_stream_event,
     status_length,
-    status_params,
 )
 from bridge.contract.adapter import (
     AdapterContext,
@@ -54,6 +52,8 @@ from bridge.contract.adapter import (
     TextFormat,
     TooLarge,
     TransientError,
+    Unsupported,
+    UnsupportedKind,
     check_size,
     read_guarded,
     rejection,
@@ -63,7 +63,6 @@ from bridge.contract.media import (
     MediaFetcher,
     MediaSource,
     host_entry,
-    media_sources,
     with_notes,
 )
 from bridge.contract.mentions import neutralise_mastodon
@@ -77,6 +76,7 @@ from bridge.contract.model import (
     Posted,
     Rejected,
 )
+from bridge.contract.services import Services
 
 PAGE = 40  # the largest page the tag timeline serves
 _SEEN = 2000  # ids remembered per channel so stream and catch-up never emit twice
@@ -107,7 +107,7 @@ def _check_html_size(status: Any) -> None:
 
 class MastodonAdapter:
     def __init__(self, account: MastodonAccount, channels: tuple[ChannelSpec, ...], *,
-                 name: str = "mastodon", services: Mapping[str, Any] | None = None) -> None:
+                 name: str = "mastodon", services: Services | None = None) -> None:
         self._acc = account
         self._channels = {c.key: c for c in channels}
         self._log = logging.getLogger(f"hashbridge.adapter.mastodon.{name}")
@@ -123,7 +123,7 @@ class MastodonAdapter:
         self._seen: dict[ChannelKey, OrderedDict[str, None]] = {}
         self._defaults_given = False
         self._api_problem = ""
-        media = media_sources(services if services is not None else {})
+        media = (services if services is not None else Services()).media_sources
         media.register((c.key for c in channels), self.media_source)
         self._media = MediaFetcher(media, self._log)
 
@@ -385,7 +385,8 @@ class MastodonAdapter:
         ev = parse_status(status, channel=ch.key, bridge_acct=str(self._me.get("acct", "")))
         if isinstance(ev, Posted) and str((status.get("account") or {}).get("id")) \
                 == str(self._me.get("id")):
-            return Unsupported(reason="the bridge's own post", native_id=ev.native_id)
+            return Unsupported(reason="the bridge's own post", kind=UnsupportedKind.IGNORED,
+                               native_id=ev.native_id)
         return ev
 
     async def _inbound(self, ch: ChannelSpec, status: Any, parsed: Posted | None = None
@@ -397,9 +398,13 @@ class MastodonAdapter:
         sid = _status_id(status)
         if sid and self._is_seen(ch, sid):
             return None
-        ev = parsed or await read_guarded(
-            functools.partial(self._read_status, ch, status), channel=ch.key,
-            native_id=sid or "?", logger=self._log, size=_payload_size(status))
+        ev: Posted | Unsupported | Rejected
+        if parsed is not None:
+            ev = parsed
+        else:
+            ev = await read_guarded(
+                functools.partial(self._read_status, ch, status), channel=ch.key,
+                native_id=sid or "?", logger=self._log, size=_payload_size(status))
         if isinstance(ev, Unsupported):
             self._log.debug("skipped %s: %s", ev.native_id, ev.reason)
             return None
@@ -466,14 +471,16 @@ class MastodonAdapter:
         try:
             payload = json.loads(data)
         except ValueError:
-            return Unsupported(reason="malformed JSON in stream event"), None
+            return Unsupported(reason="malformed JSON in stream event",
+                               kind=UnsupportedKind.MALFORMED), None
         _check_html_size(payload)
         ev = parse_stream_event(event, data, channel=ch.key,
                                 bridge_acct=str(self._me.get("acct", "")))
         if isinstance(ev, Posted | Edited) and \
                 str((payload.get("account") or {}).get("id")) == str(self._me.get("id")):
             # our own copies come back on the tag when posted public
-            return Unsupported(reason="the bridge's own post", native_id=ev.native_id), None
+            return Unsupported(reason="the bridge's own post", kind=UnsupportedKind.IGNORED,
+                               native_id=ev.native_id), None
         return ev, payload
 
     async def _on_oversize(self, ch: ChannelSpec, event: str, head: str, size: int) -> None:

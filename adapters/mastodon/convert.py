@@ -1,7 +1,9 @@
-"""Pure conversions between Mastodon payloads and the canonical model.
+"""Pure inbound conversions: Mastodon payloads (REST statuses, stream events, the
+instance document) into the canonical model, and Mastodon's length rule.
 
 No I/O and no client objects.  Input that cannot (or must not) be relayed comes
-back as :class:`Unsupported` with a reason; nothing here raises on bad input.
+back as :class:`~bridge.contract.adapter.Unsupported` with a reason; nothing here
+raises on bad input.  The outbound half is :mod:`adapters.mastodon.compose`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from adapters.mastodon import graphemes
-from bridge.contract.adapter import SendCreate, SendEdit
+from bridge.contract.adapter import Unsupported, UnsupportedKind
 from bridge.contract.media import host_entry
-from bridge.contract.mentions import neutralise_mastodon
 from bridge.contract.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
 from bridge.contract.richtext import Hashtag, RichText, iter_inlines, iter_text
 from bridge.contract.textconv import from_html
@@ -28,14 +29,6 @@ from bridge.contract.textconv import from_html
 PLATFORM = "mastodon"
 OPT_OUT_TAGS = ("nobot", "nobridge")
 COMMANDS = ("!join", "!leave")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unsupported:
-    """A payload we do not turn into an event, and why (logged at debug)."""
-
-    reason: str
-    native_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,17 +224,19 @@ def parse_status(status: Mapping[str, Any], *, channel: ChannelKey,
     """
     sid = _get(status, "id")
     if not isinstance(status, Mapping) or not sid:
-        return Unsupported(reason="not a status")
+        return Unsupported(reason="not a status", kind=UnsupportedKind.MALFORMED)
     native = NativeId(str(sid))
     if _get(status, "reblog"):
-        return Unsupported(reason="boost", native_id=native)
+        return Unsupported(reason="boost", kind=UnsupportedKind.IGNORED, native_id=native)
     account = _get(status, "account")
     if not isinstance(account, Mapping):
-        return Unsupported(reason="status without account", native_id=native)
+        return Unsupported(reason="status without account", kind=UnsupportedKind.MALFORMED,
+                           native_id=native)
     text = from_html(str(_get(status, "content") or ""))
     command = parse_command(status, text, bridge_acct) if bridge_acct else ""
     if not command and carries_opt_out_tag(status, text):
-        return Unsupported(reason="post carries #nobridge/#nobot", native_id=native)
+        return Unsupported(reason="post carries #nobridge/#nobot", kind=UnsupportedKind.IGNORED,
+                           native_id=native)
     reply = _get(status, "in_reply_to_id")
     reply = reply if isinstance(reply, str | int) and not isinstance(reply, bool) else None
     return Posted(channel=channel, native_id=native, author=parse_author(account), text=text,
@@ -260,7 +255,7 @@ def parse_edit(status: Mapping[str, Any], *, channel: ChannelKey
     ``#nobridge`` (the author withdrew the post from the bridge)."""
     sid = _get(status, "id")
     if not isinstance(status, Mapping) or not sid:
-        return Unsupported(reason="not a status")
+        return Unsupported(reason="not a status", kind=UnsupportedKind.MALFORMED)
     text = from_html(str(_get(status, "content") or ""))
     if carries_opt_out_tag(status, text) or _get(status, "visibility") != "public":
         return Deleted(channel=channel, native_id=NativeId(str(sid)))
@@ -276,70 +271,14 @@ def parse_stream_event(event: str, data: str, *, channel: ChannelKey, bridge_acc
     if event == "delete":
         sid = data.strip().strip('"')
         return Deleted(channel=channel, native_id=NativeId(sid)) if sid else \
-            Unsupported(reason="delete without id")
+            Unsupported(reason="delete without id", kind=UnsupportedKind.MALFORMED)
     if event not in ("update", "status.update"):
-        return Unsupported(reason=f"event {event!r} is not for a hashtag channel")
+        return Unsupported(reason=f"event {event!r} is not for a hashtag channel",
+                           kind=UnsupportedKind.IGNORED)
     try:
         payload = json.loads(data)
     except ValueError:
-        return Unsupported(reason="malformed JSON in stream event")
+        return Unsupported(reason="malformed JSON in stream event", kind=UnsupportedKind.MALFORMED)
     if event == "update":
         return parse_status(payload, channel=channel, bridge_acct=bridge_acct)
     return parse_edit(payload, channel=channel)
-
-
-# ---------------------------------------------------------------- outbound
-
-def neutralise(text: str) -> str:
-    """Never send a bare ``@name`` to Mastodon: it would resolve to a local
-    account and notify a stranger.  Mastodon's own rule, the one the core
-    renderer applied before fitting (so this changes nothing it fitted)."""
-    return neutralise_mastodon(text)
-
-
-def fit_with_warning(text: str, warning: str, max_characters: int, url_weight: int) -> str:
-    """Shorten *text* so text plus content warning fit: Mastodon counts the
-    warning too, while the core fits the text alone."""
-    if not warning or status_length(text, url_weight, warning) <= max_characters:
-        return text  # a text too long on its own is the core's to fit (or a 422)
-    budget = max_characters - status_length("", url_weight, warning) - 1
-    words = text.split(" ")
-    while len(words) > 1 and status_length(" ".join(words), url_weight) > budget:
-        words.pop()
-    kept = " ".join(words)
-    while kept and status_length(kept, url_weight) > budget:
-        kept = kept[:-1]
-    return kept + "…"
-
-
-def status_params(op: SendCreate, *, visibility: str, max_characters: int = 0,
-                  url_weight: int = 23) -> dict[str, Any]:
-    """``status_post`` keyword arguments for one create (media ids added by the caller)."""
-    text = neutralise(op.rendered.plain)
-    if max_characters:
-        text = fit_with_warning(text, op.rendered.content_warning, max_characters, url_weight)
-    params: dict[str, Any] = {
-        "status": text, "visibility": visibility,
-        "idempotency_key": op.idempotency_key,
-    }
-    if op.reply_to:
-        params["in_reply_to_id"] = str(op.reply_to)
-    if op.rendered.content_warning:
-        params["spoiler_text"] = op.rendered.content_warning
-        params["sensitive"] = True
-    if op.post.language and len(op.post.language) == 2:
-        params["language"] = op.post.language
-    return params
-
-
-def edit_params(op: SendEdit, *, max_characters: int = 0, url_weight: int = 23
-                ) -> dict[str, Any]:
-    """``status_update`` keyword arguments (visibility and reply target cannot change)."""
-    text = neutralise(op.rendered.plain)
-    if max_characters:
-        text = fit_with_warning(text, op.rendered.content_warning, max_characters, url_weight)
-    params: dict[str, Any] = {"id": str(op.native_id), "status": text,
-                              "spoiler_text": op.rendered.content_warning}
-    if op.rendered.content_warning:
-        params["sensitive"] = True
-    return params

@@ -1,11 +1,22 @@
 """Matrix adapter (matrix-nio): relay-bot mode on any homeserver, appservice
-(ghost) mode where the operator runs one.  See ``adapter.py`` for the I/O and
-``convert.py`` for the pure conversions."""
+(ghost) mode where the operator runs one.
+
+``config``      account and channel keys (homeserver, mode, tokens, the room).
+``convert``     inbound, pure: timeline events into the canonical model.
+``compose``     outbound, pure: ``m.room.message`` content (new, edit, media) kept under
+                the event size limit; deterministic transaction ids.
+``client``      the I/O shell around matrix-nio: session, error mapping, raw calls.
+``appservice``  appservice mode: the registration file and the ghost users.
+``adapter``     :class:`~adapters.matrix.adapter.MatrixAdapter`: sync (or appservice
+                transactions), rooms and capabilities; its sending half is the
+                ``outbound`` mixin.
+``sandbox``     the demo/test stand-in: a real Synapse run by ``testserver``.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from adapters.matrix.appservice import generate_registration
@@ -17,6 +28,7 @@ from bridge.contract.adapter import (
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -36,7 +48,7 @@ class MatrixFactory(AdapterFactory):
         {"access_token", "password", "as_token", "hs_token"})
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
+               services: Services) -> Adapter:
         from adapters.matrix.adapter import MatrixAdapter
 
         assert isinstance(account, MatrixAccount)
@@ -58,7 +70,7 @@ class MatrixFactory(AdapterFactory):
         return MatrixSandbox(workdir)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         import aiohttp
 
         assert isinstance(account, MatrixAccount)

@@ -9,7 +9,6 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -26,7 +25,7 @@ from nio import (
 from adapters.matrix import convert
 from adapters.matrix.appservice import Ghosts, Listener
 from adapters.matrix.client import RawApi, Session, error_from, network_error, q
-from adapters.matrix.config import MatrixAccount
+from adapters.matrix.config import MatrixAccount, MatrixChannel
 from adapters.matrix.outbound import Outbound
 from bridge.contract.adapter import (
     AdapterContext,
@@ -35,11 +34,14 @@ from bridge.contract.adapter import (
     ChannelSpec,
     Health,
     TextFormat,
+    Unsupported,
+    UnsupportedKind,
     check_size,
     read_guarded,
 )
-from bridge.contract.media import MediaFetcher, MediaSource, host_entry, media_sources
+from bridge.contract.media import MediaFetcher, MediaSource, host_entry
 from bridge.contract.model import ChannelKey, InboundEvent, Rejected
+from bridge.contract.services import Services
 
 MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4",
                          "video/webm", "audio/ogg", "audio/mpeg", "application/pdf"})
@@ -51,10 +53,9 @@ MAX_EVENT_BYTES = 65536
 
 class MatrixAdapter(Outbound):
     def __init__(self, account: MatrixAccount, channels: tuple[ChannelSpec, ...],
-                 services: Mapping[str, Any]) -> None:
+                 services: Services | None = None) -> None:
         self.account = account
         self.channels = {c.key: c for c in channels}
-        self.services = services
         self.session: Session | None = None
         self.ghosts: Ghosts | None = None
         self.room_of: dict[ChannelKey, str] = {}
@@ -70,7 +71,7 @@ class MatrixAdapter(Outbound):
         self.auth_failure: AuthError | None = None
         self.log = logging.getLogger("hashbridge.adapter.matrix")
         self.ctx: AdapterContext | None = None
-        media = media_sources(services)
+        media = (services if services is not None else Services()).media_sources
         media.register(self.channels, self.media_source)
         self.media = MediaFetcher(media, self.log)
 
@@ -176,7 +177,8 @@ class MatrixAdapter(Outbound):
         assert self.session is not None
         client = self.session.client
         for key, spec in self.channels.items():
-            room = spec.options.room  # type: ignore[attr-defined]
+            assert isinstance(spec.options, MatrixChannel)  # the config validated it so
+            room = spec.options.room
             resp = await client.join(room)
             if not isinstance(resp, JoinResponse):
                 raise RuntimeError(f"cannot join {room} (invite the bot?): {resp}")
@@ -304,9 +306,9 @@ class MatrixAdapter(Outbound):
         match res:
             case Rejected():
                 return res
-            case convert.Ignored() | convert.Unsupported():
-                if isinstance(res, convert.Unsupported):
-                    self.log.info("not relayed: %s", res.reason)
+            case Unsupported(kind=kind, reason=reason):
+                if kind is UnsupportedKind.MALFORMED:
+                    self.log.info("not relayed: %s", reason)
                 return None
             case convert.EditOf(event, edit_sender):
                 if await self._sender_of(room_id, event.native_id) != edit_sender:
@@ -357,7 +359,7 @@ class MatrixAdapter(Outbound):
     # ------------------------------------------------------------ outbound
     def capabilities(self, channel: ChannelKey) -> Capabilities:
         # "No practical limit": a 64 KiB event cap, declared in UTF-8 bytes so the core
-        # splits long posts into parts that fit with their HTML (convert.fit is the net).
+        # splits long posts into parts that fit with their HTML (compose.fit is the net).
         return Capabilities(max_length=24000, count=_utf8_len, text_format=TextFormat.HTML,
                             edit=True, delete=True, reply=True, threads=True, formatted=True,
                             media_types=MEDIA_TYPES,

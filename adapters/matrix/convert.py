@@ -1,23 +1,22 @@
-"""Pure conversions between Matrix events and the canonical model.
+"""Pure inbound conversions: Matrix events into the canonical model.
 
 Inbound: raw event dicts (``Event.source`` from nio, or JSON from the wire) into
-``Posted``/``Edited``/``Deleted``, or an ``Ignored``/``Unsupported`` value with
-its reason.  Outbound: a rendered message into ``m.room.message`` content.
-Nothing here does I/O or raises on bad input.
+``Posted``/``Edited``/``Deleted``, or an ``Unsupported`` value with its reason
+(``IGNORED``: well formed, not for relaying; ``MALFORMED``: not mappable).
+Nothing here does I/O or raises on bad input.  The outbound half (a rendered
+message into ``m.room.message`` content) is :mod:`adapters.matrix.compose`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html as htmllib
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from bridge.contract.adapter import Rendered
+from bridge.contract.adapter import Unsupported, UnsupportedKind
 from bridge.contract.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
 from bridge.contract.richtext import (
     Block,
@@ -28,7 +27,7 @@ from bridge.contract.richtext import (
     RichText,
     Text,
 )
-from bridge.contract.textconv import clean_text, from_html, from_plain, sanitise_html, to_plain
+from bridge.contract.textconv import clean_text, from_html, from_plain, to_plain
 
 ORIGIN_KEY = "org.hashbridge.origin"
 """Custom content key on every event we send: loop prevention beyond the sender check."""
@@ -41,23 +40,6 @@ MAX_BODY_CHARS = 65536
 COMMANDS = frozenset({"!join", "!leave"})
 """A whole message that is one of these is a consent command for the relay."""
 _SPOILER = re.compile(r"""data-mx-spoiler(?:\s*=\s*(?:"([^"]*)"|'([^']*)'))?""")
-MAX_CONTENT_BYTES = 60000
-"""Content JSON budget: the spec caps a whole event at 65536 bytes, and the server
-adds sender, ids, signatures and hashes around the content."""
-
-
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    """A well-formed event the bridge deliberately does not relay."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unsupported:
-    """An event we could not map (malformed, unknown shape)."""
-
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +50,15 @@ class EditOf:
     sender: str
 
 
-Inbound = Posted | Deleted | EditOf | Ignored | Unsupported
+Inbound = Posted | Deleted | EditOf | Unsupported
+
+
+def _ignored(reason: str) -> Unsupported:
+    return Unsupported(reason=reason, kind=UnsupportedKind.IGNORED)
+
+
+def _malformed(reason: str) -> Unsupported:
+    return Unsupported(reason=reason, kind=UnsupportedKind.MALFORMED)
 
 
 def permalink(room_id: str, event_id: str) -> str:
@@ -187,37 +177,37 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
                 display_name: str = "", max_media_bytes: int = 10 * 1024 * 1024) -> Inbound:
     """One timeline event into what the relay should hear about it."""
     if not isinstance(raw, dict):
-        return Unsupported("event is not an object")
+        return _malformed("event is not an object")
     etype, event_id, sender = raw.get("type"), raw.get("event_id"), raw.get("sender")
     if not (isinstance(etype, str) and isinstance(event_id, str) and isinstance(sender, str)):
-        return Unsupported("event without type, event_id or sender")
+        return _malformed("event without type, event_id or sender")
     content = raw.get("content")
     if not isinstance(content, dict):
-        return Unsupported(f"{event_id}: content is not an object")
+        return _malformed(f"{event_id}: content is not an object")
     if etype == "m.room.redaction":
         # Room v11 moved `redacts` into content; older rooms have it at the top level.
         target = content.get("redacts") or raw.get("redacts")
         if not isinstance(target, str):
-            return Unsupported(f"{event_id}: redaction without target")
+            return _malformed(f"{event_id}: redaction without target")
         return Deleted(channel=channel, native_id=NativeId(target))
     if etype != "m.room.message":
-        return Ignored(f"event type {etype}")
+        return _ignored(f"event type {etype}")
     if ORIGIN_KEY in content:
-        return Ignored("relayed by a hashbridge")
+        return _ignored("relayed by a hashbridge")
     msgtype = content.get("msgtype")
     if not content or msgtype is None:
-        return Ignored("redacted or empty message")
+        return _ignored("redacted or empty message")
     if not isinstance(msgtype, str):
-        return Unsupported(f"{event_id}: msgtype is not a string")
+        return _malformed(f"{event_id}: msgtype is not a string")
     if msgtype == "m.notice":
-        return Ignored("m.notice: automated messages are never relayed")
+        return _ignored("m.notice: automated messages are never relayed")
     rel_type, target, reply = _relation(content)
     if rel_type == "m.replace":
         new = content.get("m.new_content")
         if not isinstance(new, dict) or not target:
-            return Unsupported(f"{event_id}: edit without m.new_content or target")
+            return _malformed(f"{event_id}: edit without m.new_content or target")
         if not isinstance(new.get("msgtype"), str) or new["msgtype"] not in TEXT_MSGTYPES:
-            return Ignored(f"edit to {str(new.get('msgtype'))[:40]!r}")
+            return _ignored(f"edit to {str(new.get('msgtype'))[:40]!r}")
         text = _emote(_text_of(new, False), new, display_name or sender)
         return EditOf(Edited(channel=channel, native_id=NativeId(target), text=text,
                              edited_at=_ts(raw)), sender)
@@ -238,9 +228,9 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
         else:
             attachments = (att,)
     else:
-        return Unsupported(f"{event_id}: msgtype {str(msgtype)[:40]!r}")
+        return _malformed(f"{event_id}: msgtype {str(msgtype)[:40]!r}")
     if text.is_empty() and not attachments:
-        return Ignored("empty message")
+        return _ignored("empty message")
     plain = to_plain(text).strip().lower()
     command = plain if msgtype == "m.text" and plain in COMMANDS else ""
     return Posted(
@@ -273,106 +263,3 @@ def _ts(raw: dict[str, Any]) -> datetime:
     if isinstance(ts, int) and 0 < ts < 10**14:
         return datetime.fromtimestamp(ts / 1000, UTC)
     return datetime.now(UTC)
-
-
-# ====================================================================== outbound
-
-def txn_id(idempotency_key: str, suffix: str = "") -> str:
-    """A transaction id derived only from the delivery: a retried send (even after a
-    crash) reuses it, and the homeserver returns the first event instead of a copy."""
-    return "hb" + hashlib.sha256(f"{idempotency_key}|{suffix}".encode()).hexdigest()[:40]
-
-
-def _body(rendered: Rendered, msgtype: str) -> dict[str, Any]:
-    body = clean_text(rendered.plain)[:MAX_BODY_CHARS]
-    html = sanitise_html(rendered.html) if rendered.html else ""
-    cw = clean_text(rendered.content_warning).strip()[:500]
-    if cw:
-        # Matrix has no content warning; a spoiler hides the text in clients that
-        # support it, and the CW line warns in those that don't.
-        body = f"CW: {cw}\n\n{body}"
-        inner = html if html.strip() else htmllib.escape(rendered.plain)
-        esc = htmllib.escape(cw, quote=True)
-        html = (f"<p><strong>CW: {esc}</strong></p>"
-                f'<span data-mx-spoiler="{esc}">{inner}</span>')
-    content: dict[str, Any] = {"msgtype": msgtype, "body": body}
-    if html.strip() and len(html) <= MAX_BODY_CHARS:
-        content["format"] = HTML_FORMAT
-        content["formatted_body"] = html
-    return content
-
-
-def message_content(rendered: Rendered, *, reply_to: str | None = None,
-                    thread_root: str | None = None,
-                    origin: dict[str, str] | None = None) -> dict[str, Any]:
-    """``m.room.message`` content for a new message.
-
-    ``m.mentions`` is always present and empty: a relayed message pings nobody,
-    not on ``@room``, a display name in its text, or a mention it carries.
-    """
-    content = _body(rendered, "m.notice" if rendered.is_notice else "m.text")
-    content["m.mentions"] = {}
-    if thread_root:
-        content["m.relates_to"] = {
-            "rel_type": "m.thread", "event_id": thread_root,
-            "is_falling_back": reply_to is None,
-            "m.in_reply_to": {"event_id": reply_to or thread_root}}
-    elif reply_to:
-        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
-    content[ORIGIN_KEY] = dict(origin or {})
-    return fit(content)
-
-
-def _size(content: dict[str, Any]) -> int:
-    return len(json.dumps(content, ensure_ascii=False).encode())
-
-
-def fit(content: dict[str, Any]) -> dict[str, Any]:
-    """Keep content under the event size limit: drop the HTML first (the body says the
-    same), then cut the body, so an over-long message is never refused (413)."""
-    if _size(content) <= MAX_CONTENT_BYTES:
-        return content
-    out = dict(content)
-    for holder in (out, out.get("m.new_content")):
-        if isinstance(holder, dict):
-            holder.pop("format", None)
-            holder.pop("formatted_body", None)
-    while _size(out) > MAX_CONTENT_BYTES:
-        over = _size(out) - MAX_CONTENT_BYTES
-        for holder in (out, out.get("m.new_content")):
-            if isinstance(holder, dict) and isinstance(holder.get("body"), str):
-                b = holder["body"]
-                holder["body"] = b[:max(0, len(b) - over // 2 - 16)] + "…"
-    return out
-
-
-def edit_content(rendered: Rendered, target: str, *, mentions: list[str] | None = None,
-                 origin: dict[str, str] | None = None) -> dict[str, Any]:
-    """An ``m.replace`` edit; the top level is the ``* ...`` fallback for old clients."""
-    msgtype = "m.notice" if rendered.is_notice else "m.text"
-    new = _body(rendered, msgtype)
-    new["m.mentions"] = {"user_ids": list(mentions)} if mentions else {}
-    content = {
-        "msgtype": msgtype, "body": "* " + new["body"],
-        "m.new_content": new, "m.mentions": {},
-        "m.relates_to": {"rel_type": "m.replace", "event_id": target},
-        ORIGIN_KEY: dict(origin or {}),
-    }
-    if "formatted_body" in new:
-        content["format"] = HTML_FORMAT
-        content["formatted_body"] = "* " + new["formatted_body"]
-    return fit(content)
-
-
-def media_content(att: Attachment, mxc: str, size: int, *,
-                  origin: dict[str, str] | None = None) -> dict[str, Any]:
-    mime = att.media_type or "application/octet-stream"
-    msgtype = next((m for m, p in (("m.image", "image/"), ("m.video", "video/"),
-                                   ("m.audio", "audio/")) if mime.startswith(p)), "m.file")
-    name = clean_text(att.filename or att.alt_text or "attachment")[:255]
-    content: dict[str, Any] = {"msgtype": msgtype, "body": name, "url": mxc,
-                               "info": {"mimetype": mime, "size": size}, "m.mentions": {}}
-    if att.alt_text and att.alt_text != name:
-        content["filename"], content["body"] = name, clean_text(att.alt_text)[:4000]
-    content[ORIGIN_KEY] = dict(origin or {})
-    return content

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from nio import RoomRedactResponse, RoomSendResponse, UploadResponse
 
-from adapters.matrix import convert
+from adapters.matrix import compose, convert
 from adapters.matrix.appservice import Ghosts
 from adapters.matrix.client import Session, error_from, network_error, q
 from adapters.matrix.config import MatrixAccount, MatrixChannel
@@ -69,8 +69,8 @@ class Outbound:
             case SendCreate():
                 return await self._create(op, room_id, origin, sender)
             case SendEdit():
-                content = convert.edit_content(op.rendered, op.native_id, origin=origin)
-                await self._put(room_id, content, convert.txn_id(op.idempotency_key), sender)
+                content = compose.edit_content(op.rendered, op.native_id, origin=origin)
+                await self._put(room_id, content, compose.txn_id(op.idempotency_key), sender)
                 return SendResult()
             case SendDelete():
                 # the media events of the copy first, each with its own txn id
@@ -91,7 +91,8 @@ class Outbound:
                       sender: str | None) -> SendResult:
         spec = self.channels[op.channel].options
         thread = op.thread_root if isinstance(spec, MatrixChannel) and spec.threads else None
-        rendered, fetched = op.rendered, ()
+        rendered = op.rendered
+        fetched: tuple[Fetched, ...] = ()
         if rendered.attachments:
             # From the origin's hosts only, within this account's upload limit;
             # what is left out is named in the text.
@@ -101,7 +102,7 @@ class Outbound:
             rendered, fetched = with_notes(rendered, batch.notes), batch.fetched
         # m.mentions stays empty: a relayed message pings nobody in the room
         # (the renderer left no pill in the formatted body either).
-        content: dict[str, Any] | None = convert.message_content(
+        content: dict[str, Any] | None = compose.message_content(
             rendered, reply_to=op.reply_to, thread_root=thread, origin=origin)
         extra: list[NativeId] = []
         if not rendered.plain.strip() and fetched:
@@ -114,7 +115,7 @@ class Outbound:
         if content is None:
             return SendResult(native_id=extra[0], extra_native_ids=tuple(extra[1:]),
                               permalink=convert.permalink(room_id, extra[0]))
-        eid = await self._put(room_id, content, convert.txn_id(op.idempotency_key), sender)
+        eid = await self._put(room_id, content, compose.txn_id(op.idempotency_key), sender)
         return SendResult(native_id=eid, permalink=convert.permalink(room_id, eid),
                           extra_native_ids=tuple(extra))
 
@@ -143,7 +144,7 @@ class Outbound:
 
     async def _redact(self, room_id: str, event_id: str, key: str, sender: str | None) -> None:
         assert self.session is not None
-        txn = convert.txn_id(key, "redact")
+        txn = compose.txn_id(key, "redact")
         if sender is not None:
             assert self.ghosts is not None
             await self.ghosts.api.call(
@@ -167,8 +168,8 @@ class Outbound:
             filename=att.filename or "attachment", filesize=len(data))
         if not isinstance(up, UploadResponse):
             raise error_from(up, "upload")
-        content = convert.media_content(att, up.content_uri, len(data), origin=origin)
-        return await self._put(room_id, content, convert.txn_id(op.idempotency_key, f"m{i}"),
+        content = compose.media_content(att, up.content_uri, len(data), origin=origin)
+        return await self._put(room_id, content, compose.txn_id(op.idempotency_key, f"m{i}"),
                                sender)
 
 

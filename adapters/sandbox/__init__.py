@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import os
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -42,6 +41,7 @@ from bridge.contract.model import (
     Posted,
 )
 from bridge.contract.sandbox import SandboxMessage
+from bridge.contract.services import Services
 from bridge.contract.textconv import from_plain
 
 
@@ -230,7 +230,7 @@ class SandboxFactory(AdapterFactory):
     channel_locator = "network"
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> SandboxAdapter:
+               services: Services) -> SandboxAdapter:
         assert isinstance(account, SandboxAccount)
         return SandboxAdapter(account, channels)
 
@@ -238,7 +238,7 @@ class SandboxFactory(AdapterFactory):
         return SandboxPlatform(workdir)
 
     async def check_online(self, account: StrictModel, http: Any,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         assert isinstance(account, SandboxAccount)
         ok = os.path.isdir(account.dir) or not os.path.exists(account.dir)
         return OnlineCheck(ok=ok, identity=account.bot_name,

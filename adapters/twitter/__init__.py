@@ -1,11 +1,25 @@
 """X/Twitter adapter: recent-search polling in, each/digest/off out, on tweepy's
-AsyncClient, inside a per-account budget and X's automation rules."""
+AsyncClient, inside a per-account budget and X's automation rules.
+
+``config``      account and channel keys (credentials, prices and caps, the query).
+``convert``     inbound, pure: search and lookup pages into the canonical model.
+``compose``     outbound, pure: X's weighted length, fitting, URL defusing, the digest
+                text; ``textrules`` is the fast twitter-text rule it counts with.
+``digest``      digest mode's durable queue (pure data, kept as a cursor).
+``budget``      the spending ledger: pay-per-use prices, daily and monthly caps.
+``client``      the I/O shell around tweepy: rate-limit headers, errors mapped.
+``media``       attachments fetched through the core's guard and uploaded (v1.1).
+``adapter``     :class:`~adapters.twitter.adapter.TwitterAdapter`: sends, digests and
+                capabilities; its reading half (search polling, the deletion re-check)
+                is the ``inbound`` mixin.
+``sandbox``     the demo/test stand-in: ``emulator/`` (``app`` the routes, ``state`` the
+                world, ``wire`` X's problem bodies).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from adapters.twitter.config import TwitterAccount, TwitterChannel
 from bridge.contract.adapter import (
@@ -16,6 +30,7 @@ from bridge.contract.adapter import (
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -36,7 +51,7 @@ class TwitterFactory(AdapterFactory):
          "bearer_token"})
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
+               services: Services) -> Adapter:
         from adapters.twitter.adapter import TwitterAdapter
 
         assert isinstance(account, TwitterAccount)
@@ -48,7 +63,7 @@ class TwitterFactory(AdapterFactory):
         return TwitterSandbox(workdir)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         from adapters.twitter.client import XClient
 
         assert isinstance(account, TwitterAccount)

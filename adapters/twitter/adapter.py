@@ -16,28 +16,26 @@ inside a per-account budget and X's automation rules.
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
-import re
 import time
-import unicodedata
 from collections import OrderedDict
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import twitter_text
-
 from adapters.twitter.budget import Caps, Ledger
 from adapters.twitter.client import DUPLICATE, NOT_SUMMONED, Forbidden403, Gone, XClient
-from adapters.twitter.config import TwitterAccount, TwitterChannel
-from adapters.twitter.convert import (
+from adapters.twitter.compose import (
     MAX_WEIGHTED,
+    DigestItem,
+    as_shown,
     defuse_urls,
+    digest_text,
     fit,
+    has_url,
     weighted_length,
 )
+from adapters.twitter.config import TwitterAccount, TwitterChannel
 from adapters.twitter.digest import DigestState, Item, digest_post_text
 from adapters.twitter.inbound import Inbound
 from adapters.twitter.media import IMAGE_TYPES, MAX_ATTACHMENTS, MAX_IMAGE_BYTES, MEDIA_HOSTS
@@ -58,29 +56,15 @@ from bridge.contract.adapter import (
     TextFormat,
     TransientError,
 )
-from bridge.contract.media import MediaFetcher, MediaSource, media_sources, with_notes
+from bridge.contract.media import MediaFetcher, MediaSource, with_notes
 from bridge.contract.model import ChannelKey, NativeId
+from bridge.contract.services import Services
 from bridge.contract.textconv import to_plain
-
-_URL = re.compile(r"https?://\S+")
-
-
-def _norm(text: str) -> str:
-    """Text as X would show it back, for recognising our own copy: NFC, HTML
-    entities undone, URLs dropped, whitespace folded."""
-    text = unicodedata.normalize("NFC", html.unescape(text))
-    # URLs are dropped, not compared: X shows them as t.co links and adds one
-    # for attached media.
-    return " ".join(_URL.sub("", text).split())
-
-
-def _has_url(text: str) -> bool:
-    return bool(twitter_text.extract_urls(text))
 
 
 class TwitterAdapter(Inbound):
     def __init__(self, account: TwitterAccount, channels: tuple[ChannelSpec, ...], *,
-                 clock: Any = time.time, services: Mapping[str, Any] | None = None) -> None:
+                 clock: Any = time.time, services: Services | None = None) -> None:
         self.account = account
         self.channels = {c.key: c for c in channels}
         self.clock = clock
@@ -102,7 +86,7 @@ class TwitterAdapter(Inbound):
         self._poll_locks: dict[str, asyncio.Lock] = {}
         self._api_problem = ""
         self.client.on_health = self._api_health
-        media = media_sources(services if services is not None else {})
+        media = (services if services is not None else Services()).media_sources
         media.register((c.key for c in channels), self.media_source)
         self.media = MediaFetcher(media, self.log)
 
@@ -224,7 +208,7 @@ class TwitterAdapter(Inbound):
     def price_of(self, text: str) -> float:
         """What posting *text* costs (USD): X bills a post with a URL at its own price."""
         prices = self.account.prices
-        return prices.post_with_url if _has_url(text) else prices.post
+        return prices.post_with_url if has_url(text) else prices.post
 
     def _check_budget(self, text: str) -> float:
         cost = self.price_of(text)
@@ -340,10 +324,10 @@ class TwitterAdapter(Inbound):
                                    lambda c: c.get_users_tweets(me_id, **kw))
         data = r.data or []
         await self._save_ledger(usd=len(data) * self.account.prices.read, reads=len(data))
-        want = _norm(text)
+        want = as_shown(text)
         for tw in data:
             note = (tw.data.get("note_tweet") or {}).get("text")
-            if _norm(note or tw.text) == want:
+            if as_shown(note or tw.text) == want:
                 return str(tw.id)
         return None
 
@@ -443,8 +427,6 @@ class TwitterAdapter(Inbound):
     async def flush_digest(self, channel: ChannelKey) -> str | None:
         """Post the digest of what ``send`` queued for *channel*; returns the
         post id, or None when there was nothing to post."""
-        from adapters.twitter.convert import DigestItem, digest_text
-
         ch = self.channels[channel]
         async with self._lock:
             st = await self._load_digest(ch)

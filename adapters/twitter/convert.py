@@ -1,25 +1,23 @@
-"""Pure conversions between X API v2 payloads and the canonical model.
+"""Pure inbound conversions: X API v2 pages and posts into the canonical model.
 
 No I/O and no client objects.  Input that cannot be mapped becomes an
-:class:`Unsupported` value with a reason; nothing here raises on bad payloads.
-Also home of X's text rules: the twitter-text v3 weighted length, fitting, and
-the digest text builder.
+:class:`~bridge.contract.adapter.Unsupported` value with a reason; nothing here
+raises on bad payloads.  X's text rules and the digest text, the outbound half,
+are in :mod:`adapters.twitter.compose`.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import twitter_text
-
-from adapters.twitter.textrules import weighted_length as _fast_weighted_length
-from bridge.contract.adapter import check_size, convert_guarded
+from bridge.contract.adapter import Unsupported, UnsupportedKind, check_size, convert_guarded
 from bridge.contract.model import Attachment, Author, ChannelKey, NativeId, Posted, Rejected
 from bridge.contract.richtext import (
     Block,
@@ -34,20 +32,12 @@ from bridge.contract.richtext import (
 from bridge.contract.richtext import Text as TextNode
 from bridge.contract.textconv import drop_controls
 
-MAX_WEIGHTED = 280
 MAX_POST_CHARS = 25_000
 """The longest post X accepts (Premium's long posts); a longer one is rejected unread."""
-ELLIPSIS = "…"
 _MEDIA_TYPES = {"photo": "image/jpeg", "animated_gif": "video/mp4", "video": "video/mp4"}
 # Language codes X uses for "no language" (undetermined, media only, hashtags only...).
 log = logging.getLogger("hashbridge.adapter.twitter")
 _NO_LANG = {"und", "zxx", "qme", "qht", "qam", "qst", "qct", "art"}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unsupported:
-    native_id: str
-    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,91 +52,6 @@ class ParsedPage:
     rejected: tuple[Rejected, ...] = ()
     """Posts that could not be read (malformed, too large): recorded, not relayed."""
 
-
-# ------------------------------------------------------------------ length rules
-
-def weighted_length(text: str) -> int:
-    """X's own count (twitter-text v3): URLs 23, CJK and emoji 2, NFC first
-    (:func:`adapters.twitter.textrules.weighted_length`, the same number as
-    ``twitter_text.parse_tweet`` at a fraction of its cost)."""
-    return _fast_weighted_length(text)
-
-
-def fits(text: str, limit: int = MAX_WEIGHTED) -> bool:
-    return weighted_length(text) <= limit and not twitter_text.has_invalid_characters(text)
-
-
-def fit(text: str, limit: int = MAX_WEIGHTED) -> str:
-    """*text* cut at a grapheme-safe point so it fits *limit*, with an ellipsis."""
-    if weighted_length(text) <= limit:
-        return text
-    lo, hi = 0, len(text)
-    while lo < hi:  # longest prefix that fits together with the ellipsis
-        mid = (lo + hi + 1) // 2
-        if weighted_length(text[:mid].rstrip() + ELLIPSIS) <= limit:
-            lo = mid
-        else:
-            hi = mid - 1
-    cut = text[:lo]
-    # Never split a surrogate-free but joined emoji sequence or a URL in half.
-    while cut and (cut[-1] in "\u200d\ufe0f" or 0x1F3FB <= ord(cut[-1]) <= 0x1F3FF):
-        cut = cut[:-1]
-    m = re.search(r"\S*$", cut)
-    tail = m.group(0) if m else ""
-    if "://" in tail or tail.startswith("www."):
-        cut = cut[: len(cut) - len(tail)]
-    return cut.rstrip() + ELLIPSIS
-
-
-def defuse_urls(text: str) -> str:
-    """*text* with nothing X would turn into a link (and bill at the URL price):
-    each URL, bare domains included, becomes its host with the dots replaced by
-    U+2024 ONE DOT LEADER, which reads the same and is not linkified."""
-    out, pos = [], 0
-    for ent in twitter_text.extract_urls_with_indices(text):
-        s, e = ent["indices"]
-        host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", ent["url"], flags=re.I).split("/")[0]
-        out.append(text[pos:s] + host.replace(".", "\u2024"))
-        pos = e
-    out.append(text[pos:])
-    return "".join(out)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DigestItem:
-    author: str
-    text: str
-    network: str = ""
-
-
-def digest_text(items: Iterable[DigestItem], *, hashtag: str = "",
-                limit: int = MAX_WEIGHTED) -> tuple[str, int]:
-    """One post summarising *items* (given oldest first), newest first, within
-    *limit* weighted chars, ending with "+N more" for what did not fit.
-
-    Returns ``(text, shown)``; at least one item is shown (cut if needed)."""
-    items = list(items)[::-1]
-    tag = f" #{hashtag}" if hashtag else ""
-    lines: list[str] = []
-    for i, it in enumerate(items):
-        line = f"{it.author}: {' '.join(it.text.split())}"
-        rest = len(items) - i - 1
-        more = f"\n+{rest} more" if rest else ""
-        candidate = "\n".join([*lines, line]) + more + tag
-        if weighted_length(candidate) <= limit:
-            lines.append(line)
-            continue
-        if not lines:  # the newest alone is too long: cut it to make room
-            room = limit - weighted_length(more + tag) - 1
-            lines.append(fit(line, max(room, 10)))
-        break
-    shown = len(lines)
-    rest = len(items) - shown
-    text = "\n".join(lines) + (f"\n+{rest} more" if rest else "") + tag
-    return fit(text, limit), shown
-
-
-# ------------------------------------------------------------------ inbound
 
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, str):
@@ -252,20 +157,23 @@ def tweet_to_posted(tweet: Mapping[str, Any], channel: ChannelKey, *,
                     media: Mapping[str, Mapping[str, Any]]) -> Posted | Unsupported:
     tid = str(tweet.get("id", ""))
     if not tid.isdigit():
-        return Unsupported(native_id=tid, reason="post without a numeric id")
+        return Unsupported(native_id=tid, reason="post without a numeric id",
+                           kind=UnsupportedKind.MALFORMED)
     refs = {r.get("type"): str(r.get("id")) for r in tweet.get("referenced_tweets") or []
             if isinstance(r, Mapping)}
     if "retweeted" in refs:
-        return Unsupported(native_id=tid, reason="repost (its original is the post to relay)")
+        return Unsupported(native_id=tid, reason="repost (its original is the post to relay)",
+                           kind=UnsupportedKind.IGNORED)
     note = tweet.get("note_tweet") or tweet.get("note_post") or {}
     text = note.get("text") or tweet.get("text")
     if not isinstance(text, str):
-        return Unsupported(native_id=tid, reason="post without text")
+        return Unsupported(native_id=tid, reason="post without text",
+                           kind=UnsupportedKind.MALFORMED)
     entities = note.get("entities") if note.get("text") else tweet.get("entities")
     user = users.get(str(tweet.get("author_id", "")))
     if user is None:
         return Unsupported(native_id=tid, reason="author not in includes.users "
-                           "(request expansions=author_id)")
+                           "(request expansions=author_id)", kind=UnsupportedKind.MALFORMED)
     username = str(user.get("username", ""))
     bio = str(user.get("description", ""))
     author = Author(platform="twitter", handle="@" + username,
@@ -309,21 +217,25 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
     newest: int | None = None
     for tw in data:
         if not isinstance(tw, Mapping):
-            skipped.append(Unsupported(native_id="", reason="post is not an object"))
+            skipped.append(Unsupported(native_id="", reason="post is not an object",
+                                       kind=UnsupportedKind.MALFORMED))
             continue
         tid = str(tw.get("id", ""))
         if tid.isdigit():
             newest = max(newest or 0, int(tid))
         if own_user_id and str(tw.get("author_id")) == own_user_id:
-            skipped.append(Unsupported(native_id=tid, reason="the bridge's own post"))
+            skipped.append(Unsupported(native_id=tid, reason="the bridge's own post",
+                                       kind=UnsupportedKind.IGNORED))
             continue
         # Whatever a post makes the conversion raise costs that post, never the poller.
-        out = convert_guarded(lambda tw=tw: _read_tweet(tw, channel, users, media),
+        out = convert_guarded(functools.partial(_read_tweet, tw, channel, users, media),
                               channel=channel, native_id=tid or "?", logger=log)
         if isinstance(out, Rejected):
             rejected.append(out)
+        elif isinstance(out, Unsupported):
+            skipped.append(out)
         else:
-            (skipped if isinstance(out, Unsupported) else events).append(out)  # type: ignore[arg-type]
+            events.append(out)
         chain = tw.get("edit_history_tweet_ids") or []
         if isinstance(chain, list) and len(chain) > 1 and str(chain[0]) != tid:
             edits[tid] = tuple(str(i) for i in chain if str(i) != tid)

@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from adapters.twitter.convert import fit, weighted_length
+from adapters.twitter.compose import fit, weighted_length
 from adapters.twitter.textrules import neutralise
 
 

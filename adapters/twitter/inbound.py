@@ -14,10 +14,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -159,7 +160,7 @@ class Inbound:
         token = None
         for _ in range(pages):
             raw = _raw_page(await self.client.call_raw(
-                "search", lambda c, t=token: c.search_recent_tweets(**kw, next_token=t)))
+                "search", functools.partial(_search_page, kw, token)))
             read = len(raw.get("data") or [])
             await self._save_ledger(usd=read * self.account.prices.read, reads=read)
             # A page of long posts is read in a worker thread: no page stalls the loop.
@@ -215,7 +216,7 @@ class Inbound:
             self._summoned.popitem(last=False)
 
     # ------------------------------------------------------------------ deletes
-    async def _remember_relayed(self, ch: ChannelSpec, ids: list[str]) -> None:
+    async def _remember_relayed(self, ch: ChannelSpec, ids: Sequence[str]) -> None:
         assert self.ctx is not None
         name = f"relayed:{ch.key}"
         seen = json.loads(await self.ctx.get_cursor(name) or "[]")
@@ -236,8 +237,8 @@ class Inbound:
         for k in range(0, len(due), 100):
             batch = due[k:k + 100]
             r = _raw_page(await self.client.call_raw(
-                "deletion re-check", lambda c, b=batch: c.get_tweets(
-                    b, user_auth=not self.client.app_search)))
+                "deletion re-check",
+                functools.partial(_get_posts, batch, not self.client.app_search)))
             live = len(r["data"])
             await self._save_ledger(usd=live * self.account.prices.read, reads=live)
             gone |= missing_ids({"errors": r["errors"]})
@@ -262,6 +263,18 @@ class Inbound:
                 self.log.warning("deletion re-check on %s postponed: %s", ch.key, e)
                 if isinstance(e, TransientError) and e.retry_after:
                     delay = max(every, e.retry_after)  # no reads before the window resets
+
+
+def _search_page(kw: dict[str, Any], token: str | None, client: Any) -> Awaitable[Any]:
+    """One page of recent search (*client* is tweepy's AsyncClient, untyped)."""
+    page: Awaitable[Any] = client.search_recent_tweets(**kw, next_token=token)
+    return page
+
+
+def _get_posts(ids: list[str], user_auth: bool, client: Any) -> Awaitable[Any]:
+    """A lookup of up to 100 posts by id."""
+    page: Awaitable[Any] = client.get_tweets(ids, user_auth=user_auth)
+    return page
 
 
 def _text_size(page: dict[str, Any]) -> int:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
+from bridge.contract.services import Services
 from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
 from bridge.runtime.registry import load_factories
 
@@ -110,7 +111,7 @@ async def _run(boxes: list[tuple[str, PlatformSandbox]], workdir: str,
                        community_options={"author_rate_per_minute": 1000,
                                           "events": [event]})
     started = time.monotonic()
-    services: dict[str, Any] = {}
+    services = Services()
     extra: list[Callable[..., Any]] = []
     with contextlib.suppress(ImportError):
         from bridge.web import serve_web  # type: ignore[import-not-found,unused-ignore]
@@ -118,10 +119,10 @@ async def _run(boxes: list[tuple[str, PlatformSandbox]], workdir: str,
     async with running(cfg, services=services) as bridge:
         web_tasks = [asyncio.create_task(fn(bridge)) for fn in extra]
         deadline = time.monotonic() + 10  # the web view binds (or finds a free port)
-        while (web_tasks and "web_url" not in bridge.services  # noqa: ASYNC110 - set by serve_web
+        while (web_tasks and not bridge.services.web_url  # noqa: ASYNC110 - set by serve_web
                and not web_tasks[0].done() and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
-        url = bridge.services.get("web_url")
+        url = bridge.services.web_url
         _out(f"relay running with {len(boxes)} networks: "
              + ", ".join(f"{n} ({b.platform})" for n, b in boxes))
         if url:

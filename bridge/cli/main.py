@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from bridge.contract.services import Services
 from bridge.inbound.steps import described, recorded_drops
 from bridge.runtime import logs
 from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load
@@ -107,7 +108,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             for name, acct in cfg.accounts.items():
                 try:
-                    res = await acct.factory.check_online(acct.options, http, {})
+                    res = await acct.factory.check_online(acct.options, http, Services())
                 except Exception as e:
                     print(f"account {name}: FAILED: {type(e).__name__}: {e}")
                     bad += 1
@@ -373,6 +374,12 @@ def cmd_plugin(args: argparse.Namespace) -> int:
 
 def build_parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]] = ()
                  ) -> argparse.ArgumentParser:
+    return _parser(registry_commands)[0]
+
+
+def _parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]]
+            ) -> tuple[argparse.ArgumentParser, frozenset[str]]:
+    """The parser, and the names of the built-in sub-commands."""
     p = argparse.ArgumentParser(prog="hashbridge", description=(
         "Relay a community's hashtag conversation across X, Mastodon, Matrix and email "
         "lists."))
@@ -415,17 +422,37 @@ def build_parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]
     sp.add_argument("--port", type=int, default=8080, help="web view port (0: any free port)")
     sp.add_argument("--workdir", help="keep the sandbox here instead of a temp dir")
     sp.set_defaults(fn=cmd_demo)
+    builtin = frozenset(sub.choices or ())
     for name, help_, fn in registry_commands:
         sp = with_config(name, help_)
         sp.set_defaults(fn=cmd_plugin, plugin_fn=fn)
-    return p
+    return p, builtin
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The sub-command *argv* names (the first word that is not a global option or
+    its value), or None."""
+    takes_value = {"--log-format", "--log-level"}
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in takes_value:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     commands: list[tuple[str, str, Callable[..., int]]] = []
-    with contextlib.suppress(RegistryError):
-        for factory in load_factories().factories.values():
-            commands.extend(factory.cli_commands())
+    # Adapters' own sub-commands are only looked for when the command is not a built-in
+    # one (or for --help): finding them imports every installed adapter.
+    if _command_word(argv) not in _parser(())[1]:
+        with contextlib.suppress(RegistryError):
+            for factory in load_factories().factories.values():
+                commands.extend(factory.cli_commands())
     args = build_parser(commands).parse_args(argv)
     if args.command not in ("run", "demo"):
         logs.setup(args.log_level or "warning", args.log_format)

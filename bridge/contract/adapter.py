@@ -21,7 +21,10 @@ Reading one event must never cost another: convert each raw payload through
 involved).  Whatever the conversion raises (never ``CancelledError``) becomes
 a :class:`~bridge.contract.model.Rejected` for that event, emitted with the rest of its
 page so that the relay records it and the cursor moves past it; check the
-platform's size limit first with :func:`check_size`.
+platform's size limit first with :func:`check_size`.  A payload a converter
+understands but does not turn into an event (the bridge's own copy, a boost,
+a shape it cannot map) comes back as :class:`Unsupported`, the one value every
+adapter uses for it.
 
 Constructors do no I/O.
 """
@@ -32,9 +35,9 @@ import asyncio
 import enum
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,6 +53,7 @@ from bridge.contract.model import (
     RejectKind,
 )
 from bridge.contract.richtext import RichText
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -152,6 +156,32 @@ async def read_guarded(convert: Callable[[], T], *, channel: ChannelKey, native_
         return convert()
     except Exception as exc:
         return rejection(exc, channel=channel, native_id=native_id, logger=logger)
+
+
+class UnsupportedKind(enum.StrEnum):
+    """Why a converter returned :class:`Unsupported`."""
+
+    IGNORED = "ignored"
+    """Well formed, and deliberately not relayed: the bridge's own copy, a boost,
+    a notice, an author's ``#nobridge``, an event type the bridge has no use for."""
+    MALFORMED = "malformed"
+    """Not a shape the converter can map (a field missing, of the wrong type...)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsupported:
+    """A payload a converter does not turn into an event, and why: returned,
+    never raised (matrix-nio's ``BadEvent``).  Every adapter's ``convert.py``
+    uses this one type; the adapter logs it and moves on (the cursor passes it)."""
+
+    reason: str
+    kind: UnsupportedKind
+    native_id: str = ""
+    """The payload's id on its platform, when it has a readable one."""
+    error: Exception | None = None
+    """What reading the payload raised, when it could not be read at all: the
+    adapter records it as a :class:`~bridge.contract.model.Rejected` through
+    :func:`rejection` instead of skipping it quietly."""
 
 
 class Health(enum.StrEnum):
@@ -377,9 +407,9 @@ class AdapterFactory:
     """Account keys that hold secrets (never logged, must come from ${VAR})."""
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> Adapter:
-        """Build the adapter; no I/O.  ``services`` carries process-wide helpers
-        (``sandbox`` for demo hubs)."""
+               services: Services) -> Adapter:
+        """Build the adapter; no I/O.  ``services`` carries the process-wide helpers
+        (the media-source registry the adapter adds its channels to)."""
         raise NotImplementedError
 
     def cli_commands(self) -> list[tuple[str, str, Callable[..., int]]]:
@@ -393,7 +423,7 @@ class AdapterFactory:
         return None
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
-                           services: Mapping[str, Any]) -> OnlineCheck:
+                           services: Services) -> OnlineCheck:
         """Verify credentials against the platform (``hashbridge check --online``)."""
         return OnlineCheck(ok=True, warnings=("online check not implemented",))
 
@@ -404,6 +434,6 @@ __all__ = [
     "INLINE_MAX_BYTES", "Adapter", "AdapterContext", "AdapterError", "AdapterFactory",
     "AuthError", "Capabilities", "ChannelSpec", "EmitFn", "Health", "OnlineCheck", "PermanentError",
     "Rendered", "SendCreate", "SendDelete", "SendEdit", "SendOp", "SendResult", "StrictModel",
-    "TextFormat", "TooLarge", "TransientError", "check_size", "convert_guarded", "read_guarded",
-    "rejection",
+    "TextFormat", "TooLarge", "TransientError", "Unsupported", "UnsupportedKind", "check_size",
+    "convert_guarded", "read_guarded", "rejection",
 ]

@@ -9,7 +9,8 @@ with the origin's rules:
 
 * each adapter registers, when it is created, a provider of its :class:`MediaSource`
   for the channels it serves, in the process-wide :class:`MediaSources` kept in
-  ``services["media_sources"]`` (:func:`media_sources`).  The provider is called at
+  :attr:`Services.media_sources <bridge.contract.services.Services.media_sources>`.  The
+  provider is called at
   fetch time, so what the adapter learns while running (a Mastodon instance's media
   host, a Matrix token from a password login) counts;
 * a target adapter holds a :class:`MediaFetcher` on the same registry and, on a create,
@@ -36,9 +37,9 @@ import os
 import re
 import stat
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from pydantic import Field, field_validator
@@ -48,13 +49,11 @@ from bridge.contract.adapter import Rendered, StrictModel, TransientError
 from bridge.contract.model import Attachment
 from bridge.contract.netguard import MediaRefused, fetch_media
 from bridge.contract.richtext import Paragraph, RichText, Text
+from bridge.contract.services import MediaSource, MediaSources
 from bridge.contract.textconv import to_html, to_markdown
 
 if TYPE_CHECKING:
     import aiohttp
-
-MEDIA_SOURCES = "media_sources"
-"""The key of the registry in the ``services`` mapping every factory receives."""
 
 TRANSIENT_TRIES = 3
 """Sends tried with an attachment whose host keeps failing before it is left out."""
@@ -94,55 +93,6 @@ def host_entry(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{host}:{u.explicit_port}" if u.explicit_port is not None else host
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MediaSource:
-    """Where one account's attachments may be fetched from."""
-
-    hosts: frozenset[str] = frozenset()
-    """Allow-list entries (see :func:`bridge.contract.netguard.check_url`)."""
-    allow_private: bool = False
-    auth_origin: str = ""
-    """``scheme://host[:port]`` that gets :attr:`auth_headers` (and no other)."""
-    auth_headers: Mapping[str, str] = field(default_factory=dict)
-    file_root: str = ""
-    """A local directory whose files are this account's attachments (``file://``)."""
-
-    def headers_for(self, url: str) -> dict[str, str]:
-        if not self.auth_origin or not self.auth_headers:
-            return {}
-        try:
-            same = URL(url).origin() == URL(self.auth_origin).origin()
-        except ValueError:
-            return {}
-        return dict(self.auth_headers) if same else {}
-
-
-class MediaSources:
-    """Channel key -> the media source of the account serving it."""
-
-    def __init__(self) -> None:
-        self._by_channel: dict[str, Callable[[], MediaSource]] = {}
-
-    def register(self, channels: Iterable[str], provider: Callable[[], MediaSource]) -> None:
-        for key in channels:
-            self._by_channel[str(key)] = provider
-
-    def source_for(self, channel: str) -> MediaSource | None:
-        provider = self._by_channel.get(str(channel))
-        return provider() if provider is not None else None
-
-
-def media_sources(services: Mapping[str, Any]) -> MediaSources:
-    """The registry shared by every adapter of the process (created on first use)."""
-    found = services.get(MEDIA_SOURCES)
-    if isinstance(found, MediaSources):
-        return found
-    registry = MediaSources()
-    if isinstance(services, MutableMapping):
-        services[MEDIA_SOURCES] = registry
-    return registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +235,7 @@ def with_notes(rendered: Rendered, notes: Sequence[str], *,
 
 
 __all__ = [
-    "DEFAULT_TIMEOUT", "MEDIA_SOURCES", "TRANSIENT_TRIES", "Fetched", "MediaAccountKeys",
-    "MediaBatch", "MediaFetcher", "MediaSource", "MediaSources", "host_entry",
-    "media_sources", "note_for", "safe_url", "with_notes",
+    "DEFAULT_TIMEOUT", "TRANSIENT_TRIES", "Fetched", "MediaAccountKeys", "MediaBatch",
+    "MediaFetcher", "MediaSource", "MediaSources", "host_entry", "note_for", "safe_url",
+    "with_notes",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,6 +33,7 @@ from bridge.contract.adapter import (
     StrictModel,
 )
 from bridge.contract.model import ChannelKey, InboundEvent, NativeId
+from bridge.contract.services import Services
 
 if TYPE_CHECKING:
     import aiohttp
@@ -165,7 +166,8 @@ class FakeChannel(StrictModel):
 
 class FakeFactory(AdapterFactory):
     """Registers :class:`FakeAdapter` as platform ``fake``; the adapter for an
-    account is ``services["fakes"][account display_name]`` (created on demand)."""
+    account is ``fakes[account display_name]`` (created on demand; pass *fakes*
+    to choose some adapters beforehand, and read them back from it)."""
 
     platform: ClassVar[str] = "fake"
     display_name: ClassVar[str] = "Fake"
@@ -173,8 +175,10 @@ class FakeFactory(AdapterFactory):
     channel_model = FakeChannel
     channel_locator = "spot"
 
+    def __init__(self, fakes: dict[str, FakeAdapter] | None = None) -> None:
+        self.fakes: dict[str, FakeAdapter] = fakes if fakes is not None else {}
+
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
-               services: Mapping[str, Any]) -> FakeAdapter:
+               services: Services) -> FakeAdapter:
         assert isinstance(account, FakeAccount)
-        fakes: dict[str, FakeAdapter] = services.setdefault("fakes", {})  # type: ignore[attr-defined]
-        return fakes.setdefault(account.display_name, FakeAdapter())
+        return self.fakes.setdefault(account.display_name, FakeAdapter())

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.contract.services import Services
 from bridge.daemon.supervisor import Bridge
 from bridge.runtime.config import Config, parse
 from bridge.runtime.registry import Registry, load_factories
@@ -63,7 +64,7 @@ def build_config(workdir: str | Path, channels: Sequence[ChannelDef], *,
 
 
 @contextlib.asynccontextmanager
-async def running(config: Config, *, services: Mapping[str, Any] | None = None,
+async def running(config: Config, *, services: Services | None = None,
                   timeout: float = 30.0) -> AsyncIterator[Bridge]:
     """Start a :class:`Bridge`, yield it once its tasks run, cancel it after."""
     bridge = Bridge(config, services=services)

@@ -14,7 +14,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ import aiohttp
 from bridge.contract.adapter import Adapter, AuthError, ChannelSpec, Health, TransientError
 from bridge.contract.model import ChannelKey, InboundEvent, NativeId, PostId
 from bridge.contract.richtext import RichText
+from bridge.contract.services import Services
 from bridge.inbound.relay import IngestResult, Relay
 from bridge.inbound.steps import described
 from bridge.outbound.ratelimit import TokenBucket, backoff
@@ -110,10 +111,10 @@ class AccountRuntime:
 class Bridge:
     """Build with a validated :class:`Config`; ``await run()`` until cancelled."""
 
-    def __init__(self, config: Config, *, services: Mapping[str, Any] | None = None,
+    def __init__(self, config: Config, *, services: Services | None = None,
                  extra_tasks: Sequence[Callable[[Bridge], Awaitable[None]]] = ()) -> None:
         self.config = config
-        self.services = dict(services or {})
+        self.services = services if services is not None else Services()
         self.extra_tasks = list(extra_tasks)
         self.metrics = Metrics(inbound_steps=described())
         self.accounts: dict[str, AccountRuntime] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bridge.contract.adapter import Capabilities
 from bridge.contract.model import Author, ChannelKey, NativeId, Post, new_post_id
+from bridge.contract.services import Services
 from bridge.contract.textconv import from_plain
 from bridge.outbound.render import DEFAULT_ATTRIBUTION, Target, render
 from bridge.runtime.config import Config
@@ -54,7 +55,7 @@ def _offline_caps(cfg: Config, key: ChannelKey | str) -> Capabilities:
         result = fn(acct.options, ch.options)
         if isinstance(result, Capabilities):
             return result
-    adapter = acct.factory.create(acct.options, (), {})
+    adapter = acct.factory.create(acct.options, (), Services())
     try:
         return adapter.capabilities(ch.key)
     except Exception:

@@ -305,8 +305,8 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
             why = registry.broken.get(common.platform)
             hint = (f" (its package failed to load: {why}; install it with "
                     f"pip install 'hashbridge[{common.platform}]')" if why else
-                    _suggest(common.platform, list(registry.factories))
-                    + f"; installed adapters: {', '.join(sorted(registry.factories))}")
+                    _suggest(common.platform, registry.names())
+                    + f"; installed adapters: {', '.join(registry.names())}")
             errors.append(f"{p}.platform: no adapter named {common.platform!r}{hint}")
             continue
         own = {k: v for k, v in table.items() if k not in _ACCOUNT_COMMON}

@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.daemon.supervisor import Bridge
 
 log = logging.getLogger("hashbridge.web")
 
@@ -23,8 +26,8 @@ def _split_listen(listen: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), int(port or 8080)
 
 
-async def serve_web(bridge: Any) -> None:
-    """Serve the web view until cancelled; puts the URL in ``bridge.services["web_url"]``.
+async def serve_web(bridge: Bridge) -> None:
+    """Serve the web view until cancelled; puts the URL in ``bridge.services.web_url``.
 
     When the configured port is taken and the address is a loopback one (the
     demo, a developer machine) a free port is used instead and logged; a
@@ -61,7 +64,7 @@ async def serve_web(bridge: Any) -> None:
         addresses = runner.addresses
         actual = addresses[-1][1] if addresses else port
         url = f"http://{host}:{actual}"
-        bridge.services["web_url"] = url
+        bridge.services.web_url = url
         public = (settings.public_url.rstrip("/") if settings and settings.public_url
                   else url)
         shared = app[SITE]

@@ -48,12 +48,12 @@ class Env:
 
 async def start(tmp_path: Path, caps: Capabilities, b: Mapping[str, Any] | None = None,
                 bridge_options: Mapping[str, Any] | None = None) -> AsyncIterator[Env]:
-    cfg = build_config(tmp_path, chans(b=b or {}), registry=registry(),
+    fakes = {"B": FakeAdapter(caps=caps)}
+    cfg = build_config(tmp_path, chans(b=b or {}), registry=registry(fakes),
                        community_options={"author_rate_per_minute": 1000},
                        bridge_options=bridge_options)
-    services: dict[str, Any] = {"fakes": {"B": FakeAdapter(caps=caps)}}
-    async with running(cfg, services=services) as bridge:
-        yield Env(bridge, services["fakes"])
+    async with running(cfg) as bridge:
+        yield Env(bridge, fakes)
 
 
 async def test_two_long_posts_do_not_become_long_threads(tmp_path: Path) -> None:

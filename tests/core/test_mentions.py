@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from adapters.mastodon.adapter import MastodonAdapter
 from adapters.mastodon.config import MastodonAccount, MastodonChannel
 from adapters.mastodon.convert import status_length
-from adapters.matrix import convert as mx_convert
+from adapters.matrix import compose as mx_compose
 from adapters.matrix.adapter import MatrixAdapter
 from adapters.matrix.config import MatrixAccount
 from adapters.twitter.adapter import TwitterAdapter
+from adapters.twitter.compose import DigestItem, digest_text
 from adapters.twitter.config import TwitterAccount, TwitterChannel
-from adapters.twitter.convert import DigestItem, digest_text
 from adapters.twitter.digest import digest_post_text
 from adapters.twitter.textrules import weighted_length
 from bridge.contract.adapter import Capabilities, ChannelSpec, TextFormat
@@ -78,7 +78,7 @@ def masto_caps() -> Capabilities:
 def matrix_caps() -> Capabilities:
     acct = MatrixAccount(homeserver="http://127.0.0.1:1", user_id="@bot:hs.example",
                          access_token="t")
-    return MatrixAdapter(acct, (), {}).capabilities(KEY)
+    return MatrixAdapter(acct, ()).capabilities(KEY)
 
 
 def x_live(text: str, *, at_runs: bool = False) -> list[tuple[int, int, str]]:
@@ -214,7 +214,7 @@ def test_no_matrix_pill_in_the_formatted_body() -> None:
               Text(" and "), Link("https://matrix.to/#/%40eve:hs.example", "Eve"))
     [r] = render(post(rt), Target(caps=matrix_caps(), hashtag="kmers"), "Mastodon")
     assert "matrix.to" not in r.html and "Bob" in r.html and "Eve" in r.html
-    content = mx_convert.message_content(r)
+    content = mx_compose.message_content(r)
     assert content["m.mentions"] == {} and "matrix.to" not in content["formatted_body"]
 
 
@@ -312,7 +312,7 @@ def test_property_matrix_message_has_no_pill_and_no_mentions(
     caps = matrix_caps()
     parts = render(post(rt, name=name), _target(caps, split, links, limit), "X")
     for r in parts:
-        content = mx_convert.message_content(r)
+        content = mx_compose.message_content(r)
         assert content["m.mentions"] == {}
         assert not _PILL.search(content.get("formatted_body", "")), content
         assert neutralise_generic(r.plain) == r.plain  # the body under the default rule

@@ -51,37 +51,38 @@ class Crashy(FakeAdapter):
 async def _with_fakes(tmp_path: Path, fakes: dict[str, FakeAdapter], **bridge: Any) -> Any:
     from bridge.contract.testing import FakeFactory
     from bridge.daemon.harness import ChannelDef
+    by_name = {k.upper(): v for k, v in fakes.items()}
     base = load_factories()
-    reg = type(base)({**base.factories, "fake": FakeFactory()})
+    reg = type(base)({**base.factories, "fake": FakeFactory(by_name)})
     chans = [ChannelDef(n, "fake", {"display_name": n.upper()}, {"spot": n})
              for n in ("a", "b", "c")]
     cfg = build_config(tmp_path, chans, registry=reg, bridge_options=bridge)
-    return cfg, {"fakes": {k.upper(): v for k, v in fakes.items()}}
+    return cfg, by_name
 
 
 async def test_a_crashing_adapter_restarts_and_never_stops_its_siblings(tmp_path: Path) -> None:
     crashy = Crashy(2, RuntimeError("socket exploded"))
-    cfg, services = await _with_fakes(tmp_path, {"a": crashy})
-    async with running(cfg, services=services) as bridge:
+    cfg, fakes = await _with_fakes(tmp_path, {"a": crashy})
+    async with running(cfg) as bridge:
         from bridge.contract.model import Author, ChannelKey, NativeId, Posted
         from bridge.contract.textconv import from_plain
-        b = services["fakes"]["B"]
+        b = fakes["B"]
         b.inject(Posted(channel=ChannelKey("kmers/b"), native_id=NativeId("1"),
                         author=Author(platform="fake", handle="bob"), text=from_plain("hi")))
         await quiescent(bridge, timeout=20)
-        assert len(services["fakes"]["C"].sent) == 1  # the siblings worked all along
+        assert len(fakes["C"].sent) == 1  # the siblings worked all along
         deadline = time.monotonic() + 15
         while bridge.accounts["a"].health != Health.CONNECTED:
             assert time.monotonic() < deadline, bridge.accounts["a"].detail
             await asyncio.sleep(0.1)
         assert crashy.starts == 3
-        assert len(services["fakes"]["A"].sent) == 1  # a's worker delivered despite crashes
+        assert len(fakes["A"].sent) == 1  # a's worker delivered despite crashes
 
 
 async def test_restart_budget_marks_failed(tmp_path: Path) -> None:
     crashy = Crashy(100, RuntimeError("always"))
-    cfg, services = await _with_fakes(tmp_path, {"a": crashy}, restart_budget=1)
-    async with running(cfg, services=services) as bridge:
+    cfg, _fakes = await _with_fakes(tmp_path, {"a": crashy}, restart_budget=1)
+    async with running(cfg) as bridge:
         deadline = time.monotonic() + 20
         while bridge.accounts["a"].health != Health.FAILED:
             assert time.monotonic() < deadline
@@ -95,8 +96,8 @@ async def test_a_platform_saying_not_now_at_start_is_waited_out_not_a_crash(
         tmp_path: Path) -> None:
     # e.g. Mastodon's verify_credentials answering 429 during a rate-limit window
     crashy = Crashy(6, TransientError("rate limited (429)", retry_after=0.1))
-    cfg, services = await _with_fakes(tmp_path, {"a": crashy}, restart_budget=1)
-    async with running(cfg, services=services) as bridge:
+    cfg, _fakes = await _with_fakes(tmp_path, {"a": crashy}, restart_budget=1)
+    async with running(cfg) as bridge:
         deadline = time.monotonic() + 20
         while bridge.accounts["a"].health != Health.CONNECTED:
             assert bridge.accounts["a"].health != Health.FAILED, bridge.accounts["a"].detail
@@ -107,8 +108,8 @@ async def test_a_platform_saying_not_now_at_start_is_waited_out_not_a_crash(
 
 async def test_bad_credentials_are_reported_not_retried_hot(tmp_path: Path) -> None:
     crashy = Crashy(100, AuthError("401 The access token is invalid"))
-    cfg, services = await _with_fakes(tmp_path, {"a": crashy})
-    async with running(cfg, services=services) as bridge:
+    cfg, _fakes = await _with_fakes(tmp_path, {"a": crashy})
+    async with running(cfg) as bridge:
         await asyncio.sleep(1.0)
         assert bridge.accounts["a"].health == Health.BAD_CREDENTIALS
         assert crashy.starts == 1
@@ -250,9 +251,9 @@ async def test_reconnect_sends_deferred_deliveries_at_once(tmp_path: Path) -> No
     from bridge.contract.textconv import from_plain
     b = FakeAdapter()
     b.failures = [TransientError("503", retry_after=300)]  # would wait five minutes
-    cfg, services = await _with_fakes(tmp_path, {"b": b})
-    async with running(cfg, services=services) as bridge:
-        services["fakes"]["A"].inject(Posted(
+    cfg, fakes = await _with_fakes(tmp_path, {"b": b})
+    async with running(cfg) as bridge:
+        fakes["A"].inject(Posted(
             channel=ChannelKey("kmers/a"), native_id=NativeId("1"),
             author=Author(platform="fake", handle="al"), text=from_plain("hi")))
         await quiescent(bridge, allow_deferred=True)

@@ -30,9 +30,10 @@ from bridge.runtime.registry import load_factories
 A, B, C = ChannelKey("kmers/a"), ChannelKey("kmers/b"), ChannelKey("kmers/c")
 
 
-def registry() -> Any:
+def registry(fakes: dict[str, FakeAdapter] | None = None) -> Any:
+    """The installed adapters plus ``fake``, whose adapters are *fakes* (by display name)."""
     base = load_factories()
-    return type(base)({**base.factories, "fake": FakeFactory()})
+    return type(base)({**base.factories, "fake": FakeFactory(fakes)})
 
 
 def chans(**opts: Mapping[str, Any]) -> list[ChannelDef]:
@@ -72,14 +73,12 @@ async def start(tmp_path: Path, community: Mapping[str, Any] | None = None,
                 caps: Mapping[str, Capabilities] | None = None,
                 bridge_options: Mapping[str, Any] | None = None,
                 **opts: Mapping[str, Any]) -> AsyncIterator[Env]:
-    cfg = build_config(tmp_path, chans(**opts), registry=registry(),
+    fakes = {name.upper(): FakeAdapter(caps=c) for name, c in (caps or {}).items()}
+    cfg = build_config(tmp_path, chans(**opts), registry=registry(fakes),
                        community_options={"author_rate_per_minute": 1000, **(community or {})},
                        bridge_options=bridge_options)
-    services: dict[str, Any] = {"fakes": {}}
-    for name, c in (caps or {}).items():
-        services["fakes"][name.upper()] = FakeAdapter(caps=c)
-    async with running(cfg, services=services) as bridge:
-        yield Env(bridge, services["fakes"])
+    async with running(cfg) as bridge:
+        yield Env(bridge, fakes)
 
 
 @pytest.fixture

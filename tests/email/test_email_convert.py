@@ -21,12 +21,12 @@ from adapters.email.convert import (
     Identity,
     ListMail,
     ListSpec,
-    Skipped,
     list_id_of,
     parse_list_mail,
     strip_subject,
     unflow,
 )
+from bridge.contract.adapter import Unsupported
 from bridge.contract.model import ChannelKey
 from bridge.contract.textconv import to_plain
 
@@ -66,7 +66,7 @@ def parsed(raw: bytes, **kw: int) -> ListMail:
 
 def skipped(raw: bytes) -> str:
     res = parse_list_mail(raw, SPEC, ME)
-    assert isinstance(res, Skipped), res
+    assert isinstance(res, Unsupported), res
     return res.reason
 
 
@@ -240,7 +240,7 @@ def test_strip_subject() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=3000))
 def test_random_bytes_never_raise(data: bytes) -> None:
-    assert isinstance(parse_list_mail(LIST_HEADERS + data, SPEC, ME), ListMail | Skipped)
+    assert isinstance(parse_list_mail(LIST_HEADERS + data, SPEC, ME), ListMail | Unsupported)
 
 
 @settings(max_examples=200, deadline=None)
@@ -251,7 +251,7 @@ def test_declared_encodings_never_raise(body: str, charset: str, cte: str) -> No
            + f"Content-Type: text/plain; charset={charset}\r\n"
              f"Content-Transfer-Encoding: {cte}\r\n\r\n".encode()
            + body.encode("utf-8", "surrogatepass"))
-    assert isinstance(parse_list_mail(raw, SPEC, ME), ListMail | Skipped)
+    assert isinstance(parse_list_mail(raw, SPEC, ME), ListMail | Unsupported)
 
 
 # ------------------------------------------------------------------ outbound
@@ -340,7 +340,7 @@ def test_a_mail_over_the_text_cap_is_skipped_with_its_error_under_its_message_id
            b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
            + b"word " * (MAX_BODY_BYTES // 5 + 1))
     res = parse_list_mail(raw, SPEC, ME)
-    assert isinstance(res, Skipped) and isinstance(res.error, TooLarge)
+    assert isinstance(res, Unsupported) and isinstance(res.error, TooLarge)
     assert res.native_id == "big@m.test"
     assert res.reason == (f"too large: {MAX_BODY_BYTES // 5 * 5 + 5:,} bytes "
                           f"(a list mail's text is taken up to {MAX_BODY_BYTES:,})")

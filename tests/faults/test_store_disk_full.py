@@ -20,7 +20,7 @@ from diskspace import Ballast, delegated_to_userns, free_bytes, mounted_here
 
 from bridge.contract.adapter import SendCreate
 from bridge.contract.model import Author, ChannelKey, NativeId, Posted
-from bridge.contract.testing import FakeFactory
+from bridge.contract.testing import FakeAdapter, FakeFactory
 from bridge.contract.textconv import from_plain
 from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
 from bridge.runtime.registry import load_factories
@@ -278,9 +278,9 @@ async def test_checkpointer_hitting_enospc_keeps_the_wal_and_recovers(
 
 # ---------------------------------------------------------------- the relay on top
 
-def _registry() -> Any:
+def _registry(fakes: dict[str, FakeAdapter]) -> Any:
     base = load_factories()
-    return type(base)({**base.factories, "fake": FakeFactory()})
+    return type(base)({**base.factories, "fake": FakeFactory(fakes)})
 
 
 async def test_posts_held_on_a_full_disk_are_not_counted_twice_against_the_author(
@@ -289,13 +289,13 @@ async def test_posts_held_on_a_full_disk_are_not_counted_twice_against_the_autho
         return
     channels = [ChannelDef(n, "fake", {"display_name": n.upper()}, {"spot": n}, {})
                 for n in ("a", "b")]
-    cfg = build_config(fs / "work", channels, registry=_registry(),
+    fakes: dict[str, FakeAdapter] = {}
+    cfg = build_config(fs / "work", channels, registry=_registry(fakes),
                        community_options={"author_rate_per_minute": 3})
-    services: dict[str, Any] = {"fakes": {}}
     ballast = Ballast(fs)
     try:
-        async with running(cfg, services=services) as bridge:
-            a, b = services["fakes"]["A"], services["fakes"]["B"]
+        async with running(cfg) as bridge:
+            a, b = fakes["A"], fakes["B"]
             ballast.fill()
             for i in range(3):  # exactly the author's rate: all three must go
                 a.inject(Posted(channel=ChannelKey("kmers/a"), native_id=NativeId(f"a-{i}"),

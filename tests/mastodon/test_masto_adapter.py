@@ -40,6 +40,7 @@ from bridge.contract.model import (
     PostId,
 )
 from bridge.contract.richtext import RichText
+from bridge.contract.services import Services
 from bridge.contract.testing import FakeContext
 from bridge.contract.textconv import to_plain
 
@@ -362,16 +363,16 @@ async def test_check_online_warns_without_bot_flag() -> None:
 
     async with MastodonEmulator(bridge_bot=False) as emu, aiohttp.ClientSession() as http:
         factory = MastodonFactory()
-        ok = await factory.check_online(MastodonAccount(base_url=emu.url,
-                                                        access_token="bridge-token"), http, {})
+        ok = await factory.check_online(
+            MastodonAccount(base_url=emu.url, access_token="bridge-token"), http, Services())
         assert ok.ok and "kmbridge" in ok.identity and "4.6.4" in ok.identity
         assert any("bot" in w for w in ok.warnings)
         bad = await factory.check_online(MastodonAccount(base_url=emu.url,
-                                                         access_token="nope"), http, {})
+                                                         access_token="nope"), http, Services())
         assert not bad.ok and "AuthError" in bad.error
     async with MastodonEmulator() as emu, aiohttp.ClientSession() as http:
         ok = await MastodonFactory().check_online(
-            MastodonAccount(base_url=emu.url, access_token="bridge-token"), http, {})
+            MastodonAccount(base_url=emu.url, access_token="bridge-token"), http, Services())
         assert ok.ok and ok.warnings == ()
 
 

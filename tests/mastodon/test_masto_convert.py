@@ -8,19 +8,16 @@ from typing import Any
 import pytest
 from mastohelp import recorded_statuses, sse_events
 
+from adapters.mastodon.compose import edit_params, neutralise, status_params
 from adapters.mastodon.convert import (
-    Unsupported,
-    edit_params,
-    neutralise,
     opt_out_reasons,
     parse_edit,
     parse_instance,
     parse_status,
     parse_stream_event,
     status_length,
-    status_params,
 )
-from bridge.contract.adapter import Rendered, SendCreate, SendEdit
+from bridge.contract.adapter import Rendered, SendCreate, SendEdit, Unsupported
 from bridge.contract.model import (
     Author,
     ChannelKey,

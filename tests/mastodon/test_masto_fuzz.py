@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 from mastohelp import recorded_statuses
 
 from adapters.mastodon.convert import (
-    Unsupported,
     opt_out_reasons,
     parse_edit,
     parse_status,
     parse_stream_event,
 )
+from bridge.contract.adapter import Unsupported
 from bridge.contract.model import ChannelKey
 
 CH = ChannelKey("kmers/masto")

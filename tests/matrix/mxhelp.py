@@ -30,6 +30,7 @@ from adapters.matrix.testserver import (
 )
 from bridge.contract.adapter import ChannelSpec, Rendered, SendCreate, SendDelete, SendEdit
 from bridge.contract.model import Author, ChannelKey, NativeId, Post, new_delivery_id, new_post_id
+from bridge.contract.services import Services
 from bridge.contract.testing import FakeContext
 from bridge.contract.textconv import from_plain, to_html, to_markdown, to_plain
 from bridge.daemon.harness import eventually as eventually  # for the Matrix tests
@@ -202,7 +203,7 @@ async def start_adapter(account: MatrixAccount, room_id: str, data_dir: Path, *,
         ctx = FakeContext([spec], name="mx", http=http, data_dir=str(data_dir))
     else:
         ctx._http, ctx.channels = http, (spec,)
-    adapter = MatrixFactory().create(account, (spec,), {})
+    adapter = MatrixFactory().create(account, (spec,), Services())
     assert isinstance(adapter, MatrixAdapter)
     task = asyncio.create_task(adapter.run(ctx))
     async with asyncio.timeout(20):

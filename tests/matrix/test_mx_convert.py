@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mxhelp import rendered
 
-from adapters.matrix import convert
+from adapters.matrix import compose, convert
+from bridge.contract.adapter import Unsupported, UnsupportedKind
 from bridge.contract.model import ChannelKey, Deleted, Posted
 from bridge.contract.textconv import to_plain
 
@@ -36,12 +37,14 @@ def test_text_with_html_is_posted() -> None:
 
 
 def test_notice_is_never_relayed() -> None:
-    assert isinstance(parse(ev({"msgtype": "m.notice", "body": "bot"})), convert.Ignored)
+    notice = parse(ev({"msgtype": "m.notice", "body": "bot"}))
+    assert isinstance(notice, Unsupported) and notice.kind is UnsupportedKind.IGNORED
 
 
 def test_our_own_relayed_event_is_ignored() -> None:
-    c = convert.message_content(rendered("x"), origin={"post": "p"})
-    assert isinstance(parse(ev(c)), convert.Ignored)
+    c = compose.message_content(rendered("x"), origin={"post": "p"})
+    ignored = parse(ev(c))
+    assert isinstance(ignored, Unsupported) and ignored.kind is UnsupportedKind.IGNORED
 
 
 def test_emote_gets_actor_prefix() -> None:
@@ -82,7 +85,7 @@ def test_edit_uses_new_content_and_carries_sender() -> None:
     assert to_plain(r.event.text) == "fixed" and r.sender == "@alice:hs.example"
     bad = parse(ev({"msgtype": "m.text", "body": "* x",
                     "m.relates_to": {"rel_type": "m.replace", "event_id": "$orig"}}))
-    assert isinstance(bad, convert.Unsupported)
+    assert isinstance(bad, Unsupported) and bad.kind is UnsupportedKind.MALFORMED
 
 
 @pytest.mark.parametrize("where", ["content", "top"])
@@ -128,7 +131,7 @@ def test_file_with_caption() -> None:
 ])
 def test_malformed_events_are_values_not_exceptions(raw: Any) -> None:
     r = parse(raw)
-    assert isinstance(r, (Posted, convert.Ignored, convert.Unsupported, Deleted))
+    assert isinstance(r, (Posted, Unsupported, Deleted))
 
 
 def test_hostile_html_is_sanitised_on_the_way_in() -> None:
@@ -163,7 +166,7 @@ def test_fuzzed_events_never_raise(raw: Any) -> None:
 # ---------------------------------------------------------------- outbound
 
 def test_content_always_has_empty_mentions_and_no_room_ping() -> None:
-    c = convert.message_content(rendered("hey @room and @alice:hs.example"))
+    c = compose.message_content(rendered("hey @room and @alice:hs.example"))
     assert c["m.mentions"] == {}
     assert c["msgtype"] == "m.text" and "@room" in c["body"]
 
@@ -175,51 +178,51 @@ def test_a_mention_in_the_rendered_text_pings_nobody() -> None:
     rt = RichText((Paragraph((Mention("alice:hs.example"), Text(" and "),
                               Mention("eve:evil.example"))),))
     r = Rendered(text=rt, plain="@alice:hs.example and @eve:evil.example", html="", markdown="")
-    assert convert.message_content(r)["m.mentions"] == {}
+    assert compose.message_content(r)["m.mentions"] == {}
 
 
 def test_outbound_html_is_sanitised_and_notice_type() -> None:
-    c = convert.message_content(rendered("x", html="<p>ok<script>bad()</script>"
+    c = compose.message_content(rendered("x", html="<p>ok<script>bad()</script>"
                                                    "<img src=x onerror=y></p>", notice=True))
     assert c["msgtype"] == "m.notice" and "script" not in c["formatted_body"]
     assert "onerror" not in c["formatted_body"] and "ok" in c["formatted_body"]
 
 
 def test_reply_and_thread_relations() -> None:
-    r = convert.message_content(rendered("x"), reply_to="$p")
+    r = compose.message_content(rendered("x"), reply_to="$p")
     assert r["m.relates_to"] == {"m.in_reply_to": {"event_id": "$p"}}
-    t = convert.message_content(rendered("x"), reply_to="$p", thread_root="$root")
+    t = compose.message_content(rendered("x"), reply_to="$p", thread_root="$root")
     assert t["m.relates_to"] == {"rel_type": "m.thread", "event_id": "$root",
                                  "is_falling_back": False, "m.in_reply_to": {"event_id": "$p"}}
 
 
 def test_edit_content_shape() -> None:
-    c = convert.edit_content(rendered("new text"), "$orig")
+    c = compose.edit_content(rendered("new text"), "$orig")
     assert c["body"] == "* new text" and c["m.new_content"]["body"] == "new text"
     assert c["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$orig"}
     assert c["m.new_content"]["m.mentions"] == {} and c["m.mentions"] == {}
 
 
 def test_outbound_controls_stripped_and_size_bounded() -> None:
-    c = convert.message_content(rendered("a\u202eb\u200bc" + "x" * 70_000))
+    c = compose.message_content(rendered("a\u202eb\u200bc" + "x" * 70_000))
     assert "\u202e" not in c["body"] and len(c["body"]) <= convert.MAX_BODY_CHARS
     assert "formatted_body" not in c or len(c["formatted_body"]) <= convert.MAX_BODY_CHARS
 
 
 def test_txn_ids_are_deterministic_and_distinct() -> None:
-    assert convert.txn_id("d1:0") == convert.txn_id("d1:0")
-    assert convert.txn_id("d1:0") != convert.txn_id("d1:1")
-    assert convert.txn_id("d1:0") != convert.txn_id("d1:0", "redact")
+    assert compose.txn_id("d1:0") == compose.txn_id("d1:0")
+    assert compose.txn_id("d1:0") != compose.txn_id("d1:1")
+    assert compose.txn_id("d1:0") != compose.txn_id("d1:0", "redact")
 
 
 def test_huge_content_fits_the_event_limit() -> None:
     import json
 
     big = "🙂<b>x</b> " * 20000
-    for c in (convert.message_content(rendered(big)), convert.edit_content(rendered(big), "$o")):
-        assert len(json.dumps(c, ensure_ascii=False).encode()) <= convert.MAX_CONTENT_BYTES
+    for c in (compose.message_content(rendered(big)), compose.edit_content(rendered(big), "$o")):
+        assert len(json.dumps(c, ensure_ascii=False).encode()) <= compose.MAX_CONTENT_BYTES
         assert c["body"].endswith("…") and "formatted_body" not in c
-    small = convert.message_content(rendered("short"))
+    small = compose.message_content(rendered("short"))
     assert "formatted_body" in small
 
 
@@ -227,11 +230,11 @@ def test_content_warning_becomes_a_spoiler() -> None:
     from dataclasses import replace
 
     r = replace(rendered("spoiled <ending>"), content_warning='plot "twist"')
-    c = convert.message_content(r)
+    c = compose.message_content(r)
     assert c["body"].startswith('CW: plot "twist"\n\n')
     assert 'data-mx-spoiler="plot &quot;twist&quot;"' in c["formatted_body"]
     assert "&lt;ending&gt;" in c["formatted_body"] and "<ending>" not in c["formatted_body"]
-    e = convert.edit_content(r, "$o")
+    e = compose.edit_content(r, "$o")
     assert "data-mx-spoiler" in e["m.new_content"]["formatted_body"]
 
 

@@ -11,6 +11,7 @@ import pytest
 from mxhelp import Hs, bot_account, create_op, make_room, room_events, start_adapter
 
 from bridge.contract.adapter import AuthError, Health, PermanentError, TransientError
+from bridge.contract.services import Services
 
 SOAK = [pytest.mark.soak, pytest.mark.timeout(1800)]   # 200 posts at 0.2/s: about 16 min
 
@@ -110,7 +111,7 @@ async def test_send_before_connected_is_transient(synapse: Hs) -> None:
 
     spec = ChannelSpec(key=ChannelKey("kmers/mx"), community="kmers", hashtag="kmers",
                        direction="both", options=MatrixChannel(room="#x:test.local"))
-    ad = MatrixFactory().create(bot_account(synapse), (spec,), {})
+    ad = MatrixFactory().create(bot_account(synapse), (spec,), Services())
     with pytest.raises(TransientError):
         await ad.send(create_op("early"))
 
@@ -122,11 +123,12 @@ async def test_check_online(synapse: Hs) -> None:
 
     f = MatrixFactory()
     async with aiohttp.ClientSession() as http:
-        ok = await f.check_online(bot_account(synapse), http, {})
+        ok = await f.check_online(bot_account(synapse), http, Services())
         assert ok.ok and ok.identity == "@bridgebot:test.local" and not ok.warnings
-        bad = await f.check_online(bot_account(synapse, access_token="nope"), http, {})
+        bad = await f.check_online(bot_account(synapse, access_token="nope"), http, Services())
         assert not bad.ok and "M_UNKNOWN_TOKEN" in bad.error
-        wrong = await f.check_online(bot_account(synapse, user_id="@other:test.local"), http, {})
+        wrong = await f.check_online(bot_account(synapse, user_id="@other:test.local"), http,
+                                     Services())
         assert wrong.ok and wrong.warnings
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from adapters.matrix import convert
+from bridge.contract.adapter import Unsupported, UnsupportedKind
 from bridge.contract.model import ChannelKey, Deleted, Posted
 from bridge.contract.textconv import to_plain
 
@@ -29,10 +30,11 @@ def test_recorded_timeline() -> None:
     assert to_plain(edit.event.text) == "hello world, edited"
     assert isinstance(thread, Posted) and thread.reply_to_native == first_id
     assert isinstance(emote, Posted) and to_plain(emote.text) == "* Alice Liddell waves"
-    assert isinstance(notice, convert.Ignored)
+    assert isinstance(notice, Unsupported) and notice.kind is UnsupportedKind.IGNORED
     assert isinstance(image, Posted) and image.attachments[0].media_type == "image/png"
     assert image.attachments[0].url.startswith(
         "https://hs.example/_matrix/client/v1/media/download/test.local/")
-    assert isinstance(redacted, convert.Ignored)           # content gone after redaction
+    assert isinstance(redacted, Unsupported)  # content gone after redaction
+    assert redacted.kind is UnsupportedKind.IGNORED
     assert isinstance(redaction, Deleted) and redaction.native_id == data["events"][7][
         "event_id"]

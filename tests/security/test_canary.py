@@ -262,10 +262,10 @@ async def _run_scenario(tmp_path: Path, workdir: Path) -> Scenario:
                 try:
                     await _relay_until_copied(bridge, platforms, lobby)
                     for _ in range(200):  # the web view binds its free port
-                        if "web_url" in bridge.services:
+                        if bridge.services.web_url:
                             break
                         await asyncio.sleep(0.05)
-                    pages = await _fetch_web(bridge.services["web_url"], admin_token)
+                    pages = await _fetch_web(bridge.services.web_url, admin_token)
                 finally:
                     web_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

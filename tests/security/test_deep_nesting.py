@@ -26,13 +26,13 @@ from adapters.email.convert import (
     Identity,
     ListMail,
     ListSpec,
-    Skipped,
     parse_list_mail,
 )
 from adapters.mastodon.convert import parse_status, status_length
 from adapters.matrix.convert import HTML_FORMAT, parse_event
-from adapters.twitter.convert import rich_text, weighted_length
-from bridge.contract.adapter import Capabilities, TextFormat
+from adapters.twitter.compose import weighted_length
+from adapters.twitter.convert import rich_text
+from bridge.contract.adapter import Capabilities, TextFormat, Unsupported
 from bridge.contract.model import Author, ChannelKey, NativeId, Post, Posted, PostId
 from bridge.contract.richtext import (
     MAX_NESTING,
@@ -255,7 +255,7 @@ def test_email_html_body_with_deep_html(shape: str, depth: int) -> None:
     html_only.set_content(body, subtype="html")
     res = parse_list_mail(_mail(html_only), SPEC, ME)
     if len(body.encode()) > MAX_BODY_BYTES:  # over the cap: rejected whole, with why
-        assert isinstance(res, Skipped) and res.reason.startswith("too large: "), res
+        assert isinstance(res, Unsupported) and res.reason.startswith("too large: "), res
         return
     assert isinstance(res, ListMail), res
     exercise(res.event.text, TOP, MARK)
@@ -274,7 +274,7 @@ def test_email_plain_body_with_deep_quotes(shape: str, depth: int) -> None:
 @pytest.mark.parametrize("depth", [30, 300, 5_000])
 def test_email_with_deeply_nested_mime_parts(depth: int) -> None:
     """Nested multiparts: the body and attachments are found at any depth the
-    mail parser takes; deeper than it takes, the mail is a Skipped with its
+    mail parser takes; deeper than it takes, the mail is an Unsupported with its
     reason (costing that mail only), never an exception."""
     head = ("Return-Path: <kmers-bounces@lists.test>\nList-Id: <kmers.lists.test>\n"
             "From: Alice <alice@members.test>\nSubject: [kmers] mime\n"
@@ -286,7 +286,7 @@ def test_email_with_deeply_nested_mime_parts(depth: int) -> None:
              "filename=\"a.pdf\"\nContent-Transfer-Encoding: base64\n\nJVBERg==\n")
     body += "".join(f"--b{i}--\n" for i in reversed(range(depth)))
     res = parse_list_mail((head + body).encode(), SPEC, ME)
-    if isinstance(res, Skipped):
+    if isinstance(res, Unsupported):
         assert depth > 300 and res.reason
         return
     exercise(res.event.text, TOP, MARK)

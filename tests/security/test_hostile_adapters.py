@@ -216,14 +216,15 @@ header_line = st.builds(
 @FAST
 @given(st.lists(header_line, max_size=8), st.text(max_size=300) | hostile_html)
 def test_email_parser_never_falls_back(headers: list[str], body: str) -> None:
-    from adapters.email.convert import Identity, ListSpec, Skipped, parse_list_mail
+    from adapters.email.convert import Identity, ListSpec, parse_list_mail
+    from bridge.contract.adapter import Unsupported
     spec = ListSpec(channel=CH, list_id="kmers.lists.example.org",
                     address="kmers@lists.example.org")
     me = Identity(address="bridge@b.example", domain="b.example", salt=b"s" * 16)
     raw = (_HEAD + "".join(headers) + "\r\n" + body).encode("utf-8", "surrogatepass")
     out = parse_list_mail(raw, spec, me)
-    assert not (isinstance(out, Skipped) and out.reason.startswith("unparseable")), out
-    if not isinstance(out, Skipped):
+    assert not (isinstance(out, Unsupported) and out.reason.startswith("unparseable")), out
+    if not isinstance(out, Unsupported):
         _check_text(out.event)
 
 

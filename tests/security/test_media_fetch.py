@@ -8,7 +8,6 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from bridge.contract.media import (
     MediaFetcher,
     MediaSource,
     MediaSources,
-    media_sources,
     with_notes,
 )
 from bridge.contract.model import Attachment
@@ -188,10 +186,32 @@ def test_notes_are_added_when_they_fit() -> None:
 
 
 def test_one_registry_per_process_through_services() -> None:
-    services: dict[str, Any] = {}
-    assert media_sources(services) is media_sources(services)
-    frozen = MappingProxyType({})
-    assert media_sources(frozen) is not media_sources(frozen)
+    """Adapters created with one ``Services`` register their channels in its one
+    registry, where a target adapter's fetcher looks up the origin."""
+    from adapters.mastodon import MastodonFactory
+    from adapters.mastodon.config import MastodonAccount, MastodonChannel
+    from adapters.matrix import MatrixFactory
+    from adapters.matrix.config import MatrixAccount, MatrixChannel
+    from bridge.contract.adapter import ChannelSpec
+    from bridge.contract.model import ChannelKey
+    from bridge.contract.services import Services
+
+    masto, room = ChannelKey("kmers/masto"), ChannelKey("kmers/room")
+    services = Services()
+    MastodonFactory().create(
+        MastodonAccount(base_url="https://m.example", access_token="t"),
+        (ChannelSpec(key=masto, community="kmers", hashtag="kmers", direction="both",
+                     options=MastodonChannel(hashtag="kmers")),), services)
+    MatrixFactory().create(
+        MatrixAccount(homeserver="https://hs.example", user_id="@bot:hs.example",
+                      access_token="t"),
+        (ChannelSpec(key=room, community="kmers", hashtag="kmers", direction="both",
+                     options=MatrixChannel(room="#kmers:hs.example")),), services)
+    from_masto = services.media_sources.source_for(masto)
+    from_room = services.media_sources.source_for(room)
+    assert from_masto is not None and "m.example" in from_masto.hosts
+    assert from_room is not None and from_room.auth_origin == "https://hs.example"
+    assert Services().media_sources.source_for(masto) is None  # one registry per process
 
 
 def test_media_host_keys_are_validated() -> None:

@@ -65,10 +65,10 @@ async def web_bridge(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
         task = asyncio.create_task(serve_web(bridge))
         try:
             for _ in range(200):
-                if "web_url" in bridge.services:
+                if bridge.services.web_url:
                     break
                 await asyncio.sleep(0.05)
-            yield bridge.services["web_url"], token
+            yield bridge.services.web_url, token
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

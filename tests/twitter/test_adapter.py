@@ -24,6 +24,7 @@ from bridge.contract.adapter import (
     TransientError,
 )
 from bridge.contract.model import ChannelKey, DeliveryId, NativeId, Posted
+from bridge.contract.services import Services
 from bridge.contract.testing import FakeContext
 
 CH = ChannelKey("kmers/x")
@@ -44,7 +45,7 @@ async def running(x: Running, ctx: FakeContext | None = None, *, clock: Clock | 
     chans = channels or (make_spec(direction="out"),)
     acct = TwitterAccount(**{k: v for k, v in x.bot.items() if k != "bearer_token"},
                           api_base=x.base, **account)
-    adapter = TwitterFactory().create(acct, chans, {})
+    adapter = TwitterFactory().create(acct, chans, Services())
     assert isinstance(adapter, TwitterAdapter)
     if clock:
         adapter.clock = adapter.client.clock = clock
@@ -284,11 +285,11 @@ async def test_errors_map_to_the_three_kinds(xemu: Running) -> None:
     bad = dict(xemu.bot, access_token_secret="wrong")
     acct = TwitterAccount(**{k: v for k, v in bad.items() if k != "bearer_token"},
                           api_base=xemu.base)
-    ad2 = TwitterFactory().create(acct, (make_spec(),), {})
+    ad2 = TwitterFactory().create(acct, (make_spec(),), Services())
     ctx = FakeContext((make_spec(),), name="x")
     with pytest.raises(AuthError):
         await ad2.run(ctx)
-    check = await TwitterFactory().check_online(acct, xemu.session, {})
+    check = await TwitterFactory().check_online(acct, xemu.session, Services())
     assert not check.ok and "credentials" in check.error
 
 

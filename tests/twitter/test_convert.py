@@ -12,17 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twitter_support import LOCAL, load_jsonl
 
+from adapters.twitter.compose import DigestItem, digest_text, fit, weighted_length
 from adapters.twitter.convert import (
-    DigestItem,
-    Unsupported,
-    digest_text,
-    fit,
     missing_ids,
     parse_page,
     rich_text,
     tweet_to_posted,
-    weighted_length,
 )
+from bridge.contract.adapter import Unsupported
 from bridge.contract.model import ChannelKey
 from bridge.contract.richtext import Hashtag, Link, Mention, iter_inlines
 from bridge.contract.textconv import to_plain
@@ -188,7 +185,7 @@ def test_fixture_dir_is_local() -> None:
 @pytest.mark.parametrize("text", ["see example.org now", "https://a.example.com/x?y=1 ok",
                                   "www.x.com", "two: example.org and https://t.co/abc"])
 def test_defused_urls_are_not_links_for_x(text: str) -> None:
-    from adapters.twitter.convert import defuse_urls
+    from adapters.twitter.compose import defuse_urls
 
     out = defuse_urls(text)
     assert twitter_text.extract_urls(out) == []

@@ -65,7 +65,7 @@ async def live_bridge(workdir: Path, *, events: list[Mapping[str, Any]] | None =
     async with running(cfg) as bridge:
         lv = Live(bridge, "", nets, workdir)
         lv.web = await start_web(bridge)
-        lv.url = bridge.services["web_url"]
+        lv.url = bridge.services.web_url
         try:
             yield lv
         finally:
@@ -76,10 +76,10 @@ async def live_bridge(workdir: Path, *, events: list[Mapping[str, Any]] | None =
 
 async def start_web(bridge: Bridge) -> asyncio.Task[None]:
     """Start ``serve_web`` as ``hashbridge run`` does; return once it serves."""
-    bridge.services.pop("web_url", None)
+    bridge.services.web_url = ""
     task = asyncio.create_task(serve_web(bridge), name="web")
     async with asyncio.timeout(15):
-        while "web_url" not in bridge.services:
+        while not bridge.services.web_url:
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)

@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import operator
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from adapters.mastodon.emulator import instance as emulator_instance
 from adapters.mastodon.emulator.state import (
@@ -63,7 +64,7 @@ async def _params(request: web.Request) -> dict[str, list[str]]:
     def put(key: str, value: Any) -> None:
         key = key.removesuffix("[]")
         values = value if isinstance(value, list) else [value]
-        out.setdefault(key, []).extend("" if v is None else v if isinstance(v, bytes | str)
+        out.setdefault(key, []).extend("" if v is None else v if isinstance(v, str)
                                        else json.dumps(v) if isinstance(v, dict) else str(v)
                                        for v in values)
 
@@ -76,6 +77,8 @@ async def _params(request: web.Request) -> dict[str, list[str]]:
                     put(k, v)
         elif request.content_type == "multipart/form-data":
             async for part in await request.multipart():
+                if not isinstance(part, BodyPartReader):
+                    continue  # a nested multipart: Mastodon's API takes none
                 if part.filename is not None:
                     request[_UPLOAD] = (part.headers.get("Content-Type",
                                                           "application/octet-stream"),
@@ -83,8 +86,8 @@ async def _params(request: web.Request) -> dict[str, list[str]]:
                 else:
                     put(part.name or "", await part.text())
         else:
-            for k, v in (await request.post()).items():
-                put(k, v)
+            for field, value in (await request.post()).items():
+                put(field, value)
     return out
 
 
@@ -268,8 +271,8 @@ async def tag_timeline(request: web.Request) -> web.Response:
     found = st.hashtag_timeline(tag)
     if q.get("only_media") in ("true", "1"):
         found = [s for s in found if s.media_ids]
-    for name, keep in (("max_id", lambda a, b: a < b), ("since_id", lambda a, b: a > b),
-                       ("min_id", lambda a, b: a > b)):
+    for name, keep in (("max_id", operator.lt), ("since_id", operator.gt),
+                       ("min_id", operator.gt)):
         if q.get(name):
             bound = id_key(q[name])
             found = [s for s in found if keep(id_key(s.id), bound)]

@@ -150,7 +150,8 @@ def status_length(text: str, spoiler: str, url_weight: int) -> int:
     counts only its ``@user`` part; the content warning counts too."""
     countable = _URL_FOR_COUNT.sub("x" * url_weight, text)
     countable = _REMOTE_MENTION.sub(r"\1@\2", countable)
-    return grapheme.length(countable) + grapheme.length(spoiler)
+    length: int = grapheme.length(countable) + grapheme.length(spoiler)
+    return length
 
 
 class EmulatorState:

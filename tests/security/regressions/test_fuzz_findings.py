@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from htmlsafety import unsafe_html
 
-from adapters.email.convert import Identity, ListMail, ListSpec, Skipped, parse_list_mail
+from adapters.email.convert import Identity, ListMail, ListSpec, parse_list_mail
+from bridge.contract.adapter import Unsupported
 from bridge.contract.model import ChannelKey
 from bridge.contract.textconv import from_html, from_plain, to_html, to_plain
 
@@ -40,7 +41,7 @@ def test_email_finding_parses_without_falling_back(path: Path) -> None:
     data = path.read_bytes()
     for raw in (data, HEAD + data):
         result = parse_list_mail(raw, SPEC, ME, max_attachment_bytes=10_000)
-        assert not (isinstance(result, Skipped) and result.reason.startswith("unparseable")), \
+        assert not (isinstance(result, Unsupported) and result.reason.startswith("unparseable")), \
             result
 
 
