@@ -21,13 +21,13 @@ from urllib.parse import urlparse
 
 from adapters.mastodon import graphemes
 from bridge.contract.adapter import Unsupported, UnsupportedKind
+from bridge.contract.consent import OPT_OUT_TAGS, profile_opt_outs
 from bridge.contract.media import host_entry
 from bridge.contract.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
 from bridge.contract.richtext import Hashtag, RichText, iter_inlines, iter_text
 from bridge.contract.textconv import from_html
 
 PLATFORM = "mastodon"
-OPT_OUT_TAGS = ("nobot", "nobridge")
 COMMANDS = ("!join", "!leave")
 
 
@@ -130,7 +130,6 @@ def _when(value: Any) -> datetime:
         return datetime.now(UTC)
 
 
-_OPT_OUT_RE = re.compile(r"#(nobot|nobridge)\b", re.IGNORECASE)
 _TAG_RE = re.compile(r"<[^>]*>")
 
 
@@ -148,8 +147,7 @@ def opt_out_reasons(account: Mapping[str, Any]) -> tuple[str, ...]:
         texts += [str(_get(f, "name") or ""), str(_get(f, "value") or "")]
     # Notes and field values are HTML where a tag reads ``#<span>nobot</span>``.
     texts = [html.unescape(_TAG_RE.sub("", t)) for t in texts]
-    tags = {m.group(1).lower() for t in texts for m in _OPT_OUT_RE.finditer(t)}
-    reasons += [f"profile says #{t}" for t in sorted(tags)]
+    reasons += profile_opt_outs(texts)
     if _get(account, "discoverable") is False:
         reasons.append("discoverable: false")
     if _get(account, "indexable") is False:
@@ -212,7 +210,7 @@ def parse_command(status: Mapping[str, Any], text: RichText, bridge_acct: str) -
 def carries_opt_out_tag(status: Mapping[str, Any], text: RichText) -> bool:
     names = {str(_get(t, "name") or "").casefold() for t in _items(status, "tags")}
     names |= {i.tag.casefold() for i in iter_inlines(text) if isinstance(i, Hashtag)}
-    return bool(names & set(OPT_OUT_TAGS))
+    return not OPT_OUT_TAGS.isdisjoint(names)
 
 
 def parse_status(status: Mapping[str, Any], *, channel: ChannelKey,

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import re
 
+from bridge.contract.consent import OPT_OUT_TAGS
 from bridge.contract.model import Author, Posted
 from bridge.contract.richtext import RichText, iter_text
 from bridge.contract.textconv import from_plain, to_plain
@@ -24,7 +25,6 @@ from bridge.store import Tx
 
 __all__ = ["OPT_OUT_TAGS", "AuthorRate", "blocked", "fit_size", "text_hash"]
 
-OPT_OUT_TAGS = frozenset({"nobridge", "nobot"})
 """A post carrying one of these is never relayed, and an edit that adds one
 withdraws the post (the core's one definition)."""
 
