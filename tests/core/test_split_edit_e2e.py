@@ -23,7 +23,13 @@ import pytest
 
 from adapters.sandbox import SandboxPlatform
 from bridge.contract.sandbox import SandboxMessage
-from bridge.daemon.harness import ChannelDef, build_config, quiescent, running, sandbox_channels
+from bridge.daemon.harness import (
+    ChannelDef,
+    build_config,
+    quiescent,
+    running,
+    sandbox_channels,
+)
 from bridge.outbound.planner import CORRECTION_PREFIX, REMOVED_NOTICE
 from bridge.runtime.registry import load_factories
 
@@ -182,3 +188,64 @@ async def test_split_edit_where_the_network_cannot_edit(platform: str, before: i
     assert words_of(now[:before], ATTRIBUTION) == text("a", before)
     assert len(now) == before + after, [m.text for m in now]
     assert words_of(now[before:], CORRECTION_PREFIX + ATTRIBUTION) == text("b", after)
+
+
+@pytest.mark.parametrize("deletes", [True, False], ids=["deletes", "cannot-delete"])
+async def test_edits_back_and_forth(deletes: bool, tmp_path: Path) -> None:
+    """3 parts -> 1 -> 5 -> 3: each edit starts from what the copy holds after
+    the one before (deleted parts are gone from it; parts noted as removed are
+    filled again)."""
+    lobby = SandboxPlatform(str(tmp_path / "networks"), "lobby")
+    box = await start_box("sandbox", tmp_path, deletes=deletes)
+    cfg = build_config(tmp_path, [*sandbox_channels(tmp_path, ["lobby"]),
+                                  target("sandbox", box, tmp_path)])
+    try:
+        async with running(cfg) as bridge:
+            nid = await lobby.post_as_member("dora", text("a", 3))
+            await quiescent(bridge)
+            for n, prefix in ((1, "b"), (5, "c"), (3, "d")):
+                await lobby.edit_as_member(nid, text(prefix, n))
+                await quiescent(bridge)
+                now = thread(await box.messages())
+                live = [m for m in now if m.text != REMOVED_NOTICE]
+                assert words_of(live, ATTRIBUTION) == text(prefix, n), n
+                assert len(now) == (n if deletes else max(n, len(now)))
+                assert now[len(live):] == [m for m in now if m.text == REMOVED_NOTICE]
+            pending = await bridge.store.run(lambda tx: tx.count_deliveries("dead"))
+            assert pending == 0
+    finally:
+        await box.stop()
+        await lobby.stop()
+
+
+async def test_post_edit_and_reply_sent_in_one_pass(tmp_path: Path) -> None:
+    """The target was down while a long post was written, edited from 3 parts
+    to 5 and answered: when it is back, one pass sends the create (with the
+    latest text, 5 parts), the edit (planned with the parts the create just
+    made, not the store's empty answer of before the pass: the same 5 parts
+    edited, none added) and the reply (answering the copy's last part)."""
+    lobby = SandboxPlatform(str(tmp_path / "networks"), "lobby")
+    box = await start_box("sandbox", tmp_path)
+    cfg = build_config(tmp_path, [*sandbox_channels(tmp_path, ["lobby"]),
+                                  target("sandbox", box, tmp_path)])
+    try:
+        async with running(cfg) as bridge:
+            box.set_down(True)
+            nid = await lobby.post_as_member("dora", text("a", 3))
+            await quiescent(bridge, allow_deferred=True)
+            await lobby.edit_as_member(nid, text("b", 5))
+            await lobby.post_as_member("eve", "a reply", reply_to=nid)
+            await quiescent(bridge, allow_deferred=True)
+            box.set_down(False)
+            await quiescent(bridge)  # (nothing pending: the copy and reply are out)
+            msgs = await box.messages()
+    finally:
+        await box.stop()
+        await lobby.stop()
+    mine = [m for m in msgs if m.by_bridge]
+    assert len(mine) == 6 and not any(m.deleted for m in mine)
+    reply = [m for m in mine if "a reply" in m.text]
+    assert len(reply) == 1
+    post = thread([m for m in mine if m is not reply[0]])
+    assert words_of(post, ATTRIBUTION) == text("b", 5) and all(m.edited for m in post)
+    assert reply[0].reply_to == post[-1].native_id
