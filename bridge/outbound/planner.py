@@ -310,7 +310,7 @@ def plan_edit(inp: PlanInput, post: Post) -> Plan:
                 post=post, native_id=have.native_id, rendered=removed)))
     last = own[-1]
     for i in range(len(own), len(parts)):
-        # (numbered after the copy's last part: a part removed earlier keeps its number)
+        # (numbered on from the copy's last part, the next free number in the id map)
         number = last.part + 1 + i - len(own)
         steps.append(Step(part=number, chain=i > len(own), op=SendCreate(
             delivery_id=d.id, idempotency_key=f"{d.id}.{number}.add", channel=inp.channel,
