@@ -166,6 +166,27 @@ class Op(enum.StrEnum):
     DELETE = "delete"
 
 
+class Role(enum.StrEnum):
+    """What a native id is to its post (the values are the ones stored)."""
+
+    ORIGIN = "origin"
+    """The message the author posted."""
+    COPY = "copy"
+    """A part of the bridge's copy on another channel."""
+    ALIAS = "alias"
+    """Another id of a copy's part (media sent as separate events), or the id
+    of a part an edit removed (still known, so its echoes are recognised)."""
+
+
+class DeliveryState(enum.StrEnum):
+    """Where one outbox row stands (the values are the ones stored)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+    SKIPPED = "skipped"
+
+
 # ---------------------------------------------------------------- inbound events
 # What an adapter emits. They carry native ids; the relay maps them to Posts.
 

@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 
@@ -132,21 +133,23 @@ class AuthorShare:
         self._roll()
         return self._used.get(author, (0, 0.0))[1]
 
+    def view(self, delivery: str, author: str, allowance: int | None,
+             cost_allowance: float | None = None) -> ShareView:
+        """*author*'s standing today for *delivery*, as a value (what the pure
+        planner decides on)."""
+        self._roll()
+        done = self._decided.get(delivery)
+        used, spent = self._used.get(author, (0, 0.0))
+        return ShareView(author=author, used=used, spent=spent, allowance=allowance,
+                         cost_allowance=cost_allowance,
+                         decided=None if done is None else not done[3])
+
     def fits(self, delivery: str, author: str, parts: int, allowance: int | None,
              cost: float = 0.0, cost_allowance: float | None = None) -> bool:
         """May this delivery go out in *parts* parts costing *cost*?  (One part
         always may: the per-author post rate limits how many posts an author
         makes.)"""
-        self._roll()
-        done = self._decided.get(delivery)
-        if done is not None:
-            return not done[3]
-        if parts <= 1:
-            return True
-        used, spent = self._used.get(author, (0, 0.0))
-        if allowance is not None and used + parts > allowance:
-            return False
-        return cost_allowance is None or spent + cost <= cost_allowance + 1e-9
+        return self.view(delivery, author, allowance, cost_allowance).fits(parts, cost)
 
     def charge(self, delivery: str, author: str, parts: int, cut: bool,
                cost: float = 0.0) -> None:
@@ -157,3 +160,30 @@ class AuthorShare:
         self._decided[delivery] = (author, parts, cost, cut)
         used, spent = self._used.get(author, (0, 0.0))
         self._used[author] = (used + parts, spent + cost)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareView:
+    """One author's standing on one channel today, seen by one delivery."""
+
+    author: str
+    used: int = 0
+    """Parts the author's posts took today."""
+    spent: float = 0.0
+    """What they cost."""
+    allowance: int | None = None
+    cost_allowance: float | None = None
+    decided: bool | None = None
+    """Decided before (a re-plan asks again): whether it went out whole."""
+
+    def fits(self, parts: int, cost: float = 0.0) -> bool:
+        """May the delivery go out in *parts* parts costing *cost*?  (One part
+        always may: the per-author post rate limits how many posts an author
+        makes.)"""
+        if self.decided is not None:
+            return self.decided
+        if parts <= 1:
+            return True
+        if self.allowance is not None and self.used + parts > self.allowance:
+            return False
+        return self.cost_allowance is None or self.spent + cost <= self.cost_allowance + 1e-9

@@ -1,10 +1,11 @@
 """Delivery workers: one per target channel, strictly FIFO.
 
-A worker takes the channel's oldest pending delivery, works out what to send
-(a *plan*, computed in the store thread from the post and the id map), makes
-one attempt per message through the adapter, and records the outcome.  A
-transient failure holds the whole channel until its retry time, which is what
-keeps order; a permanent one parks the delivery as dead with its reason.
+A worker reads the channel's oldest pending deliveries and what their plans
+need from the store (one round trip for a batch), asks the pure planner
+(:mod:`bridge.outbound.planner`) what each one sends, makes one attempt per
+message through the adapter, and records the outcome.  A transient failure
+holds the whole channel until its retry time, which is what keeps order; a
+permanent one parks the delivery as dead with its reason.
 """
 
 from __future__ import annotations
@@ -25,52 +26,81 @@ from bridge.contract.adapter import (
     Capabilities,
     Health,
     PermanentError,
-    Rendered,
     SendCreate,
-    SendDelete,
-    SendEdit,
-    SendOp,
     SendResult,
     TransientError,
 )
-from bridge.contract.model import NativeId, Op, Post
-from bridge.contract.richtext import Inline, Link, RichText, Text
-from bridge.outbound.ratelimit import AuthorShare, TokenBucket, backoff
-from bridge.outbound.render import DEFAULT_ATTRIBUTION, Target, render
+from bridge.contract.model import DeliveryState, NativeId, Op, Post, Role
+from bridge.outbound import planner
+from bridge.outbound.planner import (
+    CopyPart,
+    DeleteMode,
+    Delivery,
+    EditMode,
+    OnChannel,
+    Parent,
+    Plan,
+    PlanInput,
+    Rules,
+    Send,
+    Skip,
+    Wait,
+)
+from bridge.outbound.ratelimit import AuthorShare, ShareView, TokenBucket, backoff
+from bridge.outbound.render import DEFAULT_ATTRIBUTION, Target
 from bridge.runtime.config import BridgeSettings, ChannelConfig
 from bridge.runtime.metrics import Metrics
 from bridge.store import DeliveryRow, Store, Tx
-from bridge.store.tx import CopyRow
+from bridge.store.tx import RETIRED_PART, CopyRow
 
-CORRECTION_PREFIX = "✏️ correction: "
-DELETED_NOTICE = "(this message was deleted by its author)"
 MAX_UNEXPECTED = 8
 READY_WAIT = 30
 SLOW_SEND = 0.005
 """Seconds: a send slower than this is recorded at once; quicker ones a pass at a time."""
 
 
+@dataclass(slots=True, kw_only=True)
+class Facts:
+    """What the store knows that one delivery's plan needs (read in the store
+    thread, with the rest of the batch, in one round trip)."""
+
+    post: Post | None
+    deleted: bool = False
+    here: OnChannel = field(default_factory=OnChannel)
+    parent: Parent | None = None
+
+
 @dataclass(slots=True)
-class Plan:
-    """What one delivery needs: ops to send in order, or why nothing is sent."""
+class Queued:
+    row: DeliveryRow
+    facts: Facts | None
+    """None: not due yet (the pass sleeps until ``row.next_at``)."""
 
-    ops: tuple[SendOp, ...] = ()
-    skip: str = ""
-    wait: float = 0.0
-    """Not ready (a reply waiting for its parent's copy): look again in this many seconds."""
-    first_part: int = 0
-    replan: str = ""
-    """Post id of a create earlier in the same batch this plan depends on: the
-    worker fills in its copy's id when it was sent in this pass, or re-plans."""
-    build: Callable[[], tuple[SendOp, ...]] | None = None
-    """Makes ``ops`` from what the store thread read: rendering runs in the
-    worker's own thread, so the store thread only reads and writes."""
 
-    def built(self) -> Plan:
-        """The plan with its ops made (in place: a plan is used once)."""
-        if self.build is not None:
-            self.ops, self.build = self.build(), None
-        return self
+@dataclass(slots=True)
+class PassLog:
+    """What this pass changed on the channel, so a later delivery of the batch
+    plans with it: a reply whose parent's copy was just sent answers it, an
+    edit right after its create edits the copy just made."""
+
+    parts: dict[str, tuple[CopyPart, ...]] = field(default_factory=dict)
+    """Post id -> its copy's parts now."""
+    creates: dict[str, DeliveryState] = field(default_factory=dict)
+    """Post id -> how its create ended in this pass."""
+
+    def here(self, post_id: str, gathered: OnChannel) -> OnChannel:
+        parts = self.parts.get(post_id)
+        return gathered if parts is None else dataclasses.replace(gathered, parts=parts)
+
+    def parent(self, post_id: str | None, gathered: Parent | None) -> Parent | None:
+        if gathered is None or post_id is None:
+            return gathered
+        parts, state = self.parts.get(post_id), self.creates.get(post_id)
+        if parts is None and state is None:
+            return gathered
+        return dataclasses.replace(
+            gathered, here=self.here(post_id, gathered.here),
+            create_state=state if state is not None else gathered.create_state)
 
 
 @dataclass
@@ -133,10 +163,10 @@ class ChannelWorker:
             while True:
                 self._wake.clear()
                 caps = self.deps.adapter.capabilities(key)
-                # One round trip plans the head of the queue; plans that depend on a
-                # create earlier in the same batch are resolved from what this pass
-                # sent (or re-planned) right before they go.
-                batch = await store.run(functools.partial(self.plan_head, caps=caps))
+                # One round trip reads what the head of the queue needs; each
+                # delivery is planned right before it goes, with what this pass
+                # sent so far (a reply to a post sent just before answers its copy).
+                batch = await store.run(self.gather)
                 if not batch:
                     await self._sleep(None)
                     continue
@@ -162,74 +192,133 @@ class ChannelWorker:
             guard.reschedule(loop.time())
         self._watchdog = loop.call_later(limit / 4, self._watch)
 
-    async def _pass(self, batch: list[tuple[DeliveryRow, Plan]], caps: Capabilities) -> None:
+    async def _pass(self, batch: list[Queued], caps: Capabilities) -> None:
         store = self.deps.store
-        sent: dict[str, tuple[NativeId, str]] = {}
-        for d, plan in batch:
+        log = PassLog()
+        for q in batch:
+            d = q.row
             delay = d.next_at - time.time()
-            if delay > 0:
+            if delay > 0 or q.facts is None:
                 self._flush()
                 await self._sleep(delay)
                 return
-            if d.op == Op.EDIT and await store.run(
-                    functools.partial(Tx.delivery_state, delivery_id=d.id)) != "pending":
-                continue  # superseded by a later edit since it was planned
-            plan = plan.built()
-            if plan.replan:
-                got = sent.get(plan.replan)
-                if got is not None and plan.ops and isinstance(plan.ops[0], SendCreate) \
-                        and plan.ops[0].post.reply_to == plan.replan:
-                    first = dataclasses.replace(plan.ops[0], reply_to=got[0],
-                                                parent_subject=got[1])
-                    plan = dataclasses.replace(plan, ops=(first, *plan.ops[1:]), replan="")
-                else:
-                    self._flush()
-                    plan = (await store.run(functools.partial(self.plan, d=d,
-                                                              caps=caps))).built()
-            if not await self.process(d, plan, sent):
+            if d.op == Op.EDIT and await store.run(functools.partial(
+                    Tx.delivery_state, delivery_id=d.id)) != DeliveryState.PENDING:
+                continue  # superseded by a later edit since it was read
+            inp = self.plan_input(d, q.facts, caps, log)
+            plan = planner.plan(inp)
+            if isinstance(plan, Send) and plan.charge is not None:
+                c = plan.charge
+                self._share.charge(d.id, c.author, c.parts, c.cut, c.cost)
+                if plan.note:
+                    self.deps.logger.info("%s", plan.note)
+            if not await self.process(d, plan, log, inp.here):
                 return
 
-    def plan_head(self, tx: Tx, caps: Capabilities, limit: int = 32
-                  ) -> list[tuple[DeliveryRow, Plan]]:
-        """Plans for the oldest pending deliveries, stopping at the first one
-        that is not due yet (FIFO: nothing overtakes it)."""
-        out: list[tuple[DeliveryRow, Plan]] = []
-        in_batch: set[str] = set()
+    def gather(self, tx: Tx, limit: int = 32) -> list[Queued]:
+        """Runs in the store thread: the oldest pending deliveries and what
+        their plans need, stopping at the first one that is not due yet (FIFO:
+        nothing overtakes it)."""
+        out: list[Queued] = []
         now = time.time()
         rows = tx.pending(self.channel.key, limit)
         if not rows:
             # Nothing to send but maybe a held edit: sleep until it is due.
             held = tx.next_held(self.channel.key)
-            return [(held, Plan())] if held is not None else []
+            return [Queued(held, None)] if held is not None else []
         copies = tx.copies_many([d.post_id for d in rows], self.channel.key)
         for d in rows:
             if d.next_at > now:
-                out.append((d, Plan()))
+                out.append(Queued(d, None))
                 break
-            out.append((d, self.plan(tx, d, caps, in_batch, copies.get(d.post_id))))
-            if d.op == Op.CREATE:
-                in_batch.add(d.post_id)
+            out.append(Queued(d, self._facts(tx, d, copies.get(d.post_id, []))))
         return out
 
+    def _facts(self, tx: Tx, d: DeliveryRow, rows: list[CopyRow]) -> Facts:
+        post = tx.get_post(d.post_id)
+        if post is None:
+            return Facts(post=None)
+        key = self.channel.key
+        deleted = tx.post_state(d.post_id)[1] is not None
+        aliases: dict[int, list[NativeId]] = {}
+        if d.op != Op.CREATE and any(r.role == Role.COPY for r in rows):
+            # (a delete removes each part's other ids too; so does an edit removing parts)
+            for channel, c in tx.all_copies(d.post_id):
+                if channel == key and c.role == Role.ALIAS and c.part != RETIRED_PART:
+                    aliases.setdefault(c.part, []).append(c.native_id)
+        here = _on_channel(rows, aliases)
+        parent: Parent | None = None
+        if d.op == Op.CREATE and post.reply_to and not deleted and here.origin is None:
+            there = tx.copies(post.reply_to, key)
+            state: str | None = None
+            permalink = ""
+            if not there:
+                state = tx.create_state(post.reply_to, key)
+                parent_post = tx.get_post(post.reply_to)
+                permalink = parent_post.permalink if parent_post else ""
+            parent = Parent(here=_on_channel(there, {}), permalink=permalink,
+                            create_state=DeliveryState(state) if state else None)
+        return Facts(post=post, deleted=deleted, here=here, parent=parent)
+
+    def plan_input(self, d: DeliveryRow, facts: Facts, caps: Capabilities,
+                   log: PassLog | None = None) -> PlanInput:
+        """The planner's input for *d*: what the store said, updated with what
+        this pass (*log*) sent since it was read."""
+        log = log or PassLog()
+        post = facts.post
+        share: ShareView | None = None
+        network = ""
+        web_link = ""
+        if post is not None:
+            network = self.deps.network_name(post.origin_channel)
+            portion = self.channel.common.author_share
+            allowance = AuthorShare.allowance(caps.posts_per_day, portion)
+            money = AuthorShare.cost_allowance(
+                caps.cost_per_day if caps.part_cost is not None else None, portion)
+            if allowance is not None or money is not None:
+                # (a channel without a daily budget has no share to keep)
+                web_link = self._web_link(post)
+                share = self._share.view(
+                    d.id, f"{post.author.platform}:{post.author.handle.casefold()}",
+                    allowance, money)
+        return PlanInput(
+            delivery=Delivery(id=d.id, op=d.op, parts_done=d.parts_done,
+                              created_at=d.created_at),
+            channel=self.channel.key, post=post, deleted=facts.deleted,
+            here=log.here(d.post_id, facts.here),
+            parent=log.parent(post.reply_to if post else None, facts.parent),
+            target=self.target(caps), network=network, rules=self.rules, share=share,
+            web_link=web_link, now=time.time())
+
     # ------------------------------------------------------------------ one delivery
-    async def process(self, d: DeliveryRow, plan: Plan,
-                      sent: dict[str, tuple[NativeId, str]]) -> bool:
-        """Carry out one planned delivery; False when the channel must pause."""
+    async def process(self, d: DeliveryRow, plan: Plan, log: PassLog,
+                      here: OnChannel) -> bool:
+        """Carry out one planned delivery; False when the channel must pause.
+        *here*: the copy's parts when it was planned (what *log* goes on from)."""
         deps = self.deps
-        if plan.skip:
-            self._unrecorded.append(lambda tx: tx.finish(d.id, "skipped", plan.skip))
-            deps.logger.debug("delivery %s skipped: %s", d.id, plan.skip)
+        if isinstance(plan, Skip):
+            reason = plan.reason
+            self._unrecorded.append(
+                lambda tx: tx.finish(d.id, DeliveryState.SKIPPED, reason))
+            deps.logger.debug("delivery %s skipped: %s", d.id, reason)
+            self._ended(d, log, DeliveryState.SKIPPED)
             return True
-        if plan.wait:
+        if isinstance(plan, Wait):
             self._flush()
-            await deps.store.run(lambda tx: tx.defer(d.id, time.time() + plan.wait,
-                                                     "waiting for the parent's copy"))
+            await deps.store.run(lambda tx: tx.defer(d.id, time.time() + plan.seconds,
+                                                     plan.reason))
             return False
-        part = plan.first_part
+        if not plan.steps:
+            # (a create resumed after every part went, its row not yet closed)
+            self._unrecorded.append(lambda tx: tx.finish(d.id, DeliveryState.SENT))
+            self._ended(d, log, DeliveryState.SENT)
+            return True
+        parts = list(here.parts)
         last: NativeId | None = None
         first_id: NativeId | None = None
-        for index, op in enumerate(plan.ops):
-            if isinstance(op, SendCreate) and op.part > plan.first_part and last:
+        for index, step in enumerate(plan.steps):
+            op = step.op
+            if step.chain and last is not None and isinstance(op, SendCreate):
                 op = dataclasses.replace(op, reply_to=last,
                                          thread_root=op.thread_root or first_id)
             if not deps.store.storage.ok:
@@ -258,7 +347,7 @@ class ChannelWorker:
             except TransientError as e:
                 return await self._retry(d, str(e) or type(e).__name__, e.retry_after)
             except PermanentError as e:
-                await self._dead(d, str(e) or type(e).__name__)
+                await self._dead(d, str(e) or type(e).__name__, log)
                 return True
             except AuthError as e:
                 deps.set_health(Health.BAD_CREDENTIALS, str(e))
@@ -275,27 +364,37 @@ class ChannelWorker:
                 # an adapter bug: retry a few times, then park
                 deps.logger.exception("adapter raised on delivery %s", d.id)
                 if d.attempts + 1 >= MAX_UNEXPECTED:
-                    await self._dead(d, f"adapter error: {type(e).__name__}: {e}")
+                    await self._dead(d, f"adapter error: {type(e).__name__}: {e}", log)
                     return True
                 return await self._retry(d, f"adapter error: {type(e).__name__}: {e}", None)
-            final = index == len(plan.ops) - 1
+            final = index == len(plan.steps) - 1
             if isinstance(op, SendCreate) and result.native_id:
                 nid = result.native_id
                 if last is None:
                     first_id = nid
                 last = nid
-                self._record(d, part, nid, result, final)
-                if part == 0 or d.post_id not in sent:
-                    sent[d.post_id] = (nid, result.subject)
-                else:
-                    sent[d.post_id] = (nid, sent[d.post_id][1])
-            elif final:
-                self._record(d, part, None, result, final)
+                self._record(d, step.part, nid, result, final)
+                parts.append(CopyPart(native_id=nid, part=step.part, subject=result.subject,
+                                      aliases=result.extra_native_ids))
+                log.parts[d.post_id] = tuple(parts)
+            else:
+                if step.retire:
+                    self._unrecorded.append(functools.partial(
+                        Tx.retire_part, post_id=d.post_id, channel=d.channel, part=step.part))
+                    parts = [p for p in parts if p.part != step.part]
+                    log.parts[d.post_id] = tuple(parts)
+                if final:
+                    self._record(d, step.part, None, result, final)
             if time.perf_counter() - started > SLOW_SEND:
                 self._flush()  # a slow platform: record each send as it happens
-            part += 1
+        self._ended(d, log, DeliveryState.SENT)
         deps.metrics.delivered(self.channel.key, d.op, time.time() - d.created_at)
         return True
+
+    @staticmethod
+    def _ended(d: DeliveryRow, log: PassLog, state: DeliveryState) -> None:
+        if d.op == Op.CREATE:
+            log.creates[d.post_id] = state
 
     def _record(self, d: DeliveryRow, part: int, native_id: NativeId | None,
                 result: SendResult, final: bool) -> None:
@@ -349,10 +448,12 @@ class ChannelWorker:
         self.deps.metrics.retried(self.channel.key)
         return False
 
-    async def _dead(self, d: DeliveryRow, reason: str) -> None:
+    async def _dead(self, d: DeliveryRow, reason: str, log: PassLog | None = None) -> None:
         self.deps.logger.warning("delivery %s to %s is dead: %s", d.id, self.channel.key, reason)
-        await self.deps.store.run(lambda tx: tx.finish(d.id, "dead", reason))
+        await self.deps.store.run(lambda tx: tx.finish(d.id, DeliveryState.DEAD, reason))
         self.deps.metrics.dead(self.channel.key)
+        if log is not None:
+            self._ended(d, log, DeliveryState.DEAD)
 
     # ------------------------------------------------------------------ planning
     def target(self, caps: Capabilities) -> Target:
@@ -365,41 +466,6 @@ class ChannelWorker:
                               max_length=c.max_length)
         return self._target
 
-    def _fair_parts(self, d: DeliveryRow, post: Post, caps: Capabilities,
-                    rendering: Callable[[Target, str, bool], list[Rendered]]
-                    ) -> list[Rendered]:
-        """The post's parts on this channel, within its author's fair share of
-        the channel's daily budget (``author_share`` of ``posts_per_day``, and
-        of ``cost_per_day`` where each part has a price: on X a part with a
-        URL costs over ten times one without): a post that would take the
-        author past it goes out as one part, cut, with a link to the web view
-        (or the original) instead of as a thread.  A thread already partly
-        sent stays a thread."""
-        target = self.target(caps)
-        parts = rendering(target, post.permalink, False)
-        author = f"{post.author.platform}:{post.author.handle.casefold()}"
-        share = self.channel.common.author_share
-        allowance = AuthorShare.allowance(caps.posts_per_day, share)
-        money = AuthorShare.cost_allowance(
-            caps.cost_per_day if caps.part_cost is not None else None, share)
-        cost = _cost(parts, caps)
-        cut = False
-        if d.parts_done == 0 and not self._share.fits(d.id, author, len(parts), allowance,
-                                                      cost, money):
-            cut = True
-            self.deps.logger.info(
-                "post %s by %s cut to one part on %s: a thread of %d parts (cost %.3f) would "
-                "take its author past their share today (author_share %g of %s posts%s a day; "
-                "used today: %d parts, cost %.3f)", post.id, author, self.channel.key,
-                len(parts), cost, share, caps.posts_per_day,
-                f" and {caps.cost_per_day:g}" if money is not None else "",
-                self._share.used(author), self._share.spent(author))
-            parts = rendering(dataclasses.replace(target, split="truncate"),
-                              self._web_link(post), True)
-            cost = _cost(parts, caps)
-        self._share.charge(d.id, author, len(parts), cut, cost)
-        return parts
-
     def _web_link(self, post: Post) -> str:
         """Where the whole post can be read: its place in the web view when the
         bridge has a public address, else the original."""
@@ -408,130 +474,25 @@ class ChannelWorker:
             return f"{web.public_url.rstrip('/')}/c/{post.community}#p-{post.id}"
         return post.permalink
 
-    def plan(self, tx: Tx, d: DeliveryRow, caps: Capabilities,
-             in_batch: set[str] | None = None, copies: list[CopyRow] | None = None) -> Plan:
-        """Runs in the store thread: read what the delivery needs, decide.
+    @functools.cached_property
+    def rules(self) -> Rules:
+        c = self.channel.common
+        return Rules(on_edit=EditMode(c.on_edit), on_delete=DeleteMode(c.on_delete),
+                     reply_wait=c.reply_wait, author_share=c.author_share)
 
-        ``in_batch``: posts whose create is planned earlier in the same batch;
-        a plan that needs one of their copies is marked ``replan``.  ``copies``:
-        the post's ids on this channel when the caller read them already."""
-        in_batch = in_batch or set()
-        if d.op != Op.CREATE and d.post_id in in_batch:
-            return Plan(replan=d.post_id)
-        post = tx.get_post(d.post_id)
-        if post is None:
-            return Plan(skip="post no longer exists")
-        _edited_at, deleted_at, _hidden = tx.post_state(d.post_id)
-        key = self.channel.key
-        if copies is None:
-            copies = tx.copies(d.post_id, key)
-        network = self.deps.network_name(post.origin_channel)
-        target = self.target(caps)
-        match d.op:
-            case Op.CREATE:
-                if deleted_at:
-                    return Plan(skip="deleted at its origin before delivery")
-                if any(c.role == "origin" for c in copies):
-                    return Plan(skip="already on this channel (posted there by its author)")
-                reply_to: NativeId | None = None
-                replan = ""
-                subject = ""
-                reference = ""
-                if post.reply_to:
-                    parent = tx.copies(post.reply_to, key)
-                    if parent:
-                        reply_to, subject = parent[-1].native_id, parent[0].subject
-                    elif post.reply_to in in_batch:
-                        replan = post.reply_to
-                    else:
-                        state = tx.create_state(post.reply_to, key)
-                        waited = time.time() - d.created_at
-                        if state == "pending" and waited < self.channel.common.reply_wait:
-                            return Plan(wait=min(1.0, self.channel.common.reply_wait - waited))
-                        parent_post = tx.get_post(post.reply_to)
-                        reference = parent_post.permalink if parent_post else ""
-                def build_create() -> tuple[SendOp, ...]:
-                    text = post.text.with_suffix(_reply_ref(reference)) \
-                        if reference and not reply_to else None
-                    parts = self._fair_parts(d, post, caps, lambda t, ref, keep: render(
-                        post, t, network, reference=ref, text=text, keep_reference=keep))
-                    ops: list[SendOp] = []
-                    # Parts of a split thread chain to the part before; when resuming
-                    # after a crash the last part sent is known, later ones are filled
-                    # in by process() as they are sent.
-                    previous = [c.native_id for c in copies if c.role == "copy"]
-                    for i, rendered in enumerate(parts):
-                        if i < d.parts_done:
-                            continue
-                        chain = previous[-1] if i and previous and i == d.parts_done else None
-                        ops.append(SendCreate(
-                            delivery_id=d.id, idempotency_key=f"{d.id}.{i}", channel=key,
-                            post=post, rendered=rendered, reply_to=chain if i else reply_to,
-                            thread_root=previous[0] if previous else None, part=i,
-                            parts=len(parts), parent_subject=subject))
-                    return tuple(ops)
 
-                return Plan(build=build_create, first_part=d.parts_done, replan=replan)
-            case Op.EDIT:
-                own = [c for c in copies if c.role == "copy"]
-                if deleted_at:
-                    return Plan(skip="deleted at its origin")
-                if not own:
-                    return Plan(skip="no copy on this channel to edit")
-                mode = self.channel.common.on_edit
-                if mode == "skip" or (mode == "update" and not caps.edit):
-                    return Plan(skip="edits not relayed to this channel"
-                                + ("" if caps.edit else " (it cannot edit)"))
-                own_ids = tuple(c.native_id for c in own)
-                own_parts = tuple(c.part for c in own)
-                first_subject = own[0].subject
-                if mode == "correct":
-                    def build_correction() -> tuple[SendOp, ...]:
-                        parts = self._fair_parts(d, post, caps, lambda t, ref, keep: render(
-                            post, t, network, prefix=CORRECTION_PREFIX, reference=ref,
-                            keep_reference=keep))
-                        return tuple(SendCreate(
-                            delivery_id=d.id, idempotency_key=f"{d.id}.{i}", channel=key,
-                            post=post, rendered=r, reply_to=own_ids[-1], part=i,
-                            parts=len(parts), parent_subject=first_subject)
-                            for i, r in enumerate(parts))
-
-                    return Plan(build=build_correction)
-
-                def build_edit() -> tuple[SendOp, ...]:
-                    parts = render(post, target, network, reference=post.permalink)
-                    return tuple(
-                        SendEdit(delivery_id=d.id, idempotency_key=f"{d.id}.{part}",
-                                 channel=key, post=post, native_id=nid,
-                                 rendered=parts[min(part, len(parts) - 1)])
-                        for nid, part in zip(own_ids, own_parts, strict=True))
-
-                return Plan(build=build_edit)
-            case Op.DELETE:
-                own = [c for c in copies if c.role == "copy"]
-                if not own:
-                    return Plan(skip="no copy on this channel to delete")
-                on_delete = self.channel.common.on_delete
-                if on_delete == "skip" or (on_delete == "delete" and not caps.delete):
-                    return Plan(skip="deletes not relayed to this channel"
-                                + ("" if caps.delete else " (it cannot delete)"))
-                if on_delete == "notice":
-                    last_id, first_subject = own[-1].native_id, own[0].subject
-
-                    def build_notice() -> tuple[SendOp, ...]:
-                        rendered = render(_notice(post), target, network)[0]
-                        return (SendCreate(
-                            delivery_id=d.id, idempotency_key=f"{d.id}.0", channel=key,
-                            post=post, rendered=rendered, reply_to=last_id,
-                            parent_subject=first_subject),)
-
-                    return Plan(build=build_notice)
-                return Plan(ops=tuple(
-                    SendDelete(delivery_id=d.id, idempotency_key=f"{d.id}.{c.part}",
-                               channel=key, post=post, native_id=c.native_id,
-                               extra_native_ids=tuple(tx.aliases(d.post_id, key, c.part)))
-                    for c in reversed(own)))
-        return Plan(skip=f"unknown op {d.op}")
+def _on_channel(rows: list[CopyRow], aliases: dict[int, list[NativeId]]) -> OnChannel:
+    """A post's rows in the id map on one channel, as the planner sees them."""
+    origin: CopyPart | None = None
+    parts: list[CopyPart] = []
+    for r in rows:
+        one = CopyPart(native_id=r.native_id, part=r.part, subject=r.subject,
+                       aliases=tuple(aliases.get(r.part, ())))
+        if r.role == Role.ORIGIN:
+            origin = one
+        else:
+            parts.append(one)
+    return OnChannel(origin=origin, parts=tuple(parts))
 
 
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
@@ -542,20 +503,3 @@ def _local_storage_failure(e: BaseException) -> bool:
         text = str(e).lower()
         return any(w in text for w in ("disk", "full", "locked", "readonly", "i/o"))
     return isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS
-
-
-def _cost(parts: list[Rendered], caps: Capabilities) -> float:
-    """What *parts* cost on a target that prices each part (0 elsewhere)."""
-    price = caps.part_cost
-    return sum(price(r.plain) for r in parts) if price is not None else 0.0
-
-
-def _reply_ref(url: str) -> list[Inline]:
-    return [Text(" (reply to "), Link(url), Text(")")]
-
-
-def _notice(post: Post) -> Post:
-    return Post(id=post.id, community=post.community, origin_channel=post.origin_channel,
-                origin_native_id=post.origin_native_id, permalink=post.permalink,
-                author=post.author, text=RichText.plain(DELETED_NOTICE), is_notice=True)
-

@@ -49,6 +49,10 @@ PostState = tuple[float | None, float | None, bool]
 NEW_POST: PostState = (None, None, False)
 
 
+RETIRED_PART = -1
+"""The part number of ids whose part an edit removed (see :meth:`Tx.retire_part`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class CopyRow:
     native_id: NativeId
@@ -135,6 +139,15 @@ class Tx:
             "SELECT native_id FROM native_ids WHERE post_id=? AND channel=? AND part=?"
             " AND role='alias'", (post_id, channel, part)).fetchall()
         return [NativeId(r[0]) for r in rows]
+
+    def retire_part(self, post_id: str, channel: str, part: int) -> None:
+        """Part *part* of our copy on *channel* was deleted (an edit made the
+        post shorter): its ids stay in the map as aliases of no part
+        (``RETIRED_PART``), so their echoes are still recognised, and the
+        copy's parts are the ones left."""
+        self.c.execute(
+            "UPDATE native_ids SET role='alias', part=? WHERE post_id=? AND channel=?"
+            " AND part=? AND role IN ('copy','alias')", (RETIRED_PART, post_id, channel, part))
 
     def all_copies(self, post_id: str) -> list[tuple[str, CopyRow]]:
         rows = self.c.execute(
