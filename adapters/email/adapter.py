@@ -79,8 +79,6 @@ from bridge.contract.model import Attachment, ChannelKey, InboundEvent, NativeId
 from bridge.contract.richtext import Text
 from bridge.contract.services import Services
 
-NETWORK_NAMES = {"mastodon": "Mastodon", "twitter": "X", "matrix": "Matrix",
-                 "email": "Email", "sandbox": "Sandbox"}
 FETCH_BATCH = 20
 MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 """The largest list mail read (what the big mail providers accept); larger
@@ -318,8 +316,7 @@ class EmailAdapter:
             raise PermanentError(f"unknown channel {op.channel}")
         opts = self._opts(spec)
         author = op.post.author.name
-        network = NETWORK_NAMES.get(op.post.author.platform,
-                                    op.post.author.platform.capitalize())
+        network = op.origin_network or op.post.author.platform.capitalize()
         match op:
             case SendCreate():
                 if opts.digest_hours > 0:

@@ -4,9 +4,6 @@ transaction ids, ghosts in appservice mode, media through the content repository
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-from importlib.metadata import entry_points
 from typing import Any
 
 import aiohttp
@@ -84,8 +81,8 @@ class Outbound:
         notice = op.post.is_notice or (not isinstance(op, SendDelete) and op.rendered.is_notice)
         if self.ghosts is None or notice:
             return None
-        return await self.ghosts.ensure(op.post.author, _network_name(op.post.author.platform),
-                                        room_id)
+        network = op.origin_network or op.post.author.platform.capitalize()
+        return await self.ghosts.ensure(op.post.author, network, room_id)
 
     async def _create(self, op: SendCreate, room_id: str, origin: dict[str, str],
                       sender: str | None) -> SendResult:
@@ -171,12 +168,3 @@ class Outbound:
         content = compose.media_content(att, up.content_uri, len(data), origin=origin)
         return await self._put(room_id, content, compose.txn_id(op.idempotency_key, f"m{i}"),
                                sender)
-
-
-@functools.cache
-def _network_name(platform: str) -> str:
-    """The origin adapter's display name (``Mastodon``, ``X``) for ghost names."""
-    for ep in entry_points(group="hashbridge.adapters", name=platform):
-        with contextlib.suppress(Exception):   # a broken third-party adapter: fall back
-            return str(ep.load().display_name)
-    return platform.capitalize()

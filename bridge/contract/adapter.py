@@ -277,6 +277,10 @@ class SendCreate:
     parts: int = 1
     parent_subject: str = ""
     """Subject line of the parent's copy, for targets that thread by subject (email)."""
+    origin_network: str = ""
+    """Display name of the network the post came from (``Mastodon``, ``X``, or the origin
+    channel's custom name), as attributions show it: for naming the origin elsewhere (ghost
+    users, a mail's From name) without knowing the other adapters."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,6 +291,10 @@ class SendEdit:
     post: Post
     native_id: NativeId
     rendered: Rendered
+    origin_network: str = ""
+    """Display name of the network the post came from (``Mastodon``, ``X``, or the origin
+    channel's custom name), as attributions show it: for naming the origin elsewhere (ghost
+    users, a mail's From name) without knowing the other adapters."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -299,6 +307,10 @@ class SendDelete:
     extra_native_ids: tuple[NativeId, ...] = ()
     """Other ids the create reported for this part (``SendResult.extra_native_ids``:
     media sent as separate events); remove them too."""
+    origin_network: str = ""
+    """Display name of the network the post came from (``Mastodon``, ``X``, or the origin
+    channel's custom name), as attributions show it: for naming the origin elsewhere (ghost
+    users, a mail's From name) without knowing the other adapters."""
 
 
 SendOp = SendCreate | SendEdit | SendDelete

@@ -207,17 +207,23 @@ Plan = Send | Skip | Wait
 
 
 def plan(inp: PlanInput) -> Plan:
-    """The plan for one delivery."""
+    """The plan for one delivery; every op it sends names the origin network."""
     if inp.post is None:
         return Skip("post no longer exists")
     match inp.delivery.op:
         case Op.CREATE:
-            return plan_create(inp, inp.post)
+            out = plan_create(inp, inp.post)
         case Op.EDIT:
-            return plan_edit(inp, inp.post)
+            out = plan_edit(inp, inp.post)
         case Op.DELETE:
-            return plan_delete(inp, inp.post)
-    return Skip(f"unknown op {inp.delivery.op}")
+            out = plan_delete(inp, inp.post)
+        case _:
+            return Skip(f"unknown op {inp.delivery.op}")
+    if isinstance(out, Send) and inp.network:
+        out = dataclasses.replace(out, steps=tuple(
+            dataclasses.replace(s, op=dataclasses.replace(s.op, origin_network=inp.network))
+            for s in out.steps))
+    return out
 
 
 def plan_create(inp: PlanInput, post: Post) -> Plan:

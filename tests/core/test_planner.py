@@ -307,3 +307,12 @@ def test_delete_modes() -> None:
     assert plan(inp(Op.DELETE, "x", here=copy_of(1), delete=False)) == \
         Skip("deletes not relayed to this channel (it cannot delete)")
     assert plan(inp(Op.DELETE, "x")) == Skip("no copy on this channel to delete")
+
+
+@pytest.mark.parametrize(("op", "here"), [(Op.CREATE, None), (Op.EDIT, 3), (Op.DELETE, 3)])
+def test_every_op_names_the_origin_network(op: Op, here: int | None) -> None:
+    """Adapters that name the origin elsewhere (Matrix ghosts, a mail's From) read it from
+    the op, never from a table of the other adapters."""
+    p = plan(inp(op, text("n", 3), **({"here": copy_of(here)} if here else {})))
+    assert isinstance(p, Send) and p.steps
+    assert {s.op.origin_network for s in p.steps} == {"Lobby"}
