@@ -29,6 +29,8 @@ from bridge.outbound.worker import ChannelWorker, WorkerDeps
 from bridge.runtime.config import AccountConfig, Config
 from bridge.runtime.metrics import Metrics
 from bridge.store import MIN_FREE_BYTES, Store, StoreError, Tx
+from bridge.store.adapter_state import StoredAccountState
+from bridge.store.backends import open_store
 
 log = logging.getLogger("hashbridge")
 
@@ -66,6 +68,10 @@ class AccountRuntime:
     def http(self) -> aiohttp.ClientSession:
         assert self.bridge.http is not None
         return self.bridge.http
+
+    @property
+    def state(self) -> StoredAccountState:
+        return StoredAccountState(self.bridge.store, self.name)
 
     async def emit(self, event: InboundEvent, *, cursor: tuple[str, str] | None = None) -> None:
         await self.emit_many([event], cursor=cursor)
@@ -202,8 +208,7 @@ class Bridge:
         cfg = self.config
         # A full disk at start-up is refused here (DiskFullError, naming the
         # data dir); once running, the store holds writes until space returns.
-        self._store = await Store.open(cfg.data_path("hashbridge.sqlite"),
-                                       require_free=MIN_FREE_BYTES)
+        self._store = await open_store(cfg.database, require_free=MIN_FREE_BYTES)
         try:
             async with aiohttp.ClientSession() as http:
                 self.http = http

@@ -39,7 +39,7 @@ from bridge.contract.richtext import RichText
 from bridge.inbound import links
 from bridge.inbound.policy import AuthorRate, blocked, check_posted, fit_size, text_hash
 from bridge.runtime.config import ChannelConfig, CommunityConfig, Config
-from bridge.store import Store, StoreError, Tx
+from bridge.store import Store, Tx
 from bridge.store.space import failure_kind
 
 log = logging.getLogger("hashbridge.relay")
@@ -124,8 +124,10 @@ class Relay:
             try:
                 self._one(tx, ev, channel, community, result)
             except Exception as exc:
-                if isinstance(exc, StoreError) or failure_kind(exc) is not None:
-                    raise  # the store, not the event: the page is held and retried whole
+                if failure_kind(exc) is not None:
+                    # A TransientStoreError (the disk, a held lock), not the event:
+                    # the page is held and retried whole.
+                    raise
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"
                 log.warning("not relayed: %s %s: relay error: %s", ev.channel, ev.native_id,
                             reason)

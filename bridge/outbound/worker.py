@@ -14,7 +14,6 @@ import dataclasses
 import errno
 import functools
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,8 +38,7 @@ from bridge.outbound.ratelimit import AuthorShare, TokenBucket, backoff
 from bridge.outbound.render import DEFAULT_ATTRIBUTION, Target, render
 from bridge.runtime.config import BridgeSettings, ChannelConfig
 from bridge.runtime.metrics import Metrics
-from bridge.store import DeliveryRow, Store, Tx
-from bridge.store.tx import CopyRow
+from bridge.store import CopyRow, DeliveryRow, Store, TransientStoreError, Tx
 
 CORRECTION_PREFIX = "✏️ correction: "
 DELETED_NOTICE = "(this message was deleted by its author)"
@@ -172,7 +170,7 @@ class ChannelWorker:
                 await self._sleep(delay)
                 return
             if d.op == Op.EDIT and await store.run(
-                    functools.partial(Tx.delivery_state, delivery_id=d.id)) != "pending":
+                    functools.partial(_delivery_state, delivery_id=d.id)) != "pending":
                 continue  # superseded by a later edit since it was planned
             plan = plan.built()
             if plan.replan:
@@ -534,13 +532,20 @@ class ChannelWorker:
         return Plan(skip=f"unknown op {d.op}")
 
 
+def _delivery_state(tx: Tx, delivery_id: str) -> str | None:
+    # Through the instance: ``Tx`` is a protocol, its own methods are stubs.
+    return tx.delivery_state(delivery_id)
+
+
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 
 def _local_storage_failure(e: BaseException) -> bool:
-    if isinstance(e, sqlite3.OperationalError):
-        text = str(e).lower()
-        return any(w in text for w in ("disk", "full", "locked", "readonly", "i/o"))
+    """The adapter's storage failed, not the platform nor the delivery: its state in
+    the store (:class:`TransientStoreError`: a full disk, a held lock) or its own
+    files (attachments on a full or failing disk)."""
+    if isinstance(e, TransientStoreError):
+        return True
     return isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS
 
 
