@@ -20,7 +20,14 @@ from typing import Any
 
 import aiohttp
 
-from bridge.contract.adapter import Adapter, AuthError, ChannelSpec, Health, TransientError
+from bridge.contract.adapter import (
+    AccountState,
+    Adapter,
+    AuthError,
+    ChannelSpec,
+    Health,
+    TransientError,
+)
 from bridge.contract.model import ChannelKey, InboundEvent, NativeId, PostId
 from bridge.contract.richtext import RichText
 from bridge.inbound.relay import IngestResult, Relay
@@ -70,7 +77,7 @@ class AccountRuntime:
         return self.bridge.http
 
     @property
-    def state(self) -> StoredAccountState:
+    def state(self) -> AccountState:
         return StoredAccountState(self.bridge.store, self.name)
 
     async def emit(self, event: InboundEvent, *, cursor: tuple[str, str] | None = None) -> None:
