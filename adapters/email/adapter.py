@@ -54,6 +54,7 @@ from adapters.email.convert import (
     strip_subject,
 )
 from adapters.email.digest import digest_mail
+from adapters.email.legacy import side_file_path
 from adapters.email.store import EmailStore
 from bridge.contract.adapter import (
     AdapterContext,
@@ -127,9 +128,9 @@ class EmailAdapter:
     async def run(self, ctx: AdapterContext) -> None:
         self._ctx = ctx
         self.log = logging.getLogger(f"hashbridge.adapter.email.{ctx.name}")
-        self._store = await asyncio.to_thread(
-            EmailStore, os.path.join(ctx.data_dir, f"email-{ctx.name}.sqlite"))
-        salt = await asyncio.to_thread(self._store.salt)
+        self._store = await EmailStore.open(ctx.state, side_file_path(ctx.data_dir, ctx.name),
+                                            self.log)
+        salt = await self._store.salt()
         self._me = Identity(address=self.account.address, domain=self.account.message_domain,
                             salt=salt)
         self._ready.set()
@@ -141,8 +142,7 @@ class EmailAdapter:
                         tg.create_task(self._digest_loop(c))
         finally:
             self._ready.clear()
-            store, self._store = self._store, None
-            await asyncio.to_thread(store.close)
+            self._store = None
             ctx.set_health(Health.STOPPED)
 
     async def _inbound(self, ctx: AdapterContext) -> None:
@@ -274,8 +274,7 @@ class EmailAdapter:
             self.log.info("UID %d <%s> is our own copy", uid, res.event.native_id)
             return None
         assert self._store is not None
-        await asyncio.to_thread(self._store.remember, res.event.native_id, res.subject,
-                                res.references)
+        await self._store.remember(res.event.native_id, res.subject, res.references)
         return await self._with_attachments(ctx, res)
 
     async def _with_attachments(self, ctx: AdapterContext, res: ListMail) -> Posted:
@@ -321,8 +320,7 @@ class EmailAdapter:
             case SendCreate():
                 if opts.digest_hours > 0:
                     return await self._enqueue_digest(store, op, opts, author, network)
-                parent = await asyncio.to_thread(store.thread, op.reply_to) \
-                    if op.reply_to else None
+                parent = await store.thread(op.reply_to) if op.reply_to else None
                 out = Outgoing(
                     key=op.idempotency_key, from_address=self.account.address,
                     domain=self.account.message_domain, list_address=opts.list,
@@ -335,7 +333,7 @@ class EmailAdapter:
             case SendEdit() | SendDelete():
                 if opts.corrections == "ignore":
                     return SendResult()
-                parent = await asyncio.to_thread(store.thread, op.native_id)
+                parent = await store.thread(op.native_id)
                 deleted = isinstance(op, SendDelete)
                 new_text = "" if isinstance(op, SendDelete) else op.rendered.plain
                 out = Outgoing(
@@ -354,11 +352,9 @@ class EmailAdapter:
         msg = build_mail(out)
         mid = message_id(out.key, out.domain)
         subject = strip_subject(str(msg["Subject"]))
-        await asyncio.to_thread(store.remember, mid, subject,
-                                references_for(out.parent_id, out.parent_references))
+        await store.remember(mid, subject, references_for(out.parent_id, out.parent_references))
         result = SendResult(native_id=NativeId(mid), subject=subject)
-        if await asyncio.to_thread(store.attempt, out.key, time.time()) \
-                and await self._echo_seen(mid):
+        if await store.attempt(out.key, time.time()) and await self._echo_seen(mid):
             # SMTP has no idempotency: an earlier attempt whose 250 we never saw got
             # through (the list echoed it to us), so sending again would duplicate it.
             self.log.info("<%s> already reached %s; not sending again", mid, out.list_address)
@@ -403,12 +399,12 @@ class EmailAdapter:
     async def _enqueue_digest(self, store: EmailStore, op: SendCreate, opts: EmailChannel,
                               author: str, network: str) -> SendResult:
         batch = int(time.time() // self._period(opts)) + 1
-        parent = await asyncio.to_thread(store.thread, op.reply_to) if op.reply_to else None
+        parent = await store.thread(op.reply_to) if op.reply_to else None
         topic = op.parent_subject or (parent[0] if parent else "") or \
             next((ln for ln in op.rendered.plain.split("\n") if ln.strip()), "")[:70]
-        await asyncio.to_thread(store.enqueue, key=op.idempotency_key, channel=op.channel,
-                                batch=batch, thread=topic, author=author, network=network,
-                                plain=op.rendered.plain, reply_to=op.reply_to)
+        await store.enqueue(key=op.idempotency_key, channel=op.channel, batch=batch,
+                            thread=topic, author=author, network=network,
+                            plain=op.rendered.plain, reply_to=op.reply_to)
         # Every post of a batch maps to the digest mail that will carry it.
         mid = message_id(self._digest_key(op.channel, batch), self.account.message_domain)
         return SendResult(native_id=NativeId(mid))
@@ -420,7 +416,7 @@ class EmailAdapter:
             _raise_if_cancelling()
             store = self._store
             assert store is not None
-            items = await asyncio.to_thread(store.due, spec.key, int(time.time() // period))
+            items = await store.due(spec.key, int(time.time() // period))
             if items:
                 key = self._digest_key(spec.key, items[0].batch)
                 msg = digest_mail(items, key=key, account=self.account, list_address=opts.list,
@@ -432,7 +428,7 @@ class EmailAdapter:
                     self.log.warning("digest for %s not sent: %s", spec.key, exc)
                     await asyncio.sleep(min(60.0, period))
                     continue
-                await asyncio.to_thread(store.done, [i.id for i in items])
+                await store.done(spec.key, [i.key for i in items])
                 self.log.info("digest <%s> with %d posts sent", key, len(items))
                 continue
             await asyncio.sleep(min(30.0, max(0.2, period / 10)))

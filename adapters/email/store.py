@@ -1,30 +1,45 @@
-"""The adapter's small durable state, one SQLite file under ``ctx.data_dir``.
+"""The adapter's small durable state, in the bridge's store (``ctx.state``).
+
+Namespaces of the account's :class:`~bridge.contract.adapter.AccountState`:
 
 * ``threads``: subject and References chain per Message-ID we saw or sent, so a reply
   gets a complete ``References`` header (the core map only knows the parent's id).
-* ``digest``: posts waiting for the channel's next digest mail.  A row is written before
+* ``digest:<channel>``: posts waiting for the channel's next digest mail, keyed by the
+  delivery's idempotency key (a retried send is queued once).  A row is written before
   ``send`` returns and deleted only after the digest mail was accepted, so a restart
   loses nothing; the digest's Message-ID comes from the batch, so a retry is the same mail.
 * ``attempts``: keys of mails whose submission started, so a retry knows to look for
   the list's echo of the first attempt before sending again.
-* ``salt``: the installation's secret for author handles (see ``convert``).
+* ``meta``: ``salt``, the installation's secret for author handles (see ``convert``),
+  and a marker per imported side file (see :mod:`adapters.email.legacy`).
 
-Calls are blocking and short; the adapter runs them through ``asyncio.to_thread``.
+Earlier versions kept these in a SQLite file of their own under ``ctx.data_dir``;
+:meth:`EmailStore.open` imports it on first start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import secrets
-import sqlite3
-import threading
 from dataclasses import dataclass
+
+from adapters.email.legacy import read_side_file, retire_side_file
+from bridge.contract.adapter import AccountState
+
+_THREADS, _ATTEMPTS, _META = "threads", "attempts", "meta"
+
+
+def digest_namespace(channel: str) -> str:
+    return f"digest:{channel}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DigestItem:
-    id: int
+    key: str
+    """The delivery's idempotency key (the row's key in the digest namespace)."""
     channel: str
     batch: int
     thread: str
@@ -35,75 +50,114 @@ class DigestItem:
 
 
 class EmailStore:
-    def __init__(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript("""
-            CREATE TABLE IF NOT EXISTS threads (
-                native_id TEXT PRIMARY KEY, subject TEXT NOT NULL, refs TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS digest (
-                id INTEGER PRIMARY KEY, key TEXT UNIQUE, channel TEXT NOT NULL,
-                batch INTEGER NOT NULL, thread TEXT NOT NULL, author TEXT NOT NULL,
-                network TEXT NOT NULL, plain TEXT NOT NULL, reply_to TEXT);
-            CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS attempts (key TEXT PRIMARY KEY, at REAL NOT NULL);
-        """)
+    """Typed access to the email adapter's rows in its account state."""
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    def __init__(self, state: AccountState) -> None:
+        self._state = state
 
-    def salt(self) -> bytes:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE name='salt'").fetchone()
-            if row:
-                return bytes.fromhex(row[0])
-            value = secrets.token_bytes(16)
-            self._db.execute("INSERT INTO meta VALUES ('salt', ?)", (value.hex(),))
-            return value
+    @classmethod
+    async def open(cls, state: AccountState, side_file: str, log: logging.Logger
+                   ) -> EmailStore:
+        """The store over *state*, after importing an earlier version's *side_file*
+        (when there is one and it was not imported yet)."""
+        store = cls(state)
+        await store._import(side_file, log)
+        return store
 
-    def remember(self, native_id: str, subject: str, refs: tuple[str, ...]) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO threads VALUES (?, ?, ?)",
-                             (native_id, subject, json.dumps(list(refs))))
+    async def _import(self, path: str, log: logging.Logger) -> None:
+        """Copy every row of the side file into the state, then retire the file.
 
-    def thread(self, native_id: str) -> tuple[str, tuple[str, ...]] | None:
-        with self._lock:
-            row = self._db.execute("SELECT subject, refs FROM threads WHERE native_id=?",
-                                   (native_id,)).fetchone()
-        return (row[0], tuple(json.loads(row[1]))) if row else None
+        Each write is idempotent (the side file's values win; queued and journalled
+        keys are added only if absent), so a crash part-way imports again at the next
+        start.  The marker, written last, keeps a file that could not be renamed from
+        being imported twice (its digest rows would come back after being sent)."""
+        marker = f"imported:{os.path.basename(path)}"
+        old = await asyncio.to_thread(read_side_file, path)
+        if old is None:
+            return
+        if await self._state.get(_META, marker) is None:
+            if old.salt is not None:
+                await self._state.put(_META, "salt", old.salt)
+            await self._state.put_many(_THREADS, [
+                (nid, thread_value(subject, json.loads(refs)))
+                for nid, subject, refs in old.threads])
+            await self._state.put_many(_ATTEMPTS, [(k, repr(at)) for k, at in old.attempts],
+                                       only_new=True)
+            by_channel: dict[str, list[tuple[str, str]]] = {}
+            for key, channel, batch, thread, author, network, plain, reply_to in old.digest:
+                by_channel.setdefault(channel, []).append((key, digest_value(
+                    batch=batch, thread=thread, author=author, network=network, plain=plain,
+                    reply_to=reply_to)))
+            for channel, rows in by_channel.items():
+                await self._state.put_many(digest_namespace(channel), rows, only_new=True)
+            await self._state.put(_META, marker, path)
+            log.info("imported %s (%d threads, %d queued digest posts, %d send attempts) "
+                     "into the bridge's database", path, len(old.threads), len(old.digest),
+                     len(old.attempts))
+        try:
+            moved = await asyncio.to_thread(retire_side_file, path)
+        except OSError as e:
+            log.warning("could not rename %s after importing it (%s); it is not read "
+                        "again, delete it by hand", path, e)
+        else:
+            log.info("renamed %s to %s; delete it once you no longer need it", path, moved)
 
-    def attempt(self, key: str, at: float) -> bool:
+    async def salt(self) -> bytes:
+        value = await self._state.get(_META, "salt")
+        if value is None:
+            await self._state.add(_META, "salt", secrets.token_bytes(16).hex())
+            value = await self._state.get(_META, "salt")
+            assert value is not None
+        return bytes.fromhex(value)
+
+    async def remember(self, native_id: str, subject: str, refs: tuple[str, ...]) -> None:
+        await self._state.put(_THREADS, native_id, thread_value(subject, refs))
+
+    async def thread(self, native_id: str) -> tuple[str, tuple[str, ...]] | None:
+        value = await self._state.get(_THREADS, native_id)
+        if value is None:
+            return None
+        row = json.loads(value)
+        return row["subject"], tuple(row["refs"])
+
+    async def attempt(self, key: str, at: float) -> bool:
         """Journal a submission attempt before it starts; True if one was made before
         (its outcome is unknown: the process may have died after the server's 250)."""
-        with self._lock:
-            cur = self._db.execute("INSERT OR IGNORE INTO attempts VALUES (?, ?)", (key, at))
-            return cur.rowcount == 0
+        return not await self._state.add(_ATTEMPTS, key, repr(at))
 
-    def enqueue(self, *, key: str, channel: str, batch: int, thread: str, author: str,
-                network: str, plain: str, reply_to: str | None) -> None:
-        # INSERT OR IGNORE: a retried send (same key) is queued once.
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO digest (key, channel, batch, thread, author, network,"
-                " plain, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, channel, batch, thread, author, network, plain, reply_to))
+    async def enqueue(self, *, key: str, channel: str, batch: int, thread: str, author: str,
+                      network: str, plain: str, reply_to: str | None) -> None:
+        # Added only if absent: a retried send (same key) is queued once.
+        await self._state.add(digest_namespace(channel), key, digest_value(
+            batch=batch, thread=thread, author=author, network=network, plain=plain,
+            reply_to=reply_to))
 
-    def due(self, channel: str, now_batch: int) -> list[DigestItem]:
+    async def due(self, channel: str, now_batch: int) -> list[DigestItem]:
         """Queued items of the oldest batch that is due, oldest first."""
-        with self._lock:
-            row = self._db.execute("SELECT MIN(batch) FROM digest WHERE channel=? AND batch<=?",
-                                   (channel, now_batch)).fetchone()
-            if not row or row[0] is None:
-                return []
-            rows = self._db.execute(
-                "SELECT id, channel, batch, thread, author, network, plain, reply_to "
-                "FROM digest WHERE channel=? AND batch=? ORDER BY id", (channel, row[0]))
-            return [DigestItem(id=r[0], channel=r[1], batch=r[2], thread=r[3], author=r[4],
-                               network=r[5], plain=r[6], reply_to=r[7]) for r in rows]
+        items = [_digest_item(channel, k, v)
+                 for k, v in await self._state.items(digest_namespace(channel))]
+        due = [i.batch for i in items if i.batch <= now_batch]
+        if not due:
+            return []
+        oldest = min(due)
+        return [i for i in items if i.batch == oldest]
 
-    def done(self, ids: list[int]) -> None:
-        with self._lock:
-            self._db.executemany("DELETE FROM digest WHERE id=?", [(i,) for i in ids])
+    async def done(self, channel: str, keys: list[str]) -> None:
+        await self._state.delete(digest_namespace(channel), keys)
+
+
+def thread_value(subject: str, refs: tuple[str, ...] | list[str]) -> str:
+    return json.dumps({"subject": subject, "refs": list(refs)})
+
+
+def digest_value(*, batch: int, thread: str, author: str, network: str, plain: str,
+                 reply_to: str | None) -> str:
+    return json.dumps({"batch": batch, "thread": thread, "author": author,
+                       "network": network, "plain": plain, "reply_to": reply_to})
+
+
+def _digest_item(channel: str, key: str, value: str) -> DigestItem:
+    row = json.loads(value)
+    return DigestItem(key=key, channel=channel, batch=int(row["batch"]), thread=row["thread"],
+                      author=row["author"], network=row["network"], plain=row["plain"],
+                      reply_to=row["reply_to"])

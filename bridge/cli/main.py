@@ -20,8 +20,8 @@ from bridge.runtime import logs
 from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load
 from bridge.runtime.registry import Registry, RegistryError, load_factories
 from bridge.store import DiskFullError, Store, StoreError, Tx
+from bridge.store.backends import open_store, read_last_checkpoint
 from bridge.store.space import LOW_FREE_BYTES, MIN_FREE_BYTES, free_space, human
-from bridge.store.sqlite import open_snapshot
 
 EXIT_STORE = 74  # sysexits EX_IOERR: the database cannot be used
 EXIT_FAILED = 1
@@ -81,8 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             from bridge.features.chatevents import run_announcements
             extra.append(run_announcements)
         bridge = Bridge(cfg, extra_tasks=extra)
-        log.info("hashbridge starting: %d communities, %d channels, data in %s",
-                 len(cfg.communities), len(cfg.all_channels()), cfg.data_path())
+        log.info("hashbridge starting: %d communities, %d channels, data in %s, database %s",
+                 len(cfg.communities), len(cfg.all_channels()), cfg.data_path(), cfg.database)
         await bridge.run()
         return 0
 
@@ -92,6 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     cfg, _registry = _load(args)
     print(f"{args.config}: configuration is valid")
+    print(f"database: {cfg.database}")
     for comm in cfg.communities:
         print(f"community {comm.name} (#{comm.settings.hashtag}, consent {comm.settings.consent}):")
         for ch in comm.channels:
@@ -145,16 +146,15 @@ def _redacted_stdout(redactor: logs.Redactor) -> Any:
 
 
 async def _open_store(cfg: Config) -> Store:
-    path = cfg.data_path("hashbridge.sqlite")
-    if not os.path.exists(path):  # noqa: ASYNC240 - one stat before opening
-        raise StoreError(f"{path}: no database yet (has `hashbridge run` started once?)")
-    return await Store.open(path)
+    return await open_store(cfg.database, must_exist=True)
 
 
 def storage_report(cfg: Config) -> dict[str, Any]:
     """The data dir's filesystem as ``status`` shows it: ``ok``, ``low``, or
     ``full`` (a running bridge then holds its writes until space returns)."""
-    where = cfg.data_path()
+    # The database's own directory when it is a SQLite file outside the data dir.
+    where = (os.path.dirname(cfg.database.path)
+             if cfg.bridge.database and cfg.database.scheme == "sqlite" else cfg.data_path())
     got = free_space(where)
     if got is None:
         return {"data_dir": where, "state": "unknown", "free_bytes": None, "total_bytes": None}
@@ -188,14 +188,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 raise
             # Too full to open the database the normal way: read its last
             # checkpoint (what the bridge committed before it stopped).
-            conn = await asyncio.to_thread(open_snapshot, cfg.data_path("hashbridge.sqlite"))
-            try:
-                tx = Tx(conn)
-                health, depths, dead = tx.health(), tx.queue_depths(), tx.dead(args.limit)
-                rejected = _rejections(tx, args.limit)
-                refusals = tx.policy_refusal_counts()
-            finally:
-                conn.close()
+            health, depths, dead, rejected, refusals = await read_last_checkpoint(
+                cfg.database, lambda tx: (tx.health(), tx.queue_depths(), tx.dead(args.limit),
+                                          _rejections(tx, args.limit),
+                                          tx.policy_refusal_counts()))
             storage["read"] = "last checkpoint (the disk is full)"
         else:
             try:

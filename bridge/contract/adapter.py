@@ -344,6 +344,36 @@ class CursorStore(Protocol):
     async def get(self, name: str) -> str | None: ...
 
 
+class AccountState(Protocol):
+    """The account's own durable state, kept in the bridge's store (the same database
+    as the posts and cursors: backed up, migrated and shared like them) instead of a
+    file of the adapter's.  Rows are strings, grouped by *namespace* (the adapter's
+    name for a kind of row, e.g. ``threads``), keyed, in insertion order.
+
+    Each call is one transaction, durable when it returns.  While the store cannot
+    write (a full disk) a call waits; at shutdown it may raise
+    ``bridge.store.errors.StoreError``.  Values are the adapter's to encode (JSON)."""
+
+    async def get(self, namespace: str, key: str) -> str | None: ...
+
+    async def put(self, namespace: str, key: str, value: str) -> None:
+        """Set *key* (a key already there keeps its place in the order)."""
+
+    async def add(self, namespace: str, key: str, value: str) -> bool:
+        """Set *key* only if it is absent; True if it was added."""
+
+    async def put_many(self, namespace: str, items: list[tuple[str, str]], *,
+                       only_new: bool = False) -> int:
+        """Set many keys in one transaction (only the absent ones with *only_new*);
+        how many were written."""
+
+    async def items(self, namespace: str) -> list[tuple[str, str]]:
+        """Every (key, value) of *namespace*, in insertion order."""
+
+    async def delete(self, namespace: str, keys: list[str]) -> int:
+        """Remove *keys*; how many there were."""
+
+
 class AdapterContext(Protocol):
     """Everything an adapter needs, injected (no globals)."""
 
@@ -352,7 +382,10 @@ class AdapterContext(Protocol):
     logger: logging.Logger
     channels: tuple[ChannelSpec, ...]
     data_dir: str
+    """A directory of the account's own, for files (attachments).  State belongs in
+    :attr:`state`, not in files here."""
     http: aiohttp.ClientSession
+    state: AccountState
 
     async def emit(self, event: InboundEvent, *, cursor: tuple[str, str] | None = None) -> None:
         """Hand an event to the relay; persisted (with the cursor, in one
@@ -443,8 +476,9 @@ class AdapterFactory:
 EmitFn = Callable[[InboundEvent], Awaitable[None]]
 
 __all__ = [
-    "INLINE_MAX_BYTES", "Adapter", "AdapterContext", "AdapterError", "AdapterFactory",
-    "AuthError", "Capabilities", "ChannelSpec", "EmitFn", "Health", "OnlineCheck", "PermanentError",
+    "INLINE_MAX_BYTES", "AccountState", "Adapter", "AdapterContext", "AdapterError",
+    "AdapterFactory", "AuthError", "Capabilities", "ChannelSpec", "EmitFn", "Health",
+    "OnlineCheck", "PermanentError",
     "Rendered", "SendCreate", "SendDelete", "SendEdit", "SendOp", "SendResult", "StrictModel",
     "TextFormat", "TooLarge", "TransientError", "Unsupported", "UnsupportedKind", "check_size",
     "convert_guarded", "read_guarded", "rejection",

@@ -39,12 +39,52 @@ if TYPE_CHECKING:
     import aiohttp
 
 
+class MemoryAccountState:
+    """:class:`~bridge.contract.adapter.AccountState` in memory (``rows``: namespace ->
+    key -> value, in insertion order).  Keep the object to keep the state across an
+    adapter's restart, as the store would."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, str]] = {}
+
+    async def get(self, namespace: str, key: str) -> str | None:
+        return self.rows.get(namespace, {}).get(key)
+
+    async def put(self, namespace: str, key: str, value: str) -> None:
+        self.rows.setdefault(namespace, {})[key] = value
+
+    async def add(self, namespace: str, key: str, value: str) -> bool:
+        space = self.rows.setdefault(namespace, {})
+        if key in space:
+            return False
+        space[key] = value
+        return True
+
+    async def put_many(self, namespace: str, items: list[tuple[str, str]], *,
+                       only_new: bool = False) -> int:
+        n = 0
+        for k, v in items:
+            if only_new:
+                n += await self.add(namespace, k, v)
+            else:
+                await self.put(namespace, k, v)
+                n += 1
+        return n
+
+    async def items(self, namespace: str) -> list[tuple[str, str]]:
+        return list(self.rows.get(namespace, {}).items())
+
+    async def delete(self, namespace: str, keys: list[str]) -> int:
+        space = self.rows.get(namespace, {})
+        return sum(space.pop(k, None) is not None for k in keys)
+
+
 class FakeContext:
     """Collects emitted events and cursors in memory.
 
     ``events`` is every event emitted, in order; ``cursors`` the latest value per
-    name; ``health`` the last health reported; ``own`` the native ids treated as
-    the bridge's own copies.
+    name; ``state`` the account's :class:`MemoryAccountState`; ``health`` the last
+    health reported; ``own`` the native ids treated as the bridge's own copies.
     """
 
     def __init__(self, channels: Iterable[ChannelSpec], *, name: str = "test",
@@ -61,6 +101,7 @@ class FakeContext:
         self.rate_limits: list[tuple[int | None, float | None, int | None]] = []
         self.own: set[tuple[str, str]] = set()
         self.consents: dict[tuple[str, str], str] = {}
+        self.state = MemoryAccountState()
         self._changed = asyncio.Condition()
 
     @property

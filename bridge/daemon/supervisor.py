@@ -20,7 +20,14 @@ from typing import Any
 
 import aiohttp
 
-from bridge.contract.adapter import Adapter, AuthError, ChannelSpec, Health, TransientError
+from bridge.contract.adapter import (
+    AccountState,
+    Adapter,
+    AuthError,
+    ChannelSpec,
+    Health,
+    TransientError,
+)
 from bridge.contract.model import ChannelKey, InboundEvent, NativeId, PostId
 from bridge.contract.richtext import RichText
 from bridge.contract.services import Services
@@ -31,6 +38,8 @@ from bridge.outbound.worker import ChannelWorker, WorkerDeps
 from bridge.runtime.config import AccountConfig, Config
 from bridge.runtime.metrics import Metrics
 from bridge.store import MIN_FREE_BYTES, Store, StoreError, Tx
+from bridge.store.adapter_state import StoredAccountState
+from bridge.store.backends import open_store
 
 log = logging.getLogger("hashbridge")
 
@@ -68,6 +77,10 @@ class AccountRuntime:
     def http(self) -> aiohttp.ClientSession:
         assert self.bridge.http is not None
         return self.bridge.http
+
+    @property
+    def state(self) -> AccountState:
+        return StoredAccountState(self.bridge.store, self.name)
 
     async def emit(self, event: InboundEvent, *, cursor: tuple[str, str] | None = None) -> None:
         await self.emit_many([event], cursor=cursor)
@@ -204,8 +217,7 @@ class Bridge:
         cfg = self.config
         # A full disk at start-up is refused here (DiskFullError, naming the
         # data dir); once running, the store holds writes until space returns.
-        self._store = await Store.open(cfg.data_path("hashbridge.sqlite"),
-                                       require_free=MIN_FREE_BYTES)
+        self._store = await open_store(cfg.database, require_free=MIN_FREE_BYTES)
         try:
             async with aiohttp.ClientSession() as http:
                 self.http = http

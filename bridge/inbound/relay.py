@@ -37,7 +37,7 @@ from bridge.inbound.pipeline import Inbound, IngestResult, Services, Step
 from bridge.inbound.rate import AuthorRate
 from bridge.inbound.steps import PIPELINES
 from bridge.runtime.config import ChannelConfig, CommunityConfig, Config
-from bridge.store import Store, StoreError, Tx
+from bridge.store import Store, Tx
 from bridge.store.space import failure_kind
 
 __all__ = ["CONSENT_REPLIES", "EventFailed", "IngestResult", "Relay"]
@@ -91,9 +91,10 @@ class Relay:
             try:
                 run(PIPELINES.get(type(ev)) or _steps_of(ev), ib)
             except Exception as exc:
-                if isinstance(ev, Rejected) or isinstance(exc, StoreError) \
-                        or failure_kind(exc) is not None:
-                    raise  # the store, not the event: the page is held and retried whole
+                if isinstance(ev, Rejected) or failure_kind(exc) is not None:
+                    # A TransientStoreError (the disk, a held lock), not the event: the
+                    # page is held and retried whole. (A rejection is only recorded.)
+                    raise
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"
                 log.warning("not relayed: %s %s: relay error: %s", ev.channel, ev.native_id,
                             reason)

@@ -15,7 +15,6 @@ import dataclasses
 import errno
 import functools
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,8 +49,8 @@ from bridge.outbound.ratelimit import AuthorShare, ShareView, TokenBucket, backo
 from bridge.outbound.render import DEFAULT_ATTRIBUTION, Target
 from bridge.runtime.config import BridgeSettings, ChannelConfig
 from bridge.runtime.metrics import Metrics
-from bridge.store import DeliveryRow, Store, Tx
-from bridge.store.tx import RETIRED_PART, CopyRow
+from bridge.store import CopyRow, DeliveryRow, Store, TransientStoreError, Tx
+from bridge.store.api import RETIRED_PART
 
 MAX_UNEXPECTED = 8
 READY_WAIT = 30
@@ -495,11 +494,18 @@ def _on_channel(rows: list[CopyRow], aliases: dict[int, list[NativeId]]) -> OnCh
     return OnChannel(origin=origin, parts=tuple(parts))
 
 
+def _delivery_state(tx: Tx, delivery_id: str) -> str | None:
+    # Through the instance: ``Tx`` is a protocol, its own methods are stubs.
+    return tx.delivery_state(delivery_id)
+
+
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 
 def _local_storage_failure(e: BaseException) -> bool:
-    if isinstance(e, sqlite3.OperationalError):
-        text = str(e).lower()
-        return any(w in text for w in ("disk", "full", "locked", "readonly", "i/o"))
+    """The adapter's storage failed, not the platform nor the delivery: its state in
+    the store (:class:`TransientStoreError`: a full disk, a held lock) or its own
+    files (attachments on a full or failing disk)."""
+    if isinstance(e, TransientStoreError):
+        return True
     return isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS

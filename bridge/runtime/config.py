@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -94,6 +95,9 @@ class WebSettings(StrictModel):
 
 class BridgeSettings(StrictModel):
     data_dir: str = "data"
+    database: str = ""
+    """Where the store lives, as a URL (see :func:`parse_database`); empty: the
+    SQLite file ``hashbridge.sqlite`` in ``data_dir``."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     retry_max_seconds: float = Field(300.0, gt=0)
     give_up_after_hours: float = Field(168.0, gt=0)
@@ -225,6 +229,117 @@ class Config:
         if not os.path.isabs(base) and self.path:
             base = os.path.join(os.path.dirname(os.path.abspath(self.path)), base)
         return os.path.join(base, *parts)
+
+    @property
+    def database(self) -> DatabaseUrl:
+        """The store's location (validated when the config was loaded)."""
+        got = parse_database(self.bridge.database, self._config_dir(),
+                             self.data_path(DEFAULT_DATABASE_FILE))
+        if isinstance(got, str):
+            raise ConfigError([f"bridge.database: {got}"])
+        return got
+
+    def _config_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+
+
+# ------------------------------------------------------------------ the database URL
+
+DEFAULT_DATABASE_FILE = "hashbridge.sqlite"
+DATABASE_SCHEMES = ("sqlite",)
+"""The store backends this version has (``bridge.store.backends`` opens them)."""
+_PLANNED_SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql"}
+"""Schemes a later version adds: refused with a clear "not in this version"."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseUrl:
+    """``[bridge] database`` parsed: which backend, and where."""
+
+    scheme: str
+    """A member of :data:`DATABASE_SCHEMES`."""
+    path: str
+    """For ``sqlite``: the database file, absolute."""
+    redacted: str
+    """The URL as logs and errors may show it (no password, ever)."""
+
+    def __str__(self) -> str:
+        return self.redacted
+
+
+def redact_url(url: str) -> str:
+    """*url* with any password replaced by ``***`` (for logs and errors)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparseable URL>"
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def url_password(url: str) -> str | None:
+    """The password written inline in *url*, if any (to refuse it, and redact it)."""
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None
+
+
+def parse_database(url: str, base_dir: str, default_path: str) -> DatabaseUrl | str:
+    """``[bridge] database`` to a :class:`DatabaseUrl`, or what is wrong with it.
+
+    * empty: the SQLite file *default_path* (``hashbridge.sqlite`` in the data dir);
+    * ``sqlite:///absolute/path.sqlite``, or ``sqlite:relative/path.sqlite``
+      (relative to *base_dir*, the config file's directory, like ``data_dir``);
+    * ``postgresql://user@host/db``: refused until the PostgreSQL backend lands;
+    * a password inline in any URL is refused: it belongs in the environment.
+    """
+    if not url.strip():
+        path = os.path.abspath(default_path)
+        return DatabaseUrl("sqlite", path, f"sqlite://{path}")
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as e:
+        return f"{shown!r} is not a valid URL ({e})"
+    scheme = parts.scheme.lower()
+    supported = ", ".join(f"{s}://" for s in DATABASE_SCHEMES)
+    if not scheme:
+        return (f"{shown!r} has no scheme; write a URL such as sqlite:///var/lib/hashbridge/"
+                f"hashbridge.sqlite (supported: {supported})")
+    problems = []
+    if parts.password:
+        problems.append("holds a password inline; remove it from the URL and give it "
+                        "through the environment (PGPASSWORD) or a ~/.pgpass file, so it is "
+                        "never in the config or the logs")
+    if scheme in _PLANNED_SCHEMES:
+        problems.append(f"{_PLANNED_SCHEMES[scheme]} is not available in this version of "
+                        f"hashbridge (supported: {supported}); leave database unset to use "
+                        "the SQLite file in data_dir")
+    elif scheme not in DATABASE_SCHEMES:
+        problems.append(f"unknown database scheme {scheme!r}; supported: {supported}"
+                        + _suggest(scheme, list(DATABASE_SCHEMES)))
+    if problems:
+        return f"{shown!r}: " + "; ".join(problems)
+    # sqlite
+    if parts.netloc:
+        return (f"{shown!r}: a SQLite database is a file on this machine, so the URL has no "
+                "host; write sqlite:///absolute/path.sqlite or sqlite:relative/path.sqlite")
+    if parts.query or parts.fragment:
+        return f"{shown!r}: SQLite takes no options in the URL; remove what follows '?' or '#'"
+    path = unquote(parts.path)
+    if not path or path.endswith("/"):
+        return f"{shown!r}: names no file; write sqlite:///absolute/path.sqlite"
+    if path == ":memory:":
+        return (f"{shown!r}: an in-memory database would lose everything at a restart; "
+                "give a file")
+    path = os.path.abspath(path if os.path.isabs(path) else os.path.join(base_dir, path))
+    return DatabaseUrl("sqlite", path, f"sqlite://{path}")
 
 
 # ------------------------------------------------------------------ loading
@@ -387,6 +502,13 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
 
     if bridge is not None and bridge.web is not None and bridge.web.admin_token:
         secrets.add(bridge.web.admin_token)
+    if bridge is not None and bridge.database:
+        if (password := url_password(bridge.database)) is not None:
+            secrets.add(password)  # refused below, and never logged meanwhile
+        base = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+        got = parse_database(bridge.database, base, "")
+        if isinstance(got, str):
+            errors.append(f"bridge.database: {got}")
     if errors or bridge is None:
         raise ConfigError(errors or ["bridge: invalid"])
     return Config(bridge, accounts, tuple(communities), frozenset(s for s in secrets if s),

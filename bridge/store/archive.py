@@ -1,6 +1,7 @@
 """Read queries (and the two moderation units) for the web view and exports.
 
-Plain functions taking a :class:`~bridge.store.Tx`, run with ``store.run``.
+Plain functions taking a :class:`~bridge.store.Tx`, run with ``store.run``; the
+queries themselves are ``Tx``'s (``visible_*``), this module composes them.
 Public reads never return a deleted or hidden post: the content of a post
 deleted at its origin is already scrubbed by the relay, and here it is not even
 listed.
@@ -11,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.contract.model import Op, Post
-from bridge.store.tx import Tx, post_from_row
-
-_VISIBLE = "deleted_at IS NULL AND hidden=0"
+from bridge.store.api import Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +29,19 @@ class PostView:
 
 def visible_post(tx: Tx, post_id: str) -> Post | None:
     """The post if the public may see it now (not deleted, not hidden)."""
-    row = tx.c.execute(f"SELECT * FROM posts WHERE id=? AND {_VISIBLE}", (post_id,)).fetchone()
-    return post_from_row(row) if row else None
+    return tx.visible_post(post_id)
 
 
 def view(tx: Tx, post: Post) -> PostView:
     edited_at, _, _ = tx.post_state(post.id)
-    parent = visible_post(tx, post.reply_to) if post.reply_to else None
+    parent = tx.visible_post(post.reply_to) if post.reply_to else None
     copies = tuple((ch, c.permalink) for ch, c in tx.all_copies(post.id)
                    if c.role == "copy" and c.part == 0 and c.permalink)
     return PostView(post, edited_at, parent, copies)
 
 
 def view_of(tx: Tx, post_id: str) -> PostView | None:
-    post = visible_post(tx, post_id)
+    post = tx.visible_post(post_id)
     return view(tx, post) if post else None
 
 
@@ -54,36 +52,17 @@ def page(tx: Tx, community: str, *, limit: int = 100, before: str | None = None,
     Ordered by (created_at, id) like the relay's own listing: ULIDs made in the
     same millisecond are not ordered, so the id alone is only the tie-break.
     ``before`` is a keyset cursor: paging needs no offsets."""
-    sql = f"SELECT * FROM posts WHERE community=? AND {_VISIBLE}"
-    args: list[object] = [community]
-    if before:
-        sql += " AND (created_at, id) < (SELECT created_at, id FROM posts WHERE id=?)"
-        args.append(before)
-    if channels:
-        sql += f" AND origin_channel IN ({','.join('?' * len(channels))})"
-        args.extend(channels)
-    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-    args.append(limit)
-    rows = tx.c.execute(sql, args).fetchall()
-    return [view(tx, post_from_row(r)) for r in reversed(rows)]
+    return [view(tx, p) for p in tx.visible_page(community, limit, before, channels)]
 
 
 def between(tx: Tx, community: str, start: float, end: float) -> list[Post]:
     """Visible posts created in [start, end), oldest first (a chat event's window)."""
-    rows = tx.c.execute(
-        f"SELECT * FROM posts WHERE community=? AND {_VISIBLE} AND created_at>=? AND"
-        " created_at<? ORDER BY created_at, id", (community, start, end)).fetchall()
-    return [post_from_row(r) for r in rows]
+    return tx.visible_between(community, start, end)
 
 
 def count_visible(tx: Tx, community: str, start: float | None = None,
                   end: float | None = None) -> int:
-    sql = f"SELECT count(*) FROM posts WHERE community=? AND {_VISIBLE}"
-    args: list[object] = [community]
-    if start is not None and end is not None:
-        sql += " AND created_at>=? AND created_at<?"
-        args += [start, end]
-    return int(tx.c.execute(sql, args).fetchone()[0])
+    return tx.count_visible(community, start, end)
 
 
 def batch_after(tx: Tx, community: str, after: str, limit: int, *,
@@ -91,22 +70,11 @@ def batch_after(tx: Tx, community: str, after: str, limit: int, *,
                 ) -> list[tuple[Post, float | None]]:
     """Visible posts after post id *after* ("" for the first), oldest first, with
     their edit time: exports walk the archive with this in bounded batches."""
-    sql = f"SELECT * FROM posts WHERE community=? AND {_VISIBLE}"
-    args: list[object] = [community]
-    if after:
-        sql += " AND (created_at, id) > (SELECT created_at, id FROM posts WHERE id=?)"
-        args.append(after)
-    if start is not None and end is not None:
-        sql += " AND created_at>=? AND created_at<?"
-        args += [start, end]
-    sql += " ORDER BY created_at, id LIMIT ?"
-    args.append(limit)
-    return [(post_from_row(r), r["edited_at"]) for r in tx.c.execute(sql, args).fetchall()]
+    return tx.visible_after(community, after, limit, start=start, end=end)
 
 
 def post_community(tx: Tx, post_id: str) -> str | None:
-    r = tx.c.execute("SELECT community FROM posts WHERE id=?", (post_id,)).fetchone()
-    return r[0] if r else None
+    return tx.post_community(post_id)
 
 
 def hide_everywhere(tx: Tx, post_id: str, channels: tuple[str, ...]) -> list[str]:
@@ -119,16 +87,15 @@ def hide_everywhere(tx: Tx, post_id: str, channels: tuple[str, ...]) -> list[str
     Returns the channels to wake.  The member's original is theirs: it is not
     touched.
     """
-    row = tx.c.execute("SELECT origin_channel, hidden FROM posts WHERE id=?",
-                       (post_id,)).fetchone()
-    if row is None:
+    post = tx.get_post(post_id)
+    if post is None:
         raise KeyError(f"no post {post_id}")
-    if row["hidden"]:
+    if tx.post_state(post_id)[2]:
         return []
     tx.set_hidden(post_id, True)
     woken = []
     for ch in channels:
-        if ch == row["origin_channel"]:
+        if ch == post.origin_channel:
             continue
         tx.enqueue(post_id, ch, Op.DELETE)
         woken.append(ch)
@@ -136,14 +103,11 @@ def hide_everywhere(tx: Tx, post_id: str, channels: tuple[str, ...]) -> list[str
 
 
 def hidden_posts(tx: Tx, community: str, limit: int = 50) -> list[Post]:
-    rows = tx.c.execute("SELECT * FROM posts WHERE community=? AND hidden=1 AND is_notice=0"
-                        " ORDER BY id DESC LIMIT ?", (community, limit)).fetchall()
-    return [post_from_row(r) for r in rows]
+    return tx.hidden_posts(community, limit)
 
 
 def blocks(tx: Tx) -> list[tuple[str, str, str, float]]:
-    return [tuple(r) for r in tx.c.execute(
-        "SELECT platform, handle, reason, created_at FROM blocks ORDER BY created_at DESC")]
+    return tx.blocks()
 
 
 def unblock(tx: Tx, platform: str, handle: str) -> bool:

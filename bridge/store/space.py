@@ -1,20 +1,21 @@
 """The data dir's filesystem: free space, and what a failed write means.
 
-SQLite reports a full disk as ``SQLITE_FULL`` ("database or disk is full") and
-a failing device as ``SQLITE_IOERR`` ("disk I/O error"); another process
-holding the write lock past the busy timeout is ``SQLITE_BUSY``.  None of
-them says anything about the data: the transaction is rolled back whole, and
-the same writes succeed once the cause is gone.  The store therefore holds
-them and tries again (see :class:`~bridge.store.sqlite.Store`) instead of
-failing its callers, which would drop events or lose the record of a send.
+A full disk, a failing device and another writer holding the lock say nothing
+about the data: the transaction is rolled back whole, and the same writes
+succeed once the cause is gone.  The store therefore holds them and tries again
+(see :class:`~bridge.store.sqlite.SqliteStore`) instead of failing its callers,
+which would drop events or lose the record of a send.  A backend reports such a
+failure as :class:`~bridge.store.errors.TransientStoreError`; the operating
+system as ``OSError`` (``ENOSPC``, ``EIO``).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import sqlite3
 from dataclasses import dataclass
+
+from bridge.store.errors import FailureKind, TransientStoreError
 
 MIN_FREE_BYTES = 1 << 20
 """Below this much free space the bridge does not start, and held writes are
@@ -23,7 +24,6 @@ not tried again (each try would only fail, and churn the disk)."""
 LOW_FREE_BYTES = 64 << 20
 """``hashbridge status`` calls the storage *low* below this."""
 
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -50,29 +50,12 @@ class StorageState:
                 "held": self.held, "checkpoint_error": self.checkpoint_error}
 
 
-def failure_kind(e: BaseException) -> str | None:
+def failure_kind(e: BaseException) -> FailureKind | None:
     """``full``, ``io_error`` or ``locked`` when *e* is a failed write that will
     succeed once its cause goes away; None for anything else (a bug, a
     constraint, a corrupt file)."""
-    if isinstance(e, sqlite3.Error):
-        code = getattr(e, "sqlite_errorcode", None)
-        if code is not None:
-            primary = code & 0xFF
-            if primary == _SQLITE_FULL:
-                return "full"
-            if primary == _SQLITE_IOERR:
-                return "io_error"
-            if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
-                return "locked"
-            return None
-        text = str(e).lower()
-        if "disk is full" in text:
-            return "full"
-        if "disk i/o error" in text:
-            return "io_error"
-        if "database is locked" in text:
-            return "locked"
-        return None
+    if isinstance(e, TransientStoreError):
+        return e.kind
     if isinstance(e, OSError):
         if e.errno in _NO_SPACE:
             return "full"

@@ -25,7 +25,7 @@ import pytest
 
 from adapters.sandbox import SandboxPlatform
 from bridge.daemon.harness import build_config, quiescent, running, sandbox_channels
-from bridge.store.migrations import latest_version
+from bridge.store.sqlite.migrations import latest_version
 
 NAMES = ("lobby", "garden", "porch")
 BURST = 300

@@ -23,7 +23,7 @@ from bridge.contract.textconv import from_plain
 from bridge.features.chatevents import is_host
 from bridge.inbound.links import parse
 from bridge.runtime.schedule import ChatEventConfig
-from bridge.store import Store
+from bridge.store.sqlite import SqliteStore as Store
 
 ALICE_A = Author(platform="fake", handle="alice-a", display_name="Alice")
 ALICE_B = Author(platform="fake", handle="alice-b", display_name="Alice")
@@ -265,8 +265,8 @@ def test_hashbridge_check_names_the_display_name_host_and_how_to_fix_it(tmp_path
 async def test_a_database_from_before_links_is_upgraded_in_place(tmp_path: Path) -> None:
     import sqlite3
 
-    from bridge.store.migrations import MIGRATIONS
-    from bridge.store.sqlite import _split
+    from bridge.store.sqlite.migrations import MIGRATIONS
+    from bridge.store.sqlite.store import _split
 
     path = str(tmp_path / "old.db")
     conn = sqlite3.connect(path, isolation_level=None)

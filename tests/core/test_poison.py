@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -45,7 +46,8 @@ from bridge.contract.model import (
 from bridge.contract.textconv import from_plain
 from bridge.daemon.harness import build_config, running, sandbox_channels
 from bridge.inbound.relay import Relay
-from bridge.store import Store
+from bridge.store import StoreError, TransientStoreError
+from bridge.store.sqlite import SqliteStore as Store
 
 log = logging.getLogger("hashbridge.adapter.test.poison")
 LOBBY = ChannelKey("kmers/sb_lobby")
@@ -174,16 +176,24 @@ async def test_an_event_the_relay_steps_fail_on_is_undone_alone(relay: Relay) ->
     assert (ch, nid) == (LOBBY, "2") and reason.startswith("relay error: AttributeError")
 
 
-async def test_a_store_failure_is_never_taken_for_the_event(relay: Relay) -> None:
+class _Full(sqlite3.OperationalError):
+    sqlite_errorcode = 13   # SQLITE_FULL
+
+
+@pytest.mark.parametrize("failure", [
+    TransientStoreError("full", "database or disk is full"),
+    # SQLite's own error, as a row fetched after the statement ran can still raise
+    # it: the relay takes it for the event's, the store sees the disk behind it.
+    _Full("database or disk is full"),
+], ids=["mapped", "raw"])
+async def test_a_store_failure_is_never_taken_for_the_event(relay: Relay,
+                                                             failure: Exception) -> None:
     """Only the event's own failure is absorbed: the store failing under one
     event (a full disk) holds the whole page, which is saved whole once the
-    store can write; the event is not recorded as rejected."""
-    import sqlite3
-
-    class Full(sqlite3.OperationalError):
-        sqlite_errorcode = 13   # SQLITE_FULL
-
-    failures = [Full("database or disk is full")]
+    store can write; the event is not recorded as rejected.  (The backend raises
+    TransientStoreError from a statement that meets a full disk:
+    tests/store/test_sqlite.py.)"""
+    failures = [failure]
 
     def unit(tx: Any) -> Any:
         real = tx.insert_post
@@ -202,6 +212,36 @@ async def test_a_store_failure_is_never_taken_for_the_event(relay: Relay) -> Non
     assert not failures and result.accepted == 2
     st = await _state(relay)
     assert st["origins"] == ["1", "2"] and st["cursor"] == "2" and st["rejections"] == []
+
+
+async def test_a_statement_failing_for_the_event_costs_the_event_only(relay: Relay) -> None:
+    """A store error that is not transient (a broken constraint, what the event's
+    data made a statement do) is the event's failure: it is rejected and the page
+    goes on; holding the page for it would retry it forever."""
+    failures = [StoreError("IntegrityError: UNIQUE constraint failed: posts.id")]
+    real_ingest_tx = relay.ingest_tx
+
+    def ingest_tx(tx: Any, *args: Any) -> Any:
+        real = tx.insert_post
+
+        def insert_post(*a: Any, **kw: Any) -> Any:
+            if a[0].origin_native_id == "2" and failures:
+                raise failures.pop()
+            return real(*a, **kw)
+        tx.insert_post = insert_post
+        try:
+            return real_ingest_tx(tx, *args)
+        finally:
+            del tx.insert_post
+
+    relay.ingest_tx = ingest_tx  # type: ignore[method-assign]
+    result = await relay.ingest("sb_lobby", [posted("1"), posted("2"), posted("3")],
+                                ("seq", "3"))
+    assert not failures and result.accepted == 2
+    st = await _state(relay)
+    assert st["origins"] == ["1", "3"] and st["cursor"] == "3"
+    [(_ch, nid, reason, _)] = st["rejections"]
+    assert nid == "2" and reason.startswith("relay error: StoreError")
 
 
 async def test_sandbox_poison_costs_itself_only(tmp_path: Path) -> None:

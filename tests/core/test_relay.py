@@ -4,7 +4,6 @@ shipped FakeAdapter as platforms."""
 from __future__ import annotations
 
 import errno
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from bridge.contract.textconv import from_plain
 from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
 from bridge.daemon.supervisor import Bridge
 from bridge.runtime.registry import load_factories
+from bridge.store import TransientStoreError
 
 A, B, C = ChannelKey("kmers/a"), ChannelKey("kmers/b"), ChannelKey("kmers/c")
 
@@ -229,7 +229,7 @@ async def test_a_send_that_never_answers_times_out_and_is_retried_with_its_key(
 async def test_an_adapters_full_disk_is_retried_not_parked(tmp_path: Path) -> None:
     async for env in start(tmp_path, bridge_options={"retry_max_seconds": 0.05}):
         env.fake("b").failures = [
-            sqlite3.OperationalError("database or disk is full"),
+            TransientStoreError("full", "store write failed: database or disk is full"),
             OSError(errno.ENOSPC, "No space left on device")] * 6
         env.post("a", "m0")
         await quiescent(env.bridge, timeout=30, settle=0.2)

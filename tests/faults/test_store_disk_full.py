@@ -24,7 +24,8 @@ from bridge.contract.testing import FakeAdapter, FakeFactory
 from bridge.contract.textconv import from_plain
 from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
 from bridge.runtime.registry import load_factories
-from bridge.store import MIN_FREE_BYTES, DiskFullError, Store, StoreError, Tx
+from bridge.store import MIN_FREE_BYTES, DiskFullError, StoreError, Tx
+from bridge.store.sqlite import SqliteStore as Store
 
 
 @pytest.fixture

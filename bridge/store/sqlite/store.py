@@ -1,4 +1,5 @@
-"""SQLite (WAL) store with a writer thread and group commit."""
+"""SQLite (WAL) store with a writer thread and group commit: the
+:class:`~bridge.store.api.Store` protocol for one process on one data dir."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from bridge.store.migrations import MIGRATIONS, latest_version
+from bridge.store.api import Tx
+from bridge.store.errors import (
+    DiskFullError,
+    FailureKind,
+    SchemaError,
+    StoreError,
+    TransientStoreError,
+)
 from bridge.store.space import (
     StorageState,
     describe_free,
@@ -21,7 +29,9 @@ from bridge.store.space import (
     looks_writable,
     probe_write,
 )
-from bridge.store.tx import Tx
+from bridge.store.sqlite.errors import MappedConnection, mapped, sqlite_failure_kind
+from bridge.store.sqlite.migrations import MIGRATIONS, latest_version
+from bridge.store.sqlite.tx import SqliteTx
 
 T = TypeVar("T")
 log = logging.getLogger("hashbridge.store")
@@ -33,26 +43,20 @@ _HOLD_CAP = 10.0
 _REMIND_EVERY = 300.0
 
 
-class StoreError(Exception):
-    """The database cannot be used (corrupt, unwritable); the message says what to do."""
-
-
-class SchemaError(StoreError):
-    """The database was written by a newer hashbridge."""
-
-
-class DiskFullError(StoreError):
-    """No space left on the data dir's filesystem (at start-up)."""
-
-
 def _no_space(path: str) -> DiskFullError:
     where = os.path.dirname(os.path.abspath(path))
     return DiskFullError(f"data dir {where}: no space left on device ({describe_free(where)}); "
                          "free some space there, then start again (nothing was changed)")
 
 
+def _kind(e: BaseException) -> FailureKind | None:
+    """Transient or not, for a raw ``sqlite3.Error``, a mapped one or an ``OSError``."""
+    return sqlite_failure_kind(e) or failure_kind(e)
+
+
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                           factory=MappedConnection)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 5000")
     # 32 MiB of page cache instead of SQLite's 2 MiB: the outbox's indexes stay
@@ -77,7 +81,7 @@ def open_checked(path: str) -> sqlite3.Connection:
         # cut back to this once it has been copied into the database.
         conn.execute("PRAGMA journal_size_limit = 8388608")
         ok = conn.execute("PRAGMA quick_check").fetchone()[0]
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, StoreError) as e:
         _raise_if_transient(path, e)
         raise StoreError(f"{path}: not a usable hashbridge database ({e}); restore it "
                          "from a backup or move it away to start empty") from e
@@ -107,7 +111,7 @@ def open_checked(path: str) -> sqlite3.Connection:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number + 1}")
             conn.execute("COMMIT")
-        except sqlite3.Error as e:
+        except (sqlite3.Error, StoreError) as e:
             _rollback(conn)
             conn.close()
             _raise_if_transient(path, e)
@@ -124,15 +128,30 @@ def open_snapshot(path: str) -> sqlite3.Connection:
     from urllib.parse import quote
 
     conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?immutable=1", uri=True,
-                           check_same_thread=False)
+                           check_same_thread=False, factory=MappedConnection)
     conn.row_factory = sqlite3.Row
     return conn
 
 
-def _raise_if_transient(path: str, e: sqlite3.Error) -> None:
+def read_snapshot(path: str, unit: Callable[[Tx], T]) -> T:
+    """Run the read-only *unit* on :func:`open_snapshot` (blocking: call it
+    through ``asyncio.to_thread``).  Raises :class:`StoreError`."""
+    try:
+        conn = open_snapshot(path)
+    except sqlite3.Error as e:
+        raise StoreError(f"{path}: cannot read the database ({e})") from e
+    try:
+        return unit(SqliteTx(conn))
+    except sqlite3.Error as e:
+        raise mapped(e) from e
+    finally:
+        conn.close()
+
+
+def _raise_if_transient(path: str, e: BaseException) -> None:
     """A full disk or a locked file says nothing about the database: say so,
     rather than suggest restoring a backup."""
-    match failure_kind(e):
+    match _kind(e):
         case "full":
             raise _no_space(path) from e
         case "io_error":
@@ -143,10 +162,22 @@ def _raise_if_transient(path: str, e: sqlite3.Error) -> None:
                              "running on this data dir?") from e
 
 
+def _transient_cause(e: BaseException) -> BaseException | None:
+    """The transient storage failure *e* was raised from or while handling, if any."""
+    seen = 0
+    cause = e.__cause__ or e.__context__
+    while cause is not None and seen < 16:
+        if _kind(cause) is not None:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return None
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("ROLLBACK")
-    except sqlite3.Error:  # the failure may have rolled it back already
+    except (sqlite3.Error, StoreError):  # the failure may have rolled it back already
         pass
 
 
@@ -167,8 +198,8 @@ def _split(script: str) -> list[str]:
     return out
 
 
-class Store:
-    """Runs units of work in one writer thread; see the package docstring.
+class SqliteStore:
+    """Runs units of work in one writer thread; see :mod:`bridge.store`.
 
     A write that fails because of the disk (full, I/O error) or another
     process's lock is *held*: the batch is rolled back whole and tried again
@@ -214,7 +245,7 @@ class Store:
             return self._storage
 
     @classmethod
-    async def open(cls, path: str, *, require_free: int = 0) -> Store:
+    async def open(cls, path: str, *, require_free: int = 0) -> SqliteStore:
         """Open (creating and migrating as needed).  Raises :class:`StoreError`;
         :class:`DiskFullError` when fewer than *require_free* bytes can be
         written in the data dir (the daemon asks for
@@ -255,8 +286,8 @@ class Store:
                             self._set_storage(checkpoint_error="")
                             log.warning("store: checkpoint succeeded again; the WAL is copied "
                                         "into the database")
-                except (OSError, sqlite3.Error) as e:
-                    if failure_kind(e) in ("full", "io_error"):
+                except (OSError, sqlite3.Error, StoreError) as e:
+                    if _kind(e) in ("full", "io_error"):
                         if not self._storage.checkpoint_error:
                             # The WAL stays authoritative: nothing is lost, it only
                             # grows until the database file can grow again.
@@ -306,7 +337,7 @@ class Store:
     def _loop(self) -> None:
         assert self._conn is not None
         conn = self._conn
-        tx = Tx(conn)
+        tx = SqliteTx(conn)
         while True:
             first = self._q.get()
             if first is _STOP:
@@ -331,7 +362,7 @@ class Store:
                       "with the same idempotency keys", self._unsaved,
                       self._storage.detail or "writes failing")
 
-    def _run_batch(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, tx: SqliteTx, batch: list[Any]) -> None:
         tries = 0
         committed = False
         while True:
@@ -339,10 +370,10 @@ class Store:
                 results = self._commit(conn, tx, batch)
                 committed = True
                 break
-            except sqlite3.Error as e:
+            except (sqlite3.Error, StoreError) as e:
                 tx.forget()
                 _rollback(conn)
-                kind = failure_kind(e)
+                kind = _kind(e)
                 if kind is None or self._closing.is_set():
                     results = self._fail(e, kind, len(batch))
                     break
@@ -360,24 +391,32 @@ class Store:
             except RuntimeError:  # the caller's loop is gone (shutdown)
                 pass
 
-    def _commit(self, conn: sqlite3.Connection, tx: Tx, batch: list[Any]
+    def _commit(self, conn: sqlite3.Connection, tx: SqliteTx, batch: list[Any]
                 ) -> list[tuple[bool, Any]]:
         """One try at the batch: each unit in a savepoint, then one COMMIT.
-        Raises ``sqlite3.Error`` when the batch as a whole failed."""
+        Raises :class:`StoreError` (or ``sqlite3.Error``) when the batch as a
+        whole failed.  A unit's own failure goes to its caller, an error of
+        SQLite's mapped to the core's type."""
         results: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         for unit, _fut, _loop in batch:
             conn.execute("SAVEPOINT unit")
             try:
                 value = unit(tx)
-            except sqlite3.Error as e:
-                if failure_kind(e) is not None:
+            except (sqlite3.Error, StoreError) as e:
+                if _kind(e) is not None:
                     raise  # the disk, not the unit: hold the whole batch
                 tx.forget()
                 conn.execute("ROLLBACK TO unit")
                 conn.execute("RELEASE unit")
-                results.append((False, e))
-            except BaseException as e:  # the unit's failure is its caller's
+                results.append((False, mapped(e) if isinstance(e, sqlite3.Error) else e))
+            except BaseException as e:  # the unit's failure is its caller's ...
+                held = _transient_cause(e)
+                if held is not None:
+                    # ... unless it wraps a failure of the disk (the relay's
+                    # EventFailed around a row fetch that hit an I/O error):
+                    # still the disk, not the unit.
+                    raise held from e
                 tx.forget()
                 conn.execute("ROLLBACK TO unit")
                 conn.execute("RELEASE unit")
@@ -390,15 +429,17 @@ class Store:
         self.units += len(batch)
         return results
 
-    def _fail(self, e: sqlite3.Error, kind: str | None, n: int) -> list[tuple[bool, Any]]:
-        err = StoreError(f"store write failed: {e}")
+    def _fail(self, e: BaseException, kind: FailureKind | None, n: int
+              ) -> list[tuple[bool, Any]]:
+        err = (StoreError(f"store write failed: {e}") if kind is None else
+               TransientStoreError(kind, f"store write failed: {e}"))
         if kind is not None and self._closing.is_set():
             self._unsaved += n  # reported once, when the writer stops
         else:
             log.error("store: %s", err)
         return [(False, err)] * n
 
-    def _hold(self, e: sqlite3.Error, kind: str, n: int, tries: int) -> None:
+    def _hold(self, e: BaseException, kind: FailureKind, n: int, tries: int) -> None:
         """Log (once), then wait until the held batch is worth trying again."""
         held = n + self._q.qsize()
         where = self.data_dir

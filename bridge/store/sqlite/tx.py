@@ -1,4 +1,5 @@
-"""Every SQL statement hashbridge runs, as typed methods on a transaction."""
+"""Every SQL statement hashbridge runs on SQLite, as typed methods on a transaction
+(the :class:`~bridge.store.api.Tx` protocol)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from bridge.contract.model import (
     Attachment,
@@ -26,40 +26,7 @@ from bridge.contract.model import (
     new_delivery_id,
 )
 from bridge.contract.richtext import RichText
-
-
-class DeliveryRow(NamedTuple):
-    """One outbox row (a tuple: read for every delivery, built cheaply)."""
-
-    seq: int
-    id: DeliveryId
-    post_id: PostId
-    channel: ChannelKey
-    op: Op
-    state: str
-    attempts: int
-    next_at: float
-    last_error: str
-    parts_done: int
-    created_at: float
-
-
-PostState = tuple[float | None, float | None, bool]
-"""(edited_at, deleted_at, hidden)"""
-NEW_POST: PostState = (None, None, False)
-
-
-RETIRED_PART = -1
-"""The part number of ids whose part an edit removed (see :meth:`Tx.retire_part`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class CopyRow:
-    native_id: NativeId
-    role: str
-    part: int
-    subject: str
-    permalink: str
+from bridge.store.api import NEW_POST, RETIRED_PART, CopyRow, DeliveryRow, PostState
 
 
 def _ts(dt: datetime) -> float:
@@ -73,8 +40,11 @@ def _attachments_json(items: tuple[Attachment, ...]) -> str:
                         "size": a.size, "filename": a.filename} for a in items])
 
 
-class Tx:
-    """Thin typed layer over the connection; used only inside ``Store.run`` units."""
+class SqliteTx:
+    """Thin typed layer over the connection; used only inside ``Store.run`` units.
+
+    Its caches assume what :class:`~bridge.store.sqlite.SqliteStore` guarantees:
+    one writer thread in one process owns the database."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
@@ -299,6 +269,69 @@ class Tx:
             " LIMIT ?", (community, limit)).fetchall()
         return [post_from_row(r) for r in reversed(rows)]
 
+    # ------------------------------------------------------------ the public archive
+    def visible_post(self, post_id: str) -> Post | None:
+        row = self.c.execute(f"SELECT * FROM posts WHERE id=? AND {_VISIBLE}",
+                             (post_id,)).fetchone()
+        return post_from_row(row) if row else None
+
+    def visible_page(self, community: str, limit: int, before: str | None = None,
+                     channels: tuple[str, ...] = ()) -> list[Post]:
+        # Ordered by (created_at, id) like recent_posts: ULIDs made in the same
+        # millisecond are not ordered, so the id alone is only the tie-break.
+        sql = f"SELECT * FROM posts WHERE community=? AND {_VISIBLE}"
+        args: list[object] = [community]
+        if before:
+            sql += " AND (created_at, id) < (SELECT created_at, id FROM posts WHERE id=?)"
+            args.append(before)
+        if channels:
+            sql += f" AND origin_channel IN ({','.join('?' * len(channels))})"
+            args.extend(channels)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(limit)
+        return [post_from_row(r) for r in reversed(self.c.execute(sql, args).fetchall())]
+
+    def visible_between(self, community: str, start: float, end: float) -> list[Post]:
+        rows = self.c.execute(
+            f"SELECT * FROM posts WHERE community=? AND {_VISIBLE} AND created_at>=? AND"
+            " created_at<? ORDER BY created_at, id", (community, start, end)).fetchall()
+        return [post_from_row(r) for r in rows]
+
+    def count_visible(self, community: str, start: float | None = None,
+                      end: float | None = None) -> int:
+        sql = f"SELECT count(*) FROM posts WHERE community=? AND {_VISIBLE}"
+        args: list[object] = [community]
+        if start is not None and end is not None:
+            sql += " AND created_at>=? AND created_at<?"
+            args += [start, end]
+        return int(self.c.execute(sql, args).fetchone()[0])
+
+    def visible_after(self, community: str, after: str, limit: int, *,
+                      start: float | None = None, end: float | None = None
+                      ) -> list[tuple[Post, float | None]]:
+        sql = f"SELECT * FROM posts WHERE community=? AND {_VISIBLE}"
+        args: list[object] = [community]
+        if after:
+            sql += " AND (created_at, id) > (SELECT created_at, id FROM posts WHERE id=?)"
+            args.append(after)
+        if start is not None and end is not None:
+            sql += " AND created_at>=? AND created_at<?"
+            args += [start, end]
+        sql += " ORDER BY created_at, id LIMIT ?"
+        args.append(limit)
+        return [(post_from_row(r), r["edited_at"])
+                for r in self.c.execute(sql, args).fetchall()]
+
+    def post_community(self, post_id: str) -> str | None:
+        r = self.c.execute("SELECT community FROM posts WHERE id=?", (post_id,)).fetchone()
+        return r[0] if r else None
+
+    def hidden_posts(self, community: str, limit: int = 50) -> list[Post]:
+        rows = self.c.execute("SELECT * FROM posts WHERE community=? AND hidden=1 AND"
+                              " is_notice=0 ORDER BY id DESC LIMIT ?",
+                              (community, limit)).fetchall()
+        return [post_from_row(r) for r in rows]
+
     # ------------------------------------------------------------ outbox
     def enqueue(self, post_id: str, channel: str, op: Op, *, source: str = "",
                 at: float = 0.0) -> DeliveryId:
@@ -464,6 +497,35 @@ class Tx:
             " ON CONFLICT(account, name) DO UPDATE SET value=excluded.value,"
             " updated_at=excluded.updated_at", (account, name, value, time.time()))
 
+    # ------------------------------------------------------------ adapter state
+    def state_get(self, account: str, namespace: str, key: str) -> str | None:
+        r = self.c.execute("SELECT value FROM adapter_state WHERE account=? AND namespace=?"
+                           " AND key=?", (account, namespace, key)).fetchone()
+        return r[0] if r else None
+
+    def state_put(self, account: str, namespace: str, key: str, value: str) -> None:
+        self.c.execute(
+            "INSERT INTO adapter_state(account, namespace, key, value, updated_at)"
+            " VALUES (?,?,?,?,?) ON CONFLICT(account, namespace, key) DO UPDATE SET"
+            " value=excluded.value, updated_at=excluded.updated_at",
+            (account, namespace, key, value, time.time()))
+
+    def state_add(self, account: str, namespace: str, key: str, value: str) -> bool:
+        return self.c.execute(
+            "INSERT INTO adapter_state(account, namespace, key, value, updated_at)"
+            " VALUES (?,?,?,?,?) ON CONFLICT(account, namespace, key) DO NOTHING",
+            (account, namespace, key, value, time.time())).rowcount == 1
+
+    def state_items(self, account: str, namespace: str) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.c.execute(
+            "SELECT key, value FROM adapter_state WHERE account=? AND namespace=?"
+            " ORDER BY seq", (account, namespace))]
+
+    def state_delete(self, account: str, namespace: str, keys: Iterable[str]) -> int:
+        return int(self.c.executemany(
+            "DELETE FROM adapter_state WHERE account=? AND namespace=? AND key=?",
+            [(account, namespace, k) for k in keys]).rowcount)
+
     # ------------------------------------------------------------ consent, blocks
     def consent(self, platform: str, handle: str) -> str | None:
         if self._consent is None:
@@ -499,6 +561,10 @@ class Tx:
                               (platform, handle.casefold())).rowcount > 0
         self._blocks = None
         return gone
+
+    def blocks(self) -> list[tuple[str, str, str, float]]:
+        return [tuple(r) for r in self.c.execute(
+            "SELECT platform, handle, reason, created_at FROM blocks ORDER BY created_at DESC")]
 
     def reject(self, channel: str, native_id: str, reason: str, kind: str = "policy") -> bool:
         """Record why an inbound event was not relayed.  An event that could not
@@ -552,6 +618,8 @@ class Tx:
 
 
 _OPS = {op.value: op for op in Op}
+_VISIBLE = "deleted_at IS NULL AND hidden=0"
+"""What the public may see: not deleted at its origin, not hidden by moderation."""
 _HELD = "op='edit' AND attempts=0 AND next_at>?"
 """A held edit (see :meth:`Tx.hold`); a retried delivery has attempts > 0."""
 

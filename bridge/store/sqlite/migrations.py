@@ -1,8 +1,11 @@
-"""Numbered schema migrations.  Append only: never edit a released step.
+"""Numbered schema migrations, in SQLite's dialect.  Append only: never edit a
+released step.
 
-``PRAGMA user_version`` holds the number of steps applied.  A database with a
-higher number than this code knows was written by a newer hashbridge and is
-refused, never touched.
+The numbers are the store's, not SQLite's: another backend writes the same steps in
+its own dialect, step N meaning the same tables there (the store contract suite
+checks both behave alike).  ``PRAGMA user_version`` holds the number of steps
+applied.  A database with a higher number than this code knows was written by a
+newer hashbridge and is refused, never touched.
 """
 
 from __future__ import annotations
@@ -140,6 +143,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE rejections ADD COLUMN kind TEXT NOT NULL DEFAULT 'policy';
     CREATE INDEX rejections_event ON rejections(channel, native_id);
     CREATE INDEX rejections_kind ON rejections(kind, id);
+    """,
+    # 4: what adapters must remember beyond their cursors (the email adapter's
+    # threads, digest queue and send journal; formerly a side file per adapter),
+    # per account and namespace, in insertion order (seq).
+    """
+    CREATE TABLE adapter_state (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        account TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (account, namespace, key)
+    );
     """,
 ]
 

@@ -1,0 +1,50 @@
+"""``[bridge] database`` to an open :class:`~bridge.store.api.Store`.
+
+The one place that knows which backends exist (``bridge.runtime.config`` lists
+their schemes in ``DATABASE_SCHEMES`` and validates the URL).  A new backend is a
+package next to ``bridge.store.sqlite`` plus a case here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+from bridge.runtime.config import DatabaseUrl
+from bridge.store.api import Store, Tx
+from bridge.store.errors import StoreError
+from bridge.store.sqlite import SqliteStore, read_snapshot
+
+T = TypeVar("T")
+
+
+async def open_store(db: DatabaseUrl, *, require_free: int = 0,
+                     must_exist: bool = False) -> Store:
+    """Open (creating and migrating as needed) the store *db* names.
+
+    *require_free*: bytes that must be writable next to a SQLite file (the daemon
+    asks for :data:`~bridge.store.space.MIN_FREE_BYTES`).  *must_exist*: refuse to
+    create one (the commands that only read, or fix, an existing bridge's data).
+    Raises :class:`~bridge.store.errors.StoreError` saying what to do.
+    """
+    match db.scheme:
+        case "sqlite":
+            if must_exist and not os.path.exists(db.path):  # noqa: ASYNC240 - one stat
+                raise StoreError(f"{db.path}: no database yet (has `hashbridge run` started "
+                                 "once?)")
+            return await SqliteStore.open(db.path, require_free=require_free)
+        case other:
+            raise StoreError(f"database {db}: no backend for {other!r} in this version")
+
+
+async def read_last_checkpoint(db: DatabaseUrl, unit: Callable[[Tx], T]) -> T:
+    """Run the read-only *unit* on what the database held at its last checkpoint,
+    without writing anything (``status`` on a disk too full to open the database
+    the normal way).  Raises :class:`~bridge.store.errors.StoreError`."""
+    match db.scheme:
+        case "sqlite":
+            return await asyncio.to_thread(read_snapshot, db.path, unit)
+        case other:
+            raise StoreError(f"database {db}: no backend for {other!r} in this version")
