@@ -33,7 +33,7 @@ from bridge.contract.model import (
 from bridge.contract.richtext import RichText
 from bridge.daemon.harness import build_config, sandbox_channels
 from bridge.inbound.relay import Relay
-from bridge.store import Store
+from bridge.store.sqlite import SqliteStore
 
 SRC = ChannelKey("kmers/sb_src")
 
@@ -64,7 +64,7 @@ async def one_run(n: int) -> dict[str, float]:
         cfg = build_config(tmp, sandbox_channels(tmp, ["src", "t1", "t2", "t3"]),
                            community_options={"author_rate_per_minute": 10**9,
                                               "duplicate_window": 600})
-        store = await Store.open(os.path.join(tmp, "db.sqlite"))
+        store = await SqliteStore.open(os.path.join(tmp, "db.sqlite"))
         try:
             relay = Relay(cfg, store)
             phases: list[tuple[str, Callable[[int], InboundEvent]]] = [

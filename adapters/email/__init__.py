@@ -6,7 +6,9 @@
 ``compose``     outbound, pure: the MIME message for a relayed post, its threading
                 headers and subject; ``digest`` the digest mails.
 ``client``      thin I/O shells around aioimaplib and aiosmtplib.
-``store``       the adapter's small durable state (UIDs, threading).
+``store``       the adapter's small durable state (threading, the digest queue, the
+                send journal), in the bridge's store through ``ctx.state``.
+``legacy``      reads the side file earlier versions kept, once, into that state.
 ``adapter``     :class:`~adapters.email.adapter.EmailAdapter`: IMAP IDLE in, SMTP out.
 ``sandbox``     the demo/test stand-in: a real Dovecot and a small list server, run by
                 ``testserver``.

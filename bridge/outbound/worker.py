@@ -202,7 +202,7 @@ class ChannelWorker:
                 await self._sleep(delay)
                 return
             if d.op == Op.EDIT and await store.run(functools.partial(
-                    Tx.delivery_state, delivery_id=d.id)) != DeliveryState.PENDING:
+                    _delivery_state, delivery_id=d.id)) != DeliveryState.PENDING:
                 continue  # superseded by a later edit since it was read
             inp = self.plan_input(d, q.facts, caps, log)
             plan = planner.plan(inp)
@@ -379,7 +379,7 @@ class ChannelWorker:
             else:
                 if step.retire:
                     self._unrecorded.append(functools.partial(
-                        Tx.retire_part, post_id=d.post_id, channel=d.channel, part=step.part))
+                        _retire_part, post_id=d.post_id, channel=d.channel, part=step.part))
                     parts = [p for p in parts if p.part != step.part]
                     log.parts[d.post_id] = tuple(parts)
                 if final:
@@ -497,6 +497,10 @@ def _on_channel(rows: list[CopyRow], aliases: dict[int, list[NativeId]]) -> OnCh
 def _delivery_state(tx: Tx, delivery_id: str) -> str | None:
     # Through the instance: ``Tx`` is a protocol, its own methods are stubs.
     return tx.delivery_state(delivery_id)
+
+
+def _retire_part(tx: Tx, post_id: str, channel: str, part: int) -> None:
+    tx.retire_part(post_id, channel, part)
 
 
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})

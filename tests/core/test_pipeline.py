@@ -38,6 +38,7 @@ from bridge.inbound.relay import IngestResult, Relay
 from bridge.inbound.steps import PIPELINES, POSTED, declared, described
 from bridge.runtime.metrics import Metrics
 from bridge.store import Store, Tx
+from bridge.store.sqlite import SqliteStore
 
 LOBBY = ChannelKey("kmers/sb_lobby")
 GARDEN = ChannelKey("kmers/sb_garden")
@@ -170,7 +171,7 @@ CASES = [
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    st = await Store.open(str(tmp_path / "db.sqlite"))
+    st = await SqliteStore.open(str(tmp_path / "db.sqlite"))
     try:
         yield st
     finally:
@@ -314,7 +315,7 @@ async def test_the_order_matters_where_it_must(oc: OrderCase, tmp_path: Path,
     got: list[Counter[tuple[str, str]]] = []
     for i, steps in enumerate((POSTED, _moved(POSTED, oc.first, after=oc.then))):
         monkeypatch.setitem(PIPELINES, Posted, steps)
-        st = await Store.open(str(tmp_path / f"db{i}.sqlite"))
+        st = await SqliteStore.open(str(tmp_path / f"db{i}.sqlite"))
         try:
             got.append((await ingest(relay_for(tmp_path, st, **oc.case.community),
                                      oc.case)).steps)
