@@ -46,6 +46,11 @@ class EmailFactory(AdapterFactory):
             return None
         return EmailSandbox(workdir)
 
+    def sandbox_missing(self) -> str:
+        """Why :meth:`sandbox` gave None, and what to install (``hashbridge demo``)."""
+        from adapters.email.sandbox import EmailSandbox
+        return EmailSandbox.available()
+
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
                            services: Mapping[str, Any]) -> OnlineCheck:
         import aiosmtplib

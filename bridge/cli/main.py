@@ -322,7 +322,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     logs.setup(args.log_level or "warning", args.log_format)
     from bridge.cli.demo import run_demo
     return _run_async(lambda: run_demo(duration=args.duration, port=args.port,
-                                       workdir=args.workdir))
+                                       workdir=args.workdir, skip=args.skip or (),
+                                       install=not args.no_install))
 
 
 def cmd_plugin(args: argparse.Namespace) -> int:
@@ -374,6 +375,11 @@ def build_parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]
                     help="stop after this many seconds with a summary (default: until Ctrl-C)")
     sp.add_argument("--port", type=int, default=8080, help="web view port (0: any free port)")
     sp.add_argument("--workdir", help="keep the sandbox here instead of a temp dir")
+    sp.add_argument("--skip", action="append", metavar="PLATFORM",
+                    help="leave this platform out (e.g. --skip matrix: no Synapse install); "
+                    "repeatable")
+    sp.add_argument("--no-install", action="store_true",
+                    help="never install a missing local server (Synapse on first use)")
     sp.set_defaults(fn=cmd_demo)
     for name, help_, fn in registry_commands:
         sp = with_config(name, help_)
