@@ -155,3 +155,20 @@ def test_online_check_is_bounded_per_account_with_a_reason(tmp_path: Path,
     assert res.returncode == 1, res.stdout + res.stderr
     assert "account mail: FAILED: no answer within 2s (the server may accept connections "\
            "and never reply" in res.stdout
+
+
+def test_readme_command_table_lists_every_verb() -> None:
+    from bridge.cli.main import build_parser
+    from bridge.runtime.registry import load_factories
+
+    commands = [c for f in load_factories().factories.values() for c in f.cli_commands()]
+    parser = build_parser(commands)
+    sub = next(a for a in parser._actions if a.dest == "command")
+    verbs = sorted(sub.choices)  # type: ignore[arg-type]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("| command | what it does |"):]
+    table = table[:table.index("\n\n")]
+    missing = [v for v in verbs if f"`hashbridge {v}" not in table]
+    assert not missing, f"README's command table lacks {missing}"
+    assert "`hashbridge --version`" in table
+    assert {"export", "matrix-registration", "demo", "check"} <= set(verbs)
