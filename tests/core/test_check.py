@@ -158,3 +158,19 @@ def test_default_channel_names_come_from_the_target(tmp_path: Path) -> None:
     errors = errors_of(tmp_path, cfg_text(channels=clash))
     assert errors == ["communities[0].channels[3].name: channel 'kmers/mx-a' is already "
                       "communities[0].channels[1]; give one of them a distinct name = \"...\""]
+
+
+def test_start_announcement_shows_hosts_as_members_see_them(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bridge.features.chatevents import start_text
+    from bridge.runtime.schedule import Occurrence
+
+    event = ('[[communities.events]]\nid = "chat"\ntitle = "chat"\nday = "monday"\n'
+             'time = "19:00"\nhosts = ["x:kmershost", "mastodon:@al@m.example", "@bare"]\n')
+    cfg = load(write(tmp_path, cfg_text(event) + MX), load_factories(), ENV)
+    ev = cfg.communities[0].settings.events[0]
+    s = datetime(2026, 1, 5, 19, tzinfo=UTC)
+    text = start_text(Occurrence(ev, s, s + timedelta(hours=1)), "kmers", "https://x.example")
+    assert "Hosted by @kmershost on X, @al@m.example on Mastodon, @bare." in text
+    assert "x:" not in text and "twitter:" not in text
