@@ -114,8 +114,8 @@ def test_demo_skip_is_the_one_word_opt_out(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(600)
 def test_ctrl_c_stops_every_sandbox_process(tmp_path: Path) -> None:
-    """SIGINT while the relay runs (real Synapse and a real IMAP server up): the demo
-    exits and no server it started survives."""
+    """SIGINT while the relay runs and the script plays (real Synapse and a real IMAP
+    server up): the demo exits and no server it started survives."""
     if synapse_python() is None:
         pytest.fail("Synapse is part of the test setup (scripts/test.sh)")
     marker = uuid.uuid4().hex
@@ -129,8 +129,8 @@ def test_ctrl_c_stops_every_sandbox_process(tmp_path: Path) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
-            if "the relay keeps running" in line:
-                break
+            if line.startswith("relay running with"):
+                break  # every server is up; the script is being played
         else:
             pytest.fail("".join(lines[-80:]))
         servers = [p for p in survivors(marker, work) if "synapse" in p or "pymap" in p
@@ -145,3 +145,30 @@ def test_ctrl_c_stops_every_sandbox_process(tmp_path: Path) -> None:
     assert _gone(marker, work) == []
     if dovecot_binary():
         assert not any("dovecot" in p for p in survivors(marker, work))
+
+
+@pytest.mark.timeout(600)
+def test_ctrl_c_while_the_sandboxes_start_stops_the_ones_already_up(tmp_path: Path) -> None:
+    """SIGINT as soon as the first local server process exists, before the relay
+    runs: the servers already started (and the one starting) are stopped."""
+    if synapse_python() is None:
+        pytest.fail("Synapse is part of the test setup (scripts/test.sh)")
+    marker = uuid.uuid4().hex
+    work = tmp_path / "w"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "demo", "--port", "0", "--workdir", str(work)],
+        env=_env(marker), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not [p for p in survivors(marker, work)
+                   if any(s in p for s in ("synapse", "pymap", "dovecot"))]:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "relay running with" not in out, "the signal should come during start-up"
+    assert _gone(marker, work) == [], out[-3000:]
