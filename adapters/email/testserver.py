@@ -239,16 +239,15 @@ class Dovecot:
 @dataclass
 class PymapServer:
     """A private pymap IMAP server (maildir backend) on a free 127.0.0.1 port, in a
-    child process of its own; the same surface as :class:`Dovecot`.  Delivery writes
-    each copy into the user's maildir (``tmp/`` then ``new/``, as an MTA delivers),
-    which pymap reports to IDLE clients as ``EXISTS``."""
+    child process of its own; the same surface as :class:`Dovecot`.  Delivery is an
+    IMAP APPEND as the recipient (UIDs in delivery order, ``EXISTS`` to IDLE
+    clients); :meth:`messages` reads the maildir as for Dovecot."""
 
     workdir: Path
     users: dict[str, str]
     imap_port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     kind = "pymap"
-    _seq: int = field(default=0, repr=False)
 
     def start(self, timeout: float = 30.0) -> None:
         import sys
@@ -313,21 +312,27 @@ class PymapServer:
         return self.workdir / "mail" / user
 
     def deliver(self, rcpt_users: list[str], raw: bytes, mail_from: str = "") -> None:
-        """Deliver one message into each user's maildir (``tmp/`` then ``new/``), with
-        the ``Return-Path`` and ``Delivered-To`` a local delivery agent adds (as
-        Dovecot's LMTP does: the adapter checks the envelope sender)."""
+        """Deliver one message to each user by IMAP APPEND as that user (the server
+        gives UIDs in delivery order, tells IDLE clients), with the ``Return-Path``
+        and ``Delivered-To`` a local delivery agent adds (as Dovecot's LMTP does:
+        the adapter checks the envelope sender)."""
+        import imaplib
+
         sender = mail_from or f"postmaster@{DOMAIN}"
         for user in rcpt_users:
             if user not in self.users:
                 raise smtplib.SMTPRecipientsRefused({f"{user}@{DOMAIN}": (550, b"no user")})
-            self._seq += 1
-            now = time.time()
-            name = (f"{int(now)}.M{int(now % 1 * 1_000_000)}P{os.getpid()}"
-                    f"Q{self._seq}.hashbridge")
-            box = self.maildir(user)
             head = f"Return-Path: <{sender}>\r\nDelivered-To: {user}@{DOMAIN}\r\n".encode()
-            (box / "tmp" / name).write_bytes(head + raw)
-            os.rename(box / "tmp" / name, box / "new" / name)
+            body = head + raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            try:
+                with imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10) as imap:
+                    imap.login(user, self.users[user])
+                    typ, data = imap.append("INBOX", "", None, body)
+                    if typ != "OK":
+                        raise OSError(f"APPEND refused: {data!r}")
+                    imap.logout()
+            except imaplib.IMAP4.error as exc:
+                raise OSError(f"IMAP delivery to {user} failed: {exc}") from exc
 
     def messages(self, user: str) -> list[EmailMessage]:
         return _maildir_messages(self.maildir(user))
