@@ -82,6 +82,9 @@ async def _start_sandboxes(workdir: str, lineup: Lineup, *, skip: Sequence[str] 
     """Start every platform's sandbox into *lineup* (registered before it starts,
     so that a Ctrl-C in the middle still stops it)."""
     registry = load_factories()
+    for name in sorted(set(skip) - set(registry.factories) - set(registry.broken)):
+        _out(f"  --skip {name}: no such platform (the platforms: "
+             f"{', '.join(_ordered(registry))})")
     for platform, why in sorted(registry.broken.items()):
         lineup.missing.append((platform, f"its package failed to load: {why} (pip install "
                                          f"'hashbridge[{platform}]')"))

@@ -105,8 +105,11 @@ def test_demo_says_why_a_network_cannot_start_and_stops_the_others(tmp_path: Pat
 def test_demo_skip_is_the_one_word_opt_out(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
     res = _demo(["--for", "1", "--port", "0", "--skip", "matrix", "--skip", "email",
-                 "--workdir", str(tmp_path / "w")], _env(marker), tmp_path, timeout=300)
+                 "--skip", "matrx", "--workdir", str(tmp_path / "w")], _env(marker), tmp_path,
+                timeout=300)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert "--skip matrx: no such platform (the platforms: twitter, mastodon, matrix, email" \
+        in res.stdout
     assert "matrix not in the demo: skipped (--skip)" in res.stdout
     assert "Synapse" not in res.stdout
     assert _gone(marker, tmp_path / "w") == []
