@@ -46,4 +46,5 @@ python3 -m venv "$pkg_tmp/venv"
 (cd "$pkg_tmp" && env -u PYTHONPATH "$pkg_tmp/venv/bin/hashbridge" --version \
   && env -u PYTHONPATH "$pkg_tmp/venv/bin/hashbridge" demo --for 20 --port 0 --no-install \
   | tail -n 4)
+rm -rf "$pkg_tmp"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
