@@ -43,7 +43,7 @@ class EmailFactory(AdapterFactory):
         from adapters.email.sandbox import EmailSandbox
         reason = EmailSandbox.available()
         if reason:
-            log.warning("email sandbox unavailable: %s", reason)
+            log.info("email sandbox unavailable: %s", reason)
             return None
         return EmailSandbox(workdir)
 
