@@ -32,4 +32,19 @@ export SYNAPSE_PYTHON="$PWD/.venv-synapse/bin/python"
 
 .venv/bin/ruff check .
 .venv/bin/mypy
+
+# What a host installs: build the sdist and the wheel, install the wheel with every extra
+# into a fresh venv, and run the demo from it, outside the source tree.
+pkg_tmp="$(mktemp -d)"
+trap 'rm -rf "$pkg_tmp"' EXIT
+.venv/bin/uv pip install -q --python .venv/bin/python build
+.venv/bin/python -m build -q --outdir "$pkg_tmp/dist" . >/dev/null
+wheel="$(ls "$pkg_tmp"/dist/hashbridge-*.whl)"
+ls "$pkg_tmp"/dist/hashbridge-*.tar.gz >/dev/null
+python3 -m venv "$pkg_tmp/venv"
+.venv/bin/uv pip install -q --python "$pkg_tmp/venv/bin/python" "${wheel}[all]"
+(cd "$pkg_tmp" && env -u PYTHONPATH "$pkg_tmp/venv/bin/hashbridge" --version \
+  && env -u PYTHONPATH "$pkg_tmp/venv/bin/hashbridge" demo --for 20 --port 0 --no-install \
+  | tail -n 4)
+rm -rf "$pkg_tmp"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, ClassVar
 
@@ -56,9 +57,14 @@ class EmailFactory(AdapterFactory):
         from adapters.email.sandbox import EmailSandbox
         reason = EmailSandbox.available()
         if reason:
-            log.warning("email sandbox unavailable: %s", reason)
+            log.info("email sandbox unavailable: %s", reason)
             return None
         return EmailSandbox(workdir)
+
+    def sandbox_missing(self) -> str:
+        """Why :meth:`sandbox` gave None, and what to install (``hashbridge demo``)."""
+        from adapters.email.sandbox import EmailSandbox
+        return EmailSandbox.available()
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
                            services: Services) -> OnlineCheck:
@@ -66,11 +72,20 @@ class EmailFactory(AdapterFactory):
 
         from adapters.email.client import imap_connect
         assert isinstance(account, EmailAccount)
+        imap = f"IMAP {account.imap.host}:{account.imap.port}"
         try:
-            client = await imap_connect(account.imap)
-            await client.logout()
-        except (AdapterError, OSError, TimeoutError) as exc:
-            return OnlineCheck(ok=False, error=f"IMAP: {exc}")
+            # Each step bounded with its reason: a server that accepts and never
+            # greets would otherwise hold the check for minutes, then say nothing.
+            async with asyncio.timeout(account.imap.timeout):
+                client = await imap_connect(account.imap)
+                await client.logout()
+        except TimeoutError:
+            return OnlineCheck(ok=False, error=f"{imap}: no answer within "
+                               f"{account.imap.timeout:g}s (connected, but the server never "
+                               "greeted or replied: is this an IMAP port? does security "
+                               f"= {account.imap.security!r} match it?)")
+        except (AdapterError, OSError) as exc:
+            return OnlineCheck(ok=False, error=f"{imap}: {exc or type(exc).__name__}")
         smtp = aiosmtplib.SMTP(hostname=account.smtp.host, port=account.smtp.port,
                                use_tls=account.smtp.security == "tls",
                                start_tls=account.smtp.security == "starttls",
@@ -81,7 +96,10 @@ class EmailFactory(AdapterFactory):
                     await smtp.login(account.smtp.username,
                                      account.smtp.password.get_secret_value())
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return OnlineCheck(ok=False, error=f"SMTP: {exc}")
+            what = (f"no answer within {account.smtp.timeout:g}s" if isinstance(
+                exc, TimeoutError) else str(exc) or type(exc).__name__)
+            return OnlineCheck(ok=False, error=f"SMTP {account.smtp.host}:"
+                               f"{account.smtp.port}: {what}")
         return OnlineCheck(ok=True, identity=account.address)
 
 

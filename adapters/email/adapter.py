@@ -150,6 +150,7 @@ class EmailAdapter:
             ctx.set_health(Health.CONNECTED, "outbound only")
             return
         backoff = 1.0
+        last: str | None = None  # the failure already logged: repeats go at debug level
         while True:
             _raise_if_cancelling()
             started = time.monotonic()
@@ -161,9 +162,13 @@ class EmailAdapter:
             except (ImapGone, aioimaplib.AioImapException, OSError, TimeoutError) as exc:
                 if time.monotonic() - started > 30:
                     backoff = 1.0  # it was up for a while: a fresh failure
+                    last = None
                 why = _why(exc, self.account.imap)
                 ctx.set_health(Health.DISCONNECTED, f"IMAP: {why}"[:200])
-                self.log.warning("IMAP session ended (%s); reconnecting in %.0fs", why, backoff)
+                level = logging.WARNING if why != last else logging.DEBUG
+                self.log.log(level, "IMAP session ended (%s); reconnecting in %.0fs",
+                             why, backoff)
+                last = why
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
 

@@ -1,4 +1,5 @@
-"""The email platform's sandbox: a real Dovecot plus the aiosmtpd mini list.
+"""The email platform's sandbox: a real IMAP server (Dovecot, or pymap from PyPI when
+Dovecot is not installed) plus the aiosmtpd mini list.
 
 The list ``kmers@lists.test`` has two subscribers: ``bridge`` (the bridge's mailbox) and
 ``reader`` (a member whose maildir is "the platform as people see it": :meth:`messages`
@@ -15,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from adapters.email.convert import MARKER_HEADER, msgid, strip_footer, strip_subject
-from adapters.email.testserver import DOMAIN, Dovecot, MiniList, dovecot_binary
+from adapters.email.testserver import (
+    DOMAIN,
+    MiniList,
+    dovecot_binary,
+    mail_server,
+    pymap_missing,
+)
 from bridge.contract.sandbox import SandboxMessage
 
 log = logging.getLogger("hashbridge.adapter.email.sandbox")
@@ -27,15 +34,26 @@ class EmailSandbox:
     def __init__(self, workdir: str | Path, *, list_name: str = "kmers",
                  munge_from: bool = False) -> None:
         self.workdir = Path(workdir)
-        self.dovecot = Dovecot(self.workdir / "dovecot",
-                               {"bridge": "pw-bridge", "reader": "pw-reader"})
+        self.dovecot = mail_server(self.workdir / "dovecot",
+                                   {"bridge": "pw-bridge", "reader": "pw-reader"})
         self.list = MiniList(self.dovecot, name=list_name, munge_from=munge_from)
+
+    @property
+    def kind(self) -> str:
+        """What the demo's summary calls it."""
+        return f"real IMAP server ({self.dovecot.kind}) + SMTP list (aiosmtpd)"
 
     @staticmethod
     def available() -> str:
-        """"" when the sandbox can run here, else the reason it cannot."""
-        return "" if dovecot_binary() else "dovecot is not installed (dovecot-imapd, " \
-            "dovecot-lmtpd)"
+        """"" when the sandbox can run here, else the reason it cannot and what to install."""
+        import importlib.util
+
+        if importlib.util.find_spec("aiosmtpd") is None:
+            return "aiosmtpd is not installed (pip install 'hashbridge[demo]')"
+        if dovecot_binary():
+            return ""
+        why = pymap_missing()
+        return f"Dovecot is not installed and {why}" if why else ""
 
     async def start(self) -> None:
         await asyncio.to_thread(self.dovecot.start)

@@ -3,6 +3,10 @@
 * :class:`Dovecot`: a private Dovecot (IMAP with IDLE + LMTP) in the foreground on free
   127.0.0.1 ports, passwd-file users, one maildir per user.  Dovecot refuses to run as
   root, so when we are root the whole instance runs as ``nobody`` through ``setpriv``.
+* :class:`PymapServer`: when Dovecot is not installed (a fresh machine, no root), the
+  same thing from PyPI: pymap's maildir backend (IMAP4rev1 with IDLE and UIDPLUS) in a
+  child process, mail delivered into the maildirs as a local MTA does.  The adapter
+  talks to it over the same real IMAP as to Dovecot.  :func:`mail_server` picks one.
 * :class:`MiniList`: an aiosmtpd server that plays a Mailman-like list.  Mail to the list
   address gets ``List-Id``, ``List-Post``, a ``[tag]`` subject prefix and a footer, and is
   delivered to every subscriber's mailbox over Dovecot's LMTP; mail to any other address
@@ -40,9 +44,37 @@ FOOTER_RULE = "_______________________________________________"
 
 
 def dovecot_binary() -> str | None:
-    """Path of the dovecot binary, or None when it is not installed."""
+    """Path of the dovecot binary, or None when it is not installed.
+
+    ``HASHBRIDGE_DOVECOT`` overrides the search: a path, or ``none`` to act as if
+    Dovecot were absent (how the tests play a fresh machine)."""
+    forced = os.environ.get("HASHBRIDGE_DOVECOT")
+    if forced is not None:
+        return None if forced.lower() in ("", "none") else forced
     return shutil.which("dovecot") or (
         "/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None)
+
+
+def pymap_missing() -> str:
+    """"" when pymap (and aiosmtpd for the list) can run here, else what to install."""
+    import importlib.util
+
+    missing = [m for m in ("pymap", "aiosmtpd") if importlib.util.find_spec(m) is None]
+    if not missing:
+        return ""
+    return (f"{' and '.join(missing)} not installed (pip install 'hashbridge[demo]', "
+            "or install Dovecot: apt-get install dovecot-imapd dovecot-lmtpd)")
+
+
+def mail_server(workdir: Path, users: dict[str, str]) -> Dovecot | PymapServer:
+    """Dovecot when it is installed, else pymap (raises RuntimeError saying what to
+    install when neither can run)."""
+    if dovecot_binary():
+        return Dovecot(workdir, users)
+    why = pymap_missing()
+    if why:
+        raise RuntimeError(f"no IMAP server: Dovecot is not installed and {why}")
+    return PymapServer(workdir, users)
 
 
 def free_port() -> int:
@@ -114,6 +146,7 @@ class Dovecot:
     imap_port: int = 0
     lmtp_port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    kind = "Dovecot"
 
     def start(self, timeout: float = 10.0) -> None:
         binary = dovecot_binary()
@@ -200,18 +233,138 @@ class Dovecot:
 
     def messages(self, user: str) -> list[EmailMessage]:
         """Every message in the user's INBOX (new and cur), oldest delivery first."""
-        root = self.maildir(user)
-        files: list[Path] = []
-        for sub in ("new", "cur"):
-            if (root / sub).is_dir():
-                files.extend((root / sub).iterdir())
-        files.sort(key=_delivery_order)
-        out = []
-        for f in files:
-            msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
-            assert isinstance(msg, EmailMessage)
-            out.append(msg)
-        return out
+        return _maildir_messages(self.maildir(user))
+
+
+@dataclass
+class PymapServer:
+    """A private pymap IMAP server (maildir backend) on a free 127.0.0.1 port, in a
+    child process of its own; the same surface as :class:`Dovecot`.  Delivery is an
+    IMAP APPEND as the recipient (UIDs in delivery order, ``EXISTS`` to IDLE
+    clients); :meth:`messages` reads the maildir as for Dovecot."""
+
+    workdir: Path
+    users: dict[str, str]
+    imap_port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    kind = "pymap"
+
+    def start(self, timeout: float = 30.0) -> None:
+        import sys
+
+        from pysasl.hashing import BuiltinHash
+
+        d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
+        # Few rounds: these are throwaway local passwords, and pymap hashes on each login.
+        hasher = BuiltinHash(rounds=1000)
+        (d / "pymap-etc-passwd").write_text("".join(f"{u}:x::::mail/{u}:\n"
+                                                    for u in self.users))
+        (d / "pymap-etc-shadow").write_text("".join(f"{u}:{hasher.hash(p)}:::::::\n"
+                                                    for u, p in self.users.items()))
+        (d / "pymap-etc-group").write_text("")
+        for u in self.users:
+            for sub in ("new", "cur", "tmp"):
+                (self.maildir(u) / sub).mkdir(parents=True, exist_ok=True)
+        self.imap_port = self.imap_port or free_port()
+        log_file = (d / "pymap.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from pymap.main import main; main()",
+             "--no-service", "admin", "--host", "127.0.0.1", "--port", str(self.imap_port),
+             "--no-tls", "maildir", str(d)],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent
+            if threading.current_thread() is threading.main_thread() else None)
+        log_file.close()
+        deadline = time.monotonic() + timeout
+        while not _greets(self.imap_port, b"* OK"):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pymap exited {self.proc.returncode}:{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"pymap not ready after {timeout}s{self.log_tail()}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self) -> str:
+        p = self.workdir / "pymap.log"
+        return "\n" + p.read_text(errors="replace")[-2000:] if p.exists() else ""
+
+    def maildir(self, user: str) -> Path:
+        return self.workdir / "mail" / user
+
+    def deliver(self, rcpt_users: list[str], raw: bytes, mail_from: str = "") -> None:
+        """Deliver one message to each user by IMAP APPEND as that user (the server
+        gives UIDs in delivery order, tells IDLE clients), with the ``Return-Path``
+        and ``Delivered-To`` a local delivery agent adds (as Dovecot's LMTP does:
+        the adapter checks the envelope sender)."""
+        import imaplib
+
+        sender = mail_from or f"postmaster@{DOMAIN}"
+        for user in rcpt_users:
+            if user not in self.users:
+                raise smtplib.SMTPRecipientsRefused({f"{user}@{DOMAIN}": (550, b"no user")})
+            head = f"Return-Path: <{sender}>\r\nDelivered-To: {user}@{DOMAIN}\r\n".encode()
+            body = head + raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            try:
+                with imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10) as imap:
+                    imap.login(user, self.users[user])
+                    typ, data = imap.append("INBOX", "", None, body)
+                    if typ != "OK":
+                        raise OSError(f"APPEND refused: {data!r}")
+                    imap.logout()
+            except imaplib.IMAP4.error as exc:
+                raise OSError(f"IMAP delivery to {user} failed: {exc}") from exc
+
+    def messages(self, user: str) -> list[EmailMessage]:
+        return _maildir_messages(self.maildir(user))
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the server when the process that started it dies."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _maildir_messages(root: Path) -> list[EmailMessage]:
+    """Every message in a maildir INBOX (new and cur), oldest delivery first."""
+    files: list[Path] = []
+    for sub in ("new", "cur"):
+        if (root / sub).is_dir():
+            files.extend((root / sub).iterdir())
+    files.sort(key=_delivery_order)
+    out = []
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except FileNotFoundError:  # moved from new/ to cur/ while we listed
+            continue
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        out.append(msg)
+    return out
 
 
 def _delivery_order(p: Path) -> tuple[int, int, str]:
@@ -248,7 +401,7 @@ class MiniList:
     mitigation; ``received`` keeps every raw message the list accepted, as sent.
     """
 
-    dovecot: Dovecot
+    dovecot: Dovecot | PymapServer
     name: str = "kmers"
     subscribers: list[str] = field(default_factory=lambda: ["bridge", "reader"])
     munge_from: bool = False

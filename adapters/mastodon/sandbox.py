@@ -15,6 +15,7 @@ log = logging.getLogger("hashbridge.adapter.mastodon.sandbox")
 
 class MastodonSandbox:
     platform = "mastodon"
+    kind = "emulator (the Mastodon API, in process)"
 
     def __init__(self, workdir: str = ".", *, hashtag: str = "kmers",
                  max_characters: int = 500, visibility: str = "public",

@@ -64,10 +64,23 @@ class MatrixFactory(AdapterFactory):
         from adapters.matrix.testserver import synapse_python
 
         if synapse_python() is None:
-            log.info("no Matrix sandbox: Synapse is not installed "
-                     "(set SYNAPSE_PYTHON or create .venv-synapse)")
+            log.info("no Matrix sandbox: %s", self.sandbox_missing())
             return None
         return MatrixSandbox(workdir)
+
+    def sandbox_missing(self) -> str:
+        """Why :meth:`sandbox` gave None, and what to do (``hashbridge demo``)."""
+        from adapters.matrix.testserver import synapse_venv
+
+        return (f"Synapse is not installed (no {synapse_venv()}; set SYNAPSE_PYTHON to a "
+                "python that imports synapse, or let `hashbridge demo` install it)")
+
+    def provision_sandbox(self, progress: Callable[[str], None]) -> None:
+        """Install what :meth:`sandbox` needs (Synapse in its own venv): the demo's
+        first-use step.  Raises RuntimeError saying why it failed."""
+        from adapters.matrix.testserver import provision_synapse
+
+        provision_synapse(progress)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
                            services: Services) -> OnlineCheck:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from bridge.contract.adapter import StrictModel
 from bridge.contract.media import MediaAccountKeys
@@ -79,9 +79,12 @@ class MatrixChannel(StrictModel):
     threads: bool = False
     """Relay a remote reply chain into a Matrix thread rooted at its first copy."""
 
-    @model_validator(mode="after")
-    def _check(self) -> MatrixChannel:
+    @field_validator("room")
+    @classmethod
+    def _room(cls, room: str) -> str:
         # Room v12 ids carry no server name (``!hash``); aliases always do.
-        if not re.match(r"^(![^\s:]+(:\S+)?|#[^\s:]+:\S+)$", self.room):
-            raise ValueError(f"room {self.room!r} is neither a room id nor an alias")
-        return self
+        if not re.match(r"^(![^\s:]+(:\S+)?|#[^\s:]+:\S+)$", room):
+            raise ValueError(f"{room!r} is neither a room id nor an alias: write the alias "
+                             "with its '#' and server, e.g. \"#kmers:matrix.org\", or the "
+                             "room id \"!abc123:matrix.org\"")
+        return room

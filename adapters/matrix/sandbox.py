@@ -29,6 +29,7 @@ def _q(s: str) -> str:
 
 class MatrixSandbox:
     platform = "matrix"
+    kind = "real server (Synapse)"
 
     def __init__(self, workdir: str, *, relaxed: bool = True, bot: str = "bridgebot") -> None:
         self.server = SynapseServer(Path(workdir) / "synapse", relaxed=relaxed)

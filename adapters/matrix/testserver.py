@@ -1,10 +1,10 @@
 """Control of a private Synapse homeserver for tests, the fault suite, benchmarks and
 the demo sandbox (recipe: shared/notes/real-servers.md section 1).
 
-Synapse runs from its own venv (``SYNAPSE_PYTHON``, default
-``<repo>/.venv-synapse/bin/python``) so its pins never meet ours.  Everything
-binds to 127.0.0.1 on a free port and lives in one directory; nothing here
-installs anything.
+Synapse runs from its own venv (``SYNAPSE_PYTHON``, else ``.venv-synapse`` in the
+current directory or the source tree) so its pins never meet ours.  Everything
+binds to 127.0.0.1 on a free port and lives in one directory.  Only
+:func:`provision_synapse` installs anything (``hashbridge demo`` on first use).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,56 @@ _RELAXED_LIMITS = {
 _SETUP_LIMITS = {k: v for k, v in _RELAXED_LIMITS.items() if k != "rc_message"}
 
 
+SYNAPSE_REQUIREMENT = "matrix-synapse"
+
+
+def synapse_venv() -> Path:
+    """Where :func:`provision_synapse` installs Synapse: ``HASHBRIDGE_SYNAPSE_VENV``,
+    else ``.venv-synapse`` in the current directory."""
+    return Path(os.environ.get("HASHBRIDGE_SYNAPSE_VENV") or Path.cwd() / ".venv-synapse")
+
+
 def synapse_python() -> str | None:
-    """The interpreter of the Synapse venv, or None when it is not installed."""
-    py = os.environ.get("SYNAPSE_PYTHON") or str(REPO / ".venv-synapse" / "bin" / "python")
-    if not Path(py).exists():
-        return None
-    probe = subprocess.run([py, "-c", "import synapse"], capture_output=True, timeout=60)
-    return py if probe.returncode == 0 else None
+    """The interpreter of the Synapse venv, or None when it is not installed.
+
+    ``SYNAPSE_PYTHON`` when set (only it), else the provisioning venv
+    (:func:`synapse_venv`), else ``<repo>/.venv-synapse``."""
+    forced = os.environ.get("SYNAPSE_PYTHON")
+    candidates = [forced] if forced else [str(synapse_venv() / "bin" / "python"),
+                                          str(REPO / ".venv-synapse" / "bin" / "python")]
+    for py in candidates:
+        if not Path(py).exists():
+            continue
+        probe = subprocess.run([py, "-c", "import synapse"], capture_output=True, timeout=60)
+        if probe.returncode == 0:
+            return py
+    return None
+
+
+def provision_synapse(progress: Callable[[str], None], target: Path | None = None) -> str:
+    """Install Synapse into its own venv (:func:`synapse_venv`) and return its python.
+
+    A first-use step of ``hashbridge demo``: a few minutes once, then reused.  Raises
+    RuntimeError with pip's last lines when the install fails."""
+    import sys
+
+    target = target or synapse_venv()
+    py = target / "bin" / "python"
+    t0 = time.monotonic()
+    progress(f"installing Synapse into {target} (first run only; a few minutes) ...")
+    steps = [[sys.executable, "-m", "venv", str(target)],
+             [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+              SYNAPSE_REQUIREMENT]]
+    for cmd in steps:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+            raise RuntimeError(f"installing Synapse failed ({' '.join(cmd[-2:])}): {tail}")
+    probe = subprocess.run([str(py), "-c", "import synapse"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise RuntimeError(f"Synapse installed but does not import: {probe.stderr[-300:]}")
+    progress(f"Synapse installed in {time.monotonic() - t0:.0f}s; reused from now on")
+    return str(py)
 
 
 def _die_with_parent() -> None:

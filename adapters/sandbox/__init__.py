@@ -169,6 +169,7 @@ class SandboxPlatform:
     """A :class:`bridge.contract.sandbox.PlatformSandbox` over one sandbox network file."""
 
     platform = "sandbox"
+    kind = "sandbox (a made-up network in files)"
 
     def __init__(self, workdir: str, network: str = "lobby") -> None:
         self.workdir = workdir

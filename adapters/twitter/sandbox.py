@@ -16,6 +16,7 @@ log = logging.getLogger("hashbridge.adapter.twitter.sandbox")
 
 class TwitterSandbox:
     platform = "twitter"
+    kind = "emulator (the X API v2, in process)"
 
     def __init__(self, workdir: str = ".", *, hashtag: str = "kmers",
                  bot_username: str = "kmbridge") -> None:

@@ -1,9 +1,15 @@
 """``hashbridge demo``: the real relay on a local sandbox of every platform.
 
-Each installed adapter offers a sandbox (an emulator, or a local server when
-one is installed); two plain sandbox networks are always there.  A short
-scripted conversation (a question, replies across networks, an edit and a
-delete) is played and the mirrored result printed per network.
+Every installed adapter that offers a sandbox takes part (X and Mastodon
+through their emulators, Matrix through a real Synapse installed on first use,
+email through a real IMAP server: Dovecot, or pymap when Dovecot is absent, and
+an aiosmtpd list; a new adapter's sandbox joins by itself).  A short scripted
+conversation (a question, replies across networks, an edit and a delete) is
+played and what each network shows afterwards is printed, with what the edit
+and the delete did there.
+
+Every sandbox started is stopped on every way out: the end, Ctrl-C, another
+sandbox failing to start, an exception.
 """
 
 from __future__ import annotations
@@ -15,91 +21,181 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.contract.model import ChannelKey
 from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
 from bridge.contract.services import Services
 from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
-from bridge.runtime.registry import load_factories
+from bridge.runtime.registry import Registry, load_factories
 
 log = logging.getLogger("hashbridge.demo")
 
 SCRIPT_QUESTION = "Q1: What got you into k-mer counting? Answers with A1 please #kmers"
+CAROL = "A1: metagenomics, sketching with minhash"
+CAROL_EDITED = "A1: metagenomics, sketching with MinHash (edited)"
+DAVE = "oops, wrong channel"
+ORDER = ("twitter", "mastodon", "matrix", "email")
+"""How the known networks are listed; others (a new adapter) follow by name."""
 
 
 def _out(text: str = "") -> None:
     print(text, flush=True)
 
 
-async def _start_sandboxes(workdir: str) -> list[tuple[str, PlatformSandbox]]:
+@dataclass
+class Network:
+    name: str
+    """The account name in the demo's config (the platform's name)."""
+    platform: str
+    title: str
+    """The platform's display name (X, Mastodon...)."""
+    box: PlatformSandbox
+    kind: str
+    started: bool = False
+
+
+@dataclass
+class Lineup:
+    """The sandboxes in play, and the ones that could not take part (with why)."""
+
+    networks: list[Network] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    attempted: list[PlatformSandbox] = field(default_factory=list)
+    """Every sandbox whose start() was called: each is stopped at the end, even
+    one that failed half way (its server may be up)."""
+
+
+def _kind(box: PlatformSandbox) -> str:
+    return str(getattr(box, "kind", "") or "sandbox")
+
+
+def _ordered(registry: Registry) -> list[str]:
+    names = [p for p in registry.factories if p != "sandbox"]
+    return sorted(names, key=lambda p: (ORDER.index(p) if p in ORDER else len(ORDER), p))
+
+
+async def _start_sandboxes(workdir: str, lineup: Lineup, *, skip: Sequence[str] = (),
+                           install: bool = True) -> None:
+    """Start every platform's sandbox into *lineup* (registered before it starts,
+    so that a Ctrl-C in the middle still stops it)."""
     registry = load_factories()
-    boxes: list[tuple[str, PlatformSandbox]] = []
-    sandbox_factory = registry.factories["sandbox"]
-    for name in ("lobby", "garden"):
-        box: Any = sandbox_factory.sandbox(os.path.join(workdir, "networks"))
-        box.network = name
-        boxes.append((f"sb_{name}", box))
-    for platform, factory in sorted(registry.factories.items()):
-        if platform == "sandbox":
+    for name in sorted(set(skip) - set(registry.factories) - set(registry.broken)):
+        _out(f"  --skip {name}: no such platform (the platforms: "
+             f"{', '.join(_ordered(registry))})")
+    for platform, why in sorted(registry.broken.items()):
+        lineup.missing.append((platform, f"its package failed to load: {why} (pip install "
+                                         f"'hashbridge[{platform}]')"))
+    for platform in _ordered(registry):
+        factory = registry.factories[platform]
+        title = str(getattr(factory, "display_name", platform))
+        if platform in skip:
+            lineup.missing.append((platform, "skipped (--skip)"))
             continue
+        box: PlatformSandbox | None
+        provision = getattr(factory, "provision_sandbox", None)
         try:
             box = factory.sandbox(os.path.join(workdir, platform))
+            if box is None and install and provision is not None:
+                def progress(line: str, _title: str = title) -> None:
+                    _out(f"  {_title}: {line}")
+                await asyncio.to_thread(provision, progress)
+                box = factory.sandbox(os.path.join(workdir, platform))
         except Exception as e:  # a broken sandbox must not stop the demo
-            log.warning("%s sandbox unavailable: %s", platform, e)
+            why = f"{type(e).__name__}: {e}"
+            _out(f"  {title}: cannot start: {why}")
+            lineup.missing.append((platform, why))
             continue
         if box is None:
-            _out(f"  ({platform}: no local sandbox here; skipped)")
+            missing = getattr(factory, "sandbox_missing", None)
+            why = str(missing()) if missing is not None else "this adapter offers no sandbox"
+            if not install and provision is not None:
+                why += "; run without --no-install to install it"
+            _out(f"  {title}: cannot start: {why}")
+            lineup.missing.append((platform, why))
             continue
-        boxes.append((platform, box))
-    started = []
-    for name, box in boxes:
+        net = Network(platform, platform, title, box, _kind(box))
+        lineup.attempted.append(box)
+        t0 = time.monotonic()
+        _out(f"  {title}: starting {net.kind} ...")
         try:
             await box.start()
         except Exception as e:
-            _out(f"  ({name}: sandbox failed to start: {e}; skipped)")
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            _out(f"  {title}: cannot start: {first}")
+            lineup.missing.append((platform, first))
             continue
-        started.append((name, box))
-    return started
+        net.started = True
+        lineup.networks.append(net)
+        _out(f"  {title}: ready in {time.monotonic() - t0:.1f}s")
 
 
-async def _find_copy(box: PlatformSandbox, needle: str, timeout: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for m in await box.messages():
-            if m.by_bridge and needle in m.text and not m.deleted:
-                return m.native_id
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{needle!r} never arrived on {box.platform}")
+async def _add_fallback(workdir: str, lineup: Lineup) -> None:
+    """Fewer than two platforms could start: made-up sandbox networks fill in,
+    so the relay still shows itself (said on screen)."""
+    factory = load_factories().factories["sandbox"]
+    for name in ("lobby", "garden"):
+        if len(lineup.networks) >= 2:
+            return
+        box: Any = factory.sandbox(os.path.join(workdir, "networks"))
+        box.network = name
+        lineup.attempted.append(box)
+        await box.start()
+        _out(f"  (filling in with a made-up sandbox network {name!r})")
+        lineup.networks.append(Network(f"sb_{name}", "sandbox", name.title(), box,
+                                       _kind(box), True))
+
+
+async def _stop_all(boxes: Sequence[PlatformSandbox]) -> None:
+    """Stop every sandbox, even while being cancelled again (a second Ctrl-C)."""
+
+    async def one(box: PlatformSandbox) -> None:
+        try:
+            await box.stop()
+        except Exception as e:
+            log.warning("stopping the %s sandbox: %s", box.platform, e)
+
+    stopping = asyncio.ensure_future(asyncio.gather(*(one(b) for b in reversed(boxes))))
+    cancelled = False
+    while not stopping.done():
+        try:
+            await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def run_demo(duration: float | None = None, port: int = 8080,
-                   workdir: str | None = None) -> int:
+                   workdir: str | None = None, *, skip: Sequence[str] = (),
+                   install: bool = True) -> int:
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="hashbridge-demo-")
         workdir = tmp.name
-    _out("hashbridge demo: starting local sandboxes ...")
-    boxes = await _start_sandboxes(workdir)
+    _out("hashbridge demo: starting a local sandbox of every platform ...")
+    lineup = Lineup()
     try:
-        return await _run(boxes, workdir, duration, port)
+        await _start_sandboxes(workdir, lineup, skip=skip, install=install)
+        if len(lineup.networks) < 2:
+            await _add_fallback(workdir, lineup)
+        return await _run(lineup, workdir, duration, port)
     finally:
-        for _, box in boxes:
-            with contextlib.suppress(Exception):
-                await box.stop()
+        await _stop_all(lineup.attempted)
         if tmp is not None:
             tmp.cleanup()
 
 
-async def _run(boxes: list[tuple[str, PlatformSandbox]], workdir: str,
-               duration: float | None, port: int) -> int:
+async def _run(lineup: Lineup, workdir: str, duration: float | None, port: int) -> int:
     channels = []
-    for name, box in boxes:
-        table = dict(box.account_config())
-        if box.platform == "sandbox":
-            table["display_name"] = name.removeprefix("sb_").title()
-        channels.append(ChannelDef(name, box.platform, table, box.channel_config()))
+    for net in lineup.networks:
+        table = dict(net.box.account_config())
+        if net.platform == "sandbox":
+            table["display_name"] = net.title
+        channels.append(ChannelDef(net.name, net.platform, table, net.box.channel_config()))
     web: dict[str, Any] = {"listen": f"127.0.0.1:{port}"}
     # A chat event running now, so the scripted Q1/A1 exchange gets a transcript
     # page (and the start announcement shows on every network).
@@ -116,95 +212,200 @@ async def _run(boxes: list[tuple[str, PlatformSandbox]], workdir: str,
     with contextlib.suppress(ImportError):
         from bridge.web import serve_web  # type: ignore[import-not-found,unused-ignore]
         extra.append(serve_web)
-    async with running(cfg, services=services) as bridge:
+    async with running(cfg, services=services, timeout=120) as bridge:
         web_tasks = [asyncio.create_task(fn(bridge)) for fn in extra]
-        deadline = time.monotonic() + 10  # the web view binds (or finds a free port)
-        while (web_tasks and not bridge.services.web_url  # noqa: ASYNC110 - set by serve_web
-               and not web_tasks[0].done() and time.monotonic() < deadline):
-            await asyncio.sleep(0.05)
-        url = bridge.services.web_url
-        _out(f"relay running with {len(boxes)} networks: "
-             + ", ".join(f"{n} ({b.platform})" for n, b in boxes))
-        if url:
-            _out(f"live web view: {url}/c/kmers  (the conversation appears there as it "
-                 "happens)")
-            _out(f"chat transcript: {url}/c/kmers/events/demo/{began:%Y%m%dT%H%M%SZ}")
-        summary = await _play(bridge, boxes)
-        _out(summary)
-        if duration is None:
-            _out("\nthe relay keeps running: post into the sandboxes or watch the web view;"
-                 " Ctrl-C stops it")
-            await asyncio.Event().wait()
-        else:
-            left = duration - (time.monotonic() - started)
-            if left > 0:
-                await asyncio.sleep(left)
-        for t in web_tasks:
-            t.cancel()
-    ok = "0 lost" in summary and "0 duplicated" in summary
+        try:
+            deadline = time.monotonic() + 10  # the web view binds (or finds a free port)
+            while (web_tasks and not bridge.services.web_url  # noqa: ASYNC110
+                   and not web_tasks[0].done() and time.monotonic() < deadline):
+                await asyncio.sleep(0.05)
+            url = bridge.services.web_url
+            _out(f"\nrelay running with {len(lineup.networks)} networks:")
+            for net in lineup.networks:
+                _out(f"  {net.title:<10} {net.kind}")
+            for platform, why in lineup.missing:
+                _out(f"  {platform:<10} NOT IN THE DEMO: {why}")
+            if url:
+                _out(f"live web view: {url}/c/kmers  (the conversation appears there as it "
+                     "happens)")
+                _out(f"chat transcript: {url}/c/kmers/events/demo/{began:%Y%m%dT%H%M%SZ}")
+            summary, ok = await _play(bridge, lineup)
+            _out(summary)
+            if duration is None:
+                _out("\nthe relay keeps running: post into the sandboxes or watch the web "
+                     "view; Ctrl-C stops it")
+                await asyncio.Event().wait()
+            else:
+                left = duration - (time.monotonic() - started)
+                if left > 0:
+                    await asyncio.sleep(left)
+        finally:
+            for t in web_tasks:
+                t.cancel()
+            await asyncio.gather(*web_tasks, return_exceptions=True)
     return 0 if ok else 1
 
 
-MEMBERS = ["bob", "erin", "frank", "grace", "heidi"]
+MEMBERS = ["bob", "erin", "frank", "grace", "heidi", "ivan", "judy"]
 ANSWERS = ["A1: a genome assembly that would not fit in RAM",
            "A1: counting spaced seeds for a read mapper",
            "A1: a class on de Bruijn graphs",
            "A1: hunting contamination in sequencing runs",
-           "A1: curiosity about Bloom filters"]
+           "A1: curiosity about Bloom filters",
+           "A1: a minimizer index for long reads",
+           "A1: comparing soil samples"]
 
 
-async def _play(bridge: Any, boxes: list[tuple[str, PlatformSandbox]]) -> str:
-    (lobby_name, lobby), (garden_name, garden) = boxes[0], boxes[1]
-    others = boxes[2:]
-    _out(f"\nscript: alice asks on {lobby_name}; "
-         + "".join(f"{m} answers from {n}; " for m, (n, _) in zip(MEMBERS, others, strict=False))
-         + f"carol answers from {garden_name} and edits; dave posts on {lobby_name} and deletes")
-    await lobby.post_as_member("alice", SCRIPT_QUESTION)
-    for member, answer, (_, box) in zip(MEMBERS, ANSWERS, others, strict=False):
-        parent = await _find_copy(box, "What got you into")
-        await box.post_as_member(member, answer, reply_to=parent)
-    parent = await _find_copy(garden, "What got you into")
-    c = await garden.post_as_member("carol", "A1: metagenomics, sketching with minhash",
-                                    reply_to=parent)
-    await quiescent(bridge, timeout=30)
-    await garden.edit_as_member(c, "A1: metagenomics, sketching with MinHash (edited)")
-    d = await lobby.post_as_member("dave", "oops, wrong channel")
-    await quiescent(bridge, timeout=30)
-    await lobby.delete_as_member(d)
-    await quiescent(bridge, timeout=30)
-    return await _report(boxes)
+async def _find_copy(box: PlatformSandbox, needle: str, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for m in await box.messages():
+            if m.by_bridge and needle in m.text and not m.deleted:
+                return m.native_id
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{needle!r} never arrived on {box.platform}")
 
 
-async def _report(boxes: list[tuple[str, PlatformSandbox]]) -> str:
-    texts = {"alice": "What got you into", "carol": "sketching with",
-             "dave": "wrong channel"}
-    for member, answer, _ in zip(MEMBERS, ANSWERS, boxes[2:], strict=False):
-        texts[member] = answer.removeprefix("A1: ")
-    lost = dup = 0
-    copies = 0
+def _can(bridge: Any, net: Network, what: str) -> bool:
+    """Whether the network's adapter edits/deletes (its members can, then, too)."""
+    rt = bridge.accounts.get(net.name)
+    if rt is None or rt.adapter is None:
+        return False
+    return bool(getattr(rt.adapter.capabilities(ChannelKey(f"kmers/{net.name}")), what))
+
+
+async def _play(bridge: Any, lineup: Lineup) -> tuple[str, bool]:
+    nets = lineup.networks
+    lobby = nets[0]
+    others = nets[1:]
+    editor = next((n for n in reversed(nets) if _can(bridge, n, "edit")), None)
+    deleter = next((n for n in reversed(nets) if _can(bridge, n, "delete")), None)
+    _out(f"\nscript: alice asks on {lobby.title}; "
+         + "".join(f"{m} answers from {n.title}; "
+                   for m, n in zip(MEMBERS, others, strict=False))
+         + (f"carol answers from {editor.title} and edits; " if editor else "")
+         + (f"dave posts on {deleter.title} and deletes" if deleter else ""))
+    await lobby.box.post_as_member("alice", SCRIPT_QUESTION)
+    for member, answer, net in zip(MEMBERS, ANSWERS, others, strict=False):
+        parent = await _find_copy(net.box, "What got you into")
+        await net.box.post_as_member(member, answer, reply_to=parent)
+    c = None
+    if editor is not None:
+        above = (await _find_copy(editor.box, "What got you into")
+                 if editor is not lobby else None)
+        c = await editor.box.post_as_member("carol", CAROL, reply_to=above)
+    await quiescent(bridge, timeout=60)
+    if editor is not None and c is not None:
+        await editor.box.edit_as_member(c, CAROL_EDITED)
+    d = None
+    if deleter is not None:
+        d = await deleter.box.post_as_member("dave", DAVE)
+        await quiescent(bridge, timeout=60)
+        await deleter.box.delete_as_member(d)
+    await quiescent(bridge, timeout=60)
+    texts = _expected(lineup, editor)
+    await _arrived(lineup, texts)
+    return await _report(bridge, lineup, texts, editor, deleter)
+
+
+def _expected(lineup: Lineup, editor: Network | None) -> dict[str, tuple[str, Network]]:
+    """Each author's post: a piece of its text and the network it was posted on."""
+    nets = lineup.networks
+    texts = {"alice": ("What got you into", nets[0])}
+    for member, answer, net in zip(MEMBERS, ANSWERS, nets[1:], strict=False):
+        texts[member] = (answer.removeprefix("A1: "), net)
+    if editor is not None:
+        texts["carol"] = ("sketching with", editor)
+    return texts
+
+
+async def _arrived(lineup: Lineup, texts: dict[str, tuple[str, Network]],
+                   timeout: float = 30.0) -> None:
+    """Wait (bounded) until every post has its copy everywhere: a network that polls
+    (or an IMAP server that reports new mail every second or two) may be behind the
+    outbox by a moment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        complete = True
+        for net in lineup.networks:
+            msgs = await net.box.messages()
+            for needle, origin in texts.values():
+                if net is not origin and not any(m.by_bridge and needle in m.text
+                                                 and not m.deleted for m in msgs):
+                    complete = False
+        if complete:
+            return
+        await asyncio.sleep(0.2)
+
+
+def _edit_effect(bridge: Any, net: Network, msgs: list[SandboxMessage],
+                 editor: Network) -> str:
+    if net is editor:
+        return "edited by carol here"
+    if not _can(bridge, net, "edit"):
+        return f"{net.title} cannot edit: kept the first text"
+    copies = [m for m in msgs if m.by_bridge and "sketching with" in m.text and not m.deleted]
+    if any("(edited)" in m.text for m in copies):
+        if any("(edited)" not in m.text for m in copies):
+            return "the edit was sent as a new message (the first stays)"
+        return "the copy was edited in place"
+    return "not edited (yet)"
+
+
+def _delete_effect(bridge: Any, net: Network, msgs: list[SandboxMessage],
+                   deleter: Network) -> str:
+    if net is deleter:
+        return "deleted by dave here"
+    if not _can(bridge, net, "delete"):
+        return f"{net.title} cannot delete: the copy stays"
+    copies = [m for m in msgs if m.by_bridge and DAVE in m.text]
+    if not copies or all(m.deleted for m in copies):
+        return "the copy was deleted"
+    return "not deleted (yet)"
+
+
+async def _report(bridge: Any, lineup: Lineup, texts: dict[str, tuple[str, Network]],
+                  editor: Network | None, deleter: Network | None) -> tuple[str, bool]:
+    nets = lineup.networks
+    lost = dup = copies = 0
+    effects: list[str] = []
     _out("")
-    for name, box in boxes:
-        msgs: list[SandboxMessage] = await box.messages()
-        _out(f"── {name} ({box.platform}) ──")
+    for net in nets:
+        msgs: list[SandboxMessage] = await net.box.messages()
+        _out(f"── {net.title} ({net.kind}) ──")
         for m in msgs:
             flags = (" [edited]" if m.edited else "") + (" [deleted]" if m.deleted else "")
             who = "relayed" if m.by_bridge else m.author
-            reply = f" ↪{m.reply_to}" if m.reply_to else ""
-            _out(f"  {m.native_id:>4} {who:<8}{reply} {m.text[:110]}{flags}")
-        for author, needle in texts.items():
-            own = any(not m.by_bridge and needle in m.text for m in msgs)
-            relayed = [m for m in msgs if m.by_bridge and needle in m.text and not m.deleted]
-            if author == "dave":
-                continue  # deleted at its origin: its copies are gone
-            if own:
+            reply = " ↪" if m.reply_to else ""
+            _out(f"  {who[:12]:<12}{reply} {' '.join(m.text.split())[:100]}{flags}")
+        for _author, (needle, origin) in texts.items():
+            if net is origin:
                 continue
+            relayed = [m for m in msgs if m.by_bridge and needle in m.text and not m.deleted]
             if not relayed:
                 lost += 1
-            elif len(relayed) > 1:
+            elif len(relayed) > 1 and _author != "carol":
                 dup += len(relayed) - 1
-            copies += len(relayed)
-    return (f"\ndemo: {len(texts) - 1} posts relayed across {len(boxes)} networks: "
-            f"{copies} copies, {lost} lost, {dup} duplicated; 1 edit and 1 delete followed")
+            copies += min(len(relayed), 1)
+        parts = []
+        if editor is not None:
+            parts.append("edit: " + _edit_effect(bridge, net, msgs, editor))
+        if deleter is not None:
+            parts.append("delete: " + _delete_effect(bridge, net, msgs, deleter))
+        if parts:
+            effects.append(f"  {net.title:<10} " + "; ".join(parts))
+    if effects:
+        _out("\nwhat the edit and the delete did on each network:")
+        for line in effects:
+            _out(line)
+    followed = (f"; 1 edit ({editor.title}) and 1 delete ({deleter.title}) followed"
+                if editor and deleter else "")
+    summary = (f"\ndemo: {len(texts)} posts relayed across {len(nets)} networks ("
+               + ", ".join(f"{n.title}: {n.kind}" for n in nets)
+               + f"): {copies} copies, {lost} lost, {dup} duplicated{followed}")
+    for platform, why in lineup.missing:
+        summary += f"\n  {platform} not in the demo: {why}"
+    return summary, lost == 0 and dup == 0
 
 
 if __name__ == "__main__":

@@ -25,6 +25,19 @@ from bridge.store.space import LOW_FREE_BYTES, MIN_FREE_BYTES, free_space, human
 
 EXIT_STORE = 74  # sysexits EX_IOERR: the database cannot be used
 EXIT_FAILED = 1
+EXIT_USAGE = 2  # a wrong argument (an unknown channel name), as argparse's own errors
+EXIT_NOT_STARTED = 3  # `status` before the first run (systemctl's "not running")
+ONLINE_STEP_TIMEOUT = 20.0
+"""Seconds one account's online check may take (a server that accepts and never answers)."""
+
+EXIT_CODES = """exit codes:
+  0   done (check: the configuration is valid, and with --online every account logged in)
+  1   check --online: an account could not log in, or a channel cannot be used
+  2   a wrong argument (e.g. an unknown channel name; the known ones are listed)
+  3   status: the bridge has not run yet here (no database)
+  74  the database cannot be used (corrupt, from a newer version, the disk full)
+  78  the configuration has errors (each listed with its key path and a fix)
+"""
 
 log = logging.getLogger("hashbridge.cli")
 
@@ -104,23 +117,47 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0
     import aiohttp
 
+    async def one(name: str, http: aiohttp.ClientSession) -> bool:
+        acct = cfg.accounts[name]
+        print(f"account {name} ({acct.platform}): checking (at most {args.timeout:.0f}s) ...",
+              flush=True)
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(args.timeout):
+                res = await acct.factory.check_online(acct.options, http, Services())
+        except TimeoutError:
+            print(f"account {name}: FAILED: no answer within {args.timeout:.0f}s (the server "
+                  "may accept connections and never reply: check the host, the port and "
+                  "the security setting (tls/starttls/none); --timeout gives it longer)")
+            return False
+        except Exception as e:
+            why = str(e) or "no reason given"
+            print(f"account {name}: FAILED: {type(e).__name__}: {why}")
+            return False
+        status = "ok" if res.ok else "FAILED"
+        who = f" as {res.identity}" if res.identity else ""
+        error = res.error if res.error.strip(" :") else "refused, no reason given"
+        print(f"account {name} ({acct.platform}): {status}{who}"
+              + ("" if res.ok else f": {error}") + f" ({time.monotonic() - t0:.1f}s)")
+        for w in res.warnings:
+            print(f"  warning: {w}")
+        for ch in cfg.all_channels():
+            if ch.account != name:
+                continue
+            verbs = {"both": "will read and write", "in": "will read", "out": "will write"}[
+                ch.common.direction]
+            state = "" if res.ok else " (once the account logs in)"
+            print(f"  {ch.key}: {verbs} {ch.locator or acct.platform}{state}")
+        return res.ok
+
     async def online() -> int:
         bad = 0
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            for name, acct in cfg.accounts.items():
-                try:
-                    res = await acct.factory.check_online(acct.options, http, Services())
-                except Exception as e:
-                    print(f"account {name}: FAILED: {type(e).__name__}: {e}")
-                    bad += 1
-                    continue
-                status = "ok" if res.ok else "FAILED"
-                who = f" as {res.identity}" if res.identity else ""
-                print(f"account {name} ({acct.platform}): {status}{who}"
-                      + (f": {res.error}" if res.error else ""))
-                for w in res.warnings:
-                    print(f"  warning: {w}")
-                bad += 0 if res.ok else 1
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+                total=args.timeout)) as http:
+            for name in cfg.accounts:
+                bad += 0 if await one(name, http) else 1
+        print("online check: " + ("every account logged in" if not bad else
+                                  f"{bad} account{'s' if bad != 1 else ''} FAILED"))
         return 0 if not bad else EXIT_FAILED
 
     redactor = logs.Redactor(cfg.secrets)
@@ -178,6 +215,14 @@ def _storage_line(s: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
+    db = cfg.data_path("hashbridge.sqlite")
+    if not os.path.exists(db):
+        if args.json:
+            print(json.dumps({"state": "not started", "database": db}, indent=2))
+        else:
+            print(f"not started yet: no database at {db}; `hashbridge run -c {args.config}` "
+                  "creates it at its first start")
+        return EXIT_NOT_STARTED
 
     async def go() -> int:
         storage = storage_report(cfg)
@@ -288,10 +333,25 @@ def _print_pipeline(pipeline: dict[str, Any]) -> None:
             counts = [f"{reason}: {totals.get((st['step'], reason), 0)}"
                       for reason in st["kept"]]
             print(f"  {'':<8} {'':<16} dropped: {'; '.join(counts)}")
+def _known_channel(cfg: Config, key: str | None, option: str) -> bool:
+    """*key* names a channel of *cfg* (or is None); else say which ones exist."""
+    if key is None:
+        return True
+    known = [c.key for c in cfg.all_channels()]
+    if key in known:
+        return True
+    import difflib
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    print(f"{option}: no channel {key!r}{hint}; the channels are: {', '.join(known)}",
+          file=sys.stderr)
+    return False
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
+    if not _known_channel(cfg, args.channel, "--channel"):
+        return EXIT_USAGE
 
     async def go() -> int:
         store = await _open_store(cfg)
@@ -308,6 +368,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
+    if not _known_channel(cfg, args.origin, "--origin"):
+        return EXIT_USAGE
     from bridge.features.preview import preview
     print(preview(cfg, args.text, origin=args.origin, author=args.author))
     return 0
@@ -359,7 +421,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     logs.setup(args.log_level or "warning", args.log_format)
     from bridge.cli.demo import run_demo
     return _run_async(lambda: run_demo(duration=args.duration, port=args.port,
-                                       workdir=args.workdir))
+                                       workdir=args.workdir, skip=args.skip or (),
+                                       install=not args.no_install))
 
 
 def cmd_plugin(args: argparse.Namespace) -> int:
@@ -367,6 +430,14 @@ def cmd_plugin(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("hashbridge")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
 
 def build_parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]] = ()
                  ) -> argparse.ArgumentParser:
@@ -378,7 +449,8 @@ def _parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]]
     """The parser, and the names of the built-in sub-commands."""
     p = argparse.ArgumentParser(prog="hashbridge", description=(
         "Relay a community's hashtag conversation across X, Mastodon, Matrix and email "
-        "lists."))
+        "lists."), epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"hashbridge {_version()}")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -390,9 +462,14 @@ def _parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]]
 
     with_config("run", "run the bridge daemon").set_defaults(fn=cmd_run)
     sp = with_config("check", "validate the config (and with --online, the credentials)")
+    sp.epilog = EXIT_CODES
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
     sp.add_argument("--online", action="store_true", help="log in to every account")
+    sp.add_argument("--timeout", type=float, default=ONLINE_STEP_TIMEOUT, metavar="SECONDS",
+                    help="how long one account's check may take (default %(default)s)")
     sp.set_defaults(fn=cmd_check)
-    sp = with_config("status", "adapters' health, queue depths, dead deliveries")
+    sp = with_config("status", "adapters' health, queue depths, dead deliveries "
+                     "(exit 3: not started yet)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--limit", type=int, default=50)
     sp.set_defaults(fn=cmd_status)
@@ -417,6 +494,11 @@ def _parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]]
                     help="stop after this many seconds with a summary (default: until Ctrl-C)")
     sp.add_argument("--port", type=int, default=8080, help="web view port (0: any free port)")
     sp.add_argument("--workdir", help="keep the sandbox here instead of a temp dir")
+    sp.add_argument("--skip", action="append", metavar="PLATFORM",
+                    help="leave this platform out (e.g. --skip matrix: no Synapse install); "
+                    "repeatable")
+    sp.add_argument("--no-install", action="store_true",
+                    help="never install a missing local server (Synapse on first use)")
     sp.set_defaults(fn=cmd_demo)
     builtin = frozenset(sub.choices or ())
     for name, help_, fn in registry_commands:

@@ -9,10 +9,12 @@ same idempotency key.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import gc
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +48,19 @@ log = logging.getLogger("hashbridge")
 RESTART_WINDOW = 600.0
 STOP_WRITE_WAIT = 5.0
 
+_NETWORK_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED,
+                             errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                             errno.EHOSTDOWN, errno.ENETDOWN, errno.EPIPE})
+
+
+def unreachable(e: BaseException) -> bool:
+    """A network error: the platform cannot be reached now (refused, reset, timed
+    out, no route, name not resolved).  Not a crash: the adapter waits it out."""
+    if isinstance(e, ConnectionError | TimeoutError | socket.gaierror
+                  | aiohttp.ClientConnectionError):
+        return True
+    return isinstance(e, OSError) and e.errno in _NETWORK_ERRNOS
+
 
 def _informative(fut: asyncio.Future[Any]) -> None:
     """Done-callback of a write nobody waits for (health, retry times): its
@@ -72,6 +87,8 @@ class AccountRuntime:
     connected_once: asyncio.Event = field(default_factory=asyncio.Event)
     """Set at the first CONNECTED: capabilities read from the platform (an
     instance's length limit) are known from then on."""
+    waiting_for: str | None = None
+    """Why the adapter waits to start (logged once, until it connects)."""
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -100,6 +117,7 @@ class AccountRuntime:
             return
         if health == Health.CONNECTED:
             self.connected_once.set()
+            self.waiting_for = None
             if self.health in (Health.DISCONNECTED, Health.BAD_CREDENTIALS, Health.FAILED):
                 self.bridge.resume_channels(self.name)
         if health != self.health:
@@ -304,17 +322,17 @@ class Bridge:
                 # The platform said "not now" (429, 5xx, unreachable) while the
                 # adapter started: not a crash, so no traceback and no charge on
                 # the restart budget; wait as long as it asked.
-                if time.monotonic() - started > 60:
-                    attempt = 0
-                wait = e.retry_after or backoff(attempt, base=1.0, cap=120.0)
-                rt.set_health(Health.DISCONNECTED, str(e) or type(e).__name__)
-                rt.logger.warning("could not start: %s; trying again in %.0fs", e, wait)
-                await asyncio.sleep(wait)
-                attempt += 1
+                attempt = await self._not_now(rt, e, started, attempt, e.retry_after)
                 continue
             except Exception as e:
-                rt.logger.exception("adapter crashed")
-                error = f"{type(e).__name__}: {e}"
+                if not unreachable(e):
+                    rt.logger.exception("adapter crashed")
+                    error = f"{type(e).__name__}: {e}"
+                else:
+                    # The platform cannot be reached (refused, no route, timed out):
+                    # "not now", exactly as a 5xx.
+                    attempt = await self._not_now(rt, e, started, attempt, None)
+                    continue
             now = time.monotonic()
             if now - started > 60:
                 attempt = 0
@@ -329,6 +347,28 @@ class Bridge:
             rt.set_health(Health.DISCONNECTED, error)
             await asyncio.sleep(backoff(attempt, base=1.0, cap=120.0))
             attempt += 1
+
+    async def _not_now(self, rt: AccountRuntime, e: Exception, started: float, attempt: int,
+                       retry_after: float | None) -> int:
+        """Wait after the platform said "not now" (or could not be reached): one
+        warning when the wait begins (or its reason changes), the repeats at debug
+        level, no traceback, nothing charged on the restart budget."""
+        if time.monotonic() - started > 60:
+            attempt = 0
+        wait = retry_after or backoff(attempt, base=1.0, cap=120.0)
+        why = str(e) or type(e).__name__
+        if not isinstance(e, TransientError):
+            why = f"cannot reach the platform: {type(e).__name__}: {why}"
+        rt.set_health(Health.DISCONNECTED, why[:300])
+        kind = type(e).__name__
+        if rt.waiting_for != kind:
+            rt.waiting_for = kind
+            rt.logger.warning("could not start: %s; waiting, trying again with backoff "
+                              "(up to 2 min)", why)
+        else:
+            rt.logger.debug("still cannot start: %s; trying again in %.0fs", why, wait)
+        await asyncio.sleep(wait)
+        return attempt + 1
 
     async def _keep_running(self, what: str, fn: Callable[[], Awaitable[None]]) -> None:
         attempt = 0

@@ -142,18 +142,36 @@ def build_transcript(occ: Occurrence, posts: Sequence[Post],
 
 # ---------------------------------------------------------------- announcements
 
+_SHOWN_PLATFORM = {"twitter": "X", "mastodon": "Mastodon", "matrix": "Matrix",
+                   "email": "email", "bluesky": "Bluesky"}
+
+
+def shown_host(entry: str) -> str:
+    """A ``hosts`` entry as members see the person: ``twitter:kmershost`` is
+    ``@kmershost on X``, never the config's text."""
+    platform, sep, handle = entry.partition(":")
+    if not sep or entry.startswith("@") or not platform.isalpha():
+        return entry
+    if platform in ("twitter", "mastodon", "bluesky") and not handle.startswith("@") \
+            and not handle.isdigit():
+        handle = "@" + handle
+    return f"{handle} on {_SHOWN_PLATFORM.get(platform, platform.title())}"
+
+
 def start_text(occ: Occurrence, hashtag: str, url: str) -> str:
     ev = occ.event
     end = occ.end.astimezone(ev.zone).strftime("%H:%M %Z")
     return ev.start_message.format(title=ev.title, end=end, hashtag=hashtag, url=url,
-                                   hosts=", ".join(ev.hosts) or "the community",
+                                   hosts=", ".join(map(shown_host, ev.hosts))
+                                   or "the community",
                                    answers=0, people=0, networks=0, questions=0).strip()
 
 
 def end_text(occ: Occurrence, hashtag: str, url: str, transcript: Transcript) -> str:
     ev = occ.event
     return ev.end_message.format(
-        title=ev.title, end="", hashtag=hashtag, url=url, hosts=", ".join(ev.hosts),
+        title=ev.title, end="", hashtag=hashtag, url=url,
+        hosts=", ".join(map(shown_host, ev.hosts)),
         answers=transcript.answer_count, people=transcript.people,
         networks=len(transcript.participants), questions=len(transcript.questions)).strip()
 

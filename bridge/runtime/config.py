@@ -14,12 +14,13 @@ import os
 import re
 import stat
 import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.contract.adapter import AdapterFactory, StrictModel
 from bridge.contract.model import ChannelKey
@@ -136,8 +137,11 @@ class ChannelCommon(BaseModel):
 
 
 class CommunityCommon(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     hashtag: str = Field(pattern=r"^[^\s#]+$")
+    """Written with or without its '#', as everywhere else in the file."""
     consent: Literal["opt-out", "opt-in"] = "opt-out"
     blocklist: list[str] = []
     duplicate_window: float = Field(600.0, ge=0)
@@ -146,6 +150,11 @@ class CommunityCommon(BaseModel):
     channels: list[dict[str, Any]]
     events: list[ChatEventConfig] = []
     """Recurring chat events (see :mod:`bridge.features.chatevents`)."""
+
+    @field_validator("hashtag", mode="before")
+    @classmethod
+    def _no_hash(cls, v: Any) -> Any:
+        return v.strip().removeprefix("#") if isinstance(v, str) else v
 
     @field_validator("events")
     @classmethod
@@ -389,30 +398,41 @@ def _check_permissions(path: str, raw: dict[str, Any], cfg: Config) -> None:
                            "environment variables with ${VAR})"])
 
 
+PLATFORM_ALIASES = {"x": "twitter", "bsky": "bluesky", "mail": "email"}
+"""Other names people write for a platform in ``hosts``/``blocklist`` entries."""
+
+
 def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
           path: str = "") -> Config:
     errors: list[str] = []
     secrets: set[str] = set()
-    expanded = _expand(raw, env, "", errors, secrets)
+    missing: set[str] = set()
+    expanded = _expand(raw, env, "", errors, secrets, missing)
+    # A missing variable is one problem, reported once: what it would have made
+    # invalid (an empty token, a model check needing it) is not reported again.
+    found: list[str] = []
 
     unknown_top = set(expanded) - {"bridge", "accounts", "communities"}
     for k in sorted(unknown_top):
-        errors.append(f"{k}: unknown section{_suggest(k, ['bridge', 'accounts', 'communities'])}")
+        found.append(f"{k}: unknown section{_suggest(k, ['bridge', 'accounts', 'communities'])}")
 
-    bridge = _validate(BridgeSettings, expanded.get("bridge", {}), "bridge", errors)
+    bridge = _validate(BridgeSettings, expanded.get("bridge", {}), "bridge", found)
 
     accounts: dict[str, AccountConfig] = {}
+    platform_of: dict[str, AdapterFactory] = {}
+    """Each account's adapter, known even when the account has other errors, so
+    that its channels are still checked against the right platform."""
     raw_accounts = expanded.get("accounts", {})
     if not isinstance(raw_accounts, dict) or not raw_accounts:
-        errors.append("accounts: at least one [accounts.NAME] table is required")
+        found.append("accounts: at least one [accounts.NAME] table is required")
         raw_accounts = {}
     for name, table in raw_accounts.items():
         p = f"accounts.{name}"
         if not isinstance(table, dict):
-            errors.append(f"{p}: must be a table")
+            found.append(f"{p}: must be a table")
             continue
         common = _validate(AccountCommon, {k: v for k, v in table.items() if k in _ACCOUNT_COMMON},
-                           p, errors)
+                           p, found)
         if common is None:
             continue
         factory = registry.factories.get(common.platform)
@@ -422,85 +442,58 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
                     f"pip install 'hashbridge[{common.platform}]')" if why else
                     _suggest(common.platform, registry.names())
                     + f"; installed adapters: {', '.join(registry.names())}")
-            errors.append(f"{p}.platform: no adapter named {common.platform!r}{hint}")
+            found.append(f"{p}.platform: no adapter named {common.platform!r}{hint}")
             continue
+        platform_of[name] = factory
         own = {k: v for k, v in table.items() if k not in _ACCOUNT_COMMON}
         for f in factory.secret_fields:
             v = dotted(own, f)
             if isinstance(v, str):
                 if _PLACEHOLDER.match(v.strip()):
-                    errors.append(f"{p}.{f}: {v!r} looks like a placeholder; put the real "
-                                  f"value in an environment variable and write ${{VAR}}")
-                secrets.add(v)
-        opts = _validate(factory.account_model, own, p, errors)
+                    found.append(f"{p}.{f}: {v!r} looks like a placeholder; put the real "
+                                 f"value in an environment variable and write ${{VAR}}")
+                if f"{p}.{f}" not in missing:
+                    secrets.add(v)
+        opts = _validate(factory.account_model, own, p, found, missing)
         if opts is not None:
             accounts[name] = AccountConfig(name, common.platform, factory, opts,
                                            common.rate_per_minute, common.rate_burst)
 
+    aliases = {a: t for a, t in PLATFORM_ALIASES.items() if t in registry.factories}
+    aliases.update({n: n for n in registry.factories})
     communities: list[CommunityConfig] = []
     raw_comms = expanded.get("communities", [])
     if not isinstance(raw_comms, list) or not raw_comms:
-        errors.append("communities: at least one [[communities]] entry is required")
+        found.append("communities: at least one [[communities]] entry is required")
         raw_comms = []
-    keys: set[str] = set()
     names: set[str] = set()
     for ci, comm in enumerate(raw_comms):
         p = f"communities[{ci}]"
-        cs = _validate(CommunityCommon, comm, p, errors)
+        cs = _validate(CommunityCommon, comm, p, found, missing)
         if cs is None:
+            # Its channels still get checked: every problem is reported at once.
+            chans_raw = comm.get("channels") if isinstance(comm, dict) else None
+            if isinstance(chans_raw, list):
+                stub = CommunityCommon.model_construct(name=str(comm.get("name")), hashtag="",
+                                                       channels=chans_raw)
+                _channels(stub, p, raw_accounts, platform_of, accounts, found, missing)
             continue
+        cs = _people(cs, p, aliases, found)
         if cs.name in names:
-            errors.append(f"{p}.name: community {cs.name!r} is declared twice")
+            found.append(f"{p}.name: community {cs.name!r} is declared twice")
         names.add(cs.name)
         if len(cs.channels) < 2:
-            errors.append(f"{p}.channels: a community needs at least two channels to bridge "
-                          f"(has {len(cs.channels)})")
-        chans: list[ChannelConfig] = []
-        for hi, ch in enumerate(cs.channels):
-            cp = f"{p}.channels[{hi}]"
-            if not isinstance(ch, dict):
-                errors.append(f"{cp}: must be a table")
-                continue
-            # Unknown keys are judged against the core's keys and the platform's
-            # together, so a typo of either gets the right suggestion.
-            maybe = accounts.get(str(ch.get("account", "")))
-            allowed = set(_CHANNEL_COMMON)
-            if maybe is not None:
-                allowed |= set(maybe.factory.channel_model.model_fields)
-            unknown = [k for k in ch if k not in allowed]
-            for k in unknown:
-                errors.append(f"{cp}.{k}: unknown key{_suggest(k, sorted(allowed))}")
-            ch = {k: v for k, v in ch.items() if k in allowed}
-            common_ch = _validate(ChannelCommon, {k: v for k, v in ch.items()
-                                                  if k in _CHANNEL_COMMON}, cp, errors)
-            if common_ch is None:
-                continue
-            acct = accounts.get(common_ch.account)
-            if acct is None:
-                if common_ch.account not in raw_accounts:
-                    errors.append(f"{cp}.account: no account named {common_ch.account!r}"
-                                  f"{_suggest(common_ch.account, list(raw_accounts))}")
-                continue
-            own = {k: v for k, v in ch.items() if k not in _CHANNEL_COMMON}
-            opts = _validate(acct.factory.channel_model, own, cp, errors)
-            if opts is None:
-                continue
-            key = ChannelKey(f"{cs.name}/{common_ch.name or common_ch.account}")
-            if key in keys:
-                errors.append(f"{cp}.name: two channels of {cs.name!r} use account "
-                              f"{common_ch.account!r}; give each a distinct name = \"...\"")
-                continue
-            keys.add(key)
-            locator = str(getattr(opts, acct.factory.channel_locator, "") or "")
-            chans.append(ChannelConfig(key, cs.name, cs.hashtag, acct.name, acct.platform,
-                                       common_ch, opts, locator))
+            found.append(f"{p}.channels: a community needs at least two channels to bridge "
+                         f"(has {len(cs.channels)})")
+        chans = _channels(cs, p, raw_accounts, platform_of, accounts, found, missing)
         if chans and not any(c.reads for c in chans):
-            errors.append(f"{p}.channels: no channel reads (direction 'both' or 'in')")
+            found.append(f"{p}.channels: no channel reads (direction 'both' or 'in')")
         if chans and not any(c.writes for c in chans):
-            errors.append(f"{p}.channels: no channel writes (direction 'both' or 'out')")
+            found.append(f"{p}.channels: no channel writes (direction 'both' or 'out')")
         communities.append(CommunityConfig(cs, tuple(chans)))
 
-    if bridge is not None and bridge.web is not None and bridge.web.admin_token:
+    if (bridge is not None and bridge.web is not None and bridge.web.admin_token
+            and "bridge.web.admin_token" not in missing):
         secrets.add(bridge.web.admin_token)
     if bridge is not None and bridge.database:
         if (password := url_password(bridge.database)) is not None:
@@ -508,27 +501,165 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
         base = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
         got = parse_database(bridge.database, base, "")
         if isinstance(got, str):
-            errors.append(f"bridge.database: {got}")
+            found.append(f"bridge.database: {got}")
+    errors += [e for e in found if not _follows_from(e, missing)]
     if errors or bridge is None:
         raise ConfigError(errors or ["bridge: invalid"])
     return Config(bridge, accounts, tuple(communities), frozenset(s for s in secrets if s),
                   path)
 
 
+def _follows_from(error: str, missing: set[str]) -> bool:
+    """An error at a key whose ${VAR} is unset (already reported as such)."""
+    where = error.split(": ", 1)[0]
+    return where in missing
+
+
+def _channels(cs: CommunityCommon, p: str, raw_accounts: dict[str, Any],
+              platform_of: dict[str, AdapterFactory], accounts: dict[str, AccountConfig],
+              errors: list[str], missing: set[str]) -> list[ChannelConfig]:
+    """Validate a community's channels and give each its key: ``community/name``,
+    the name defaulting to the account, or, when one account serves several
+    channels, to the account and the channel's target (room, hashtag, list)."""
+    staged: list[tuple[str, ChannelCommon, StrictModel, AccountConfig | None,
+                       AdapterFactory]] = []
+    any_platform = {k for f in platform_of.values() for k in f.channel_model.model_fields}
+    for hi, ch in enumerate(cs.channels):
+        cp = f"{p}.channels[{hi}]"
+        if not isinstance(ch, dict):
+            errors.append(f"{cp}: must be a table")
+            continue
+        # Unknown keys are judged against the core's keys and the platform's
+        # together, so a typo of either gets the right suggestion.
+        factory = platform_of.get(str(ch.get("account", "")))
+        typos: set[str] = set()
+        """Keys written with a typo: their 'required' is not a second message."""
+        if factory is not None:
+            allowed = set(_CHANNEL_COMMON) | set(factory.channel_model.model_fields)
+            for k in ch:
+                if k not in allowed:
+                    errors.append(f"{cp}.{k}: unknown key{_suggest(k, sorted(allowed))}")
+                    typos.update(difflib.get_close_matches(k, sorted(allowed), 1, 0.6))
+            ch = {k: v for k, v in ch.items() if k in allowed}
+        else:
+            # Which platform is unknown: only keys no platform has are typos for sure.
+            allowed = set(_CHANNEL_COMMON) | any_platform
+            for k in ch:
+                if k not in allowed:
+                    errors.append(f"{cp}.{k}: unknown key"
+                                  f"{_suggest(k, sorted(_CHANNEL_COMMON))}")
+                    typos.update(difflib.get_close_matches(k, sorted(_CHANNEL_COMMON), 1, 0.6))
+        mine: list[str] = []
+        common_ch = _validate(ChannelCommon, {k: v for k, v in ch.items()
+                                              if k in _CHANNEL_COMMON}, cp, mine, missing)
+        errors += [e for e in mine if e.removesuffix(": required").removeprefix(f"{cp}.")
+                   not in typos]
+        if factory is None:
+            # No such account (or its platform is unknown): that is the one message;
+            # its platform keys cannot be judged.
+            account = str(ch.get("account", ""))
+            if common_ch is not None and account not in raw_accounts:
+                errors.append(f"{cp}.account: no account named {account!r}"
+                              f"{_suggest(account, list(raw_accounts))}")
+            continue
+        own = {k: v for k, v in ch.items() if k not in _CHANNEL_COMMON}
+        opts = _validate(factory.channel_model, own, cp, errors, missing)
+        if common_ch is None or opts is None:
+            continue
+        staged.append((cp, common_ch, opts, accounts.get(common_ch.account), factory))
+    per_account: dict[str, int] = {}
+    for _, common_ch, _, _, _ in staged:
+        if common_ch.name is None:
+            per_account[common_ch.account] = per_account.get(common_ch.account, 0) + 1
+    chans: list[ChannelConfig] = []
+    keys: dict[str, str] = {}
+    for cp, common_ch, opts, acct, factory in staged:
+        locator = str(getattr(opts, factory.channel_locator, "") or "")
+        name = common_ch.name
+        if name is None:
+            name = common_ch.account
+            if per_account[common_ch.account] > 1:
+                name = f"{common_ch.account}-{_slug(locator)}"
+        key = ChannelKey(f"{cs.name}/{name}")
+        if key in keys:
+            errors.append(f"{cp}.name: channel {key!r} is already {keys[key]}; give one of "
+                          "them a distinct name = \"...\"")
+            continue
+        keys[key] = cp
+        if acct is None:
+            continue  # its account's errors are reported; its own keys were checked
+        chans.append(ChannelConfig(key, cs.name, cs.hashtag, acct.name, acct.platform,
+                                   common_ch, opts, locator))
+    return chans
+
+
+def _slug(locator: str) -> str:
+    """A channel name from its target: ``#kmers:matrix.org`` → ``kmers``,
+    ``kmers@lists.example`` → ``kmers``, ``#kmers -is:retweet`` → ``kmers-is-retweet``."""
+    t = locator.strip().lstrip("#!@")
+    if ":" in t and " " not in t:
+        t = t.split(":", 1)[0]
+    if "@" in t:
+        t = t.split("@", 1)[0]
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", t).strip("-.") or "channel"
+
+
+def _people(cs: CommunityCommon, p: str, aliases: dict[str, str],
+            errors: list[str]) -> CommunityCommon:
+    """``blocklist`` and events' ``hosts`` entries parsed: ``platform:handle`` with a
+    known platform (aliases such as ``x`` accepted and written as the platform's
+    name), or a bare handle (any platform)."""
+
+    def norm(entry: str, where: str) -> str:
+        e = entry.strip()
+        platform, sep, handle = e.partition(":")
+        if not sep or e.startswith("@") or not platform.isalpha():
+            return e  # a bare handle (a Matrix id "@a:server" included)
+        real = aliases.get(platform.casefold())
+        if real is None:
+            errors.append(f"{where}: {entry!r} names no platform {platform!r}"
+                          f"{_suggest(platform.casefold(), sorted(aliases))}; write "
+                          f"platform:handle with one of {', '.join(sorted(aliases))}, or "
+                          "the bare handle for any platform")
+            return e
+        if not handle.strip():
+            errors.append(f"{where}: {entry!r} has no handle after {platform}:")
+        return f"{real}:{handle.strip()}"
+
+    blocklist = [norm(e, f"{p}.blocklist[{i}]") for i, e in enumerate(cs.blocklist)]
+    events = []
+    for ei, ev in enumerate(cs.events):
+        if not _iana(ev.timezone):
+            errors.append(f"{p}.events[{ei}].timezone: {ev.timezone!r} is not an IANA zone "
+                          "name; write the place, e.g. 'America/New_York' or 'Europe/Paris' "
+                          "(or 'UTC'), so summer time is followed")
+        hosts = [norm(h, f"{p}.events[{ei}].hosts[{hi}]") for hi, h in enumerate(ev.hosts)]
+        events.append(ev.model_copy(update={"hosts": hosts}))
+    return cs.model_copy(update={"blocklist": blocklist, "events": events})
+
+
+def _iana(zone: str) -> bool:
+    """An Area/Location name (or UTC), not a legacy abbreviation like EST or CET."""
+    return zone == "UTC" or ("/" in zone and not zone.startswith(("Etc/", "SystemV/")))
+
+
 def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str],
-            secrets: set[str]) -> Any:
-    """Replace ``${VAR}`` from the environment, recording every missing one."""
+            secrets: set[str], missing: set[str]) -> Any:
+    """Replace ``${VAR}`` from the environment, recording every missing one (its
+    ``${VAR}`` text stays, so nothing else is reported about that key)."""
     if isinstance(value, dict):
-        return {k: _expand(v, env, f"{path}.{k}" if path else k, errors, secrets)
+        return {k: _expand(v, env, f"{path}.{k}" if path else k, errors, secrets, missing)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, f"{path}[{i}]", errors, secrets) for i, v in enumerate(value)]
+        return [_expand(v, env, f"{path}[{i}]", errors, secrets, missing)
+                for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
         def sub(m: re.Match[str]) -> str:
             var = m.group(1)
             if var not in env or env[var] == "":
                 errors.append(f"{path}: environment variable {var} is not set (export {var}=...)")
-                return ""
+                missing.add(path)
+                return m.group(0)
             if _SECRET_NAME.search(var) or _SECRET_NAME.search(path.rsplit(".", 1)[-1]):
                 secrets.add(env[var])
             return env[var]
@@ -536,30 +667,119 @@ def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str],
     return value
 
 
+_PATTERN_HINTS = {
+    r"^[A-Za-z0-9_.-]+$": "letters, digits, '_', '.' and '-' only",
+    r"^[a-z0-9][a-z0-9_-]*$": "lower-case letters, digits, '_' and '-', starting with a "
+                              "letter or digit",
+    r"^[^\s#]+$": "one word, without spaces",
+    r"^([01]\d|2[0-3]):[0-5]\d$": "a 24-hour time HH:MM, e.g. \"19:30\"",
+}
+
+
+def _plain(err: Any) -> str:
+    """pydantic's message in the operator's words: what is wrong and how to fix it."""
+    t, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+    match t:
+        case "string_pattern_mismatch":
+            hint = _PATTERN_HINTS.get(str(ctx.get("pattern")), "")
+            return f"{got!r} is not allowed here" + (f": {hint}" if hint else "")
+        case "string_too_short":
+            return "must not be empty"
+        case "string_too_long":
+            return f"is too long: at most {ctx.get('max_length')} characters"
+        case "literal_error" | "enum":
+            return f"must be one of {ctx.get('expected')}{shown}"
+        case "greater_than":
+            return f"must be more than {ctx.get('gt')}{shown}"
+        case "greater_than_equal":
+            return f"must be at least {ctx.get('ge')}{shown}"
+        case "less_than":
+            return f"must be less than {ctx.get('lt')}{shown}"
+        case "less_than_equal":
+            return f"must be at most {ctx.get('le')}{shown}"
+        case "int_parsing" | "int_type" | "int_from_float":
+            return f"must be a whole number{shown}"
+        case "float_parsing" | "float_type":
+            return f"must be a number{shown}"
+        case "bool_parsing" | "bool_type":
+            return f"must be true or false{shown}"
+        case "string_type":
+            return f"must be text in quotes{shown}"
+        case "list_type":
+            return f"must be a list [...]{shown}"
+        case "dict_type" | "model_type" | "model_attributes_type":
+            return "must be a table"
+        case "value_error" | "assertion_error":
+            return str(err["msg"]).removeprefix("Value error, ").removeprefix(
+                "Assertion failed, ")
+        case _:
+            return str(err["msg"])
+
+
 def _validate(model: type[M], data: Any, path: str,
-                            errors: list[str]) -> M | None:
+              errors: list[str], missing: set[str] | None = None) -> M | None:
     if not isinstance(data, dict):
         errors.append(f"{path}: must be a table")
         return None
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        fields = list(model.model_fields)
+        typoed: set[tuple[Any, ...]] = set()
+        """Required keys written with a typo: the typo is the one message."""
+        for err in e.errors():
+            if err["type"] == "extra_forbidden":
+                fields = _fields_at(model, err["loc"][:-1])
+                close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1, cutoff=0.6)
+                if close:
+                    typoed.add((*err["loc"][:-1], close[0]))
         for err in e.errors():
             loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
             where = f"{path}{loc}"
             match err["type"]:
                 case "extra_forbidden":
                     key = str(err["loc"][-1])
+                    fields = _fields_at(model, err["loc"][:-1])
                     errors.append(f"{where}: unknown key{_suggest(key, fields)}")
+                case "missing" if tuple(err["loc"]) in typoed:
+                    continue
                 case "missing":
                     key = str(err["loc"][-1])
                     hint = (f" (write {key} = \"${{{key.upper()}}}\" and set it in the "
                             "environment)" if _SECRET_NAME.search(key) else "")
                     errors.append(f"{where}: required{hint}")
                 case _:
-                    errors.append(f"{where}: {err['msg']}")
+                    if not err["loc"] and missing and any(
+                            m.startswith(path + ".") for m in missing):
+                        continue  # a check of the whole table, failing for the unset var
+                    errors.append(f"{where}: {_plain(err)}")
         return None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the (nested) table at *loc* inside *model*, for suggestions."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field_info = getattr(current, "model_fields", {}).get(part)
+        if field_info is None:
+            return []
+        current = _model_in(field_info.annotation)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model inside ``M``, ``M | None``, ``list[M]``..."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _suggest(word: str, candidates: list[str]) -> str:

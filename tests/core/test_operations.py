@@ -242,7 +242,7 @@ def test_demo_runs_and_exits_with_a_summary(tmp_path: Path) -> None:
               timeout=240)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "0 lost, 0 duplicated" in res.stdout
-    assert "── sb_lobby (sandbox) ──" in res.stdout
+    assert "── X (emulator" in res.stdout and "── Mastodon (emulator" in res.stdout
 
 
 async def test_reconnect_sends_deferred_deliveries_at_once(tmp_path: Path) -> None:

@@ -23,15 +23,15 @@ async def test_demo_serves_the_conversation_even_with_port_8080_taken(
     lines: list[str] = []
     monkeypatch.setattr(demo, "_out", lambda text="": lines.append(text))
 
-    async def only_sandboxes(workdir: str) -> list[tuple[str, Any]]:
+    async def only_sandboxes(workdir: str, lineup: demo.Lineup, **_: Any) -> None:
         factory = load_factories().factories["sandbox"]
-        boxes = []
         for name in ("lobby", "garden", "porch"):
             box: Any = factory.sandbox(os.path.join(workdir, "networks"))
             box.network = name
+            lineup.attempted.append(box)
             await box.start()
-            boxes.append((f"sb_{name}", box))
-        return boxes
+            lineup.networks.append(demo.Network(f"sb_{name}", "sandbox", name.title(), box,
+                                                "sandbox", True))
 
     monkeypatch.setattr(demo, "_start_sandboxes", only_sandboxes)
     taken = socket.socket()
@@ -60,7 +60,7 @@ async def test_demo_serves_the_conversation_even_with_port_8080_taken(
         assert "wrong channel" not in page  # deleted at its origin
         assert "demo chat starts now" in page  # the event's announcement
         q1 = transcript.split('id="q1"')[1]
-        assert q1.count('class="post ') == 3  # the question and two answers
+        assert q1.count('class="post ') == 4  # the question and three answers
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
