@@ -459,8 +459,9 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
             accounts[name] = AccountConfig(name, common.platform, factory, opts,
                                            common.rate_per_minute, common.rate_burst)
 
-    aliases = {a: t for a, t in PLATFORM_ALIASES.items() if t in registry.factories}
-    aliases.update({n: n for n in registry.factories})
+    offered = set(registry.names())  # names only: an adapter is imported when used
+    aliases = {a: t for a, t in PLATFORM_ALIASES.items() if t in offered}
+    aliases.update({n: n for n in offered})
     communities: list[CommunityConfig] = []
     raw_comms = expanded.get("communities", [])
     if not isinstance(raw_comms, list) or not raw_comms:
