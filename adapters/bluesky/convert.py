@@ -209,7 +209,8 @@ def reply_refs(record: Any) -> tuple[str, str]:
 # ---------------------------------------------------------------- text
 
 def _facet_spans(raw: bytes, facets: list[Any]) -> list[tuple[int, int, Any]]:
-    """The usable facets as ``(byteStart, byteEnd, features)``, sorted; bad ones left out."""
+    """The facets whose span is usable, as ``(byteStart, byteEnd, features)``,
+    sorted; out of range, reversed or mid-character ones left out."""
     spans = []
     for facet in facets:
         index = _get(facet, "index")
@@ -223,19 +224,17 @@ def _facet_spans(raw: bytes, facets: list[Any]) -> list[tuple[int, int, Any]]:
             continue
         spans.append((start, end, _items(facet, "features")))
     spans.sort(key=lambda s: (s[0], s[1]))
-    kept: list[tuple[int, int, Any]] = []
-    for s in spans:
-        if kept and s[0] < kept[-1][1]:
-            continue  # overlaps the one before: Bluesky's app drops it too
-        kept.append(s)
-    return kept
+    return spans
 
 
 def _node(segment: str, features: list[Any]) -> Inline | None:
     for f in features:
         kind = _get(f, "$type")
         if kind == _TAG and isinstance(tag := _get(f, "tag"), str) and tag.strip():
-            return Hashtag(clean_text(tag.strip().removeprefix("#"))[:640])
+            # Shown elsewhere as "#" + tag: only where the text says the same.
+            tag = clean_text(tag.strip().removeprefix("#"))
+            if segment.lstrip("#＃").casefold() == tag.casefold():
+                return Hashtag(tag)
         if kind == _LINK and isinstance(uri := _get(f, "uri"), str):
             url = safe_url(uri)
             if url:
@@ -283,6 +282,8 @@ def text_of(record: Any) -> RichText:
     pieces: list[Inline] = []
     pos = 0
     for start, end, features in _facet_spans(raw, facets):
+        if start < pos:
+            continue  # overlaps the facet before: Bluesky's app drops it too
         segment = raw[start:end].decode("utf-8", "replace")
         node = _node(segment, features)
         if node is None:
@@ -332,7 +333,8 @@ def _embed_links(embed: Any, text: RichText) -> list[Inline]:
     kind = _get(embed, "$type")
     out: list[Inline] = []
     if kind == "app.bsky.embed.recordWithMedia":
-        out += _embed_links(_get(embed, "record"), text)
+        inner = _get(_get(embed, "record"), "record")
+        out += _embed_links({"$type": "app.bsky.embed.record", "record": inner}, text)
         out += _embed_links(_get(embed, "media"), text)
         return out
     if kind == "app.bsky.embed.external":
