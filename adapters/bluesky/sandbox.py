@@ -151,7 +151,7 @@ class BlueskySandbox:
         text = self._tagged(text) if tag else text
         record: dict[str, Any] = {"$type": POST, "text": text,
                                   "createdAt": datetime.now(UTC).isoformat()}
-        found = facets(text)
+        found = facets(text) + self._mention_facets(text)
         if found:
             record["facets"] = found
         if reply_to:
@@ -172,6 +172,21 @@ class BlueskySandbox:
         out = await m.client.app.bsky.feed.post.create(
             m.account.did, get_or_create(record, models.AppBskyFeedPost.Record, strict=False))
         return str(out.uri)
+
+    def _mention_facets(self, text: str) -> list[dict[str, Any]]:
+        """Members' apps turn ``@handle`` of a known account into a mention facet."""
+        assert self.bot is not None
+        dids = {self.bot.handle: self.bot.did,
+                **{m.account.handle: m.account.did for m in self._members.values()}}
+        out = []
+        for m in re.finditer(r"@([a-z0-9.-]+\.test)\b", text):
+            if m.group(1) in dids:
+                start = len(text[:m.start()].encode())
+                out.append({"index": {"byteStart": start,
+                                      "byteEnd": start + len(m.group(0).encode())},
+                            "features": [{"$type": "app.bsky.richtext.facet#mention",
+                                          "did": dids[m.group(1)]}]})
+        return out
 
     def _owner(self, uri: str) -> _Member:
         did = split_uri(uri)[0]
