@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ from urllib.parse import quote
 
 import aiohttp
 import libipld
+from yarl import URL
 
 from adapters.bluesky.client import Gone, WriteBudget, XrpcClient, map_error
 from adapters.bluesky.compose import (
@@ -80,6 +82,7 @@ from bridge.contract.adapter import (
     TextFormat,
     TransientError,
     read_guarded,
+    rejection,
 )
 from bridge.contract.media import (
     Fetched,
@@ -97,6 +100,7 @@ from bridge.contract.model import (
     Posted,
     Rejected,
 )
+from bridge.contract.netguard import MediaRefused, fetch_media
 
 CURSOR = "firehose:seq"
 SESSION = "session"
@@ -110,6 +114,12 @@ MAX_IMAGE_BYTES = 1_000_000  # app.bsky.embed.images: blob maxSize
 CURSOR_EVERY = 2.0
 """Seconds between cursor writes while no event matched (one write a frame
 would cost the store more than the firehose)."""
+MAX_JSON_BYTES = 4 * 1024 * 1024
+"""The largest DID document or XRPC answer read from a stranger's host."""
+FRAME_TRIES = 5
+"""Times a commit whose author cannot be resolved (PLC down, PDS gone) is read
+again (the firehose reconnects from the cursor) before it is rejected: one
+unresolvable author must not stall the reader for everyone."""
 REREAD_PAGES = 3
 """Pages of 100 posts per known author read again after a gap past replay."""
 
@@ -143,6 +153,7 @@ class BlueskyAdapter:
         self._pending_seq: int | None = None
         self._cursor_at = 0.0
         self.gap_note = ""
+        self._tries: dict[Any, int] = {}
         self.frames = 0
         self.decoded = 0
         media = media_sources(services if services is not None else {})
@@ -269,7 +280,7 @@ class BlueskyAdapter:
         seq = body.get("seq")
         events: list[InboundEvent] = []
         if kind == "#commit":
-            events = await self._commit(body)
+            events = await self._commit_tried(body, seq)
         elif kind == "#info":
             await self._info(body)
         elif kind == "#identity":
@@ -281,6 +292,23 @@ class BlueskyAdapter:
         else:
             self._pending_seq = seq
             await self._flush_cursor()
+
+    async def _commit_tried(self, body: dict[str, Any], seq: Any) -> list[InboundEvent]:
+        """:meth:`_commit`; a commit that keeps failing transiently (its author's
+        identity cannot be read) is rejected after :data:`FRAME_TRIES` readings."""
+        try:
+            events = await self._commit(body)
+        except TransientError as exc:
+            tries = self._tries.get(seq, 0) + 1
+            self._tries = {seq: tries}
+            if tries < FRAME_TRIES or not self._reading:
+                raise
+            where = f"at://{body.get('repo')}" if isinstance(body.get("repo"), str) \
+                else f"seq:{seq}"
+            return [rejection(exc, channel=self._reading[0].key, native_id=where[:300],
+                              logger=self._log)]
+        self._tries.pop(seq, None)
+        return events
 
     async def _ctx_emit(self, events: list[InboundEvent], seq: int) -> None:
         assert self._ctx is not None
@@ -386,7 +414,10 @@ class BlueskyAdapter:
         targets = self._targets(record)
         if not targets:
             return []
-        ident = await self.identity(repo)
+        try:
+            ident = await self.identity(repo)
+        except PermanentError as exc:
+            return [rejection(exc, channel=targets[0].key, native_id=uri, logger=self._log)]
         author = author_of(repo, ident.handle, ident.profile)
         addressed = self._addressed(record)
         out: list[InboundEvent] = []
@@ -408,7 +439,11 @@ class BlueskyAdapter:
 
     async def _updated(self, repo: str, uri: str, record: Any, edited_at: Any
                        ) -> list[InboundEvent]:
-        ident = await self.identity(repo)
+        try:
+            ident = await self.identity(repo)
+        except PermanentError as exc:
+            return [rejection(exc, channel=ch.key, native_id=uri, logger=self._log)
+                    for ch in self._reading[:1]]
         out: list[InboundEvent] = []
         for ch in self._reading:
             ev = await read_guarded(functools.partial(
@@ -491,20 +526,29 @@ class BlueskyAdapter:
         return await self._get_json(url, {})
 
     async def _get_json(self, url: str, params: dict[str, str]) -> dict[str, Any]:
-        assert self._ctx is not None
-        timeout = aiohttp.ClientTimeout(total=self._acc.request_timeout)
+        """GET a JSON document from a host a stranger's identity names (a did:web
+        host, an author's PDS): through the SSRF guard of media fetches (public
+        addresses only unless ``allow_private_media_hosts``, pinned DNS, a size cap)."""
+        full = str(URL(url).update_query(params)) if params else url
+        where = url.split("?")[0]
         try:
-            async with self._ctx.http.get(url, params=params, timeout=timeout) as r:
-                body = await r.json(content_type=None)
-                status = r.status
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise TransientError(f"{url.split('?')[0]}: {type(exc).__name__}") from exc
-        if status in (400, 404) and isinstance(body, dict) and (
-                body.get("error") in ("RecordNotFound", "NotFound", "InvalidRequest")
-                or status == 404):
-            raise Gone(f"{url}: {body.get('error') or status}")
-        if status != 200 or not isinstance(body, dict):
-            raise TransientError(f"{url.split('?')[0]}: HTTP {status}")
+            got = await fetch_media(self._ctx.http if self._ctx else None, full,
+                                    allowed_hosts={host_entry(url)}, max_bytes=MAX_JSON_BYTES,
+                                    timeout=self._acc.request_timeout,
+                                    allow_private=self._acc.allow_private_media_hosts)
+        except (MediaRefused, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, MediaRefused) else str(exc)
+            if isinstance(exc, MediaRefused) and exc.transient:
+                raise TransientError(f"{where}: {reason}") from exc
+            if re.search(r"HTTP (400|404|410)\b", reason):
+                raise Gone(f"{where}: {reason}") from exc
+            raise PermanentError(f"{where}: {reason}") from exc
+        try:
+            body = json.loads(got.data)
+        except ValueError as exc:
+            raise PermanentError(f"{where}: not JSON") from exc
+        if not isinstance(body, dict):
+            raise PermanentError(f"{where}: not a JSON object")
         return body
 
     # ------------------------------------------------------------ catch-up

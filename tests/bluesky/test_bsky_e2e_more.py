@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from bskyhelp import info_frame
 from test_bsky_e2e import _n, bridged, config, connected, on_bsky
 
 from adapters.bluesky import BlueskyFactory
@@ -223,3 +224,46 @@ def test_rkeys_differ_per_part() -> None:
     now = utcnow()
     assert len({rkey_for(f"d.{i}", now) for i in range(50)}) == 50
     assert re.fullmatch(r"[a-z2-7]{13}", rkey_for("d.0", now))
+
+
+async def test_gap_past_replay_rereads_known_authors(bsky: BlueskySandbox) -> None:
+    """Past the firehose's replay window the known authors' repos are read again
+    (listRecords on their own PDS): their tagged posts come back, the rest not."""
+    kept = await bsky.post_as_member("alice", "#kmers said while we were away")
+    await bsky.post_as_member("alice", "untagged while away", tag=False)
+    ch = ChannelSpec(key=ChannelKey("kmers/bsky"), community="kmers", hashtag="kmers",
+                     direction="both", options=BlueskyChannel(hashtag="kmers"))
+    async with aiohttp.ClientSession() as http:
+        ad = BlueskyAdapter(BlueskyAccount(**bsky.account_config()), (ch,))
+        ctx = FakeContext((ch,), http=http)
+        ad._ctx = ctx
+        await ad.login()
+        alice = (await bsky.member("alice")).account.did
+        ad._authors[alice] = None
+        await ad.on_frame(info_frame("OutdatedCursor"))
+        await ad.close()
+    assert [e.native_id for e in ctx.events] == [kept]
+    assert "replay window" in ctx.health_detail
+
+
+async def test_session_is_kept_in_the_store_and_resumed(bsky: BlueskySandbox) -> None:
+    ch = ChannelSpec(key=ChannelKey("kmers/bsky"), community="kmers", hashtag="kmers",
+                     direction="out", options=BlueskyChannel(hashtag="kmers"))
+    acct = BlueskyAccount(**bsky.account_config())
+    async with aiohttp.ClientSession() as http:
+        first = BlueskyAdapter(acct, (ch,))
+        ctx = FakeContext((ch,), http=http)
+        first._ctx = ctx
+        await first.login()
+        await first.close()
+        stored = ctx.cursors["session"]
+        assert bsky.bot_app_password not in stored  # tokens, never the password
+        # a restart with the stored session needs no password (createSession is limited)
+        second = BlueskyAdapter(acct.model_copy(update={"app_password": "not-the-password"}),
+                                (ch,))
+        second._ctx = ctx
+        await second.login()
+        assert second.client.did == first.client.did
+        got = await second.client.query("com.atproto.server.getSession")
+        await second.close()
+    assert got["did"] == first.client.did

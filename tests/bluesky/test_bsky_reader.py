@@ -7,15 +7,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from bskyhelp import BOT, DID, PDS, commit_frame, info_frame, post, tagged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.bluesky.adapter import AUTHORS, CURSOR, BlueskyAdapter, Identity
+from adapters.bluesky.adapter import AUTHORS, CURSOR, FRAME_TRIES, BlueskyAdapter, Identity
 from adapters.bluesky.config import BlueskyAccount, BlueskyChannel
 from adapters.bluesky.convert import Profile
-from bridge.contract.adapter import ChannelSpec
+from bridge.contract.adapter import ChannelSpec, TransientError
 from bridge.contract.model import ChannelKey, Deleted, Edited, Posted, Rejected
 from bridge.contract.testing import FakeContext
 from bridge.contract.textconv import to_plain
@@ -191,3 +193,74 @@ async def test_invalid_utf8_spans_do_not_break_the_text() -> None:
     assert isinstance(ev, Posted)
     # every character where it was, none cut: the facets fell on whole characters
     assert to_plain(ev.text, links=False) == text
+
+
+# ---------------------------------------------------------------- unresolvable authors
+
+async def _plc(status: int) -> tuple[web.AppRunner, str]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"message": "nope"}, status=status)
+
+    app = web.Application()
+    app.router.add_get("/{did}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def _with_plc(url: str, private: bool = True) -> tuple[BlueskyAdapter, FakeContext]:
+    ad, ctx = make()
+    acct = ad._acc.model_copy(update={"plc_directory": url,
+                                      "allow_private_media_hosts": private})
+    ad._acc = acct
+    ad._idents.clear()
+    return ad, ctx
+
+
+async def test_an_author_whose_did_is_gone_costs_one_rejection() -> None:
+    runner, url = await _plc(404)
+    try:
+        async with aiohttp.ClientSession() as http:
+            ad, ctx = _with_plc(url)
+            ctx._http = http
+            await ad.on_frame(commit_frame(1, "did:plc:gone", [
+                ("create", P + "3kaaaaaaaaaa2", tagged("x #kmers"))]))
+            ad._idents[DID] = Identity(did=DID, handle="a.test", pds=PDS, profile=Profile(),
+                                       expires=time.monotonic() + 60)
+            await ad.on_frame(commit_frame(2, DID, [("create", P + "3kbbbbbbbbbb2",
+                                                     tagged("y #kmers"))]))
+    finally:
+        await runner.cleanup()
+    bad, good = ctx.events
+    assert isinstance(bad, Rejected) and "did:plc:gone" in bad.native_id
+    assert isinstance(good, Posted) and ctx.cursors[CURSOR] == "2"
+
+
+async def test_a_directory_that_keeps_failing_is_retried_then_rejected() -> None:
+    runner, url = await _plc(503)
+    frame = commit_frame(9, "did:plc:slow", [("create", P + "3kaaaaaaaaaa2", tagged("x #kmers"))])
+    try:
+        async with aiohttp.ClientSession() as http:
+            ad, ctx = _with_plc(url)
+            ctx._http = http
+            for _ in range(FRAME_TRIES - 1):  # each time the firehose reconnects and re-reads
+                with pytest.raises(TransientError):
+                    await ad.on_frame(frame)
+                assert ctx.events == [] and CURSOR not in ctx.cursors
+            await ad.on_frame(frame)
+    finally:
+        await runner.cleanup()
+    [ev] = ctx.events
+    assert isinstance(ev, Rejected) and ctx.cursors[CURSOR] == "9"
+
+
+async def test_did_web_on_a_private_address_is_not_fetched() -> None:
+    async with aiohttp.ClientSession() as http:
+        ad, ctx = _with_plc("https://plc.invalid", private=False)
+        ctx._http = http
+        await ad.on_frame(commit_frame(1, "did:web:127.0.0.1", [
+            ("create", P + "3kaaaaaaaaaa2", tagged("x #kmers"))]))
+    [ev] = ctx.events
+    assert isinstance(ev, Rejected) and "127.0.0.1" in ev.reason
