@@ -112,14 +112,17 @@ class BlueskySandbox:
             client = AsyncClient(base_url=self.server.url)
             await client.login(acct.handle, acct.password, fetch_bsky_profile=False)
             self._members[name] = _Member(acct, client)
+            # Members have display names on Bluesky; attributions elsewhere show them.
+            await self.set_profile(author)
         return self._members[name]
 
     async def set_profile(self, author: str, *, description: str = "",
                           display_name: str = "", labels: tuple[str, ...] = ()) -> None:
         """Write the member's ``app.bsky.actor.profile/self`` (consent signals live there)."""
         m = await self.member(author)
+        name = author.lstrip("@").split(".")[0]
         record: dict[str, Any] = {"$type": "app.bsky.actor.profile", "description": description,
-                                  "displayName": display_name}
+                                  "displayName": display_name or name.title()}
         if labels:
             record["labels"] = {"$type": "com.atproto.label.defs#selfLabels",
                                 "values": [{"val": v} for v in labels]}

@@ -75,6 +75,7 @@ async def test_bluesky_to_sandbox_post_reply_edit_delete(bsky: BlueskySandbox,
         a = await bsky.post_as_member("alice", "#kmers hi from Bluesky")
         copies = await eventually(lambda: _n(bridged(lobby), 1))
         assert "hi from Bluesky" in copies[0].text
+        assert "Alice (Bluesky)" in copies[0].text  # the profile's display name
         await bsky.post_as_member("bob", "#kmers welcome alice", reply_to=a)
         copies = await eventually(lambda: _n(bridged(lobby), 2))
         assert copies[1].reply_to == copies[0].native_id
