@@ -26,6 +26,7 @@ import hashlib
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,14 @@ from bskyhelp import car, facet, spans
 from adapters.bluesky.adapter import BlueskyAdapter, Identity
 from adapters.bluesky.config import BlueskyAccount, BlueskyChannel
 from adapters.bluesky.convert import Profile
+from adapters.bluesky.sandbox import BlueskySandbox
+from adapters.bluesky.testserver import node_binary
+from adapters.matrix.sandbox import MatrixSandbox
+from adapters.matrix.testserver import synapse_python
 from bridge.contract.adapter import ChannelSpec
 from bridge.contract.model import ChannelKey
 from bridge.contract.testing import FakeContext
+from bridge.daemon.harness import ChannelDef, build_config, running
 
 _TEXT = ("the of and to in is for on that with genome assembly k-mer reads coverage protein "
          "今日は 天気 良い bonjour à tous das ist gut 🎉 🧬 ¿qué tal?")
@@ -148,17 +154,9 @@ async def read_all(frames: list[bytes]) -> tuple[float, float, int, BlueskyAdapt
 
 
 async def latency(n: int) -> None:
-    from adapters.bluesky.sandbox import BlueskySandbox
-    from adapters.bluesky.testserver import node_binary
-    from adapters.matrix.sandbox import MatrixSandbox
-    from adapters.matrix.testserver import synapse_python
-    from bridge.daemon.harness import ChannelDef, build_config, running
-
     if node_binary() is None or synapse_python() is None:
         print("latency: skipped (needs the local PDS and Synapse)")
         return
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         mx, bs = MatrixSandbox(tmp + "/mx"), BlueskySandbox(tmp + "/bs")
         await mx.start()

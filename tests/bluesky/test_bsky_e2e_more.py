@@ -18,14 +18,23 @@ from test_bsky_e2e import _n, bridged, config, connected, on_bsky
 
 from adapters.bluesky import BlueskyFactory
 from adapters.bluesky.adapter import BlueskyAdapter
-from adapters.bluesky.compose import post_length
+from adapters.bluesky.compose import post_length, rkey_for
 from adapters.bluesky.config import BlueskyAccount, BlueskyChannel
+from adapters.bluesky.convert import cid_str
 from adapters.bluesky.sandbox import BlueskySandbox
 from adapters.mastodon.emulator.state import EmuMedia, snowflake
 from adapters.mastodon.sandbox import MastodonSandbox
 from adapters.sandbox import SandboxPlatform
 from bridge.contract.adapter import ChannelSpec, Rendered, SendCreate
-from bridge.contract.model import Author, ChannelKey, DeliveryId, NativeId, Post, PostId
+from bridge.contract.model import (
+    Author,
+    ChannelKey,
+    DeliveryId,
+    NativeId,
+    Post,
+    PostId,
+    utcnow,
+)
 from bridge.contract.richtext import RichText
 from bridge.contract.testing import FakeContext
 from bridge.daemon.harness import ChannelDef, build_config, eventually, quiescent, running
@@ -172,8 +181,6 @@ async def test_images_with_alt_text_both_ways(bsky: BlueskySandbox, tmp_path: Pa
 
 
 def _cid(ref: Any) -> str:
-    from adapters.bluesky.convert import cid_str
-
     return cid_str(ref)
 
 
@@ -218,9 +225,6 @@ async def test_check_online(bsky: BlueskySandbox) -> None:
 
 
 def test_rkeys_differ_per_part() -> None:
-    from adapters.bluesky.compose import rkey_for
-    from bridge.contract.model import utcnow
-
     now = utcnow()
     assert len({rkey_for(f"d.{i}", now) for i in range(50)}) == 50
     assert re.fullmatch(r"[a-z2-7]{13}", rkey_for("d.0", now))

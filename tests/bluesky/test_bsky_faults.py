@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -26,8 +27,15 @@ from adapters.bluesky.client import (
 from adapters.bluesky.config import BlueskyAccount
 from adapters.bluesky.sandbox import BlueskySandbox
 from adapters.sandbox import SandboxPlatform
-from bridge.contract.adapter import AuthError, PermanentError, TransientError
-from bridge.daemon.harness import eventually, quiescent, running
+from bridge.contract.adapter import AuthError, Health, PermanentError, TransientError
+from bridge.daemon.harness import (
+    ChannelDef,
+    build_config,
+    eventually,
+    quiescent,
+    running,
+    sandbox_channels,
+)
 
 
 async def test_restart_mid_burst_both_ways(bsky: BlueskySandbox, lobby: SandboxPlatform,
@@ -58,8 +66,6 @@ async def test_silent_firehose_reconnects_from_its_cursor(bsky: BlueskySandbox,
                                                           lobby: SandboxPlatform,
                                                           tmp_path: Path) -> None:
     box_cfg = bsky.account_config() | {"firehose_idle_timeout": 0.5}
-    from bridge.daemon.harness import ChannelDef, build_config, sandbox_channels
-
     cfg = build_config(tmp_path, [*sandbox_channels(tmp_path, ["lobby"]),
                                   ChannelDef("bsky", "bluesky", box_cfg, bsky.channel_config())])
     async with running(cfg) as bridge:
@@ -169,3 +175,26 @@ def test_write_budget_holds_creates_within_the_hour_and_day() -> None:
     for _ in range(35000 // 3):
         day.spend("create")
     assert day.wait_for("create") > 80000
+
+
+async def test_wrong_app_password_in_the_relay_is_bad_credentials_never_logged(
+        bsky: BlueskySandbox, lobby: SandboxPlatform, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    secret = "zq9x-canary-wrong-pass"
+    table = bsky.account_config() | {"app_password": secret}
+    cfg = build_config(tmp_path, [*sandbox_channels(tmp_path, ["lobby"]),
+                                  ChannelDef("bsky", "bluesky", table, bsky.channel_config())])
+    caplog.set_level(logging.DEBUG)
+    async with running(cfg) as bridge:
+        rt = bridge.accounts["bsky"]
+
+        async def refused() -> bool:
+            return rt.health == Health.BAD_CREDENTIALS
+
+        await eventually(refused)
+        assert "App passwords" in rt.detail
+        await lobby.post_as_member("dora", "waits for good credentials")
+        await asyncio.sleep(0.5)
+    assert secret not in caplog.text
+    assert "Invalid identifier or password" in caplog.text or "AuthenticationRequired" in \
+        caplog.text
