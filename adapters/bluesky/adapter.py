@@ -107,8 +107,8 @@ SESSION = "session"
 AUTHORS = "authors"
 MAX_AUTHORS = 5000
 """Known authors remembered (their updates and deletes are read)."""
-MAX_FRAME = 5 * 1024 * 1024
-"""A firehose frame is at most a few MB (``tooBig`` commits carry no blocks)."""
+MAX_FRAME = 16 * 1024 * 1024
+"""A firehose frame is at most a few MB (a commit's blocks are capped at 2 MB)."""
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 MAX_IMAGE_BYTES = 1_000_000  # app.bsky.embed.images: blob maxSize
 CURSOR_EVERY = 2.0
@@ -243,7 +243,8 @@ class BlueskyAdapter:
         assert self._ctx is not None
         ctx = self._ctx
         cursor = await ctx.get_cursor(CURSOR)
-        url = self._acc.firehose + (f"?cursor={int(cursor)}" if cursor else "")
+        url = self._acc.firehose + (f"?cursor={int(cursor)}" if cursor and cursor.isdigit()
+                                    else "")
         async with ctx.http.ws_connect(url, max_msg_size=MAX_FRAME, autoping=True,
                                        timeout=aiohttp.ClientWSTimeout(
                                            ws_receive=None, ws_close=5.0)) as ws:
@@ -296,6 +297,8 @@ class BlueskyAdapter:
     async def _commit_tried(self, body: dict[str, Any], seq: Any) -> list[InboundEvent]:
         """:meth:`_commit`; a commit that keeps failing transiently (its author's
         identity cannot be read) is rejected after :data:`FRAME_TRIES` readings."""
+        where = f"at://{body.get('repo')}" if isinstance(body.get("repo"), str) \
+            else f"seq:{seq}"
         try:
             events = await self._commit(body)
         except TransientError as exc:
@@ -303,8 +306,15 @@ class BlueskyAdapter:
             self._tries = {seq: tries}
             if tries < FRAME_TRIES or not self._reading:
                 raise
-            where = f"at://{body.get('repo')}" if isinstance(body.get("repo"), str) \
-                else f"seq:{seq}"
+            return [rejection(exc, channel=self._reading[0].key, native_id=where[:300],
+                              logger=self._log)]
+        except AuthError:
+            raise
+        except Exception as exc:
+            # Whatever else one commit raises (a malformed frame, a bug) costs this
+            # commit only: a crash would replay it after every restart.
+            if not self._reading:
+                return []
             return [rejection(exc, channel=self._reading[0].key, native_id=where[:300],
                               logger=self._log)]
         self._tries.pop(seq, None)
@@ -396,7 +406,8 @@ class BlueskyAdapter:
         for op in wanted:
             path, action = str(op["path"]), op.get("action")
             uri = f"at://{repo}/{path}"
-            record = blocks.get(op.get("cid")) if action != "delete" else None
+            cid = op.get("cid")
+            record = blocks.get(cid) if action != "delete" and isinstance(cid, bytes) else None
             if path.startswith(PROFILE):
                 ident = self._idents.get(repo)
                 if ident is not None and record is not None:

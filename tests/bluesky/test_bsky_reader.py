@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import aiohttp
+import libipld
 import pytest
 from aiohttp import web
 from bskyhelp import BOT, DID, PDS, commit_frame, info_frame, post, tagged
@@ -264,3 +265,26 @@ async def test_did_web_on_a_private_address_is_not_fetched() -> None:
             ("create", P + "3kaaaaaaaaaa2", tagged("x #kmers"))]))
     [ev] = ctx.events
     assert isinstance(ev, Rejected) and "127.0.0.1" in ev.reason
+
+
+_op = st.fixed_dictionaries({"action": st.sampled_from(["create", "update", "delete"]) | _json,
+                             "path": st.sampled_from([P + "3kaaaaaaaaaa2",
+                                                      "app.bsky.actor.profile/self"]) | _json,
+                             "cid": _json | st.binary(max_size=40)}) | _json
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(_op, max_size=4) | _json, repo=st.just(DID) | _json,
+       blocks=st.binary(max_size=64) | _json, seq=st.integers(1, 10) | _json)
+async def test_hostile_commit_bodies_cost_at_most_one_rejection(ops: Any, repo: Any,
+                                                                blocks: Any, seq: Any) -> None:
+    ad, ctx = make()
+    ad._authors[DID] = None
+    body = {"ops": ops, "repo": repo, "blocks": blocks, "seq": seq, "time": "x"}
+    await ad.on_frame(libipld.encode_dag_cbor({"t": "#commit", "op": 1})
+                      + libipld.encode_dag_cbor(body))
+    await ad.on_frame(commit_frame(20, DID, [("create", P + "3kcccccccccc2",
+                                              tagged("ok #kmers"))]))
+    assert isinstance(ctx.events[-1], Posted)
+    assert sum(isinstance(e, Rejected) for e in ctx.events) <= 1
+    assert ctx.cursors[CURSOR] == "20"
