@@ -346,8 +346,9 @@ class BlueskyAdapter:
         if body.get("name") != "OutdatedCursor":
             return
         assert self._ctx is not None
-        self.gap_note = ("cursor was past the firehose's replay window: some posts may be "
-                         "missing; known authors' repos re-read")
+        self.gap_note = (f"cursor was past the firehose's replay window "
+                         f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC): some posts may be missing; "
+                         "known authors' repos re-read")
         self._log.warning("firehose: %s (%s)", self.gap_note, body.get("message", ""))
         self._ctx.set_health(Health.CONNECTED, self.gap_note)
         await self.reread_known_authors()

@@ -26,6 +26,7 @@ from adapters.bluesky.client import (
 )
 from adapters.bluesky.config import BlueskyAccount
 from adapters.bluesky.sandbox import BlueskySandbox
+from adapters.bluesky.testserver import PdsServer, missing_reason, node_binary
 from adapters.sandbox import SandboxPlatform
 from bridge.contract.adapter import AuthError, Health, PermanentError, TransientError
 from bridge.daemon.harness import (
@@ -198,3 +199,35 @@ async def test_wrong_app_password_in_the_relay_is_bad_credentials_never_logged(
     assert secret not in caplog.text
     assert "Invalid identifier or password" in caplog.text or "AuthenticationRequired" in \
         caplog.text
+
+
+@pytest.fixture(scope="module")
+def limited_pds(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if node_binary() is None:
+        pytest.skip(missing_reason())
+    server = PdsServer(tmp_path_factory.mktemp("pds-limited"), rate_limits=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_real_pds_429_resets_at_its_epoch(limited_pds: PdsServer) -> None:
+    """The reference PDS with its rate limits on: 30 logins per 5 minutes per
+    account; the 31st is a 429 whose ``ratelimit-reset`` is an epoch time."""
+    acct = limited_pds.create_account(f"lim-{int(time.time()) % 10000}")
+    pw = limited_pds.app_password(acct)
+    account = BlueskyAccount(service=limited_pds.url, handle=acct.handle, app_password=pw)
+    seen: list[Any] = []
+    err: TransientError | None = None
+    for _ in range(40):
+        c = XrpcClient(account)
+        c.on_rate = lambda *a: seen.append(a)
+        try:
+            await c.login()
+        except TransientError as exc:
+            err = exc
+            break
+        finally:
+            await c.close()
+    assert err is not None and "429" in str(err)
+    assert err.retry_after is not None and 0 < err.retry_after <= 300
