@@ -48,7 +48,7 @@ class BlueskyFactory(AdapterFactory):
         from adapters.bluesky.testserver import missing_reason, node_binary
 
         if node_binary() is None:
-            log.info("no Bluesky sandbox: %s", missing_reason())
+            log.warning("no local Bluesky: %s", missing_reason())
             return None
         return BlueskySandbox(workdir)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from adapters.bluesky import BlueskyFactory
 from adapters.bluesky.config import BlueskyAccount, BlueskyChannel
 from bridge.runtime.config import load
 from bridge.runtime.registry import load_factories
@@ -59,3 +60,10 @@ def test_channel_tag() -> None:
     assert BlueskyChannel(hashtag="#KMers").hashtag == "KMers"
     with pytest.raises(ValidationError):
         BlueskyChannel(hashtag="two words")
+
+
+def test_no_local_pds_is_said_plainly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("HASHBRIDGE_BLUESKY_DIR", str(tmp_path / "absent"))
+    assert BlueskyFactory().sandbox(str(tmp_path)) is None
+    assert "not installed" in caplog.text and "scripts/test.sh" in caplog.text
