@@ -251,9 +251,12 @@ class BlueskyAdapter:
         cursor = await ctx.get_cursor(CURSOR)
         url = self._acc.firehose + (f"?cursor={int(cursor)}" if cursor and cursor.isdigit()
                                     else "")
-        async with ctx.http.ws_connect(url, max_msg_size=MAX_FRAME, autoping=True,
-                                       timeout=aiohttp.ClientWSTimeout(
-                                           ws_receive=None, ws_close=5.0)) as ws:
+        # A handshake the server never answers must not hang the reader.
+        async with asyncio.timeout(self._acc.request_timeout):
+            ws = await ctx.http.ws_connect(url, max_msg_size=MAX_FRAME, autoping=True,
+                                           timeout=aiohttp.ClientWSTimeout(
+                                               ws_receive=None, ws_close=5.0))
+        async with ws:
             ctx.set_health(Health.CONNECTED, self.gap_note)
             while True:
                 try:

@@ -109,8 +109,11 @@ class BlueskySandbox:
         name = re.sub(r"[^a-z0-9-]", "-", author.lower().lstrip("@"))[:18].strip("-") or "member"
         if name not in self._members:
             acct = await asyncio.to_thread(self.server.create_account, f"{name}-{self._suffix}")
-            client = AsyncClient(base_url=self.server.url)
+            client = AsyncClient(base_url=self.server.listen_url)
             await client.login(acct.handle, acct.password, fetch_bsky_profile=False)
+            # Members reach the PDS itself, never through a fault proxy put in
+            # front of it for the bridge (login switched to the DID document's URL).
+            client.update_base_url(self.server.listen_url)
             self._members[name] = _Member(acct, client)
             # Members have display names on Bluesky; attributions elsewhere show them.
             await self.set_profile(author)
@@ -140,7 +143,7 @@ class BlueskySandbox:
     async def _strong_ref(self, uri: str) -> dict[str, str]:
         did, collection, rkey = split_uri(uri)
         m = next(iter(self._members.values()), None)
-        client = m.client if m else AsyncClient(base_url=self.server.url)
+        client = m.client if m else AsyncClient(base_url=self.server.listen_url)
         got = await client.com.atproto.repo.get_record(models.ComAtprotoRepoGetRecord.Params(
             repo=did, collection=collection, rkey=rkey))
         return {"uri": got.uri, "cid": str(got.cid)}
@@ -225,7 +228,8 @@ class BlueskySandbox:
         """Follow the PDS's firehose from its first event, for the whole run."""
         assert self._http is not None
         while True:
-            url = f"{self.server.firehose_url}?cursor={self._log.seq}"
+            base = self.server.listen_url.replace("http", "ws", 1)
+            url = f"{base}/xrpc/com.atproto.sync.subscribeRepos?cursor={self._log.seq}"
             try:
                 async with self._http.ws_connect(url) as ws:
                     async for msg in ws:
@@ -263,8 +267,9 @@ class BlueskySandbox:
             params = {"repo": did, "collection": POST, "limit": "100"}
             if cursor:
                 params["cursor"] = cursor
-            async with self._http.get(f"{self.server.url}/xrpc/com.atproto.repo.listRecords",
-                                      params=params) as r:
+            async with self._http.get(
+                    f"{self.server.listen_url}/xrpc/com.atproto.repo.listRecords",
+                    params=params) as r:
                 page = await r.json()
             for item in page.get("records") or []:
                 out[item["uri"]] = item["value"]

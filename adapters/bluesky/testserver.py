@@ -73,9 +73,14 @@ class PdsServer:
     """One PDS + PLC process.  ``spawn()`` then ``wait_ready()`` (or ``start()``)."""
 
     def __init__(self, workdir: str | Path, *, rate_limits: bool = False,
-                 node: str | None = None) -> None:
+                 node: str | None = None, public_port: int = 0, listen_port: int = 0) -> None:
+        """*public_port*/*listen_port*: the PDS names ``http://localhost:<public_port>``
+        in its DID documents (where clients go after login) but listens on
+        *listen_port*; a fault proxy between them sees all of its XRPC traffic.
+        Default: one free port for both."""
         self.dir = Path(workdir)
         self.rate_limits = rate_limits
+        self.public_port, self.listen_port = public_port, listen_port
         self.node = node or node_binary()
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
@@ -97,6 +102,11 @@ class PdsServer:
         return str(self.info["firehose"])
 
     @property
+    def listen_url(self) -> str:
+        """Where the PDS itself listens (its public URL unless a proxy stands there)."""
+        return str(self.info.get("listen") or self.info["pds"])
+
+    @property
     def log_path(self) -> Path:
         return self.dir / "pds.log"
 
@@ -107,7 +117,9 @@ class PdsServer:
         (self.dir / "data").mkdir(exist_ok=True)
         env = {**os.environ, "DATA_DIR": str(self.dir / "data"),
                "PDS_RATE_LIMITS_ENABLED": "true" if self.rate_limits else "false",
-               "NODE_ENV": "development"}
+               "NODE_ENV": "development",
+               **({"PDS_PORT": str(self.public_port)} if self.public_port else {}),
+               **({"LISTEN_PORT": str(self.listen_port)} if self.listen_port else {})}
         self._t0 = time.monotonic()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
