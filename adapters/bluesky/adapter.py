@@ -630,9 +630,6 @@ class BlueskyAdapter:
         did = self.client.did
         rkey = rkey_for(op.idempotency_key, op.post.created_at)
         uri = f"at://{did}/{POST}/{rkey}"
-        done = await self._existing(rkey, op.idempotency_key)
-        if done is not None:
-            return done
         reply = await self._reply_refs(op.reply_to) if op.reply_to else None
         op, fetched = await self._with_media(op)
         embed = None
@@ -649,8 +646,9 @@ class BlueskyAdapter:
             await self.client.procedure("com.atproto.repo.createRecord", {
                 "repo": did, "collection": POST, "rkey": rkey, "record": record})
         except AdapterError:
-            # A create that reached the PDS before the answer was lost (or one
-            # retried after a crash) finds its record under the same key: done.
+            # A create that reached the PDS before its answer was lost (or one
+            # retried after a crash) conflicts on its record key (the reference
+            # PDS answers 500): its record is there, with our key: done.
             done = await self._existing(rkey, op.idempotency_key)
             if done is not None:
                 return done
