@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from bskyhelp import BOT, CID, DID, PDS, facet, images, post, spans, strong, tagged, uri
+from bskyhelp import DID, PDS, facet, images, post, spans, strong, tagged, uri
 
 from adapters.bluesky import compose
 from adapters.bluesky.convert import (
@@ -221,7 +221,3 @@ def test_tag_detection_follows_bluesky(text: str) -> None:
     tags = [f["features"][0].get("tag") for f in compose.facets(text)]
     expected = {"#1234 no": [], "(#kmers)": [], "a#kmers": [], "#kmers!!": ["kmers"]}[text]
     assert tags == expected
-
-
-def test_uri_constants() -> None:
-    assert BOT.startswith("did:plc:") and CID.startswith("bafy")
