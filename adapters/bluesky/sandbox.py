@@ -1,0 +1,319 @@
+"""A real local Bluesky for ``hashbridge demo``, the end-to-end and fault suites and
+the benchmarks (:class:`bridge.contract.sandbox.PlatformSandbox`): the reference
+PDS with an in-memory PLC (:mod:`adapters.bluesky.testserver`).
+
+The bridge's account logs in with an app password, as in production.  Each
+community member is a real account on the PDS and posts through the ``atproto``
+SDK.  What the network shows is read back from the PDS itself: the records of
+every repo (``listRecords``) for the current state, and the PDS's own firehose
+for what happened to them (an edit is an ``update`` op, a delete a ``delete``
+op: Bluesky shows no trace of a deleted post, its event log does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import libipld
+from atproto_client import AsyncClient, models
+from atproto_client.models.utils import get_or_create
+
+from adapters.bluesky.compose import KEY_FIELD, facets
+from adapters.bluesky.convert import POST, split_uri
+from adapters.bluesky.testserver import PdsAccount, PdsServer
+from bridge.contract.sandbox import SandboxMessage
+
+
+@dataclass(slots=True)
+class _Member:
+    account: PdsAccount
+    client: AsyncClient
+
+
+@dataclass(slots=True)
+class _Log:
+    """What the PDS's firehose said about each post, by URI."""
+
+    order: dict[str, int] = field(default_factory=dict)
+    updated: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
+    last: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seq: int = 0
+
+
+class BlueskySandbox:
+    platform = "bluesky"
+
+    def __init__(self, workdir: str, *, hashtag: str = "kmers", bot: str = "bridgebot",
+                 rate_limits: bool = False, server: PdsServer | None = None) -> None:
+        """*server*: a PDS already running (a test session's), shared; else this
+        sandbox starts its own and stops it.  Account handles get a random suffix,
+        so several sandboxes can share one PDS."""
+        self._own_server = server is None
+        self.server = server or PdsServer(Path(workdir) / "pds", rate_limits=rate_limits)
+        self.hashtag = hashtag
+        self._suffix = secrets.token_hex(2)
+        self.bot_name = f"{bot}-{self._suffix}"
+        self.bot: PdsAccount | None = None
+        self.bot_app_password = ""
+        self._members: dict[str, _Member] = {}
+        self._log = _Log()
+        self._reader: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._own_server:
+            self.server.spawn()    # on the loop's thread: the PDS dies with this process
+            await asyncio.to_thread(self.server.wait_ready)
+        self.bot = await asyncio.to_thread(self.server.create_account, self.bot_name)
+        self.bot_app_password = await asyncio.to_thread(self.server.app_password, self.bot)
+        self._http = aiohttp.ClientSession()
+        self._reader = asyncio.create_task(self._read_log(), name="bsky-sandbox-log")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        for m in self._members.values():
+            await m.client.request.close()
+        self._members.clear()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._own_server:
+            await asyncio.to_thread(self.server.stop)
+
+    def account_config(self) -> dict[str, Any]:
+        assert self.bot is not None, "start() first"
+        # The PDS listens on 127.0.0.1: opt in to private media hosts (testing only).
+        return {"service": self.server.url, "handle": self.bot.handle,
+                "app_password": self.bot_app_password, "firehose": self.server.firehose_url,
+                "plc_directory": self.server.plc_url, "allow_private_media_hosts": True,
+                "profile_cache_seconds": 0.0}
+
+    def channel_config(self) -> dict[str, Any]:
+        return {"hashtag": self.hashtag}
+
+    # ------------------------------------------------------------ members
+    async def member(self, author: str) -> _Member:
+        name = re.sub(r"[^a-z0-9-]", "-", author.lower().lstrip("@"))[:18].strip("-") or "member"
+        if name not in self._members:
+            acct = await asyncio.to_thread(self.server.create_account, f"{name}-{self._suffix}")
+            client = AsyncClient(base_url=self.server.listen_url)
+            await client.login(acct.handle, acct.password, fetch_bsky_profile=False)
+            # Members reach the PDS itself, never through a fault proxy put in
+            # front of it for the bridge (login switched to the DID document's URL).
+            client.update_base_url(self.server.listen_url)
+            self._members[name] = _Member(acct, client)
+            # Members have display names on Bluesky; attributions elsewhere show them.
+            await self.set_profile(author)
+        return self._members[name]
+
+    async def set_profile(self, author: str, *, description: str = "",
+                          display_name: str = "", labels: tuple[str, ...] = ()) -> None:
+        """Write the member's ``app.bsky.actor.profile/self`` (consent signals live there)."""
+        m = await self.member(author)
+        name = author.lstrip("@").split(".")[0]
+        record: dict[str, Any] = {"$type": "app.bsky.actor.profile", "description": description,
+                                  "displayName": display_name or name.title()}
+        if labels:
+            record["labels"] = {"$type": "com.atproto.label.defs#selfLabels",
+                                "values": [{"val": v} for v in labels]}
+        await m.client.com.atproto.repo.put_record(models.ComAtprotoRepoPutRecord.Data(
+            repo=m.account.did, collection="app.bsky.actor.profile", rkey="self",
+            record=record))
+
+    def _tagged(self, text: str) -> str:
+        # The hashtag is how the conversation (and the bridge) finds a post:
+        # members tag their posts, replies included.
+        if f"#{self.hashtag}".lower() not in text.lower():
+            text = f"{text} #{self.hashtag}"
+        return text
+
+    async def _strong_ref(self, uri: str) -> dict[str, str]:
+        did, collection, rkey = split_uri(uri)
+        m = next(iter(self._members.values()), None)
+        client = m.client if m else AsyncClient(base_url=self.server.listen_url)
+        got = await client.com.atproto.repo.get_record(models.ComAtprotoRepoGetRecord.Params(
+            repo=did, collection=collection, rkey=rkey))
+        return {"uri": got.uri, "cid": str(got.cid)}
+
+    async def post_as_member(self, author: str, text: str,
+                             reply_to: str | None = None, *,
+                             images: tuple[tuple[bytes, str], ...] = (),
+                             tag: bool = True) -> str:
+        """Post as a community member; *images*: ``(PNG/JPEG bytes, alt text)``."""
+        m = await self.member(author)
+        text = self._tagged(text) if tag else text
+        record: dict[str, Any] = {"$type": POST, "text": text,
+                                  "createdAt": datetime.now(UTC).isoformat()}
+        found = facets(text) + self._mention_facets(text)
+        if found:
+            record["facets"] = found
+        if reply_to:
+            parent = await self._strong_ref(reply_to)
+            got = await m.client.com.atproto.repo.get_record(
+                models.ComAtprotoRepoGetRecord.Params(repo=split_uri(reply_to)[0],
+                                                      collection=POST,
+                                                      rkey=split_uri(reply_to)[2]))
+            reply = getattr(got.value, "reply", None)
+            root = {"uri": reply.root.uri, "cid": reply.root.cid} if reply else parent
+            record["reply"] = {"root": root, "parent": parent}
+        if images:
+            blobs = []
+            for data, alt in images:
+                up = await m.client.upload_blob(data)
+                blobs.append({"image": up.blob.model_dump(by_alias=True), "alt": alt})
+            record["embed"] = {"$type": "app.bsky.embed.images", "images": blobs}
+        out = await m.client.app.bsky.feed.post.create(
+            m.account.did, get_or_create(record, models.AppBskyFeedPost.Record, strict=False))
+        return str(out.uri)
+
+    def _mention_facets(self, text: str) -> list[dict[str, Any]]:
+        """Members' apps turn ``@handle`` of a known account into a mention facet."""
+        assert self.bot is not None
+        dids = {self.bot.handle: self.bot.did,
+                **{m.account.handle: m.account.did for m in self._members.values()}}
+        out = []
+        for m in re.finditer(r"@([a-z0-9.-]+\.test)\b", text):
+            if m.group(1) in dids:
+                start = len(text[:m.start()].encode())
+                out.append({"index": {"byteStart": start,
+                                      "byteEnd": start + len(m.group(0).encode())},
+                            "features": [{"$type": "app.bsky.richtext.facet#mention",
+                                          "did": dids[m.group(1)]}]})
+        return out
+
+    def _owner(self, uri: str) -> _Member:
+        did = split_uri(uri)[0]
+        for m in self._members.values():
+            if m.account.did == did:
+                return m
+        raise KeyError(f"{uri} was not posted through this sandbox")
+
+    async def edit_as_member(self, native_id: str, text: str) -> None:
+        m = self._owner(native_id)
+        did, collection, rkey = split_uri(native_id)
+        got = await m.client.com.atproto.repo.get_record(models.ComAtprotoRepoGetRecord.Params(
+            repo=did, collection=collection, rkey=rkey))
+        text = self._tagged(text)
+        old = got.value
+        record: dict[str, Any] = {"$type": POST, "text": text,
+                                  "createdAt": getattr(old, "created_at", "")}
+        found = facets(text)
+        if found:
+            record["facets"] = found
+        reply = getattr(old, "reply", None)
+        if reply is not None:
+            record["reply"] = reply.model_dump(by_alias=True, exclude_none=True)
+        await m.client.com.atproto.repo.put_record(models.ComAtprotoRepoPutRecord.Data(
+            repo=did, collection=collection, rkey=rkey,
+            record=get_or_create(record, models.AppBskyFeedPost.Record, strict=False)))
+
+    async def delete_as_member(self, native_id: str) -> None:
+        await self._owner(native_id).client.delete_post(native_id)
+
+    # ------------------------------------------------------------ what the network shows
+    async def _read_log(self) -> None:
+        """Follow the PDS's firehose from its first event, for the whole run."""
+        assert self._http is not None
+        while True:
+            base = self.server.listen_url.replace("http", "ws", 1)
+            url = f"{base}/xrpc/com.atproto.sync.subscribeRepos?cursor={self._log.seq}"
+            try:
+                async with self._http.ws_connect(url) as ws:
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.BINARY:
+                            self._note(msg.data)
+            except (aiohttp.ClientError, OSError):
+                pass
+            await asyncio.sleep(0.2)
+
+    def _note(self, frame: bytes) -> None:
+        header, body = libipld.decode_dag_cbor_multi(frame)[:2]
+        if header.get("t") != "#commit":
+            return
+        self._log.seq = max(self._log.seq, int(body.get("seq", 0)))
+        blocks = libipld.decode_car(body["blocks"])[1] if body.get("blocks") else {}
+        for op in body.get("ops") or []:
+            if not str(op.get("path", "")).startswith(POST + "/"):
+                continue
+            uri = f"at://{body['repo']}/{op['path']}"
+            if op["action"] == "create":
+                self._log.order.setdefault(uri, body["seq"])
+            elif op["action"] == "update":
+                self._log.updated.add(uri)
+            elif op["action"] == "delete":
+                self._log.deleted.add(uri)
+            rec = blocks.get(op.get("cid")) if op.get("cid") else None
+            if isinstance(rec, dict):
+                self._log.last[uri] = rec
+
+    async def _records(self, did: str) -> dict[str, dict[str, Any]]:
+        assert self._http is not None
+        out: dict[str, dict[str, Any]] = {}
+        cursor = ""
+        while True:
+            params = {"repo": did, "collection": POST, "limit": "100"}
+            if cursor:
+                params["cursor"] = cursor
+            async with self._http.get(
+                    f"{self.server.listen_url}/xrpc/com.atproto.repo.listRecords",
+                    params=params) as r:
+                page = await r.json()
+            for item in page.get("records") or []:
+                out[item["uri"]] = item["value"]
+            cursor = page.get("cursor") or ""
+            if not cursor or not page.get("records"):
+                return out
+
+    async def messages(self) -> list[SandboxMessage]:
+        assert self.bot is not None
+        tag = self.hashtag.casefold()
+        handles = {self.bot.did: self.bot.handle,
+                   **{m.account.did: m.account.handle for m in self._members.values()}}
+        shown: dict[str, tuple[dict[str, Any], bool]] = {}
+        for did in handles:
+            for uri, value in (await self._records(did)).items():
+                shown[uri] = (value, False)
+        # the bridge's deleted posts leave a trace in the PDS's event log
+        for uri in self._log.deleted:
+            if uri.startswith(f"at://{self.bot.did}/") and uri in self._log.last:
+                shown.setdefault(uri, (self._log.last[uri], True))
+        out = []
+        for uri, (value, deleted) in shown.items():
+            did = split_uri(uri)[0]
+            by_bridge = did == self.bot.did
+            text = str(value.get("text", ""))
+            if not by_bridge and f"#{tag}" not in text.casefold() and tag not in [
+                    str(t).casefold() for t in value.get("tags") or []]:
+                continue
+            parent = ((value.get("reply") or {}).get("parent") or {}).get("uri")
+            out.append((self._log.order.get(uri, 1 << 60), str(value.get("createdAt", "")),
+                        SandboxMessage(native_id=uri, author=handles.get(did, did), text=text,
+                                       by_bridge=by_bridge, reply_to=parent,
+                                       edited=uri in self._log.updated, deleted=deleted,
+                                       key=str(value.get(KEY_FIELD, "")))))
+        out.sort(key=lambda t: (t[0], t[1]))
+        return [m for _, _, m in out]
+
+    async def settled(self, timeout: float = 5.0) -> None:
+        """Wait until the event log has read everything the PDS has sent so far."""
+        assert self._http is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        last = -1
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            if self._log.seq == last:
+                return
+            last = self._log.seq
