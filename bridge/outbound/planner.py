@@ -77,6 +77,10 @@ class Delivery:
     parts_done: int = 0
     """Parts of a create already sent (a create resumed after a crash)."""
     created_at: float = 0.0
+    maybe_sent: bool = False
+    """Tried before (a failure was recorded), or queued before the worker last
+    started (it may have been in flight at a kill -9): it may have reached the
+    platform though no answer came back."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,7 +234,11 @@ def plan_create(inp: PlanInput, post: Post) -> Plan:
     """A new post: its parts, the first answering its parent's copy (or naming
     the parent's original when the parent has no copy here)."""
     d = inp.delivery
-    if inp.deleted:
+    if inp.deleted and not d.maybe_sent:
+        # Never tried: nothing can be there. A create that may have reached the
+        # platform with its answer lost (a time-out, a kill -9 mid-send) goes out
+        # again under the same idempotency key, so its copy is recorded and the delete
+        # queued behind it removes it, instead of leaving a copy nobody knows of.
         return Skip("deleted at its origin before delivery")
     if inp.here.origin is not None:
         return Skip("already on this channel (posted there by its author)")

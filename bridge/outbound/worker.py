@@ -132,6 +132,9 @@ class ChannelWorker:
     _target: Target | None = None
     _share: AuthorShare = field(default_factory=AuthorShare)
     """Parts each author took on this channel today (``author_share``)."""
+    _started: float = field(default_factory=time.time)
+    """Deliveries queued before this worker started may have been in flight when the
+    last process stopped (a kill -9 mid-send)."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -281,8 +284,8 @@ class ChannelWorker:
                     d.id, f"{post.author.platform}:{post.author.handle.casefold()}",
                     allowance, money)
         return PlanInput(
-            delivery=Delivery(id=d.id, op=d.op, parts_done=d.parts_done,
-                              created_at=d.created_at),
+            delivery=Delivery(id=d.id, op=d.op, parts_done=d.parts_done, created_at=d.created_at,
+                              maybe_sent=d.attempts > 0 or d.created_at < self._started),
             channel=self.channel.key, post=post, deleted=facts.deleted,
             here=log.here(d.post_id, facts.here),
             parent=log.parent(post.reply_to if post else None, facts.parent),

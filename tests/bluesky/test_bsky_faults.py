@@ -234,8 +234,6 @@ async def test_real_pds_429_resets_at_its_epoch(limited_pds: PdsServer) -> None:
     assert err.retry_after is not None and 0 < err.retry_after <= 300
 
 
-@pytest.mark.xfail(strict=True, reason="core gap: the worker skips the retried create of a "
-                   "post deleted meanwhile, so a create whose answer was lost leaves its copy")
 async def test_lost_answer_then_delete_leaves_no_copy(bsky: BlueskySandbox,
                                                       lobby: SandboxPlatform, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:

@@ -276,6 +276,16 @@ def test_create_skips() -> None:
         Skip("already on this channel (posted there by its author)")
 
 
+def test_create_that_may_have_been_sent_goes_out_again_though_deleted() -> None:
+    """Its answer lost (a time-out, a kill -9 mid-send), a create may be on the platform:
+    sent again under its idempotency key, its copy is recorded, and the delete queued
+    behind it removes it (skipping it would leave a copy nobody knows of)."""
+    base = inp(Op.CREATE, "x", deleted=True)
+    again = replace(base, delivery=replace(base.delivery, maybe_sent=True))
+    p = plan(again)
+    assert isinstance(p, Send) and [s.op.idempotency_key for s in p.steps] == ["d1.0"]
+
+
 def test_create_past_the_author_share_is_cut_to_one_part() -> None:
     share = ShareView(author="sandbox:dora", used=4, allowance=5)
     p = plan(inp(Op.CREATE, text("a", 3), share=share, web_link="https://web.example/c/kmers"))
