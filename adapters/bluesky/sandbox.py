@@ -51,6 +51,7 @@ class _Log:
 
 class BlueskySandbox:
     platform = "bluesky"
+    kind = "real server (the reference Bluesky PDS, with a local PLC)"
 
     def __init__(self, workdir: str, *, hashtag: str = "kmers", bot: str = "bridgebot",
                  rate_limits: bool = False, server: PdsServer | None = None) -> None:

@@ -64,10 +64,12 @@ def synapse_python() -> str | None:
     """The interpreter of the Synapse venv, or None when it is not installed.
 
     ``SYNAPSE_PYTHON`` when set (only it), else the provisioning venv
-    (:func:`synapse_venv`), else ``<repo>/.venv-synapse``."""
+    (:func:`synapse_venv`; only it when ``HASHBRIDGE_SYNAPSE_VENV`` names it), else
+    ``<repo>/.venv-synapse``."""
     forced = os.environ.get("SYNAPSE_PYTHON")
-    candidates = [forced] if forced else [str(synapse_venv() / "bin" / "python"),
-                                          str(REPO / ".venv-synapse" / "bin" / "python")]
+    venv = str(synapse_venv() / "bin" / "python")
+    candidates = [forced] if forced else [venv] if os.environ.get(
+        "HASHBRIDGE_SYNAPSE_VENV") else [venv, str(REPO / ".venv-synapse" / "bin" / "python")]
     for py in candidates:
         if not Path(py).exists():
             continue
