@@ -10,17 +10,30 @@ never from our store.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import re
 import secrets
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from adapters.matrix.convert import ORIGIN_KEY
+from adapters.matrix.convert import HTML_FORMAT, ORIGIN_KEY
 from adapters.matrix.testserver import RegisteredUser, SynapseServer
-from bridge.contract.sandbox import SandboxMessage
+from bridge.contract.sandbox import (
+    Endpoint,
+    FailureAnswer,
+    Fault,
+    PoisonKind,
+    SandboxFeatures,
+    SandboxMessage,
+)
+
+NESTED = "<p>" + "<b>" * 1000 + "deep nesting" + "</b>" * 1000 + "</p>"
 
 
 def _q(s: str) -> str:
@@ -29,6 +42,7 @@ def _q(s: str) -> str:
 
 class MatrixSandbox:
     platform = "matrix"
+    features = SandboxFeatures(commands=True, startup_seconds=10.0)
 
     def __init__(self, workdir: str, *, relaxed: bool = True, bot: str = "bridgebot") -> None:
         self.server = SynapseServer(Path(workdir) / "synapse", relaxed=relaxed)
@@ -122,6 +136,53 @@ class MatrixSandbox:
             "PUT", f"/_matrix/client/v3/rooms/{_q(self.room_id)}/redact/{_q(native_id)}/"
                    f"sbr{self._txn}", self._token_of(native_id), {})
 
+    async def post_with_media(self, author: str, text: str, data: bytes, media_type: str,
+                              alt_text: str) -> str:
+        raise NotImplementedError("the Matrix sandbox posts text only (for now)")
+
+    async def command_as_member(self, author: str, command: str) -> str:
+        return await self.post_as_member(author, command)
+
+    async def post_poison(self, author: str, tag: str) -> dict[str, PoisonKind]:
+        """HTML nested a thousand deep in ``formatted_body``."""
+        user = await self._member(author)
+        eid = await self._send(user.access_token, {
+            "msgtype": "m.text", "body": f"{tag} deep nesting", "format": HTML_FORMAT,
+            "formatted_body": NESTED})
+        return {eid: PoisonKind.EITHER}
+
+    # ------------------------------------------------------------ faults
+    def endpoints(self) -> list[Endpoint]:
+        port = urlsplit(self.server.url).port
+        assert port is not None, "start() first"
+        return [Endpoint(name="homeserver", port=port)]
+
+    def account_config_via(self, ports: Mapping[str, int], timeout: float) -> dict[str, Any]:
+        cfg = self.account_config() | {"request_timeout": timeout, "sync_timeout_ms":
+                                       int(min(3.0, timeout / 2) * 1000)}
+        if "homeserver" in ports:
+            cfg["homeserver"] = f"http://127.0.0.1:{ports['homeserver']}"
+        return cfg
+
+    def failure(self, endpoint: str, fault: Fault, n: int, until: float
+                ) -> FailureAnswer | None:
+        if fault == "ratelimit":
+            left = max(0.0, until - time.time())
+            body = {"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests",
+                    "retry_after_ms": int(left * 1000)}
+            return FailureAnswer(status=429, body=json.dumps(body).encode(),
+                                 headers={"Retry-After": str(math.ceil(left))})
+        if n % 2 == 0:  # the reverse proxy in front of Synapse
+            page = ("<html><head><title>502 Bad Gateway</title></head><body><center>"
+                    "<h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body>"
+                    "</html>\n")
+            return FailureAnswer(status=502, body=page.encode(), content_type="text/html")
+        return FailureAnswer(status=500, body=json.dumps(
+            {"errcode": "M_UNKNOWN", "error": "Internal server error"}).encode())
+
+    def unthrottle(self) -> None:
+        pass  # the sandbox's Synapse runs with relaxed rate limits already
+
     async def raw_events(self) -> list[dict[str, Any]]:
         """Every m.room.message and redaction in the room, oldest first."""
         host = await self._member("host")
@@ -156,7 +217,16 @@ class MatrixSandbox:
             deleted = not c       # a redacted event keeps its trace with empty content
             reply = c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
             by_bridge = e["sender"] == self.bot.user_id or ORIGIN_KEY in c
+            # Intentional mentions: whom the event pings (its m.mentions, and the whole
+            # room for "room": true); Synapse then ignores the legacy body rules.
+            mentions = c.get("m.mentions", {}) if isinstance(c.get("m.mentions"), dict) else {}
+            pings = [str(u) for u in mentions.get("user_ids", [])]
+            if mentions.get("room"):
+                pings.append("@room")
+            if "m.mentions" not in c and not deleted:
+                pings.append("(no m.mentions: the body's names ping)")
             out.append(SandboxMessage(
+                pings=tuple(pings),
                 native_id=e["event_id"], author=e["sender"],
                 text="" if deleted else edits.get(e["event_id"], str(c.get("body", ""))),
                 by_bridge=by_bridge, reply_to=reply, edited=e["event_id"] in edits,
