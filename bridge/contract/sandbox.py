@@ -60,6 +60,9 @@ class SandboxFeatures:
     """Members can edit their posts (and the adapter reads edits)."""
     member_deletes: bool = True
     """Members can delete their posts (and the adapter learns of it)."""
+    deletes_noticed_seconds: float = 1.0
+    """How soon the adapter notices a member's delete (X: only by looking relayed posts
+    up again, about 7 s in its sandbox)."""
     member_media: bool = False
     """:meth:`PlatformSandbox.post_with_media` works (and copies show media)."""
     in_process: bool = False

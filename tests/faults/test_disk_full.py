@@ -42,6 +42,7 @@ import aiohttp
 import pytest
 from diskspace import Ballast, SmallFs, small_fs
 from scaffold import (
+    ALL,
     CAN_DELETE_COPIES,
     CAN_EDIT_COPIES,
     DELETES,
@@ -55,7 +56,6 @@ from scaffold import (
 
 from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
 
-ALL = {"mastodon", "twitter", "matrix", "email"}
 MARK = re.compile(r"\[d(\d{4})\]")
 FULL_LINE = "cannot write to the data dir"
 MASTODON_MISSES_DELETES_WHILE_DOWN = frozenset({"mastodon"})
