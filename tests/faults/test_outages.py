@@ -3,7 +3,7 @@ platform goes away, while the relay runs against all of them at once.
 
 The bridge is a real ``hashbridge run`` process; every account reaches its
 platform (the Mastodon and X emulators, a real Synapse, real Dovecot IMAP and
-the aiosmtpd list) through a :class:`~faultproxy.FaultProxy`.  Per test: a
+the aiosmtpd list) through a :class:`~bridge.conformance.faultproxy.FaultProxy`.  Per test: a
 burst of posts from every network (replies and deletes among them); a third of
 the way in, one platform's proxies switch to the mode under test for a few
 seconds while members keep posting; then back to ``pass``.  Counted on the
