@@ -96,7 +96,7 @@ class EmailSandbox:
 
     async def post_with_media(self, author: str, text: str, data: bytes, media_type: str,
                               alt_text: str) -> str:
-        raise NotImplementedError("the email sandbox posts text only (for now)")
+        raise NotImplementedError("a mail attachment carries a file name, no alt text")
 
     async def command_as_member(self, author: str, command: str) -> str:
         raise NotImplementedError("the email adapter reads no bot commands")

@@ -30,6 +30,7 @@ from bridge.contract.sandbox import (
     Fault,
     PoisonKind,
     SandboxFeatures,
+    SandboxMedia,
     SandboxMessage,
 )
 
@@ -138,7 +139,8 @@ class MatrixSandbox:
 
     async def post_with_media(self, author: str, text: str, data: bytes, media_type: str,
                               alt_text: str) -> str:
-        raise NotImplementedError("the Matrix sandbox posts text only (for now)")
+        raise NotImplementedError(
+            "Matrix members' images carry a filename or a caption, no alt text")
 
     async def command_as_member(self, author: str, command: str) -> str:
         return await self.post_as_member(author, command)
@@ -203,17 +205,32 @@ class MatrixSandbox:
         assert self.bot is not None
         events = await self.raw_events()
         edits: dict[str, str] = {}
+        # The bridge sends a post's media as events of their own next to its text (the
+        # copy's extra ids): shown as the attachments of the post's first text event, the
+        # way clients group them.  Both carry the post's origin.
+        texts: dict[str, str] = {}
+        media: dict[str, list[SandboxMedia]] = {}
+        for e in events:
+            c = e.get("content", {})
+            if e["type"] != "m.room.message" or not isinstance(c.get(ORIGIN_KEY), dict):
+                continue
+            if c.get("msgtype") in MEDIA:
+                media.setdefault(_origin(c), []).append(_media(c))
+            elif c.get("m.relates_to", {}).get("rel_type") != "m.replace":
+                texts.setdefault(_origin(c), e["event_id"])
         for e in events:
             rel = e.get("content", {}).get("m.relates_to", {})
             if rel.get("rel_type") == "m.replace":
                 new = e["content"].get("m.new_content", {})
                 edits[rel.get("event_id", "")] = str(new.get("body", ""))
-        out = []
+        out: list[SandboxMessage] = []
         for e in events:
             c = e.get("content", {})
             if e["type"] != "m.room.message" or (
                     c.get("m.relates_to", {}).get("rel_type") == "m.replace"):
                 continue
+            if c.get("msgtype") in MEDIA and _origin(c) in texts:
+                continue  # shown as the attachment of its post's text (below)
             deleted = not c       # a redacted event keeps its trace with empty content
             reply = c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
             by_bridge = e["sender"] == self.bot.user_id or ORIGIN_KEY in c
@@ -230,5 +247,27 @@ class MatrixSandbox:
                 native_id=e["event_id"], author=e["sender"],
                 text="" if deleted else edits.get(e["event_id"], str(c.get("body", ""))),
                 by_bridge=by_bridge, reply_to=reply, edited=e["event_id"] in edits,
-                deleted=deleted))
+                deleted=deleted,
+                media=(_media(c),) if c.get("msgtype") in MEDIA else
+                tuple(media.get(_origin(c), ())) if texts.get(_origin(c)) == e["event_id"]
+                else ()))
         return out
+
+
+MEDIA = ("m.image", "m.video", "m.audio", "m.file")
+
+
+def _origin(content: dict[str, Any]) -> str:
+    return json.dumps(content.get(ORIGIN_KEY), sort_keys=True) \
+        if isinstance(content.get(ORIGIN_KEY), dict) else ""
+
+
+def _media(content: dict[str, Any]) -> SandboxMedia:
+    """An attachment as clients show it: ``body`` is its textual representation (the alt
+    text the bridge sent, else the file's name)."""
+    raw = content.get("info")
+    info: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    size = info.get("size")
+    return SandboxMedia(media_type=str(info.get("mimetype", "")),
+                        alt_text=str(content.get("body", "")),
+                        size=size if isinstance(size, int) else None)

@@ -47,13 +47,22 @@ class TwitterSandbox:
         self.base_url = ""
         self.port = 0
         self._files: dict[str, bytes] = {}
+        self._cdn: web.AppRunner | None = None
+        self.cdn_url = ""
         self._unthrottled = False
 
     async def start(self) -> None:
-        app = self.emulator.app()
-        # Members' media as X serves it (pbs.twimg.com), here from the emulator's port.
-        app.router.add_get("/sandbox-media/{name}", self._media_file)
-        self._runner = web.AppRunner(app)
+        # Members' media as X serves it: from its CDN (pbs.twimg.com), without the API's
+        # authentication; here a second listener on 127.0.0.1.
+        cdn = web.Application()
+        cdn.router.add_get("/media/{name}", self._media_file)
+        self._cdn = web.AppRunner(cdn)
+        await self._cdn.setup()
+        cdn_site = web.TCPSite(self._cdn, "127.0.0.1", 0)
+        await cdn_site.start()
+        cdn_port = cdn_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.cdn_url = f"http://127.0.0.1:{cdn_port}"
+        self._runner = web.AppRunner(self.emulator.app())
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -66,6 +75,9 @@ class TwitterSandbox:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._cdn is not None:
+            await self._cdn.cleanup()
+            self._cdn = None
 
     async def _media_file(self, request: web.Request) -> web.Response:
         data = self._files.get(request.match_info["name"])
@@ -76,10 +88,11 @@ class TwitterSandbox:
     def account_config(self) -> dict[str, Any]:
         budgets = {"max_posts_per_day": 100_000, "max_usd_per_day": 100_000.0,
                    "max_usd_per_month": 100_000.0} if self._unthrottled else {}
-        # Members' media is served from the emulator's port (see start): X's media host here.
+        # Members' media comes from the sandbox's CDN (see start): X's media host here.
+        cdn = [self.cdn_url.removeprefix("http://")] if self.cdn_url else []
         return {**self.creds, "api_base": self.base_url, "bot_username": self.bot.username,
-                "search_share": 1.0, "allow_private_media_hosts": True,
-                "media_hosts": [f"127.0.0.1:{self.port}"], **budgets}
+                "search_share": 1.0, "allow_private_media_hosts": True, "media_hosts": cdn,
+                **budgets}
 
     def channel_config(self) -> dict[str, Any]:
         # Deletions on X are found by looking relayed posts up again (searches carry no
@@ -119,7 +132,7 @@ class TwitterSandbox:
         self._files[f"{mid}.png"] = data
         st.media[mid] = Media(media_key="3_" + mid, media_id=mid, media_type=media_type,
                               size=len(data), alt_text=alt_text,
-                              url=f"{self.base_url}/sandbox-media/{mid}.png")
+                              url=f"{self.cdn_url}/media/{mid}.png")
         return st.create(st.user(author.lstrip("@")), text, media_ids=(mid,)).id
 
     async def command_as_member(self, author: str, command: str) -> str:

@@ -40,20 +40,9 @@ log = logging.getLogger("hashbridge.conformance")
 
 # ---------------------------------------------------------------- the registry's networks
 def networks(registry: Registry | None = None) -> list[str]:
-    """Every registered platform, sorted (``sandbox`` included); whether it has a
-    sandbox here is :func:`sandbox_of`'s answer."""
+    """Every registered platform, sorted (``sandbox`` included); whether its sandbox can
+    run here is its factory's answer (``AdapterFactory.sandbox`` returns None)."""
     return sorted((registry or load_factories()).factories)
-
-
-def sandbox_of(platform: str, workdir: str | Path,
-               registry: Registry | None = None) -> PlatformSandbox | None:
-    """The platform's sandbox in *workdir*, or None when it cannot run here (its
-    factory logged why)."""
-    factory = (registry or load_factories()).factories[platform]
-    box = factory.sandbox(str(workdir))
-    if box is not None and platform == "sandbox":
-        box.network = LOBBY if Path(workdir).name == LOBBY else "garden"  # type: ignore[attr-defined]
-    return box
 
 
 async def start_boxes(tmp: Path, platforms: Iterable[str] | None = None, *,

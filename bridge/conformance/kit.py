@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bridge.conformance.fleet import copy_capabilities
 from bridge.contract.adapter import Capabilities, Health
 from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
 from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
@@ -51,13 +52,14 @@ class Kit:
         assert lobby is not None, "the sandbox platform always has a sandbox"
         lobby.network = LOBBY  # type: ignore[attr-defined]
         self.lobby: PlatformSandbox = lobby
-        box = self.registry.factories[platform].sandbox(str(self.workdir / platform))
-        if box is None:
-            raise Unsupported(f"{platform} has no sandbox that can run here (see the log)")
-        if platform == "sandbox":
+        if platform == "sandbox":   # a second network next to the lobby
             box = self.registry.factories["sandbox"].sandbox(str(self.workdir / "networks"))
             box.network = "garden"  # type: ignore[union-attr]
-        assert box is not None
+        else:
+            box = self.registry.factories[platform].sandbox(str(self.workdir / platform))
+        if box is None:
+            raise Unsupported(f"{platform} has no sandbox that can run here (its factory "
+                              "logged why)")
         self.box: PlatformSandbox = box
         self.bridge: Bridge | None = None
         self.extra: dict[str, PlatformSandbox] = {}
@@ -164,8 +166,11 @@ class Kit:
         return re.compile(rf"\[{tag}-(\d+)\]")
 
     def caps(self, account: str = NET) -> Capabilities:
-        """What the bridge's copies can do on *account*'s channel (its adapter says)."""
-        bridge = self._need_bridge()
+        """What the bridge's copies can do on *account*'s channel (its adapter says: the
+        running one's, else one built from the default config, without I/O)."""
+        bridge = self.bridge
+        if bridge is None:
+            return copy_capabilities(self.config())[account]
         adapter = bridge.accounts[account].adapter
         assert adapter is not None
         key = next(ch.key for ch in bridge.config.all_channels() if ch.account == account)
