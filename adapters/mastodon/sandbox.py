@@ -30,8 +30,10 @@ log = logging.getLogger("hashbridge.adapter.mastodon.sandbox")
 
 class MastodonSandbox:
     platform = "mastodon"
+    # The adapter's catch-up reads forward from its min_id cursor: a status deleted
+    # while the bridge is down is never seen.
     features = SandboxFeatures(member_media=True, commands=True, in_process=True,
-                               startup_seconds=2.0)
+                               deletes_seen_after_downtime=False, startup_seconds=2.0)
 
     def __init__(self, workdir: str = ".", *, hashtag: str = "kmers",
                  max_characters: int = 500, visibility: str = "public",

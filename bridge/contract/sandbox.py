@@ -63,6 +63,9 @@ class SandboxFeatures:
     deletes_noticed_seconds: float = 1.0
     """How soon the adapter notices a member's delete (X: only by looking relayed posts
     up again, about 7 s in its sandbox)."""
+    deletes_seen_after_downtime: bool = True
+    """A member's delete made while the bridge was down reaches the copies after it is
+    back (Mastodon's catch-up reads forward from a cursor: such a delete is never seen)."""
     member_media: bool = False
     """:meth:`PlatformSandbox.post_with_media` works (and copies show media)."""
     in_process: bool = False
