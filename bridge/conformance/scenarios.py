@@ -295,6 +295,40 @@ async def consent_nobridge(kit: Kit) -> None:
     assert 1 not in on_lobby and 2 not in on_net, (on_lobby.get(1), on_net.get(2))
 
 
+@scenario("input the adapter cannot read costs that post only: rejected with its reason, "
+          "the posts around it relayed, the adapter connected", own_bridge=False)
+async def poison_input(kit: Kit) -> None:
+    t = kit.tag()
+    await kit.box.post_as_member("alice", f"[{t}-1] before the poison")
+    sent = await kit.box.post_poison("mallory", f"[{t}-9]")
+    if not sent:
+        raise Unsupported(f"the {kit.platform} sandbox has no poison to post")
+    await kit.box.post_as_member("alice", f"[{t}-2] after the poison")
+    await kit.until(kit.lobby, t, {1, 2})
+    bridge = kit.bridge
+    assert bridge is not None
+
+    channel = next(ch.key for ch in bridge.config.all_channels() if ch.account == NET)
+
+    async def recorded() -> set[str]:
+        def read(tx: Any) -> tuple[set[str], set[str]]:
+            return ({r[1] for r in tx.rejections(10_000)},
+                    {n for n in sent if tx.native_lookup(channel, n) is not None})
+
+        ids, relayed = await bridge.store.run(read)
+        missing = {n for n, how in sent.items()
+                   if n not in ids and not (how == PoisonKind.EITHER and n in relayed)}
+        return ids if not missing else set()
+
+    rejected = await kit.eventually(recorded, "the poison's rejections")
+    await kit.settle()
+    for nid, how in sent.items():
+        if how == PoisonKind.ALWAYS:
+            assert nid in rejected, f"{kit.platform}: poison {nid} not recorded as rejected"
+    assert bridge.accounts[NET].health == Health.CONNECTED
+    assert bridge.accounts[NET].adapter is not None
+
+
 @scenario("opt-in community: nothing of a member's crosses before !join, after it does",
           own_bridge=True)
 async def consent_opt_in_join(kit: Kit) -> None:
@@ -490,37 +524,3 @@ def _exactly_once_in_order(snapshot: dict[str, list[SandboxMessage]],
         if seq != sorted(seq):
             problems.append(f"{net}: copies out of order: {seq}")
     assert not problems, f"after {mode}: " + "; ".join(problems)
-
-
-@scenario("input the adapter cannot read costs that post only: rejected with its reason, "
-          "the posts around it relayed, the adapter connected", own_bridge=False)
-async def poison_input(kit: Kit) -> None:
-    t = kit.tag()
-    await kit.box.post_as_member("alice", f"[{t}-1] before the poison")
-    sent = await kit.box.post_poison("mallory", f"[{t}-9]")
-    if not sent:
-        raise Unsupported(f"the {kit.platform} sandbox has no poison to post")
-    await kit.box.post_as_member("alice", f"[{t}-2] after the poison")
-    await kit.until(kit.lobby, t, {1, 2})
-    bridge = kit.bridge
-    assert bridge is not None
-
-    channel = next(ch.key for ch in bridge.config.all_channels() if ch.account == NET)
-
-    async def recorded() -> set[str]:
-        def read(tx: Any) -> tuple[set[str], set[str]]:
-            return ({r[1] for r in tx.rejections(10_000)},
-                    {n for n in sent if tx.native_lookup(channel, n) is not None})
-
-        ids, relayed = await bridge.store.run(read)
-        missing = {n for n, how in sent.items()
-                   if n not in ids and not (how == PoisonKind.EITHER and n in relayed)}
-        return ids if not missing else set()
-
-    rejected = await kit.eventually(recorded, "the poison's rejections")
-    await kit.settle()
-    for nid, how in sent.items():
-        if how == PoisonKind.ALWAYS:
-            assert nid in rejected, f"{kit.platform}: poison {nid} not recorded as rejected"
-    assert bridge.accounts[NET].health == Health.CONNECTED
-    assert bridge.accounts[NET].adapter is not None

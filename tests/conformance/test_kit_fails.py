@@ -12,7 +12,9 @@ from typing import Any, ClassVar
 
 import pytest
 
+from adapters.mastodon.sandbox import MastodonSandbox
 from adapters.sandbox import SandboxAdapter, SandboxFactory, SandboxPlatform
+from adapters.twitter.sandbox import TwitterSandbox
 from bridge.conformance.kit import Kit
 from bridge.conformance.scenarios import by_name
 from bridge.contract.adapter import ChannelSpec, SendCreate, SendOp, SendResult, StrictModel
@@ -77,3 +79,27 @@ async def test_the_sound_sandbox_passes_the_same_scenarios(tmp_path: Path) -> No
         await by_name("reply_threading").run(kit)
     finally:
         await kit.stop()
+
+
+async def test_the_sandboxes_see_a_ping_when_the_bot_makes_one(tmp_path: Path) -> None:
+    """``mentions_never_ping`` counts ``SandboxMessage.pings``: a bare mention sent by the
+    bot's account (what the renderer and the adapters prevent) shows there."""
+    masto = MastodonSandbox(str(tmp_path))
+    await masto.start()
+    try:
+        await masto.post_as_member("alice", "I am here")
+        masto.emulator.state.create(masto.emulator.bridge, "hi @alice #kmers")
+        [copy] = [m for m in await masto.messages() if m.by_bridge]
+        assert copy.pings == ("alice",)
+    finally:
+        await masto.stop()
+    x = TwitterSandbox(str(tmp_path))
+    await x.start()
+    try:
+        st = x.emulator.state
+        st.create(x.bot, "hi @alice #kmers")
+        st.create(x.bot, "hi @\u2060alice #kmers")   # what the renderer sends: no ping
+        copies = [m for m in await x.messages() if m.by_bridge]
+        assert [c.pings for c in copies] == [("alice",), ()]
+    finally:
+        await x.stop()
