@@ -18,7 +18,10 @@ platforms themselves:
   outage and it is connected again at the end (``hashbridge status --json``).
 
 The sandboxes and the bridge are started once per module (Synapse alone takes
-seconds); each test tags its messages (``[t07-012]``) and counts only those.
+seconds); each test tags its messages (``[t07-012]``) and counts only those.  The
+default run has the Matrix first-sync case here; every network in every mode runs
+through the conformance kit (``tests/conformance``, scenario ``outage_storm``), and the
+all-at-once variants below with ``-m soak``.
 Client timeouts are configured short (5 s) so a stall is noticed in seconds;
 the defaults are what ``config/example.toml`` documents.
 """
@@ -338,9 +341,14 @@ def _keep_log(world: World, platform: str, mode: str, start: int, note: str) -> 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
+@pytest.mark.soak
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("platform", PLATFORMS)
 async def test_outage(world: World, platform: str, mode: str) -> None:
+    """Every network in every mode with all the others connected at once.  The default
+    run has each network in every mode through the conformance kit instead
+    (``outage_storm``: the lobby opposite, replies, deletes, health and the 429 budget
+    checked the same way); this variant, minutes long, runs with ``-m soak``."""
     await run_outage(world, platform, mode)
 
 
