@@ -32,7 +32,7 @@ log = logging.getLogger("hashbridge.adapter.email.sandbox")
 class EmailSandbox:
     platform = "email"
     # Mail cannot be edited or unsent; list mail carries no bot commands.
-    features = SandboxFeatures(member_edits=False, member_deletes=False, startup_seconds=5.0)
+    features = SandboxFeatures(member_edits=False, member_deletes=False)
 
     def __init__(self, workdir: str | Path, *, list_name: str = "kmers",
                  munge_from: bool = False) -> None:

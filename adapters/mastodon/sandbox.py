@@ -33,7 +33,7 @@ class MastodonSandbox:
     # The adapter's catch-up reads forward from its min_id cursor: a status deleted
     # while the bridge is down is never seen.
     features = SandboxFeatures(member_media=True, commands=True, in_process=True,
-                               deletes_seen_after_downtime=False, startup_seconds=2.0)
+                               deletes_seen_after_downtime=False)
 
     def __init__(self, workdir: str = ".", *, hashtag: str = "kmers",
                  max_characters: int = 500, visibility: str = "public",

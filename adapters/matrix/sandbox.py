@@ -43,7 +43,7 @@ def _q(s: str) -> str:
 
 class MatrixSandbox:
     platform = "matrix"
-    features = SandboxFeatures(commands=True, startup_seconds=10.0)
+    features = SandboxFeatures(commands=True)
 
     def __init__(self, workdir: str, *, relaxed: bool = True, bot: str = "bridgebot") -> None:
         self.server = SynapseServer(Path(workdir) / "synapse", relaxed=relaxed)

@@ -24,8 +24,7 @@ class SandboxPlatform:
     """A :class:`bridge.contract.sandbox.PlatformSandbox` over one sandbox network file."""
 
     platform = "sandbox"
-    features = SandboxFeatures(member_edits=True, member_deletes=True, in_process=True,
-                               startup_seconds=1.0)
+    features = SandboxFeatures(member_edits=True, member_deletes=True, in_process=True)
 
     def __init__(self, workdir: str, network: str = "lobby") -> None:
         self.workdir = workdir

@@ -31,7 +31,7 @@ class TwitterSandbox:
     # The bot may answer only posts that mention it (or its own): a copy of a reply to
     # a member's post is posted standalone.  Commands: the adapter reads none.
     features = SandboxFeatures(member_media=True, in_process=True, replies_need_mention=True,
-                               deletes_noticed_seconds=10.0, startup_seconds=2.0)
+                               deletes_noticed_seconds=10.0)
 
     def __init__(self, workdir: str = ".", *, hashtag: str = "kmers",
                  bot_username: str = "kmbridge") -> None:

@@ -76,8 +76,6 @@ class SandboxFeatures:
     replies_need_mention: bool = False
     """The bot may answer a member's post only when that post mentions it (X): a copy
     of a reply to a member's post there is posted standalone."""
-    startup_seconds: float = 5.0
-    """How long the adapter may take to connect after the bridge starts."""
 
 
 Fault = Literal["error", "ratelimit"]
