@@ -11,6 +11,8 @@ imports only the ones above it, never one below; ``tests/core/test_layout.py`` c
 ``inbound``    adapter event -> ``relay.ingest`` -> policy steps -> posts and outbox rows.
 ``outbound``   outbox -> planner -> worker -> render -> ``adapter.send``, under rate limits.
 ``daemon``     the supervisor that runs adapters, the relay and the workers together.
+``conformance`` the kit every network must pass over its sandbox: shared end-to-end
+               scenarios, a real process to kill, fault proxies with each platform's errors.
 ``features``   what is built on the relayed conversation: chat events, previews.
 ``web``        the web view, feeds, exports and the admin page.
 ``cli``        the ``hashbridge`` command and the demo.

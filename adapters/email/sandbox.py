@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,22 @@ from adapters.email.testserver import (
     mail_server,
     pymap_missing,
 )
-from bridge.contract.sandbox import SandboxMessage
+from bridge.contract.sandbox import (
+    Endpoint,
+    FailureAnswer,
+    Fault,
+    PoisonKind,
+    SandboxFeatures,
+    SandboxMessage,
+)
 
 log = logging.getLogger("hashbridge.adapter.email.sandbox")
 
 
 class EmailSandbox:
     platform = "email"
+    # Mail cannot be edited or unsent; list mail carries no bot commands.
+    features = SandboxFeatures(member_edits=False, member_deletes=False)
 
     def __init__(self, workdir: str | Path, *, list_name: str = "kmers",
                  munge_from: bool = False) -> None:
@@ -101,6 +111,49 @@ class EmailSandbox:
 
     async def delete_as_member(self, native_id: str) -> None:
         raise NotImplementedError("mail cannot be deleted once sent")
+
+    async def post_with_media(self, author: str, text: str, data: bytes, media_type: str,
+                              alt_text: str) -> str:
+        raise NotImplementedError("a mail attachment carries a file name, no alt text")
+
+    async def command_as_member(self, author: str, command: str) -> str:
+        raise NotImplementedError("the email adapter reads no bot commands")
+
+    async def post_poison(self, author: str, tag: str) -> dict[str, PoisonKind]:
+        """A mail far over the adapter's size limit.  (HTML nested deep is lost before any
+        converter today: quotequail's lxml stops at depth 256 and the mail reads as
+        empty; not poison that can be counted.)"""
+        big = await asyncio.to_thread(self.list.post, sender=f"{author} <m@members.test>",
+                                      subject=f"{tag} big", body="word " * 230_000)
+        return {big.strip("<>"): PoisonKind.ALWAYS}
+
+    # ------------------------------------------------------------ faults
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint(name="imap", port=self.dovecot.imap_port, protocol="imap"),
+                Endpoint(name="smtp", port=self.list.port, protocol="smtp")]
+
+    def account_config_via(self, ports: Mapping[str, int], timeout: float) -> dict[str, Any]:
+        cfg = self.account_config()
+        imap = {**cfg["imap"], "timeout": timeout}
+        smtp = {**cfg["smtp"], "timeout": timeout}
+        if "imap" in ports:
+            imap["port"] = ports["imap"]
+        if "smtp" in ports:
+            smtp["port"] = ports["smtp"]
+        return cfg | {"imap": imap, "smtp": smtp, "idle_seconds": max(1, int(timeout))}
+
+    def failure(self, endpoint: str, fault: Fault, n: int, until: float
+                ) -> FailureAnswer | None:
+        if endpoint == "smtp":
+            if fault == "ratelimit":  # Postfix's anvil (smtpd_client_message_rate_limit)
+                return FailureAnswer(smtp_reply="450 4.7.1 Error: too much mail from 127.0.0.1")
+            return FailureAnswer(smtp_reply="451 4.3.0 Error: queue file write error")
+        if fault == "ratelimit":
+            return None  # IMAP has no rate-limit answer
+        return FailureAnswer(imap_bye="* BYE Server shutting down.")
+
+    def unthrottle(self) -> None:
+        pass  # the mini list and Dovecot limit nothing
 
     async def _find(self, native_id: str) -> Any:
         for m in await asyncio.to_thread(self.dovecot.messages, "reader"):

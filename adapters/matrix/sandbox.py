@@ -10,17 +10,31 @@ never from our store.
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import re
 import secrets
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from adapters.matrix.convert import ORIGIN_KEY
+from adapters.matrix.convert import HTML_FORMAT, ORIGIN_KEY
 from adapters.matrix.testserver import RegisteredUser, SynapseServer
-from bridge.contract.sandbox import SandboxMessage
+from bridge.contract.sandbox import (
+    Endpoint,
+    FailureAnswer,
+    Fault,
+    PoisonKind,
+    SandboxFeatures,
+    SandboxMedia,
+    SandboxMessage,
+)
+
+NESTED = "<p>" + "<b>" * 1000 + "deep nesting" + "</b>" * 1000 + "</p>"
 
 
 def _q(s: str) -> str:
@@ -30,6 +44,7 @@ def _q(s: str) -> str:
 class MatrixSandbox:
     platform = "matrix"
     kind = "real server (Synapse)"
+    features = SandboxFeatures(commands=True)
 
     def __init__(self, workdir: str, *, relaxed: bool = True, bot: str = "bridgebot") -> None:
         self.server = SynapseServer(Path(workdir) / "synapse", relaxed=relaxed)
@@ -123,6 +138,54 @@ class MatrixSandbox:
             "PUT", f"/_matrix/client/v3/rooms/{_q(self.room_id)}/redact/{_q(native_id)}/"
                    f"sbr{self._txn}", self._token_of(native_id), {})
 
+    async def post_with_media(self, author: str, text: str, data: bytes, media_type: str,
+                              alt_text: str) -> str:
+        raise NotImplementedError(
+            "Matrix members' images carry a filename or a caption, no alt text")
+
+    async def command_as_member(self, author: str, command: str) -> str:
+        return await self.post_as_member(author, command)
+
+    async def post_poison(self, author: str, tag: str) -> dict[str, PoisonKind]:
+        """HTML nested a thousand deep in ``formatted_body``."""
+        user = await self._member(author)
+        eid = await self._send(user.access_token, {
+            "msgtype": "m.text", "body": f"{tag} deep nesting", "format": HTML_FORMAT,
+            "formatted_body": NESTED})
+        return {eid: PoisonKind.EITHER}
+
+    # ------------------------------------------------------------ faults
+    def endpoints(self) -> list[Endpoint]:
+        port = urlsplit(self.server.url).port
+        assert port is not None, "start() first"
+        return [Endpoint(name="homeserver", port=port)]
+
+    def account_config_via(self, ports: Mapping[str, int], timeout: float) -> dict[str, Any]:
+        cfg = self.account_config() | {"request_timeout": timeout, "sync_timeout_ms":
+                                       int(min(3.0, timeout / 2) * 1000)}
+        if "homeserver" in ports:
+            cfg["homeserver"] = f"http://127.0.0.1:{ports['homeserver']}"
+        return cfg
+
+    def failure(self, endpoint: str, fault: Fault, n: int, until: float
+                ) -> FailureAnswer | None:
+        if fault == "ratelimit":
+            left = max(0.0, until - time.time())
+            body = {"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests",
+                    "retry_after_ms": int(left * 1000)}
+            return FailureAnswer(status=429, body=json.dumps(body).encode(),
+                                 headers={"Retry-After": str(math.ceil(left))})
+        if n % 2 == 0:  # the reverse proxy in front of Synapse
+            page = ("<html><head><title>502 Bad Gateway</title></head><body><center>"
+                    "<h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body>"
+                    "</html>\n")
+            return FailureAnswer(status=502, body=page.encode(), content_type="text/html")
+        return FailureAnswer(status=500, body=json.dumps(
+            {"errcode": "M_UNKNOWN", "error": "Internal server error"}).encode())
+
+    def unthrottle(self) -> None:
+        pass  # the sandbox's Synapse runs with relaxed rate limits already
+
     async def raw_events(self) -> list[dict[str, Any]]:
         """Every m.room.message and redaction in the room, oldest first."""
         host = await self._member("host")
@@ -143,23 +206,69 @@ class MatrixSandbox:
         assert self.bot is not None
         events = await self.raw_events()
         edits: dict[str, str] = {}
+        # The bridge sends a post's media as events of their own next to its text (the
+        # copy's extra ids): shown as the attachments of the post's first text event, the
+        # way clients group them.  Both carry the post's origin.
+        texts: dict[str, str] = {}
+        media: dict[str, list[SandboxMedia]] = {}
+        for e in events:
+            c = e.get("content", {})
+            if e["type"] != "m.room.message" or not isinstance(c.get(ORIGIN_KEY), dict):
+                continue
+            if c.get("msgtype") in MEDIA:
+                media.setdefault(_origin(c), []).append(_media(c))
+            elif c.get("m.relates_to", {}).get("rel_type") != "m.replace":
+                texts.setdefault(_origin(c), e["event_id"])
         for e in events:
             rel = e.get("content", {}).get("m.relates_to", {})
             if rel.get("rel_type") == "m.replace":
                 new = e["content"].get("m.new_content", {})
                 edits[rel.get("event_id", "")] = str(new.get("body", ""))
-        out = []
+        out: list[SandboxMessage] = []
         for e in events:
             c = e.get("content", {})
             if e["type"] != "m.room.message" or (
                     c.get("m.relates_to", {}).get("rel_type") == "m.replace"):
                 continue
+            if c.get("msgtype") in MEDIA and _origin(c) in texts:
+                continue  # shown as the attachment of its post's text (below)
             deleted = not c       # a redacted event keeps its trace with empty content
             reply = c.get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id")
             by_bridge = e["sender"] == self.bot.user_id or ORIGIN_KEY in c
+            # Intentional mentions: whom the event pings (its m.mentions, and the whole
+            # room for "room": true); Synapse then ignores the legacy body rules.
+            mentions = c.get("m.mentions", {}) if isinstance(c.get("m.mentions"), dict) else {}
+            pings = [str(u) for u in mentions.get("user_ids", [])]
+            if mentions.get("room"):
+                pings.append("@room")
+            if "m.mentions" not in c and not deleted:
+                pings.append("(no m.mentions: the body's names ping)")
             out.append(SandboxMessage(
+                pings=tuple(pings),
                 native_id=e["event_id"], author=e["sender"],
                 text="" if deleted else edits.get(e["event_id"], str(c.get("body", ""))),
                 by_bridge=by_bridge, reply_to=reply, edited=e["event_id"] in edits,
-                deleted=deleted))
+                deleted=deleted,
+                media=(_media(c),) if c.get("msgtype") in MEDIA else
+                tuple(media.get(_origin(c), ())) if texts.get(_origin(c)) == e["event_id"]
+                else ()))
         return out
+
+
+MEDIA = ("m.image", "m.video", "m.audio", "m.file")
+
+
+def _origin(content: dict[str, Any]) -> str:
+    return json.dumps(content.get(ORIGIN_KEY), sort_keys=True) \
+        if isinstance(content.get(ORIGIN_KEY), dict) else ""
+
+
+def _media(content: dict[str, Any]) -> SandboxMedia:
+    """An attachment as clients show it: ``body`` is its textual representation (the alt
+    text the bridge sent, else the file's name)."""
+    raw = content.get("info")
+    info: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    size = info.get("size")
+    return SandboxMedia(media_type=str(info.get("mimetype", "")),
+                        alt_text=str(content.get("body", "")),
+                        size=size if isinstance(size, int) else None)

@@ -7,13 +7,13 @@ network that needs nothing installed.  See :mod:`adapters.sandbox.network`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from adapters.sandbox.network import Network
+from adapters.sandbox.sandbox import SandboxPlatform
 from bridge.contract.adapter import (
     AdapterFactory,
     Capabilities,
@@ -40,7 +40,6 @@ from bridge.contract.model import (
     NativeId,
     Posted,
 )
-from bridge.contract.sandbox import SandboxMessage
 from bridge.contract.services import Services
 from bridge.contract.textconv import from_plain
 
@@ -163,64 +162,6 @@ def _read(spec: ChannelSpec, ev: Any) -> InboundEvent | None:
         case "deleted":
             return Deleted(channel=spec.key, native_id=nid)
     return None
-
-
-class SandboxPlatform:
-    """A :class:`bridge.contract.sandbox.PlatformSandbox` over one sandbox network file."""
-
-    platform = "sandbox"
-    kind = "sandbox (a made-up network in files)"
-
-    def __init__(self, workdir: str, network: str = "lobby") -> None:
-        self.workdir = workdir
-        self.network = network
-        self._net: Network | None = None
-
-    @property
-    def net(self) -> Network:
-        if self._net is None:
-            os.makedirs(self.workdir, exist_ok=True)
-            self._net = Network(os.path.join(self.workdir, f"{self.network}.sqlite"))
-        return self._net
-
-    async def start(self) -> None:
-        _ = self.net
-
-    async def stop(self) -> None:
-        if self._net is not None:
-            self._net.close()
-            self._net = None
-
-    def account_config(self) -> dict[str, Any]:
-        return {"dir": self.workdir}
-
-    def channel_config(self) -> dict[str, Any]:
-        return {"network": self.network}
-
-    async def post_as_member(self, author: str, text: str, reply_to: str | None = None) -> str:
-        return str(self.net.post(author, text, reply_to=int(reply_to) if reply_to else None))
-
-    async def edit_as_member(self, native_id: str, text: str) -> None:
-        self.net.edit(int(native_id), text)
-
-    async def delete_as_member(self, native_id: str) -> None:
-        self.net.delete(int(native_id))
-
-    def set_down(self, down: bool) -> None:
-        """Simulate an outage: sends raise TransientError while down."""
-        flag = os.path.join(self.workdir, f"{self.network}.down")
-        if down:
-            open(flag, "w").close()
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(flag)
-
-    async def messages(self) -> list[SandboxMessage]:
-        return [SandboxMessage(native_id=str(m.id), author=m.author, text=m.text,
-                               by_bridge=m.by_bridge,
-                               reply_to=str(m.reply_to) if m.reply_to else None,
-                               edited=m.edited, deleted=m.deleted, key=m.key or "")
-                for m in self.net.messages()]
 
 
 class SandboxFactory(AdapterFactory):

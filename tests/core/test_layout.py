@@ -11,8 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-LAYERS = ["contract", "runtime", "store", "inbound", "outbound", "daemon", "features", "web",
-          "cli"]
+LAYERS = ["contract", "runtime", "store", "inbound", "outbound", "daemon", "conformance",
+          "features", "web", "cli"]
 """``bridge``'s packages in the order they may import each other (see ``bridge/__init__``):
 a package imports itself and the ones before it. ``inbound`` and ``outbound`` are
 siblings: neither imports the other."""

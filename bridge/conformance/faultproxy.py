@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-log = logging.getLogger("faultproxy")
+log = logging.getLogger("hashbridge.conformance.faultproxy")
 
 Kind = Literal["http", "smtp", "imap", "tcp"]
 MAX_HEAD = 256 * 1024
