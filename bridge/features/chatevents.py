@@ -1,18 +1,9 @@
-"""Chat events: the schedule, the Q1/A1 convention, transcripts and announcements.
+"""Chat events: the Q1/A1 convention, transcripts and announcements.
 
-A community declares recurring events in its config::
-
-    [[communities.events]]
-    id = "weekly"
-    title = "#kmers chat"
-    day = "wednesday"            # or: rrule = "FREQ=MONTHLY;BYDAY=1TU" + dtstart
-    time = "20:00"
-    timezone = "Europe/Paris"
-    duration_minutes = 60
-    hosts = ["mastodon:@alice@example.social", "matrix:@bob:example.org", "twitter:@carol"]
-
-The schedule itself (``ChatEventConfig``, occurrences) is
-:mod:`bridge.runtime.schedule`.  Everything here but :func:`run_announcements` is pure.
+A community declares recurring events (``[[communities.events]]``); the schedule and its
+occurrences are :mod:`bridge.runtime.schedule`.  During an occurrence the host's numbered
+questions and the members' answers make the transcript; the start and end are announced
+on every network.  Everything here but :func:`run_announcements` is pure.
 """
 
 from __future__ import annotations

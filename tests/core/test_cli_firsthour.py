@@ -13,31 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sandboxconfig import two_sandboxes
 
-SANDBOXES = """
-[bridge]
-data_dir = "data"
-
-[accounts.a]
-platform = "sandbox"
-dir = "nets"
-
-[accounts.b]
-platform = "sandbox"
-dir = "nets"
-
-[[communities]]
-name = "kmers"
-hashtag = "kmers"
-
-[[communities.channels]]
-account = "a"
-network = "lobby"
-
-[[communities.channels]]
-account = "b"
-network = "garden"
-"""
+SANDBOXES = two_sandboxes()
 
 
 def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

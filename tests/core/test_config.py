@@ -8,35 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from sandboxconfig import two_sandboxes
 
 from bridge.runtime.config import EXIT_CONFIG, ConfigError, load
 from bridge.runtime.registry import load_factories
 
-GOOD = """
-[bridge]
-data_dir = "data"
-
-[accounts.a]
-platform = "sandbox"
-dir = "nets"
-
-[accounts.b]
-platform = "sandbox"
-dir = "nets"
-
-[[communities]]
-name = "kmers"
-hashtag = "kmers"
-
-[[communities.channels]]
-account = "a"
-network = "lobby"
-
-[[communities.channels]]
-account = "b"
-network = "garden"
-direction = "out"
-"""
+GOOD = two_sandboxes(garden='direction = "out"')
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -10,6 +10,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from sandboxconfig import two_sandboxes
 
 import bridge.runtime.registry as registry
 from bridge.contract.testing import FakeFactory
@@ -19,30 +20,7 @@ ADAPTER_PACKAGES = ("adapters.mastodon", "adapters.matrix", "adapters.email",
                     "adapters.twitter")
 SDKS = ("mastodon", "nio", "tweepy", "aioimaplib", "aiosmtplib")
 
-SANDBOX_ONLY = """
-[bridge]
-data_dir = "{tmp}/data"
-
-[accounts.a]
-platform = "{platform}"
-dir = "{tmp}/nets"
-
-[accounts.b]
-platform = "sandbox"
-dir = "{tmp}/nets"
-
-[[communities]]
-name = "kmers"
-hashtag = "kmers"
-
-[[communities.channels]]
-account = "a"
-network = "lobby"
-
-[[communities.channels]]
-account = "b"
-network = "garden"
-"""
+SANDBOX_ONLY = two_sandboxes(data="{tmp}/data", nets="{tmp}/nets", platform="{platform}")
 
 
 def _imported_after(code: str) -> tuple[list[str], str]:

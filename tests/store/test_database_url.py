@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sandboxconfig import two_sandboxes
 
 from bridge.contract.model import Author, ChannelKey, NativeId, Posted
 from bridge.contract.richtext import RichText
@@ -16,31 +17,7 @@ from bridge.runtime.config import EXIT_CONFIG, ConfigError, load, redact_url
 from bridge.runtime.registry import load_factories
 from bridge.store.backends import open_store
 
-CONFIG = """
-[bridge]
-data_dir = "data"
-{database}
-
-[accounts.a]
-platform = "sandbox"
-dir = "nets"
-
-[accounts.b]
-platform = "sandbox"
-dir = "nets"
-
-[[communities]]
-name = "kmers"
-hashtag = "kmers"
-
-[[communities.channels]]
-account = "a"
-network = "lobby"
-
-[[communities.channels]]
-account = "b"
-network = "garden"
-"""
+CONFIG = two_sandboxes(bridge="{database}")
 
 
 def write(tmp_path: Path, database: str | None) -> str:
