@@ -8,6 +8,7 @@ package next to ``bridge.store.sqlite`` plus a case here.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -35,6 +36,10 @@ async def open_store(db: DatabaseUrl, *, require_free: int = 0,
                 raise StoreError(f"{db.path}: no database yet (has `hashbridge run` started "
                                  "once?)")
             return await SqliteStore.open(db.path, require_free=require_free)
+        case "postgresql":
+            _need_psycopg()
+            from bridge.store.postgresql.store import PgStore  # optional dependency
+            return await PgStore.open(db.path, db.redacted, must_exist=must_exist)
         case other:
             raise StoreError(f"database {db}: no backend for {other!r} in this version")
 
@@ -46,5 +51,18 @@ async def read_last_checkpoint(db: DatabaseUrl, unit: Callable[[Tx], T]) -> T:
     match db.scheme:
         case "sqlite":
             return await asyncio.to_thread(read_snapshot, db.path, unit)
+        case "postgresql":
+            _need_psycopg()
+            from bridge.store.postgresql.store import read_once  # optional dependency
+            return await asyncio.to_thread(read_once, db.path, db.redacted, unit)
         case other:
             raise StoreError(f"database {db}: no backend for {other!r} in this version")
+
+
+
+def _need_psycopg() -> None:
+    """The PostgreSQL backend's driver is an optional dependency (imported only when
+    a config names it): say how to install it rather than fail on an ImportError."""
+    if importlib.util.find_spec("psycopg") is None:
+        raise StoreError("the PostgreSQL backend needs the psycopg driver; install it with "
+                         "pip install 'hashbridge[postgresql]'")
