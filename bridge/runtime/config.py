@@ -104,6 +104,9 @@ class BridgeSettings(StrictModel):
     send_timeout_seconds: float = Field(60.0, gt=0)
     restart_budget: int = Field(5, ge=1)
     """Adapter crashes tolerated per 10 minutes before it is marked failed."""
+    failover_seconds: float = Field(15.0, ge=3, le=600)
+    """With a database several processes share (PostgreSQL): how soon another
+    process takes over an account whose process died or lost the database."""
     web: WebSettings | None = None
 
 

@@ -161,10 +161,27 @@ CREATE TABLE IF NOT EXISTS hashbridge_commits (
     token TEXT PRIMARY KEY,
     at DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS hashbridge_members (
+    member TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hashbridge_leases (
+    name TEXT PRIMARY KEY,
+    member TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    acquired_at DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
 """
-"""The backend's own bookkeeping: the number of steps applied (one row), and a
-token per committed batch (see :mod:`bridge.store.postgresql.store`: a commit
-interrupted by a lost connection is looked up, never applied twice)."""
+"""The backend's own bookkeeping: the number of steps applied (one row), a token
+per committed batch (see :mod:`bridge.store.postgresql.store`: a commit interrupted
+by a lost connection is looked up, never applied twice), and the processes sharing
+the database with the leases they hold (:mod:`bridge.store.postgresql.leases`)."""
 
 
 def latest_version() -> int:

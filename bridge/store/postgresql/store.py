@@ -40,7 +40,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bridge.store.api import Tx
 from bridge.store.errors import FailureKind, SchemaError, StoreError, TransientStoreError
+from bridge.store.leases import Member
 from bridge.store.postgresql.conn import CacheEpochs, PgConn, mapped, pg_failure_kind
+from bridge.store.postgresql.leases import PgLeases
 from bridge.store.postgresql.migrations import BACKEND_TABLES, MIGRATIONS, latest_version
 from bridge.store.postgresql.tx import CACHE_CHANNEL, PgTx
 from bridge.store.space import StorageState
@@ -253,6 +255,10 @@ class PgStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def leases(self, member: Member) -> PgLeases:
+        """This store's leases, held by *member* (see :mod:`bridge.store.leases`)."""
+        return PgLeases(self, member)
 
     # -- notifications ---------------------------------------------------
     def listen(self, channel: str, callback: Callable[[str], None]) -> None:

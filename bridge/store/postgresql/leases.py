@@ -1,0 +1,110 @@
+"""Leases and members in PostgreSQL (the :class:`~bridge.store.leases.Leases`
+protocol): rows in ``hashbridge_leases`` and ``hashbridge_members``, timed by the
+server's clock (``clock_timestamp()``), each heartbeat one unit of work.
+
+Taking a lease is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` the row is
+expired (or already ours): the row lock makes two members racing for the same lease
+agree on one winner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
+
+from bridge.store.api import Store, Tx
+from bridge.store.leases import Heartbeat, LeaseRow, Member
+from bridge.store.postgresql.tx import PgTx
+
+_NOW = "extract(epoch from clock_timestamp())"
+
+
+def _c(tx: Tx) -> PgTx:
+    assert isinstance(tx, PgTx)
+    return tx
+
+
+class _ListeningStore(Store, Protocol):
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None: ...
+
+
+class PgLeases:
+    def __init__(self, store: _ListeningStore, member: Member) -> None:
+        self.store = store
+        self.member = member
+
+    async def heartbeat(self, wanted: Sequence[str], held: Collection[str], ttl: float,
+                        limit: int) -> Heartbeat:
+        m = self.member
+        names, mine = list(wanted), list(held)
+
+        def unit(tx: Tx) -> Heartbeat:
+            c = _c(tx).c
+            c.execute(
+                "INSERT INTO hashbridge_members(member, host, pid, started_at, heartbeat_at)"
+                f" VALUES (%s, %s, %s, {_NOW}, {_NOW}) ON CONFLICT (member) DO UPDATE SET"
+                " heartbeat_at = excluded.heartbeat_at", (m.id, m.host, m.pid))
+            renewed = {r[0] for r in c.execute(
+                f"UPDATE hashbridge_leases SET heartbeat_at = {_NOW},"
+                f" expires_at = {_NOW} + %s WHERE member = %s AND name = ANY(%s)"
+                " RETURNING name", (ttl, m.id, mine)).fetchall()}
+            alive = int(c.one(f"SELECT count(*) FROM hashbridge_members WHERE"
+                              f" heartbeat_at > {_NOW} - %s", (ttl,))[0])
+            taken: set[str] = set()
+            room = limit - len(renewed)
+            if room > 0:
+                free = [r[0] for r in c.execute(
+                    "SELECT n FROM unnest(%s::text[]) AS n LEFT JOIN hashbridge_leases l"
+                    f" ON l.name = n WHERE l.name IS NULL OR l.expires_at < {_NOW}"
+                    " OR (l.member = %s AND NOT l.name = ANY(%s)) ORDER BY n",
+                    (names, m.id, list(renewed))).fetchall()]
+                for name in free[:room]:
+                    got = c.execute(
+                        "INSERT INTO hashbridge_leases(name, member, host, pid, acquired_at,"
+                        f" heartbeat_at, expires_at) VALUES (%s, %s, %s, %s, {_NOW}, {_NOW},"
+                        f" {_NOW} + %s) ON CONFLICT (name) DO UPDATE SET member ="
+                        " excluded.member, host = excluded.host, pid = excluded.pid,"
+                        " acquired_at = excluded.acquired_at, heartbeat_at ="
+                        " excluded.heartbeat_at, expires_at = excluded.expires_at"
+                        f" WHERE hashbridge_leases.expires_at < {_NOW}"
+                        " OR hashbridge_leases.member = excluded.member RETURNING name",
+                        (name, m.id, m.host, m.pid, ttl)).fetchone()
+                    if got:
+                        taken.add(name)
+            # Members gone for long (killed): forget them.
+            c.execute(f"DELETE FROM hashbridge_members WHERE heartbeat_at < {_NOW} - %s",
+                      (max(ttl * 20, 600.0),))
+            return Heartbeat(frozenset(renewed | taken), max(alive, 1), frozenset(taken))
+
+        return await self.store.run(unit)
+
+    async def release(self, names: Collection[str]) -> None:
+        m, gone = self.member, list(names)
+        await self.store.run(lambda tx: _c(tx).c.execute(
+            "DELETE FROM hashbridge_leases WHERE member = %s AND name = ANY(%s)", (m.id, gone)))
+
+    async def leave(self) -> None:
+        m = self.member
+
+        def unit(tx: Tx) -> None:
+            c = _c(tx).c
+            c.execute("DELETE FROM hashbridge_leases WHERE member = %s", (m.id,))
+            c.execute("DELETE FROM hashbridge_members WHERE member = %s", (m.id,))
+        await self.store.run(unit)
+
+    async def holders(self) -> list[LeaseRow]:
+        def unit(tx: Tx) -> list[LeaseRow]:
+            return [LeaseRow(r[0], r[1], r[2], int(r[3]), float(r[4]), float(r[5]))
+                    for r in _c(tx).c.execute(
+                        "SELECT name, member, host, pid, acquired_at,"
+                        f" expires_at - {_NOW} FROM hashbridge_leases ORDER BY name")]
+        return await self.store.run(unit)
+
+    def broadcast(self, channel: str, payload: str) -> None:
+        fut = self.store.submit(lambda tx: _c(tx).c.execute(
+            "SELECT pg_notify(%s, %s)", (channel, payload)))
+        fut.add_done_callback(lambda f: f.exception())  # never "exception never retrieved"
+
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        self.store.listen(channel, callback)
+

@@ -1,0 +1,148 @@
+"""Three ``hashbridge run`` processes on one PostgreSQL database (the session's real
+server): the accounts are shared out, and kill -9 of one process mid-burst moves its
+accounts to the others with nothing lost, nothing posted twice and every channel's
+order kept, counted on the networks themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from scaffold import check, start_bridge, stop_bridge, wait_complete, write_config
+
+from adapters.sandbox import SandboxPlatform
+from bridge.daemon.harness import build_config, running, sandbox_channels
+from bridge.store.postgresql.testserver import PgServer
+
+NETS = [f"n{i}" for i in range(6)]
+FAILOVER = 5.0
+
+
+def leases(pg: PgServer, db: str) -> dict[str, int]:
+    """Lease name -> the pid holding it (unexpired leases only)."""
+    with psycopg.connect(pg.admin_url(db)) as c:
+        if c.execute("SELECT to_regclass('hashbridge_leases')").fetchone() == (None,):
+            return {}  # no process has started yet
+        rows = c.execute("SELECT name, pid FROM hashbridge_leases WHERE expires_at >"
+                         " extract(epoch from clock_timestamp())").fetchall()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def wait_for(what: str, check_fn: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check_fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout:.0f}s: {what}")
+        await asyncio.sleep(0.25)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    running: list[subprocess.Popen[bytes]] = []
+    yield running
+    for p in running:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+@pytest.mark.timeout(300)
+async def test_kill9_of_one_of_three_processes_mid_burst(
+        pg: PgServer, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    url = pg.create_database("cluster_kill9")
+    db = url.rsplit("/", 1)[1]
+    boxes: dict[str, Any] = {n: SandboxPlatform(str(tmp_path / "networks"), n) for n in NETS}
+    for b in boxes.values():
+        await b.start()
+    cfg = tmp_path / "bridge.toml"
+    write_config(cfg, boxes, tmp_path / "data", {}, {},
+                 bridge_options={"database": url, "failover_seconds": FAILOVER})
+    log = tmp_path / "bridge.log"
+    for _ in range(3):
+        procs.append(start_bridge(cfg, log))
+    pids = {p.pid for p in procs}
+
+    # Every account leased, the six shared out over the three processes (2 each).
+    held = await wait_for("accounts shared by three processes", lambda: (
+        (got := leases(pg, db)) and len(got) == 6 and set(got.values()) == pids and got), 60)
+    assert sorted(list(held.values()).count(p) for p in pids) == [2, 2, 2]
+
+    origin: dict[int, tuple[str, str]] = {}
+    victim = procs[0]
+    for i in range(90):
+        net = NETS[i % len(NETS)]
+        text = f"burst [f{i:04d}] from {net} #kmers"
+        origin[i] = (net, text)
+        await boxes[net].post_as_member(f"m{i % 5}", text)
+        if i == 45:
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            killed_at = time.monotonic()
+        await asyncio.sleep(0.05)
+
+    # Its accounts move to the two survivors within failover_seconds (+ a heartbeat).
+    survivors = pids - {victim.pid}
+    moved = await wait_for("the killed process's accounts taken over", lambda: (
+        (got := leases(pg, db)) and len(got) == 6 and set(got.values()) <= survivors
+        and got), 30)
+    took = time.monotonic() - killed_at
+    assert took < FAILOVER + 10, f"takeover took {took:.1f}s"
+    assert sorted(list(moved.values()).count(p) for p in survivors) == [3, 3]
+
+    await wait_complete(boxes, origin, set(), 120, set())
+    await asyncio.sleep(2 * FAILOVER)  # anything sent twice would show by now
+    snapshot = {n: await b.messages() for n, b in boxes.items()}
+    check(snapshot, origin, set(), set(), log, set())
+    total = sum(1 for msgs in snapshot.values() for m in msgs if m.by_bridge)
+    assert total == 90 * (len(NETS) - 1)
+
+    for p in procs[1:]:
+        await stop_bridge(p)
+    assert leases(pg, db) == {}, "a clean stop gives its leases up"
+    for b in boxes.values():
+        await b.stop()
+
+
+async def test_live_updates_reach_the_viewers_of_every_process(pg: PgServer,
+                                                                tmp_path: Path) -> None:
+    """Two bridges on one database (two processes' worth, in one event loop): a post
+    read by either reaches the live-view subscribers of both, and is relayed once."""
+    url = pg.create_database("cluster_live")
+    nets = {n: SandboxPlatform(str(tmp_path / "networks"), n) for n in ("lobby", "garden")}
+    for n in nets.values():
+        await n.start()
+    cfg = build_config(tmp_path, sandbox_channels(tmp_path),
+                       bridge_options={"database": url, "failover_seconds": 3},
+                       community_options={"author_rate_per_minute": 100000})
+    try:
+        async with running(cfg) as a, running(cfg) as b:
+            qa, qb = a.subscribe(), b.subscribe()
+            assert a.cluster is not None and b.cluster is not None
+            await wait_for("one account each", lambda: (
+                len(a.cluster.running) == 1 and len(b.cluster.running) == 1), 30)  # type: ignore[union-attr]
+            await nets["lobby"].post_as_member("alice", "from the lobby #kmers")
+            await nets["garden"].post_as_member("bob", "from the garden #kmers")
+            seen_a = {await asyncio.wait_for(qa.get(), 20) for _ in range(2)}
+            seen_b = {await asyncio.wait_for(qb.get(), 20) for _ in range(2)}
+            assert seen_a == seen_b and {k for k, _ in seen_a} == {"posted"}
+            await wait_for("both relayed", lambda: True, 1)
+            for name, other in (("lobby", "garden"), ("garden", "lobby")):
+                async def relayed(o: str = other) -> list[str]:
+                    return [m.text for m in await nets[o].messages() if m.by_bridge]
+                deadline = time.monotonic() + 30
+                while len(await relayed()) < 1 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                assert len(await relayed()) == 1, (name, await relayed())
+    finally:
+        for n in nets.values():
+            await n.stop()
