@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from bridge.daemon.cluster import lease_name
 from bridge.runtime import logs
 from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load
 from bridge.runtime.registry import Registry, RegistryError, load_factories
 from bridge.store import DiskFullError, Store, StoreError, Tx
 from bridge.store.backends import open_store, read_last_checkpoint
+from bridge.store.leases import Member, leases_of
 from bridge.store.space import LOW_FREE_BYTES, MIN_FREE_BYTES, free_space, human
 
 EXIT_STORE = 74  # sysexits EX_IOERR: the database cannot be used
@@ -177,8 +179,12 @@ def _storage_line(s: dict[str, Any]) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
 
+    keys = [ch.key for ch in cfg.all_channels()]
+
     async def go() -> int:
         storage = storage_report(cfg)
+        lag: dict[str, float] = {}
+        holders: dict[str, Any] | None = None
         try:
             store = await _open_store(cfg)
         except StoreError:
@@ -196,6 +202,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 depths = await store.run(lambda tx: tx.queue_depths())
                 dead = await store.run(lambda tx: tx.dead(args.limit))
                 rejected = await store.run(lambda tx: _rejections(tx, args.limit))
+                lag = await store.run(lambda tx: channel_lag(tx, keys))
+                holders = await process_report(store, cfg)
             finally:
                 await store.close()
         if args.json:
@@ -207,6 +215,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "dead": [{"id": r.id, "channel": r.channel, "op": r.op.value, "post": r.post_id,
                           "reason": r.last_error, "attempts": r.attempts} for r in dead],
                 "rejected": rejected,
+                "lag_seconds": lag,
+                "processes": holders,
             }, indent=2))
             return 0
         print(_storage_line(storage))
@@ -214,10 +224,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         for account, platform, state, detail, updated in health:
             ago = time.time() - updated
             print(f"  {account:<16} {platform:<9} {state:<16} {detail}  ({ago:.0f}s ago)")
-        print("queues (pending / dead):")
+        print("queues (pending / dead, lag):")
         for ch in cfg.all_channels():
             q = depths.get(ch.key, {})
-            print(f"  {ch.key:<28} {q.get('pending', 0):>6} / {q.get('dead', 0)}")
+            where = ""
+            if holders is not None:
+                h = holders["channels"].get(ch.key)
+                where = f"  in {h['host']} pid {h['pid']}" if h else "  in no process"
+            print(f"  {ch.key:<28} {q.get('pending', 0):>6} / {q.get('dead', 0)}"
+                  f"  lag {lag.get(ch.key, 0.0):.1f}s{where}")
+        if holders is not None:
+            print(f"processes ({len(holders['members'])} sharing the database):")
+            for account in cfg.accounts:
+                h = holders["accounts"].get(account)
+                print(f"  {account:<16} " + (f"{h['host']} pid {h['pid']} (lease renewed, "
+                                            f"{h['expires_in']:.0f}s left)" if h else
+                                            "held by no process (taken over within "
+                                            f"{cfg.bridge.failover_seconds:.0f}s)"))
         if dead:
             print("dead deliveries (re-queue with `hashbridge retry`):")
             for r in dead:
@@ -236,6 +259,39 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 UNREADABLE_KINDS = ("unreadable", "too large", "relay error")
+
+
+def channel_lag(tx: Tx, channels: Sequence[str]) -> dict[str, float]:
+    """Seconds the oldest pending delivery of each channel has waited (0: none)."""
+    now = time.time()
+    out: dict[str, float] = {}
+    for key in channels:
+        first = tx.pending(key, 1)
+        out[key] = round(max(0.0, now - first[0].created_at), 1) if first else 0.0
+    return out
+
+
+async def process_report(store: Store, cfg: Config) -> dict[str, Any] | None:
+    """Which process (host, pid) holds which account and channel, where several
+    share the database; None where the store serves one process."""
+    leases = leases_of(store, Member())
+    if leases is None:
+        return None
+    rows = {r.name: r for r in await leases.holders() if r.expires_in > 0}
+    accounts: dict[str, Any] = {}
+    channels: dict[str, Any] = {}
+    for account in cfg.accounts:
+        r = rows.get(lease_name(account))
+        accounts[account] = None if r is None else {
+            "host": r.host, "pid": r.pid, "member": r.member,
+            "expires_in": round(r.expires_in, 1), "since": r.acquired_at}
+    for ch in cfg.all_channels():
+        a = accounts.get(ch.account)
+        channels[ch.key] = None if a is None else {"account": ch.account, "host": a["host"],
+                                                   "pid": a["pid"]}
+    members = sorted({(a["host"], a["pid"]) for a in accounts.values() if a})
+    return {"accounts": accounts, "channels": channels,
+            "members": [{"host": h, "pid": p} for h, p in members]}
 
 
 def _rejections(tx: Tx, limit: int) -> dict[str, Any]:

@@ -6,8 +6,12 @@ order kept, counted on the networks themselves."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from scaffold import check, start_bridge, stop_bridge, wait_complete, write_config
+from scaffold import ROOT, check, start_bridge, stop_bridge, wait_complete, write_config
 
 from adapters.sandbox import SandboxPlatform
 from bridge.daemon.harness import build_config, running, sandbox_channels
@@ -23,6 +27,14 @@ from bridge.store.postgresql.testserver import PgServer
 
 NETS = [f"n{i}" for i in range(6)]
 FAILOVER = 5.0
+
+
+def status(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([sys.executable, "-m", "bridge.cli", "status", "-c", str(cfg), *args],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    return res
 
 
 def leases(pg: PgServer, db: str) -> dict[str, int]:
@@ -106,9 +118,27 @@ async def test_kill9_of_one_of_three_processes_mid_burst(
     total = sum(1 for msgs in snapshot.values() for m in msgs if m.by_bridge)
     assert total == 90 * (len(NETS) - 1)
 
+    # status shows which process holds which account and channel, and the lag
+    res = await asyncio.to_thread(status, cfg, "--json")
+    report = json.loads(res.stdout)
+    where = report["processes"]
+    assert {a["pid"] for a in where["accounts"].values()} == survivors
+    assert {(m["host"], m["pid"]) for m in where["members"]} == \
+        {(socket.gethostname(), p) for p in survivors}
+    for ch, h in where["channels"].items():
+        assert h["pid"] == where["accounts"][h["account"]]["pid"], ch
+    assert set(report["lag_seconds"]) == set(where["channels"])
+    assert all(v == 0.0 for v in report["lag_seconds"].values())  # all delivered
+    text = (await asyncio.to_thread(status, cfg)).stdout
+    assert "processes (2 sharing the database)" in text
+    for pid in survivors:
+        assert f"pid {pid}" in text
+
     for p in procs[1:]:
         await stop_bridge(p)
     assert leases(pg, db) == {}, "a clean stop gives its leases up"
+    text = (await asyncio.to_thread(status, cfg)).stdout
+    assert "held by no process" in text
     for b in boxes.values():
         await b.stop()
 
@@ -135,12 +165,11 @@ async def test_live_updates_reach_the_viewers_of_every_process(pg: PgServer,
             seen_a = {await asyncio.wait_for(qa.get(), 20) for _ in range(2)}
             seen_b = {await asyncio.wait_for(qb.get(), 20) for _ in range(2)}
             assert seen_a == seen_b and {k for k, _ in seen_a} == {"posted"}
-            await wait_for("both relayed", lambda: True, 1)
             for name, other in (("lobby", "garden"), ("garden", "lobby")):
                 async def relayed(o: str = other) -> list[str]:
                     return [m.text for m in await nets[o].messages() if m.by_bridge]
                 deadline = time.monotonic() + 30
-                while len(await relayed()) < 1 and time.monotonic() < deadline:
+                while len(await relayed()) < 1 and time.monotonic() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.2)
                 assert len(await relayed()) == 1, (name, await relayed())
     finally:
