@@ -16,10 +16,10 @@ from typing import Any
 
 from bridge.daemon.cluster import lease_name
 from bridge.runtime import logs
-from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load
+from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load, parse_database
 from bridge.runtime.registry import Registry, RegistryError, load_factories
 from bridge.store import DiskFullError, Store, StoreError, Tx
-from bridge.store.backends import open_store, read_last_checkpoint
+from bridge.store.backends import migrate_to_postgresql, open_store, read_last_checkpoint
 from bridge.store.leases import Member, leases_of
 from bridge.store.space import LOW_FREE_BYTES, MIN_FREE_BYTES, free_space, human
 
@@ -370,6 +370,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_migrate_store(args: argparse.Namespace) -> int:
+    """Copy the config's SQLite store into an empty PostgreSQL database."""
+    cfg, _ = _load(args)
+    source = cfg.database
+    if source.scheme != "sqlite":
+        print(f"migrate-store: the config's database is {source}, not a SQLite file; "
+              "nothing to copy", file=sys.stderr)
+        return EXIT_FAILED
+    if not os.path.exists(source.path):
+        raise StoreError(f"{source.path}: no database yet (has `hashbridge run` started once?)")
+    target = parse_database(args.to, os.getcwd(), "")
+    if isinstance(target, str):
+        print(f"migrate-store: --to {target}", file=sys.stderr)
+        return EXIT_CONFIG
+    if target.scheme != "postgresql":
+        print(f"migrate-store: --to {target}: give a postgresql:// URL", file=sys.stderr)
+        return EXIT_CONFIG
+    copy_sqlite = migrate_to_postgresql()
+    print(f"copying {source} into {target} (stop the bridge first: a running one keeps "
+          "writing to the file)", file=sys.stderr)
+    counts = copy_sqlite(source.path, target.path, target.redacted,
+                         lambda table, n: print(f"  {table:<16} {n:>9} rows", file=sys.stderr))
+    print(f"copied and verified {sum(counts.values())} rows in {len(counts)} tables; now set "
+          f'database = "{target}" in [bridge] and start the bridge', file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     logs.setup(args.log_level or "warning", args.log_format)
     from bridge.cli.demo import run_demo
@@ -421,6 +448,11 @@ def build_parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]
                     "transcript URL)")
     sp.add_argument("-o", "--output", help="file (directory for html); default: stdout")
     sp.set_defaults(fn=cmd_export)
+    sp = with_config("migrate-store", "copy the SQLite store into an empty PostgreSQL "
+                     "database, and verify the counts")
+    sp.add_argument("--to", required=True, metavar="URL",
+                    help="postgresql://user@host/db (the password from PGPASSWORD or .pgpass)")
+    sp.set_defaults(fn=cmd_migrate_store)
     sp = sub.add_parser("demo", help="run the relay on a local sandbox of every platform")
     sp.add_argument("--for", dest="duration", type=float, default=None, metavar="SECONDS",
                     help="stop after this many seconds with a summary (default: until Ctrl-C)")

@@ -66,3 +66,12 @@ def _need_psycopg() -> None:
     if importlib.util.find_spec("psycopg") is None:
         raise StoreError("the PostgreSQL backend needs the psycopg driver; install it with "
                          "pip install 'hashbridge[postgresql]'")
+
+
+def migrate_to_postgresql() -> Callable[..., dict[str, int]]:
+    """``copy_sqlite(path, url, shown, progress)`` of the PostgreSQL backend (see
+    :mod:`bridge.store.postgresql.importer`).  Raises :class:`StoreError` when its
+    driver is not installed."""
+    _need_psycopg()
+    from bridge.store.postgresql.importer import copy_sqlite  # optional dependency
+    return copy_sqlite
