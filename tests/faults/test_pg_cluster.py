@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from faultproxy import FaultProxy, Mode
 from scaffold import ROOT, check, start_bridge, stop_bridge, wait_complete, write_config
 
 from adapters.sandbox import SandboxPlatform
@@ -175,3 +176,109 @@ async def test_live_updates_reach_the_viewers_of_every_process(pg: PgServer,
     finally:
         for n in nets.values():
             await n.stop()
+
+
+async def burst(boxes: dict[str, Any], origin: dict[int, tuple[str, str]], start: int,
+                n: int, between: float = 0.05) -> None:
+    for i in range(start, start + n):
+        net = NETS[i % len(NETS)]
+        text = f"burst [f{i:04d}] from {net} #kmers"
+        origin[i] = (net, text)
+        await boxes[net].post_as_member(f"m{i % 5}", text)
+        await asyncio.sleep(between)
+
+
+@pytest.mark.timeout(300)
+async def test_a_process_cut_off_from_the_database_hands_over_and_sends_nothing_twice(
+        pg: PgServer, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    """One of two processes loses the database (its connections go silent, as behind
+    a dead middlebox) for longer than failover_seconds: its accounts move to the
+    other; when the database is back it takes its share again and does not send
+    what the other sent meanwhile."""
+    url = pg.create_database("cluster_partition")
+    db = url.rsplit("/", 1)[1]
+    proxy = FaultProxy("pg", "127.0.0.1", pg.port)
+    await proxy.start()
+    boxes: dict[str, Any] = {n: SandboxPlatform(str(tmp_path / "networks"), n) for n in NETS}
+    for b in boxes.values():
+        await b.start()
+    direct, cut = tmp_path / "direct.toml", tmp_path / "cut.toml"
+    write_config(direct, boxes, tmp_path / "data", {}, {},
+                 bridge_options={"database": url, "failover_seconds": FAILOVER})
+    write_config(cut, boxes, tmp_path / "data", {}, {}, bridge_options={
+        "database": url.replace(f":{pg.port}/", f":{proxy.port}/"),
+        "failover_seconds": FAILOVER})
+    log = tmp_path / "bridge.log"
+    procs.append(start_bridge(direct, log))
+    procs.append(start_bridge(cut, log))
+    a, b = procs[0].pid, procs[1].pid
+    await wait_for("three accounts each", lambda: (
+        (got := leases(pg, db)) and len(got) == 6
+        and sorted(list(got.values()).count(p) for p in (a, b)) == [3, 3]), 60)
+
+    origin: dict[int, tuple[str, str]] = {}
+    await burst(boxes, origin, 0, 30)
+    await proxy.set_mode(Mode.STALL)  # the second process is cut off
+    cut_at = time.monotonic()
+    await burst(boxes, origin, 30, 30)
+    await wait_for("the cut-off process's accounts taken over", lambda: (
+        (got := leases(pg, db)) and len(got) == 6 and set(got.values()) == {a}), 30)
+    took = time.monotonic() - cut_at
+    assert took < FAILOVER + 10, f"takeover took {took:.1f}s"
+    await burst(boxes, origin, 60, 30)
+    await asyncio.sleep(max(0.0, 15 - (time.monotonic() - cut_at)))  # cut for 15 s
+    await proxy.set_mode(Mode.PASS)
+    await wait_for("the returning process has its share again", lambda: (
+        (got := leases(pg, db)) and len(got) == 6
+        and sorted(list(got.values()).count(p) for p in (a, b)) == [3, 3]), 90)
+    await burst(boxes, origin, 90, 30)
+
+    await wait_complete(boxes, origin, set(), 120, set())
+    await asyncio.sleep(2 * FAILOVER)
+    snapshot = {n: await bx.messages() for n, bx in boxes.items()}
+    check(snapshot, origin, set(), set(), log, set())
+    assert sum(1 for msgs in snapshot.values() for m in msgs if m.by_bridge) == \
+        120 * (len(NETS) - 1)
+    for p in procs:
+        await stop_bridge(p)
+    await proxy.stop()
+    for bx in boxes.values():
+        await bx.stop()
+
+
+@pytest.mark.timeout(300)
+async def test_postgresql_restarted_mid_burst_under_two_processes(
+        pg: PgServer, tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    """The database server crashes (immediate shutdown) and comes back mid-burst:
+    the processes hold their writes, nothing is lost, nothing is sent twice, every
+    channel keeps its order."""
+    url = pg.create_database("cluster_restart")
+    db = url.rsplit("/", 1)[1]
+    boxes: dict[str, Any] = {n: SandboxPlatform(str(tmp_path / "networks"), n) for n in NETS}
+    for b in boxes.values():
+        await b.start()
+    cfg = tmp_path / "bridge.toml"
+    write_config(cfg, boxes, tmp_path / "data", {}, {},
+                 bridge_options={"database": url, "failover_seconds": FAILOVER})
+    log = tmp_path / "bridge.log"
+    procs.extend(start_bridge(cfg, log) for _ in range(2))
+    await wait_for("accounts shared", lambda: (
+        (got := leases(pg, db)) and len(got) == 6 and len(set(got.values())) == 2), 60)
+    origin: dict[int, tuple[str, str]] = {}
+    await burst(boxes, origin, 0, 30)
+    await asyncio.to_thread(pg.stop, "immediate")
+    await burst(boxes, origin, 30, 30)  # read by nobody while the server is down
+    await asyncio.sleep(3)
+    await asyncio.to_thread(pg.start, pg.port)
+    await burst(boxes, origin, 60, 30)
+    await wait_complete(boxes, origin, set(), 150, set())
+    await asyncio.sleep(2 * FAILOVER)
+    snapshot = {n: await bx.messages() for n, bx in boxes.items()}
+    check(snapshot, origin, set(), set(), log, set())
+    assert sum(1 for msgs in snapshot.values() for m in msgs if m.by_bridge) == \
+        90 * (len(NETS) - 1)
+    assert all(p.poll() is None for p in procs), "a process died with the database"
+    for p in procs:
+        await stop_bridge(p)
+    for bx in boxes.values():
+        await bx.stop()

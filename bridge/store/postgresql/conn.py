@@ -15,6 +15,8 @@ of work sees the core's types, as with SQLite.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -90,6 +92,16 @@ class PgConn:
                 return cur.fetchall()
         except psycopg.Error as e:
             raise mapped(e) from e
+
+    def sever(self) -> None:
+        """Shut the socket down under a read blocked in another thread (which then
+        fails with a lost connection); the connection is unusable afterwards."""
+        try:
+            fd = self.raw.pgconn.socket
+            with socket.socket(fileno=os.dup(fd)) as s:
+                s.shutdown(socket.SHUT_RDWR)
+        except (OSError, psycopg.Error):
+            pass
 
     @property
     def broken(self) -> bool:

@@ -24,6 +24,7 @@ retried.  What differs:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -32,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import psycopg
@@ -57,6 +58,10 @@ _REMIND_EVERY = 300.0
 _LOCK_TIMEOUT = "2s"
 _MIGRATION_LOCK = 0x68617368  # "hash": one process migrates at a time
 _PRUNE_EVERY = 1000
+STALL_SECONDS = 10.0
+"""A batch (or a listener's ping) with no answer for this long: the connection is
+given up and made again (see :class:`Watchdog`)."""
+_PING_EVERY = 5.0
 
 DEFAULTS = {
     "connect_timeout": "10",
@@ -165,6 +170,48 @@ def _check_and_migrate(conn: PgConn, shown: str, must_exist: bool) -> None:
             conn.raw.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
 
 
+class Watchdog:
+    """Unblocks a connection stuck waiting for an answer that will not come.
+
+    A server that hangs, or a middlebox that swallows a connection while still
+    acknowledging its packets, leaves a blocking read waiting for ever: TCP
+    keepalives and ``tcp_user_timeout`` see a healthy peer.  Work on a connection
+    runs inside :meth:`watch`; past *limit* seconds its socket is shut down, the
+    read fails, and the caller reconnects (the failure is ``unreachable``)."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._busy: dict[int, tuple[PgConn, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="hashbridge-store-watchdog",
+                                        daemon=True)
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def watch(self, conn: PgConn) -> Iterator[None]:
+        with self._lock:
+            self._busy[id(conn)] = (conn, time.monotonic())
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy.pop(id(conn), None)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(min(1.0, self.limit / 4)):
+            now = time.monotonic()
+            with self._lock:
+                stuck = [c for c, since in self._busy.values() if now - since > self.limit]
+            for conn in stuck:
+                log.warning("store: no answer from the database for %.0f s; dropping the "
+                            "connection and reconnecting", self.limit)
+                conn.sever()
+
+
 def _rollback(conn: PgConn) -> None:
     try:
         conn.raw.execute("ROLLBACK")
@@ -201,6 +248,7 @@ class PgStore:
         self._reminded = 0.0
         self._subscribers: dict[str, list[Callable[[str], None]]] = {CACHE_CHANNEL: []}
         self._listening: set[str] = set()
+        self._watchdog = Watchdog(STALL_SECONDS)
         self.commits = 0
         self.units = 0
 
@@ -213,7 +261,12 @@ class PgStore:
         """Connect, check and migrate.  Raises :class:`StoreError` (a
         :class:`SchemaError` for a newer schema)."""
         store = cls(url, shown)
-        store._conn = await asyncio.to_thread(open_checked, url, shown, must_exist=must_exist)
+        try:
+            store._conn = await asyncio.to_thread(open_checked, url, shown,
+                                                  must_exist=must_exist)
+        except BaseException:
+            store._watchdog.stop()
+            raise
         store._thread = threading.Thread(target=store._loop, name="hashbridge-store",
                                          daemon=True)
         store._thread.start()
@@ -251,6 +304,7 @@ class PgStore:
         await asyncio.to_thread(self._thread.join)
         if self._listener is not None:
             await asyncio.to_thread(self._listener.join)
+        self._watchdog.stop()
         self._thread = None
         if self._conn is not None:
             self._conn.close()
@@ -276,6 +330,7 @@ class PgStore:
     def _listen_loop(self) -> None:
         conn: PgConn | None = None
         backoff = 0.5
+        pinged = time.monotonic()
         while not self._closing.is_set():
             try:
                 if conn is None or conn.broken:
@@ -288,6 +343,12 @@ class PgStore:
                     if channel not in self._listening:
                         conn.execute(f'LISTEN "{channel}"')
                         self._listening.add(channel)
+                if time.monotonic() - pinged > _PING_EVERY:
+                    # A silent connection receives no notifications either: make
+                    # sure it still answers.
+                    with self._watchdog.watch(conn):
+                        conn.execute("SELECT 1")
+                    pinged = time.monotonic()
                 for n in conn.raw.notifies(timeout=0.5):
                     if n.channel == CACHE_CHANNEL:
                         self.epochs.bump(n.payload)
@@ -352,15 +413,18 @@ class PgStore:
                     # One Tx per connection: its caches outlive the batch.
                     tx = self._tx = PgTx(conn, self.epochs)
                 if unknown is not None:
-                    if conn.execute("SELECT 1 FROM hashbridge_commits WHERE token=%s",
-                                    (unknown.token,)).fetchone():
+                    with self._watchdog.watch(conn):
+                        found = conn.execute("SELECT 1 FROM hashbridge_commits WHERE"
+                                             " token=%s", (unknown.token,)).fetchone()
+                    if found:
                         results = unknown.results
                         committed = True
                         log.warning("store: the commit interrupted by the lost connection "
                                     "had gone through; not applied again")
                         break
                     unknown = None
-                results = self._commit(conn, tx, batch)
+                with self._watchdog.watch(conn):
+                    results = self._commit(conn, tx, batch)
                 committed = True
                 break
             except _CommitUnknown as e:
