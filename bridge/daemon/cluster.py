@@ -82,6 +82,9 @@ class Cluster:
         self._show = show
         self.running: dict[str, asyncio.Task[None]] = {}
         self.members = 1
+        self.held_at_stop: set[str] = set()
+        """What ran here when the cluster stopped (the accounts whose health this
+        process may record as stopped)."""
         self.last_ok: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -150,6 +153,7 @@ class Cluster:
                 await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
         finally:
             held = list(self.running)
+            self.held_at_stop = set(held)
             await self._stop(held, "stopping")
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.interval):

@@ -239,7 +239,8 @@ class Bridge:
                 rt.health = Health.STOPPED
             def stopped(tx: Tx) -> None:
                 for rt in self.accounts.values():
-                    tx.set_health(rt.name, rt.account.platform, Health.STOPPED.value, "")
+                    if self.cluster is None or lease_name(rt.name) in self.cluster.held_at_stop:
+                        tx.set_health(rt.name, rt.account.platform, Health.STOPPED.value, "")
 
             # On a full disk this write would wait for space: bounded, so that
             # stopping never hangs (health rows are only informative).

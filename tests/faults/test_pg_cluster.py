@@ -6,6 +6,7 @@ order kept, counted on the networks themselves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
 import pytest
 from faultproxy import FaultProxy, Mode
@@ -25,6 +27,7 @@ from scaffold import ROOT, check, start_bridge, stop_bridge, wait_complete, writ
 from adapters.sandbox import SandboxPlatform
 from bridge.daemon.harness import build_config, running, sandbox_channels
 from bridge.store.postgresql.testserver import PgServer
+from bridge.web import serve_web
 
 NETS = [f"n{i}" for i in range(6)]
 FAILOVER = 5.0
@@ -147,32 +150,63 @@ async def test_kill9_of_one_of_three_processes_mid_burst(
 async def test_live_updates_reach_the_viewers_of_every_process(pg: PgServer,
                                                                 tmp_path: Path) -> None:
     """Two bridges on one database (two processes' worth, in one event loop): a post
-    read by either reaches the live-view subscribers of both, and is relayed once."""
+    read by either reaches the live-view subscribers of both, and is relayed once;
+    the one stopping first records only its own accounts as stopped."""
     url = pg.create_database("cluster_live")
     nets = {n: SandboxPlatform(str(tmp_path / "networks"), n) for n in ("lobby", "garden")}
     for n in nets.values():
         await n.start()
     cfg = build_config(tmp_path, sandbox_channels(tmp_path),
-                       bridge_options={"database": url, "failover_seconds": 3},
+                       bridge_options={"database": url, "failover_seconds": 3,
+                                       "web": {"listen": "127.0.0.1:0"}},
                        community_options={"author_rate_per_minute": 100000})
+
+    async def relayed(net: str) -> list[str]:
+        return [m.text for m in await nets[net].messages() if m.by_bridge]
+
     try:
-        async with running(cfg) as a, running(cfg) as b:
-            qa, qb = a.subscribe(), b.subscribe()
-            assert a.cluster is not None and b.cluster is not None
-            await wait_for("one account each", lambda: (
-                len(a.cluster.running) == 1 and len(b.cluster.running) == 1), 30)  # type: ignore[union-attr]
-            await nets["lobby"].post_as_member("alice", "from the lobby #kmers")
-            await nets["garden"].post_as_member("bob", "from the garden #kmers")
-            seen_a = {await asyncio.wait_for(qa.get(), 20) for _ in range(2)}
-            seen_b = {await asyncio.wait_for(qb.get(), 20) for _ in range(2)}
-            assert seen_a == seen_b and {k for k, _ in seen_a} == {"posted"}
-            for name, other in (("lobby", "garden"), ("garden", "lobby")):
-                async def relayed(o: str = other) -> list[str]:
-                    return [m.text for m in await nets[o].messages() if m.by_bridge]
-                deadline = time.monotonic() + 30
-                while len(await relayed()) < 1 and time.monotonic() < deadline:  # noqa: ASYNC110
-                    await asyncio.sleep(0.2)
-                assert len(await relayed()) == 1, (name, await relayed())
+        async with running(cfg) as a:
+            assert a.cluster is not None
+            async with running(cfg) as b:
+                assert b.cluster is not None
+                qa, qb = a.subscribe(), b.subscribe()
+                await wait_for("one account each", lambda: (
+                    len(a.cluster.running) == 1  # type: ignore[union-attr]
+                    and len(b.cluster.running) == 1), 30)  # type: ignore[union-attr]
+                await nets["lobby"].post_as_member("alice", "from the lobby #kmers")
+                await nets["garden"].post_as_member("bob", "from the garden #kmers")
+                seen_a = {await asyncio.wait_for(qa.get(), 20) for _ in range(2)}
+                seen_b = {await asyncio.wait_for(qb.get(), 20) for _ in range(2)}
+                assert seen_a == seen_b and {k for k, _ in seen_a} == {"posted"}
+                for net in ("lobby", "garden"):
+                    deadline = time.monotonic() + 30
+                    while not await relayed(net) and time.monotonic() < deadline:  # noqa: ASYNC110
+                        await asyncio.sleep(0.2)
+                    assert len(await relayed(net)) == 1, (net, await relayed(net))
+                a_ran = set(a.cluster.running)
+                # each process's /healthz shows every account: its own as it runs
+                # them, the other's as that one last recorded
+                web = asyncio.create_task(serve_web(b))
+                while "web_url" not in b.services and not web.done():  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                try:
+                    async with aiohttp.ClientSession() as http, \
+                            http.get(f"{b.services['web_url']}/healthz?strict=1") as r:
+                        health = await r.json()
+                        assert r.status == 200, health
+                finally:
+                    web.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await web
+                assert {n: h["health"] for n, h in health["adapters"].items()} == \
+                    {"sb_lobby": "connected", "sb_garden": "connected"}
+                assert [n for n, h in health["adapters"].items() if h.get("elsewhere")] == \
+                    [n.split(":", 1)[1] for n in a_ran]
+            # b stopped; what a ran was never marked stopped
+            health = {acct: state for acct, _p, state, _d, _t in
+                      await a.store.run(lambda tx: tx.health())}
+            assert a_ran and all(health[n.split(":", 1)[1]] == "connected" for n in a_ran), \
+                health
     finally:
         for n in nets.values():
             await n.stop()
