@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from bridge.daemon.harness import build_config, quiescent, running, sandbox_chan
 from bridge.runtime.config import DatabaseUrl
 from bridge.store import SchemaError, Store, StoreError, Tx
 from bridge.store.backends import open_store
+from bridge.store.leases import Member, leases_of
 from bridge.store.postgresql.testserver import PgServer
 
 
@@ -293,3 +295,68 @@ async def test_the_relay_runs_on_postgresql(pg: PgServer, tmp_path: Path) -> Non
         await store.close()
     with psycopg.connect(pg.admin_url("relay")) as c:
         assert c.execute("SELECT count(*) FROM posts").fetchone() == (20,)
+
+
+# ------------------------------------------------------------------ leases
+
+async def test_leases_are_taken_once_renewed_and_given_up(pg: PgServer) -> None:
+    db = _db(pg, "leases")
+    a, b = await open_store(db), await open_store(db)
+    try:
+        la, lb = leases_of(a, Member()), leases_of(b, Member())
+        assert la is not None and lb is not None
+        names = ["account:x", "account:y", "account:z"]
+        ha = await la.heartbeat(names, set(), 30.0, 2)
+        hb = await lb.heartbeat(names, set(), 30.0, 2)
+        assert len(ha.held) == 2 and hb.held == frozenset(names) - ha.held
+        assert hb.members == 2 and hb.taken == hb.held
+        again = await la.heartbeat(names, ha.held, 30.0, 3)  # renews; nothing is free
+        assert again.held == ha.held and again.taken == frozenset()
+        rows = {r.name: r for r in await lb.holders()}
+        assert {n for n, r in rows.items() if r.member == la.member.id} == ha.held
+        assert all(r.pid == os.getpid() and r.expires_in > 20 for r in rows.values())
+        await la.release(ha.held)
+        hb2 = await lb.heartbeat(names, hb.held, 30.0, 3)
+        assert hb2.held == frozenset(names) and hb2.taken == ha.held
+        await lb.leave()
+        assert await la.holders() == []
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_an_expired_lease_is_taken_over(pg: PgServer) -> None:
+    db = _db(pg, "lease_expiry")
+    a, b = await open_store(db), await open_store(db)
+    try:
+        la, lb = leases_of(a, Member()), leases_of(b, Member())
+        assert la is not None and lb is not None
+        assert (await la.heartbeat(["account:x"], set(), 1.0, 1)).held == {"account:x"}
+        assert (await lb.heartbeat(["account:x"], set(), 1.0, 1)).held == frozenset()
+        await asyncio.sleep(1.5)  # a is dead: no renewal
+        assert (await lb.heartbeat(["account:x"], set(), 1.0, 1)).held == {"account:x"}
+        # a's late renewal does not take it back
+        assert (await la.heartbeat(["account:x"], {"account:x"}, 1.0, 1)).held == frozenset()
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_heartbeats_do_not_wait_behind_the_writer(pg: PgServer) -> None:
+    """Thousands of workers planning at once queue units in the store's writer; a
+    heartbeat must not wait behind them (its lease would expire meanwhile)."""
+    db = _db(pg, "lease_writer")
+    store = await open_store(db)
+    release = threading.Event()
+    try:
+        leases = leases_of(store, Member())
+        assert leases is not None
+        blocked = store.run(lambda tx: release.wait(60))  # the writer is busy
+        task = asyncio.ensure_future(blocked)
+        await asyncio.sleep(0.2)
+        hb = await asyncio.wait_for(leases.heartbeat(["account:x"], set(), 30.0, 1), 20)
+        assert hb.held == {"account:x"} and not task.done()
+    finally:
+        release.set()
+        await task
+        await store.close()

@@ -249,6 +249,7 @@ class PgStore:
         self._subscribers: dict[str, list[Callable[[str], None]]] = {CACHE_CHANNEL: []}
         self._listening: set[str] = set()
         self._watchdog = Watchdog(STALL_SECONDS)
+        self._leases: list[PgLeases] = []
         self.commits = 0
         self.units = 0
 
@@ -305,6 +306,8 @@ class PgStore:
         if self._listener is not None:
             await asyncio.to_thread(self._listener.join)
         self._watchdog.stop()
+        for leases in self._leases:
+            leases.close()
         self._thread = None
         if self._conn is not None:
             self._conn.close()
@@ -312,7 +315,10 @@ class PgStore:
 
     def leases(self, member: Member) -> PgLeases:
         """This store's leases, held by *member* (see :mod:`bridge.store.leases`)."""
-        return PgLeases(self, member)
+        leases = PgLeases(self, member, lambda: connect(self.url, self.shown, "leases"),
+                          self._watchdog)
+        self._leases.append(leases)
+        return leases
 
     # -- notifications ---------------------------------------------------
     def listen(self, channel: str, callback: Callable[[str], None]) -> None:
