@@ -82,6 +82,7 @@ class Cluster:
         self._show = show
         self.running: dict[str, asyncio.Task[None]] = {}
         self.members = 1
+        self.loads: dict[str, int] = {}
         self.held_at_stop: set[str] = set()
         """What ran here when the cluster stopped (the accounts whose health this
         process may record as stopped)."""
@@ -122,7 +123,8 @@ class Cluster:
                 beats += 1
                 try:
                     hb = await asyncio.wait_for(
-                        self.leases.heartbeat(wanted, set(self.running), self.ttl, limit),
+                        self.leases.heartbeat(wanted, set(self.running), self.ttl,
+                                              self._take_limit(limit, len(wanted))),
                         timeout=self.interval)
                 except (TimeoutError, Exception) as e:
                     if not isinstance(e, TimeoutError):
@@ -134,6 +136,7 @@ class Cluster:
                 else:
                     self.last_ok = started
                     self.members = hb.members
+                    self.loads = dict(hb.loads)
                     lost = set(self.running) - hb.held
                     if lost:
                         await self._stop(lost, "its lease was taken over")
@@ -141,6 +144,8 @@ class Cluster:
                         self._start(name)
                     limit = math.ceil(len(wanted) / self.members)
                     surplus = len(self.running) - limit
+                    if surplus <= 0 and _gives_one(self.member.id, hb.loads, len(wanted)):
+                        surplus = 1
                     if surplus > 0:
                         shed = sorted(self.running)[-surplus:]
                         await self._stop(shed, f"another process joined; {limit} each")
@@ -158,6 +163,16 @@ class Cluster:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.interval):
                     await self.leases.leave()
+
+    def _take_limit(self, limit: int, total: int) -> int:
+        """How many leases to hold after the next heartbeat: *limit*, but no more
+        than now while another member is below its floor share (the lease given up
+        for it is its to take)."""
+        if self.loads and len(self.loads) > 1:
+            floor = total // len(self.loads)
+            if min(self.loads.values()) < floor and len(self.running) >= floor:
+                return min(limit, len(self.running))
+        return limit
 
     # -- broadcasts ------------------------------------------------------------
     def published(self, wake: Iterable[str], changed: Iterable[tuple[str, PostId]]) -> None:
@@ -199,6 +214,19 @@ class Cluster:
     def status(self) -> dict[str, Any]:
         return {"member": self.member.id, "host": self.member.host, "pid": self.member.pid,
                 "members": self.members, "running": sorted(self.running)}
+
+
+def _gives_one(me: str, loads: Mapping[str, int], total: int) -> bool:
+    """Whether this member should give one lease up so that one holding fewer than
+    its floor share gets it: only the busiest member (the smallest id among equals)
+    does, one lease per heartbeat, so the share evens out without a stampede
+    (4 accounts on 3 processes end 2/1/1, not 2/2/0)."""
+    if len(loads) < 2 or me not in loads:
+        return False
+    floor = total // len(loads)
+    busiest = max(loads.values())
+    return (min(loads.values()) < floor and loads[me] == busiest and busiest > floor
+            and me == min(m for m, n in loads.items() if n == busiest))
 
 
 def _chunks(lines: list[str]) -> list[str]:

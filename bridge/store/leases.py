@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +41,8 @@ class Heartbeat:
     members: int
     taken: frozenset[str] = frozenset()
     """Of :attr:`held`, those taken by this heartbeat (not renewed)."""
+    loads: Mapping[str, int] = field(default_factory=dict)
+    """Leases held by each live member (0 for one holding none), after this heartbeat."""
 
 
 @dataclass(frozen=True, slots=True)

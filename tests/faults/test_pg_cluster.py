@@ -316,3 +316,26 @@ async def test_postgresql_restarted_mid_burst_under_two_processes(
         await stop_bridge(p)
     for bx in boxes.values():
         await bx.stop()
+
+
+async def test_four_accounts_on_three_processes_end_two_one_one(pg: PgServer,
+                                                                 tmp_path: Path) -> None:
+    """The share evens out: no process is left idle while another holds more than
+    its share (4 accounts on 3 processes: 2/1/1, not 2/2/0), however they started."""
+    url = pg.create_database("cluster_balance")
+    names = ("lobby", "garden", "porch", "attic")
+    cfg = build_config(tmp_path, sandbox_channels(tmp_path, names),
+                       bridge_options={"database": url, "failover_seconds": 3})
+    async with running(cfg) as a:
+        await wait_for("the first process holds all four", lambda: (
+            a.cluster is not None and len(a.cluster.running) == 4), 30)
+        async with running(cfg) as b, running(cfg) as c:
+            bridges = (a, b, c)
+
+            def spread() -> list[int]:
+                return sorted(len(x.cluster.running) for x in bridges)  # type: ignore[union-attr]
+            await wait_for("2/1/1", lambda: spread() == [1, 1, 2], 60)
+            await asyncio.sleep(3 * 3)  # and it stays so
+            assert spread() == [1, 1, 2]
+            held = [n for x in bridges for n in x.cluster.running]  # type: ignore[union-attr]
+            assert sorted(held) == sorted(f"account:sb_{n}" for n in names)

@@ -131,7 +131,13 @@ class PgLeases:
             # Members gone for long (killed): forget them.
             c.execute(f"DELETE FROM hashbridge_members WHERE heartbeat_at < {_NOW} - %s",
                       (max(ttl * 20, 600.0),))
-            return Heartbeat(frozenset(renewed | taken), max(alive, 1), frozenset(taken))
+            loads = {r[0]: int(r[1]) for r in c.execute(
+                "SELECT m.member, count(l.name) FROM hashbridge_members m"
+                " LEFT JOIN hashbridge_leases l ON l.member = m.member"
+                f" AND l.expires_at > {_NOW} WHERE m.heartbeat_at > {_NOW} - %s"
+                " GROUP BY m.member", (ttl,)).fetchall()}
+            return Heartbeat(frozenset(renewed | taken), max(alive, 1), frozenset(taken),
+                             loads)
 
         return await self._call(unit)
 
