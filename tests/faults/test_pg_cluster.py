@@ -26,6 +26,8 @@ from scaffold import ROOT, check, start_bridge, stop_bridge, wait_complete, writ
 
 from adapters.sandbox import SandboxPlatform
 from bridge.daemon.harness import build_config, running, sandbox_channels
+from bridge.features.chatevents import announce_due
+from bridge.runtime.schedule import ChatEventConfig, occurrence_at
 from bridge.store.postgresql.testserver import PgServer
 from bridge.web import serve_web
 
@@ -339,3 +341,36 @@ async def test_four_accounts_on_three_processes_end_two_one_one(pg: PgServer,
             assert spread() == [1, 1, 2]
             held = [n for x in bridges for n in x.cluster.running]  # type: ignore[union-attr]
             assert sorted(held) == sorted(f"account:sb_{n}" for n in names)
+
+
+async def test_a_chat_event_is_announced_once_by_processes_racing(pg: PgServer,
+                                                                   tmp_path: Path) -> None:
+    """Every process runs the chat-event loop; two reaching the same announcement
+    at the same moment post it once."""
+    url = pg.create_database("cluster_events")
+    weekly = {"id": "weekly", "title": "Weekly", "day": "wednesday", "time": "20:00",
+              "timezone": "Europe/Paris", "duration_minutes": 60, "hosts": ["alice"]}
+    cfg = build_config(tmp_path, sandbox_channels(tmp_path),
+                       bridge_options={"database": url, "failover_seconds": 3},
+                       community_options={"events": [weekly]})
+    occ = occurrence_at(ChatEventConfig(**weekly), "20260325T190000Z")
+    assert occ is not None
+    nets = [SandboxPlatform(str(tmp_path / "networks"), n) for n in ("lobby", "garden")]
+    async with running(cfg) as a, running(cfg) as b:
+        for _ in range(3):
+            await asyncio.gather(*(announce_due(x, occ.start.timestamp() + 10, base_url="",
+                                                grace=900, transcript_of=None)
+                                   for x in (a, b)))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = [len([m for m in await n.messages() if m.by_bridge]) for n in nets]
+            if all(got):
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)
+        posts = await a.store.run(lambda tx: tx.recent_posts("kmers", 100))
+        assert len([p for p in posts if "Weekly starts now" in p.text.to_json()]) == 1
+    for n in nets:
+        texts = [m.text for m in await n.messages() if m.by_bridge]
+        assert len(texts) == 1 and "Weekly starts now" in texts[0], texts
+        await n.stop()
