@@ -360,3 +360,43 @@ async def test_heartbeats_do_not_wait_behind_the_writer(pg: PgServer) -> None:
         release.set()
         await task
         await store.close()
+
+
+def test_failover_seconds_is_a_checked_bridge_key(tmp_path: Path) -> None:
+    from bridge.runtime.config import ConfigError, load
+    from bridge.runtime.registry import load_factories
+
+    def cfg(value: str) -> str:
+        p = tmp_path / "c.toml"
+        p.write_text(f"""
+[bridge]
+failover_seconds = {value}
+
+[accounts.a]
+platform = "sandbox"
+dir = "n"
+
+[accounts.b]
+platform = "sandbox"
+dir = "n"
+
+[[communities]]
+name = "k"
+hashtag = "k"
+
+[[communities.channels]]
+account = "a"
+network = "x"
+
+[[communities.channels]]
+account = "b"
+network = "y"
+""")
+        return str(p)
+
+    assert load(cfg("15"), load_factories(), {}).bridge.failover_seconds == 15
+    assert load(cfg("4.5"), load_factories(), {}).bridge.failover_seconds == 4.5
+    for bad in ("1", "601", '"soon"'):
+        with pytest.raises(ConfigError) as e:
+            load(cfg(bad), load_factories(), {})
+        assert any("failover_seconds" in x for x in e.value.errors), e.value.errors
