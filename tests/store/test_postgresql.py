@@ -27,6 +27,7 @@ from bridge.store import SchemaError, Store, StoreError, Tx
 from bridge.store.backends import open_store
 from bridge.store.leases import Member, leases_of
 from bridge.store.postgresql.testserver import PgServer
+from tests.faults.faultproxy import FaultProxy, Mode
 
 
 def _post(pid: str = "P1") -> Post:
@@ -400,3 +401,33 @@ network = "y"
         with pytest.raises(ConfigError) as e:
             load(cfg(bad), load_factories(), {})
         assert any("failover_seconds" in x for x in e.value.errors), e.value.errors
+
+
+async def test_a_commit_whose_answer_is_lost_is_not_applied_twice(
+        pg: PgServer, caplog: pytest.LogCaptureFixture) -> None:
+    """The server commits, but its answer never arrives (the connection goes silent
+    during COMMIT): the writer cannot know, reconnects, finds the batch's token and
+    acknowledges it as it was, rather than run it again."""
+    db = _db(pg, "lostcommit")
+    name = db.path.rsplit("/", 1)[1]
+    proxy = FaultProxy("pg", "127.0.0.1", pg.port)
+    await proxy.start()
+    via = db.path.replace(f":{pg.port}/", f":{proxy.port}/")
+    store = await open_store(DatabaseUrl("postgresql", via, via))
+    try:
+        await store.run(lambda tx: tx.insert_post(_post(), ""))
+        # COMMIT of a new delivery now takes 2 s, server side.
+        pg.psql("CREATE FUNCTION slow() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(2);"
+                " RETURN NULL; END $$ LANGUAGE plpgsql;"
+                " CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON deliveries"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow()", name)
+        fut = asyncio.ensure_future(store.run(lambda tx: tx.enqueue("P1", "k/b", Op.CREATE)))
+        await asyncio.sleep(0.7)  # in COMMIT now
+        await proxy.set_mode(Mode.DROP)  # the answer is lost; new connections pass
+        did = await asyncio.wait_for(fut, 60)
+        rows = pg.psql("SELECT id FROM deliveries", name).split()
+        assert rows == [did]  # committed once, and the id acknowledged is the one kept
+        assert "had gone through" in caplog.text
+    finally:
+        await store.close()
+        await proxy.stop()
