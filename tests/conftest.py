@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from adapters.sandbox import SandboxPlatform
+from bridge.store.postgresql.testserver import PgServer, pg_bindir
 
 
 @pytest.fixture
@@ -17,3 +19,28 @@ async def lobby(tmp_path: Path) -> AsyncIterator[SandboxPlatform]:
     await net.start()
     yield net
     await net.stop()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """The session's PostgreSQL server (Debian's, started once on 127.0.0.1, run as an
+    unprivileged user when we are root).  ``PGPASSFILE`` points at its password file,
+    so the bridge, a CLI subprocess and the tests log in as an operator's would."""
+    try:
+        import psycopg  # noqa: F401 - the backend's driver
+    except ImportError:
+        pytest.skip("psycopg is not installed: pip install -e '.[postgresql]'")
+    if pg_bindir() is None:
+        pytest.skip("PostgreSQL is not installed: apt-get install postgresql")
+    server = PgServer()
+    server.start()
+    before = os.environ.get("PGPASSFILE")
+    os.environ.update(server.client_env())
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        if before is None:
+            os.environ.pop("PGPASSFILE", None)
+        else:
+            os.environ["PGPASSFILE"] = before

@@ -15,12 +15,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from bridge.contract.services import Services
+from bridge.daemon.cluster import lease_name
 from bridge.inbound.steps import described, recorded_drops
 from bridge.runtime import logs
-from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load
+from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load, parse_database
 from bridge.runtime.registry import Registry, RegistryError, load_factories
 from bridge.store import DiskFullError, Store, StoreError, Tx
-from bridge.store.backends import open_store, read_last_checkpoint
+from bridge.store.backends import migrate_to_postgresql, open_store, read_last_checkpoint
+from bridge.store.leases import Member, leases_of
 from bridge.store.space import LOW_FREE_BYTES, MIN_FREE_BYTES, free_space, human
 
 EXIT_STORE = 74  # sysexits EX_IOERR: the database cannot be used
@@ -215,8 +217,8 @@ def _storage_line(s: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
-    db = cfg.data_path("hashbridge.sqlite")
-    if not os.path.exists(db):
+    db = cfg.database.path
+    if cfg.database.scheme == "sqlite" and not os.path.exists(db):
         if args.json:
             print(json.dumps({"state": "not started", "database": db}, indent=2))
         else:
@@ -224,8 +226,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "creates it at its first start")
         return EXIT_NOT_STARTED
 
+    keys = [ch.key for ch in cfg.all_channels()]
+
     async def go() -> int:
         storage = storage_report(cfg)
+        lag: dict[str, float] = {}
+        holders: dict[str, Any] | None = None
         try:
             store = await _open_store(cfg)
         except StoreError:
@@ -245,6 +251,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 dead = await store.run(lambda tx: tx.dead(args.limit))
                 rejected = await store.run(lambda tx: _rejections(tx, args.limit))
                 refusals = await store.run(lambda tx: tx.policy_refusal_counts())
+                lag = await store.run(lambda tx: channel_lag(tx, keys))
+                holders = await process_report(store, cfg)
             finally:
                 await store.close()
         pipeline = _pipeline(refusals, rejected["counts"])
@@ -258,6 +266,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                           "reason": r.last_error, "attempts": r.attempts} for r in dead],
                 "rejected": rejected,
                 "pipeline": pipeline,
+                "lag_seconds": lag,
+                "processes": holders,
             }, indent=2))
             return 0
         print(_storage_line(storage))
@@ -265,10 +275,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         for account, platform, state, detail, updated in health:
             ago = time.time() - updated
             print(f"  {account:<16} {platform:<9} {state:<16} {detail}  ({ago:.0f}s ago)")
-        print("queues (pending / dead):")
+        print("queues (pending / dead, lag):")
         for ch in cfg.all_channels():
             q = depths.get(ch.key, {})
-            print(f"  {ch.key:<28} {q.get('pending', 0):>6} / {q.get('dead', 0)}")
+            where = ""
+            if holders is not None:
+                h = holders["channels"].get(ch.key)
+                where = f"  in {h['host']} pid {h['pid']}" if h else "  in no process"
+            print(f"  {ch.key:<28} {q.get('pending', 0):>6} / {q.get('dead', 0)}"
+                  f"  lag {lag.get(ch.key, 0.0):.1f}s{where}")
+        if holders is not None:
+            print(f"processes ({len(holders['members'])} sharing the database):")
+            for account in cfg.accounts:
+                h = holders["accounts"].get(account)
+                print(f"  {account:<16} " + (f"{h['host']} pid {h['pid']} (lease renewed, "
+                                            f"{h['expires_in']:.0f}s left)" if h else
+                                            "held by no process (taken over within "
+                                            f"{cfg.bridge.failover_seconds:.0f}s)"))
         if dead:
             print("dead deliveries (re-queue with `hashbridge retry`):")
             for r in dead:
@@ -288,6 +311,39 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 UNREADABLE_KINDS = ("unreadable", "too large", "relay error")
+
+
+def channel_lag(tx: Tx, channels: Sequence[str]) -> dict[str, float]:
+    """Seconds the oldest pending delivery of each channel has waited (0: none)."""
+    now = time.time()
+    out: dict[str, float] = {}
+    for key in channels:
+        first = tx.pending(key, 1)
+        out[key] = round(max(0.0, now - first[0].created_at), 1) if first else 0.0
+    return out
+
+
+async def process_report(store: Store, cfg: Config) -> dict[str, Any] | None:
+    """Which process (host, pid) holds which account and channel, where several
+    share the database; None where the store serves one process."""
+    leases = leases_of(store, Member())
+    if leases is None:
+        return None
+    rows = {r.name: r for r in await leases.holders() if r.expires_in > 0}
+    accounts: dict[str, Any] = {}
+    channels: dict[str, Any] = {}
+    for account in cfg.accounts:
+        r = rows.get(lease_name(account))
+        accounts[account] = None if r is None else {
+            "host": r.host, "pid": r.pid, "member": r.member,
+            "expires_in": round(r.expires_in, 1), "since": r.acquired_at}
+    for ch in cfg.all_channels():
+        a = accounts.get(ch.account)
+        channels[ch.key] = None if a is None else {"account": ch.account, "host": a["host"],
+                                                   "pid": a["pid"]}
+    members = sorted({(a["host"], a["pid"]) for a in accounts.values() if a})
+    return {"accounts": accounts, "channels": channels,
+            "members": [{"host": h, "pid": p} for h, p in members]}
 
 
 def _rejections(tx: Tx, limit: int) -> dict[str, Any]:
@@ -417,6 +473,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_migrate_store(args: argparse.Namespace) -> int:
+    """Copy the config's SQLite store into an empty PostgreSQL database."""
+    cfg, _ = _load(args)
+    source = cfg.database
+    if source.scheme != "sqlite":
+        print(f"migrate-store: the config's database is {source}, not a SQLite file; "
+              "nothing to copy", file=sys.stderr)
+        return EXIT_FAILED
+    if not os.path.exists(source.path):
+        raise StoreError(f"{source.path}: no database yet (has `hashbridge run` started once?)")
+    target = parse_database(args.to, os.getcwd(), "")
+    if isinstance(target, str):
+        print(f"migrate-store: --to {target}", file=sys.stderr)
+        return EXIT_CONFIG
+    if target.scheme != "postgresql":
+        print(f"migrate-store: --to {target}: give a postgresql:// URL", file=sys.stderr)
+        return EXIT_CONFIG
+    copy_sqlite = migrate_to_postgresql()
+    print(f"copying {source} into {target} (stop the bridge first: a running one keeps "
+          "writing to the file)", file=sys.stderr)
+    counts = copy_sqlite(source.path, target.path, target.redacted,
+                         lambda table, n: print(f"  {table:<16} {n:>9} rows", file=sys.stderr))
+    print(f"copied and verified {sum(counts.values())} rows in {len(counts)} tables; now set "
+          f'database = "{target}" in [bridge] and start the bridge', file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     logs.setup(args.log_level or "warning", args.log_format)
     from bridge.cli.demo import run_demo
@@ -489,6 +572,11 @@ def _parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]]
                     "transcript URL)")
     sp.add_argument("-o", "--output", help="file (directory for html); default: stdout")
     sp.set_defaults(fn=cmd_export)
+    sp = with_config("migrate-store", "copy the SQLite store into an empty PostgreSQL "
+                     "database, and verify the counts")
+    sp.add_argument("--to", required=True, metavar="URL",
+                    help="postgresql://user@host/db (the password from PGPASSWORD or .pgpass)")
+    sp.set_defaults(fn=cmd_migrate_store)
     sp = sub.add_parser("demo", help="run the relay on a local sandbox of every platform")
     sp.add_argument("--for", dest="duration", type=float, default=None, metavar="SECONDS",
                     help="stop after this many seconds with a summary (default: until Ctrl-C)")

@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
 from bridge.contract.services import Services
 from bridge.runtime.config import Config, load
 from bridge.runtime.registry import Registry, load_factories
+from bridge.store.backends import peek_sqlite
+from bridge.store.errors import StoreError
 
 LOBBY = "lobby"
 """The account name of the ``sandbox`` platform's network every fleet has (it needs
@@ -182,12 +183,8 @@ def status_json(cfg: Path) -> dict[str, Any]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-async def _read(db: Path, sql: str) -> list[Any]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+async def _read(db: Path, what: str) -> list[Any]:
+    return peek_sqlite(str(db), what)
 
 
 async def wait_connected(db: Path, accounts: set[str], timeout: float, *,
@@ -207,20 +204,15 @@ async def wait_connected(db: Path, accounts: set[str], timeout: float, *,
             raise AssertionError(f"adapters not connected: {accounts - up}")
         await asyncio.sleep(0.5)
         try:
-            rows = await read(db, "SELECT account, state FROM health")
-        except sqlite3.Error:
+            rows = await read(db, "health")
+        except StoreError:
             continue
         up = {a for a, state in rows if state == "connected"}
 
 
 def pending(db: Path) -> list[tuple[str, str, str]]:
     """Deliveries still pending or dead: ``(channel, op, last error)``."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return con.execute("SELECT channel, op, last_error FROM deliveries "
-                           "WHERE state IN ('pending', 'dead')").fetchall()
-    finally:
-        con.close()
+    return peek_sqlite(str(db), "open deliveries")
 
 
 # ---------------------------------------------------------------- counting on the platforms

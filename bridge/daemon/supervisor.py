@@ -33,6 +33,7 @@ from bridge.contract.adapter import (
 from bridge.contract.model import ChannelKey, InboundEvent, NativeId, PostId
 from bridge.contract.richtext import RichText
 from bridge.contract.services import Services
+from bridge.daemon.cluster import Cluster, lease_name
 from bridge.inbound.relay import IngestResult, Relay
 from bridge.inbound.steps import described
 from bridge.outbound.ratelimit import TokenBucket, backoff
@@ -42,6 +43,7 @@ from bridge.runtime.metrics import Metrics
 from bridge.store import MIN_FREE_BYTES, Store, StoreError, Tx
 from bridge.store.adapter_state import StoredAccountState
 from bridge.store.backends import open_store
+from bridge.store.leases import Member, leases_of
 
 log = logging.getLogger("hashbridge")
 
@@ -157,6 +159,8 @@ class Bridge:
         self.started_at = time.time()
         self._network_names: dict[str, str] = {}
         self._subscribers: set[asyncio.Queue[tuple[str, PostId]]] = set()
+        self.cluster: Cluster | None = None
+        """Set when several processes share the database (see bridge/daemon/cluster.py)."""
 
     @property
     def store(self) -> Store:
@@ -181,8 +185,11 @@ class Bridge:
         self.metrics.ingested_page(result.counts, result.steps)
         self.publish(result)
 
-    def publish(self, result: IngestResult) -> None:
-        """Wake the workers for new deliveries and tell live views what changed."""
+    def publish(self, result: IngestResult, *, remote: bool = False) -> None:
+        """Wake the workers for new deliveries and tell live views what changed
+        (*remote*: relayed by another process sharing the database)."""
+        if self.cluster is not None and not remote:
+            self.cluster.published(result.wake, result.changed)
         for key in result.wake:
             w = self.workers.get(key)
             if w is not None:
@@ -242,10 +249,13 @@ class Bridge:
                 self.relay = Relay(cfg, self.store)
                 self._build()
                 tune_gc()
+                self.cluster = self._cluster()
                 async with asyncio.TaskGroup() as tg:
-                    for rt in self.accounts.values():
+                    if self.cluster is not None:  # the accounts whose lease we hold
+                        tg.create_task(self.cluster.run(), name="cluster")
+                    for rt in self.accounts.values() if self.cluster is None else ():
                         tg.create_task(self._supervise(rt), name=f"adapter:{rt.name}")
-                    for key, w in self.workers.items():
+                    for key, w in self.workers.items() if self.cluster is None else ():
                         tg.create_task(self._keep_running(f"worker {key}", w.run),
                                        name=f"worker:{key}")
                     for task in self.extra_tasks:
@@ -256,7 +266,8 @@ class Bridge:
                 rt.health = Health.STOPPED
             def stopped(tx: Tx) -> None:
                 for rt in self.accounts.values():
-                    tx.set_health(rt.name, rt.account.platform, Health.STOPPED.value, "")
+                    if self.cluster is None or lease_name(rt.name) in self.cluster.held_at_stop:
+                        tx.set_health(rt.name, rt.account.platform, Health.STOPPED.value, "")
 
             # On a full disk this write would wait for space: bounded, so that
             # stopping never hangs (health rows are only informative).
@@ -297,6 +308,31 @@ class Bridge:
                               network_name=self.network_name, set_health=rt.set_health,
                               logger=logging.getLogger(f"hashbridge.worker.{ch.key}"))
             self.workers[ch.key] = ChannelWorker(ch, deps)
+
+    def _cluster(self) -> Cluster | None:
+        """A :class:`Cluster` when the store is shared by several processes."""
+        leases = leases_of(self.store, Member())
+        if leases is None:
+            return None
+
+        async def account(rt: AccountRuntime) -> None:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._supervise(rt), name=f"adapter:{rt.name}")
+                for spec in rt.channels:
+                    if (w := self.workers.get(spec.key)) is not None:
+                        tg.create_task(self._keep_running(f"worker {spec.key}", w.run),
+                                       name=f"worker:{spec.key}")
+
+        def wake(key: str) -> None:
+            if (w := self.workers.get(key)) is not None:
+                w.wake()
+
+        return Cluster(
+            leases, self.config.bridge.failover_seconds,
+            {lease_name(n): functools.partial(account, rt) for n, rt in self.accounts.items()},
+            {lease_name(n): [s.key for s in rt.channels] for n, rt in self.accounts.items()},
+            wake, lambda kind, pid: self.publish(IngestResult(changed=[(kind, pid)]),
+                                                 remote=True))
 
     async def _supervise(self, rt: AccountRuntime) -> None:
         """Run one adapter forever; its crash never touches its siblings."""

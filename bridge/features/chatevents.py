@@ -214,6 +214,11 @@ async def announce_due(bridge: Any, t: float, *, base_url: str, grace: float,
                         lambda tx, m=marker: tx.get_cursor(CURSOR_ACCOUNT, m))
                     if done:
                         continue
+                    # Several processes on one database all run this loop: one
+                    # claims the announcement (an insert only the first gets in).
+                    if not await bridge.store.run(lambda tx, m=marker: tx.state_add(
+                            CURSOR_ACCOUNT, "claimed", m, str(time.time()))):
+                        continue
                     if which == "start":
                         link = f"{base_url}/c/{comm.name}" if base_url else ""
                         text = start_text(occ, comm.settings.hashtag, link)

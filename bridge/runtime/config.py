@@ -18,7 +18,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -105,6 +105,9 @@ class BridgeSettings(StrictModel):
     send_timeout_seconds: float = Field(60.0, gt=0)
     restart_budget: int = Field(5, ge=1)
     """Adapter crashes tolerated per 10 minutes before it is marked failed."""
+    failover_seconds: float = Field(15.0, ge=3, le=600)
+    """With a database several processes share (PostgreSQL): how soon another
+    process takes over an account whose process died or lost the database."""
     web: WebSettings | None = None
 
 
@@ -255,10 +258,11 @@ class Config:
 # ------------------------------------------------------------------ the database URL
 
 DEFAULT_DATABASE_FILE = "hashbridge.sqlite"
-DATABASE_SCHEMES = ("sqlite",)
+DATABASE_SCHEMES = ("sqlite", "postgresql")
 """The store backends this version has (``bridge.store.backends`` opens them)."""
-_PLANNED_SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql"}
+_PLANNED_SCHEMES: dict[str, str] = {}
 """Schemes a later version adds: refused with a clear "not in this version"."""
+_SCHEME_ALIASES = {"postgres": "postgresql"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +272,9 @@ class DatabaseUrl:
     scheme: str
     """A member of :data:`DATABASE_SCHEMES`."""
     path: str
-    """For ``sqlite``: the database file, absolute."""
+    """For ``sqlite``: the database file, absolute.  For ``postgresql``: the URL as
+    written (it never holds a password: libpq reads that from ``PGPASSWORD`` or the
+    ``.pgpass`` file)."""
     redacted: str
     """The URL as logs and errors may show it (no password, ever)."""
 
@@ -277,25 +283,38 @@ class DatabaseUrl:
 
 
 def redact_url(url: str) -> str:
-    """*url* with any password replaced by ``***`` (for logs and errors)."""
+    """*url* with any password (in the user part, or a ``password=`` option)
+    replaced by ``***`` (for logs and errors)."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return "<unparseable URL>"
-    if not password:
+    in_query = bool(parts.query) and "password" in parse_qs(parts.query)
+    if not password and not in_query:
         return url
+    if in_query:
+        parts = parts._replace(query=re.sub(r"(^|&)(password=)[^&]*", r"\1\2***",
+                                            parts.query))
+    if not password:
+        return urlunsplit(parts)
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def url_password(url: str) -> str | None:
-    """The password written inline in *url*, if any (to refuse it, and redact it)."""
+    """The password written inline in *url* (user part or ``password=`` option),
+    if any (to refuse it, and redact it)."""
     try:
-        return urlsplit(url).password or None
+        parts = urlsplit(url)
+        inline = parts.password
     except ValueError:
         return None
+    if inline:
+        return inline
+    given = parse_qs(parts.query).get("password")
+    return given[0] if given else None
 
 
 def parse_database(url: str, base_dir: str, default_path: str) -> DatabaseUrl | str:
@@ -304,7 +323,8 @@ def parse_database(url: str, base_dir: str, default_path: str) -> DatabaseUrl | 
     * empty: the SQLite file *default_path* (``hashbridge.sqlite`` in the data dir);
     * ``sqlite:///absolute/path.sqlite``, or ``sqlite:relative/path.sqlite``
       (relative to *base_dir*, the config file's directory, like ``data_dir``);
-    * ``postgresql://user@host/db``: refused until the PostgreSQL backend lands;
+    * ``postgresql://user@host[:port]/db`` (or ``postgres://``; libpq's options such
+      as ``?sslmode=verify-full`` or ``?host=/run/postgresql`` after ``?``);
     * a password inline in any URL is refused: it belongs in the environment.
     """
     if not url.strip():
@@ -317,12 +337,13 @@ def parse_database(url: str, base_dir: str, default_path: str) -> DatabaseUrl | 
     except ValueError as e:
         return f"{shown!r} is not a valid URL ({e})"
     scheme = parts.scheme.lower()
+    scheme = _SCHEME_ALIASES.get(scheme, scheme)
     supported = ", ".join(f"{s}://" for s in DATABASE_SCHEMES)
     if not scheme:
         return (f"{shown!r} has no scheme; write a URL such as sqlite:///var/lib/hashbridge/"
                 f"hashbridge.sqlite (supported: {supported})")
     problems = []
-    if parts.password:
+    if parts.password or "password" in parse_qs(parts.query):
         problems.append("holds a password inline; remove it from the URL and give it "
                         "through the environment (PGPASSWORD) or a ~/.pgpass file, so it is "
                         "never in the config or the logs")
@@ -335,6 +356,12 @@ def parse_database(url: str, base_dir: str, default_path: str) -> DatabaseUrl | 
                         + _suggest(scheme, list(DATABASE_SCHEMES)))
     if problems:
         return f"{shown!r}: " + "; ".join(problems)
+    if scheme == "postgresql":
+        if not parts.path.strip("/"):
+            return (f"{shown!r}: names no database; write postgresql://user@host/dbname")
+        if parts.fragment:
+            return f"{shown!r}: remove what follows '#'"
+        return DatabaseUrl("postgresql", url.strip(), shown)
     # sqlite
     if parts.netloc:
         return (f"{shown!r}: a SQLite database is a file on this machine, so the URL has no "

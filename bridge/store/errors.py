@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-FailureKind = Literal["full", "io_error", "locked"]
-"""Why a write could not go through *now*: no space left, a failing device, or
-another writer holding the lock (a busy database).  None of them says anything
-about the data; the same write succeeds once the cause is gone."""
+FailureKind = Literal["full", "io_error", "locked", "unreachable", "read_only"]
+"""Why a write could not go through *now*: no space left, a failing device,
+another writer holding the lock (a busy database), or (a database server) the
+server unreachable or restarting, or read-only for now (a primary being failed
+over).  None of them says anything about the data; the same write succeeds once
+the cause is gone."""
 
 
 class StoreError(Exception):

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.daemon.cluster import lease_name
 from bridge.runtime.logs import Redactor
 from bridge.runtime.schedule import upcoming
 from bridge.web import admin, feeds, guard
@@ -267,6 +268,12 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     redact = _redactor(site)
     adapters = {name: {"platform": rt.account.platform, "health": rt.health.value,
                        "detail": redact(rt.detail)} for name, rt in bridge.accounts.items()}
+    if bridge.cluster is not None:  # accounts another process runs: as it last reported
+        for account, platform, state, detail, _at in await bridge.store.run(
+                lambda tx: tx.health()):
+            if account in adapters and lease_name(account) not in bridge.cluster.running:
+                adapters[account] = {"platform": platform, "health": state,
+                                     "detail": redact(detail), "elsewhere": True}
     healthy = all(a["health"] == "connected" for a in adapters.values())
     body = {"status": "ok" if healthy else "degraded", "uptime": time.time() - bridge.started_at,
             "adapters": adapters, "storage": storage.as_dict(),

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy, HttpRequest, HttpResponse, Mode
 from test_bsky_e2e import _n, bridged, connected, on_bsky
 
 from adapters.bluesky.sandbox import BlueskySandbox
 from adapters.bluesky.testserver import PdsServer, missing_reason, node_binary
 from adapters.matrix.testserver import free_port
 from adapters.sandbox import SandboxPlatform
+from bridge.conformance.faultproxy import FaultProxy, HttpRequest, HttpResponse, Mode
 from bridge.daemon.harness import (
     ChannelDef,
     build_config,

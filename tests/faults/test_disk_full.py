@@ -29,7 +29,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -55,6 +54,7 @@ from scaffold import (
 )
 
 from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
+from bridge.store.errors import StoreError
 
 MARK = re.compile(r"\[d(\d{4})\]")
 FULL_LINE = "cannot write to the data dir"
@@ -68,24 +68,21 @@ def fs(tmp_path: Path) -> Iterator[SmallFs]:
 
 
 _QUERY = """
-import json, sqlite3, sys
-conn = sqlite3.connect(sys.argv[1])
-try:
-    print(json.dumps([list(r) for r in conn.execute(sys.argv[2]).fetchall()]))
-finally:
-    conn.close()
+import json, sys
+from bridge.store.backends import peek_sqlite
+print(json.dumps([list(r) for r in peek_sqlite(sys.argv[1], sys.argv[2])]))
 """
 
 
-async def query(fs: SmallFs, db: Path, sql: str) -> list[list[Any]]:
+async def query(fs: SmallFs, db: Path, what: str) -> list[list[Any]]:
     """Read the bridge's database from a process that sees the small
     filesystem where the bridge does (SQLite cannot open it through /proc)."""
     proc = await asyncio.create_subprocess_exec(
-        *fs.prefix, sys.executable, "-c", _QUERY, str(db), sql,
+        *fs.prefix, sys.executable, "-c", _QUERY, str(db), what,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     if proc.returncode:
-        raise sqlite3.OperationalError(err.decode(errors="replace")[-800:])
+        raise StoreError(err.decode(errors="replace")[-800:])
     rows: list[list[Any]] = json.loads(out)
     return rows
 

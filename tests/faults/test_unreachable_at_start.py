@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy, Mode
 
+from bridge.conformance.faultproxy import FaultProxy, Mode
 from bridge.contract.adapter import Health
 from bridge.daemon.harness import ChannelDef, build_config, running, sandbox_channels
 from bridge.runtime.registry import load_factories

@@ -14,7 +14,7 @@ from bridge.store import Store
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return make_backend(request.param, tmp_path)
+    return make_backend(request.param, tmp_path, request)
 
 
 @pytest.fixture

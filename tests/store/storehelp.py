@@ -1,9 +1,8 @@
 """The backends the store contract suite runs on.
 
 Each entry of :data:`BACKENDS` is a name; :func:`make_backend` builds a
-:class:`Backend` for it in a fresh location.  The SQLite row is the only one today;
-the PostgreSQL backend adds its row (a database per test on the session's server)
-and nothing else.
+:class:`Backend` for it in a fresh location: a file in the test's tmp_path for SQLite,
+a database of its own on the session's server (the ``pg`` fixture) for PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,12 +13,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from bridge.runtime.config import DatabaseUrl
 from bridge.store import Store
 from bridge.store.backends import open_store
+from bridge.store.postgresql.migrations import latest_version as pg_latest
+from bridge.store.postgresql.testserver import PgServer
 from bridge.store.sqlite.migrations import latest_version
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @dataclass
@@ -63,8 +66,37 @@ def _sqlite(tmp_path: Path) -> Backend:
                    hold_write_lock, mark_newer_schema, schema_version)
 
 
-def make_backend(name: str, tmp_path: Path) -> Backend:
+def _postgresql(tmp_path: Path, server: PgServer) -> Backend:
+    import psycopg
+
+    url = server.create_database(f"t_{tmp_path.name.lower()}"[:60])
+    admin = server.admin_url(url.rsplit("/", 1)[1])
+
+    @contextlib.contextmanager
+    def hold_write_lock() -> Iterator[None]:
+        # Another client's transaction holding every table the store writes.
+        with psycopg.connect(admin) as other:
+            other.execute("LOCK TABLE posts, deliveries, cursors, native_ids"
+                          " IN ACCESS EXCLUSIVE MODE")
+            yield
+            other.rollback()
+
+    def mark_newer_schema() -> None:
+        server.psql(f"UPDATE hashbridge_schema SET version = {pg_latest() + 1}",
+                    url.rsplit("/", 1)[1])
+
+    def schema_version() -> int:
+        return int(server.psql("SELECT version FROM hashbridge_schema",
+                               url.rsplit("/", 1)[1]).strip())
+
+    return Backend("postgresql", DatabaseUrl("postgresql", url, url), hold_write_lock,
+                   mark_newer_schema, schema_version)
+
+
+def make_backend(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
     match name:
         case "sqlite":
             return _sqlite(tmp_path)
+        case "postgresql":
+            return _postgresql(tmp_path, request.getfixturevalue("pg"))
     raise AssertionError(f"no backend {name}")

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKENDS = ("bridge/store/sqlite/",)
+BACKENDS = ("bridge/store/sqlite/", "bridge/store/postgresql/")
 """Backend packages: the only places in ``bridge/`` allowed SQL and drivers."""
 OUTSIDE_BRIDGE = ("adapters/email/",)
 """Adapter packages whose state moved into the store: they hold no SQL either

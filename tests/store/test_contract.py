@@ -109,6 +109,12 @@ async def test_id_map(store: Store) -> None:
     assert [(ch, c.native_id) for ch, c in every] == \
         [("k/a", "p1"), ("k/b", "b-1"), ("k/b", "b-1x"), ("k/b", "b-2")]
 
+    # An edit made the copy one part shorter: part 1 is no longer a part, its id still known.
+    await store.run(lambda tx: tx.retire_part("P1", "k/b", 1))
+    assert [c.native_id for c in await store.run(lambda tx: tx.copies("P1", "k/b"))] == ["b-1"]
+    assert await store.run(lambda tx: tx.native_lookup("k/b", "b-2")) == ("P1", "alias")
+    assert await store.run(lambda tx: tx.aliases("P1", "k/b", 0)) == ["b-1x"]
+
 
 # ------------------------------------------------------------------ outbox
 
@@ -286,6 +292,9 @@ async def test_rejections_are_recorded_once_per_unreadable_event(store: Store) -
     counts = await store.run(lambda tx: tx.rejection_counts())
     assert [c[:3] for c in counts] == [("k/a", "policy", 2), ("k/a", "unreadable", 1),
                                        ("k/b", "too large", 1)]
+    await store.run(lambda tx: tx.reject("k/b", "n4", "blocked"))
+    refusals = await store.run(lambda tx: tx.policy_refusal_counts())
+    assert [r[:3] for r in refusals] == [("k/a", "policy says no", 2), ("k/b", "blocked", 1)]
 
 
 async def test_health(store: Store) -> None:

@@ -49,10 +49,9 @@ def test_sqlite_urls_absolute_and_relative(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("url", "says"), [
-    ("mysql://u@h/db", "unknown database scheme 'mysql'; supported: sqlite://"),
-    ("postgresql://bridge@db.example/hashbridge",
-     "postgresql is not available in this version of hashbridge (supported: sqlite://)"),
-    ("postgres://bridge@db.example/hashbridge", "postgresql is not available"),
+    ("mysql://u@h/db", "unknown database scheme 'mysql'; supported: sqlite://, postgresql://"),
+    ("postgresql://bridge@db.example/", "names no database"),
+    ("postgresql://bridge@db.example", "names no database"),
     ("sqlite://db.example/x.sqlite", "a SQLite database is a file on this machine"),
     ("sqlite:///tmp/x.sqlite?mode=ro", "SQLite takes no options"),
     ("sqlite:///tmp/dir/", "names no file"),
@@ -69,13 +68,26 @@ def test_an_inline_password_is_refused_and_never_shown(tmp_path: Path) -> None:
     assert "hunter2" not in line
     assert "postgresql://bridge:***@db.example/hashbridge" in line
     assert "holds a password inline" in line and "PGPASSWORD" in line and ".pgpass" in line
-    assert "not available in this version" in line
+    # as a libpq option too
+    [line] = errors(tmp_path, "postgresql://bridge@db.example/hb?sslmode=require&password=pw9")
+    assert "pw9" not in line and "password=***" in line and "holds a password inline" in line
     # from the environment too (the whole URL in a variable)
     [line] = errors(tmp_path, "${DATABASE_URL}",
                     {"DATABASE_URL": "postgresql://u:s3cr3t@h/db"})
     assert "s3cr3t" not in line and "holds a password inline" in line
     assert redact_url("postgresql://u:p%40ss@h:5432/db?x=1") == "postgresql://u:***@h:5432/db?x=1"
     assert redact_url("sqlite:///a/b.sqlite") == "sqlite:///a/b.sqlite"
+    assert redact_url("postgresql://u@h/db?password=x&sslmode=require") == \
+        "postgresql://u@h/db?password=***&sslmode=require"
+
+
+def test_postgresql_urls_are_accepted(tmp_path: Path) -> None:
+    for url in ("postgresql://bridge@db.example/hashbridge",
+                "postgres://bridge@db.example:6432/hashbridge?sslmode=verify-full",
+                "postgresql:///hashbridge?host=/run/postgresql"):
+        cfg = load(write(tmp_path, url), load_factories(), {})
+        assert cfg.database.scheme == "postgresql"
+        assert cfg.database.path == url and str(cfg.database) == url
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -90,7 +102,7 @@ def test_check_shows_the_database_and_refuses_bad_ones(tmp_path: Path) -> None:
     assert f"database: sqlite://{tmp_path}/db/bridge.sqlite" in res.stdout
     res = run_cli("check", "-c", write(tmp_path, "postgresql://u:pw-123@h/db"), cwd=tmp_path)
     assert res.returncode == EXIT_CONFIG
-    assert "bridge.database:" in res.stderr and "not available in this version" in res.stderr
+    assert "bridge.database:" in res.stderr and "holds a password inline" in res.stderr
     assert "pw-123" not in res.stderr + res.stdout
 
 
