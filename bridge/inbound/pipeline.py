@@ -85,7 +85,7 @@ class DropReason(enum.StrEnum):
 
 
 DETAILED: dict[DropReason, re.Pattern[str]] = {
-    DropReason.RATE: re.compile(r"author over \d+ posts/minute"),
+    DropReason.RATE: re.compile(r"author over \d+ posts/minute( with \d+ posts held)?"),
     DropReason.RELUCTANT: re.compile(r"author's profile: .* \(relayed after !join\)", re.S),
     DropReason.UNKNOWN_COMMAND: re.compile(r"unknown command .*", re.S),
 }
@@ -214,6 +214,9 @@ class Inbound(Generic[E]):
     plain: str = ""
     cut: bool = False
     fingerprint: str = ""
+    hold_until: float = 0.0
+    """When a post over its author's rate goes out (wall clock; the rate
+    step): 0.0, at once."""
 
 
 @dataclass(frozen=True, slots=True)
