@@ -9,7 +9,6 @@ up behind it, the author is told once per window, a restart keeps the held posts
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -19,7 +18,7 @@ from bridge.contract.adapter import SendCreate
 from bridge.contract.model import Author, ChannelKey, NativeId, Posted
 from bridge.contract.testing import FakeAdapter, FakeFactory
 from bridge.contract.textconv import from_plain, to_plain
-from bridge.daemon.harness import ChannelDef, build_config, quiescent, running
+from bridge.daemon.harness import ChannelDef, build_config, eventually, quiescent, running
 from bridge.daemon.supervisor import Bridge
 from bridge.inbound import held
 from bridge.inbound.pipeline import DropReason
@@ -59,9 +58,17 @@ class Env:
     async def ingested(self, n: int, timeout: float = 10.0) -> None:
         """Wait until *n* events were accepted or dropped since the start."""
         m = self.bridge.metrics
-        async with asyncio.timeout(timeout):
-            while sum(m.posts_in.values()) + sum(m.dropped.values()) < n:
-                await asyncio.sleep(0.02)
+
+        async def done() -> bool:
+            return sum(m.posts_in.values()) + sum(m.dropped.values()) >= n
+
+        await eventually(done, timeout=timeout, what=f"{n} events ingested")
+
+    async def copied(self, channel: str, n: int) -> None:
+        async def done() -> bool:
+            return len(self.texts(channel)) >= n
+
+        await eventually(done, timeout=10, what=f"{n} copies on {channel}")
 
     async def settle(self, timeout: float = 30.0) -> None:
         await quiescent(self.bridge, timeout=timeout, settle=0.2)
@@ -148,9 +155,7 @@ async def test_held_posts_survive_a_restart_and_keep_their_order(tmp_path: Path)
         for i in range(6):
             env.post("a", f"before {i}")
         await env.ingested(6)
-        async with asyncio.timeout(10):
-            while len(env.texts("b")) < 2:
-                await asyncio.sleep(0.02)
+        await env.copied("b", 2)
         held_now = await env.bridge.store.run(held.pending)
         assert [to_plain(h.post.text) for h in held_now] == [f"before {i}" for i in range(2, 6)]
         n = env.n
@@ -171,9 +176,7 @@ async def test_a_flood_is_capped(tmp_path: Path) -> None:
         for i in range(14):
             env.post("a", f"flood {i}")
         await env.ingested(14)
-        async with asyncio.timeout(10):
-            while len(env.texts("b")) < 1:
-                await asyncio.sleep(0.02)
+        await env.copied("b", 1)
         figures = await env.figures()
         assert (figures.held, figures.refused) == (10, 3)
         assert env.bridge.metrics.step_drops[("rate", DropReason.RATE.value)] == 3
