@@ -30,6 +30,7 @@ MAX_WINDOWS = 10
 away is refused like before (not relayed, recorded, logged), so one author can
 have at most ``MAX_WINDOWS * author_rate_per_minute`` posts held."""
 DISCARDED_NOTE = "discarded by an admin while held"
+WITHDRAWN_NOTE = "deleted at its origin while held"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,13 @@ def release(tx: Tx, post_id: str) -> list[PostId]:
         tx.state_put(ACCOUNT, HELD, pid, repr(now))
     settle(tx, now)
     return ids
+
+
+def withdraw(tx: Tx, post_id: str) -> None:
+    """The post was deleted (or withdrawn) at its origin: whatever of it is
+    still held is never sent, and it is no longer listed as held."""
+    tx.discard_held([post_id], WITHDRAWN_NOTE)
+    tx.state_delete(ACCOUNT, HELD, [post_id])
 
 
 def discard(tx: Tx, post_id: str) -> bool:

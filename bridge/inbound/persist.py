@@ -258,6 +258,8 @@ def delete_post(ib: Inbound[Edited] | Inbound[Deleted], post_id: PostId) -> Outc
         return Drop(DropReason.ALREADY_DELETED)
     post = tx.get_post(post_id)
     tx.mark_post_deleted(post_id)
+    if tx.held_until(post_id) is not None:
+        held.withdraw(tx, post_id)  # never sent: nothing to delete where it was held
     targets = [t.key for t in ib.community.channels if t.writes and t.key != ib.channel.key]
     tx.enqueue_many(post_id, targets, Op.DELETE, source=source(post) if post else "",
                     at=post.created_at.timestamp() if post else 0.0)

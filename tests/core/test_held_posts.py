@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.contract.adapter import SendCreate
-from bridge.contract.model import Author, ChannelKey, NativeId, Posted
+from bridge.contract.model import Author, ChannelKey, Deleted, NativeId, Posted
 from bridge.contract.testing import FakeAdapter, FakeFactory
 from bridge.contract.textconv import from_plain, to_plain
 from bridge.daemon.harness import ChannelDef, build_config, eventually, quiescent, running
@@ -147,6 +147,22 @@ async def test_no_notice_where_the_bridge_cannot_answer(tmp_path: Path) -> None:
         await env.settle()
         assert env.sent("a") == []
         assert env.texts("b") == [f"Carol (A): m{i}" for i in range(3)]
+
+
+async def test_a_held_post_deleted_at_its_origin_is_never_relayed(tmp_path: Path) -> None:
+    async for env in start(tmp_path, rate=1, window=2.0):
+        env.post("a", "kept 0")
+        gone = env.post("a", "deleted while held")
+        env.post("a", "kept 1")
+        await env.ingested(3)
+        env.fakes["A"].inject(Deleted(channel=ChannelKey("kmers/a"), native_id=gone))
+        await env.ingested(4)
+        assert len(await env.bridge.store.run(held.pending)) == 1
+        await env.settle()
+        for target in ("b", "c"):
+            assert env.texts(target) == ["Carol (A): kept 0", "Carol (A): kept 1"], target
+            assert not [op for op in env.fakes[target.upper()].sent
+                        if "deleted while held" in str(op)], target
 
 
 async def test_held_posts_survive_a_restart_and_keep_their_order(tmp_path: Path) -> None:
