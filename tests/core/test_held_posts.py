@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from bridge.contract.adapter import SendCreate
-from bridge.contract.model import Author, ChannelKey, Deleted, NativeId, Posted
+from bridge.contract.adapter import SendCreate, SendEdit
+from bridge.contract.model import Author, ChannelKey, Deleted, Edited, NativeId, Posted
 from bridge.contract.testing import FakeAdapter, FakeFactory
 from bridge.contract.textconv import from_plain, to_plain
 from bridge.daemon.harness import ChannelDef, build_config, eventually, quiescent, running
@@ -163,6 +163,28 @@ async def test_a_held_post_deleted_at_its_origin_is_never_relayed(tmp_path: Path
             assert env.texts(target) == ["Carol (A): kept 0", "Carol (A): kept 1"], target
             assert not [op for op in env.fakes[target.upper()].sent
                         if "deleted while held" in str(op)], target
+
+
+async def test_an_edit_of_a_held_post_goes_out_with_it(tmp_path: Path) -> None:
+    async for env in start(tmp_path, rate=1, window=2.0):
+        env.post("a", "first")
+        draft = env.post("a", "draft")
+        env.post("a", "third")
+        await env.ingested(3)
+        env.fakes["A"].inject(Edited(channel=ChannelKey("kmers/a"), native_id=draft,
+                                     text=from_plain("final")))
+        await env.ingested(4)
+        await env.settle()
+        for target in ("b", "c"):
+            fake = env.fakes[target.upper()]
+            # The copy carries the final text (made from it, or edited to it), in its place.
+            creates = env.texts(target)
+            assert creates[0] == "Carol (A): first" and creates[2] == "Carol (A): third"
+            assert creates[1] in ("Carol (A): final", "Carol (A): draft"), creates
+            held_id = env.sent(target)[1].post.id
+            last = [op.rendered.plain for op in fake.sent
+                    if isinstance(op, (SendCreate, SendEdit)) and op.post.id == held_id]
+            assert last[-1] == "Carol (A): final", last
 
 
 async def test_held_posts_survive_a_restart_and_keep_their_order(tmp_path: Path) -> None:
