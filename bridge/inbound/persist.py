@@ -89,10 +89,22 @@ def persist_post(ib: Inbound[Posted]) -> Outcome:
                 text=ib.text, attachments=ev.attachments[:10], reply_to=reply_to,
                 content_warning=ev.content_warning, language=ev.language,
                 created_at=ev.created_at)
+    hold = ib.hold_until
+    parent_until = tx.held_until(reply_to) if reply_to else None
+    if parent_until is not None and parent_until > hold:
+        # A reply to a post held over its author's rate waits with it, so it
+        # answers the parent's copy (rather than holding up its channel while
+        # it waits for one).
+        hold = parent_until
     store_post(tx, post, ib.fingerprint, ib.community, ib.result, exclude=channel.key,
-               hold=ib.hold_until)
+               hold=hold)
     if ib.hold_until:
         _held(ib, post)
+    elif hold:
+        held.note(tx, post.id, hold)
+        ib.result.counts[(channel.key, "held", "")] += 1
+        log.info("%s %s: reply held %.0fs with its held parent", channel.key, ev.native_id,
+                 hold - time.time())
     return DONE
 
 

@@ -37,13 +37,14 @@ class Env:
     def __init__(self, bridge: Bridge, fakes: dict[str, FakeAdapter], n: int = 0) -> None:
         self.bridge, self.fakes, self.n = bridge, fakes, n
 
-    def post(self, channel: str, text: str, author: str = "carol") -> NativeId:
+    def post(self, channel: str, text: str, author: str = "carol",
+             reply_to: NativeId | None = None) -> NativeId:
         self.n += 1
         nid = NativeId(f"{channel}-{self.n}")
         self.fakes[channel.upper()].inject(Posted(
             channel=ChannelKey(f"kmers/{channel}"), native_id=nid,
             author=Author(platform="fake", handle=author, display_name=author.title()),
-            text=from_plain(text)))
+            text=from_plain(text), reply_to_native=reply_to))
         return nid
 
     def sent(self, channel: str) -> list[SendCreate]:
@@ -185,6 +186,31 @@ async def test_an_edit_of_a_held_post_goes_out_with_it(tmp_path: Path) -> None:
             last = [op.rendered.plain for op in fake.sent
                     if isinstance(op, (SendCreate, SendEdit)) and op.post.id == held_id]
             assert last[-1] == "Carol (A): final", last
+
+
+async def test_a_reply_to_a_held_post_waits_with_it_and_answers_its_copy(
+        tmp_path: Path) -> None:
+    async for env in start(tmp_path, rate=1, window=2.0):
+        env.post("a", "Q1")
+        q2 = env.post("a", "Q2")  # held
+        await env.ingested(2)
+        t0 = time.monotonic()
+        env.post("a", "A2 from bob", author="bob", reply_to=q2)
+        env.post("a", "unrelated", author="dave")
+        await env.ingested(4)
+        await env.settle()
+        for target in ("b", "c"):
+            ops = env.sent(target)
+            texts = [op.rendered.plain for op in ops]
+            # Dave's post is not held up; Bob's answer comes after Q2 and threads under it.
+            assert texts.index("Dave (A): unrelated") < texts.index("Carol (A): Q2"), texts
+            assert texts.index("Bob (A): A2 from bob") > texts.index("Carol (A): Q2"), texts
+            answer = ops[texts.index("Bob (A): A2 from bob")]
+            copies = await env.bridge.store.run(
+                lambda tx, t=target, a=answer: tx.copies(a.post.reply_to, f"kmers/{t}"))
+            assert answer.reply_to == copies[0].native_id
+        # It did not sit out the reply wait (30 s) holding up its channel.
+        assert time.monotonic() - t0 < 20
 
 
 async def test_held_posts_survive_a_restart_and_keep_their_order(tmp_path: Path) -> None:
