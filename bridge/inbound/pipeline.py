@@ -168,7 +168,8 @@ class IngestResult:
     """``(kind, post id)`` for live views: kind is posted, edited or deleted."""
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """``(channel, what, reason)`` -> n, for the metrics: *what* is ``accepted``
-    (reason ""), ``dropped`` or ``rejected`` (reason: the rejection's kind)."""
+    (reason ""), ``held`` (accepted and held over the author's rate, reason ""),
+    ``dropped`` or ``rejected`` (reason: the rejection's kind)."""
     steps: Counter[tuple[str, str]] = field(default_factory=Counter)
     """``(step, reason)`` -> n: every event a step stopped, by its
     :class:`DropReason` (``hashbridge_inbound_dropped_total``)."""
