@@ -81,17 +81,19 @@ def figures(tx: Tx) -> HeldFigures:
                        discarded=_count(tx, "discarded"), refused=_count(tx, "refused"))
 
 
-def pending(tx: Tx, community: str | None = None) -> list[HeldPost]:
-    """The posts held now, by their slot (then their order in the store)."""
+def pending(tx: Tx, community: str | None = None, limit: int | None = None) -> list[HeldPost]:
+    """The posts held now, by their slot (then their order in the store); the
+    first *limit* of them when given."""
     now = time.time()
     out: list[HeldPost] = []
-    for key, until in _items(tx):
-        if until <= now:
-            continue
+    items = sorted(((until, key) for key, until in _items(tx) if until > now),
+                   key=lambda item: item[0])
+    for until, key in items:
+        if limit is not None and len(out) >= limit:
+            break
         post = tx.get_post(key)
         if post is not None and (community is None or post.community == community):
             out.append(HeldPost(post, until))
-    out.sort(key=lambda h: h.until)
     return out
 
 
@@ -99,7 +101,7 @@ def release(tx: Tx, post_id: str) -> list[PostId]:
     """Release *post_id* now, with the same author's posts held before it (so
     their order holds); the ids released."""
     now = time.time()
-    held = pending(tx)
+    held = pending(tx)  # (the author's earlier ones are among all held)
     this = next((h for h in held if h.post.id == post_id), None)
     if this is None:
         return []

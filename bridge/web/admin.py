@@ -43,6 +43,8 @@ MAX_SESSIONS = 100
 """Beyond this, a new login ends the oldest session (logins are throttled anyway)."""
 LOGIN_FAILURES = 5
 LOGIN_WINDOW = 15 * 60
+ADMIN_HELD_ROWS = 500
+"""Held posts listed on the admin page (the ones due first)."""
 TRACKED_CLIENTS = 10_000
 """Addresses whose failures are remembered; the oldest are forgotten first."""
 
@@ -228,7 +230,9 @@ async def page(request: web.Request) -> web.StreamResponse:
         return {"health": tx.health(), "depths": tx.queue_depths(), "dead": tx.dead(200),
                 "consents": tx.consents(), "blocks": archive.blocks(tx),
                 "rejections": tx.rejections(50), "rejection_counts": tx.rejection_counts(),
-                "refusals": tx.policy_refusal_counts(), "held": held.pending(tx),
+                "refusals": tx.policy_refusal_counts(),
+                "held": held.pending(tx, limit=ADMIN_HELD_ROWS),
+                "held_count": held.figures(tx).held,
                 "hidden": {c.name: archive.hidden_posts(tx, c.name)
                            for c in site.config.communities},
                 "recent": {c.name: [site.card_of(v) for v in archive.page(tx, c.name, limit=30)]
