@@ -5,13 +5,11 @@ answered where it was said."""
 
 from __future__ import annotations
 
-from bridge.contract.model import NativeId, Op, Post, Posted, new_post_id
-from bridge.contract.richtext import RichText
+from bridge.contract.model import Post, Posted, new_post_id
 from bridge.inbound import links
-from bridge.inbound.persist import source
+from bridge.inbound.persist import answer
 from bridge.inbound.pipeline import DONE, Drop, DropReason, Inbound, Outcome
-from bridge.inbound.policy import blocked
-from bridge.inbound.policy import rate as over_rate
+from bridge.inbound.policy import blocked, command_rate
 
 CONSENT_REPLIES = {
     "in": "Thanks, {name}: your posts with #{tag} will now be relayed to the community's "
@@ -51,7 +49,7 @@ def link_command(ib: Inbound[Posted]) -> Outcome:
     a = ib.ev.author
     if a.is_bot or blocked(a, ib.community.settings, ib.tx):
         return Drop(DropReason.LINK_REFUSED)
-    over = over_rate(ib)
+    over = command_rate(ib)
     if over is not None:
         return over
     text = links.answer(ib.tx, cmd, a, ib.services.platforms, ib.channel.platform)
@@ -75,13 +73,4 @@ def _keep(ib: Inbound[Posted]) -> Post:
 
 def _answer(ib: Inbound[Posted], command: Post, text: str) -> None:
     """The bridge's answer to a command, threaded under it on its channel only."""
-    ev, tx, channel = ib.ev, ib.tx, ib.channel
-    notice = Post(id=new_post_id(), community=ib.community.name, origin_channel=channel.key,
-                  origin_native_id=NativeId(f"notice:{ev.native_id}"), permalink="",
-                  author=ev.author,
-                  text=RichText.plain(text), reply_to=command.id, is_notice=True)
-    tx.insert_post(notice, "")
-    tx.set_hidden(notice.id, True)
-    tx.enqueue(notice.id, channel.key, Op.CREATE, source=source(notice),
-               at=notice.created_at.timestamp())
-    ib.result.wake.add(channel.key)
+    answer(ib, command.id, text)

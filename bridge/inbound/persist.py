@@ -12,6 +12,7 @@ from bridge.contract.model import (
     Deleted,
     Edited,
     InboundEvent,
+    NativeId,
     Op,
     Post,
     Posted,
@@ -19,6 +20,8 @@ from bridge.contract.model import (
     Rejected,
     new_post_id,
 )
+from bridge.contract.richtext import RichText
+from bridge.inbound import held
 from bridge.inbound.pipeline import DONE, Drop, DropReason, Inbound, IngestResult, Outcome
 from bridge.inbound.policy import carries_opt_out_tag, fit_size, text_hash
 from bridge.runtime.config import CommunityConfig
@@ -86,20 +89,72 @@ def persist_post(ib: Inbound[Posted]) -> Outcome:
                 text=ib.text, attachments=ev.attachments[:10], reply_to=reply_to,
                 content_warning=ev.content_warning, language=ev.language,
                 created_at=ev.created_at)
-    store_post(tx, post, ib.fingerprint, ib.community, ib.result, exclude=channel.key)
+    hold = ib.hold_until
+    parent_until = tx.held_until(reply_to) if reply_to else None
+    if parent_until is not None and parent_until > hold:
+        # A reply to a post held over its author's rate waits with it, so it
+        # answers the parent's copy (rather than holding up its channel while
+        # it waits for one).
+        hold = parent_until
+    store_post(tx, post, ib.fingerprint, ib.community, ib.result, exclude=channel.key,
+               hold=hold)
+    if ib.hold_until:
+        _held(ib, post)
+    elif hold:
+        held.note(tx, post.id, hold)
+        ib.result.counts[(channel.key, "held", "")] += 1
+        log.info("%s %s: reply held %.0fs with its held parent", channel.key, ev.native_id,
+                 hold - time.time())
     return DONE
+
+
+HELD_NOTICE = ("{name}, your posts are arriving faster than {rate} a minute, the most the "
+               "bridge relays for one person: this one and your next ones wait and are "
+               "relayed in order as the minute allows. Nothing is lost.")
+
+
+def _held(ib: Inbound[Posted], post: Post) -> None:
+    """The post is held over its author's rate: recorded, counted, logged, and
+    the author told (once per window, where the bridge can answer there)."""
+    settings, a = ib.community.settings, post.author
+    held.note(ib.tx, post.id, ib.hold_until)
+    ib.result.counts[(ib.channel.key, "held", "")] += 1
+    log.info("%s %s: post held %.0fs (author over %d posts and edits a minute)",
+             ib.channel.key, ib.ev.native_id, ib.hold_until - time.time(),
+             settings.author_rate_per_minute)
+    if ib.channel.writes and ib.services.rate.tell(settings.name, a.platform, a.handle):
+        answer(ib, post.id, HELD_NOTICE.format(name=a.name,
+                                               rate=settings.author_rate_per_minute))
+
+
+def answer(ib: Inbound[Posted], reply_to: PostId, text: str) -> None:
+    """The bridge's answer to the event's author, threaded under *reply_to* on
+    the event's channel only (a command's answer, a held post's notice)."""
+    ev, tx, channel = ib.ev, ib.tx, ib.channel
+    notice = Post(id=new_post_id(), community=ib.community.name, origin_channel=channel.key,
+                  origin_native_id=NativeId(f"notice:{ev.native_id}"), permalink="",
+                  author=ev.author, text=RichText.plain(text), reply_to=reply_to,
+                  is_notice=True)
+    tx.insert_post(notice, "")
+    tx.set_hidden(notice.id, True)
+    tx.enqueue(notice.id, channel.key, Op.CREATE, source=source(notice),
+               at=notice.created_at.timestamp())
+    ib.result.wake.add(channel.key)
 
 
 def store_post(tx: Tx, post: Post, fingerprint: str, community: CommunityConfig,
                result: IngestResult, *, exclude: str | None = None,
-               only: str | None = None) -> None:
+               only: str | None = None, hold: float = 0.0) -> None:
+    """Store *post* and queue its creates; *hold*: held until then (wall clock)."""
     tx.insert_post(post, fingerprint)
     tx.add_native(post.origin_channel, post.origin_native_id, post.id, "origin",
                   permalink=post.permalink)
     targets = [t.key for t in community.channels
                if t.writes and t.key != exclude and not (only and t.key != only)]
-    tx.enqueue_many(post.id, targets, Op.CREATE, source=source(post),
-                    at=post.created_at.timestamp())
+    ids = tx.enqueue_many(post.id, targets, Op.CREATE, source=source(post),
+                          at=post.created_at.timestamp())
+    if hold:
+        tx.hold(ids, hold)
     result.wake.update(targets)
     result.accepted += 1
     result.changed.append(("posted", post.id))
@@ -215,6 +270,8 @@ def delete_post(ib: Inbound[Edited] | Inbound[Deleted], post_id: PostId) -> Outc
         return Drop(DropReason.ALREADY_DELETED)
     post = tx.get_post(post_id)
     tx.mark_post_deleted(post_id)
+    if tx.held_until(post_id) is not None:
+        held.withdraw(tx, post_id)  # never sent: nothing to delete where it was held
     targets = [t.key for t in ib.community.channels if t.writes and t.key != ib.channel.key]
     tx.enqueue_many(post_id, targets, Op.DELETE, source=source(post) if post else "",
                     at=post.created_at.timestamp() if post else 0.0)

@@ -85,7 +85,7 @@ class DropReason(enum.StrEnum):
 
 
 DETAILED: dict[DropReason, re.Pattern[str]] = {
-    DropReason.RATE: re.compile(r"author over \d+ posts/minute"),
+    DropReason.RATE: re.compile(r"author over \d+ posts/minute( with \d+ posts held)?"),
     DropReason.RELUCTANT: re.compile(r"author's profile: .* \(relayed after !join\)", re.S),
     DropReason.UNKNOWN_COMMAND: re.compile(r"unknown command .*", re.S),
 }
@@ -168,7 +168,8 @@ class IngestResult:
     """``(kind, post id)`` for live views: kind is posted, edited or deleted."""
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """``(channel, what, reason)`` -> n, for the metrics: *what* is ``accepted``
-    (reason ""), ``dropped`` or ``rejected`` (reason: the rejection's kind)."""
+    (reason ""), ``held`` (accepted and held over the author's rate, reason ""),
+    ``dropped`` or ``rejected`` (reason: the rejection's kind)."""
     steps: Counter[tuple[str, str]] = field(default_factory=Counter)
     """``(step, reason)`` -> n: every event a step stopped, by its
     :class:`DropReason` (``hashbridge_inbound_dropped_total``)."""
@@ -214,6 +215,9 @@ class Inbound(Generic[E]):
     plain: str = ""
     cut: bool = False
     fingerprint: str = ""
+    hold_until: float = 0.0
+    """When a post over its author's rate goes out (wall clock; the rate
+    step): 0.0, at once."""
 
 
 @dataclass(frozen=True, slots=True)

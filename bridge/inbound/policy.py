@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import re
+import time
 
 from bridge.contract.consent import OPT_OUT_TAGS
 from bridge.contract.model import Author, Posted
 from bridge.contract.richtext import RichText, iter_text
 from bridge.contract.textconv import from_plain, to_plain
+from bridge.inbound import held
 from bridge.inbound.pipeline import Drop, DropReason, Inbound
 from bridge.inbound.rate import AuthorRate
 from bridge.runtime.config import CommunityCommon
 from bridge.store import Tx
 
 __all__ = ["OPT_OUT_TAGS", "AuthorRate", "blocked", "fit_size", "text_hash"]
+
+log = logging.getLogger("hashbridge.relay")
 
 """A post carrying one of these is never relayed, and an edit that adds one
 withdraws the post (the core's one definition)."""
@@ -89,7 +94,31 @@ def moderation(ib: Inbound[Posted]) -> Drop | None:
 
 
 def rate(ib: Inbound[Posted]) -> Drop | None:
-    """Count the post against its author's rate; a Drop when over it."""
+    """Count the post against its author's rate.  Over it, the post is held,
+    not dropped: its slot is booked after the author's earlier posts and edits
+    (``ib.hold_until``; the persist step holds its deliveries until then).
+    Beyond :data:`~bridge.inbound.held.MAX_WINDOWS` minutes of held posts, a
+    Drop (the cap: a flood cannot fill the disk)."""
+    a, settings = ib.ev.author, ib.community.settings
+    per_minute = settings.author_rate_per_minute
+    wait = ib.services.rate.hold(settings.name, a.platform, a.handle, per_minute,
+                                 key=f"{ib.ev.channel} {ib.ev.native_id}",
+                                 max_windows=held.MAX_WINDOWS)
+    if wait is None:
+        cap = per_minute * held.MAX_WINDOWS
+        log.warning("not held: %s %s: author already has %d minutes of posts held "
+                    "(%d at %d a minute); refused", ib.channel.key, ib.ev.native_id,
+                    held.MAX_WINDOWS, cap, per_minute)
+        held.refused(ib.tx)
+        return Drop(DropReason.RATE, f"author over {per_minute} posts/minute with {cap} posts held")
+    if wait:
+        ib.hold_until = time.time() + wait
+    return None
+
+
+def command_rate(ib: Inbound[Posted]) -> Drop | None:
+    """A member command counts against its author's rate like a post, but is
+    not held: over the rate, a Drop (it is not answered)."""
     a, settings = ib.ev.author, ib.community.settings
     if ib.services.rate.allow(settings.name, a.platform, a.handle,
                               settings.author_rate_per_minute,

@@ -15,6 +15,7 @@ holds the page.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ from bridge.contract.model import (
     new_post_id,
 )
 from bridge.contract.richtext import RichText
-from bridge.inbound import pipeline
+from bridge.inbound import held, pipeline
 from bridge.inbound.commands import CONSENT_REPLIES
 from bridge.inbound.persist import store_post
 from bridge.inbound.pipeline import Inbound, IngestResult, Services, Step
@@ -60,6 +61,8 @@ class Relay:
         self.config = config
         self.store = store
         self.rate = AuthorRate()
+        self._seeded = False
+        """Whether the posts held before a restart have been put back in the rate."""
         self._channels: dict[str, tuple[ChannelConfig, CommunityConfig]] = {
             ch.key: (ch, comm) for comm in config.communities for ch in comm.channels}
         self._services = Services(routes=self._channels, rate=self.rate, platforms=frozenset(
@@ -84,6 +87,8 @@ class Relay:
                   cursor: tuple[str, str] | None) -> IngestResult:
         result = IngestResult()
         services, run = self._services, pipeline.run
+        if not self._seeded:
+            self._seed(tx)
         for index, ev in enumerate(events):
             result.channel = ev.channel
             accepted = result.accepted
@@ -108,6 +113,15 @@ class Relay:
         if cursor is not None:
             tx.set_cursor(account, cursor[0], cursor[1])
         return result
+
+    def _seed(self, tx: Tx) -> None:
+        """The posts held before a restart keep their slots: each author's later
+        posts go after them (the order on every target holds)."""
+        now = time.time()
+        for h in held.pending(tx):
+            a = h.post.author
+            self.rate.seed(h.post.community, a.platform, a.handle, h.until - now)
+        self._seeded = True
 
     async def announce(self, community: str, text: RichText, *,
                        origin: str = "bridge") -> tuple[PostId, IngestResult]:

@@ -62,7 +62,9 @@ POSTED: tuple[Step[Posted], ...] = (
          description="Authors on the community's blocklist or blocked on the admin page."),
     Step(name="rate", run=policy.rate, reasons=(R.RATE,), recorded=True,
          description="At most author_rate_per_minute posts and edits a minute per author "
-                     "(counted here, so the refusals above cost nothing)."),
+                     "(counted here, so the refusals above cost nothing); a post over it is "
+                     "held, not dropped: relayed in order when the author's minute has room "
+                     "(refused only beyond 10 minutes of held posts)."),
     Step(name="empty", run=policy.empty, reasons=(R.EMPTY,), recorded=True,
          description="A post with neither text nor attachments."),
     Step(name="duplicate", run=persist.duplicate, reasons=(R.DUPLICATE,),
@@ -71,7 +73,8 @@ POSTED: tuple[Step[Posted], ...] = (
                      "presence here, not copied again."),
     Step(name="persist", run=persist.persist_post,
          description="Stored with its id map entry and one outbox row per writable channel "
-                     "(the workers deliver them)."),
+                     "(the workers deliver them; held until its slot when over the rate, the "
+                     "author told once a minute where the bridge can answer)."),
 )
 
 EDITED: tuple[Step[Edited], ...] = (

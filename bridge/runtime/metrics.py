@@ -38,6 +38,18 @@ class StepInfo:
     across restarts)."""
 
 
+@dataclass(frozen=True, slots=True)
+class HeldFigures:
+    """Posts held over their author's rate, as the store counts them (across
+    restarts): held now, released (their slot came, or an admin released
+    them), discarded by an admin, refused over the cap on held posts."""
+
+    held: int = 0
+    released: int = 0
+    discarded: int = 0
+    refused: int = 0
+
+
 @dataclass
 class Metrics:
     inbound_steps: tuple[StepInfo, ...] = ()
@@ -50,6 +62,8 @@ class Metrics:
     """Inbound events a step stopped, by (step, reason), in memory since the start."""
     rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Inbound events that could not be read or relayed, by (channel, kind)."""
+    held_in: Counter[str] = field(default_factory=Counter)
+    """Posts held over their author's rate, by channel, since the start."""
     posts_out: Counter[tuple[str, str]] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     dead_total: Counter[str] = field(default_factory=Counter)
@@ -72,6 +86,8 @@ class Metrics:
         for (channel, what, why), n in counts.items():
             if what == "accepted":
                 self.posts_in[channel] += n
+            elif what == "held":
+                self.held_in[channel] += n
             elif what == "dropped":
                 self.dropped[(channel, why)] += n
             else:
@@ -93,7 +109,8 @@ class Metrics:
     def rate_limited(self, channel: str, seconds: float) -> None:
         self.rate_limit_wait[channel] = self.rate_limit_wait.get(channel, 0.0) + seconds
 
-    def prometheus(self, queue_depth: dict[str, dict[str, int]] | None = None) -> str:
+    def prometheus(self, queue_depth: dict[str, dict[str, int]] | None = None,
+                   held: HeldFigures | None = None) -> str:
         out: list[str] = []
 
         def esc(v: str) -> str:
@@ -102,7 +119,8 @@ class Metrics:
         def counter(name: str, help_: str, rows: list[tuple[str, float]]) -> None:
             out.append(f"# HELP {name} {help_}")
             out.append(f"# TYPE {name} counter")
-            out.extend(f"{name}{{{labels}}} {value:g}" for labels, value in rows)
+            out.extend(f"{name}{{{labels}}} {value:g}" if labels else f"{name} {value:g}"
+                       for labels, value in rows)
 
         counter("hashbridge_posts_in_total", "Posts accepted from a channel",
                 [(f'channel="{esc(c)}"', n) for c, n in sorted(self.posts_in.items())])
@@ -128,6 +146,23 @@ class Metrics:
                 "(unreadable, too large) or relayed (relay error), by kind",
                 [(f'channel="{esc(c)}",reason="{esc(r)}"', n)
                  for (c, r), n in sorted(self.rejected.items())])
+        counter("hashbridge_posts_held_in_total",
+                "Posts held over their author's rate (not dropped), by the channel they "
+                "came from, since the start",
+                [(f'channel="{esc(c)}"', n) for c, n in sorted(self.held_in.items())])
+        if held is not None:
+            out.append("# HELP hashbridge_posts_held Posts held now over their author's rate, "
+                       "waiting for their slot")
+            out.append("# TYPE hashbridge_posts_held gauge")
+            out.append(f"hashbridge_posts_held {held.held}")
+            counter("hashbridge_posts_held_released_total",
+                    "Held posts released (their slot came, or an admin released them)",
+                    [("", held.released)])
+            counter("hashbridge_posts_held_discarded_total",
+                    "Held posts an admin discarded (never sent)", [("", held.discarded)])
+            counter("hashbridge_posts_held_refused_total",
+                    "Posts refused because their author had the most posts held already "
+                    "(10 minutes of author_rate_per_minute)", [("", held.refused)])
         counter("hashbridge_posts_out_total", "Deliveries sent to a channel",
                 [(f'channel="{esc(c)}",op="{esc(o)}"', n)
                  for (c, o), n in sorted(self.posts_out.items())])

@@ -26,7 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.contract.model import PostId
+from bridge.contract.model import ChannelKey, PostId
+from bridge.contract.textconv import to_plain
+from bridge.inbound import held
 from bridge.inbound.relay import IngestResult
 from bridge.inbound.steps import recorded_drops
 from bridge.runtime.metrics import Metrics
@@ -41,6 +43,8 @@ MAX_SESSIONS = 100
 """Beyond this, a new login ends the oldest session (logins are throttled anyway)."""
 LOGIN_FAILURES = 5
 LOGIN_WINDOW = 15 * 60
+ADMIN_HELD_ROWS = 500
+"""Held posts listed on the admin page (the ones due first)."""
 TRACKED_CLIENTS = 10_000
 """Addresses whose failures are remembered; the oldest are forgotten first."""
 
@@ -209,6 +213,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/admin/hide", hide)
     r.add_post("/admin/block", block)
     r.add_post("/admin/unblock", unblock)
+    r.add_post("/admin/held/release", release_held)
+    r.add_post("/admin/held/discard", discard_held)
 
 
 async def page(request: web.Request) -> web.StreamResponse:
@@ -225,12 +231,15 @@ async def page(request: web.Request) -> web.StreamResponse:
                 "consents": tx.consents(), "blocks": archive.blocks(tx),
                 "rejections": tx.rejections(50), "rejection_counts": tx.rejection_counts(),
                 "refusals": tx.policy_refusal_counts(),
+                "held": held.pending(tx, limit=ADMIN_HELD_ROWS),
+                "held_count": held.figures(tx).held,
                 "hidden": {c.name: archive.hidden_posts(tx, c.name)
                            for c in site.config.communities},
                 "recent": {c.name: [site.card_of(v) for v in archive.page(tx, c.name, limit=30)]
                            for c in site.config.communities}}
 
     data = await site.bridge.store.run(unit)
+    data["held_text"] = {h.post.id: to_plain(h.post.text) for h in data["held"]}
     data["pipeline"] = drops_by_step(site.bridge.metrics, data.pop("refusals"),
                                      data["rejection_counts"])
     live = {name: (rt.health.value, rt.detail) for name, rt in site.bridge.accounts.items()}
@@ -345,3 +354,34 @@ async def unblock(request: web.Request) -> web.StreamResponse:
     handle = str(form.get("handle", ""))
     ok = await site.bridge.store.run(lambda tx: archive.unblock(tx, platform, handle))
     raise _done(f"unblocked {handle}" if ok else "not blocked")
+
+
+def _writable_channels(site: Site) -> set[ChannelKey]:
+    return {ch.key for c in site.config.communities for ch in c.channels if ch.writes}
+
+
+async def release_held(request: web.Request) -> web.StreamResponse:
+    """Send a post held over its author's rate now (with that author's posts
+    held before it, so their order holds)."""
+    form = await _checked_post(request)
+    site = site_of(request)
+    post_id = str(form.get("post", "")).strip()
+    ids = await site.bridge.store.run(lambda tx: held.release(tx, post_id))
+    if not ids:
+        raise _done(f"post {post_id} is not held")
+    site.bridge.publish(IngestResult(wake=_writable_channels(site)))
+    log.info("admin: released %d held posts (%s)", len(ids), ", ".join(ids))
+    raise _done(f"released {len(ids)} held post{'' if len(ids) == 1 else 's'}")
+
+
+async def discard_held(request: web.Request) -> web.StreamResponse:
+    """Never relay a post held over its author's rate (hidden from the archive)."""
+    form = await _checked_post(request)
+    site = site_of(request)
+    post_id = str(form.get("post", "")).strip()
+    ok = await site.bridge.store.run(lambda tx: held.discard(tx, post_id))
+    if not ok:
+        raise _done(f"post {post_id} is not held")
+    site.bridge.publish(IngestResult(changed=[("hidden", PostId(post_id))]))
+    log.info("admin: discarded held post %s", post_id)
+    raise _done(f"held post {post_id} discarded")

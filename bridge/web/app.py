@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.daemon.cluster import lease_name
+from bridge.inbound import held
 from bridge.runtime.logs import Redactor
 from bridge.runtime.schedule import upcoming
 from bridge.web import admin, feeds, guard
@@ -316,8 +317,9 @@ def web_metrics(request: web.Request) -> str:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     bridge = site_of(request).bridge
-    depths = await bridge.store.run(lambda tx: tx.queue_depths())
-    text = bridge.metrics.prometheus(depths)
+    depths, held_now = await bridge.store.run(
+        lambda tx: (tx.queue_depths(), held.figures(tx)))
+    text = bridge.metrics.prometheus(depths, held_now)
     return web.Response(text=text + ("" if text.endswith("\n") else "\n") + web_metrics(request),
                         content_type="text/plain", charset="utf-8",
                         headers={"Cache-Control": "no-store"})

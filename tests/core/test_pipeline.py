@@ -131,8 +131,12 @@ CASES = [
          "moderation", R.BLOCKED, community={"blocklist": ["sandbox:mallory"]}),
     Case("blocked by an admin", p("1"), "moderation", R.BLOCKED,
          prepare=lambda tx: tx.block("sandbox", "alice", "spam")),
-    Case("over the rate", p("2", "second"), "rate", R.RATE, "author over 1 posts/minute",
-         before=[p("1", "first")], community={"author_rate_per_minute": 1}),
+    # Over the rate a post is held (tests/core/test_held_posts.py); beyond ten
+    # minutes of held posts it is refused.
+    Case("over the rate and the held cap", p("12", "twelfth"), "rate", R.RATE,
+         "author over 1 posts/minute with 10 posts held",
+         before=[p(str(i), f"post {i}") for i in range(1, 12)],
+         community={"author_rate_per_minute": 1}),
     Case("empty", p("1", ""), "empty", R.EMPTY),
     Case("posted by hand on two networks", DUP[1], "duplicate", R.DUPLICATE,
          before=DUP[:1]),
@@ -299,9 +303,10 @@ ORDER = [
               Case("", p("1", "!join", command="!join"), "", R.ECHO,
                    community={"consent": "opt-in"}),
               ("consent", R.NOT_OPTED_IN)),
-    # A refused post costs the author nothing of the rate.
+    # A refused post costs the author nothing of the rate (nor of the held cap).
     OrderCase("refusals before the rate", "visibility", "rate",
-              Case("", p("2"), "", R.ECHO, before=[p("1", public=False)],
+              Case("", p("12"), "", R.ECHO,
+                   before=[p(str(i), f"post {i}", public=False) for i in range(1, 12)],
                    community={"author_rate_per_minute": 1}),
               ("rate", R.RATE)),
 ]
@@ -393,7 +398,9 @@ async def test_status_metrics_and_bridge_count_drops_by_step_and_reason(
     async with running(cfg) as bridge:
         assert bridge.metrics.inbound_steps == described()
         await bridge.ingest("sb_lobby", [
-            p("1", public=False), p("2", "first"), p("3", "second"), p("2", "first"),
+            p("1", public=False), p("2", "first"),
+            # over the rate: ten held, the eleventh refused (the cap)
+            *(p(str(i), f"post {i}") for i in range(3, 14)), p("2", "first"),
             Rejected(channel=LOBBY, native_id=NativeId("9"), reason="unreadable: E: f"),
             Rejected(channel=LOBBY, native_id=NativeId("9"), reason="unreadable: E: f"),
             Rejected(channel=LOBBY, native_id=NativeId("8"), reason="adapter says no",
@@ -406,7 +413,8 @@ async def test_status_metrics_and_bridge_count_drops_by_step_and_reason(
         assert f'hashbridge_inbound_dropped_total{{step="{step}",reason="{reason}"}} {n}' \
             in text
     # the legacy counters keep their names and labels
-    for reason in ("not public", "author over 1 posts/minute", "already ingested"):
+    for reason in ("not public", "author over 1 posts/minute with 10 posts held",
+                   "already ingested"):
         assert f'hashbridge_posts_dropped_total{{channel="{LOBBY}",reason="{reason}"}} 1' \
             in text
     assert f'hashbridge_inbound_rejected_total{{channel="{LOBBY}",reason="unreadable"}} 1' \

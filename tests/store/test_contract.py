@@ -171,15 +171,33 @@ async def test_held_and_superseded_edits(store: Store) -> None:
     create = await store.run(lambda tx: tx.enqueue("P1", "k/b", Op.CREATE))
     e1 = await store.run(lambda tx: tx.enqueue("P1", "k/b", Op.EDIT))
     later = time.time() + 600
-    await store.run(lambda tx: tx.hold([e1, create], later))  # only a fresh edit is held
-    assert [r.id for r in await store.run(lambda tx: tx.pending("k/b", 10))] == [create]
+    tried = await store.run(lambda tx: tx.enqueue("P1", "k/b", Op.CREATE))
+    await store.run(lambda tx: tx.defer(tried, 0.0, "tried once"))
+    # Fresh creates and edits are held; a delivery tried before is not.
+    await store.run(lambda tx: tx.hold([e1, tried], later))
+    assert [r.id for r in await store.run(lambda tx: tx.pending("k/b", 10))] == [create, tried]
     held = await store.run(lambda tx: tx.next_held("k/b"))
     assert held is not None and held.id == e1
+    await store.run(lambda tx: tx.hold([create], later - 1))
+    assert [r.id for r in await store.run(lambda tx: tx.pending("k/b", 10))] == [tried]
+    held = await store.run(lambda tx: tx.next_held("k/b"))
+    assert held is not None and held.id == create
+    # Released: due now, back in queue order.
+    assert await store.run(lambda tx: tx.release_held(["P1"])) == 2
+    assert [r.id for r in await store.run(lambda tx: tx.pending("k/b", 10))] == \
+        [create, e1, tried]
+    assert await store.run(lambda tx: tx.release_held(["P1"])) == 0
+    await store.run(lambda tx: tx.hold([create, e1], later))
     assert await store.run(lambda tx: tx.held_until("P1")) == pytest.approx(later)
     e2 = await store.run(lambda tx: tx.enqueue("P1", "k/b", Op.EDIT))
     assert await store.run(lambda tx: tx.supersede_edits("P1", ["k/b"])) == 2
     assert await store.run(lambda tx: tx.delivery_state(e2)) == "skipped"
     assert await store.run(lambda tx: tx.supersede_edits("P1", [])) == 0
+    # Discarded: the held ones are never sent; the rest are untouched.
+    assert await store.run(lambda tx: tx.discard_held(["P1"], "discarded")) == 1
+    row = await store.run(lambda tx: tx.delivery(create))
+    assert row is not None and (row.state, row.last_error) == ("skipped", "discarded")
+    assert await store.run(lambda tx: tx.delivery_state(tried)) == "pending"
 
 
 async def test_derived_delivery_ids_repeat_per_origin_and_never_collide(store: Store) -> None:

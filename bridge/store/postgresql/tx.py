@@ -375,15 +375,30 @@ class PgTx:
         return _delivery(r) if r else None
 
     def hold(self, delivery_ids: Iterable[str], until: float) -> None:
-        """Hold fresh edit deliveries until *until* (their author is over the
-        rate).  Unlike a retry's wait, a held edit does not stop the deliveries
-        behind it."""
+        """Hold fresh create or edit deliveries until *until* (their author is
+        over the rate).  Unlike a retry's wait, a held delivery does not stop the
+        deliveries behind it."""
         self.c.execute("UPDATE deliveries SET next_at=%s, last_error=%s WHERE id = ANY(%s)"
-                       " AND op='edit' AND attempts=0",
+                       " AND op IN ('create','edit') AND attempts=0",
                        (until, "held: author over the rate", list(delivery_ids)))
 
+    def release_held(self, post_ids: Iterable[str]) -> int:
+        """The posts' held deliveries are due now; how many there were."""
+        return int(self.c.execute(
+            f"UPDATE deliveries SET next_at=0 WHERE post_id = ANY(%s) AND state='pending'"
+            f" AND {_HELD}", (list(post_ids), time.time())).rowcount)
+
+    def discard_held(self, post_ids: Iterable[str], note: str) -> int:
+        """The posts' held deliveries are never sent (state ``skipped``, *note*
+        as the reason); how many there were."""
+        now = time.time()
+        return int(self.c.execute(
+            "UPDATE deliveries SET state='skipped', done_at=%s, last_error=%s"
+            f" WHERE post_id = ANY(%s) AND state='pending' AND {_HELD}",
+            (now, note, list(post_ids), now)).rowcount)
+
     def held_until(self, post_id: str) -> float | None:
-        """When the post's held edit (if any) goes out."""
+        """When the post's held create or edit (if any) goes out."""
         r = self.c.execute(f"SELECT max(next_at) FROM deliveries WHERE post_id=%s AND"
                            f" state='pending' AND {_HELD}", (post_id, time.time())).fetchone()
         return float(r[0]) if r and r[0] is not None else None
@@ -621,8 +636,8 @@ class PgTx:
 _OPS = {op.value: op for op in Op}
 _VISIBLE = "deleted_at IS NULL AND hidden=0"
 """What the public may see: not deleted at its origin, not hidden by moderation."""
-_HELD = "op='edit' AND attempts=0 AND next_at>%s"
-"""A held edit (see :meth:`Tx.hold`); a retried delivery has attempts > 0."""
+_HELD = "op IN ('create','edit') AND attempts=0 AND next_at>%s"
+"""A held create or edit (see :meth:`Tx.hold`); a retried delivery has attempts > 0."""
 
 
 def _delivery(r: tuple[Any, ...]) -> DeliveryRow:

@@ -361,7 +361,7 @@ class SqliteTx:
         return ids
 
     def pending(self, channel: str, limit: int) -> list[DeliveryRow]:
-        """The channel's oldest pending deliveries, leaving out held edits (see
+        """The channel's oldest pending deliveries, leaving out held ones (see
         :meth:`hold`): they wait without holding up the queue."""
         rows = self.c.execute(
             "SELECT seq, id, post_id, channel, op, state, attempts, next_at, last_error,"
@@ -370,7 +370,7 @@ class SqliteTx:
         return [_delivery(r) for r in rows]
 
     def next_held(self, channel: str) -> DeliveryRow | None:
-        """The held edit of *channel* due first (None: none is held)."""
+        """The held delivery of *channel* due first (None: none is held)."""
         r = self.c.execute(
             "SELECT seq, id, post_id, channel, op, state, attempts, next_at, last_error,"
             " parts_done, created_at FROM deliveries WHERE channel=? AND state='pending'"
@@ -378,15 +378,31 @@ class SqliteTx:
         return _delivery(r) if r else None
 
     def hold(self, delivery_ids: Iterable[str], until: float) -> None:
-        """Hold fresh edit deliveries until *until* (their author is over the
-        rate).  Unlike a retry's wait, a held edit does not stop the deliveries
-        behind it."""
+        """Hold fresh create or edit deliveries until *until* (their author is
+        over the rate).  Unlike a retry's wait, a held delivery does not stop
+        the deliveries behind it."""
         self.c.executemany("UPDATE deliveries SET next_at=?, last_error=? WHERE id=?"
-                           " AND op='edit' AND attempts=0",
+                           " AND op IN ('create','edit') AND attempts=0",
                            [(until, "held: author over the rate", d) for d in delivery_ids])
 
+    def release_held(self, post_ids: Iterable[str]) -> int:
+        """The posts' held deliveries are due now; how many there were."""
+        now = time.time()
+        return sum(self.c.execute(
+            f"UPDATE deliveries SET next_at=0 WHERE post_id=? AND state='pending' AND {_HELD}",
+            (p, now)).rowcount for p in post_ids)
+
+    def discard_held(self, post_ids: Iterable[str], note: str) -> int:
+        """The posts' held deliveries are never sent (state ``skipped``, *note*
+        as the reason); how many there were."""
+        now = time.time()
+        return sum(self.c.execute(
+            "UPDATE deliveries SET state='skipped', done_at=?, last_error=? WHERE post_id=?"
+            f" AND state='pending' AND {_HELD}", (now, note, p, now)).rowcount
+            for p in post_ids)
+
     def held_until(self, post_id: str) -> float | None:
-        """When the post's held edit (if any) goes out."""
+        """When the post's held create or edit (if any) goes out."""
         r = self.c.execute(f"SELECT max(next_at) FROM deliveries WHERE post_id=? AND"
                            f" state='pending' AND {_HELD}", (post_id, time.time())).fetchone()
         return float(r[0]) if r and r[0] is not None else None
@@ -620,8 +636,8 @@ class SqliteTx:
 _OPS = {op.value: op for op in Op}
 _VISIBLE = "deleted_at IS NULL AND hidden=0"
 """What the public may see: not deleted at its origin, not hidden by moderation."""
-_HELD = "op='edit' AND attempts=0 AND next_at>?"
-"""A held edit (see :meth:`Tx.hold`); a retried delivery has attempts > 0."""
+_HELD = "op IN ('create','edit') AND attempts=0 AND next_at>?"
+"""A held create or edit (see :meth:`Tx.hold`); a retried delivery has attempts > 0."""
 
 
 def _delivery(r: sqlite3.Row) -> DeliveryRow:
