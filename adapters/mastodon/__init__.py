@@ -88,8 +88,8 @@ class MastodonFactory(AdapterFactory):
                 warnings.append(
                     f"instance rule{'s' if len(about_bots) > 1 else ''} "
                     f"{', '.join(about_bots)} speak{'' if len(about_bots) > 1 else 's'} of "
-                    "bots, automation or visibility: check that relayed posts may be public "
-                    "there (visibility = \"public\", the default), or set visibility = "
+                    "bots, automation, timelines or hashtags: check that relayed posts may be "
+                    "public there (visibility = \"public\", the default), or set visibility = "
                     "\"unlisted\" on this account's channels")
         return OnlineCheck(ok=True, identity=f"@{me.get('acct')} on {account.base_url} "
                                               f"(Mastodon {limits.version})",
