@@ -275,10 +275,14 @@ class EmailAdapter:
                                  logger=self.log)
             self.log.info("UID %d <%s> not relayed: %s", uid, res.native_id, res.reason)
             return None
-        if await ctx.is_own(spec.channel, res.event.native_id):
+        assert self._store is not None
+        # Our own mail is known by its exact Message-ID: the send journal (written
+        # before submitting, so an echo faster than send's return is known too) or
+        # the core's id map.  Never by the id's domain (members may share it).
+        if await self._store.sent_by_us(res.event.native_id, self.account.message_domain) \
+                or await ctx.is_own(spec.channel, res.event.native_id):
             self.log.info("UID %d <%s> is our own copy", uid, res.event.native_id)
             return None
-        assert self._store is not None
         await self._store.remember(res.event.native_id, res.subject, res.references)
         return await self._with_attachments(ctx, res)
 
@@ -358,6 +362,7 @@ class EmailAdapter:
         mid = message_id(out.key, out.domain)
         subject = strip_subject(str(msg["Subject"]))
         await store.remember(mid, subject, references_for(out.parent_id, out.parent_references))
+        await store.sending(mid)
         result = SendResult(native_id=NativeId(mid), subject=subject)
         if await store.attempt(out.key, time.time()) and await self._echo_seen(mid):
             # SMTP has no idempotency: an earlier attempt whose 250 we never saw got
@@ -426,6 +431,7 @@ class EmailAdapter:
                 key = self._digest_key(spec.key, items[0].batch)
                 msg = digest_mail(items, key=key, account=self.account, list_address=opts.list,
                                   hashtag=spec.hashtag, period_hours=opts.digest_hours)
+                await store.sending(message_id(key, self.account.message_domain))
                 try:
                     await smtp_send(self.account.smtp, self.account, msg, [opts.list])
                 except (TransientError, PermanentError) as exc:

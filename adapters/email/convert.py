@@ -76,7 +76,9 @@ class ListSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Identity:
-    """The bridge's own mail identity, for echo detection and hashing."""
+    """The bridge's own mail identity: its address (the loop stamps it puts on its
+    mail) and the salt for author handles.  ``domain`` is the right part of the ids it
+    sends; it is not a test for our own mail (members may share it)."""
 
     address: str
     domain: str
@@ -199,8 +201,11 @@ def _parse(raw: bytes, spec: ListSpec, me: Identity, max_bytes: int,
     list_id = msgid(_header(msg, "List-Id")) or ""
     if list_id.lower() != spec.list_id.lower():
         return skip(f"List-Id {list_id or 'missing'!r} is not {spec.list_id!r}")
-    if _header(msg, MARKER_HEADER) or native.lower().endswith("@" + me.domain.lower()) \
-            or me.address.lower() in _header(msg, "X-Loop").lower():
+    # Our own mail carries our stamps (the marker header, X-Loop with our exact
+    # address) unless the list strips them; the adapter then knows it by its exact
+    # Message-ID (its send journal).  Never by the id's domain: members may share it.
+    if _header(msg, MARKER_HEADER) \
+            or me.address.lower() in (a.lower() for a in _addresses(_header(msg, "X-Loop"))):
         return skip("our own mail")
     if spec.verify_sender:
         rp = _addresses(_header(msg, "Return-Path"))

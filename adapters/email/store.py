@@ -10,6 +10,11 @@ Namespaces of the account's :class:`~bridge.contract.adapter.AccountState`:
   loses nothing; the digest's Message-ID comes from the batch, so a retry is the same mail.
 * ``attempts``: keys of mails whose submission started, so a retry knows to look for
   the list's echo of the first attempt before sending again.
+* ``sent``: the exact Message-ID of every mail the bridge submitted (copies, corrections,
+  digests), written before the submission starts.  This is how the inbound side knows
+  the list's echo of our own mail: by its id, never by its domain (members may share
+  the bridge's domain, and their clients put it in their Message-IDs).  The list can
+  echo a mail before ``send`` has returned, so the core's id map alone would be late.
 * ``meta``: ``salt``, the installation's secret for author handles (see ``convert``),
   and a marker per imported side file (see :mod:`adapters.email.legacy`).
 
@@ -26,10 +31,11 @@ import os
 import secrets
 from dataclasses import dataclass
 
+from adapters.email.compose import message_id as message_id_of
 from adapters.email.legacy import read_side_file, retire_side_file
 from bridge.contract.adapter import AccountState
 
-_THREADS, _ATTEMPTS, _META = "threads", "attempts", "meta"
+_THREADS, _ATTEMPTS, _SENT, _META = "threads", "attempts", "sent", "meta"
 
 
 def digest_namespace(channel: str) -> str:
@@ -124,6 +130,23 @@ class EmailStore:
         """Journal a submission attempt before it starts; True if one was made before
         (its outcome is unknown: the process may have died after the server's 250)."""
         return not await self._state.add(_ATTEMPTS, key, repr(at))
+
+    async def sending(self, message_id: str) -> None:
+        """Journal the Message-ID of a mail about to be submitted (idempotent)."""
+        await self._state.add(_SENT, message_id, "1")
+
+    async def sent_by_us(self, message_id: str, domain: str) -> bool:
+        """Whether *message_id* is exactly the id of a mail this bridge submitted.
+
+        Besides the ``sent`` journal, a mail an earlier version submitted is known by
+        its send-attempt key: its id was ``<key>@<domain>`` (see ``compose.message_id``),
+        checked exactly, so a member's id on the same domain never matches."""
+        if await self._state.get(_SENT, message_id) is not None:
+            return True
+        local, at, dom = message_id.rpartition("@")
+        return bool(at) and dom.lower() == domain.lower() \
+            and await self._state.get(_ATTEMPTS, local) is not None \
+            and message_id_of(local, domain) == message_id
 
     async def enqueue(self, *, key: str, channel: str, batch: int, thread: str, author: str,
                       network: str, plain: str, reply_to: str | None) -> None:

@@ -398,13 +398,17 @@ class MiniList:
     """A Mailman-like list in front of :class:`Dovecot` (see module docstring).
 
     ``munge_from`` rewrites ``From`` to "Name via <list>" like Mailman's DMARC
-    mitigation; ``received`` keeps every raw message the list accepted, as sent.
+    mitigation; ``scrub`` is a list that drops every ``X-`` header (our marker and
+    X-Loop among them) and rewrites ``From`` to itself without keeping the poster's
+    address anywhere, as some hosted groups do; ``received`` keeps every raw message
+    the list accepted, as sent.
     """
 
     dovecot: Dovecot | PymapServer
     name: str = "kmers"
     subscribers: list[str] = field(default_factory=lambda: ["bridge", "reader"])
     munge_from: bool = False
+    scrub: bool = False
     port: int = 0
     received: list[bytes] = field(default_factory=list)
     _controller: object | None = field(default=None, repr=False)
@@ -447,7 +451,7 @@ class MiniList:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         out = decorate(msg, name=self.name, address=self.address, list_id=self.list_id,
-                       munge_from=self.munge_from)
+                       munge_from=self.munge_from, scrub=self.scrub)
         data = out.as_bytes(policy=email.policy.SMTP)
         # Like a real list: once accepted, a post reaches every subscriber.  A member
         # whose mailbox is unreachable now is queued and retried, in order.
@@ -499,8 +503,9 @@ class MiniList:
 
 
 def decorate(msg: EmailMessage, *, name: str, address: str, list_id: str,
-             munge_from: bool = False) -> EmailMessage:
+             munge_from: bool = False, scrub: bool = False) -> EmailMessage:
     """What Mailman does to a post on its way out (headers, prefix, footer)."""
+    poster = str(msg["From"])
     footer = (f"\n{FOOTER_RULE}\n{name} mailing list -- {address}\n"
               f"To unsubscribe send an email to {name}-leave@{LIST_DOMAIN}\n")
     subject = str(msg.get("Subject", ""))
@@ -541,6 +546,15 @@ def decorate(msg: EmailMessage, *, name: str, address: str, list_id: str,
         del out["From"]
         out["From"] = formataddr((f"{real_name or real_addr} via {name.capitalize()}", address))
         out["Reply-To"] = formataddr((real_name, real_addr))
+    if scrub:
+        for h in {k for k in out if k.lower().startswith("x-")}:
+            del out[h]
+        real_name, _ = parseaddr(poster)
+        del out["From"]
+        del out["Reply-To"]
+        out["From"] = formataddr((f"'{real_name or 'A member'}' via {name.capitalize()}",
+                                  address))
+        out["Reply-To"] = address
     return out
 
 

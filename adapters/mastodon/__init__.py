@@ -16,9 +16,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, ClassVar
 
-from adapters.mastodon.config import MastodonAccount, MastodonChannel
+from adapters.mastodon.config import BOT_FLAG_HOWTO, MastodonAccount, MastodonChannel
 from bridge.contract.adapter import (
     Adapter,
     AdapterError,
@@ -72,11 +73,44 @@ class MastodonFactory(AdapterFactory):
             return OnlineCheck(ok=False, error=f"{type(exc).__name__}: {exc}")
         warnings = []
         if not me.get("bot"):
-            warnings.append(f"@{me.get('acct')} is not flagged as a bot: tick 'This is an "
-                            "automated account' in its profile (instances expect it)")
+            warnings.append(f"@{me.get('acct')} is not flagged as a bot: {BOT_FLAG_HOWTO}")
         if limits.hashtag_feed_access == "disabled":
             warnings.append("this instance disables remote hashtag feeds: the tag timeline "
                             "will be empty")
+        try:
+            rules = await adapter._call(adapter.client.instance_rules)
+        except AdapterError as exc:
+            notes = [f"instance rules: not available ({type(exc).__name__}: {exc}); read "
+                     f"them on {account.base_url}/about"]
+        else:
+            notes, about_bots = rule_notes(rules, account.base_url)
+            if about_bots:
+                warnings.append(
+                    f"instance rule{'s' if len(about_bots) > 1 else ''} "
+                    f"{', '.join(about_bots)} speak{'' if len(about_bots) > 1 else 's'} of "
+                    "bots, automation, timelines or hashtags: check that relayed posts may be "
+                    "public there (visibility = \"public\", the default), or set visibility = "
+                    "\"unlisted\" on this account's channels")
         return OnlineCheck(ok=True, identity=f"@{me.get('acct')} on {account.base_url} "
                                               f"(Mastodon {limits.version})",
-                           warnings=tuple(warnings))
+                           warnings=tuple(warnings), notes=tuple(notes))
+
+
+_ABOUT_BOTS = re.compile(r"\b(bots?|automat\w*|unlisted|public timelines?|"
+                         r"federated timelines?|hashtags?)\b", re.I)
+
+
+def rule_notes(rules: object, base_url: str) -> tuple[list[str], list[str]]:
+    """``/api/v1/instance/rules`` as lines for the operator, and the numbers of the
+    rules that speak of bots or visibility (to be read before posting public)."""
+    if not isinstance(rules, list) or not rules:
+        return [f"instance rules: none published (see {base_url}/about)"], []
+    lines = [f"instance rules ({base_url}/about):"]
+    about_bots = []
+    for n, rule in enumerate(rules, 1):
+        text = " ".join(str(rule.get("text") or "").split()) if isinstance(rule, dict) else ""
+        hint = " ".join(str(rule.get("hint") or "").split()) if isinstance(rule, dict) else ""
+        lines.append(f"  {n}. {text}" + (f" ({hint})" if hint else ""))
+        if _ABOUT_BOTS.search(f"{text} {hint}"):
+            about_bots.append(str(n))
+    return lines, about_bots

@@ -27,8 +27,8 @@ import aiohttp
 from mastodon import Mastodon, MastodonError
 
 from adapters.mastodon.client import Gone, map_error
-from adapters.mastodon.compose import edit_params, status_params
-from adapters.mastodon.config import MastodonAccount, MastodonChannel
+from adapters.mastodon.compose import edit_params, reply_visibility, status_params
+from adapters.mastodon.config import BOT_FLAG_HOWTO, MastodonAccount, MastodonChannel
 from adapters.mastodon.convert import (
     InstanceLimits,
     id_key,
@@ -121,6 +121,8 @@ class MastodonAdapter:
         self._call_lock = asyncio.Lock()
         self._chan_locks: dict[ChannelKey, asyncio.Lock] = {}
         self._seen: dict[ChannelKey, OrderedDict[str, None]] = {}
+        self._visibility: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        """(visibility, author acct) of statuses we posted or read, for replies."""
         self._defaults_given = False
         self._api_problem = ""
         media = (services if services is not None else Services()).media_sources
@@ -215,8 +217,8 @@ class MastodonAdapter:
         self._me = await self._call(self.client.account_verify_credentials)
         await self._ensure_instance()
         if not self._me.get("bot"):
-            self._log.warning("@%s is not flagged as a bot; set it in the profile",
-                              self._me.get("acct"))
+            self._log.warning("@%s is not flagged as a bot: %s", self._me.get("acct"),
+                              BOT_FLAG_HOWTO)
         ctx.set_health(Health.CONNECTED)
         reading = [c for c in self._channels.values() if c.direction in ("both", "in")]
         async with asyncio.TaskGroup() as tg:
@@ -416,6 +418,7 @@ class MastodonAdapter:
         # in it is acted on (the relay keeps commands hidden).
         if not ev.public and not ev.command:
             return None
+        self._note_visibility(status)
         if self._is_seen(ch, ev.native_id):
             return None
         return ev
@@ -544,17 +547,25 @@ class MastodonAdapter:
         match op:
             case SendCreate():
                 ch = self._channels.get(op.channel)
-                visibility = self._opts(ch).visibility if ch else "unlisted"
+                visibility: str = self._opts(ch).visibility if ch else "unlisted"
+                address = ""
+                if op.reply_to:
+                    parent, author = await self._visibility_of(str(op.reply_to))
+                    visibility = reply_visibility(visibility, parent)
+                    if visibility in ("private", "direct") \
+                            and author != str(self._me_acct()):
+                        address = author  # else its author would not see the answer
                 op, fetched = await self._with_media(op, lim)
                 media_ids = [await self._upload(f) for f in fetched]
                 params = status_params(op, visibility=visibility,
                                        max_characters=lim.max_characters,
-                                       url_weight=lim.url_weight)
+                                       url_weight=lim.url_weight, address=address)
                 try:
                     st = await self._call(self.client.status_post, media_ids=media_ids or None,
                                           **params)
                 except Gone as exc:
                     raise PermanentError(f"reply target {op.reply_to} is gone: {exc}") from exc
+                self._note_visibility(st)
                 return SendResult(native_id=NativeId(str(st["id"])),
                                   permalink=str(st.get("url") or ""))
             case SendEdit():
@@ -570,6 +581,34 @@ class MastodonAdapter:
                 except Gone:
                     self._log.info("delete %s: already gone", op.native_id)
                 return SendResult()
+
+    def _me_acct(self) -> str:
+        return str((self._me or {}).get("acct", ""))
+
+    def _note_visibility(self, status: Any) -> None:
+        """Remember a status's visibility and author (for replies to it)."""
+        if not isinstance(status, Mapping) or not status.get("id"):
+            return
+        account = status.get("account")
+        acct = str(account.get("acct") or "") if isinstance(account, Mapping) else ""
+        known, sid = self._visibility, str(status["id"])
+        known[sid] = (str(status.get("visibility") or ""), acct)
+        known.move_to_end(sid)
+        while len(known) > _SEEN:
+            known.popitem(last=False)
+
+    async def _visibility_of(self, status_id: str) -> tuple[str, str]:
+        """The visibility and author ``acct`` of a reply target: known from our
+        own sends and the posts read, otherwise asked of the instance (one GET)."""
+        known = self._visibility.get(status_id)
+        if known is not None:
+            return known
+        try:
+            st = await self._call(self.client.status, status_id)
+        except Gone as exc:
+            raise PermanentError(f"reply target {status_id} is gone: {exc}") from exc
+        self._note_visibility(st)
+        return self._visibility.get(status_id, ("", ""))
 
     async def _with_media(self, op: SendCreate, lim: InstanceLimits
                           ) -> tuple[SendCreate, tuple[Fetched, ...]]:

@@ -36,12 +36,48 @@ def fit_with_warning(text: str, warning: str, max_characters: int, url_weight: i
     return kept + "…"
 
 
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+"""Mastodon's visibilities, widest first."""
+
+
+def reply_visibility(configured: str, parent: str) -> str:
+    """The visibility of a reply: the configured one, never wider than its parent's
+    (the rule Mastodon's own clients apply; the server does not narrow a reply, so a
+    public reply to an unlisted or followers-only post would widen the thread).  An
+    unknown parent visibility counts as the narrowest but ``direct``: followers-only."""
+    rank = VISIBILITIES.index
+    p = parent if parent in VISIBILITIES else "private"
+    return configured if rank(configured) >= rank(p) else p
+
+
+def addressed(text: str, acct: str, max_characters: int = 0, url_weight: int = 23,
+              warning: str = "") -> str:
+    """*text* opening with ``@acct``: a followers-only or direct reply is seen only
+    by those it mentions, so one that answers someone mentions them (as Mastodon's
+    apps do), cut by words to stay within *max_characters*."""
+    head = f"@{acct} "
+    if not acct or text.startswith(head.strip()):
+        return text
+    out = head + text
+    if not max_characters or status_length(out, url_weight, warning) <= max_characters:
+        return out
+    words = text.split(" ")
+    while len(words) > 1 and status_length(
+            head + " ".join(words) + "…", url_weight, warning) > max_characters:
+        words.pop()
+    return head + " ".join(words) + "…"
+
+
 def status_params(op: SendCreate, *, visibility: str, max_characters: int = 0,
-                  url_weight: int = 23) -> dict[str, Any]:
-    """``status_post`` keyword arguments for one create (media ids added by the caller)."""
+                  url_weight: int = 23, address: str = "") -> dict[str, Any]:
+    """``status_post`` keyword arguments for one create (media ids added by the caller).
+    *address*: the account a followers-only or direct reply must mention."""
     text = neutralise(op.rendered.plain)
     if max_characters:
         text = fit_with_warning(text, op.rendered.content_warning, max_characters, url_weight)
+    if address:
+        text = addressed(text, address, max_characters, url_weight,
+                         op.rendered.content_warning)
     params: dict[str, Any] = {
         "status": text, "visibility": visibility,
         "idempotency_key": op.idempotency_key,

@@ -9,6 +9,10 @@ from pydantic import Field, field_validator
 from bridge.contract.adapter import StrictModel
 from bridge.contract.media import MediaAccountKeys
 
+BOT_FLAG_HOWTO = ("tick 'This is an automated account' under Preferences > Public profile "
+                  "(or PATCH /api/v1/accounts/update_credentials with bot=true); instances "
+                  "expect it of accounts that post for others, the more so in public")
+
 
 class MastodonAccount(MediaAccountKeys):
     base_url: str
@@ -35,12 +39,14 @@ class MastodonAccount(MediaAccountKeys):
 class MastodonChannel(StrictModel):
     hashtag: str
     """The tag to follow, without ``#``."""
-    visibility: Literal["public", "unlisted"] = "unlisted"
-    """Relayed posts: ``unlisted`` (default) keeps the bot's copies out of the
-    hashtag and public timelines (instance bot rules, no echo in the tag feed), so
-    Mastodon members see them only by following the bot or the thread;
-    ``public`` puts them on the hashtag timeline, which is what the conversation
-    wants but what several instances' bot policies forbid.  Ask your admins."""
+    visibility: Literal["public", "unlisted"] = "public"
+    """Relayed posts: ``public`` (default) puts the bridge's copies on the hashtag
+    timeline, so Mastodon members who follow the tag see the whole conversation;
+    the account must be flagged as a bot (``check --online`` warns when it is not
+    and shows the instance's rules).  ``unlisted`` is the quiet option: copies stay
+    off the tag and public timelines (some instances' rules ask it of bots), seen
+    only by the bot's followers and in threads.  A reply is never wider than the
+    post it answers (a reply to an unlisted or followers-only post keeps that)."""
     relay_replies_to_bridge: bool = True
     """Relay public replies to the bridge's copies even without the hashtag (they
     mention the bot; found through its mentions every ``catchup_interval``)."""

@@ -143,6 +143,8 @@ def cmd_check(args: argparse.Namespace) -> int:
               + ("" if res.ok else f": {error}") + f" ({time.monotonic() - t0:.1f}s)")
         for w in res.warnings:
             print(f"  warning: {w}")
+        for n in res.notes:
+            print(f"  {n}")
         for ch in cfg.all_channels():
             if ch.account != name:
                 continue

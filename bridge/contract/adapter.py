@@ -434,6 +434,8 @@ class OnlineCheck:
     identity: str = ""
     """Who the credentials log in as."""
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    """What the operator should read though nothing is wrong (an instance's rules)."""
     error: str = ""
 
 

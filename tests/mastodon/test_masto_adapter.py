@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from mastohelp import client
 
 from adapters.mastodon.adapter import MastodonAdapter
 from adapters.mastodon.config import MastodonAccount, MastodonChannel
@@ -400,3 +401,145 @@ async def test_periodic_sweep_finds_posts_while_the_stream_is_silent(
         await env.settle(3, timeout=5)
         assert [e.native_id for e in env.ctx.events] == ids
         assert len(emulator.state.subscribers) == 1  # no reconnect was needed
+
+
+# ---------------------------------------------------------------- visibility & bot etiquette
+
+def test_channel_visibility_defaults_to_public_and_accepts_unlisted() -> None:
+    assert MastodonChannel(hashtag="kmers").visibility == "public"
+    assert MastodonChannel(hashtag="kmers", visibility="unlisted").visibility == "unlisted"
+    with pytest.raises(ValueError, match="visibility"):
+        MastodonChannel(hashtag="kmers", visibility="private")  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def default_channel(emu: MastodonEmulator) -> AsyncIterator[MastodonAdapter]:
+    """An adapter whose channel sets no visibility (the default), running."""
+    account = MastodonAccount(base_url=emu.url, access_token="bridge-token",
+                              catchup_interval=30.0, stream_idle_timeout=1.0)
+    spec = ChannelSpec(key=CH, community="kmers", hashtag="kmers", direction="both",
+                       options=MastodonChannel(hashtag="kmers"))
+    adapter = MastodonAdapter(account, (spec,), name="test")
+    async with aiohttp.ClientSession() as http:
+        ctx = FakeContext([spec], http=http)
+        task = asyncio.create_task(adapter.run(ctx))
+        try:
+            async with asyncio.timeout(10):
+                while not emu.state.subscribers or f"min_id:{CH}" not in ctx.cursors:
+                    if task.done():
+                        task.result()
+                    await asyncio.sleep(0.02)
+            yield adapter
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_default_copies_are_public_and_on_the_tag_timeline(
+        emulator: MastodonEmulator) -> None:
+    async with default_channel(emulator) as adapter:
+        res = await adapter.send(create("Q1 from X #kmers", "v1"))
+        st = emulator.state.statuses[res.native_id or ""]
+        assert st.visibility == "public"
+        # What a member following #kmers reads, through the API.
+        m = client(emulator, "token-alice")
+        emulator.member("alice")
+        tag = await asyncio.to_thread(m.timeline_hashtag, "kmers")
+        assert [s.id for s in tag] == [st.id]
+
+
+async def test_unlisted_copies_stay_off_the_tag_timeline(env: Env) -> None:
+    res = await env.adapter.send(create("quiet copy #kmers", "u1"))
+    assert env.emu.state.statuses[res.native_id or ""].visibility == "unlisted"
+    assert env.emu.state.hashtag_timeline("kmers") == []
+
+
+async def test_a_reply_is_never_wider_than_its_parent(emulator: MastodonEmulator) -> None:
+    emulator.member("alice")
+    public_parent = emulator.post("alice", "public #kmers")
+    unlisted_parent = emulator.post("alice", "unlisted #kmers", visibility="unlisted")
+    own_private = emulator.post("kmbridge", "followers only", visibility="private")
+    async with running(emulator) as env:  # the quiet option first: an unlisted copy
+        old_copy = (await env.adapter.send(create("old copy #kmers", "o1"))).native_id
+        quiet = await env.adapter.send(create("re", "o2", reply_to=public_parent.id))
+        # unlisted configured: replying to a public post does not widen it either
+        assert env.emu.state.statuses[quiet.native_id or ""].visibility == "unlisted"
+    async with default_channel(emulator) as adapter:  # then switched to public
+        got = {}
+        for key, parent in (("r1", public_parent.id), ("r2", unlisted_parent.id),
+                            ("r3", old_copy), ("r4", own_private.id)):
+            res = await adapter.send(create("an answer #kmers", key, reply_to=parent))
+            st = emulator.state.statuses[res.native_id or ""]
+            assert st.in_reply_to_id == parent
+            got[key] = st.visibility
+        # the public reply's own copy is known without asking again
+        n = len(emulator.state.requests)
+        fresh = await adapter.send(create("and on", "r5", reply_to=(await adapter.send(
+            create("x #kmers", "r6"))).native_id))
+        assert emulator.state.statuses[fresh.native_id or ""].visibility == "public"
+        assert not any(m == "GET" and p.startswith("/api/v1/statuses/")
+                       for m, p in emulator.state.requests[n:])
+    assert got == {"r1": "public", "r2": "unlisted", "r3": "unlisted", "r4": "private"}
+
+
+async def test_a_reply_to_a_vanished_post_is_a_permanent_error(emulator: MastodonEmulator
+                                                               ) -> None:
+    parent = emulator.post("alice", "soon gone #kmers")
+    emulator.delete(parent.id)
+    async with default_channel(emulator) as adapter:
+        with pytest.raises(PermanentError, match="gone"):
+            await adapter.send(create("too late", "g1", reply_to=parent.id))
+
+
+async def test_check_online_shows_the_instance_rules() -> None:
+    from adapters.mastodon import MastodonFactory
+
+    acc = {"access_token": "bridge-token"}
+    async with MastodonEmulator() as emu, aiohttp.ClientSession() as http:
+        emu.state.rules = [("Be excellent.", ""),
+                           ("Bots must post unlisted.", "Automated accounts may not flood "
+                                                        "the federated timeline.")]
+        res = await MastodonFactory().check_online(
+            MastodonAccount(base_url=emu.url, **acc), http, Services())
+        assert res.ok
+        assert res.notes == (f"instance rules ({emu.url}/about):", "  1. Be excellent.",
+                             "  2. Bots must post unlisted. (Automated accounts may not "
+                             "flood the federated timeline.)")
+        [warning] = res.warnings
+        assert "rule 2 " in warning and 'visibility = "unlisted"' in warning
+        assert ("GET", "/api/v1/instance/rules") in emu.state.requests
+        emu.state.rules = []
+        res = await MastodonFactory().check_online(
+            MastodonAccount(base_url=emu.url, **acc), http, Services())
+        assert res.ok and res.warnings == () and "none published" in res.notes[0]
+        emu.state.rules = None  # an instance older than 3.4: no such route
+        res = await MastodonFactory().check_online(
+            MastodonAccount(base_url=emu.url, **acc), http, Services())
+        assert res.ok and "not available" in res.notes[0]
+
+
+async def test_check_online_says_how_to_set_the_bot_flag() -> None:
+    from adapters.mastodon import MastodonFactory
+
+    async with MastodonEmulator(bridge_bot=False) as emu, aiohttp.ClientSession() as http:
+        res = await MastodonFactory().check_online(
+            MastodonAccount(base_url=emu.url, access_token="bridge-token"), http, Services())
+        [warning] = res.warnings
+        assert "not flagged as a bot" in warning and "This is an automated account" in warning
+        assert "bot=true" in warning
+
+
+@pytest.mark.parametrize("visibility", ["private", "direct"])
+async def test_an_answer_to_a_followers_only_or_direct_post_stays_so_and_reaches_its_author(
+        emulator: MastodonEmulator, visibility: str) -> None:
+    alice = emulator.member("alice")
+    ask = emulator.post("alice", "@kmbridge !join", visibility=visibility)
+    async with default_channel(emulator) as adapter:
+        res = await adapter.send(create("You are in: your posts with #kmers are relayed.",
+                                        "c1", reply_to=ask.id))
+    st = emulator.state.statuses[res.native_id or ""]
+    assert st.visibility == visibility and st.in_reply_to_id == ask.id
+    assert st.text.startswith("@alice You are in")
+    assert emulator.state.can_see(st, alice)  # she is mentioned: she reads the answer
+    assert not emulator.state.can_see(st, emulator.member("mallory"))

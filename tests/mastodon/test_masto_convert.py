@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from mastohelp import recorded_statuses, sse_events
 
-from adapters.mastodon.compose import edit_params, neutralise, status_params
+from adapters.mastodon.compose import (
+    addressed,
+    edit_params,
+    neutralise,
+    reply_visibility,
+    status_params,
+)
 from adapters.mastodon.convert import (
     opt_out_reasons,
     parse_edit,
@@ -248,3 +254,21 @@ def test_idempotency_window_is_one_hour() -> None:
     st.idempotency[(acc.id, "k")] = (sid, 0.0)  # stored more than an hour ago
     assert st.idempotent_hit(acc, "k") is None
     assert st.idempotent_hit(st.add_account("other"), "k") is None  # keys are per account
+
+
+def test_reply_visibility_never_widens_the_parent() -> None:
+    assert reply_visibility("public", "public") == "public"
+    assert reply_visibility("public", "unlisted") == "unlisted"
+    assert reply_visibility("unlisted", "public") == "unlisted"
+    assert reply_visibility("public", "private") == "private"
+    assert reply_visibility("unlisted", "direct") == "direct"
+    assert reply_visibility("public", "") == "private"  # unknown: followers-only
+
+
+def test_an_addressed_reply_mentions_once_and_fits() -> None:
+    assert addressed("hi there", "alice") == "@alice hi there"
+    assert addressed("@alice hi", "alice") == "@alice hi"
+    long = " ".join(["word"] * 200)
+    out = addressed(long, "alice@remote.example", max_characters=100)
+    assert out.startswith("@alice@remote.example word") and out.endswith("…")
+    assert status_length(out) <= 100

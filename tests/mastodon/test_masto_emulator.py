@@ -66,6 +66,7 @@ async def test_responses_validate_against_openapi_spec(emulator: MastodonEmulato
         ("GET", "/api/v1/instance/", "/api/v1/instance", {}),
         ("GET", "/api/v2/instance/", "/api/v2/instance", {}),
         ("GET", "/api/v2/instance", "/api/v2/instance", {}),
+        ("GET", "/api/v1/instance/rules", "/api/v1/instance/rules", {}),
         ("POST", "/api/v1/statuses", "/api/v1/statuses",
          {"data": {"status": "relay #kmers", "spoiler_text": "cw", "visibility": "unlisted"}}),
         ("GET", "/api/v1/timelines/tag/kmers?limit=5", "/api/v1/timelines/tag/{hashtag}", {}),
@@ -157,6 +158,13 @@ async def test_mastodon_py_round_trip(emulator: MastodonEmulator) -> None:
     assert err.value.args[1] == 422 and "500" in err.value.args[3]
     with pytest.raises(MastodonUnauthorizedError):
         await run(client(emulator, "wrong").account_verify_credentials)
+    rules = await run(m.instance_rules)
+    assert [(r.id, r.text, r.hint) for r in rules] == [
+        ("1", "Be kind to each other.", ""),
+        ("2", "No spam or advertising.", "Promotional posts are removed.")]
+    emulator.state.rules = None  # an instance before 3.4
+    with pytest.raises(MastodonNotFoundError):
+        await run(m.instance_rules)
     alice = emulator.member("alice")
     with pytest.raises(MastodonAPIError) as err:
         await run(m.status_delete, emulator.post("alice", "mine").id)

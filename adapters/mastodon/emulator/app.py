@@ -183,6 +183,15 @@ async def instance_v1(request: web.Request) -> web.Response:
     return web.json_response(emulator_instance.instance_v1(request.app[_STATE]))
 
 
+async def instance_rules(request: web.Request) -> web.Response:
+    """``GET /api/v1/instance/rules`` (Mastodon 3.4+): an array of Rule, no token
+    needed."""
+    st = request.app[_STATE]
+    if st.rules is None:  # before 3.4 the route does not exist
+        return _error(404, "Record not found")
+    return web.json_response(st.rules_json())
+
+
 # ---------------------------------------------------------------- statuses
 
 async def status_create(request: web.Request) -> web.Response:
@@ -227,8 +236,7 @@ def _own(request: web.Request) -> tuple[EmuStatus | None, web.Response | None]:
 async def status_get(request: web.Request) -> web.Response:
     st = request.app[_STATE]
     status = st.visible(request.match_info["id"])
-    if status is None or (status.visibility in ("private", "direct")
-                          and status.account is not _account(request)):
+    if status is None or not st.can_see(status, _account(request)):
         return _error(404, "Record not found")
     return web.json_response(st.status_json(status))
 
@@ -415,6 +423,7 @@ def build_app(state: EmulatorState) -> web.Application:
     for path, handler in (("/api/v1/instance", instance_v1), ("/api/v2/instance", instance_v2)):
         r.add_get(path, handler)
         r.add_get(path + "/", handler)
+    r.add_get("/api/v1/instance/rules", instance_rules)
     r.add_post("/api/v1/statuses", status_create)
     r.add_get("/api/v1/statuses/{id}", status_get)
     r.add_put("/api/v1/statuses/{id}", status_edit)

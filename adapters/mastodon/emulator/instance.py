@@ -42,7 +42,8 @@ def instance_v2(st: EmulatorState) -> dict[str, Any]:
         },
         "registrations": {"enabled": False, "approval_required": False, "message": None},
         "api_versions": {"mastodon": 11},
-        "contact": {"email": "admin@mastodon.example", "account": None}, "rules": []}
+        "contact": {"email": "admin@mastodon.example", "account": None},
+        "rules": st.rules_json()}
 
 
 def instance_v1(st: EmulatorState) -> dict[str, Any]:
@@ -66,4 +67,4 @@ def instance_v1(st: EmulatorState) -> dict[str, Any]:
                                                 "video_matrix_limit": 8294400},
                           "polls": {"max_options": 4, "max_characters_per_option": 50,
                                     "min_expiration": 300, "max_expiration": 2629746}},
-        "contact_account": None, "rules": []}
+        "contact_account": None, "rules": st.rules_json()}

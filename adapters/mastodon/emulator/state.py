@@ -183,6 +183,18 @@ class EmulatorState:
         """(notification id, account id notified, status id): mentions only."""
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, for tests that count calls."""
+        self.rules: list[tuple[str, str]] | None = [
+            ("Be kind to each other.", ""),
+            ("No spam or advertising.", "Promotional posts are removed.")]
+        """The instance's rules as (text, hint), served by ``/api/v1/instance/rules``
+        and in ``/api/v2/instance``; tests replace them.  None: an instance older
+        than 3.4, which has no rules route (404)."""
+
+    def rules_json(self) -> list[dict[str, Any]]:
+        """Rule entities as Mastodon serves them (``id`` a string; ``translations``
+        since 4.4, empty when the admins wrote none)."""
+        return [{"id": str(n), "text": text, "hint": hint, "translations": {}}
+                for n, (text, hint) in enumerate(self.rules or [], 1)]
 
     # ------------------------------------------------------------ accounts
     def add_account(self, username: str, *, token: str | None = None,
@@ -266,6 +278,15 @@ class EmulatorState:
     def visible(self, status_id: str) -> EmuStatus | None:
         st = self.statuses.get(status_id)
         return st if st and not st.deleted else None
+
+    def can_see(self, st: EmuStatus, account: EmuAccount | None) -> bool:
+        """Mastodon's rule for one status: public and unlisted for anyone;
+        followers-only and direct for their author and the accounts they mention
+        (the emulator keeps no follow graph)."""
+        if st.visibility in ("public", "unlisted"):
+            return True
+        return account is not None and (st.account is account or any(
+            m["id"] == account.id for m in self.render_html(st.text)[1]))
 
     def hashtag_timeline(self, tag: str) -> list[EmuStatus]:
         """Public, undeleted statuses carrying *tag*, newest first."""
