@@ -20,6 +20,7 @@ from typing import Any
 import libipld
 
 from bridge.contract.adapter import Unsupported, UnsupportedKind, check_size
+from bridge.contract.consent import OPT_OUT_TAGS, opt_out_tags
 from bridge.contract.model import (
     Attachment,
     Author,
@@ -44,7 +45,6 @@ from bridge.contract.textconv import clean_text, safe_url
 PLATFORM = "bluesky"
 POST = "app.bsky.feed.post"
 PROFILE = "app.bsky.actor.profile"
-OPT_OUT_TAGS = frozenset({"nobot", "nobridge"})
 COMMANDS = ("!join", "!leave")
 NO_UNAUTHENTICATED = "!no-unauthenticated"
 WEB = "https://bsky.app"
@@ -89,11 +89,8 @@ class Profile:
         return ", ".join(why)
 
 
-_PROFILE_TAG = re.compile(r"[#＃](nobot|nobridge)\b", re.IGNORECASE)
-
-
 def _profile_tags(text: str) -> set[str]:
-    return {m.group(1).lower() for m in _PROFILE_TAG.finditer(text)}
+    return set(opt_out_tags([text]))
 
 
 def _get(obj: Any, key: str) -> Any:

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 OPT_OUT_TAGS = frozenset({"nobridge", "nobot"})
 """Tag names (without ``#``, case-insensitive) that opt a post or a profile out."""
 
-_OPT_OUT_RE = re.compile(r"#(" + "|".join(sorted(OPT_OUT_TAGS)) + r")\b", re.IGNORECASE)
+_OPT_OUT_RE = re.compile(r"[#＃](" + "|".join(sorted(OPT_OUT_TAGS)) + r")\b", re.IGNORECASE)
+"""``#`` or the fullwidth ``＃`` that the apps also read as a hashtag sign."""
 
 
 def opt_out_tags(texts: Iterable[str]) -> list[str]:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_profile_texts_name_each_opt_out_tag_once() -> None:
-    texts = ["I am a person. #NoBot", "<b>#nobridge</b> and #nobot again", "#nobotanist"]
+    texts = ["I am a person. ＃NoBot", "<b>#nobridge</b> and #nobot again", "#nobotanist"]
     assert opt_out_tags(texts) == ["nobot", "nobridge"]
     assert profile_opt_outs(["hello #NOBRIDGE"]) == ["profile says #nobridge"]
     assert profile_opt_outs(["#kmers fan"]) == []
