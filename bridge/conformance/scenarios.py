@@ -179,11 +179,13 @@ def _needs_split(kit: Kit) -> Capabilities:
 
 
 def _thread(msgs: list[SandboxMessage], root: str) -> list[SandboxMessage]:
-    """The chain of the bridge's messages from *root*, each answering the previous."""
+    """The chain of the bridge's live messages from *root*, each answering the previous
+    (a part an edit deleted still answers its predecessor: it is not in the chain)."""
     by_id = {m.native_id: m for m in msgs}
     chain = [by_id[root]]
     while True:
-        nxt = [m for m in msgs if m.by_bridge and m.reply_to == chain[-1].native_id]
+        nxt = [m for m in msgs if m.by_bridge and not m.deleted
+               and m.reply_to == chain[-1].native_id]
         if not nxt:
             return chain
         chain.append(nxt[0])

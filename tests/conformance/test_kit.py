@@ -24,10 +24,8 @@ from bridge.conformance.kit import Kit, Unsupported
 from bridge.conformance.scenarios import SCENARIOS, Scenario
 
 NETWORKS = fleet.networks()
-XFAIL = {
-    "split_edit": "issue 13 §2: an edit that changes the number of parts picks "
-                  "parts[min(part, len(parts)-1)] (the planner helper is fixing it)",
-}
+XFAIL: dict[str, str] = {}
+"""Scenarios a known bug fails (name -> the bug), marked xfail until it is fixed."""
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
