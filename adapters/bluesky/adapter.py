@@ -286,9 +286,13 @@ class BlueskyAdapter:
         cursor = await ctx.get_cursor(CURSOR)
         url = self._acc.firehose + (f"?cursor={int(cursor)}" if cursor and cursor.isdigit()
                                     else "")
-        # A handshake the server never answers must not hang the reader.
+        # A handshake the server never answers must not hang the reader.  A quiet
+        # PDS sends nothing for minutes: a websocket ping every request_timeout tells
+        # a quiet stream from a dead one (a hung server, a silent NAT drop), whose
+        # missing pong closes it as an error within half that again.
         async with asyncio.timeout(self._acc.request_timeout):
             ws = await ctx.http.ws_connect(url, max_msg_size=MAX_FRAME, autoping=True,
+                                           heartbeat=self._acc.request_timeout,
                                            timeout=aiohttp.ClientWSTimeout(
                                                ws_receive=None, ws_close=5.0))
         async with ws:
