@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -312,3 +313,39 @@ async def test_hung_firehose_is_told_from_a_quiet_one_by_its_missing_pong() -> N
                         await asyncio.wait_for(ad._read_firehose(), 4)
     finally:
         await runner.cleanup()
+
+
+async def test_429_waits_for_retry_after_when_the_reset_is_rounded_down() -> None:
+    """The PDS's rate limiter sends ``RateLimit-Reset`` rounded down to the second and
+    ``Retry-After`` rounded up (xrpc-server's rate-limiter-http): the wait is the later
+    of the two, never a retry up to a second early into another 429."""
+    left = 1.8
+    until = time.time() + left
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path.endswith("createSession"):
+            return web.json_response({"did": "did:plc:bot", "handle": "bot.test",
+                                      "accessJwt": _jwt(), "refreshJwt": _jwt()})
+        return web.json_response(
+            {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, status=429,
+            headers={"RateLimit-Limit": "3000", "RateLimit-Remaining": "0",
+                     "RateLimit-Reset": str(math.floor(until)),
+                     "RateLimit-Policy": "3000;w=300",
+                     "Retry-After": str(math.ceil(until - time.time()))})
+
+    runner, url = await _serve(handler)
+    seen: list[Any] = []
+    try:
+        c = XrpcClient(_acct(url))
+        c.on_rate = lambda *a: seen.append(a)
+        await c.login()
+        asked = time.time()
+        with pytest.raises(TransientError) as exc:
+            await c.procedure("com.atproto.repo.createRecord", {"x": 1})
+        await c.close()
+    finally:
+        await runner.cleanup()
+    assert exc.value.retry_after is not None
+    assert asked + exc.value.retry_after >= until - 0.05, (exc.value.retry_after, until - asked)
+    remaining, reset_at, limit = seen[-1]
+    assert remaining == 0 and limit == 3000 and reset_at >= until - 0.05
