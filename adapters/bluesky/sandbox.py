@@ -222,10 +222,9 @@ class BlueskySandbox:
                 Endpoint(name="firehose", port=port, protocol="tcp")]
 
     def account_config_via(self, ports: Mapping[str, int], timeout: float) -> dict[str, Any]:
-        cfg = self.account_config() | {"request_timeout": timeout,
-                                       # a quiet PDS sends nothing: a silent stream is
-                                       # noticed after this long
-                                       "firehose_idle_timeout": timeout}
+        # request_timeout is also the firehose's ping interval: a hung stream is noticed
+        # within 1.5 times it (the idle timeout stays: a quiet PDS is not an outage)
+        cfg = self.account_config() | {"request_timeout": timeout}
         if "pds" in ports:
             cfg["service"] = f"http://127.0.0.1:{ports['pds']}"
             assert self.front is not None
