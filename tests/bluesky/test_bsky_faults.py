@@ -282,11 +282,15 @@ async def test_hung_firehose_is_told_from_a_quiet_one_by_its_missing_pong() -> N
             pass
         return ws
 
+    async def hung(request: web.Request) -> web.WebSocketResponse:
+        return await serve(request, False)
+
+    async def quiet(request: web.Request) -> web.WebSocketResponse:
+        return await serve(request, True)
+
     app = web.Application()
-    app.router.add_get("/hung/xrpc/com.atproto.sync.subscribeRepos",
-                       lambda r: serve(r, False))
-    app.router.add_get("/quiet/xrpc/com.atproto.sync.subscribeRepos",
-                       lambda r: serve(r, True))
+    app.router.add_get("/hung/xrpc/com.atproto.sync.subscribeRepos", hung)
+    app.router.add_get("/quiet/xrpc/com.atproto.sync.subscribeRepos", quiet)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
