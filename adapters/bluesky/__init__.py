@@ -61,7 +61,7 @@ class BlueskyFactory(AdapterFactory):
         if node_binary() is None:
             log.warning("no local Bluesky: %s", missing_reason())
             return None
-        return BlueskySandbox(workdir)  # type: ignore[return-value]  # kit members: in progress
+        return BlueskySandbox(workdir)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
                            services: Services) -> OnlineCheck:

@@ -109,7 +109,11 @@ from bridge.contract.services import Services
 
 CURSOR = "firehose:seq"
 SESSION = "session"
+"""Account-state namespace (and, before it, the cursor name) of the session tokens."""
+SESSION_KEY = "tokens"
 AUTHORS = "authors"
+"""Account-state namespace of the known authors, one row per DID, oldest first
+(before: one cursor holding them all as a JSON list)."""
 MAX_AUTHORS = 5000
 """Known authors remembered (their updates and deletes are read)."""
 MAX_FRAME = 16 * 1024 * 1024
@@ -189,7 +193,7 @@ class BlueskyAdapter:
         async with self._login_lock:
             if self.client.did:
                 return
-            stored = await self._ctx.get_cursor(SESSION) if self._ctx else None
+            stored = await self._stored_session() if self._ctx else None
             self.client.on_session = self._save_session
             if self._ctx is not None:
                 ctx = self._ctx
@@ -206,7 +210,44 @@ class BlueskyAdapter:
         resumes them instead of logging in again (createSession is limited to 30
         per 5 minutes)."""
         if self._ctx is not None:
-            await self._ctx.set_cursor(SESSION, session)
+            await self._ctx.state.put(SESSION, SESSION_KEY, session)
+
+    async def _stored_session(self) -> str | None:
+        """The session kept in the account's state; one kept as a cursor by an earlier
+        version is moved there (read once, so an upgrade does not log in again)."""
+        assert self._ctx is not None
+        stored = await self._ctx.state.get(SESSION, SESSION_KEY)
+        if stored is None:
+            old = await self._ctx.get_cursor(SESSION)
+            if old:
+                await self._ctx.state.put(SESSION, SESSION_KEY, old)
+                await self._ctx.set_cursor(SESSION, "")
+                stored = old
+        return stored or None
+
+    async def _load_authors(self) -> None:
+        """Known authors from the account's state (an earlier version's cursor list
+        moved there first)."""
+        assert self._ctx is not None
+        ctx = self._ctx
+        raw = await ctx.get_cursor(AUTHORS)
+        if raw:
+            try:
+                old = [str(d) for d in json.loads(raw)][-MAX_AUTHORS:]
+            except (ValueError, TypeError):
+                self._log.warning("stored list of known authors unreadable; starting afresh")
+            else:
+                await ctx.state.put_many(AUTHORS, [(d, "") for d in old], only_new=True)
+            await ctx.set_cursor(AUTHORS, "")
+        self._authors = OrderedDict((d, None) for d, _ in await ctx.state.items(AUTHORS))
+        await self._forget_oldest()
+
+    async def _forget_oldest(self) -> None:
+        gone = []
+        while len(self._authors) > MAX_AUTHORS:
+            gone.append(self._authors.popitem(last=False)[0])
+        if gone and self._ctx is not None:
+            await self._ctx.state.delete(AUTHORS, gone)
 
     # ------------------------------------------------------------ inbound
     async def run(self, ctx: AdapterContext) -> None:
@@ -214,12 +255,7 @@ class BlueskyAdapter:
         self._log = ctx.logger
         self.client.log = ctx.logger
         await self.login()
-        raw = await ctx.get_cursor(AUTHORS)
-        if raw:
-            try:
-                self._authors = OrderedDict((str(d), None) for d in json.loads(raw))
-            except ValueError:
-                self._log.warning("stored list of known authors unreadable; starting afresh")
+        await self._load_authors()
         if not self._reading:
             ctx.set_health(Health.CONNECTED)
             await asyncio.Event().wait()
@@ -250,9 +286,13 @@ class BlueskyAdapter:
         cursor = await ctx.get_cursor(CURSOR)
         url = self._acc.firehose + (f"?cursor={int(cursor)}" if cursor and cursor.isdigit()
                                     else "")
-        # A handshake the server never answers must not hang the reader.
+        # A handshake the server never answers must not hang the reader.  A quiet
+        # PDS sends nothing for minutes: a websocket ping every request_timeout tells
+        # a quiet stream from a dead one (a hung server, a silent NAT drop), whose
+        # missing pong closes it as an error within half that again.
         async with asyncio.timeout(self._acc.request_timeout):
             ws = await ctx.http.ws_connect(url, max_msg_size=MAX_FRAME, autoping=True,
+                                           heartbeat=self._acc.request_timeout,
                                            timeout=aiohttp.ClientWSTimeout(
                                                ws_receive=None, ws_close=5.0))
         async with ws:
@@ -497,10 +537,9 @@ class BlueskyAdapter:
             self._authors.move_to_end(did)
             return
         self._authors[did] = None
-        while len(self._authors) > MAX_AUTHORS:
-            self._authors.popitem(last=False)
         if self._ctx is not None:
-            await self._ctx.set_cursor(AUTHORS, json.dumps(list(self._authors)))
+            await self._ctx.state.put(AUTHORS, did, "")
+        await self._forget_oldest()
 
     # ------------------------------------------------------------ identities
     async def identity(self, did: str) -> Identity:

@@ -91,17 +91,20 @@ def map_error(exc: Exception, *, now: float | None = None) -> AdapterError:
 
 def _retry_after(resp: Response | None, now: float | None) -> float | None:
     """Seconds until the window resets: ``ratelimit-reset`` is an epoch time in
-    seconds (not a delta); ``retry-after`` where that is missing."""
+    seconds (not a delta), ``retry-after`` a delta; the later of the two.  The PDS
+    rounds the reset *down* to the second and ``retry-after`` up: a reset read
+    alone is up to a second early, and a retry then meets another 429."""
     headers = resp.headers if resp is not None else {}
     now = time.time() if now is None else now
     reset = _int(headers.get("ratelimit-reset"))
-    if reset is not None:
-        return max(0.0, reset - now)
+    waits = [reset - now] if reset is not None else []
     after = headers.get("retry-after")
     try:
-        return max(0.0, float(after)) if after is not None else None
+        if after is not None:
+            waits.append(float(after))
     except ValueError:
-        return None
+        pass
+    return max(0.0, *waits) if waits else None
 
 
 def _int(value: Any) -> int | None:
@@ -239,9 +242,11 @@ class XrpcClient:
         h = self.sdk.last_headers
         if self.on_rate is None or "ratelimit-reset" not in h:
             return
-        self.on_rate(_int(h.get("ratelimit-remaining")),
-                     float(_int(h.get("ratelimit-reset")) or 0) or None,
-                     _int(h.get("ratelimit-limit")))
+        reset = float(_int(h.get("ratelimit-reset")) or 0) or None
+        after = _int(h.get("retry-after")) if err is not None else None
+        if reset is not None and after:   # a 429: not before its retry-after either
+            reset = max(reset, time.time() + after)
+        self.on_rate(_int(h.get("ratelimit-remaining")), reset, _int(h.get("ratelimit-limit")))
 
     async def query(self, nsid: str, **params: Any) -> dict[str, Any]:
         out = await self._call(InvokeType.QUERY, nsid, params=params)

@@ -29,6 +29,8 @@ class BlueskyAccount(MediaAccountKeys):
     """Where ``did:plc`` identities resolve to their PDS (authors' profiles,
     reply targets and images are read from there)."""
     request_timeout: float = Field(30.0, gt=0)
+    """Seconds an XRPC call may take; also how often the firehose is pinged (a stream
+    whose pong does not come within half that again is reconnected)."""
     firehose_idle_timeout: float = Field(60.0, gt=0)
     """Reconnect when the firehose sent nothing for this long (a full relay sends
     hundreds of events a second; a quiet PDS sends nothing: raise it there)."""

@@ -8,14 +8,27 @@ SDK.  What the network shows is read back from the PDS itself: the records of
 every repo (``listRecords``) for the current state, and the PDS's own firehose
 for what happened to them (an edit is an ``update`` op, a delete a ``delete``
 op: Bluesky shows no trace of a deleted post, its event log does).
+
+Faults (:mod:`bridge.conformance.faults`): after login the ``atproto`` SDK talks to
+the URL the account's DID document names, not to the configured ``service``.  So
+the sandbox's own PDS names a *front door* (a port this sandbox listens on) in its
+DID documents and listens elsewhere: the front door forwards to the PDS, or, once
+:meth:`BlueskySandbox.account_config_via` put a fault proxy in front of the PDS, to
+that proxy, so every request of the bridge's account crosses it.  Members and the
+sandbox's own reading reach the PDS directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
 import re
 import secrets
+import socket
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +42,19 @@ from atproto_client.models.utils import get_or_create
 from adapters.bluesky.compose import KEY_FIELD, facets
 from adapters.bluesky.convert import POST, split_uri
 from adapters.bluesky.testserver import PdsAccount, PdsServer
-from bridge.contract.sandbox import SandboxMessage
+from bridge.contract.sandbox import (
+    Endpoint,
+    FailureAnswer,
+    Fault,
+    PoisonKind,
+    SandboxFeatures,
+    SandboxMedia,
+    SandboxMessage,
+)
+
+SUBSCRIBE = "/xrpc/com.atproto.sync.subscribeRepos"
+GLOBAL_LIMIT, GLOBAL_WINDOW = 3000, 300
+"""The PDS's global rate limit per IP (requests per 300 s), named in its 429s."""
 
 
 @dataclass(slots=True)
@@ -49,9 +74,80 @@ class _Log:
     seq: int = 0
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FrontDoor:
+    """A TCP forwarder on the port the PDS names in its DID documents: to the PDS
+    itself, or to a fault proxy standing in front of it (:attr:`to`).  A connection
+    that cannot reach where it leads is reset, as a refused one would be."""
+
+    def __init__(self, to: int) -> None:
+        self.to = to
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            try:
+                up_r, up_w = await asyncio.open_connection("127.0.0.1", self.to)
+            except OSError:
+                sock = writer.get_extra_info("socket")
+                if sock is not None:  # RST, like the refused connect behind it
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                writer.close()
+                return
+            await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
+        finally:
+            self._tasks.discard(task)
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with contextlib.suppress(OSError, RuntimeError):
+                dst.close()
+
+
 class BlueskySandbox:
     platform = "bluesky"
     kind = "real server (the reference Bluesky PDS, with a local PLC)"
+    features = SandboxFeatures(
+        member_edits=True, member_deletes=True, deletes_noticed_seconds=1.0,
+        # the firehose replays from the adapter's cursor: deletes made while it was
+        # down arrive as delete ops
+        deletes_seen_after_downtime=True,
+        member_media=True,       # images with alt text (app.bsky.embed.images)
+        commands=True)           # a post mentioning the bot (a mention facet)
 
     def __init__(self, workdir: str, *, hashtag: str = "kmers", bot: str = "bridgebot",
                  rate_limits: bool = False, server: PdsServer | None = None) -> None:
@@ -69,9 +165,14 @@ class BlueskySandbox:
         self._log = _Log()
         self._reader: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        self.front: FrontDoor | None = None
 
     async def start(self) -> None:
         if self._own_server:
+            listen = _free_port()
+            self.front = FrontDoor(listen)
+            await self.front.start()
+            self.server.public_port, self.server.listen_port = self.front.port, listen
             self.server.spawn()    # on the loop's thread: the PDS dies with this process
             await asyncio.to_thread(self.server.wait_ready)
         self.bot = await asyncio.to_thread(self.server.create_account, self.bot_name)
@@ -93,14 +194,76 @@ class BlueskySandbox:
             self._http = None
         if self._own_server:
             await asyncio.to_thread(self.server.stop)
+        if self.front is not None:
+            await self.front.stop()
+            self.front = None
 
     def account_config(self) -> dict[str, Any]:
+        """The account reaching the PDS directly (the front door leads to the PDS
+        again, after a fault proxy's run)."""
         assert self.bot is not None, "start() first"
+        if self.front is not None:
+            self.front.to = self.server.listen_port
         # The PDS listens on 127.0.0.1: opt in to private media hosts (testing only).
-        return {"service": self.server.url, "handle": self.bot.handle,
-                "app_password": self.bot_app_password, "firehose": self.server.firehose_url,
-                "plc_directory": self.server.plc_url, "allow_private_media_hosts": True,
-                "profile_cache_seconds": 0.0}
+        return {"service": _loopback(self.server.url), "handle": self.bot.handle,
+                "app_password": self.bot_app_password,
+                "firehose": _loopback(self.server.firehose_url),
+                "plc_directory": _loopback(self.server.plc_url),
+                "allow_private_media_hosts": True, "profile_cache_seconds": 0.0}
+
+    # ------------------------------------------------------------ faults
+    def endpoints(self) -> list[Endpoint]:
+        """The PDS's XRPC and its firehose (a websocket: TCP-level faults only).
+        None for a PDS shared with others (its DID documents name it directly)."""
+        if self.front is None:
+            return []
+        port = self.server.listen_port
+        return [Endpoint(name="pds", port=port),
+                Endpoint(name="firehose", port=port, protocol="tcp")]
+
+    def account_config_via(self, ports: Mapping[str, int], timeout: float) -> dict[str, Any]:
+        # request_timeout is also the firehose's ping interval: a hung stream is noticed
+        # within 1.5 times it (the idle timeout stays: a quiet PDS is not an outage)
+        cfg = self.account_config() | {"request_timeout": timeout}
+        if "pds" in ports:
+            cfg["service"] = f"http://127.0.0.1:{ports['pds']}"
+            assert self.front is not None
+            self.front.to = ports["pds"]     # where the DID document sends the SDK
+        if "firehose" in ports:
+            cfg["firehose"] = f"ws://127.0.0.1:{ports['firehose']}{SUBSCRIBE}"
+        return cfg
+
+    def failure(self, endpoint: str, fault: Fault, n: int, until: float
+                ) -> FailureAnswer | None:
+        """The PDS's XRPC errors (``{"error", "message"}``) and, every other time, the
+        reverse proxy in front of it (Caddy in the PDS distribution: a 502 with no
+        body); a 429 with the headers of the PDS's rate limiter.  The firehose is a
+        websocket: a failing PDS refuses its upgrade, it has no rate limit."""
+        if fault == "ratelimit":
+            if endpoint == "firehose":
+                return None
+            left = max(0.0, until - time.time())
+            body = {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}
+            return FailureAnswer(status=429, body=json.dumps(body).encode(), headers={
+                "RateLimit-Limit": str(GLOBAL_LIMIT), "RateLimit-Remaining": "0",
+                "RateLimit-Reset": str(math.floor(until)),
+                "RateLimit-Policy": f"{GLOBAL_LIMIT};w={GLOBAL_WINDOW}",
+                "Retry-After": str(math.ceil(left))})
+        if n % 2 == 0:
+            return FailureAnswer(status=502, body=b"", content_type="text/plain")
+        body = {"error": "InternalServerError", "message": "Internal Server Error"}
+        return FailureAnswer(status=500, body=json.dumps(body).encode())
+
+    def unthrottle(self) -> None:
+        """The sandbox's PDS runs without its rate limits unless asked for them; they
+        cannot be lifted while it runs (its in-memory PLC would lose the accounts)."""
+        if not self.server.rate_limits:
+            return
+        if self.server.proc is None:
+            self.server.rate_limits = False
+            return
+        raise RuntimeError("this sandbox's PDS was started with rate_limits=True: make "
+                           "the sandbox without them for a long run")
 
     def channel_config(self) -> dict[str, Any]:
         return {"hashtag": self.hashtag}
@@ -152,8 +315,10 @@ class BlueskySandbox:
     async def post_as_member(self, author: str, text: str,
                              reply_to: str | None = None, *,
                              images: tuple[tuple[bytes, str], ...] = (),
-                             tag: bool = True) -> str:
-        """Post as a community member; *images*: ``(PNG/JPEG bytes, alt text)``."""
+                             tag: bool = True, media_type: str = "") -> str:
+        """Post as a community member; *images*: ``(PNG/JPEG bytes, alt text)`` of
+        *media_type* (else the PDS guesses it from the bytes, as it can for PNG and
+        JPEG)."""
         m = await self.member(author)
         text = self._tagged(text) if tag else text
         record: dict[str, Any] = {"$type": POST, "text": text,
@@ -173,12 +338,57 @@ class BlueskySandbox:
         if images:
             blobs = []
             for data, alt in images:
-                up = await m.client.upload_blob(data)
+                up = await m.client.com.atproto.repo.upload_blob(
+                    data, headers={"Content-Type": media_type} if media_type else {})
                 blobs.append({"image": up.blob.model_dump(by_alias=True), "alt": alt})
             record["embed"] = {"$type": "app.bsky.embed.images", "images": blobs}
         out = await m.client.app.bsky.feed.post.create(
             m.account.did, get_or_create(record, models.AppBskyFeedPost.Record, strict=False))
         return str(out.uri)
+
+    async def post_with_media(self, author: str, text: str, data: bytes, media_type: str,
+                              alt_text: str) -> str:
+        return await self.post_as_member(author, text, images=((data, alt_text),),
+                                         media_type=media_type)
+
+    async def command_as_member(self, author: str, command: str) -> str:
+        """A post mentioning the bot (a mention facet on its handle), untagged."""
+        assert self.bot is not None, "start() first"
+        return await self.post_as_member(author, f"@{self.bot.handle} {command}", tag=False)
+
+    async def post_poison(self, author: str, tag: str) -> dict[str, PoisonKind]:
+        """Records the PDS stores unvalidated (as any PDS may, and relays pass on):
+        over a thousand facets and text over ten times the lexicon's 3,000 bytes
+        (refused unread), and facets whose byte offsets are out of range, reversed or
+        inside a character (ignored, or the post rejected)."""
+        m = await self.member(author)
+        text = f"{tag} #{self.hashtag}"
+        tag_at = len(text.encode()) - len(self.hashtag.encode()) - 1
+        tag_facet = {"index": {"byteStart": tag_at, "byteEnd": len(text.encode())},
+                     "features": [{"$type": "app.bsky.richtext.facet#tag",
+                                   "tag": self.hashtag}]}
+        now = datetime.now(UTC).isoformat()
+        many = {"$type": POST, "text": f"{text} many facets", "createdAt": now,
+                "facets": [tag_facet] * 1001}
+        long = {"$type": POST, "text": f"{text} " + "x" * 31_000, "createdAt": now,
+                "facets": [tag_facet]}
+        bad = f"{text} caf\u00e9 \u2603"
+        bad_offsets = {"$type": POST, "text": bad, "createdAt": now, "facets": [
+            tag_facet,
+            {"index": {"byteStart": 5, "byteEnd": 10_000},
+             "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://x.test"}]},
+            {"index": {"byteStart": 9, "byteEnd": 3},
+             "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": "back"}]},
+            {"index": {"byteStart": len(bad.encode()) - 2, "byteEnd": len(bad.encode())},
+             "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": "mid"}]}]}
+        out: dict[str, PoisonKind] = {}
+        for record, kind in ((many, PoisonKind.ALWAYS), (long, PoisonKind.ALWAYS),
+                             (bad_offsets, PoisonKind.EITHER)):
+            got = await m.client.com.atproto.repo.create_record(
+                models.ComAtprotoRepoCreateRecord.Data(
+                    repo=m.account.did, collection=POST, record=record, validate=False))
+            out[str(got.uri)] = kind
+        return out
 
     def _mention_facets(self, text: str) -> list[dict[str, Any]]:
         """Members' apps turn ``@handle`` of a known account into a mention facet."""
@@ -300,11 +510,13 @@ class BlueskySandbox:
                     str(t).casefold() for t in value.get("tags") or []]:
                 continue
             parent = ((value.get("reply") or {}).get("parent") or {}).get("uri")
+            pings = tuple(handles.get(d, d) for d in _mentioned(value))
             out.append((self._log.order.get(uri, 1 << 60), str(value.get("createdAt", "")),
                         SandboxMessage(native_id=uri, author=handles.get(did, did), text=text,
                                        by_bridge=by_bridge, reply_to=parent,
                                        edited=uri in self._log.updated, deleted=deleted,
-                                       key=str(value.get(KEY_FIELD, "")))))
+                                       key=str(value.get(KEY_FIELD, "")),
+                                       media=_media(value), pings=pings)))
         out.sort(key=lambda t: (t[0], t[1]))
         return [m for _, _, m in out]
 
@@ -318,3 +530,39 @@ class BlueskySandbox:
             if self._log.seq == last:
                 return
             last = self._log.seq
+
+
+def _loopback(url: str) -> str:
+    """The PDS names itself ``localhost``; the account is configured with the address."""
+    return url.replace("://localhost:", "://127.0.0.1:", 1)
+
+
+def _mentioned(record: Mapping[str, Any]) -> list[str]:
+    """DIDs a post's mention facets point at: Bluesky notifies each of them."""
+    out: list[str] = []
+    for facet in record.get("facets") or []:
+        for feature in (facet.get("features") or []) if isinstance(facet, dict) else []:
+            if isinstance(feature, dict) and feature.get("$type") == \
+                    "app.bsky.richtext.facet#mention" and feature.get("did"):
+                out.append(str(feature["did"]))
+    return out
+
+
+def _media(record: Mapping[str, Any]) -> tuple[SandboxMedia, ...]:
+    """The images of a post (directly, or beside a quote) as the app shows them."""
+    embed = record.get("embed")
+    if not isinstance(embed, dict):
+        return ()
+    if isinstance(embed.get("media"), dict):  # app.bsky.embed.recordWithMedia
+        embed = embed["media"]
+    out = []
+    for img in embed.get("images") or []:
+        if not isinstance(img, dict):
+            continue
+        raw = img.get("image")
+        blob: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        size = blob.get("size")
+        out.append(SandboxMedia(media_type=str(blob.get("mimeType", "")),
+                                alt_text=str(img.get("alt", "")),
+                                size=size if isinstance(size, int) else None))
+    return tuple(out)

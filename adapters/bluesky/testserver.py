@@ -174,8 +174,9 @@ class PdsServer:
     # ------------------------------------------------------------ XRPC, for set-up
     def xrpc(self, method: str, body: dict[str, Any] | None = None, *, token: str = "",
              params: str = "") -> dict[str, Any]:
-        """One XRPC call (procedure when *body* is given, else query)."""
-        url = f"{self.url}/xrpc/{method}" + (f"?{params}" if params else "")
+        """One XRPC call (procedure when *body* is given, else query), to the PDS
+        itself (never through a fault proxy standing on its public port)."""
+        url = f"{self.listen_url}/xrpc/{method}" + (f"?{params}" if params else "")
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
         req.add_header("Content-Type", "application/json")

@@ -17,7 +17,7 @@ from bskyhelp import info_frame
 from test_bsky_e2e import _n, bridged, config, connected, on_bsky
 
 from adapters.bluesky import BlueskyFactory
-from adapters.bluesky.adapter import BlueskyAdapter
+from adapters.bluesky.adapter import SESSION, SESSION_KEY, BlueskyAdapter
 from adapters.bluesky.compose import post_length, rkey_for
 from adapters.bluesky.config import BlueskyAccount, BlueskyChannel
 from adapters.bluesky.convert import cid_str
@@ -260,7 +260,8 @@ async def test_session_is_kept_in_the_store_and_resumed(bsky: BlueskySandbox) ->
         first._ctx = ctx
         await first.login()
         await first.close()
-        stored = ctx.cursors["session"]
+        stored = ctx.state.rows[SESSION][SESSION_KEY]
+        assert "session" not in ctx.cursors
         assert bsky.bot_app_password not in stored  # tokens, never the password
         # a restart with the stored session needs no password (createSession is limited)
         second = BlueskyAdapter(acct.model_copy(update={"app_password": "not-the-password"}),
@@ -271,3 +272,28 @@ async def test_session_is_kept_in_the_store_and_resumed(bsky: BlueskySandbox) ->
         got = await second.client.query("com.atproto.server.getSession")
         await second.close()
     assert got["did"] == first.client.did
+
+
+async def test_session_kept_as_a_cursor_by_an_earlier_version_is_resumed_once(
+        bsky: BlueskySandbox) -> None:
+    """An upgrade does not log in again: the session an earlier version kept as the
+    ``session`` cursor is resumed and moved to the account's state."""
+    ch = ChannelSpec(key=ChannelKey("kmers/bsky"), community="kmers", hashtag="kmers",
+                     direction="out", options=BlueskyChannel(hashtag="kmers"))
+    acct = BlueskyAccount(**bsky.account_config())
+    async with aiohttp.ClientSession() as http:
+        first = BlueskyAdapter(acct, (ch,))
+        first._ctx = FakeContext((ch,), http=http)
+        await first.login()
+        await first.close()
+        old = FakeContext((ch,), http=http)
+        old.cursors[SESSION] = first._ctx.state.rows[SESSION][SESSION_KEY]
+        upgraded = BlueskyAdapter(acct.model_copy(update={"app_password": "not-the-password"}),
+                                  (ch,))
+        upgraded._ctx = old
+        await upgraded.login()
+        got = await upgraded.client.query("com.atproto.server.getSession")
+        await upgraded.close()
+    assert got["did"] == first.client.did
+    assert old.state.rows[SESSION][SESSION_KEY], "moved to the account's state"
+    assert not old.cursors[SESSION], "and no longer kept as a cursor"

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -25,11 +26,19 @@ from adapters.bluesky.client import (
     XrpcClient,
     map_error,
 )
-from adapters.bluesky.config import BlueskyAccount
+from adapters.bluesky.config import BlueskyAccount, BlueskyChannel
 from adapters.bluesky.sandbox import BlueskySandbox
 from adapters.bluesky.testserver import PdsServer, missing_reason, node_binary
 from adapters.sandbox import SandboxPlatform
-from bridge.contract.adapter import AuthError, Health, PermanentError, TransientError
+from bridge.contract.adapter import (
+    AuthError,
+    ChannelSpec,
+    Health,
+    PermanentError,
+    TransientError,
+)
+from bridge.contract.model import ChannelKey
+from bridge.contract.testing import FakeContext
 from bridge.daemon.harness import (
     ChannelDef,
     build_config,
@@ -258,3 +267,89 @@ async def test_lost_answer_then_delete_leaves_no_copy(bsky: BlueskySandbox,
         await asyncio.sleep(3.0)  # past the retry
         await quiescent(bridge)
     assert [m.text for m in await on_bsky(bsky)] == []
+
+
+async def test_hung_firehose_is_told_from_a_quiet_one_by_its_missing_pong() -> None:
+    """A firehose that accepted the connection then hung (or whose NAT dropped it
+    silently) answers no ping: the reader fails within seconds (health disconnected,
+    reconnect from the cursor) although the idle timeout, meant for a quiet PDS, is a
+    minute.  A quiet PDS that answers pings keeps its connection."""
+    async def serve(request: web.Request, answers_pings: bool) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=answers_pings)
+        await ws.prepare(request)
+        # sends nothing, ever; the quiet one reads (and so answers pings)
+        async for _ in ws:
+            pass
+        return ws
+
+    async def hung(request: web.Request) -> web.WebSocketResponse:
+        return await serve(request, False)
+
+    async def quiet(request: web.Request) -> web.WebSocketResponse:
+        return await serve(request, True)
+
+    app = web.Application()
+    app.router.add_get("/hung/xrpc/com.atproto.sync.subscribeRepos", hung)
+    app.router.add_get("/quiet/xrpc/com.atproto.sync.subscribeRepos", quiet)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    ch = ChannelSpec(key=ChannelKey("c/1"), community="c", hashtag="kmers", direction="both",
+                     options=BlueskyChannel(hashtag="kmers"))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path, hangs in (("hung", True), ("quiet", False)):
+                acct = BlueskyAccount(
+                    service="http://127.0.0.1:1", handle="bot.test", app_password="x",
+                    firehose=f"ws://127.0.0.1:{port}/{path}/xrpc/com.atproto.sync.subscribeRepos",
+                    request_timeout=1.0, firehose_idle_timeout=60.0)
+                ad = BlueskyAdapter(acct, (ch,))
+                ad._ctx = FakeContext((ch,), http=http)
+                started = time.monotonic()
+                if hangs:
+                    with pytest.raises(TransientError):
+                        await asyncio.wait_for(ad._read_firehose(), 10)
+                    assert time.monotonic() - started < 5
+                else:
+                    with pytest.raises(TimeoutError):   # still reading when we stop it
+                        await asyncio.wait_for(ad._read_firehose(), 4)
+    finally:
+        await runner.cleanup()
+
+
+async def test_429_waits_for_retry_after_when_the_reset_is_rounded_down() -> None:
+    """The PDS's rate limiter sends ``RateLimit-Reset`` rounded down to the second and
+    ``Retry-After`` rounded up (xrpc-server's rate-limiter-http): the wait is the later
+    of the two, never a retry up to a second early into another 429."""
+    left = 1.8
+    until = time.time() + left
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.path.endswith("createSession"):
+            return web.json_response({"did": "did:plc:bot", "handle": "bot.test",
+                                      "accessJwt": _jwt(), "refreshJwt": _jwt()})
+        return web.json_response(
+            {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, status=429,
+            headers={"RateLimit-Limit": "3000", "RateLimit-Remaining": "0",
+                     "RateLimit-Reset": str(math.floor(until)),
+                     "RateLimit-Policy": "3000;w=300",
+                     "Retry-After": str(math.ceil(until - time.time()))})
+
+    runner, url = await _serve(handler)
+    seen: list[Any] = []
+    try:
+        c = XrpcClient(_acct(url))
+        c.on_rate = lambda *a: seen.append(a)
+        await c.login()
+        asked = time.time()
+        with pytest.raises(TransientError) as exc:
+            await c.procedure("com.atproto.repo.createRecord", {"x": 1})
+        await c.close()
+    finally:
+        await runner.cleanup()
+    assert exc.value.retry_after is not None
+    assert asked + exc.value.retry_after >= until - 0.05, (exc.value.retry_after, until - asked)
+    remaining, reset_at, limit = seen[-1]
+    assert remaining == 0 and limit == 3000 and reset_at >= until - 0.05

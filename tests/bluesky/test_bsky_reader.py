@@ -4,6 +4,7 @@ profile updates, hostile records costing one rejection."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -15,7 +16,14 @@ from bskyhelp import BOT, DID, PDS, commit_frame, info_frame, post, tagged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.bluesky.adapter import AUTHORS, CURSOR, FRAME_TRIES, BlueskyAdapter, Identity
+from adapters.bluesky.adapter import (
+    AUTHORS,
+    CURSOR,
+    FRAME_TRIES,
+    MAX_AUTHORS,
+    BlueskyAdapter,
+    Identity,
+)
 from adapters.bluesky.config import BlueskyAccount, BlueskyChannel
 from adapters.bluesky.convert import Profile
 from bridge.contract.adapter import ChannelSpec, TransientError
@@ -49,7 +57,7 @@ async def test_matching_create_is_posted_with_its_cursor() -> None:
     [ev] = ctx.events
     assert isinstance(ev, Posted) and ev.native_id == f"at://{DID}/{P}3kaaaaaaaaaa2"
     assert ctx.cursors[CURSOR] == "7"
-    assert DID in ctx.cursors[AUTHORS]  # a known author now: their deletes are read
+    assert DID in ctx.state.rows[AUTHORS]  # a known author now: their deletes are read
 
 
 async def test_non_matching_commits_are_skipped_without_decoding() -> None:
@@ -288,3 +296,33 @@ async def test_hostile_commit_bodies_cost_at_most_one_rejection(ops: Any, repo: 
     assert isinstance(ctx.events[-1], Posted)
     assert sum(isinstance(e, Rejected) for e in ctx.events) <= 1
     assert ctx.cursors[CURSOR] == "20"
+
+
+async def test_known_authors_live_in_account_state_and_an_old_cursor_list_moves_there(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ad, ctx = make()
+    # an earlier version kept the known authors as one cursor holding a JSON list
+    ctx.cursors[AUTHORS] = json.dumps(["did:plc:gone", DID])
+    await ad._load_authors()
+    assert list(ctx.state.rows[AUTHORS]) == ["did:plc:gone", DID]
+    assert not ctx.cursors[AUTHORS], "the old cursor list is moved, not kept twice"
+    # known: the author's delete is read (unknown authors' deletes are skipped)
+    await ad.on_frame(commit_frame(9, DID, [("delete", P + "3kaaaaaaaaaa2", None)]))
+    assert [type(e) for e in ctx.events] == [Deleted]
+    # a restart reads them back from the state alone
+    again, ctx2 = make()
+    ctx2.state = ctx.state
+    await again._load_authors()
+    assert list(again._authors) == ["did:plc:gone", DID]
+    # the oldest are forgotten, in the state too, past MAX_AUTHORS
+    monkeypatch.setattr("adapters.bluesky.adapter.MAX_AUTHORS", 2)
+    await again._remember("did:plc:other")
+    assert list(ctx.state.rows[AUTHORS]) == [DID, "did:plc:other"]
+    assert MAX_AUTHORS > 2
+
+
+async def test_unreadable_old_author_list_is_dropped_with_a_warning() -> None:
+    ad, ctx = make()
+    ctx.cursors[AUTHORS] = "{not json"
+    await ad._load_authors()
+    assert ad._authors == {} and not ctx.cursors[AUTHORS]
