@@ -7,6 +7,7 @@ network that needs nothing installed.  See :mod:`adapters.sandbox.network`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from adapters.sandbox.sandbox import SandboxPlatform
 from bridge.contract.adapter import (
     AdapterFactory,
     Capabilities,
+    ChannelCheck,
     ChannelSpec,
     Health,
     OnlineCheck,
@@ -185,3 +187,37 @@ class SandboxFactory(AdapterFactory):
         ok = os.path.isdir(account.dir) or not os.path.exists(account.dir)
         return OnlineCheck(ok=ok, identity=account.bot_name,
                            error="" if ok else f"{account.dir} is not a directory")
+
+    async def check_channels(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+                             http: Any, services: Services) -> dict[ChannelKey, ChannelCheck]:
+        """Each channel's network file: there (with how many messages) or created at
+        start, and whether this user may write it.  Reads only."""
+        assert isinstance(account, SandboxAccount)
+        return {spec.key: await asyncio.to_thread(_check_network, account, spec)
+                for spec in channels}
+
+
+def _check_network(account: SandboxAccount, spec: ChannelSpec) -> ChannelCheck:
+    assert isinstance(spec.options, SandboxChannel)
+    path = os.path.abspath(os.path.join(account.dir, f"{spec.options.network}.sqlite"))
+    if not os.path.exists(path):
+        parent = account.dir if os.path.isdir(account.dir) else os.path.dirname(
+            os.path.abspath(account.dir))
+        if not os.access(parent, os.W_OK):
+            return ChannelCheck(ok=False, error=f"{path} does not exist and {parent} is not "
+                                "writable by this user: create it or fix the permissions")
+        return ChannelCheck(ok=True, reads=f"network {spec.options.network} (new: {path} is "
+                            "created at start)", writes=f"posts as {account.bot_name}")
+    if not os.access(path, os.R_OK | os.W_OK):
+        return ChannelCheck(ok=False, error=f"{path} is not readable and writable by this "
+                            "user: fix its permissions")
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            count = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    except sqlite3.Error as e:
+        return ChannelCheck(ok=False, error=f"{path} is not a sandbox network ({e}): move it "
+                            "away or name another network")
+    return ChannelCheck(ok=True, reads=f"network {spec.options.network} ({count} messages in "
+                        f"{path})", writes=f"posts as {account.bot_name}")

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from bridge.contract.adapter import ChannelCheck
+from bridge.contract.model import ChannelKey
 from bridge.contract.services import Services
 from bridge.daemon.cluster import lease_name
 from bridge.inbound.steps import described, recorded_drops
@@ -121,6 +123,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     async def one(name: str, http: aiohttp.ClientSession) -> bool:
         acct = cfg.accounts[name]
+        specs = cfg.channel_specs(name)
         print(f"account {name} ({acct.platform}): checking (at most {args.timeout:.0f}s) ...",
               flush=True)
         t0 = time.monotonic()
@@ -145,14 +148,41 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  warning: {w}")
         for n in res.notes:
             print(f"  {n}")
-        for ch in cfg.all_channels():
-            if ch.account != name:
-                continue
+        found: dict[ChannelKey, ChannelCheck] = {}
+        unchecked = "not checked: the account did not log in"
+        if res.ok and specs:
+            t1 = time.monotonic()
+            try:
+                async with asyncio.timeout(args.timeout):
+                    found = await acct.factory.check_channels(acct.options, specs, http,
+                                                              Services())
+                unchecked = f"not checked online by the {acct.platform} adapter"
+            except TimeoutError:
+                unchecked = f"not checked: no answer within {args.timeout:.0f}s"
+            except Exception as e:
+                unchecked = f"not checked: {type(e).__name__}: {str(e) or 'no reason given'}"
+            if found:
+                print(f"  channels checked ({time.monotonic() - t1:.1f}s):")
+        usable = True
+        for spec in specs:
             verbs = {"both": "will read and write", "in": "will read", "out": "will write"}[
-                ch.common.direction]
-            state = "" if res.ok else " (once the account logs in)"
-            print(f"  {ch.key}: {verbs} {ch.locator or acct.platform}{state}")
-        return res.ok
+                spec.direction]
+            ch = cfg.channel(spec.key)
+            print(f"  {spec.key}: {verbs} {ch.locator or acct.platform}")
+            got = found.get(spec.key)
+            if got is None:
+                print(f"    ({unchecked})")
+                continue
+            if got.reads and spec.direction != "out":
+                print(f"    reads: {got.reads}")
+            if got.writes and spec.direction != "in":
+                print(f"    writes: {got.writes}")
+            for w in got.warnings:
+                print(f"    warning: {w}")
+            if not got.ok:
+                usable = False
+                print(f"    FAILED: {got.error or 'cannot be used, no reason given'}")
+        return res.ok and usable
 
     async def online() -> int:
         bad = 0
@@ -160,8 +190,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                 total=args.timeout)) as http:
             for name in cfg.accounts:
                 bad += 0 if await one(name, http) else 1
-        print("online check: " + ("every account logged in" if not bad else
-                                  f"{bad} account{'s' if bad != 1 else ''} FAILED"))
+        print("online check: " + ("every account logged in, every channel checked usable"
+                                  if not bad else
+                                  f"{bad} account{'s' if bad != 1 else ''} FAILED (an account "
+                                  "that cannot log in, or a channel it cannot use)"))
         return 0 if not bad else EXIT_FAILED
 
     redactor = logs.Redactor(cfg.secrets)

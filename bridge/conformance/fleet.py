@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bridge.contract.adapter import Capabilities, ChannelSpec
+from bridge.contract.adapter import Capabilities
 from bridge.contract.sandbox import PlatformSandbox, SandboxMessage
 from bridge.contract.services import Services
 from bridge.runtime.config import Config, load
@@ -87,13 +87,10 @@ def copy_capabilities(config: Config) -> dict[str, Capabilities]:
     ``capabilities`` for its first channel, built from *config* without any I/O."""
     out: dict[str, Capabilities] = {}
     for name, acct in config.accounts.items():
-        chans = [ch for ch in config.all_channels() if ch.account == name]
-        if not chans:
+        specs = config.channel_specs(name)
+        if not specs:
             continue
-        specs = tuple(ChannelSpec(key=ch.key, community=ch.community, hashtag=ch.hashtag,
-                                  direction=ch.common.direction, options=ch.options)
-                      for ch in chans)
-        out[name] = acct.factory.create(acct.options, specs, Services()).capabilities(chans[0].key)
+        out[name] = acct.factory.create(acct.options, specs, Services()).capabilities(specs[0].key)
     return out
 
 

@@ -439,6 +439,25 @@ class OnlineCheck:
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelCheck:
+    """What ``hashbridge check --online`` found one channel will do, as the platform
+    itself answered (never what the config merely says)."""
+
+    ok: bool
+    """False when the channel cannot be used as configured (``error`` says why)."""
+    reads: str = ""
+    """What it will read, as found: ``"room #kmers:hs.example (!abc:hs.example), joined"``;
+    empty for a channel that only writes."""
+    writes: str = ""
+    """What it will write and whether posting is allowed: ``"posts as @bot (power 0,
+    messages need 0)"``; empty for a channel that only reads."""
+    warnings: tuple[str, ...] = ()
+    """Usable, but the host should know (not joined yet, a quota nearly spent...)."""
+    error: str = ""
+    """Why it cannot be used, and what to fix."""
+
+
 class AdapterFactory:
     """What an entry point names.  Subclass and set the class attributes."""
 
@@ -474,14 +493,47 @@ class AdapterFactory:
         """Verify credentials against the platform (``hashbridge check --online``)."""
         return OnlineCheck(ok=True, warnings=("online check not implemented",))
 
+    async def check_channels(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+                             http: aiohttp.ClientSession, services: Services
+                             ) -> dict[ChannelKey, ChannelCheck]:
+        """After :meth:`check_online` logged in: what each of the account's
+        *channels* will read and write, asked of the platform (the room joined?
+        posting allowed? the search quota left?), read-only: nothing is posted,
+        joined or changed.  A channel left out is printed as not checked."""
+        return {}
+
 
 EmitFn = Callable[[InboundEvent], Awaitable[None]]
 
 __all__ = [
-    "INLINE_MAX_BYTES", "AccountState", "Adapter", "AdapterContext", "AdapterError",
-    "AdapterFactory", "AuthError", "Capabilities", "ChannelSpec", "EmitFn", "Health",
-    "OnlineCheck", "PermanentError",
-    "Rendered", "SendCreate", "SendDelete", "SendEdit", "SendOp", "SendResult", "StrictModel",
-    "TextFormat", "TooLarge", "TransientError", "Unsupported", "UnsupportedKind", "check_size",
-    "convert_guarded", "read_guarded", "rejection",
+    "INLINE_MAX_BYTES",
+    "AccountState",
+    "Adapter",
+    "AdapterContext",
+    "AdapterError",
+    "AdapterFactory",
+    "AuthError",
+    "Capabilities",
+    "ChannelCheck",
+    "ChannelSpec",
+    "EmitFn",
+    "Health",
+    "OnlineCheck",
+    "PermanentError",
+    "Rendered",
+    "SendCreate",
+    "SendDelete",
+    "SendEdit",
+    "SendOp",
+    "SendResult",
+    "StrictModel",
+    "TextFormat",
+    "TooLarge",
+    "TransientError",
+    "Unsupported",
+    "UnsupportedKind",
+    "check_size",
+    "convert_guarded",
+    "read_guarded",
+    "rejection",
 ]

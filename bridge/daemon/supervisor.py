@@ -284,9 +284,7 @@ class Bridge:
     def _build(self) -> None:
         cfg = self.config
         for name, acct in cfg.accounts.items():
-            specs = tuple(ChannelSpec(key=ch.key, community=ch.community, hashtag=ch.hashtag,
-                                      direction=ch.common.direction, options=ch.options)
-                          for ch in cfg.all_channels() if ch.account == name)
+            specs = cfg.channel_specs(name)
             if not specs:
                 log.warning("account %s serves no channel; not started", name)
                 continue

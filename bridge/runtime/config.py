@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.contract.adapter import AdapterFactory, StrictModel
+from bridge.contract.adapter import AdapterFactory, ChannelSpec, StrictModel
 from bridge.contract.model import ChannelKey
 from bridge.runtime.registry import Registry
 from bridge.runtime.schedule import ChatEventConfig
@@ -235,6 +235,12 @@ class Config:
 
     def all_channels(self) -> list[ChannelConfig]:
         return [ch for c in self.communities for ch in c.channels]
+
+    def channel_specs(self, account: str) -> tuple[ChannelSpec, ...]:
+        """The channels account *account* serves, as its adapter is given them."""
+        return tuple(ChannelSpec(key=ch.key, community=ch.community, hashtag=ch.hashtag,
+                                 direction=ch.common.direction, options=ch.options)
+                     for ch in self.all_channels() if ch.account == account)
 
     def data_path(self, *parts: str) -> str:
         base = self.bridge.data_dir

@@ -121,9 +121,43 @@ def test_online_check_of_a_silent_server_says_why_per_step(tmp_path: Path,
     assert "account mail (email): checking" in out
     assert (f"FAILED: IMAP 127.0.0.1:{silent_server}: no answer within 2s (connected, but "
             "the server never greeted or replied") in out
-    assert "  kmers/mail: will read and write k@lists.example (once the account logs in)" in out
+    assert "  kmers/mail: will read and write k@lists.example\n"\
+           "    (not checked: the account did not log in)" in out
     assert "account a (sandbox): ok" in out and "  kmers/a: will read and write lobby" in out
     assert "online check: 1 account FAILED" in out
+
+
+def test_online_check_says_what_each_channel_will_read_and_write(tmp_path: Path) -> None:
+    """The channels are asked of the platform, not read from the config: a network
+    with messages, one created at start, and a file that is no network (FAILED, exit 1);
+    nothing is created by the check."""
+    from adapters.sandbox.network import Network
+
+    nets = tmp_path / "nets"
+    nets.mkdir()
+    net = Network(str(nets / "lobby.sqlite"))
+    net.post("alice", "hello")
+    net.post("bob", "hi")
+    net.close()
+    c = config(tmp_path)
+    res = cli("check", "-c", c, "--online", cwd=tmp_path)
+    out = res.stdout
+    assert res.returncode == 0, out + res.stderr
+    assert "  kmers/a: will read and write lobby\n"\
+           f"    reads: network lobby (2 messages in {nets}/lobby.sqlite)\n"\
+           "    writes: posts as hashbridge\n" in out
+    assert "  kmers/b: will read and write garden\n"\
+           f"    reads: network garden (new: {nets}/garden.sqlite is created at start)" in out
+    assert not (nets / "garden.sqlite").exists()
+    assert "online check: every account logged in, every channel checked usable" in out
+
+    (nets / "garden.sqlite").write_text("not a database, but long enough to be read as one")
+    res = cli("check", "-c", c, "--online", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"    FAILED: {nets}/garden.sqlite is not a sandbox network (" in res.stdout
+    assert "move it away or name another network" in res.stdout
+    assert "online check: 1 account FAILED (an account that cannot log in, or a channel it "\
+           "cannot use)" in res.stdout
 
 
 def test_online_check_is_bounded_per_account_with_a_reason(tmp_path: Path,
