@@ -86,6 +86,7 @@ def test_fresh_machine_demo_relays_on_all_five_and_leaves_nothing_running(
     assert f"across {len(lines)} networks" in out and "0 lost, 0 duplicated" in out, out
     assert "NOT IN THE DEMO" not in out
     assert "X cannot edit: kept the first text" in out
+    assert "(yet)" not in out and "delete (Bluesky) followed" in out
     assert _gone(marker, tmp_path / "w") == []
 
 
