@@ -8,6 +8,7 @@ Real relay, real store; events go in through ``Relay.ingest`` as an adapter's do
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from bridge.contract.model import (
     Posted,
     Rejected,
     RejectKind,
+    utcnow,
 )
 from bridge.contract.textconv import from_plain, to_plain
 from bridge.daemon.harness import ChannelDef, build_config, running, sandbox_channels
@@ -188,12 +190,18 @@ def relay_for(tmp_path: Path, store: Store, **community: Any) -> Relay:
     return Relay(cfg, store)
 
 
+def now(ev: InboundEvent) -> InboundEvent:
+    """*ev* as if it happened now: the cases are built at import, and a step that
+    compares times (duplicate_window) must not see them age while the suite runs."""
+    return dataclasses.replace(ev, created_at=utcnow()) if hasattr(ev, "created_at") else ev
+
+
 async def ingest(relay: Relay, case: Case) -> IngestResult:
     for ev in case.before:
-        await relay.ingest("sb_lobby", [ev])
+        await relay.ingest("sb_lobby", [now(ev)])
     if case.prepare is not None:
         await relay.store.run(case.prepare)
-    return await relay.ingest("sb_lobby", [case.event])
+    return await relay.ingest("sb_lobby", [now(case.event)])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
