@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -183,6 +184,15 @@ class Inbound:
         emitted: list[str] = json.loads(await ctx.get_cursor(emitted_name) or "[]")
         known = set(emitted)
         fresh: list[Posted | Edited | Rejected] = list(rejected)
+        # An edited post whose earlier versions were never read (edited before a
+        # search found it: the bridge was down, or the store was holding writes)
+        # is the member's post under its first id, where it stands in the
+        # conversation: replies name that id, and it goes out before them.
+        on_page = {ev.native_id for ev in events}
+        events = [dataclasses.replace(ev, native_id=NativeId(edits[ev.native_id][0]))
+                  if edits.get(ev.native_id) and not any(
+                      i in known or i in on_page for i in edits[ev.native_id]) else ev
+                  for ev in events]
         for ev in sorted(events, key=lambda e: int(e.native_id)):
             self._remember_summons(ev, me_name)
             if await ctx.is_own(ch.key, ev.native_id):

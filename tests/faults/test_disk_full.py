@@ -243,12 +243,10 @@ class Conversation:
 
 
 async def _outbox(fs: SmallFs, db: Path) -> tuple[list[Any], list[Any]]:
-    [[ok]] = await query(fs, db, "PRAGMA integrity_check")
+    [[ok]] = await query(fs, db, "integrity")
     assert ok == "ok", f"database damaged: {ok}"
-    pending = await query(fs, db, "SELECT channel, op, last_error FROM deliveries"
-                                  " WHERE state='pending'")
-    dead = await query(fs, db, "SELECT channel, op, last_error FROM deliveries"
-                               " WHERE state='dead'")
+    pending = await query(fs, db, "pending deliveries")
+    dead = await query(fs, db, "dead deliveries")
     return pending, dead
 
 

@@ -420,6 +420,31 @@ async def test_edits_on_x_arrive_as_edits_of_the_relayed_post(xemu: Running) -> 
         st.edit(old.id, "#kmers after an edit")
         await ad.poll_once(spec)
         assert isinstance(ctx.events[-1], Posted)
+        assert ctx.events[-1].native_id == old.id  # under its first id
+
+
+async def test_a_post_edited_before_it_was_read_keeps_its_place_and_its_replies(
+        xemu: Running) -> None:
+    """A post edited before any search found it (the bridge was down, or busy), with
+    a later post and a reply to it, read on one page: it is relayed under its first
+    id (the one the reply names), before the posts that came after it."""
+    from bridge.contract.textconv import to_plain
+
+    st = xemu.emu.state
+    spec = make_spec()
+    async with running(xemu, channels=(spec,)) as (ad, ctx):
+        spec = ad.channels[CH]
+        await ad.poll_once(spec)
+        q = st.create(st.user("alice"), "#kmers Q1 tpyo")
+        later = st.create(st.user("bob"), "#kmers an unrelated post")
+        answer = st.create(st.user("carol"), "#kmers A1", reply_to=q.id)
+        st.edit(q.id, "#kmers Q1 typo fixed")  # no await since q was created: unread
+        await ad.poll_once(spec)  # (or the adapter's own poll loop read them first)
+        got = [e for e in ctx.events if isinstance(e, Posted)
+               and e.native_id in (q.id, later.id, answer.id)]
+        assert [e.native_id for e in got] == [q.id, later.id, answer.id]
+        assert "typo fixed" in to_plain(got[0].text)
+        assert got[2].reply_to_native == q.id
 
 
 def test_recorded_edited_page_marks_the_chain() -> None:

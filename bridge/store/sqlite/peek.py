@@ -13,9 +13,15 @@ QUERIES = {
     "health": "SELECT account, state FROM health",
     "open deliveries": "SELECT channel, op, last_error FROM deliveries "
                        "WHERE state IN ('pending', 'dead')",
+    "pending deliveries": "SELECT channel, op, last_error FROM deliveries "
+                          "WHERE state = 'pending'",
+    "dead deliveries": "SELECT channel, op, last_error FROM deliveries WHERE state = 'dead'",
+    "integrity": "PRAGMA integrity_check",
 }
 """``health``: ``(account, state)`` of every account that reported health;
-``open deliveries``: ``(channel, op, last error)`` of those not sent yet or given up."""
+``open deliveries``: ``(channel, op, last error)`` of those not sent yet or given up
+(``pending deliveries`` and ``dead deliveries`` each apart); ``integrity``: SQLite's
+own check of the file (one row, ``ok`` when undamaged)."""
 
 
 def query(db: str, what: str) -> list[Any]:
