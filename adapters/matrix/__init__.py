@@ -10,6 +10,7 @@
 ``adapter``     :class:`~adapters.matrix.adapter.MatrixAdapter`: sync (or appservice
                 transactions), rooms and capabilities; its sending half is the
                 ``outbound`` mixin.
+``check``       ``check --online``: each channel's room as the homeserver answers (read-only).
 ``sandbox``     the demo/test stand-in: a real Synapse run by ``testserver``.
 """
 
@@ -24,10 +25,12 @@ from adapters.matrix.config import MatrixAccount, MatrixChannel
 from bridge.contract.adapter import (
     Adapter,
     AdapterFactory,
+    ChannelCheck,
     ChannelSpec,
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.model import ChannelKey
 from bridge.contract.services import Services
 
 if TYPE_CHECKING:
@@ -103,6 +106,17 @@ class MatrixFactory(AdapterFactory):
         warnings = () if who == account.user_id else (
             f"token belongs to {who}, not {account.user_id}",)
         return OnlineCheck(ok=True, identity=who, warnings=warnings)
+
+    async def check_channels(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+                             http: aiohttp.ClientSession, services: Services
+                             ) -> dict[ChannelKey, ChannelCheck]:
+        """Each room: resolved, joined (members) or whether it can join at start, and
+        the power to post and redact; GETs only.  A password login is not checked (it
+        would create a device): each channel says so, as :meth:`check_online` does."""
+        from adapters.matrix.check import check_channels
+
+        assert isinstance(account, MatrixAccount)
+        return await check_channels(account, channels, http)
 
 
 __all__ = ["MatrixAccount", "MatrixChannel", "MatrixFactory", "generate_registration"]

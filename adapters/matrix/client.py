@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -134,8 +135,11 @@ class RawApi:
 
     async def call(self, method: str, path: str, body: Any = None, *,
                    user_id: str | None = None, what: str = "",
-                   ok_errcodes: frozenset[str] = frozenset()) -> dict[str, Any]:
-        params = {"user_id": user_id} if user_id else None
+                   ok_errcodes: frozenset[str] = frozenset(),
+                   query: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        """One request; the JSON answer, or the error body when its errcode is one of
+        *ok_errcodes*.  *query* adds parameters (a key may repeat: ``via``)."""
+        params = [*query, *((("user_id", user_id),) if user_id else ())] or None
         try:
             async with self.http.request(
                     method, self.base + path, params=params,
