@@ -189,11 +189,11 @@ async def test_live_updates_reach_the_viewers_of_every_process(pg: PgServer,
                 # each process's /healthz shows every account: its own as it runs
                 # them, the other's as that one last recorded
                 web = asyncio.create_task(serve_web(b))
-                while "web_url" not in b.services and not web.done():  # noqa: ASYNC110
+                while not b.services.web_url and not web.done():  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
                 try:
                     async with aiohttp.ClientSession() as http, \
-                            http.get(f"{b.services['web_url']}/healthz?strict=1") as r:
+                            http.get(f"{b.services.web_url}/healthz?strict=1") as r:
                         health = await r.json()
                         assert r.status == 200, health
                 finally:
