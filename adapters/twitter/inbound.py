@@ -184,15 +184,20 @@ class Inbound:
         emitted: list[str] = json.loads(await ctx.get_cursor(emitted_name) or "[]")
         known = set(emitted)
         fresh: list[Posted | Edited | Rejected] = list(rejected)
-        # An edited post whose earlier versions were never read (edited before a
-        # search found it: the bridge was down, or the store was holding writes)
-        # is the member's post under its first id, where it stands in the
-        # conversation: replies name that id, and it goes out before them.
+        # An edited post whose earlier versions this reader does not know (edited
+        # before a search found it: the bridge was down or the store was holding
+        # writes; or found, but the list of what was emitted was not saved) is the
+        # member's post under its first id, where it stands in the conversation:
+        # replies name that id, and it goes out before them.  It is followed by
+        # its edit: a post the core already has takes the new text from it (the
+        # post itself is then a re-read), a new one drops it as unchanged.
         on_page = {ev.native_id for ev in events}
-        events = [dataclasses.replace(ev, native_id=NativeId(edits[ev.native_id][0]))
-                  if edits.get(ev.native_id) and not any(
-                      i in known or i in on_page for i in edits[ev.native_id]) else ev
-                  for ev in events]
+        reborn: set[str] = set()
+        for k, ev in enumerate(events):
+            chain = edits.get(ev.native_id)
+            if chain and not any(i in known or i in on_page for i in chain):
+                events[k] = dataclasses.replace(ev, native_id=NativeId(chain[0]))
+                reborn.add(chain[0])
         for ev in sorted(events, key=lambda e: int(e.native_id)):
             self._remember_summons(ev, me_name)
             if await ctx.is_own(ch.key, ev.native_id):
@@ -206,6 +211,10 @@ class Inbound:
                 fresh.append(ev)
                 emitted.append(ev.native_id)
                 known.add(ev.native_id)
+                if ev.native_id in reborn:
+                    fresh.append(Edited(channel=ch.key, native_id=ev.native_id,
+                                        text=ev.text, attachments=ev.attachments,
+                                        edited_at=ev.created_at))
         if fresh:
             await ctx.emit_many(list(fresh), cursor=(name, str(newest)))
             # Not in the emit's transaction: a crash right here makes a later

@@ -448,3 +448,21 @@ async def test_status_metrics_and_bridge_count_drops_by_step_and_reason(
 
 def _run(cmd: list[str]) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+async def test_a_post_read_again_with_its_edit_updates_a_known_post_or_is_new(
+        tmp_path: Path, store: Store) -> None:
+    """What X's reader emits for an edited post it does not know it emitted (its list
+    was lost to a stop on a full disk): the post under its first id, then its edit.
+    Known to the core: the post is a re-read and the edit applies; unknown: the post
+    is new and the edit, unchanged, is dropped."""
+    relay = relay_for(tmp_path, store)
+    await relay.ingest("sb_lobby", [now(p("1", "first words #kmers"))])
+    known = await relay.ingest("sb_lobby", [now(p("1", "new words #kmers")),
+                                            edit("1", "new words #kmers")])
+    assert known.steps == Counter({("echo", R.ALREADY_INGESTED.value): 1})
+    assert [k for k, _ in known.changed] == ["edited"]
+    fresh = await relay.ingest("sb_lobby", [now(p("2", "new words #kmers")),
+                                            edit("2", "new words #kmers")])
+    assert fresh.steps == Counter({("edit-unchanged", R.EDIT_UNCHANGED.value): 1})
+    assert [k for k, _ in fresh.changed] == ["posted"]
