@@ -145,6 +145,6 @@ def setup(level: str = "info", fmt: str = "text", secrets: Iterable[str] = (),
     root.setLevel(level.upper())
     # Libraries' chatter stays at warning unless we debug.
     for noisy in ("aiohttp.access", "nio", "asyncio", "urllib3", "mastodon", "oauthlib",
-                  "requests_oauthlib", "tweepy"):
+                  "requests_oauthlib", "tweepy", "httpx", "httpcore", "atproto", "aioimaplib"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level != "debug" else logging.DEBUG)
     return redactor
