@@ -25,10 +25,12 @@ from bridge.contract.adapter import (
     AdapterError,
     AdapterFactory,
     AuthError,
+    ChannelCheck,
     ChannelSpec,
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.model import ChannelKey
 from bridge.contract.services import Services
 
 if TYPE_CHECKING:
@@ -48,6 +50,12 @@ class BlueskyFactory(AdapterFactory):
     channel_model: ClassVar[type[StrictModel]] = BlueskyChannel
     channel_locator: ClassVar[str] = "hashtag"
     secret_fields: ClassVar[frozenset[str]] = frozenset({"app_password"})
+
+    def __init__(self) -> None:
+        self._checked: dict[int, tuple[BlueskyAccount, str]] = {}
+        """The session :meth:`check_online` made, by account, for :meth:`check_channels`
+        to resume (``createSession`` is limited to 30 per 5 minutes); in memory only,
+        taken by the first check of the account's channels."""
 
     def create(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
                services: Services) -> Adapter:
@@ -81,30 +89,57 @@ class BlueskyFactory(AdapterFactory):
 
     async def check_online(self, account: StrictModel, http: aiohttp.ClientSession,
                            services: Services) -> OnlineCheck:
-        """Log in with the app password and resolve the handle."""
+        """Log in with the app password and resolve the handle (a deactivated account
+        logs in, but its handle resolves no more: its writing channels then say so)."""
+        from adapters.bluesky.check import inactive, refusal_reason, session_status
         from adapters.bluesky.client import XrpcClient
 
         assert isinstance(account, BlueskyAccount)
         client = XrpcClient(account)
+        warnings = []
         try:
-            await client.login()
-            resolved = await client.query("com.atproto.identity.resolveHandle",
-                                          handle=client.handle)
+            try:
+                await client.login()
+            except AuthError as exc:
+                status, why = await refusal_reason(client)
+                if status:
+                    return OnlineCheck(ok=False, error=f"account {status}: {why}")
+                return OnlineCheck(ok=False, error=f"bad_credentials: {exc}"
+                                   + (f" ({why})" if why else ""))
+            status = await session_status(client)
+            if status:
+                warnings.append(inactive(f"@{client.handle} ({client.did})", status))
+            else:
+                resolved = await client.query("com.atproto.identity.resolveHandle",
+                                              handle=client.handle)
+                if resolved.get("did") != client.did:
+                    warnings.append(f"{client.handle} resolves to {resolved.get('did')}, "
+                                    f"not to the logged-in account {client.did}")
+            self._checked[id(account)] = (account, client.sdk.export_session_string())
         except AdapterError as exc:
             kind = "bad_credentials" if isinstance(exc, AuthError) else type(exc).__name__
             return OnlineCheck(ok=False, error=f"{kind}: {exc}")
         finally:
             await client.close()
-        warnings = []
-        if resolved.get("did") != client.did:
-            warnings.append(f"{client.handle} resolves to {resolved.get('did')}, not to the "
-                            f"logged-in account {client.did}")
         if client.app_password_scope is False:
             warnings.append("logged in with the account's main password: make an app "
                             "password for the bridge (Settings → Privacy and security → "
                             "App passwords)")
         return OnlineCheck(ok=True, identity=f"@{client.handle} ({client.did}) on "
                                               f"{account.service}", warnings=tuple(warnings))
+
+    async def check_channels(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+                             http: aiohttp.ClientSession, services: Services
+                             ) -> dict[ChannelKey, ChannelCheck]:
+        """Reading: the firehose answers, authors resolve, the hashtag; writing: the
+        account is active (posts are taken), the handle, 300 graphemes.  Read-only;
+        the session :meth:`check_online` made is resumed (else one login)."""
+        from adapters.bluesky.check import check_channels
+
+        assert isinstance(account, BlueskyAccount)
+        held = self._checked.pop(id(account), None)
+        session = held[1] if held is not None and held[0] is account else None
+        return await check_channels(account, channels, http, services, session=session)
 
 
 __all__ = ["BlueskyAccount", "BlueskyChannel", "BlueskyFactory"]

@@ -529,8 +529,15 @@ class BlueskyAdapter:
         found = [ch for tag, chans in self._by_tag.items() if tag in tags for ch in chans]
         if found or not self._addressed(record):
             return found
-        return [ch for ch in self._reading if self._opts(ch).relay_replies_to_bridge][:1] \
-            or self._reading[:1]
+        addressed = self.addressed_channel()
+        return [addressed] if addressed is not None else []
+
+    def addressed_channel(self) -> ChannelSpec | None:
+        """The reading channel that takes untagged posts addressed to the bridge
+        (replies to its posts, mentions of it): the first that relays replies to the
+        bridge, else the first that reads."""
+        return next((ch for ch in self._reading if self._opts(ch).relay_replies_to_bridge),
+                    self._reading[0] if self._reading else None)
 
     async def _remember(self, did: str) -> None:
         if did in self._authors:

@@ -34,12 +34,15 @@ from bridge.contract.textconv import to_plain
 P = "app.bsky.feed.post/"
 
 
-def make(tags: tuple[str, ...] = ("kmers",)) -> tuple[BlueskyAdapter, FakeContext]:
+def make(tags: tuple[str, ...] = ("kmers",), replies: tuple[bool, ...] = ()
+         ) -> tuple[BlueskyAdapter, FakeContext]:
+    """*replies*: each channel's ``relay_replies_to_bridge`` (default: true)."""
     acct = BlueskyAccount(service=PDS, handle="bot.test", app_password="x",
                           firehose="ws://localhost:1/xrpc/com.atproto.sync.subscribeRepos",
                           plc_directory="http://localhost:2")
     chans = tuple(ChannelSpec(key=ChannelKey(f"c/{i}"), community="c", hashtag=t,
-                              direction="both", options=BlueskyChannel(hashtag=t))
+                              direction="both", options=BlueskyChannel(
+                                  hashtag=t, relay_replies_to_bridge=not replies or replies[i]))
                   for i, t in enumerate(tags))
     ad = BlueskyAdapter(acct, chans)
     ctx = FakeContext(chans)
@@ -110,6 +113,22 @@ async def test_reply_to_the_bridge_without_tag_and_commands() -> None:
     [ev] = ctx.events
     assert isinstance(ev, Posted) and ev.command == "!join"
     assert ev.reply_to_native == parent["uri"]
+
+
+@pytest.mark.parametrize(("replies", "to"), [((False, True), "c/1"), ((True, True), "c/0"),
+                                             ((False, False), "c/0")])
+async def test_an_untagged_reply_to_the_bridge_goes_to_one_channel(
+        replies: tuple[bool, bool], to: str) -> None:
+    """The first channel that relays replies to the bridge takes it (else the first
+    reading channel: commands still reach the bridge); ``check --online`` names it."""
+    ad, ctx = make(("kmers", "genomes"), replies)
+    parent = {"uri": f"at://{BOT}/{P}3kbbbbbbbbbb2", "cid": "bafyreiazzv2mazmfng6eh2dxslbcjfil"}
+    await ad.on_frame(commit_frame(1, DID, [("create", P + "3kaaaaaaaaaa2",
+                                             post("thanks", reply={"root": parent,
+                                                                   "parent": parent}))]))
+    assert [e.channel for e in ctx.events] == [to]
+    got = ad.addressed_channel()
+    assert got is not None and got.key == to
 
 
 async def test_each_channel_gets_its_own_tag() -> None:
