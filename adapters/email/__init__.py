@@ -6,6 +6,8 @@
 ``compose``     outbound, pure: the MIME message for a relayed post, its threading
                 headers and subject; ``digest`` the digest mails.
 ``client``      thin I/O shells around aioimaplib and aiosmtplib.
+``check``       ``hashbridge check --online`` per channel: the folder examined read-only,
+                the list tried as an SMTP recipient (no mail sent).
 ``store``       the adapter's small durable state (threading, the digest queue, the
                 send journal), in the bridge's store through ``ctx.state``.
 ``legacy``      reads the side file earlier versions kept, once, into that state.
@@ -25,10 +27,12 @@ from bridge.contract.adapter import (
     Adapter,
     AdapterError,
     AdapterFactory,
+    ChannelCheck,
     ChannelSpec,
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.model import ChannelKey
 from bridge.contract.services import Services
 
 if TYPE_CHECKING:
@@ -70,7 +74,7 @@ class EmailFactory(AdapterFactory):
                            services: Services) -> OnlineCheck:
         import aiosmtplib
 
-        from adapters.email.client import imap_connect
+        from adapters.email.client import imap_connect, smtp_client, smtp_login
         assert isinstance(account, EmailAccount)
         imap = f"IMAP {account.imap.host}:{account.imap.port}"
         try:
@@ -86,15 +90,10 @@ class EmailFactory(AdapterFactory):
                                f"= {account.imap.security!r} match it?)")
         except (AdapterError, OSError) as exc:
             return OnlineCheck(ok=False, error=f"{imap}: {exc or type(exc).__name__}")
-        smtp = aiosmtplib.SMTP(hostname=account.smtp.host, port=account.smtp.port,
-                               use_tls=account.smtp.security == "tls",
-                               start_tls=account.smtp.security == "starttls",
-                               timeout=account.smtp.timeout)
+        smtp = smtp_client(account.smtp)
         try:
             async with smtp:
-                if account.smtp.username:
-                    await smtp.login(account.smtp.username,
-                                     account.smtp.password.get_secret_value())
+                await smtp_login(smtp, account.smtp)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             what = (f"no answer within {account.smtp.timeout:g}s" if isinstance(
                 exc, TimeoutError) else str(exc) or type(exc).__name__)
@@ -102,5 +101,15 @@ class EmailFactory(AdapterFactory):
                                f"{account.smtp.port}: {what}")
         return OnlineCheck(ok=True, identity=account.address)
 
+    async def check_channels(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+                             http: aiohttp.ClientSession, services: Services
+                             ) -> dict[ChannelKey, ChannelCheck]:
+        """The folder each channel reads, examined read-only (message count, UIDNEXT,
+        its list's mail there), and whether the SMTP server takes the list as a
+        recipient from the bridge's address (MAIL FROM, RCPT TO, RSET: nothing is
+        sent).  See :mod:`adapters.email.check`."""
+        from adapters.email.check import check_channels
+        assert isinstance(account, EmailAccount)
+        return await check_channels(account, channels)
 
 __all__ = ["EmailFactory"]

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import re
 import ssl
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aioimaplib
@@ -20,10 +21,31 @@ from bridge.contract.adapter import AuthError, PermanentError, TransientError
 
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \(.*?UID (\d+)")
 _UID_TAIL = re.compile(rb"UID (\d+)")
+_LIST_LINE = re.compile(rb'^\((?P<flags>[^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (?P<name>.+)$',
+                        re.I)
+_LITERAL = re.compile(rb"\{\d+\}")
 
 
 class ImapGone(ConnectionError):
     """The IMAP server closed the session (BYE, timeout or a failed command)."""
+
+
+class ImapRefused(ImapGone):
+    """The server answered a command with NO or BAD; ``text`` is its reply."""
+
+    def __init__(self, command: str, text: str) -> None:
+        super().__init__(f"{command} failed: {text}")
+        self.command, self.text = command, text
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    """What SELECT or EXAMINE said of a folder."""
+
+    validity: int
+    exists: int
+    uidnext: int | None
+    """None when the server did not say (RFC 3501 makes it optional)."""
 
 
 async def imap_connect(server: MailServer) -> aioimaplib.IMAP4:
@@ -61,11 +83,90 @@ async def imap_select(client: aioimaplib.IMAP4, folder: str) -> int:
     resp = await client.select(folder)
     if resp.result != "OK":
         raise ImapGone(f"SELECT {folder} failed: {resp.lines[-1:]!r}")
-    for line in resp.lines:
-        m = re.search(rb"UIDVALIDITY (\d+)", bytes(line))
-        if m:
-            return int(m.group(1))
-    raise ImapGone("server sent no UIDVALIDITY")
+    return _folder_state(resp.lines).validity
+
+
+async def imap_examine(client: aioimaplib.IMAP4, folder: str) -> FolderState:
+    """Open *folder* read-only (EXAMINE: nothing read there changes a flag, not even
+    \\Recent); SEARCH and FETCH work on it as after :func:`imap_select`."""
+    resp = await client.examine(folder)
+    if resp.result != "OK":
+        raise ImapRefused(f"EXAMINE {folder}", _reply_text(resp.lines))
+    # aioimaplib moves to the selected state on SELECT only, though RFC 3501 (6.3.2)
+    # has EXAMINE select the folder just the same: without this it refuses SEARCH.
+    client.protocol.state = aioimaplib.SELECTED
+    return _folder_state(resp.lines)
+
+
+async def imap_folders(client: aioimaplib.IMAP4) -> list[str]:
+    """The names of the folders that can be selected (LIST, \\Noselect ones left out)."""
+    resp = await client.list('""', "*")
+    if resp.result != "OK":
+        raise ImapRefused("LIST", _reply_text(resp.lines))
+    names: list[str] = []
+    lines = resp.lines
+    for i, line in enumerate(lines[:-1]):
+        if isinstance(line, bytearray):
+            continue  # a literal: the name of the line before
+        m = _LIST_LINE.match(bytes(line))
+        if m is None or b"\\noselect" in m["flags"].lower():
+            continue
+        raw = m["name"]
+        lit = _LITERAL.fullmatch(raw)
+        if lit and i + 1 < len(lines) and isinstance(lines[i + 1], bytearray):
+            raw = bytes(lines[i + 1])
+        elif raw.startswith(b'"'):
+            raw = re.sub(rb'\\(.)', rb"\1", raw[1:-1])
+        names.append(raw.decode("utf-8", "replace"))
+    return names
+
+
+async def imap_search(client: aioimaplib.IMAP4, criteria: str) -> list[int]:
+    """The UIDs of the selected folder's messages that match *criteria*."""
+    resp = await client.uid_search(criteria, charset=None if criteria.isascii() else "utf-8")
+    if resp.result != "OK":
+        raise ImapRefused(f"SEARCH {criteria}", _reply_text(resp.lines))
+    return sorted({int(x) for line in resp.lines[:-1] for x in bytes(line).split()
+                   if x.isdigit()})
+
+
+async def imap_header(client: aioimaplib.IMAP4, uids: list[int], name: str
+                      ) -> dict[int, str]:
+    """One header of each message by UID, without setting \\Seen."""
+    resp = await client.uid("fetch", ",".join(map(str, uids)),
+                            f"(UID BODY.PEEK[HEADER.FIELDS ({name.upper()})])")
+    if resp.result != "OK":
+        raise ImapRefused("UID FETCH", _reply_text(resp.lines))
+    out: dict[int, str] = {}
+    lines = resp.lines
+    for i, line in enumerate(lines):
+        if isinstance(line, bytearray) and i > 0:
+            m = _FETCH_HEAD.match(bytes(lines[i - 1])) or (
+                _UID_TAIL.search(bytes(lines[i + 1])) if i + 1 < len(lines) else None)
+            if m:
+                value = bytes(line).decode("utf-8", "replace").partition(":")[2]
+                out[int(m.group(1))] = " ".join(value.split())
+    return out
+
+
+def _folder_state(lines: list[bytes | bytearray]) -> FolderState:
+    validity = exists = uidnext = None
+    for line in lines:
+        b = bytes(line)
+        if m := re.search(rb"UIDVALIDITY (\d+)", b):
+            validity = int(m.group(1))
+        elif m := re.search(rb"UIDNEXT (\d+)", b):
+            uidnext = int(m.group(1))
+        elif m := re.fullmatch(rb"(\d+) EXISTS", b.strip()):
+            exists = int(m.group(1))
+    if validity is None:
+        raise ImapGone("server sent no UIDVALIDITY")
+    return FolderState(validity=validity, exists=exists or 0, uidnext=uidnext)
+
+
+def _reply_text(lines: list[bytes | bytearray]) -> str:
+    text = bytes(lines[-1]).decode("utf-8", "replace") if lines else ""
+    return text[:300] or "no reason given"
 
 
 async def imap_uids_after(client: aioimaplib.IMAP4, last_uid: int) -> tuple[list[int], bool]:
@@ -171,17 +272,28 @@ async def imap_idle(client: aioimaplib.IMAP4, seconds: float, timeout: float = 3
     return news
 
 
-async def smtp_send(server: MailServer, account: EmailAccount, msg: EmailMessage,
-                    recipients: list[str]) -> None:
-    """Submit one message; exactly one attempt, failures mapped to the core's three kinds."""
-    client = aiosmtplib.SMTP(
+def smtp_client(server: MailServer) -> aiosmtplib.SMTP:
+    """An SMTP client for *server*, not connected yet: entering it connects (implicit TLS,
+    or STARTTLS after EHLO, as ``security`` says), each command bounded by its timeout."""
+    return aiosmtplib.SMTP(
         hostname=server.host, port=server.port, timeout=server.timeout,
         use_tls=server.security == "tls",
         start_tls=server.security == "starttls")
+
+
+async def smtp_login(client: aiosmtplib.SMTP, server: MailServer) -> None:
+    """Log in when the account has a username (a relay on localhost may need none)."""
+    if server.username:
+        await client.login(server.username, server.password.get_secret_value())
+
+
+async def smtp_send(server: MailServer, account: EmailAccount, msg: EmailMessage,
+                    recipients: list[str]) -> None:
+    """Submit one message; exactly one attempt, failures mapped to the core's three kinds."""
+    client = smtp_client(server)
     try:
         async with client:
-            if server.username:
-                await client.login(server.username, server.password.get_secret_value())
+            await smtp_login(client, server)
             errors, _ = await client.send_message(msg, sender=account.address,
                                                   recipients=recipients)
             if errors:  # some recipients refused, none of ours may be

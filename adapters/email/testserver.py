@@ -401,7 +401,8 @@ class MiniList:
     mitigation; ``scrub`` is a list that drops every ``X-`` header (our marker and
     X-Loop among them) and rewrites ``From`` to itself without keeping the poster's
     address anywhere, as some hosted groups do; ``received`` keeps every raw message
-    the list accepted, as sent.
+    the list accepted, as sent.  Recipients at the list domain other than the list's
+    own addresses (``name@``, ``name-...@``) are refused as unknown, as an MTA does.
     """
 
     dovecot: Dovecot | PymapServer
@@ -410,6 +411,12 @@ class MiniList:
     munge_from: bool = False
     scrub: bool = False
     port: int = 0
+    posters: set[str] | None = None
+    """The envelope senders the list takes posts from (members-only, refused at RCPT
+    TO as a list behind an MTA's access rules does); None: anyone's."""
+    senders: set[str] | None = None
+    """The envelope senders this server accepts at all (a submission server that lets
+    a login send only as its own addresses, refused at MAIL FROM); None: any."""
     received: list[bytes] = field(default_factory=list)
     _controller: object | None = field(default=None, repr=False)
     _queue: list[tuple[str, bytes]] = field(default_factory=list, repr=False)
@@ -561,6 +568,32 @@ def decorate(msg: EmailMessage, *, name: str, address: str, list_id: str,
 class _Handler:
     def __init__(self, lst: MiniList) -> None:
         self.lst = lst
+
+    async def handle_MAIL(self, server: object, session: object, envelope: object,
+                          address: str, mail_options: list[str]) -> str:
+        allowed = self.lst.senders
+        if allowed is not None and address.lower() not in {a.lower() for a in allowed}:
+            return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user"
+        envelope.mail_from = address  # type: ignore[attr-defined]
+        envelope.mail_options.extend(mail_options)  # type: ignore[attr-defined]
+        return "250 OK"
+
+    async def handle_RCPT(self, server: object, session: object, envelope: object,
+                          address: str, rcpt_options: list[str]) -> str:
+        rcpt = address.lower()
+        local, _, domain = rcpt.rpartition("@")
+        if domain == LIST_DOMAIN and local != self.lst.name \
+                and not local.startswith(self.lst.name + "-"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        sender = str(envelope.mail_from or "").lower()  # type: ignore[attr-defined]
+        posters = self.lst.posters
+        if rcpt == self.lst.address and posters is not None \
+                and sender not in {p.lower() for p in posters}:
+            return (f"550 5.7.1 <{address}>: Recipient address rejected: {self.lst.address}"
+                    f" accepts posts from its members only, not from <{sender}>")
+        envelope.rcpt_tos.append(address)  # type: ignore[attr-defined]
+        envelope.rcpt_options.extend(rcpt_options)  # type: ignore[attr-defined]
+        return "250 OK"
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         rcpts = [r.lower() for r in envelope.rcpt_tos]  # type: ignore[attr-defined]
