@@ -368,7 +368,7 @@ async def test_disk_fills_mid_burst_then_is_freed(tmp_path: Path, fs: SmallFs) -
         for _ in range(8):
             await talk.say()
             await asyncio.sleep(0.1)
-        await talk.wait_complete(300)
+        await talk.wait_complete(180)  # under the test timeout: say what is missing
         await asyncio.sleep(3.0)  # a late duplicate would show up now
         code, health = await _healthz(port)
         assert code == 200 and health["storage"]["state"] == "ok", health
@@ -413,7 +413,7 @@ async def test_start_on_a_full_disk_is_refused_then_catches_up(
         assert rc == 0 and status["storage"]["state"] == "full", (rc, status, err)
         ballast.free()
         proc = start_bridge(cfg, log, fs.prefix)
-        await talk.wait_complete(300)
+        await talk.wait_complete(180)  # under the test timeout: say what is missing
         await asyncio.sleep(3.0)
     finally:
         ballast.free()
@@ -446,7 +446,7 @@ async def test_stopped_while_full_then_restarted_loses_and_doubles_nothing(
         proc = start_bridge(cfg, log, fs.prefix)
         for _ in range(5):
             await talk.say()
-        await talk.wait_complete(300)
+        await talk.wait_complete(180)  # under the test timeout: say what is missing
         await asyncio.sleep(3.0)
     finally:
         ballast.free()
