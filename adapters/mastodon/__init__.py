@@ -9,6 +9,8 @@
 ``client``      Mastodon.py's exceptions mapped onto the core's three kinds of failure.
 ``adapter``     :class:`~adapters.mastodon.adapter.MastodonAdapter`: the hashtag
                 stream with timeline catch-up, sends, media uploads.
+``check``       ``check --online`` per channel: the tag timeline read, posting
+                allowed (account, scopes), visibility and length.
 ``sandbox``     the demo/test stand-in: ``emulator/`` (``app`` the routes, ``state``
                 the data, ``instance`` the instance bodies, ``server`` runs it).
 """
@@ -24,10 +26,12 @@ from bridge.contract.adapter import (
     Adapter,
     AdapterError,
     AdapterFactory,
+    ChannelCheck,
     ChannelSpec,
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.model import ChannelKey
 from bridge.contract.services import Services
 
 if TYPE_CHECKING:
@@ -94,6 +98,17 @@ class MastodonFactory(AdapterFactory):
         return OnlineCheck(ok=True, identity=f"@{me.get('acct')} on {account.base_url} "
                                               f"(Mastodon {limits.version})",
                            warnings=tuple(warnings), notes=tuple(notes))
+
+    async def check_channels(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+                             http: aiohttp.ClientSession, services: Services
+                             ) -> dict[ChannelKey, ChannelCheck]:
+        """Each channel's hashtag timeline (its newest post), and whether the account
+        may post there (not suspended, the token's scopes), with which visibility
+        and up to how many characters.  GETs only."""
+        from adapters.mastodon.check import check_channels
+
+        assert isinstance(account, MastodonAccount)
+        return await check_channels(account, channels)
 
 
 _ABOUT_BOTS = re.compile(r"\b(bots?|automat\w*|unlisted|public timelines?|"

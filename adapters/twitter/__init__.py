@@ -9,6 +9,8 @@ AsyncClient, inside a per-account budget and X's automation rules.
 ``budget``      the spending ledger: pay-per-use prices, daily and monthly caps.
 ``client``      the I/O shell around tweepy: rate-limit headers, errors mapped.
 ``media``       attachments fetched through the core's guard and uploaded (v1.1).
+``check``       ``check --online`` per channel: the project's read quota (the usage
+                endpoint, never a billed search) and the daily post budget.
 ``adapter``     :class:`~adapters.twitter.adapter.TwitterAdapter`: sends, digests and
                 capabilities; its reading half (search polling, the deletion re-check)
                 is the ``inbound`` mixin.
@@ -26,10 +28,12 @@ from bridge.contract.adapter import (
     Adapter,
     AdapterError,
     AdapterFactory,
+    ChannelCheck,
     ChannelSpec,
     OnlineCheck,
     StrictModel,
 )
+from bridge.contract.model import ChannelKey
 from bridge.contract.services import Services
 
 if TYPE_CHECKING:
@@ -85,6 +89,17 @@ class TwitterFactory(AdapterFactory):
             warnings = (f"bot_username is {account.bot_username} but the credentials log in "
                         f"as {name}",)
         return OnlineCheck(ok=True, identity="@" + name, warnings=warnings)
+
+    async def check_channels(self, account: StrictModel, channels: tuple[ChannelSpec, ...],
+                             http: aiohttp.ClientSession, services: Services
+                             ) -> dict[ChannelKey, ChannelCheck]:
+        """Each channel's search and the project's monthly read quota (GET
+        /2/usage/tweets, not the billed search), and the daily post budget it is held
+        to, as whom.  Nothing is read that X bills per post, nothing is posted."""
+        from adapters.twitter.check import check_channels
+
+        assert isinstance(account, TwitterAccount)
+        return await check_channels(account, channels)
 
 
 __all__ = ["TwitterAccount", "TwitterChannel", "TwitterFactory"]

@@ -50,7 +50,7 @@ def _int(v: str | None) -> int | None:
 def _detail(err: tweepy.HTTPException) -> str:
     parts = [*err.api_messages]
     if not parts:
-        body = _json(err)
+        body = problem_body(err)
         parts = [str(body.get("detail") or body.get("title") or "")]
     return "; ".join(p for p in parts if p) or f"HTTP {err.response.status}"
 
@@ -148,7 +148,7 @@ class XClient:
         try:
             return await fn(client)
         except tweepy.TooManyRequests as e:
-            body = _json(e)
+            body = problem_body(e)
             self.last_problem = body
             if str(body.get("type", "")).endswith("usage-capped"):
                 wait = next_month(self.clock()) - self.clock()
@@ -197,7 +197,8 @@ def bucket_of(path: str) -> str:
     return path
 
 
-def _json(e: tweepy.HTTPException) -> dict[str, Any]:
+def problem_body(e: tweepy.HTTPException) -> dict[str, Any]:
+    """The JSON body of X's error answer (its problem ``type``, ``reason``...), or {}."""
     # tweepy keeps only the messages; the aiohttp response it read still holds
     # the body, whose problem ``type`` tells a usage cap from a rate limit.
     try:

@@ -270,3 +270,67 @@ async def test_hashtag_stream_with_mastodon_py(emulator: MastodonEmulator) -> No
         # waits on the socket.
         emulator.drop_streams()
         await asyncio.to_thread(handle.close)
+
+
+async def test_scopes_remote_accounts_and_limits_follow_the_spec(emulator: MastodonEmulator,
+                                                                  openapi: Any) -> None:
+    """The app's scopes (``/api/v1/apps/verify_credentials``), a limited account, the
+    tag timeline's ``local``/``remote`` with an account of another server, and the 403
+    a token outside its scopes gets: each answer validates against the spec."""
+    emu = emulator
+    zoe = emu.post("zoe@remote.example", "from afar #kmers")
+    alice = emu.post("alice", "at home #kmers")
+    emu.bridge.limited = True
+    emu.bridge.scopes = ("profile", "read:statuses", "write:statuses")
+    answers = {}
+    for path, pattern in [
+            ("/api/v1/apps/verify_credentials", "/api/v1/apps/verify_credentials"),
+            ("/api/v1/accounts/verify_credentials", "/api/v1/accounts/verify_credentials"),
+            ("/api/v1/timelines/tag/kmers", "/api/v1/timelines/tag/{hashtag}"),
+            ("/api/v1/timelines/tag/kmers?local=true", "/api/v1/timelines/tag/{hashtag}"),
+            ("/api/v1/timelines/tag/kmers?remote=true", "/api/v1/timelines/tag/{hashtag}")]:
+        status, headers, body = await exchange(emu, "GET", path, headers=AUTH)
+        assert status == 200, body
+        validate(openapi, "GET", path, status, headers, body, pattern)
+        answers[path] = body
+    assert answers["/api/v1/apps/verify_credentials"]["scopes"] == [
+        "profile", "read:statuses", "write:statuses"]
+    assert answers["/api/v1/accounts/verify_credentials"]["limited"] is True
+    assert [s["id"] for s in answers["/api/v1/timelines/tag/kmers"]] == [alice.id, zoe.id]
+    assert [s["id"] for s in answers["/api/v1/timelines/tag/kmers?local=true"]] == [alice.id]
+    remote = answers["/api/v1/timelines/tag/kmers?remote=true"]
+    assert [s["id"] for s in remote] == [zoe.id]
+    assert remote[0]["account"]["acct"] == "zoe@remote.example"
+    assert "limited" not in answers["/api/v1/timelines/tag/kmers"][0]["account"]
+    form = aiohttp.FormData()
+    form.add_field("file", b"\x89PNG fake", filename="a.png", content_type="image/png")
+    status, _, body = await exchange(emu, "POST", "/api/v2/media", headers=AUTH, data=form)
+    assert (status, body) == (403, {"error": "This action is outside the authorized scopes"})
+    emu.bridge.scopes = ("write",)
+    path = "/api/v1/accounts/verify_credentials"
+    status, headers, body = await exchange(emu, "GET", path, headers=AUTH)
+    assert status == 403
+    validate(openapi, "GET", path, status, headers, body, path)
+
+
+async def test_local_hashtag_stream_leaves_out_other_servers_and_needs_read(
+        emulator: MastodonEmulator) -> None:
+    emu = emulator
+    async with aiohttp.ClientSession() as http:
+        async with http.get(emu.url + "/api/v1/streaming/hashtag/local",
+                            params={"tag": "kmers"}, headers=AUTH) as resp:
+            assert resp.status == 200
+            await resp.content.readline()  # the ":)" that opens it
+            emu.post("zoe@remote.example", "from afar #kmers")
+            mine = emu.post("alice", "at home #kmers")
+            async with asyncio.timeout(5):
+                event = await resp.content.readline()
+                data = await resp.content.readline()
+        assert event == b"event: update\n"
+        assert json.loads(data.decode().removeprefix("data: "))["id"] == mine.id
+        emu.bridge.scopes = ("write",)
+        async with http.get(emu.url + "/api/v1/streaming/hashtag",
+                            params={"tag": "kmers"}, headers=AUTH) as resp:
+            assert resp.status == 401
+            assert await resp.json() == {
+                "error": "Access token does not have the required scopes"}

@@ -311,3 +311,47 @@ async def test_media_upload_v1_and_attach(xemu: Running, tmp_path: Any) -> None:
     page = await c.get_tweet(made.data["id"], expansions=["attachments.media_keys"],
                              media_fields=["url"], user_auth=True)
     assert page.includes["media"][0].media_key == up["media_key"]
+
+
+async def test_usage_endpoint_follows_the_spec(xemu: Running, x_openapi: Any) -> None:
+    """``GET /2/usage/tweets``: app-only (the spec's ``BearerToken`` security), the
+    default fields of X's docs, the daily breakdowns on request (validated against
+    ``GetUsageResponse``), the ``usage.fields`` enum and ``days`` range enforced."""
+    st = xemu.emu.state
+    st.read_cap, st.cap_reset_day = 10_000, 19
+    for i in range(3):
+        st.create(st.user("alice"), f"#kmers {i}")
+    await xemu.client().search_recent_tweets("#kmers", user_auth=True)
+    app = xemu.client(bearer=True)
+    plain = await app.request("GET", "/2/usage/tweets")
+    assert await plain.json() == {"data": {"cap_reset_day": 19, "project_cap": "10000",
+                                           "project_id": st.project_id,
+                                           "project_usage": "3"}}
+    validate(x_openapi, xemu.emu.exchanges[-1])
+    full = await app.request("GET", "/2/usage/tweets", params={
+        "usage.fields": "daily_project_usage,daily_client_app_usage", "days": "2"})
+    data = (await full.json())["data"]
+    validate(x_openapi, xemu.emu.exchanges[-1])
+    days = data["daily_project_usage"]["usage"]
+    assert [d["usage"] for d in days] == ["3", "0"]
+    assert data["daily_client_app_usage"][0]["usage_result_count"] == 2
+    assert xemu.emu.exchanges[-1]["headers"]["x-rate-limit-limit"] == "50"
+    with pytest.raises(tweepy.BadRequest):
+        await app.request("GET", "/2/usage/tweets", params={"usage.fields": "cost"})
+    validate(x_openapi, xemu.emu.exchanges[-1])
+    with pytest.raises(tweepy.BadRequest):
+        await app.request("GET", "/2/usage/tweets", params={"days": "91"})
+    with pytest.raises(tweepy.Forbidden, match=r"OAuth 1\.0a User Context is forbidden"):
+        await xemu.client().request("GET", "/2/usage/tweets", params={}, user_auth=True)
+
+
+async def test_an_access_level_without_a_route_is_403_client_not_enrolled(
+        xemu: Running) -> None:
+    xemu.emu.state.not_enrolled = {"search"}
+    with pytest.raises(tweepy.Forbidden) as err:
+        await xemu.client(bearer=True).search_recent_tweets("#kmers")
+    body = json.loads(xemu.emu.exchanges[-1]["response"])
+    assert body["reason"] == "client-not-enrolled" and body["title"] == "Client Forbidden"
+    assert body["type"] == "https://api.twitter.com/2/problems/client-forbidden"
+    assert "attached to a Project" in str(err.value)
+    await xemu.client().get_me()  # the routes its access level has still answer

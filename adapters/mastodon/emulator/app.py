@@ -6,15 +6,17 @@ Served: ``/api/v1/apps/verify_credentials``, ``/api/v1/accounts/verify_credentia
 ``/api/v2/instance`` (with and without the trailing slash Mastodon.py uses),
 ``/api/v1/statuses`` (POST with ``Idempotency-Key``), ``/api/v1/statuses/:id``
 (GET/PUT/DELETE), ``/api/v1/notifications`` (mentions),
-``/api/v1/timelines/tag/:tag`` (``min_id/max_id/since_id/limit`` and ``Link``),
+``/api/v1/timelines/tag/:tag`` (``min_id/max_id/since_id/limit/local/remote`` and
+``Link``),
 ``/api/v2/media``, ``/api/v1/media/:id``, and the SSE streams
 ``/api/v1/streaming/hashtag[/local]`` and ``/api/v1/streaming/health``.
 
 Every REST answer carries ``X-RateLimit-Limit/Remaining/Reset`` (ISO-8601) from
 per-token fixed windows (300 per 5 min, deletes 30 per 30 min, media 30 per
 30 min by default); errors are ``{"error": "..."}`` with 401/403/404/422/429 as
-the real server sends them.  Faults (429 storm, 500s, slow answers, silent or
-abrupt stream drops) are switched on through
+the real server sends them; a route refuses a token whose app's scopes do not
+cover the route's (its ``security`` in the OpenAPI spec) with 403.  Faults
+(429 storm, 500s, slow answers, silent or abrupt stream drops) are switched on through
 :class:`adapters.mastodon.emulator.server.MastodonEmulator`.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import operator
 import time
@@ -36,6 +39,7 @@ from adapters.mastodon.emulator.state import (
     EmulatorState,
     EmuMedia,
     EmuStatus,
+    covers,
     id_key,
     iso,
     iso_micro,
@@ -47,6 +51,7 @@ _NO_LIMIT = ("/api/v1/streaming",)
 _STATE: web.AppKey[EmulatorState] = web.AppKey("state", EmulatorState)
 _ACCOUNT: web.RequestKey[EmuAccount] = web.RequestKey("account", EmuAccount)
 _UPLOAD: web.RequestKey[tuple[str, bytes]] = web.RequestKey("upload", tuple)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
@@ -55,6 +60,22 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 
 def _account(request: web.Request) -> EmuAccount | None:
     return request.get(_ACCOUNT)
+
+
+def _scoped(*scopes: str) -> Callable[[Handler], Handler]:
+    """Refuse a token whose scopes cover none of *scopes* with the 403 Mastodon
+    (Doorkeeper) sends; a request without a token goes on (the route itself
+    decides).  The scopes are the ``security`` of the route in the OpenAPI spec
+    (``mastodon-openapi-4.7.0.json``); the 403 body is its ``Error403Example``."""
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def scoped(request: web.Request) -> web.StreamResponse:
+            acc = _account(request)
+            if acc is not None and not any(covers(acc.scopes, s) for s in scopes):
+                return _error(403, "This action is outside the authorized scopes")
+            return await handler(request)
+        return scoped
+    return wrap
 
 
 async def _params(request: web.Request) -> dict[str, list[str]]:
@@ -138,8 +159,9 @@ async def _middleware(request: web.Request,
         return _error(500, "We're sorry, but something went wrong on our end.", **headers)
     try:
         response = await handler(request)
-    except web.HTTPException as exc:
-        response = exc
+    except web.HTTPException as exc:  # an unknown route: aiohttp's 404, raised on
+        exc.headers.update(headers)
+        raise
     response.headers.update(headers)
     return response
 
@@ -147,15 +169,19 @@ async def _middleware(request: web.Request,
 # ---------------------------------------------------------------- accounts & instance
 
 async def verify_app(request: web.Request) -> web.Response:
-    if _account(request) is None:
+    """``GET /api/v1/apps/verify_credentials``: the token's Application, with the
+    ``scopes`` it was registered with (4.3+; any valid token may ask)."""
+    acc = _account(request)
+    if acc is None:
         return _error(401, "The access token is invalid")
     return web.json_response({"id": "1", "name": "hashbridge", "website": None,
-                              "scopes": ["read", "write"],
+                              "scopes": list(acc.scopes),
                               "redirect_uri": "urn:ietf:wg:oauth:2.0:oob",
                               "redirect_uris": ["urn:ietf:wg:oauth:2.0:oob"],
                               "vapid_key": "emulated"})
 
 
+@_scoped("profile", "read:accounts")
 async def verify_credentials(request: web.Request) -> web.Response:
     acc = _account(request)
     if acc is None:
@@ -194,6 +220,7 @@ async def instance_rules(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- statuses
 
+@_scoped("write:statuses")
 async def status_create(request: web.Request) -> web.Response:
     st, acc = request.app[_STATE], _account(request)
     if acc is None:
@@ -233,6 +260,7 @@ def _own(request: web.Request) -> tuple[EmuStatus | None, web.Response | None]:
     return status, None
 
 
+@_scoped("read:statuses")
 async def status_get(request: web.Request) -> web.Response:
     st = request.app[_STATE]
     status = st.visible(request.match_info["id"])
@@ -241,6 +269,7 @@ async def status_get(request: web.Request) -> web.Response:
     return web.json_response(st.status_json(status))
 
 
+@_scoped("write:statuses")
 async def status_edit(request: web.Request) -> web.Response:
     status, err = _own(request)
     if err is not None or status is None:
@@ -260,6 +289,7 @@ async def status_edit(request: web.Request) -> web.Response:
     return web.json_response(st.status_json(status))
 
 
+@_scoped("write:statuses")
 async def status_delete(request: web.Request) -> web.Response:
     status, err = _own(request)
     if err is not None or status is None:
@@ -270,13 +300,16 @@ async def status_delete(request: web.Request) -> web.Response:
 
 
 async def tag_timeline(request: web.Request) -> web.Response:
+    # No scope check: Mastodon asks read:statuses here only when the public
+    # preview is off (TagController ``require_auth?``); this instance has it on.
     st, q = request.app[_STATE], request.query
     tag = request.match_info["tag"]
     try:
         limit = max(1, min(int(q.get("limit", "20")), 40))
     except ValueError:
         return _error(422, "limit is invalid")
-    found = st.hashtag_timeline(tag)
+    found = st.hashtag_timeline(tag, local=_truthy(q.get("local")),
+                                remote=_truthy(q.get("remote")))
     if q.get("only_media") in ("true", "1"):
         found = [s for s in found if s.media_ids]
     for name, keep in (("max_id", operator.lt), ("since_id", operator.gt),
@@ -294,6 +327,7 @@ async def tag_timeline(request: web.Request) -> web.Response:
     return web.json_response([st.status_json(s) for s in page], headers=headers)
 
 
+@_scoped("read:notifications")
 async def notifications(request: web.Request) -> web.Response:
     """Mentions of the caller (the only type the emulator produces), newest first,
     paged like the timelines."""
@@ -331,6 +365,7 @@ async def notifications(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- media
 
+@_scoped("write:media")
 async def media_upload(request: web.Request) -> web.Response:
     st, acc = request.app[_STATE], _account(request)
     if acc is None:
@@ -350,6 +385,7 @@ async def media_upload(request: web.Request) -> web.Response:
     return web.json_response(st.media_json(m), status=202 if slow else 200)
 
 
+@_scoped("write:media")
 async def media_get(request: web.Request) -> web.Response:
     st = request.app[_STATE]
     m = st.media.get(request.match_info["id"])
@@ -374,16 +410,20 @@ async def stream_health(request: web.Request) -> web.Response:
 
 async def stream_hashtag(request: web.Request) -> web.StreamResponse:
     st = request.app[_STATE]
-    if _account(request) is None:
+    acc = _account(request)
+    if acc is None:
         # Since 4.2 the hashtag stream needs a user token.
         return _error(401, "Error while trying to authenticate")
+    if not covers(acc.scopes, "read:statuses"):
+        # The streaming server's own refusal (an AuthenticationError, 401).
+        return _error(401, "Access token does not have the required scopes")
     tag = request.query.get("tag")
     if not tag and request.can_read_body:
         tag = (await request.post()).get("tag")  # type: ignore[assignment]
     if not tag:
         return _error(400, "Missing tag name parameter")
     queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
-    sub = (str(tag).casefold(), queue)
+    sub = (str(tag).casefold(), request.path.endswith("/local"), queue)
     st.subscribers.add(sub)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-store"})

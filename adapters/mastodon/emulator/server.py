@@ -60,8 +60,12 @@ class MastodonEmulator:
 
     # ------------------------------------------------------------ members
     def member(self, username: str, **profile: Any) -> EmuAccount:
-        """The member account called *username*, created on first use."""
-        return self.state.by_username(username) or self.state.add_account(username, **profile)
+        """The member account called *username*, created on first use;
+        ``user@other.example`` is an account of another server, known here."""
+        name, _, domain = username.partition("@")
+        if domain:
+            profile["domain"] = domain
+        return self.state.by_username(username) or self.state.add_account(name, **profile)
 
     def post(self, username: str, text: str, **kw: Any) -> EmuStatus:
         return self.state.create(self.member(username), text, **kw)
@@ -94,7 +98,7 @@ class MastodonEmulator:
         if silent:
             self.state.faults.streams_silent = True
             return
-        for _, queue in list(self.state.subscribers):
+        for _, _, queue in list(self.state.subscribers):
             queue.put_nowait(_CLOSE)
 
     def heal_streams(self) -> None:

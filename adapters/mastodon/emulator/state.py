@@ -35,6 +35,12 @@ def id_key(status_id: str) -> tuple[int, str]:
     return (len(status_id), status_id)
 
 
+def covers(granted: tuple[str, ...], needed: str) -> bool:
+    """Whether *granted* scopes include *needed*: itself or its parent (``write``
+    covers ``write:statuses``), as Doorkeeper's scope check does in Mastodon."""
+    return needed in granted or needed.split(":", 1)[0] in granted
+
+
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
@@ -59,6 +65,14 @@ class EmuAccount:
     indexable: bool = True
     noindex: bool = False
     created_at: float = field(default_factory=time.time)
+    scopes: tuple[str, ...] = ("read", "write")
+    """The OAuth scopes of the app the token was issued to (served by
+    ``/api/v1/apps/verify_credentials`` since 4.3); the emulator grants the token
+    all of them, and refuses a route whose scope they do not cover (403)."""
+    domain: str = ""
+    """A remote account's server (served as ``user@domain``); empty for a local one."""
+    limited: bool = False
+    """Limited (silenced) by the instance's moderators: served as ``limited: true``."""
 
 
 @dataclass
@@ -178,7 +192,8 @@ class EmulatorState:
         self.statuses: dict[str, EmuStatus] = {}
         self.media: dict[str, EmuMedia] = {}
         self.idempotency: dict[tuple[str, str], tuple[str, float]] = {}
-        self.subscribers: set[tuple[str | None, asyncio.Queue[tuple[str, str]]]] = set()
+        self.subscribers: set[tuple[str | None, bool, asyncio.Queue[tuple[str, str]]]] = set()
+        """(tag, local only, queue) of every open hashtag stream."""
         self.notifications: list[tuple[str, str, str]] = []
         """(notification id, account id notified, status id): mentions only."""
         self.requests: list[tuple[str, str]] = []
@@ -199,8 +214,10 @@ class EmulatorState:
     # ------------------------------------------------------------ accounts
     def add_account(self, username: str, *, token: str | None = None,
                     **profile: Any) -> EmuAccount:
+        domain = profile.get("domain", "")
         acc = EmuAccount(id=snowflake(), username=username,
-                         token=token or f"token-{username}", **profile)
+                         token=token or f"token-{username}" + (f"@{domain}" if domain else ""),
+                         **profile)
         self.accounts[acc.id] = acc
         return acc
 
@@ -208,8 +225,12 @@ class EmulatorState:
         return next((a for a in self.accounts.values() if a.token == token), None)
 
     def by_username(self, username: str) -> EmuAccount | None:
-        name = username.lstrip("@").split("@")[0]
-        return next((a for a in self.accounts.values() if a.username == name), None)
+        """The account ``user`` or ``user@domain`` names (this instance's own
+        domain, or none, names a local account)."""
+        name, _, domain = username.lstrip("@").partition("@")
+        domain = "" if domain == self.domain else domain
+        return next((a for a in self.accounts.values()
+                     if a.username == name and a.domain == domain), None)
 
     # ------------------------------------------------------------ statuses
     def validate(self, text: str, spoiler: str, media_ids: list[str]) -> str | None:
@@ -288,11 +309,14 @@ class EmulatorState:
         return account is not None and (st.account is account or any(
             m["id"] == account.id for m in self.render_html(st.text)[1]))
 
-    def hashtag_timeline(self, tag: str) -> list[EmuStatus]:
-        """Public, undeleted statuses carrying *tag*, newest first."""
+    def hashtag_timeline(self, tag: str, *, local: bool = False,
+                         remote: bool = False) -> list[EmuStatus]:
+        """Public, undeleted statuses carrying *tag*, newest first; *local*: only
+        this instance's accounts', *remote*: only other servers'."""
         tag = tag.casefold()
         found = [s for s in self.statuses.values()
-                 if not s.deleted and s.visibility == "public" and tag in self.tags_of(s)]
+                 if not s.deleted and s.visibility == "public" and tag in self.tags_of(s)
+                 and not (local and s.account.domain) and not (remote and not s.account.domain)]
         return sorted(found, key=lambda s: id_key(s.id), reverse=True)
 
     # ------------------------------------------------------------ streams
@@ -301,8 +325,8 @@ class EmulatorState:
             return
         payload = st.id if event == "delete" else json.dumps(self.status_json(st))
         tags = self.tags_of(st)
-        for tag, queue in list(self.subscribers):
-            if tag is None or tag in tags:
+        for tag, local_only, queue in list(self.subscribers):
+            if (tag is None or tag in tags) and not (local_only and st.account.domain):
                 queue.put_nowait((event, payload))
 
     # ------------------------------------------------------------ rendering
@@ -354,15 +378,18 @@ class EmulatorState:
         return body, mentions, tags
 
     def account_json(self, acc: EmuAccount, *, credentials: bool = False) -> dict[str, Any]:
-        url = f"{self.base_url}/@{acc.username}"
+        url = f"https://{acc.domain}/@{acc.username}" if acc.domain else \
+            f"{self.base_url}/@{acc.username}"
         count = sum(1 for s in self.statuses.values() if s.account is acc and not s.deleted)
         note_html = self.render_html(acc.note)[0] if acc.note else ""
         out: dict[str, Any] = {
-            "id": acc.id, "username": acc.username, "acct": acc.username,
+            "id": acc.id, "username": acc.username,
+            "acct": f"{acc.username}@{acc.domain}" if acc.domain else acc.username,
             "display_name": acc.display_name, "locked": acc.locked, "bot": acc.bot,
             "discoverable": acc.discoverable, "indexable": acc.indexable, "group": False,
             "created_at": iso(acc.created_at)[:10] + "T00:00:00.000Z", "note": note_html,
-            "url": url, "uri": f"{self.base_url}/ap/users/{acc.id}",
+            "url": url, "uri": f"https://{acc.domain}/users/{acc.username}" if acc.domain
+            else f"{self.base_url}/ap/users/{acc.id}",
             "avatar": f"{self.base_url}/avatars/original/missing.png",
             "avatar_static": f"{self.base_url}/avatars/original/missing.png",
             "avatar_description": "",
@@ -377,6 +404,11 @@ class EmulatorState:
             "fields": [{"name": n, "value": html.escape(v), "verified_at": None}
                        for n, v in acc.fields],
         }
+        if acc.domain:  # a remote account: no ``noindex``, ``roles`` null (the spec)
+            del out["noindex"]
+            out["roles"] = None
+        if acc.limited:  # AccountSerializer: ``silenced`` as ``limited``, only when true
+            out["limited"] = True
         if credentials:
             out["source"] = {
                 "privacy": "public", "sensitive": False, "language": None, "note": acc.note,

@@ -11,6 +11,10 @@ public URL ``https://api.twitter.com`` the client signed, so a client pointed
 here by a URL-rewriting session middleware (:func:`rewrite_middleware`) is
 checked exactly as X would check it.
 
+``GET /2/usage/tweets`` (app-only) reports the posts read against
+``state.read_cap``; ``state.not_enrolled`` makes routes answer X's 403
+``client-not-enrolled`` (an access level without them).
+
 Fault injection: :meth:`XEmulator.fail` (5xx), :meth:`XEmulator.slow`,
 :meth:`XEmulator.rate_limit_storm`, ``state.read_cap`` for the usage cap.
 """
@@ -23,7 +27,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -43,6 +47,8 @@ from adapters.twitter.emulator.wire import (
     TOO_MANY,
     UNAUTHORIZED,
     USAGE_CAPPED,
+    USER_CONTEXT,
+    client_forbidden,
     csv_param,
     invalid,
     not_found,
@@ -78,6 +84,11 @@ class Principal:
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+APP_ONLY_BUCKETS = frozenset({"usage"})
+"""Routes whose spec ``security`` is ``BearerToken`` alone."""
+USAGE_FIELDS = frozenset({"cap_reset_day", "daily_client_app_usage", "daily_project_usage",
+                          "project_cap", "project_id", "project_usage"})
+"""The spec's ``UsageFieldsParameter`` enum."""
 
 
 @dataclass
@@ -124,6 +135,7 @@ class XEmulator:
         r.add_get("/2/tweets/{id}", self.lookup_one)
         r.add_delete("/2/tweets/{id}", self.delete_tweet)
         r.add_get("/2/users/me", self.users_me)
+        r.add_get("/2/usage/tweets", self.usage)
         r.add_get("/2/users/{id}/tweets", self.user_tweets)
         r.add_post("/1.1/media/upload.json", self.media_upload)
         r.add_post("/1.1/media/metadata/create.json", self.media_metadata)
@@ -140,6 +152,8 @@ class XEmulator:
             return "delete", True
         if p == "/2/tweets/search/recent":
             return "search", False
+        if p == "/2/usage/tweets":
+            return "usage", False
         if p == "/2/users/me":
             return "me", True
         if p.startswith("/2/users/"):
@@ -195,6 +209,10 @@ class XEmulator:
             return problem(UNAUTHORIZED)
         if who.app and user_only:
             return problem(APP_ONLY)
+        if not who.app and bucket in APP_ONLY_BUCKETS:
+            return problem(USER_CONTEXT)
+        if bucket in st.not_enrolled:
+            return problem(client_forbidden(st.client_app_id), 403)
         if fault and fault.kind == "rate_limit":
             storm = problem(TOO_MANY)
             self._headers(storm, 1, 0, int(fault.until))
@@ -228,7 +246,7 @@ class XEmulator:
         uf, mf = csv_param(request, "user.fields"), csv_param(request, "media.fields")
         exp = csv_param(request, "expansions")
         out: dict[str, Any] = {"data": [st.tweet_json(t, tf) for t in tweets]}
-        st.reads += len(tweets)
+        st.count_reads(len(tweets))
         users: dict[str, User] = {}
         refs: dict[str, Tweet] = {}
         media: dict[str, Media] = {}
@@ -335,6 +353,38 @@ class XEmulator:
         if missing:
             body["errors"] = body.get("errors", []) + missing
         return web.json_response(body)
+
+    async def usage(self, request: web.Request) -> web.Response:
+        """``GET /2/usage/tweets`` (spec operation ``getUsage``, ``GetUsageResponse``):
+        the project's posts read this cycle against its cap.  Without ``usage.fields``
+        X answers ``cap_reset_day``, ``project_cap``, ``project_id`` and
+        ``project_usage`` (docs.x.com's example); the daily breakdowns cover ``days``
+        (1 to 90, default 7).  Counts are strings, ``cap_reset_day`` an integer."""
+        st = self.state
+        fields = csv_param(request, "usage.fields")
+        unknown = fields - USAGE_FIELDS
+        if unknown:
+            bad = sorted(unknown)[0]
+            return invalid(f"The `usage.fields` query parameter value [{bad}] is not one of "
+                           f"[{', '.join(sorted(USAGE_FIELDS))}]", **{"usage.fields": bad})
+        raw = request.query.get("days", "7")
+        if not raw.isdigit() or not 1 <= int(raw) <= 90:
+            return invalid(f"The `days` query parameter value [{raw}] is not between 1 and 90",
+                           days=raw)
+        today = datetime.fromtimestamp(st.clock(), UTC).replace(hour=0, minute=0, second=0,
+                                                                microsecond=0)
+        days = [today - timedelta(days=n) for n in range(int(raw))]
+        daily = [{"date": d.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                  "usage": str(st.reads_by_day.get(d.strftime("%Y-%m-%d"), 0))} for d in days]
+        data: dict[str, Any] = {"cap_reset_day": st.cap_reset_day,
+                                "project_cap": str(st.read_cap), "project_id": st.project_id,
+                                "project_usage": str(st.reads)}
+        if "daily_project_usage" in fields:
+            data["daily_project_usage"] = {"project_id": st.project_id, "usage": daily}
+        if "daily_client_app_usage" in fields:
+            data["daily_client_app_usage"] = [{"client_app_id": st.client_app_id,
+                                               "usage": daily, "usage_result_count": len(daily)}]
+        return web.json_response({"data": data})
 
     async def users_me(self, request: web.Request) -> web.Response:
         who: Principal = request[PRINCIPAL]

@@ -32,6 +32,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "me": (75, 0),
     "timeline": (900, 1500),
     "upload": (500, 0),
+    "usage": (0, 50),
 }
 
 _TAG = re.compile(r"(?<![\w&])[#＃](\w*[^\W\d]\w*)")
@@ -125,6 +126,17 @@ class XState:
     windows: dict[tuple[str, str], Window] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     reads: int = 0
+    """Posts read (returned) this billing cycle: ``project_usage``."""
+    reads_by_day: dict[str, int] = field(default_factory=dict)
+    """Posts read per UTC day (``YYYY-MM-DD``): ``daily_project_usage``."""
+    cap_reset_day: int = 1
+    """The day of the month the project's read cap resets (``cap_reset_day``)."""
+    project_id: str = "1369785403853424"
+    client_app_id: str = "26794301"
+    """The id of the developer app the credentials belong to."""
+    not_enrolled: set[str] = field(default_factory=set)
+    """Rate-limit buckets (``search``, ``usage``...) the app's access level does not
+    include: X answers them 403 ``client-not-enrolled``."""
     posts_created: int = 0
     limits: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(LIMITS))
     """Per-instance copy of :data:`LIMITS` (the demo sandbox polls faster)."""
@@ -248,6 +260,12 @@ class XState:
                  and (until_id is None or int(t.id) < int(until_id))
                  and (start is None or t.created_at >= start)]
         return sorted(found, key=lambda t: int(t.id), reverse=True)
+
+    def count_reads(self, n: int) -> None:
+        """*n* posts returned to the client: billed reads, today's and the cycle's."""
+        self.reads += n
+        day = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%d")
+        self.reads_by_day[day] = self.reads_by_day.get(day, 0) + n
 
     # ------------------------------------------------------------ limits
     def take(self, bucket: str, principal: str, app: bool) -> tuple[bool, int, int, int]:

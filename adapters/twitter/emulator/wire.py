@@ -32,6 +32,29 @@ APP_ONLY = {"title": "Unsupported Authentication",
             "forbidden for this endpoint.  Supported authentication types are "
             "[OAuth 1.0a User Context, OAuth 2.0 User Context]."}
 
+USER_CONTEXT = {"title": "Unsupported Authentication",
+                "type": PROBLEM_TYPE + "unsupported-authentication",
+                "status": 403, "detail": "Authenticating with OAuth 1.0a User Context is "
+                "forbidden for this endpoint.  Supported authentication types are "
+                "[OAuth 2.0 Application-Only]."}
+"""An app-only route (``/2/usage/tweets``: ``BearerToken`` alone in the spec's
+``security``) called with user context."""
+
+
+def client_forbidden(client_id: str) -> dict[str, Any]:
+    """X's 403 for an app whose project (access level) does not include the route:
+    not in the v2 spec, but the same body in every report of it (``reason``
+    ``client-not-enrolled``, an api.twitter.com problem ``type``)."""
+    return {"client_id": client_id,
+            "detail": "When authenticating requests to the Twitter API v2 endpoints, you "
+                      "must use keys and tokens from a Twitter developer App that is "
+                      "attached to a Project. You can create a project via the developer "
+                      "portal.",
+            "registration_url": "https://developer.twitter.com/en/docs/projects/overview",
+            "title": "Client Forbidden", "required_enrollment": "Appropriate Level of API Access",
+            "reason": "client-not-enrolled",
+            "type": "https://api.twitter.com/2/problems/client-forbidden"}
+
 
 def invalid(message: str, **params: Any) -> web.Response:
     body = {"errors": [{"parameters": {k: [str(v)] for k, v in params.items()},
@@ -41,8 +64,10 @@ def invalid(message: str, **params: Any) -> web.Response:
     return web.json_response(body, status=400, content_type=PROBLEM)
 
 
-def problem(body: dict[str, Any]) -> web.Response:
-    return web.json_response(body, status=int(body["status"]), content_type=PROBLEM)
+def problem(body: dict[str, Any], status: int | None = None) -> web.Response:
+    """*body* as a problem response, its HTTP status its ``status`` unless given."""
+    return web.json_response(body, status=status or int(body["status"]),
+                             content_type=PROBLEM)
 
 
 def not_found(tid: str) -> dict[str, Any]:
