@@ -3,6 +3,7 @@ uncommented; the account and channel keys are validated with clear errors."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -65,5 +66,10 @@ def test_channel_tag() -> None:
 def test_no_local_pds_is_said_plainly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("HASHBRIDGE_BLUESKY_DIR", str(tmp_path / "absent"))
+    caplog.set_level(logging.INFO, "hashbridge.adapter.bluesky")
     assert BlueskyFactory().sandbox(str(tmp_path)) is None
     assert "not installed" in caplog.text and "scripts/test.sh" in caplog.text
+    # what the demo prints on screen, with --no-install or when npm is missing
+    why = BlueskyFactory().sandbox_missing()
+    assert f"not installed in {tmp_path / 'absent'}" in why
+    assert "`hashbridge demo` installs it on first use" in why
