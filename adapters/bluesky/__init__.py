@@ -11,7 +11,9 @@ written to the account's PDS.
 ``adapter``     :class:`~adapters.bluesky.adapter.BlueskyAdapter`: the firehose reader
                 with its cursor, and the writer.
 ``sandbox``     the demo/test stand-in: a real local PDS (``testserver`` runs it from
-                ``pds/``) whose members post through the SDK.
+                ``pds/``, and installs it on first use) whose members post through the SDK.
+``check``       ``check --online`` per channel: the firehose answering, authors resolvable,
+                the account's status and handle (read-only, on the session already made).
 """
 
 from __future__ import annotations
