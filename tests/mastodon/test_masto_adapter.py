@@ -254,7 +254,9 @@ async def test_error_mapping(env: Env) -> None:
     assert err.value.retry_after is not None and abs(err.value.retry_after - 5) < 1.5
     assert env.ctx.rate_limits[-1][0] == 0 and abs((env.ctx.rate_limits[-1][1] or 0) - reset) < 1
     env.emu.state.faults.storm_until = 0
-    env.emu.fail(1)
+    # only the send's call fails: the adapter's own stream, retrying after the
+    # storm, must not take the one 500 first
+    env.emu.fail(1, path="/api/v1/statuses")
     with pytest.raises(TransientError):
         await a.send(create("x", "k500"))
     with pytest.raises(PermanentError) as perm:

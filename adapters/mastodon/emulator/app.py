@@ -154,7 +154,7 @@ async def _middleware(request: web.Request,
                "X-RateLimit-Reset": iso_micro(reset)}
     if remaining < 0 or st.faults.storm_until > now:
         return _error(429, "Too many requests", **headers)
-    if st.faults.fail_500 > 0:
+    if st.faults.fail_500 > 0 and request.path.startswith(st.faults.fail_500_path):
         st.faults.fail_500 -= 1
         return _error(500, "We're sorry, but something went wrong on our end.", **headers)
     try:

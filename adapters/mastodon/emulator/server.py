@@ -85,9 +85,10 @@ class MastodonEmulator:
         self.state.faults.storm_until = time.time() + seconds
         return self.state.faults.storm_until
 
-    def fail(self, count: int) -> None:
-        """The next *count* REST calls answer 500."""
+    def fail(self, count: int, path: str = "") -> None:
+        """The next *count* REST calls (to paths starting with *path*) answer 500."""
         self.state.faults.fail_500 = count
+        self.state.faults.fail_500_path = path
 
     def slow(self, seconds: float) -> None:
         self.state.faults.delay = seconds

@@ -130,6 +130,8 @@ class Faults:
     """Every API call answers 429 until this epoch time (a rate-limit storm)."""
     fail_500: int = 0
     """The next N API calls answer 500."""
+    fail_500_path: str = ""
+    """Only calls whose path starts with this count for ``fail_500`` ("" = all)."""
     delay: float = 0.0
     """Seconds added before every response (a slow server)."""
     streams_silent: bool = False
