@@ -1,8 +1,11 @@
-"""Fixtures every platform's end-to-end tests share."""
+"""Fixtures every platform's end-to-end tests share (and a server that never answers, for
+the checks' timeouts)."""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -44,3 +47,33 @@ def pg() -> Iterator[PgServer]:
             os.environ.pop("PGPASSFILE", None)
         else:
             os.environ["PGPASSFILE"] = before
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never says a word."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        stop.set()
+        t.join(2)
+        for c in held:
+            c.close()
+        srv.close()

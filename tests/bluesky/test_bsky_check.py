@@ -13,9 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,35 +198,6 @@ async def test_an_account_of_another_pds_says_which_key_to_fix(bsky: BlueskySand
             "to the account's own PDS") in got.error
 
 
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """Accepts connections and never answers."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(srv.accept()[0])
-            except OSError:
-                continue
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        yield srv.getsockname()[1]
-    finally:
-        stop.set()
-        t.join()
-        for c in held:
-            c.close()
-        srv.close()
-
-
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -237,7 +206,7 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("case", ["closed", "not_a_firehose", "unknown_path", "silent"])
 async def test_a_firehose_that_cannot_be_read_fails_its_readers(
-        bsky: BlueskySandbox, silent_port: int, case: str) -> None:
+        bsky: BlueskySandbox, silent_server: int, case: str) -> None:
     """The probe opens the websocket as the reader does: a closed port, a server that
     is no firehose (HTTP 404), a PDS path it does not serve (it drops the connection),
     a server that never answers (within request_timeout); the writers are unaffected."""
@@ -252,7 +221,7 @@ async def test_a_firehose_that_cannot_be_read_fails_its_readers(
                            "(wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos"),
         "unknown_path": (f"{pds}/relay{SUBSCRIBE}",
                          "closed the connection instead of opening the websocket"),
-        "silent": (f"ws://127.0.0.1:{silent_port}{SUBSCRIBE}",
+        "silent": (f"ws://127.0.0.1:{silent_server}{SUBSCRIBE}",
                    "did not open within 1s (connected, or still connecting, but no answer)"),
     }[case]
     found = await check(account(bsky, firehose=url, request_timeout=1.0), BOTH, WRITES)
@@ -283,14 +252,14 @@ async def test_authors_that_cannot_be_resolved_fail_the_readers(bsky: BlueskySan
 
 
 async def test_silent_servers_are_named_within_the_probe_bound(
-        bsky: BlueskySandbox, silent_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        bsky: BlueskySandbox, silent_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """A firehose and a PLC that accept connections and never answer, with the default
     request_timeout (30 s, past check --online's 20 s for the whole account): each is
     named per channel within the probe bound (lowered here from 10 s)."""
     assert bsky.bot is not None
     monkeypatch.setattr(check_module, "PROBE_SECONDS", 1.0)
-    plc = f"http://127.0.0.1:{silent_port}"
-    firehose = f"ws://127.0.0.1:{silent_port}{SUBSCRIBE}"
+    plc = f"http://127.0.0.1:{silent_server}"
+    firehose = f"ws://127.0.0.1:{silent_server}{SUBSCRIBE}"
     got = (await check(account(bsky, plc_directory=plc, firehose=firehose,
                                request_timeout=30.0), BOTH))[BOTH.key]
     assert not got.ok and got.error == (
