@@ -18,6 +18,7 @@ Nothing here is imported by the adapter itself.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import email
 import email.policy
@@ -29,6 +30,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -81,6 +83,9 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_PRIVATE_PREFIX = "hashbridge-dovecot-"
 
 
 def _open_ancestors(path: Path) -> None:
@@ -153,6 +158,14 @@ class Dovecot:
         if binary is None:
             raise RuntimeError("dovecot is not installed (apt-get install dovecot-imapd "
                                "dovecot-lmtpd)")
+        if os.geteuid() == 0 and not self.workdir.name.startswith(_PRIVATE_PREFIX):
+            # Run as nobody from a private directory of its own right under /tmp: under
+            # pytest's tmp_path its ancestors would need opening, and each new pytest
+            # session closes /tmp/pytest-of-root to 0700 again, which cut a running
+            # Dovecot off its sockets whenever two sessions overlapped.
+            private = Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX))
+            atexit.register(shutil.rmtree, private, True)
+            self.workdir = private
         d = self.workdir
         # base_dir holds only sockets and pids; a previous instance's leftovers (owned by
         # whoever ran it, possibly half-removed) make binds fail, so start it empty.

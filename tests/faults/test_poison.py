@@ -111,7 +111,9 @@ async def test_poison_costs_itself_only_on_every_platform(tmp_path: Path) -> Non
         await wait_recorded(db, sent, 60)
         # ---- catch-up: the same piled up while the bridge was down, read as pages
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        # waited for in a thread: the sandboxes on this loop must keep answering while
+        # the bridge shuts down (a blocking wait starved them and timed out under load)
+        await asyncio.to_thread(proc.wait, 90)
         for net in names:
             i = len(origin)
             origin[i] = (net, await boxes[net].post_as_member("bob", f"[f{i:04d}] before "
@@ -241,7 +243,9 @@ async def test_poison_in_appservice_transactions_costs_itself_only(tmp_path: Pat
         await wait_recorded(db, sent, 60)
         # ---- downtime: Synapse keeps the transactions and resends them
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        # waited for in a thread: the sandboxes on this loop must keep answering while
+        # the bridge shuts down (a blocking wait starved them and timed out under load)
+        await asyncio.to_thread(proc.wait, 90)
         await say("page good one")
         await nested("page")
         await say("page good two")
