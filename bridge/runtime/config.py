@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bridge.contract.adapter import AdapterFactory, ChannelSpec, StrictModel
 from bridge.contract.model import ChannelKey
+from bridge.runtime import logs
 from bridge.runtime.registry import Registry
 from bridge.runtime.schedule import ChatEventConfig
 
@@ -538,7 +539,11 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
             found.append(f"bridge.database: {got}")
     errors += [e for e in found if not _follows_from(e, missing)]
     if errors or bridge is None:
-        raise ConfigError(errors or ["bridge: invalid"])
+        # A refused file's messages quote values (`got 12345678`); none of its secrets,
+        # whatever their type or wherever a message repeats them, is shown.
+        hide = logs.Redactor(v for v in secrets | _secret_looking(expanded)
+                             if not _PLACEHOLDER.match(v.strip()))
+        raise ConfigError([hide.scrub(e) for e in errors] or ["bridge: invalid"])
     return Config(bridge, accounts, tuple(communities), frozenset(s for s in secrets if s),
                   path)
 
@@ -788,6 +793,21 @@ def _validate(model: type[M], data: Any, path: str,
                         continue  # a check of the whole table, failing for the unset var
                     errors.append(f"{where}: {_plain(err)}")
         return None
+
+
+def _secret_looking(table: Any) -> set[str]:
+    """Values under secret-named keys anywhere in the file, as text whatever their type
+    (a password written as a number)."""
+    out: set[str] = set()
+    items = table.items() if isinstance(table, dict) else enumerate(
+        table if isinstance(table, list) else ())
+    for k, v in items:
+        if isinstance(v, dict | list):
+            out |= _secret_looking(v)
+        elif (isinstance(k, str) and _SECRET_NAME.search(k) and v is not None
+              and not isinstance(v, bool)):
+            out.add(str(v))
+    return out
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

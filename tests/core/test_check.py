@@ -174,3 +174,32 @@ def test_start_announcement_shows_hosts_as_members_see_them(tmp_path: Path) -> N
     text = start_text(Occurrence(ev, s, s + timedelta(hours=1)), "kmers", "https://x.example")
     assert "Hosted by @kmershost on X, @al@m.example on Mastodon, @bare." in text
     assert "x:" not in text and "twitter:" not in text
+
+
+def test_a_refused_file_shows_none_of_its_secrets(tmp_path: Path) -> None:
+    """`check` prints a refused file's messages before any log redaction is set up: a
+    secret written with the wrong type, or repeated by a check's own message, is hidden
+    there too, while the key path and the fix stay."""
+    text = cfg_text(channels=MX).replace('access_token = "${MATRIX_TOKEN}"',
+                                         "access_token = 918273645546372819") + """
+[accounts.mail]
+platform = "email"
+address = "list-bridge@example.org"
+list_address = "kmers@example.org"
+[accounts.mail.imap]
+host = "imap.example.org"
+user = "bridge"
+password = "hunter2-Zq9-wV7x"
+port = "hunter2-Zq9-wV7x"
+[accounts.mail.smtp]
+host = "smtp.example.org"
+user = "bridge"
+password = "placeholder-ok"
+"""
+    errors = errors_of(tmp_path, text)
+    joined = "\n".join(errors)
+    assert "918273645546372819" not in joined and "hunter2-Zq9-wV7x" not in joined, joined
+    assert any(e.startswith("accounts.mx.access_token: must be text in quotes") for e in errors), \
+        joined
+    assert any(e.startswith("accounts.mail.imap.port: must be a whole number") for e in errors), \
+        joined
