@@ -7,6 +7,7 @@ what was spent today and this month.
 
 from __future__ import annotations
 
+import calendar
 import json
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,21 @@ def next_month(now: float) -> float:
                                                  microsecond=0)
     return (d.replace(year=d.year + 1, month=1) if d.month == 12
             else d.replace(month=d.month + 1)).timestamp()
+
+
+def next_cap_reset(now: float, day: int | None) -> float:
+    """When an X project's monthly read cap resets: the next midnight UTC on its
+    ``cap_reset_day`` (``GET /2/usage/tweets``), the month's last day when the month is
+    shorter; the 1st of next month when the day is unknown."""
+    if day is None or not 1 <= day <= 31:
+        return next_month(now)
+    d = datetime.fromtimestamp(now, UTC)
+    for ahead in (0, 1, 2):
+        year, month = d.year + (d.month - 1 + ahead) // 12, (d.month - 1 + ahead) % 12 + 1
+        at = datetime(year, month, min(day, calendar.monthrange(year, month)[1]), tzinfo=UTC)
+        if at.timestamp() > now:
+            return at.timestamp()
+    return next_month(now)  # not reached: a later month always has the day
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,6 +5,8 @@ cannot tell a usage cap from a rate limit)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -17,7 +19,7 @@ import tweepy
 import tweepy.asynchronous
 from multidict import CIMultiDictProxy
 
-from adapters.twitter.budget import next_month
+from adapters.twitter.budget import next_cap_reset
 from adapters.twitter.emulator.app import rewrite_middleware
 from bridge.contract.adapter import AuthError, PermanentError, TransientError
 
@@ -151,7 +153,7 @@ class XClient:
             body = problem_body(e)
             self.last_problem = body
             if str(body.get("type", "")).endswith("usage-capped"):
-                wait = next_month(self.clock()) - self.clock()
+                wait = await self._cap_reset() - self.clock()
                 raise TransientError(f"{what}: X usage cap reached "
                                      f"({body.get('detail', '')})", retry_after=wait) from e
             reset = e.reset_time or int(self.clock()) + 60
@@ -182,6 +184,20 @@ class XClient:
             raise TransientError(f"{what}: no answer from X in {self.timeout:g}s") from e
         except aiohttp.ClientError as e:
             raise TransientError(f"{what}: network error {type(e).__name__}: {e}") from e
+
+    async def _cap_reset(self) -> float:
+        """When the usage cap lifts: the project's ``cap_reset_day`` asked of ``GET
+        /2/usage/tweets`` (app-only, not billed), the 1st of next month without it."""
+        day = None
+        if self._bearer and self.tweepy is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(min(self.timeout, 15.0)):
+                    resp = await self.tweepy.request("GET", "/2/usage/tweets", params={
+                        "usage.fields": "cap_reset_day"}, user_auth=False)
+                    data = (await resp.json()).get("data") or {}
+                got = data.get("cap_reset_day")
+                day = got if isinstance(got, int) and not isinstance(got, bool) else None
+        return next_cap_reset(self.clock(), day)
 
     def limits_for(self, method: str, path: str) -> Limits | None:
         return self.limits.get(f"{method} {bucket_of(path)}")

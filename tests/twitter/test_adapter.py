@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from twitter_support import Running, make_create, make_spec
 
 from adapters.twitter import TwitterFactory
 from adapters.twitter.adapter import TwitterAdapter
+from adapters.twitter.budget import next_cap_reset
 from adapters.twitter.config import TwitterAccount
 from bridge.contract.adapter import (
     AuthError,
@@ -279,7 +281,9 @@ async def test_errors_map_to_the_three_kinds(xemu: Running) -> None:
         xemu.emu.state.read_cap = 0
         with pytest.raises(TransientError, match="usage cap") as err:
             await ad.poll_once(ad.channels[CH])
-        assert err.value.retry_after and err.value.retry_after > 86400
+        # without the app's Bearer token the reset day cannot be asked: next month
+        assert err.value.retry_after == pytest.approx(
+            datetime(2027, 2, 1, tzinfo=UTC).timestamp() - clock.now, abs=2)
         with pytest.raises(PermanentError, match="too long"):
             await ad._post("e3", "x" * 300, None, 0.0)
     bad = dict(xemu.bot, access_token_secret="wrong")
@@ -460,3 +464,29 @@ def test_recorded_edited_page_marks_the_chain() -> None:
     page = load_jsonl(LOCAL / "edited.jsonl")[0]
     parsed = parse_page(page, CH)
     assert parsed.edits == {"1576994789110992896": ("1576994746135764992",)}
+
+
+async def test_a_usage_cap_is_waited_out_until_the_projects_reset_day(xemu: Running) -> None:
+    clock = Clock()
+    xemu.emu.state.clock = clock
+    async with running(xemu, clock=clock, channels=(make_spec(),),
+                       bearer_token=xemu.bot["bearer_token"]) as (ad, _):
+        xemu.emu.state.read_cap, xemu.emu.state.cap_reset_day = 0, 20
+        with pytest.raises(TransientError, match="usage cap") as err:
+            await ad.poll_once(ad.channels[CH])
+    # asked of GET /2/usage/tweets (app-only, not billed), not the 1st of next month
+    reset = datetime(2027, 1, 20, tzinfo=UTC).timestamp()
+    assert err.value.retry_after == pytest.approx(reset - clock.now, abs=2)
+
+
+@pytest.mark.parametrize(("now", "day", "reset"), [
+    ("2027-01-15T12:00", 20, "2027-01-20"),
+    ("2027-01-15T12:00", 15, "2027-02-15"),   # today's midnight has passed
+    ("2027-01-31T08:00", 31, "2027-02-28"),   # a short month resets on its last day
+    ("2027-12-31T08:00", 5, "2028-01-05"),
+    ("2027-01-15T12:00", None, "2027-02-01"),  # unknown: the 1st of next month
+])
+def test_cap_reset_day(now: str, day: int | None, reset: str) -> None:
+    at = datetime.fromisoformat(now).replace(tzinfo=UTC).timestamp()
+    assert next_cap_reset(at, day) == datetime.fromisoformat(reset).replace(
+        tzinfo=UTC).timestamp()
