@@ -7,6 +7,7 @@ the adapter (inbound) and the core's delivery worker (outbound).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import re
 import ssl
@@ -78,9 +79,45 @@ async def imap_connect(server: MailServer) -> aioimaplib.IMAP4:
     return client
 
 
+def mailbox_arg(name: str) -> str:
+    """*name* as an IMAP mailbox argument: in modified UTF-7 (RFC 3501 5.1.3: servers
+    without UTF8=ACCEPT refuse raw UTF-8) and quoted (a name with a space is otherwise
+    two arguments)."""
+    out: list[str] = []
+    run: list[str] = []
+
+    def shift() -> None:
+        if run:
+            b64 = base64.b64encode("".join(run).encode("utf-16-be")).decode("ascii")
+            out.append("&" + b64.rstrip("=").replace("/", ",") + "-")
+            run.clear()
+
+    for ch in name:
+        if " " <= ch <= "~":
+            shift()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            run.append(ch)
+    shift()
+    return '"' + "".join(out).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def decode_mailbox(name: str) -> str:
+    """A mailbox name as LIST gives it (modified UTF-7) in plain text."""
+    def one(m: re.Match[str]) -> str:
+        if not m[1]:
+            return "&"
+        b64 = m[1].replace(",", "/")
+        try:
+            return base64.b64decode(b64 + "=" * (-len(b64) % 4)).decode("utf-16-be")
+        except (ValueError, UnicodeDecodeError):
+            return m[0]
+    return re.sub(r"&([A-Za-z0-9+,]*)-", one, name)
+
+
 async def imap_select(client: aioimaplib.IMAP4, folder: str) -> int:
     """Select *folder*; return its UIDVALIDITY."""
-    resp = await client.select(folder)
+    resp = await client.select(mailbox_arg(folder))
     if resp.result != "OK":
         raise ImapGone(f"SELECT {folder} failed: {resp.lines[-1:]!r}")
     return _folder_state(resp.lines).validity
@@ -89,7 +126,7 @@ async def imap_select(client: aioimaplib.IMAP4, folder: str) -> int:
 async def imap_examine(client: aioimaplib.IMAP4, folder: str) -> FolderState:
     """Open *folder* read-only (EXAMINE: nothing read there changes a flag, not even
     \\Recent); SEARCH and FETCH work on it as after :func:`imap_select`."""
-    resp = await client.examine(folder)
+    resp = await client.examine(mailbox_arg(folder))
     if resp.result != "OK":
         raise ImapRefused(f"EXAMINE {folder}", _reply_text(resp.lines))
     # aioimaplib moves to the selected state on SELECT only, though RFC 3501 (6.3.2)
@@ -117,7 +154,7 @@ async def imap_folders(client: aioimaplib.IMAP4) -> list[str]:
             raw = bytes(lines[i + 1])
         elif raw.startswith(b'"'):
             raw = re.sub(rb'\\(.)', rb"\1", raw[1:-1])
-        names.append(raw.decode("utf-8", "replace"))
+        names.append(decode_mailbox(raw.decode("utf-8", "replace")))
     return names
 
 

@@ -19,7 +19,13 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from adapters.email import EmailFactory
-from adapters.email.client import imap_connect
+from adapters.email.client import (
+    decode_mailbox,
+    imap_connect,
+    imap_folders,
+    imap_select,
+    mailbox_arg,
+)
 from adapters.email.config import EmailAccount, EmailChannel, MailServer
 from adapters.email.sandbox import EmailSandbox
 from adapters.email.testserver import free_port
@@ -398,3 +404,30 @@ async def stalling_proxy() -> AsyncIterator[Callable[..., Any]]:
         t.cancel()
     for srv in servers:
         srv.close()
+
+
+async def test_a_folder_with_a_space_or_accents_is_opened(mail: EmailSandbox) -> None:
+    """The folder is sent quoted and in modified UTF-7 (RFC 3501 5.1.3): unquoted, "Old
+    lists" was two arguments and SELECT/EXAMINE failed; raw UTF-8 is refused by servers
+    without UTF8=ACCEPT."""
+    client = await imap_connect(MailServer(**mail.account_config()["imap"]))
+    for name in ('"Old lists"', '"Listes caf&AOk-"'):
+        assert (await client.create(name)).result == "OK"
+    try:
+        assert await imap_select(client, "Listes café") > 0
+        assert "Listes café" in await imap_folders(client)
+    finally:
+        await client.logout()
+    for folder in ("Old lists", "Listes café"):
+        c = (await check(account(mail, folder=folder), spec("mail")))[ChannelKey("kmers/mail")]
+        assert c.error == "" and c.reads.startswith(f"folder {folder} on "), c
+    c = (await check(account(mail, folder="Listes cafe"), spec("mail")))[ChannelKey("kmers/mail")]
+    assert '"Listes café"' in c.error, c.error  # named as the reader wrote it
+
+
+@pytest.mark.parametrize(("name", "wire"), [
+    ("INBOX", '"INBOX"'), ("Old lists", '"Old lists"'), ("Listes café", '"Listes caf&AOk-"'),
+    ("a&b", '"a&-b"'), ("日本語", '"&ZeVnLIqe-"'), ('say "hi"', '"say \\"hi\\""')])
+def test_mailbox_names_on_the_wire(name: str, wire: str) -> None:
+    assert mailbox_arg(name) == wire
+    assert decode_mailbox(wire[1:-1].replace('\\"', '"')) == name
