@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -26,12 +27,14 @@ from typing import Any
 import aiohttp
 from mastodon import Mastodon, MastodonError
 
+from adapters.mastodon import recheck
 from adapters.mastodon.client import Gone, map_error
 from adapters.mastodon.compose import edit_params, reply_visibility, status_params
 from adapters.mastodon.config import BOT_FLAG_HOWTO, MastodonAccount, MastodonChannel
 from adapters.mastodon.convert import (
     InstanceLimits,
     id_key,
+    parse_edit,
     parse_instance,
     parse_status,
     parse_stream_event,
@@ -125,6 +128,8 @@ class MastodonAdapter:
         """(visibility, author acct) of statuses we posted or read, for replies."""
         self._defaults_given = False
         self._api_problem = ""
+        self._recheck: recheck.Recheck | None = None
+        self._recheck_tasks: dict[ChannelKey, asyncio.Task[None]] = {}
         media = (services if services is not None else Services()).media_sources
         media.register((c.key for c in channels), self.media_source)
         self._media = MediaFetcher(media, self._log)
@@ -221,17 +226,22 @@ class MastodonAdapter:
                               BOT_FLAG_HOWTO)
         ctx.set_health(Health.CONNECTED)
         reading = [c for c in self._channels.values() if c.direction in ("both", "in")]
-        async with asyncio.TaskGroup() as tg:
-            for ch in reading:
-                tg.create_task(self._follow(ch), name=f"mastodon-stream-{ch.key}")
-                tg.create_task(self._sweep(ch), name=f"mastodon-sweep-{ch.key}")
-            if reading:
-                # !join/!leave usually come as a mention without the tag: read
-                # the bridge's mentions too (commands only; the account-wide
-                # consent lands on the first channel that reads).
-                tg.create_task(self._mentions(reading[0]), name="mastodon-mentions")
-            else:
-                await asyncio.Event().wait()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for ch in reading:
+                    tg.create_task(self._follow(ch), name=f"mastodon-stream-{ch.key}")
+                    tg.create_task(self._sweep(ch), name=f"mastodon-sweep-{ch.key}")
+                if reading:
+                    # !join/!leave usually come as a mention without the tag: read
+                    # the bridge's mentions too (commands only; the account-wide
+                    # consent lands on the first channel that reads).
+                    tg.create_task(self._mentions(reading[0]), name="mastodon-mentions")
+                else:
+                    await asyncio.Event().wait()
+        finally:
+            for task in self._recheck_tasks.values():
+                task.cancel()
+            self._recheck_tasks.clear()
 
     def _cursor_name(self, ch: ChannelSpec) -> str:
         return f"min_id:{ch.key}"
@@ -358,6 +368,7 @@ class MastodonAdapter:
                 cursor = _status_id(page[-1])
                 if events:
                     await ctx.emit_many(events, cursor=(name, cursor))
+                    await self._remember(ch, events, page)
                     # Seen only once persisted: a page that fails to persist
                     # is read again whole, none of it skipped as already seen.
                     self._mark_seen(ch, *(ev.native_id for ev in events))
@@ -439,8 +450,10 @@ class MastodonAdapter:
             if resp.status != 200:
                 raise TransientError(f"streaming answered HTTP {resp.status}")
             self._ctx.set_health(Health.CONNECTED)
-            # Events that arrived while we were away are in the timeline now.
+            # Events that arrived while we were away are in the timeline now; edits
+            # and deletes made meanwhile are not: the relayed posts are asked again.
             await self.catch_up(ch)
+            await self.recheck(ch)
             event, data, over = "", [], 0
             try:
                 async for raw, size in _sse_lines(resp.content, MAX_STREAM_LINE):
@@ -528,9 +541,106 @@ class MastodonAdapter:
                 else:
                     await ctx.emit(new)
                 self._mark_seen(ch, new.native_id)
+                await self._remember(ch, [new], [payload])
                 return
             if not await ctx.is_own(ch.key, ev.native_id):
                 await ctx.emit(ev)
+                if isinstance(ev, Edited) and isinstance(payload, Mapping):
+                    await self._rechecker().remember(ch.key, [(ev.native_id, recheck.stamp(
+                        payload.get("edited_at")))])
+                elif isinstance(ev, Deleted):
+                    await self._rechecker().forget(ch.key, [ev.native_id])
+
+    async def _remember(self, ch: ChannelSpec, events: list[InboundEvent],
+                        statuses: list[Any]) -> None:
+        """Follow the edits and deletes of the posts just relayed (:mod:`.recheck`)."""
+        edited = {_status_id(st): recheck.stamp(_get_edited(st)) for st in statuses}
+        await self._rechecker().remember(ch.key, [(ev.native_id, edited.get(ev.native_id, ""))
+                                             for ev in events if isinstance(ev, Posted)])
+
+    def _rechecker(self) -> recheck.Recheck:
+        assert self._ctx is not None
+        if self._recheck is None:
+            self._recheck = recheck.Recheck(self._ctx.state)
+        return self._recheck
+
+    def _recheck_later(self, ch: ChannelSpec, delay: float) -> None:
+        """A re-check that could not run now (too soon after the last one, or the
+        server away) runs once it may: one waiting at most per channel."""
+        task = self._recheck_tasks.get(ch.key)
+        if task is not None and not task.done():
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(max(0.0, delay))
+            self._recheck_tasks.pop(ch.key, None)
+            try:
+                await self.recheck(ch)
+            except (AuthError, PermanentError) as exc:
+                self._log.warning("re-check of relayed posts on #%s failed: %s",
+                                  self._opts(ch).hashtag, exc)
+
+        self._recheck_tasks[ch.key] = asyncio.create_task(
+            later(), name=f"mastodon-recheck-{ch.key}")
+
+    async def recheck(self, ch: ChannelSpec) -> int:
+        """Ask again for the posts relayed from *ch* in the last 48 h; emit a
+        ``Deleted`` for each one gone and an ``Edited`` for each one edited since it was
+        read.  Returns how many events were emitted."""
+        assert self._ctx is not None
+        rc = self._rechecker()
+        if not rc.due(ch.key):
+            self._recheck_later(ch, rc.wait(ch.key))
+            return 0
+        t0 = time.monotonic()
+        try:
+            known = await rc.known(ch.key)
+            if not known:
+                return 0
+            limits = await self._ensure_instance()
+            ids = list(known)
+            found: dict[str, Any] = {}
+            if recheck.version(limits.version) >= (4, 3):
+                for i in range(0, len(ids), recheck.BATCH):
+                    for st in await self._call(self.client.statuses, ids[i:i + recheck.BATCH]):
+                        found[_status_id(st)] = st
+            else:
+                ids = ids[-recheck.OLD_SERVER_MAX:]
+                for sid in ids:
+                    try:
+                        found[sid] = await self._call(self.client.status, sid)
+                    except Gone:
+                        pass
+        except TransientError as exc:
+            rc.ran(ch.key, time.monotonic() - t0)
+            self._log.info("re-check of relayed posts on #%s deferred: %s",
+                           self._opts(ch).hashtag, exc)
+            self._recheck_later(ch, max(rc.wait(ch.key), exc.retry_after or 0.0))
+            return 0
+        rc.ran(ch.key, time.monotonic() - t0)
+        events: list[Edited | Deleted] = []
+        for sid in ids:
+            st = found.get(sid)
+            if st is None:
+                events.append(Deleted(channel=ch.key, native_id=NativeId(sid)))
+            elif (stamped := recheck.stamp(_get_edited(st))) and stamped != known[sid]:
+                ev = parse_edit(st, channel=ch.key)
+                if isinstance(ev, Edited | Deleted):
+                    events.append(ev)
+        if not events:
+            return 0
+        async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
+            for ev in events:
+                await self._ctx.emit(ev)
+        await rc.forget(ch.key, [e.native_id for e in events
+                                            if isinstance(e, Deleted)])
+        await rc.remember(ch.key, [
+            (e.native_id, recheck.stamp(_get_edited(found[e.native_id])))
+            for e in events if isinstance(e, Edited)])
+        self._log.info("re-check of #%s: %d edited, %d deleted while the stream was not read",
+                       self._opts(ch).hashtag, sum(isinstance(e, Edited) for e in events),
+                       sum(isinstance(e, Deleted) for e in events))
+        return len(events)
 
     # ------------------------------------------------------------ outbound
     async def send(self, op: SendOp) -> SendResult:
@@ -674,6 +784,10 @@ async def _sse_lines(stream: aiohttp.StreamReader, limit: int
             buf, over, start = bytearray(), 0, nl + 1
     if buf:
         yield bytes(buf), over
+
+
+def _get_edited(status: Any) -> Any:
+    return status.get("edited_at") if isinstance(status, Mapping) else None
 
 
 def _payload_size(status: Any) -> int:

@@ -31,10 +31,9 @@ log = logging.getLogger("hashbridge.adapter.mastodon.sandbox")
 class MastodonSandbox:
     platform = "mastodon"
     kind = "emulator (the Mastodon API, in process)"
-    # The adapter's catch-up reads forward from its min_id cursor: a status deleted
-    # while the bridge is down is never seen.
-    features = SandboxFeatures(member_media=True, commands=True, in_process=True,
-                               deletes_seen_after_downtime=False)
+    # A status deleted while the bridge is down is found by the re-check of relayed
+    # posts when the stream connects (adapters/mastodon/recheck.py).
+    features = SandboxFeatures(member_media=True, commands=True, in_process=True)
 
     def __init__(self, workdir: str = ".", *, hashtag: str = "kmers",
                  max_characters: int = 500, visibility: str = "public",

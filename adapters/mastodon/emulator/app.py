@@ -45,6 +45,7 @@ from adapters.mastodon.emulator.state import (
     iso_micro,
     snowflake,
 )
+from adapters.mastodon.recheck import version
 
 _CLOSE = ("__close__", "")
 _NO_LIMIT = ("/api/v1/streaming",)
@@ -269,6 +270,25 @@ async def status_get(request: web.Request) -> web.Response:
     return web.json_response(st.status_json(status))
 
 
+STATUSES_LIMIT = 20
+"""Ids one ``GET /api/v1/statuses`` may ask for (Mastodon's ``DEFAULT_STATUSES_LIMIT``;
+more is a 422 from its ``check_statuses_limit``)."""
+
+
+async def statuses_get(request: web.Request) -> web.Response:
+    """``GET /api/v1/statuses?id[]=`` (``getStatuses``, Mastodon 4.3+): the statuses of
+    those ids that exist and may be seen, in the order asked, the others left out."""
+    st = request.app[_STATE]
+    if version(st.version) < (4, 3):
+        return _error(404, "Not Found")  # no such route before 4.3
+    ids = list(dict.fromkeys(request.query.getall("id[]", []) + request.query.getall("id", [])))
+    if len(ids) > STATUSES_LIMIT:
+        return _error(422, "Validation failed: too many statuses requested")
+    found = [s for i in ids if (s := st.visible(i)) is not None
+             and st.can_see(s, _account(request))]
+    return web.json_response([st.status_json(s) for s in found])
+
+
 @_scoped("write:statuses")
 async def status_edit(request: web.Request) -> web.Response:
     status, err = _own(request)
@@ -465,6 +485,7 @@ def build_app(state: EmulatorState) -> web.Application:
         r.add_get(path + "/", handler)
     r.add_get("/api/v1/instance/rules", instance_rules)
     r.add_post("/api/v1/statuses", status_create)
+    r.add_get("/api/v1/statuses", statuses_get)
     r.add_get("/api/v1/statuses/{id}", status_get)
     r.add_put("/api/v1/statuses/{id}", status_edit)
     r.add_delete("/api/v1/statuses/{id}", status_delete)
