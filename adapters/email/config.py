@@ -72,7 +72,8 @@ class EmailChannel(StrictModel):
                                                           for c in address):
                 return v
             raise ValueError(f"{v!r}: a mailto: link needs one address, e.g. "
-                             "\"mailto:kmers-join@lists.example.org\"")
+                             "\"mailto:kmers-join@lists.example.org\" (or give the list's "
+                             "https:// page)")
         if v.lower().startswith("https://") and len(v) > len("https://") and not any(
                 c.isspace() or c in "<>\"'" for c in v):
             return v

@@ -12,10 +12,7 @@ from bridge.contract.adapter import JoinFacts, JoinLink
 def join_facts(account: EmailAccount, channel: EmailChannel) -> JoinFacts:
     del account  # its address, servers and logins are never shown
     subscribe = channel.subscribe
-    follow = (JoinLink(label="Subscribe to the list", url=subscribe),) if subscribe else ()
-    note = ("Mail cannot be unsent: an edit or delete elsewhere reaches the list as a "
-            "short correction mail." if channel.corrections == "mail" else
-            "Mail cannot be unsent: edits and deletes elsewhere do not reach the list.")
+    follow = (JoinLink(label="Subscribe", url=subscribe),) if subscribe else ()
     return JoinFacts(
         where=(JoinLink(label=channel.list, url=f"mailto:{channel.list}"),),
         how_to_post="Write to the list from a subscribed address; replies thread as "
@@ -29,4 +26,8 @@ def join_facts(account: EmailAccount, channel: EmailChannel) -> JoinFacts:
                  "“Alice (Mastodon) via hashbridge”",
         link_command="a mail to the list whose text starts with {command} (the whole "
                      "list reads it)",
-        edits_copies=False, deletes_copies=False, copies_note=note)
+        edits_copies=False, deletes_copies=False,
+        # (corrections = "mail" cannot apply: the planner sends no edit or delete to a
+        # target that cannot edit or delete; on_edit = "correct" and on_delete =
+        # "notice" are what reach the list, and the page says so from them.)
+        copies_note="Mail cannot be unsent.")

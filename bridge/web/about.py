@@ -114,7 +114,12 @@ def channel_facts(config: Config, ch: ChannelConfig) -> tuple[str, JoinFacts]:
 
 def join_page(config: Config, comm: CommunityConfig) -> JoinPage:
     found = [(ch, *channel_facts(config, ch)) for ch in comm.channels]
-    receiving = [(ch, net) for ch, net, facts in found if ch.writes and facts.receives_copies]
+    names = [net for _, net, _ in found]
+    # A network with two channels (two rooms) is named with its place in the list.
+    labels = [net if names.count(net) == 1 else f"{net} ({facts.where[0].label})"
+              for _, net, facts in found]
+    receiving = [(ch, label) for (ch, _, facts), label in zip(found, labels, strict=True)
+                 if ch.writes and facts.receives_copies]
     networks = []
     for ch, net, facts in found:
         reaches = tuple(dict.fromkeys(n for other, n in receiving if other.key != ch.key))
