@@ -11,7 +11,7 @@ answers, replies, long posts, plain chatter; three events with named hosts):
     (``Site.card_of``'s work: the role, then the card);
   * the rendered HTML of a card (``post.html``), the part the SSE pump sends.
 
-Printed as ms per 100 cards (best of five runs).
+Printed as ms per 100 cards (best of nine runs).
 
     python bench/live_roles.py [--cards 2000]
 """
@@ -57,6 +57,7 @@ def posts(n: int) -> list[Post]:
 
 
 def best_of(runs: int, fn: Callable[[], object]) -> float:
+    """The fastest of *runs* timings (the machine is shared: the least disturbed)."""
     best = float("inf")
     for _ in range(runs):
         t = time.perf_counter()
@@ -77,20 +78,21 @@ def main() -> None:
     parents = [batch[i - 1] if i % 4 == 3 else None for i in range(len(batch))]
     tpl = templates().get_template("post.html")
     per100 = 100 / len(batch) * 1000
+    pairs = list(zip(batch, parents, strict=True))
 
-    t_roles = best_of(5, lambda: [roles.of(p, parent) for p, parent in zip(batch, parents)])
-    t_plain = best_of(5, lambda: [card(p, "Mastodon", parent=parent)
-                                  for p, parent in zip(batch, parents)])
+    t_roles = best_of(9, lambda: [roles.of(p, parent) for p, parent in pairs])
+    t_plain = best_of(9, lambda: [card(p, "Mastodon", parent=parent)
+                                  for p, parent in pairs])
 
     def with_roles() -> None:
-        for p, parent in zip(batch, parents):
+        for p, parent in pairs:
             r = roles.of(p, parent)
             card(p, "Mastodon", parent=parent, role=r.label, host=r.host)
 
-    t_cards = best_of(5, with_roles)
+    t_cards = best_of(9, with_roles)
     cards = [card(p, "Mastodon", parent=parent, role=roles.of(p, parent).label)
-             for p, parent in zip(batch, parents)]
-    t_html = best_of(5, lambda: [tpl.render(p=c) for c in cards])
+             for p, parent in pairs]
+    t_html = best_of(9, lambda: [tpl.render(p=c) for c in cards])
     marked = sum(1 for c in cards if c.role)
     print(f"{len(batch)} cards ({marked} with a Q/A label), 3 events with hosts")
     print(f"roles alone:                 {t_roles * per100:7.3f} ms per 100 cards")
