@@ -27,7 +27,7 @@ def join_facts(account: BlueskyAccount, channel: BlueskyChannel) -> JoinFacts:
         commands=f"{handle} {{command}}",
         commands_where="in a post that mentions the bridge's account, or in a reply to "
                        "one of its posts",
-        link_command=f"{handle} {{command}} in a post",
+        link_command=f"{{command}} #{tag} in a post",
         edits_copies=channel.edit_in_place, deletes_copies=True,
         copies_note="" if channel.edit_in_place else
         "The Bluesky app never shows edits: a copy keeps its first text.")

@@ -31,6 +31,8 @@ def join_facts(account: MastodonAccount, channel: MastodonChannel) -> JoinFacts:
         commands="{command}",
         commands_where="in a reply to one of the bridge's posts, or in a post that "
                        "mentions its account (a reply mentions it by itself)",
-        link_command="{command} in a reply to one of the bridge's posts",
+        link_command=f"{{command}} #{tag} in a public post"
+        + (" (or in a reply to one of the bridge's posts)"
+           if channel.relay_replies_to_bridge else ""),
         edits_copies=True, deletes_copies=True,
         copies_note="" if channel.visibility == "public" else seen + ".")

@@ -27,8 +27,8 @@ def join_facts(account: TwitterAccount, channel: TwitterChannel) -> JoinFacts:
         how_to_follow="Open the live search (Latest)" + (
             f", or follow {who}" if account.bot_username else "") + ".",
         posts_as=posts_as,
-        link_command="a post starting with {command} that the search finds (the "
-                     "hashtag after the handle)",
+        link_command="a post starting with {command}, with the hashtag after it so "
+                     "that the search finds it",
         receives_copies=channel.mode != "off",
         edits_copies=False, deletes_copies=True,
         copies_note="X posts cannot be edited: a copy keeps the text it was posted with.")
