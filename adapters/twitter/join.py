@@ -31,4 +31,4 @@ def join_facts(account: TwitterAccount, channel: TwitterChannel) -> JoinFacts:
                      "that the search finds it",
         receives_copies=channel.mode != "off",
         edits_copies=False, deletes_copies=True,
-        copies_note="X posts cannot be edited: a copy keeps the text it was posted with.")
+        copies_note="X posts cannot be edited.")

@@ -51,7 +51,8 @@ class Roles:
     def is_host(self, post: Post) -> bool:
         return any(is_host(ev, post) for ev in self._named)
 
-    def _asks(self, post: Post, host: bool) -> bool:
+    def _asks(self, host: bool) -> bool:
+        """Whether a ``Q`` post by a host (or not) opens a question."""
         return host or self._anyone_asks
 
     def of(self, post: Post, parent: Post | None = None) -> Role:
@@ -65,10 +66,10 @@ class Roles:
             kind, n = found
             if kind == "A":
                 return Role(f"A{n}", host)
-            return Role(f"Q{n}", host) if self._asks(post, host) else Role("", host)
+            return Role(f"Q{n}", host) if self._asks(host) else Role("", host)
         if parent is not None and not parent.is_notice:
             asked = recognise(_head(parent.text))
             if asked is not None and asked[0] == "Q" and self._asks(
-                    parent, bool(self._named) and self.is_host(parent)):
+                    bool(self._named) and self.is_host(parent)):
                 return Role(f"A{asked[1]}", host)
         return Role("", host)
