@@ -9,12 +9,15 @@ own keys (``consent``, ``direction``, ``on_edit``, ``on_delete``).  Pure.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 from bridge.contract.adapter import ChannelSpec, JoinFacts, JoinLink
 from bridge.contract.consent import OPT_OUT_TAGS
 from bridge.runtime.config import ChannelConfig, CommunityConfig, Config
 from bridge.web.present import badge_class
+
+log = logging.getLogger("hashbridge.web.about")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,11 @@ def channel_facts(config: Config, ch: ChannelConfig) -> tuple[str, JoinFacts]:
     network = str(custom or acct.factory.display_name)
     spec = ChannelSpec(key=ch.key, community=ch.community, hashtag=ch.hashtag,
                        direction=ch.common.direction, options=ch.options)
-    facts = acct.factory.join_facts(acct.options, spec)
+    try:
+        facts = acct.factory.join_facts(acct.options, spec)
+    except Exception:  # a third party's bug must not take the live page down
+        log.exception("join_facts of %s failed; showing the hashtag alone", ch.key)
+        facts = None
     facts = facts or _fallback(ch.hashtag, network)
     if not facts.where:
         facts = replace(facts, where=_fallback(ch.hashtag, network).where)
