@@ -21,7 +21,8 @@ from webhelp import CHROMIUM, CHROMIUM_ARGS, Live, chromium_missing, live_bridge
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ZONE = "America/New_York"
 EVENT = {"id": "weekly", "title": "Weekly #kmers chat", "day": "thursday", "time": "12:00",
-         "timezone": ZONE, "hosts": ["hosty"]}
+         "timezone": ZONE, "hosts": ["hosty"], "announce": False}
+"""(No start announcement: a test run on a Thursday at noon in New York sees the same page.)"""
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -86,13 +87,17 @@ async def chat(live: Live) -> dict[str, str]:
     look-alike "Q2", chatter.  Native ids by a short name."""
     lobby, garden, porch = (live.nets[n] for n in ("lobby", "garden", "porch"))
     ids = {}
-    ids["hello"] = await porch.post_as_member("carol", "Hello all, first time here!")
-    ids["q1"] = await lobby.post_as_member(
-        "hosty", "Q1: Which tool would you keep if you could keep only one? #kmers")
-    ids["a1-bob"] = await garden.post_as_member("bob", "A1 A paper notebook, always.")
-    ids["fake"] = await porch.post_as_member("mallory", "Q2: not from the host, not a question")
-    ids["a1-carol"] = await porch.post_as_member("carol", "A1: my wiki, links make it grow")
-    await live.settle()
+    # One at a time: each network is read on its own, so posts made on two
+    # networks within a moment may be relayed in either order.
+    for key, net, who, text in (
+            ("hello", porch, "carol", "Hello all, first time here!"),
+            ("q1", lobby, "hosty",
+             "Q1: Which tool would you keep if you could keep only one? #kmers"),
+            ("a1-bob", garden, "bob", "A1 A paper notebook, always."),
+            ("fake", porch, "mallory", "Q2: not from the host, not a question"),
+            ("a1-carol", porch, "carol", "A1: my wiki, links make it grow")):
+        ids[key] = await net.post_as_member(who, text)
+        await live.settle()
     copy = next(m for m in await garden.messages() if m.by_bridge and "Which tool" in m.text)
     ids["reply"] = await garden.post_as_member("dave", "the outliner, for me",
                                                reply_to=copy.native_id)
