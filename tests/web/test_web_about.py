@@ -315,3 +315,23 @@ async def test_the_route_serves_the_page(tmp_path: Path) -> None:
         "Lobby", "Garden", "Porch"]
     assert "the lobby sandbox network" in body
     assert 'href="/c/kmers/about"' in live and "join-panel" in live
+
+
+def test_hashbridge_check_names_the_bad_subscribe(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    _config(tmp_path)  # skips when an adapter is missing; writes a valid file first
+    path = tmp_path / "hashbridge.toml"
+    path.write_text(path.read_text().replace(
+        'subscribe = "https://lists.example.org/postorius/lists/kmers/"',
+        'subscribe = "lists.example.org/join"'))
+    res = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "check", "-c", str(path)], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, **SECRETS, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert res.returncode == 78, res.stdout + res.stderr
+    assert "communities[0].channels[4].subscribe: 'lists.example.org/join' is neither a " \
+           "mailto: address nor an https:// page" in res.stderr
+    assert not any(s in res.stdout + res.stderr for s in SECRETS.values())
