@@ -14,6 +14,8 @@ written to the account's PDS.
                 ``pds/``, and installs it on first use) whose members post through the SDK.
 ``check``       ``check --online`` per channel: the firehose answering, authors resolvable,
                 the account's status and handle (read-only, on the session already made).
+``join``        how members take part from a channel, from the config alone (the web
+                view's about page and join panel).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bridge.contract.adapter import (
     AuthError,
     ChannelCheck,
     ChannelSpec,
+    JoinFacts,
     OnlineCheck,
     StrictModel,
 )
@@ -65,6 +68,12 @@ class BlueskyFactory(AdapterFactory):
 
         assert isinstance(account, BlueskyAccount)
         return BlueskyAdapter(account, channels, services=services)
+
+    def join_facts(self, account: StrictModel, channel: ChannelSpec) -> JoinFacts:
+        """How members take part from *channel* (see ``join``): the config alone."""
+        from adapters.bluesky.join import join_facts
+        assert isinstance(account, BlueskyAccount) and isinstance(channel.options, BlueskyChannel)
+        return join_facts(account, channel.options)
 
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         from adapters.bluesky.sandbox import BlueskySandbox

@@ -14,6 +14,8 @@
 ``adapter``     :class:`~adapters.email.adapter.EmailAdapter`: IMAP IDLE in, SMTP out.
 ``sandbox``     the demo/test stand-in: a real Dovecot and a small list server, run by
                 ``testserver``.
+``join``        how members take part from a channel, from the config alone (the web
+                view's about page and join panel).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bridge.contract.adapter import (
     AdapterFactory,
     ChannelCheck,
     ChannelSpec,
+    JoinFacts,
     OnlineCheck,
     StrictModel,
 )
@@ -56,6 +59,12 @@ class EmailFactory(AdapterFactory):
         from adapters.email.adapter import EmailAdapter
         assert isinstance(account, EmailAccount)
         return EmailAdapter(account, channels, services=services)
+
+    def join_facts(self, account: StrictModel, channel: ChannelSpec) -> JoinFacts:
+        """How members take part from *channel* (see ``join``): the config alone."""
+        from adapters.email.join import join_facts
+        assert isinstance(account, EmailAccount) and isinstance(channel.options, EmailChannel)
+        return join_facts(account, channel.options)
 
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         from adapters.email.sandbox import EmailSandbox

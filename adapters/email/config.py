@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from bridge.contract.adapter import StrictModel
 
@@ -54,6 +54,32 @@ class EmailChannel(StrictModel):
     max_length: int | None = None
     max_attachment_bytes: int = 8_000_000
     max_attachments: int = 4
+    subscribe: str = ""
+    """How people subscribe to the list, shown on the web view's about page: a
+    ``mailto:`` address (``mailto:kmers-join@lists.example.org``, Mailman's
+    ``-join`` address) or the list's ``https://`` page; "" says "ask its owner"."""
+
+    @field_validator("subscribe")
+    @classmethod
+    def _subscribe(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            return v
+        if v.lower().startswith("mailto:"):
+            address = v[len("mailto:"):].split("?", 1)[0]
+            local, at, domain = address.partition("@")
+            if at and local and "." in domain and not any(c.isspace() or c in "<>\"',"
+                                                          for c in address):
+                return v
+            raise ValueError(f"{v!r}: a mailto: link needs one address, e.g. "
+                             "\"mailto:kmers-join@lists.example.org\" (or give the list's "
+                             "https:// page)")
+        if v.lower().startswith("https://") and len(v) > len("https://") and not any(
+                c.isspace() or c in "<>\"'" for c in v):
+            return v
+        raise ValueError(f"{v!r} is neither a mailto: address nor an https:// page: write "
+                         "\"mailto:kmers-join@lists.example.org\" or the list's "
+                         "\"https://lists.example.org/...\" page")
 
     @property
     def effective_list_id(self) -> str:

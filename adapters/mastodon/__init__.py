@@ -13,6 +13,8 @@
                 allowed (account, scopes), visibility and length.
 ``sandbox``     the demo/test stand-in: ``emulator/`` (``app`` the routes, ``state``
                 the data, ``instance`` the instance bodies, ``server`` runs it).
+``join``        how members take part from a channel, from the config alone (the web
+                view's about page and join panel).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bridge.contract.adapter import (
     AdapterFactory,
     ChannelCheck,
     ChannelSpec,
+    JoinFacts,
     OnlineCheck,
     StrictModel,
 )
@@ -56,6 +59,12 @@ class MastodonFactory(AdapterFactory):
 
         assert isinstance(account, MastodonAccount)
         return MastodonAdapter(account, channels, services=services)
+
+    def join_facts(self, account: StrictModel, channel: ChannelSpec) -> JoinFacts:
+        """How members take part from *channel* (see ``join``): the config alone."""
+        from adapters.mastodon.join import join_facts
+        assert isinstance(account, MastodonAccount) and isinstance(channel.options, MastodonChannel)
+        return join_facts(account, channel.options)
 
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         from adapters.mastodon.sandbox import MastodonSandbox

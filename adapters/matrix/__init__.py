@@ -12,6 +12,8 @@
                 ``outbound`` mixin.
 ``check``       ``check --online``: each channel's room as the homeserver answers (read-only).
 ``sandbox``     the demo/test stand-in: a real Synapse run by ``testserver``.
+``join``        how members take part from a channel, from the config alone (the web
+                view's about page and join panel).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bridge.contract.adapter import (
     AdapterFactory,
     ChannelCheck,
     ChannelSpec,
+    JoinFacts,
     OnlineCheck,
     StrictModel,
 )
@@ -61,6 +64,12 @@ class MatrixFactory(AdapterFactory):
         return [("matrix-registration",
                  "print the appservice registration YAML for the homeserver",
                  _registration_command)]
+
+    def join_facts(self, account: StrictModel, channel: ChannelSpec) -> JoinFacts:
+        """How members take part from *channel* (see ``join``): the config alone."""
+        from adapters.matrix.join import join_facts
+        assert isinstance(account, MatrixAccount) and isinstance(channel.options, MatrixChannel)
+        return join_facts(account, channel.options)
 
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         from adapters.matrix.sandbox import MatrixSandbox

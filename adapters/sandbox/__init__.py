@@ -21,6 +21,8 @@ from bridge.contract.adapter import (
     ChannelCheck,
     ChannelSpec,
     Health,
+    JoinFacts,
+    JoinLink,
     OnlineCheck,
     PermanentError,
     SendCreate,
@@ -177,6 +179,21 @@ class SandboxFactory(AdapterFactory):
                services: Services) -> SandboxAdapter:
         assert isinstance(account, SandboxAccount)
         return SandboxAdapter(account, channels)
+
+    def join_facts(self, account: StrictModel, channel: ChannelSpec) -> JoinFacts:
+        """A sandbox network has no public address: its name, and what the bridge
+        does there (it reads no member commands)."""
+        assert isinstance(account, SandboxAccount) and isinstance(channel.options,
+                                                                  SandboxChannel)
+        net = channel.options.network
+        return JoinFacts(
+            where=(JoinLink(label=f"the {net} sandbox network"),),
+            how_to_post=f"Post on the {net} sandbox network (the demo's members do); "
+                        "every message there is read.",
+            how_to_follow=f"Read the {net} network: the other networks' posts arrive there.",
+            posts_as=f"{account.bot_name}, with each author's name and network",
+            link_command="{command} as a message there",
+            edits_copies=account.edits, deletes_copies=account.deletes)
 
     def sandbox(self, workdir: str) -> SandboxPlatform:
         return SandboxPlatform(workdir)

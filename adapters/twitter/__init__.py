@@ -16,6 +16,8 @@ AsyncClient, inside a per-account budget and X's automation rules.
                 is the ``inbound`` mixin.
 ``sandbox``     the demo/test stand-in: ``emulator/`` (``app`` the routes, ``state`` the
                 world, ``wire`` X's problem bodies).
+``join``        how members take part from a channel, from the config alone (the web
+                view's about page and join panel).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bridge.contract.adapter import (
     AdapterFactory,
     ChannelCheck,
     ChannelSpec,
+    JoinFacts,
     OnlineCheck,
     StrictModel,
 )
@@ -60,6 +63,12 @@ class TwitterFactory(AdapterFactory):
 
         assert isinstance(account, TwitterAccount)
         return TwitterAdapter(account, channels, services=services)
+
+    def join_facts(self, account: StrictModel, channel: ChannelSpec) -> JoinFacts:
+        """How members take part from *channel* (see ``join``): the config alone."""
+        from adapters.twitter.join import join_facts
+        assert isinstance(account, TwitterAccount) and isinstance(channel.options, TwitterChannel)
+        return join_facts(account, channel.options)
 
     def sandbox(self, workdir: str) -> PlatformSandbox | None:
         from adapters.twitter.sandbox import TwitterSandbox

@@ -458,6 +458,54 @@ class ChannelCheck:
     """Why it cannot be used, and what to fix."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinLink:
+    """A public place a member opens: a tag page, a live search, a room, a list."""
+
+    label: str
+    url: str = ""
+    """``https:``, ``mailto:`` or a ``matrix.to`` link; empty: the label alone (a
+    place with no public address, such as a sandbox network)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinFacts:
+    """How a member takes part in a community from one channel, said from the
+    config alone (:meth:`AdapterFactory.join_facts`).  Every string is plain text
+    (the web view escapes it) and public: never a secret, a server the bridge
+    connects to (an API or IMAP host, a PDS) or a login."""
+
+    where: tuple[JoinLink, ...]
+    """Where to post and read, the main place first (the tag page on the instance,
+    X's live search, the room, the list's ``mailto:``)."""
+    how_to_post: str
+    """One sentence: ``Post with #kmers from any Mastodon account.``"""
+    how_to_follow: str
+    """One sentence: how to see the whole conversation there."""
+    follow_links: tuple[JoinLink, ...] = ()
+    """Where following starts (a list's subscribe page), if not in ``where``."""
+    posts_as: str = ""
+    """Who the bridge's copies come from there (``@kmbridge.bsky.social``, ghost
+    users ``@hb_…:example.org``, the list's sender name)."""
+    commands: str = ""
+    """How a member says ``!join``/``!leave`` there, with ``{command}`` where the
+    command goes (``@kmbridge.bsky.social {command}``); empty: the adapter reads no
+    commands there (X, email)."""
+    commands_where: str = ""
+    """Where such a command is read (``in a post that mentions the bridge's account``)."""
+    link_command: str = ""
+    """How ``!link`` is said there, with ``{command}`` for ``!link PLATFORM:HANDLE``."""
+    receives_copies: bool = True
+    """The bridge posts the other networks' posts here (False: read only, e.g. X
+    with ``mode = "off"``)."""
+    edits_copies: bool = False
+    """The bridge can change its copies here when the original is edited."""
+    deletes_copies: bool = False
+    """The bridge can remove its copies here when the original is deleted."""
+    copies_note: str = ""
+    """What else members should know about the copies (``Mail cannot be unsent.``)."""
+
+
 class AdapterFactory:
     """What an entry point names.  Subclass and set the class attributes."""
 
@@ -502,6 +550,13 @@ class AdapterFactory:
         joined or changed.  A channel left out is printed as not checked."""
         return {}
 
+    def join_facts(self, account: StrictModel, channel: ChannelSpec) -> JoinFacts | None:
+        """How members take part from *channel* (the web view's about page and the
+        live page's join panel), from *account*'s and *channel*'s config alone: no
+        I/O, no secret, no server address the bridge connects to, no login.  None:
+        the adapter says nothing (the page shows the hashtag alone)."""
+        return None
+
 
 EmitFn = Callable[[InboundEvent], Awaitable[None]]
 
@@ -518,6 +573,8 @@ __all__ = [
     "ChannelSpec",
     "EmitFn",
     "Health",
+    "JoinFacts",
+    "JoinLink",
     "OnlineCheck",
     "PermanentError",
     "Rendered",

@@ -29,7 +29,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "media-src https:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
        "frame-ancestors 'none'")
 HEARTBEAT = 15.0
-STATIC = {"style.css": "text/css", "live.js": "text/javascript"}
+STATIC = {"style.css": "text/css", "live.js": "text/javascript",
+          "localtime.js": "text/javascript"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,6 +79,7 @@ def make_app(bridge: Any) -> web.Application:
     r.add_get("/static/{name}", static)
     r.add_get("/favicon.ico", no_icon)
     r.add_get("/c/{community}", live_page)
+    r.add_get("/c/{community}/about", about_page)
     r.add_get("/c/{community}/posts", posts_fragment)
     r.add_get("/c/{community}/stream", stream)
     r.add_get("/c/{community}/feed.atom", feeds.community_feed)
@@ -148,7 +150,14 @@ async def live_page(request: web.Request) -> web.StreamResponse:
     return html(site.render(
         "live.html", comm=comm, cards=cards, networks=networks, network=network,
         last_id=last_id, live=before is None, older=cards[0].id if len(cards) >= 100 else "",
-        next_event=nxt[0] if nxt else None, now=now_utc()))
+        next_event=nxt[0] if nxt else None, now=now_utc(), join=site.join_page(comm)))
+
+
+async def about_page(request: web.Request) -> web.StreamResponse:
+    """How to take part from each network, and what the bridge does with posts."""
+    site = site_of(request)
+    comm = community_or_404(request)
+    return html(site.render("about.html", comm=comm, page=site.join_page(comm)))
 
 
 async def posts_fragment(request: web.Request) -> web.StreamResponse:

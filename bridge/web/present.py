@@ -119,13 +119,17 @@ class PostCard:
     reply_author: str
     reply_excerpt: str
     is_notice: bool
+    role: str = ""
+    """``Q3`` (a host's question), ``A3`` (an answer) or "" (live page only)."""
+    host: bool = False
+    """The author is one of the chat events' hosts (live page only)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
 def card(post: Post, network: str, *, edited_at: float | None = None,
-         parent: Post | None = None) -> PostCard:
+         parent: Post | None = None, role: str = "", host: bool = False) -> PostCard:
     atts = tuple({"url": safe_url(a.url) or "", "media_type": a.media_type,
                   "alt": mask_emails(a.alt_text) or a.filename or "attachment",
                   "image": a.media_type.startswith("image/")}
@@ -143,4 +147,4 @@ def card(post: Post, network: str, *, edited_at: float | None = None,
         html=post_html(post), content_warning=mask_emails(post.content_warning),
         attachments=atts, reply_to=parent.id if parent else "",
         reply_author=author_name(parent.author) if parent else "", reply_excerpt=excerpt,
-        is_notice=post.is_notice)
+        is_notice=post.is_notice, role=role, host=host)

@@ -17,8 +17,10 @@ from bridge.features.chatevents import Transcript, build_transcript
 from bridge.runtime.config import CommunityConfig, Config, WebSettings
 from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrence_at, occurrences
 from bridge.store import archive
+from bridge.web.about import JoinPage, join_page
 from bridge.web.live import ChangeLog
 from bridge.web.present import PostCard, card
+from bridge.web.roles import Roles
 
 
 def network_name(config: Config, channel: str) -> str:
@@ -114,6 +116,7 @@ class Site:
         self.streams = Slots(self.limits.max_live_streams,
                              self.limits.max_live_streams_per_client)
         """Live-page subscribers: each holds a connection for as long as it reads."""
+        self._roles: dict[str, tuple[Config, Roles]] = {}
 
     def client(self, request: web.BaseRequest) -> str:
         """The client's address: the peer's, or, when the peer is one of
@@ -168,8 +171,23 @@ class Site:
         return self.env.get_template(template).render(**ctx)
 
     # ------------------------------------------------------------ data
+    def roles(self, community: str) -> Roles:
+        """Who asks questions in *community* (its events' hosts), kept per config."""
+        got = self._roles.get(community)
+        if got is None or got[0] is not self.config:
+            comm = self.community(community)
+            got = (self.config, Roles(comm.settings.events if comm else ()))
+            self._roles[community] = got
+        return got[1]
+
+    def join_page(self, comm: CommunityConfig) -> JoinPage:
+        """How to take part from each network (the about page, the join panel)."""
+        return join_page(self.config, comm)
+
     def card_of(self, v: archive.PostView) -> PostCard:
-        return card(v.post, self.network_of(v.post), edited_at=v.edited_at, parent=v.parent)
+        role = self.roles(v.post.community).of(v.post, v.parent)
+        return card(v.post, self.network_of(v.post), edited_at=v.edited_at, parent=v.parent,
+                    role=role.label, host=role.host)
 
     async def cards(self, community: str, *, limit: int = 100, before: str | None = None,
                     channels: tuple[str, ...] = ()) -> list[PostCard]:

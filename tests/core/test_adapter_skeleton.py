@@ -46,3 +46,19 @@ def test_the_pure_halves_do_no_io(network: str) -> None:
         found = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         found |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not {m for m in found if m in io or m.split(".")[0] in io}, (name, found)
+
+
+@pytest.mark.parametrize("network", [*NETWORKS, "sandbox"])
+def test_each_network_says_how_to_join(network: str) -> None:
+    """Every adapter implements the contract's ``join_facts`` (the about page and
+    the join panel read it), not the default that says nothing."""
+    import importlib
+
+    from bridge.contract.adapter import AdapterFactory
+
+    module = importlib.import_module(f"adapters.{network}")
+    factories = [v for v in vars(module).values() if isinstance(v, type)
+                 and issubclass(v, AdapterFactory) and v is not AdapterFactory]
+    assert factories, f"adapters/{network} has no AdapterFactory"
+    for factory in factories:
+        assert factory.join_facts is not AdapterFactory.join_facts, factory.__name__
