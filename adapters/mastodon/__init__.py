@@ -9,6 +9,8 @@
 ``client``      Mastodon.py's exceptions mapped onto the core's three kinds of failure.
 ``adapter``     :class:`~adapters.mastodon.adapter.MastodonAdapter`: the hashtag
                 stream with timeline catch-up, sends, media uploads.
+``recheck``     edits and deletes made while the stream was not read: the relayed
+                posts of the last 48 h, asked again when the stream connects.
 ``check``       ``check --online`` per channel: the tag timeline read, posting
                 allowed (account, scopes), visibility and length.
 ``sandbox``     the demo/test stand-in: ``emulator/`` (``app`` the routes, ``state``
