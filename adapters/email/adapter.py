@@ -120,8 +120,11 @@ class EmailAdapter:
     # ------------------------------------------------------------ capabilities
     def capabilities(self, channel: ChannelKey) -> Capabilities:
         o = self._opts(self.channels[channel])
+        # Mail cannot be unsent; with corrections = "mail" an edit or a delete is sent
+        # as a short correction mail in the post's thread, so the planner must pass them.
+        corrects = o.corrections == "mail"
         return Capabilities(max_length=o.max_length, text_format=TextFormat.HTML,
-                            formatted=True, edit=False, delete=False, reply=True,
+                            formatted=True, edit=corrects, delete=corrects, reply=True,
                             threads=True, media_types=frozenset(), max_attachments=0)
 
     # ------------------------------------------------------------ lifecycle

@@ -27,7 +27,6 @@ def join_facts(account: EmailAccount, channel: EmailChannel) -> JoinFacts:
         link_command="a mail to the list whose text starts with {command} (the whole "
                      "list reads it)",
         edits_copies=False, deletes_copies=False,
-        # (corrections = "mail" cannot apply: the planner sends no edit or delete to a
-        # target that cannot edit or delete; on_edit = "correct" and on_delete =
-        # "notice" are what reach the list, and the page says so from them.)
-        copies_note="Mail cannot be unsent.")
+        copies_note="Mail cannot be unsent." + (
+            " When a post is edited or deleted, a short correction mail follows it in "
+            "its thread." if channel.corrections == "mail" else ""))

@@ -67,6 +67,30 @@ async def test_sandbox_to_list_post_reply_and_edit_delete(mail: EmailSandbox,
     await net.stop()
 
 
+async def test_corrections_mail_follows_an_edit_and_a_delete(mail: EmailSandbox,
+                                                              tmp_path: Path) -> None:
+    """corrections = "mail": mail cannot be unsent, so an edit and a delete each reach
+    the list as a short correction mail in the post's thread."""
+    net = lobby(tmp_path)
+    await net.start()
+    async with running(config(mail, tmp_path, corrections="mail")) as bridge:
+        first = await net.post_as_member("dora", "Dough hydration\n\nWhat % do you use?")
+        await quiescent(bridge)
+        await net.edit_as_member(first, "Dough hydration: 70% for a start")
+        await quiescent(bridge)
+        await net.delete_as_member(first)
+        await quiescent(bridge)
+    mails = bridge_mails(mail)
+    assert len(mails) == 3, [str(m["Subject"]) for m in mails]
+    post, edited, deleted = mails
+    for m in (edited, deleted):
+        assert msgid(m["In-Reply-To"]) == msgid(post["Message-ID"])
+    assert "It now reads:" in edited.get_body(("plain",)).get_content()
+    assert "70% for a start" in edited.get_body(("plain",)).get_content()
+    assert "deleted this message" in deleted.get_body(("plain",)).get_content()
+    await net.stop()
+
+
 async def test_reply_chain_of_five_across_networks_is_one_thread(mail: EmailSandbox,
                                                                  tmp_path: Path) -> None:
     net = lobby(tmp_path)
