@@ -543,6 +543,8 @@ class MastodonAdapter:
                 self._mark_seen(ch, new.native_id)
                 await self._remember(ch, [new], [payload])
                 return
+            if isinstance(ev, Deleted) and self._rechecker().found_gone(ch.key, ev.native_id):
+                return  # a re-check already followed this delete
             if not await ctx.is_own(ch.key, ev.native_id):
                 await ctx.emit(ev)
                 if isinstance(ev, Edited) and isinstance(payload, Mapping):
@@ -630,10 +632,16 @@ class MastodonAdapter:
         if not events:
             return 0
         async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
+            # The stream may have followed some of them meanwhile (a re-check waiting
+            # for its turn runs beside the stream): only those still remembered go.
+            still = await rc.known(ch.key)
+            events = [e for e in events if e.native_id in still]
             for ev in events:
                 await self._ctx.emit(ev)
-        await rc.forget(ch.key, [e.native_id for e in events
-                                            if isinstance(e, Deleted)])
+        if not events:
+            return 0
+        await rc.forget(ch.key, [e.native_id for e in events if isinstance(e, Deleted)],
+                        found_gone=True)
         await rc.remember(ch.key, [
             (e.native_id, recheck.stamp(_get_edited(found[e.native_id])))
             for e in events if isinstance(e, Edited)])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +68,9 @@ class Recheck:
         self._state = state
         self._clock = clock
         self._next: dict[ChannelKey, float] = {}
+        self._gone: OrderedDict[tuple[ChannelKey, str], None] = OrderedDict()
+        """Deletes a re-check emitted: the stream may still bring the same delete (it
+        was queued there while the re-check ran), which must not be followed twice."""
 
     @staticmethod
     def _key(channel: ChannelKey, sid: str) -> str:
@@ -81,9 +85,21 @@ class Recheck:
             (self._key(channel, sid), json.dumps({"t": now, "e": edited}))
             for sid, edited in items])
 
-    async def forget(self, channel: ChannelKey, sids: list[str]) -> None:
+    async def forget(self, channel: ChannelKey, sids: list[str], *, found_gone: bool = False
+                     ) -> None:
+        """Stop following *sids* (deleted); *found_gone*: by a re-check, so a delete of
+        theirs still on its way through the stream is not followed again."""
+        if found_gone:
+            for sid in sids:
+                self._gone[(channel, sid)] = None
+            while len(self._gone) > 2000:
+                self._gone.popitem(last=False)
         if sids:
             await self._state.delete(NAMESPACE, [self._key(channel, s) for s in sids])
+
+    def found_gone(self, channel: ChannelKey, sid: str) -> bool:
+        """Whether a re-check already followed the delete of *sid*."""
+        return (channel, sid) in self._gone
 
     async def known(self, channel: ChannelKey) -> dict[str, str]:
         """Status id → remembered ``edited_at`` of *channel*'s posts still within

@@ -42,7 +42,7 @@ from bridge.contract.model import (
 )
 from bridge.contract.richtext import RichText
 from bridge.contract.services import Services
-from bridge.contract.testing import FakeContext
+from bridge.contract.testing import FakeContext, MemoryAccountState
 from bridge.contract.textconv import to_plain
 
 CH = ChannelKey("kmers/masto")
@@ -73,15 +73,19 @@ def make_adapter(emu: MastodonEmulator, *, token: str = "bridge-token",
 
 @contextlib.asynccontextmanager
 async def running(emu: MastodonEmulator, ctx_cursors: dict[str, str] | None = None,
-                  **acc: Any) -> AsyncIterator[Env]:
+                  state: MemoryAccountState | None = None, **acc: Any) -> AsyncIterator[Env]:
+    """The adapter live, with the cursors (updated in place at the end) and the account
+    state a previous run left."""
     adapter, spec = make_adapter(emu, **acc)
     async with aiohttp.ClientSession() as http:
         ctx = FakeContext([spec], http=http)
         ctx.cursors.update(ctx_cursors or {})
+        if state is not None:
+            ctx.state = state
         task = asyncio.create_task(adapter.run(ctx))
         try:
             # Streaming and cursor set: the adapter is live.
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(30):
                 while not emu.state.subscribers or f"min_id:{CH}" not in ctx.cursors:
                     if task.done():
                         task.result()
@@ -91,6 +95,8 @@ async def running(emu: MastodonEmulator, ctx_cursors: dict[str, str] | None = No
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if ctx_cursors is not None:
+                ctx_cursors.update(ctx.cursors)
 
 
 @pytest.fixture

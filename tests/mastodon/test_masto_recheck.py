@@ -4,49 +4,22 @@ the relayed posts of the last 48 h are asked again when the stream (re)connects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from test_masto_adapter import CH, make_adapter
+from test_masto_adapter import CH, running
 
 from adapters.mastodon import recheck
-from adapters.mastodon.adapter import MastodonAdapter
 from adapters.mastodon.emulator.server import MastodonEmulator
 from bridge.contract.model import Deleted, Edited
-from bridge.contract.testing import FakeContext, MemoryAccountState
+from bridge.contract.testing import MemoryAccountState
 from bridge.contract.textconv import to_plain
-
-
-@contextlib.asynccontextmanager
-async def running(emu: MastodonEmulator, cursors: dict[str, str],
-                  state: MemoryAccountState) -> AsyncIterator[tuple[MastodonAdapter,
-                                                                    FakeContext]]:
-    """The adapter with the cursors and account state a previous run left."""
-    adapter, spec = make_adapter(emu)
-    async with aiohttp.ClientSession() as http:
-        ctx = FakeContext([spec], http=http)
-        ctx.cursors.update(cursors)
-        ctx.state = state
-        task = asyncio.create_task(adapter.run(ctx))
-        try:
-            async with asyncio.timeout(30):
-                while not emu.state.subscribers or f"min_id:{CH}" not in ctx.cursors:
-                    if task.done():
-                        task.result()
-                    await asyncio.sleep(0.02)
-            yield adapter, ctx
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            cursors.update(ctx.cursors)
 
 
 async def read_three(emu: MastodonEmulator, cursors: dict[str, str],
                      state: MemoryAccountState) -> list[str]:
-    async with running(emu, cursors, state) as (_, ctx):
+    async with running(emu, cursors, state) as env:
+        ctx = env.ctx
         ids = [emu.post("alice", f"post {i} #kmers").id for i in range(3)]
         await ctx.wait_for(3, 30)
         assert [e.native_id for e in ctx.events] == ids
@@ -66,7 +39,8 @@ async def test_edits_and_deletes_made_while_stopped_follow_at_the_next_start(
     a, b, _ = await read_three(emulator, cursors, state)
     emulator.edit(a, "post 0, edited while away #kmers")
     emulator.delete(b)
-    async with running(emulator, cursors, state) as (_, ctx):
+    async with running(emulator, cursors, state) as env:
+        ctx = env.ctx
         events = await ctx.wait_for(2, 30)
         await asyncio.sleep(0.3)
         assert len(ctx.events) == 2, ctx.events
@@ -86,7 +60,8 @@ async def test_a_dropped_stream_rechecks_and_nothing_is_followed_twice(
     async with running(emulator, cursors, state):
         pass
     a, b, _ = await read_three(emulator, cursors, state)
-    async with running(emulator, cursors, state) as (adapter, ctx):
+    async with running(emulator, cursors, state) as env:
+        adapter, ctx = env.adapter, env.ctx
         emulator.delete(b)  # seen live
         await ctx.wait_for(1, 30)
         assert isinstance(ctx.events[0], Deleted) and ctx.events[0].native_id == b
