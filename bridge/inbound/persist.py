@@ -198,10 +198,12 @@ def targets_of(post: Post, community: CommunityConfig, blend: Blend | None,
 def store_post(tx: Tx, post: Post, fingerprint: str, community: CommunityConfig,
                result: IngestResult, *, exclude: str | None = None,
                only: str | None = None, hold: float = 0.0, blend: Blend | None = None,
-               skip_platform: str = "") -> None:
-    """Store *post* and queue its creates; *hold*: held until then (wall clock)."""
+               skip_platform: str = "", mapped_on: str | None = None) -> None:
+    """Store *post* and queue its creates; *hold*: held until then (wall clock);
+    *mapped_on*: the channel its origin id is mapped on, when not its origin
+    channel (the bridge's post in the host's name is on no channel yet)."""
     tx.insert_post(post, fingerprint)
-    tx.add_native(post.origin_channel, post.origin_native_id, post.id, "origin",
+    tx.add_native(mapped_on or post.origin_channel, post.origin_native_id, post.id, "origin",
                   permalink=post.permalink)
     targets = [t for t in targets_of(post, community, blend, exclude,
                                      skip_platform=skip_platform)

@@ -145,6 +145,30 @@ class Relay:
         return await self.store.run(unit)
 
 
+    async def post_question(self, community: str, marker: str,
+                            post: Post) -> IngestResult | None:
+        """Post a scheduled question (*post*, in the host's name) on every writable
+        channel of *community*, unless *marker* says it was posted already: the
+        record and the post are one transaction, so neither a restart nor another
+        process on the same database posts it twice.  None: posted before."""
+        comm = next(c for c in self.config.communities if c.name == community)
+
+        def unit(tx: Tx) -> IngestResult | None:
+            if not tx.state_add(QUESTIONS_ACCOUNT, "posted", marker, post.id):
+                return None
+            result = IngestResult()
+            store_post(tx, post, "", comm, result, blend=self.blend,
+                       mapped_on=f"{community}/questions")
+            return result
+
+        return await self.store.run(unit)
+
+
+QUESTIONS_ACCOUNT = "hashbridge.questions"
+"""Scheduled questions already posted: ``(namespace "posted", marker → post id)``
+in the adapter-state table."""
+
+
 def _steps_of(ev: InboundEvent) -> tuple[Step[Any], ...]:
     """The steps of an event of a subclass of one of the kinds."""
     return next(steps for kind, steps in PIPELINES.items() if isinstance(ev, kind))
