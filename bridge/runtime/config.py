@@ -255,8 +255,10 @@ class Config:
 
     def channel_specs(self, account: str) -> tuple[ChannelSpec, ...]:
         """The channels account *account* serves, as its adapter is given them."""
+        also = {c.name: tuple(c.settings.also_read) for c in self.communities}
         return tuple(ChannelSpec(key=ch.key, community=ch.community, hashtag=ch.hashtag,
-                                 direction=ch.common.direction, options=ch.options)
+                                 direction=ch.common.direction, options=ch.options,
+                                 also_read=also.get(ch.community, ()))
                      for ch in self.all_channels() if ch.account == account)
 
     def data_path(self, *parts: str) -> str:
