@@ -28,6 +28,8 @@ from bridge.runtime.config import ChannelConfig, CommunityConfig, Config
 from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrences
 
 DAY = 86400.0
+BLOCK_DAYS = 16
+"""Days of windows worked out together (see :meth:`Blend._day`)."""
 _BY_HASHTAG = ("hashtag", "query")
 """Channel locators that select posts by hashtag or search on a shared
 timeline: their place is the bridge's account."""
@@ -64,7 +66,7 @@ def place_of(channel: ChannelConfig, locator_kind: str) -> Place:
 class Blend:
     """Partners and targets for one config (build once, ask per post)."""
 
-    def __init__(self, config: Config, *, cache_days: int = 64) -> None:
+    def __init__(self, config: Config, *, cache_days: int = 128) -> None:
         self._communities = {c.name: c for c in config.communities}
         self._events: dict[str, list[tuple[ChatEventConfig, str, str]]] = {}
         for comm in config.communities:
@@ -108,14 +110,19 @@ class Blend:
     def _day(self, day: int) -> tuple[Window, ...]:
         got = self._days.get(day)
         if got is None:
+            # A miss computes a whole block of days at once: the rule is parsed
+            # and walked once per block, not once per day.
+            first = day - day % BLOCK_DAYS
             seen: dict[tuple[float, str, str], Window] = {}
             for community in self._events:
-                for w in self.windows(community, day * DAY, (day + 1) * DAY):
+                for w in self.windows(community, first * DAY, (first + BLOCK_DAYS) * DAY):
                     seen[(w.start, w.host, w.guest)] = w
-            got = tuple(seen.values())
-            if len(self._days) >= self._cache_days:
+            while len(self._days) + BLOCK_DAYS > self._cache_days:
                 self._days.pop(next(iter(self._days)))
-            self._days[day] = got
+            for d in range(first, first + BLOCK_DAYS):
+                self._days[d] = tuple(w for w in seen.values()
+                                      if w.start < (d + 1) * DAY and w.end > d * DAY)
+            got = self._days[day]
         return got
 
     def partners(self, community: str, when: float) -> frozenset[str]:
