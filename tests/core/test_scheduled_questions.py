@@ -123,3 +123,45 @@ async def test_two_loops_on_one_store_post_it_once(env: Env) -> None:
                          post_due(env.bridge, START + 10 * 60 + 3, done=set()))
     await quiescent(env.bridge, timeout=30, settle=0.15)
     assert len(env.sent("FA")) == len(env.sent("FB")) == 1
+
+
+async def test_two_processes_on_one_postgresql_post_it_once(pg: Any, tmp_path: Path) -> None:
+    """Two bridges on one PostgreSQL database (two processes' worth, in one event
+    loop), both due at once: one question, one copy per network."""
+    from adapters.sandbox import SandboxPlatform
+    from bridge.daemon.harness import build_config, eventually, sandbox_channels
+
+    url = pg.create_database("questions_twice")
+    event = {"id": "weekly", "title": "#kmers chat", "timezone": "UTC",
+             "rrule": "FREQ=DAILY;COUNT=1", "dtstart": datetime(2026, 1, 1, 18),
+             "duration_minutes": 60, "announce": False, "hosts": ["sandbox:hostess"],
+             "questions": [{"offset": "10m", "text": "Q1: what do you count?"}]}
+    cfg = build_config(tmp_path, sandbox_channels(tmp_path),
+                       bridge_options={"database": url, "failover_seconds": 3},
+                       community_options={"events": [event]})
+    nets = {n: SandboxPlatform(str(tmp_path / "networks"), n) for n in ("lobby", "garden")}
+    for n in nets.values():
+        await n.start()
+
+    async def copies() -> dict[str, int]:
+        return {name: sum(1 for m in await net.messages() if "Q1: what do you count?" in m.text)
+                for name, net in nets.items()}
+
+    try:
+        async with running(cfg) as a, running(cfg) as b:
+            await asyncio.gather(post_due(a, START + 10 * 60 + 1, done=set()),
+                                 post_due(b, START + 10 * 60 + 1, done=set()))
+            await eventually(lambda: _all_one(copies), timeout=60, what="one copy each")
+            await quiescent(a, timeout=60)
+            await quiescent(b, timeout=60)
+            posts = await a.store.run(lambda tx: tx.recent_posts("kmers"))
+        assert len(posts) == 1
+        assert await copies() == {"lobby": 1, "garden": 1}
+    finally:
+        for n in nets.values():
+            await n.stop()
+
+
+async def _all_one(copies: Any) -> bool:
+    got = await copies()
+    return bool(got) and all(v >= 1 for v in got.values())
