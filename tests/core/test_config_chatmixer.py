@@ -169,3 +169,22 @@ def test_check_refuses_a_bad_guest(tmp_path: Path) -> None:
                          env={**os.environ, "PYTHONPATH": os.getcwd()}, check=False)
     assert out.returncode == 78
     assert "communities[0].events[0].guest: no community named 'nobody'" in out.stderr
+
+
+def test_check_says_to_put_also_read_in_the_x_query(tmp_path: Path) -> None:
+    text = cfg_text(kmers='also_read = ["pkm"]').replace(
+        '[accounts.b]\nplatform = "sandbox"\ndir = "nets"',
+        '[accounts.b]\nplatform = "twitter"\nconsumer_key = "${X_CK}"\n'
+        'consumer_secret = "${X_CS}"\naccess_token = "${X_AT}"\n'
+        'access_token_secret = "${X_ATS}"').replace(
+        'account = "b"\nnetwork = "garden"', 'account = "b"\nquery = "#kmers -is:retweet"')
+    path = write(tmp_path, text.replace('account = "b"\nnetwork = "porch"',
+                                        'account = "a"\nnetwork = "porch"'))
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "X_CK": "ck-1", "X_CS": "cs-1",
+           "X_AT": "at-1", "X_ATS": "ats-1"}
+    out = subprocess.run([sys.executable, "-m", "bridge.cli", "check", "-c", path],
+                         capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert ("note: also_read is not read here: each read is billed, so it is not added for "
+            "you; to read #pkm too, put it in this channel's query, e.g. "
+            "query = \"(#kmers OR #pkm) -is:retweet\"") in out.stdout
