@@ -181,21 +181,26 @@ class Site:
 
     async def cards(self, community: str, *, limit: int = 100, before: str | None = None,
                     channels: tuple[str, ...] = ()) -> list[PostCard]:
-        blended = before is None and not channels and self.blend.blended(community)
+        blended = not channels and self.blend.blended(community)
         now = time.time()
 
         def unit(tx: Any) -> list[archive.PostView]:
             views = archive.page(tx, community, limit=limit, before=before, channels=channels)
             if not blended:
                 return views
-            # The partner's posts during blended events since the page's oldest.
+            # The partner's posts during blended events, between the page's oldest
+            # post and its end (now, or the post an older page starts before).
+            anchor = tx.get_post(before) if before else None
+            hi = anchor.created_at.timestamp() if anchor else now + 1
             lo = (views[0].post.created_at.timestamp() if len(views) >= limit
-                  else now - BLEND_LOOKBACK)
-            for w in self.blend.windows(community, lo, now + 1):
+                  else hi - BLEND_LOOKBACK)
+            for w in self.blend.windows(community, lo, hi):
                 partner = w.partner_of(community)
-                if partner is not None:
-                    views += [archive.view(tx, p) for p in archive.between(
-                        tx, partner, max(w.start, lo), min(w.end, now + 1))]
+                if partner is None:
+                    continue
+                views += [archive.view(tx, p) for p in archive.between(
+                    tx, partner, max(w.start, lo), min(w.end, hi))
+                    if anchor is None or (p.created_at, p.id) < (anchor.created_at, anchor.id)]
             views.sort(key=lambda v: (v.post.created_at, v.post.id))
             return views[-limit:]
 
