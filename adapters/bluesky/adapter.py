@@ -154,7 +154,11 @@ class BlueskyAdapter:
         self._reading = [c for c in channels if c.direction in ("both", "in")]
         self._by_tag: dict[str, list[ChannelSpec]] = {}
         for c in self._reading:
-            self._by_tag.setdefault(self._opts(c).hashtag.casefold(), []).append(c)
+            # The community's also_read tags are read by the same firehose filter,
+            # into the same channel.
+            own = self._opts(c).hashtag.casefold()
+            for tag in dict.fromkeys([own, *(t.casefold() for t in c.also_read)]):
+                self._by_tag.setdefault(tag, []).append(c)
         self._authors: OrderedDict[str, None] = OrderedDict()
         self._idents: dict[str, Identity] = {}
         self._hosts: set[str] = {host_entry(account.service)}
@@ -526,7 +530,8 @@ class BlueskyAdapter:
         """The reading channels a new post belongs to: by tag, or (for replies to
         the bridge's posts and commands to it) the channels that take those."""
         tags = record_tags(record)
-        found = [ch for tag, chans in self._by_tag.items() if tag in tags for ch in chans]
+        found = list({ch.key: ch for tag, chans in self._by_tag.items() if tag in tags
+                      for ch in chans}.values())  # a post with two of a channel's tags: once
         if found or not self._addressed(record):
             return found
         addressed = self.addressed_channel()

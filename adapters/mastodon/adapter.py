@@ -229,8 +229,11 @@ class MastodonAdapter:
         try:
             async with asyncio.TaskGroup() as tg:
                 for ch in reading:
-                    tg.create_task(self._follow(ch), name=f"mastodon-stream-{ch.key}")
-                    tg.create_task(self._sweep(ch), name=f"mastodon-sweep-{ch.key}")
+                    for spec in (ch, *self._also(ch)):
+                        tag = self._opts(spec).hashtag
+                        tg.create_task(self._follow(spec),
+                                       name=f"mastodon-stream-{ch.key}-{tag}")
+                        tg.create_task(self._sweep(spec), name=f"mastodon-sweep-{ch.key}-{tag}")
                 if reading:
                     # !join/!leave usually come as a mention without the tag: read
                     # the bridge's mentions too (commands only; the account-wide
@@ -243,8 +246,20 @@ class MastodonAdapter:
                 task.cancel()
             self._recheck_tasks.clear()
 
+    def _also(self, ch: ChannelSpec) -> list[ChannelSpec]:
+        """The channel once more per ``also_read`` hashtag: one more stream (and
+        catch-up) each, read into the same channel."""
+        own = self._opts(ch).hashtag.casefold()
+        tags = dict.fromkeys(t for t in ch.also_read if t.casefold() != own)
+        return [dataclasses.replace(ch, options=self._opts(ch).model_copy(
+            update={"hashtag": t})) for t in tags]
+
     def _cursor_name(self, ch: ChannelSpec) -> str:
-        return f"min_id:{ch.key}"
+        tag = self._opts(ch).hashtag
+        main = self._channels.get(ch.key)
+        if main is None or self._opts(main).hashtag == tag:
+            return f"min_id:{ch.key}"
+        return f"min_id:{ch.key}#{tag.casefold()}"  # an also_read hashtag's own cursor
 
     async def _follow(self, ch: ChannelSpec) -> None:
         """Catch up, then stream until it drops; again, forever."""

@@ -106,6 +106,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_async(go)
 
 
+def _also_read_note(cfg: Any, ch: Any, tags: list[str]) -> str:
+    """What ``also_read`` does on channel *ch*: another hashtag read, nothing to
+    add (the channel reads a whole room, list or network), or, where reads are
+    billed (a search query), the operator's edit to make."""
+    listed = " ".join(f"#{t}" for t in tags)
+    kind = cfg.accounts[ch.account].factory.channel_locator
+    if kind == "hashtag":
+        return f"also reads {listed} (read-only: never copied back to {ch.platform})"
+    if kind == "query":
+        example = " OR ".join([f"#{ch.hashtag}", *(f"#{t}" for t in tags)])
+        return (f"note: also_read is not read here: each read is billed, so it is not "
+                f"added for you; to read {listed} too, put it in this channel's query, "
+                f"e.g. query = \"({example}) -is:retweet\"")
+    return (f"reads the whole {kind}: also_read ({listed}) needs nothing more here")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     cfg, _registry = _load(args)
     print(f"{args.config}: configuration is valid")
@@ -117,6 +133,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 ch.common.direction]
             print(f"  {ch.key}: {verbs} {ch.platform} {ch.locator or ''} via account "
                   f"{ch.account}")
+            if comm.settings.also_read and ch.reads:
+                print(f"    {_also_read_note(cfg, ch, comm.settings.also_read)}")
     if not args.online:
         return 0
     import aiohttp

@@ -338,6 +338,10 @@ class ChannelSpec:
     direction: str
     options: BaseModel
     """The adapter's own validated channel model (see ``AdapterFactory.channel_model``)."""
+    also_read: tuple[str, ...] = ()
+    """The community's ``also_read`` hashtags (without '#'): an adapter that reads
+    by hashtag reads these too, into this channel (read-only: the relay never
+    copies such a post back onto this channel's network)."""
 
 
 class CursorStore(Protocol):

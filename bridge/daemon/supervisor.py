@@ -30,7 +30,7 @@ from bridge.contract.adapter import (
     Health,
     TransientError,
 )
-from bridge.contract.model import ChannelKey, InboundEvent, NativeId, PostId
+from bridge.contract.model import ChannelKey, InboundEvent, NativeId, Post, PostId
 from bridge.contract.richtext import RichText
 from bridge.contract.services import Services
 from bridge.daemon.cluster import Cluster, lease_name
@@ -237,6 +237,16 @@ class Bridge:
         post_id, result = await self.relay.announce(community, text)
         self.publish(result)
         return post_id
+
+    async def post_question(self, community: str, marker: str, post: Post) -> bool:
+        """A scheduled question, posted once (see :meth:`Relay.post_question`);
+        False when it was posted already."""
+        assert self.relay is not None
+        result = await self.relay.post_question(community, marker, post)
+        if result is None:
+            return False
+        self.publish(result)
+        return True
 
     async def run(self) -> None:
         cfg = self.config

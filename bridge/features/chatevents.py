@@ -177,7 +177,20 @@ async def run_announcements(bridge: Any, *, base_url: Callable[[], str] = lambda
 
     A boundary missed by less than *grace* seconds (the bridge was restarting)
     is still announced; older ones are not (a stale "starts now" misleads).
+    The events' scheduled questions are posted alongside
+    (:func:`bridge.features.questions.run_questions`).
     """
+    from bridge.features.questions import run_questions
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(run_questions(bridge, now=now), name="scheduled-questions")
+        await _announce_forever(bridge, base_url=base_url, now=now, grace=grace,
+                                transcript_of=transcript_of)
+
+
+async def _announce_forever(bridge: Any, *, base_url: Callable[[], str],
+                            now: Callable[[], float], grace: float,
+                            transcript_of: TranscriptOf | None) -> None:
     while True:
         t = now()
         try:

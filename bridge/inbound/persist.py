@@ -6,9 +6,11 @@ with the outbox rows the workers will send."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from bridge.contract.model import (
+    ChannelKey,
     Deleted,
     Edited,
     InboundEvent,
@@ -24,6 +26,7 @@ from bridge.contract.richtext import RichText
 from bridge.inbound import held
 from bridge.inbound.pipeline import DONE, Drop, DropReason, Inbound, IngestResult, Outcome
 from bridge.inbound.policy import carries_opt_out_tag, fit_size, text_hash
+from bridge.runtime.blend import Blend
 from bridge.runtime.config import CommunityConfig
 from bridge.store import Tx
 
@@ -46,6 +49,30 @@ def echo(ib: Inbound[Posted]) -> Drop | None:
     if known is None:
         return None
     return Drop(DropReason.ECHO if known[1] != "origin" else DropReason.ALREADY_INGESTED)
+
+
+def same_place(ib: Inbound[Posted]) -> Drop | None:
+    """A post read on a channel that shares its place with another community's
+    channel (the same bot account on a hashtag network, the same room): the
+    bridge's own copy made for the other community, read back here, is an echo;
+    during a blended event, a post tagged with both hashtags and already read
+    there is the same post, not a second one."""
+    blend = ib.services.blend
+    others = blend.same_place(ib.channel.key)
+    if not others:
+        return None
+    partners: frozenset[str] | None = None
+    for other in others:
+        known = ib.tx.native_lookup(other.key, ib.ev.native_id)
+        if known is None:
+            continue
+        if known[1] != "origin":
+            return Drop(DropReason.ECHO)
+        if partners is None:
+            partners = blend.partners(ib.community.name, ib.ev.created_at.timestamp())
+        if other.community in partners:
+            return Drop(DropReason.SAME_POST)
+    return None
 
 
 def direction(ib: Inbound[Posted]) -> Drop | None:
@@ -96,8 +123,9 @@ def persist_post(ib: Inbound[Posted]) -> Outcome:
         # answers the parent's copy (rather than holding up its channel while
         # it waits for one).
         hold = parent_until
+    skip = channel.platform if _read_through_also(ib) else ""
     store_post(tx, post, ib.fingerprint, ib.community, ib.result, exclude=channel.key,
-               hold=hold)
+               hold=hold, blend=ib.services.blend, skip_platform=skip)
     if ib.hold_until:
         _held(ib, post)
     elif hold:
@@ -142,15 +170,44 @@ def answer(ib: Inbound[Posted], reply_to: PostId, text: str) -> None:
     ib.result.wake.add(channel.key)
 
 
+_HASHTAG = re.compile(r"(?<![\w#&])#(\w+)")
+
+
+def _read_through_also(ib: Inbound[Posted]) -> bool:
+    """Whether the post was read through one of the community's ``also_read``
+    hashtags (on a channel that selects by hashtag, it lacks the community's own):
+    it is not copied back onto its network."""
+    settings = ib.community.settings
+    if not settings.also_read or not ib.services.blend.by_hashtag(ib.channel.key):
+        return False
+    own = settings.hashtag.casefold()
+    return all(t.casefold() != own for t in _HASHTAG.findall(ib.plain))
+
+
+def targets_of(post: Post, community: CommunityConfig, blend: Blend | None,
+               origin: str | None, *, skip_platform: str = "") -> list[ChannelKey]:
+    """The channels *post*'s copies go to: the community's writable channels but
+    *origin*, and during a blended event its partner's, one per place (by the
+    post's own time, so its edits and deletes reach every copy after the event)."""
+    if blend is None or (not blend.blended(community.name) and not skip_platform):
+        return [t.key for t in community.channels if t.writes and t.key != origin]
+    return list(blend.targets(community, origin, post.created_at.timestamp(),
+                              skip_platform=skip_platform))
+
+
 def store_post(tx: Tx, post: Post, fingerprint: str, community: CommunityConfig,
                result: IngestResult, *, exclude: str | None = None,
-               only: str | None = None, hold: float = 0.0) -> None:
-    """Store *post* and queue its creates; *hold*: held until then (wall clock)."""
+               only: str | None = None, hold: float = 0.0, blend: Blend | None = None,
+               skip_platform: str = "", mapped_on: str | None = None) -> None:
+    """Store *post* and queue its creates; *hold*: held until then (wall clock);
+    *mapped_on*: the channel its origin id is mapped on, when not its origin
+    channel (the bridge's post in the host's name is on no channel yet)."""
     tx.insert_post(post, fingerprint)
-    tx.add_native(post.origin_channel, post.origin_native_id, post.id, "origin",
+    tx.add_native(mapped_on or post.origin_channel, post.origin_native_id, post.id, "origin",
                   permalink=post.permalink)
-    targets = [t.key for t in community.channels
-               if t.writes and t.key != exclude and not (only and t.key != only)]
+    targets = [t for t in targets_of(post, community, blend, exclude,
+                                     skip_platform=skip_platform)
+               if not (only and t != only)]
     ids = tx.enqueue_many(post.id, targets, Op.CREATE, source=source(post),
                           at=post.created_at.timestamp())
     if hold:
@@ -205,7 +262,7 @@ def persist_edit(ib: Inbound[Edited]) -> Outcome:
     post_id = post.id
     tx.update_post(post_id, ib.text, text_hash(ib.plain, settings.hashtag), ev.content_warning,
                    ev.attachments, ev.edited_at.timestamp())
-    targets = [t.key for t in ib.community.channels if t.writes and t.key != channel.key]
+    targets = targets_of(post, ib.community, ib.services.blend, channel.key)
     # Edits count against the author's rate.  Over it, the edit is held (its
     # deliveries wait, without holding up anyone else's) until the author is
     # back under the rate; the text is already stored, so whatever edit goes
@@ -272,7 +329,9 @@ def delete_post(ib: Inbound[Edited] | Inbound[Deleted], post_id: PostId) -> Outc
     tx.mark_post_deleted(post_id)
     if tx.held_until(post_id) is not None:
         held.withdraw(tx, post_id)  # never sent: nothing to delete where it was held
-    targets = [t.key for t in ib.community.channels if t.writes and t.key != ib.channel.key]
+    targets = (targets_of(post, ib.community, ib.services.blend, ib.channel.key)
+               if post else [t.key for t in ib.community.channels
+                             if t.writes and t.key != ib.channel.key])
     tx.enqueue_many(post_id, targets, Op.DELETE, source=source(post) if post else "",
                     at=post.created_at.timestamp() if post else 0.0)
     ib.result.wake.update(targets)

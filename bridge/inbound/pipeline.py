@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from bridge.contract.model import ChannelKey, InboundEvent, Post, PostId
 from bridge.contract.richtext import RichText
 from bridge.inbound.rate import AuthorRate
+from bridge.runtime.blend import Blend
 from bridge.runtime.config import ChannelConfig, CommunityConfig
 from bridge.store import Tx
 
@@ -46,6 +47,7 @@ class DropReason(enum.StrEnum):
     UNKNOWN_CHANNEL = "unknown channel"
     # posted: the id map
     ECHO = "echo"
+    SAME_POST = "read already through a blended community's channel at the same place"
     ALREADY_INGESTED = "already ingested"
     WRITE_ONLY = "channel is write-only"
     # posted: member commands
@@ -229,6 +231,8 @@ class Services:
     routes: Mapping[str, tuple[ChannelConfig, CommunityConfig]]
     rate: AuthorRate
     platforms: frozenset[str]
+    blend: Blend
+    """Blended events' partners and each post's targets, one per place."""
 
 
 def run(steps: Sequence[Step[E]], ib: Inbound[E]) -> Outcome:

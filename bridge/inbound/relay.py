@@ -37,6 +37,7 @@ from bridge.inbound.persist import store_post
 from bridge.inbound.pipeline import Inbound, IngestResult, Services, Step
 from bridge.inbound.rate import AuthorRate
 from bridge.inbound.steps import PIPELINES
+from bridge.runtime.blend import Blend
 from bridge.runtime.config import ChannelConfig, CommunityConfig, Config
 from bridge.store import Store, Tx
 from bridge.store.space import failure_kind
@@ -65,8 +66,9 @@ class Relay:
         """Whether the posts held before a restart have been put back in the rate."""
         self._channels: dict[str, tuple[ChannelConfig, CommunityConfig]] = {
             ch.key: (ch, comm) for comm in config.communities for ch in comm.channels}
+        self.blend = Blend(config)
         self._services = Services(routes=self._channels, rate=self.rate, platforms=frozenset(
-            a.platform for a in config.accounts.values()))
+            a.platform for a in config.accounts.values()), blend=self.blend)
 
     async def ingest(self, account: str, events: Sequence[InboundEvent],
                      cursor: tuple[str, str] | None = None) -> IngestResult:
@@ -137,10 +139,34 @@ class Relay:
                           author=Author(platform="hashbridge", handle="hashbridge",
                                         display_name="hashbridge"),
                           text=text, is_notice=True)
-            store_post(tx, notice, "", comm, result)
+            store_post(tx, notice, "", comm, result, blend=self.blend)
             return notice.id, result
 
         return await self.store.run(unit)
+
+
+    async def post_question(self, community: str, marker: str,
+                            post: Post) -> IngestResult | None:
+        """Post a scheduled question (*post*, in the host's name) on every writable
+        channel of *community*, unless *marker* says it was posted already: the
+        record and the post are one transaction, so neither a restart nor another
+        process on the same database posts it twice.  None: posted before."""
+        comm = next(c for c in self.config.communities if c.name == community)
+
+        def unit(tx: Tx) -> IngestResult | None:
+            if not tx.state_add(QUESTIONS_ACCOUNT, "posted", marker, post.id):
+                return None
+            result = IngestResult()
+            store_post(tx, post, "", comm, result, blend=self.blend,
+                       mapped_on=f"{community}/questions")
+            return result
+
+        return await self.store.run(unit)
+
+
+QUESTIONS_ACCOUNT = "hashbridge.questions"
+"""Scheduled questions already posted: ``(namespace "posted", marker → post id)``
+in the adapter-state table."""
 
 
 def _steps_of(ev: InboundEvent) -> tuple[Step[Any], ...]:

@@ -31,6 +31,11 @@ POSTED: tuple[Step[Posted], ...] = (
     Step(name="echo", run=persist.echo, reasons=(R.ECHO, R.ALREADY_INGESTED),
          description="A message the id map knows already: our own copy read back (echo) or "
                      "an original read again (a re-read page, stream and catch-up both)."),
+    Step(name="same-place", run=persist.same_place, reasons=(R.ECHO, R.SAME_POST),
+         description="Read where another community's channel reads too (the same bot "
+                     "account on a hashtag network, the same room): the bridge's copy made "
+                     "for that community is an echo; during a blended event a post tagged "
+                     "with both hashtags, read there already, stays one post."),
     Step(name="direction", run=persist.direction, reasons=(R.WRITE_ONLY,),
          description='The channel is write-only (direction = "out"): nothing read there is '
                      "relayed."),

@@ -154,6 +154,23 @@ class CommunityCommon(BaseModel):
     channels: list[dict[str, Any]]
     events: list[ChatEventConfig] = []
     """Recurring chat events (see :mod:`bridge.features.chatevents`)."""
+    also_read: list[str] = []
+    """Related hashtags read as well, read-only (Mastodon: one more hashtag stream
+    each; Bluesky: the firehose filtered on them too).  Their posts are relayed to
+    the community's other networks, never back to the one they were read from."""
+
+    @field_validator("also_read", mode="before")
+    @classmethod
+    def _tags(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        out = []
+        for i, t in enumerate(v):
+            if not isinstance(t, str) or not re.fullmatch(r"#?[^\s#]+", t.strip()):
+                raise ValueError(f"also_read[{i}] = {t!r} is not a hashtag; write "
+                                 "also_read = [\"pkmchat\"]")
+            out.append(t.strip().removeprefix("#"))
+        return out
 
     @field_validator("hashtag", mode="before")
     @classmethod
@@ -239,8 +256,10 @@ class Config:
 
     def channel_specs(self, account: str) -> tuple[ChannelSpec, ...]:
         """The channels account *account* serves, as its adapter is given them."""
+        also = {c.name: tuple(c.settings.also_read) for c in self.communities}
         return tuple(ChannelSpec(key=ch.key, community=ch.community, hashtag=ch.hashtag,
-                                 direction=ch.common.direction, options=ch.options)
+                                 direction=ch.common.direction, options=ch.options,
+                                 also_read=also.get(ch.community, ()))
                      for ch in self.all_channels() if ch.account == account)
 
     def data_path(self, *parts: str) -> str:
@@ -527,6 +546,8 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
             found.append(f"{p}.channels: no channel writes (direction 'both' or 'out')")
         communities.append(CommunityConfig(cs, tuple(chans)))
 
+    _blend_checks(communities, [str(c.get("name")) for c in raw_comms if isinstance(c, dict)],
+                  found)
     if (bridge is not None and bridge.web is not None and bridge.web.admin_token
             and "bridge.web.admin_token" not in missing):
         secrets.add(bridge.web.admin_token)
@@ -546,6 +567,29 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
         raise ConfigError([hide.scrub(e) for e in errors] or ["bridge: invalid"])
     return Config(bridge, accounts, tuple(communities), frozenset(s for s in secrets if s),
                   path)
+
+
+def _blend_checks(communities: list[CommunityConfig], names: list[str],
+                  errors: list[str]) -> None:
+    """Events' ``guest`` names another community of this file (*names*: every
+    community declared); ``also_read`` is not the community's own hashtag."""
+    for comm in communities:
+        p = f"communities[{names.index(comm.name)}]"
+        for ei, ev in enumerate(comm.settings.events):
+            if ev.guest is None:
+                continue
+            where = f"{p}.events[{ei}].guest"
+            if ev.guest == comm.name:
+                errors.append(f"{where}: {ev.guest!r} is this event's own community; a "
+                              "guest is another [[communities]] entry to blend in")
+            elif ev.guest not in names:
+                errors.append(f"{where}: no community named {ev.guest!r}"
+                              f"{_suggest(ev.guest, names)}; a guest is the name of another "
+                              "[[communities]] entry in this file")
+        for ti, tag in enumerate(comm.settings.also_read):
+            if tag.casefold() == comm.settings.hashtag.casefold():
+                errors.append(f"{p}.also_read[{ti}]: {tag!r} is the community's own "
+                              "hashtag; list related hashtags only")
 
 
 def _follows_from(error: str, missing: set[str]) -> bool:

@@ -18,6 +18,7 @@ happens during an event (transcripts, announcements) is :mod:`bridge.features.ch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,55 @@ START_MESSAGE = ("{title} starts now and runs until {end}. Hosted by {hosts}. Qu
                  "as Q1, Q2...; answer with A1, A2... and #{hashtag}. {url}")
 END_MESSAGE = ("{title} is over: {answers} answers from {people} people on {networks} "
                "networks. Thank you! Transcript: {url}")
+
+
+_OFFSET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|min)?\s*$")
+
+
+def parse_offset(text: str) -> float | None:
+    """``"10m"`` → 600.0 seconds (``s``, ``m``/``min``, ``h``; a bare number is
+    minutes); None when *text* is not an offset."""
+    m = _OFFSET.match(text)
+    if not m:
+        return None
+    unit = {"s": 1, "m": 60, "min": 60, "h": 3600, None: 60}[m.group(2)]
+    return float(m.group(1)) * unit
+
+
+_QUESTION_TEXT = re.compile(r"^Q\d{1,3}(?=[\s:.)\-–—,/]|$)")
+
+
+class ScheduledQuestion(StrictModel):
+    """A question the bridge posts for the host (``[[communities.events.questions]]``)."""
+
+    offset: str
+    """After the occurrence's start: ``"10m"``, ``"90s"``, ``"1h"`` (a bare number:
+    minutes)."""
+    text: str = Field(min_length=1, max_length=2000)
+    """Starts with its number, ``Q1: ...``, as the host would write it."""
+
+    @field_validator("offset")
+    @classmethod
+    def _offset(cls, v: str) -> str:
+        if parse_offset(v) is None:
+            raise ValueError(f"{v!r} is not a time after the start; write minutes like "
+                             "\"10m\", or \"90s\", \"1h\"")
+        return v.strip()
+
+    @field_validator("text")
+    @classmethod
+    def _numbered(cls, v: str) -> str:
+        if not _QUESTION_TEXT.match(v.strip()):
+            raise ValueError(f"{v[:40]!r} does not start with its question number; write "
+                             "\"Q1: ...\", \"Q2: ...\" so the live page and the transcript "
+                             "see a question")
+        return v.strip()
+
+    @property
+    def seconds(self) -> float:
+        got = parse_offset(self.offset)
+        assert got is not None
+        return got
 
 
 class ChatEventConfig(StrictModel):
@@ -59,6 +109,12 @@ class ChatEventConfig(StrictModel):
     ``twitter:783214``), or a bare handle matched on any platform; empty: anyone may ask
     numbered questions."""
     announce: bool = True
+    guest: str | None = None
+    """Another community of this config (its name) blended in during the event
+    (#chatmixer): posts of either are shown and relayed in both
+    (:mod:`bridge.runtime.blend`)."""
+    questions: list[ScheduledQuestion] = Field(default_factory=list)
+    """Questions the bridge posts for the first host at their offset."""
     start_message: str = START_MESSAGE
     end_message: str = END_MESSAGE
 
@@ -105,6 +161,13 @@ class ChatEventConfig(StrictModel):
                                  "'hashbridge[web]'") from None
             except (ValueError, TypeError) as e:
                 raise ValueError(f"rrule: {e}") from None
+        if self.questions and not self.hosts:
+            raise ValueError("questions: the bridge posts them as the event's first host, "
+                             "and hosts is empty; name the host in hosts = [\"platform:handle\"]")
+        for qi, q in enumerate(self.questions):
+            if q.seconds >= self.duration_minutes * 60:
+                raise ValueError(f"questions[{qi}].offset: {q.offset!r} is not before the "
+                                 f"event's end (duration_minutes = {self.duration_minutes:g})")
         for field_name in ("start_message", "end_message"):
             try:
                 getattr(self, field_name).format(**_TEMPLATE_PROBE)

@@ -324,6 +324,9 @@ async def hide(request: web.Request) -> web.StreamResponse:
             return None
         comm = site.community(community)
         channels = tuple(ch.key for ch in comm.channels if ch.writes) if comm else ()
+        # A blended event's post has copies in the partner community too.
+        channels += tuple(dict.fromkeys(ch for ch, c in tx.all_copies(post_id)
+                                        if c.role == "copy" and ch not in channels))
         return archive.hide_everywhere(tx, post_id, channels)
 
     woken = await site.bridge.store.run(unit)

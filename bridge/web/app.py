@@ -212,7 +212,7 @@ async def _stream(request: web.Request, site: Site, community: str,
                 await send(f"id: {log_.last_id}\nevent: reset\ndata: {{}}\n\n".encode())
             for e in log_.after(seq):
                 seq = e.seq
-                if e.community != community:
+                if not e.shown_in(community):
                     continue
                 if network and e.network and e.network != network:
                     continue

@@ -29,7 +29,9 @@ KEEP = 5000
 SUBSCRIBE_MAX = 100_000
 DROP_CHECK = 5.0
 
-Rendered = tuple[str, str, dict[str, object]]
+Rendered = tuple[str | tuple[str, ...], str, dict[str, object]]
+"""(community, network, data); the community may be several, the post's own first
+and then the communities it is also shown in (a blended event's partner)."""
 
 
 @dataclass(slots=True)
@@ -42,6 +44,11 @@ class Entry:
     payload: str | None
     """JSON sent to clients; None once the post is deleted or hidden (its content
     must not be served again, even to a client resuming from before)."""
+    also: tuple[str, ...] = ()
+    """Other communities whose live page shows it (a blended event's partner)."""
+
+    def shown_in(self, community: str) -> bool:
+        return community == self.community or community in self.also
 
 
 class ChangeLog:
@@ -56,7 +63,7 @@ class ChangeLog:
         return f"{self.boot}:{self.seq}"
 
     async def append(self, community: str, kind: str, post_id: str, network: str,
-                     data: dict[str, object]) -> None:
+                     data: dict[str, object], also: tuple[str, ...] = ()) -> None:
         async with self._cond:
             self.seq += 1
             if kind in ("deleted", "hidden"):
@@ -65,7 +72,7 @@ class ChangeLog:
                         e.payload = None
             data = {**data, "kind": kind, "id": post_id, "network": network}
             self.entries.append(Entry(self.seq, community, kind, post_id, network,
-                                      json.dumps(data)))
+                                      json.dumps(data), also))
             self._cond.notify_all()
 
     async def restart(self) -> None:
@@ -136,6 +143,7 @@ async def pump(bridge: Any, changelog: ChangeLog,
                 continue
             if out is not None:
                 community, network, data = out
-                await changelog.append(community, kind, post_id, network, data)
+                shown = (community,) if isinstance(community, str) else community
+                await changelog.append(shown[0], kind, post_id, network, data, shown[1:])
     finally:
         bridge.unsubscribe(q)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,13 +15,18 @@ from aiohttp import web
 
 from bridge.contract.model import Post, PostId
 from bridge.features.chatevents import Transcript, build_transcript
+from bridge.runtime.blend import Blend
 from bridge.runtime.config import CommunityConfig, Config, WebSettings
 from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrence_at, occurrences
 from bridge.store import archive
 from bridge.web.about import JoinPage, join_page
-from bridge.web.live import ChangeLog
+from bridge.web.live import ChangeLog, Rendered
 from bridge.web.present import PostCard, card
 from bridge.web.roles import Roles
+
+BLEND_LOOKBACK = 7 * 86400.0
+"""How far back the live page looks for a blended partner's posts when its own
+posts do not fill a page."""
 
 
 def network_name(config: Config, channel: str) -> str:
@@ -101,6 +107,8 @@ class Site:
         self.config: Config = bridge.config
         self.env = templates()
         self.changelog = ChangeLog()
+        self.blend = Blend(self.config)
+        """Blended events: the partner's posts shown on the live page and transcript."""
         self.public_url = ""
         """Base URL for absolute links (feeds, announcements); set by serve_web."""
         self.limits: WebSettings = self.config.bridge.web or WebSettings()
@@ -191,32 +199,68 @@ class Site:
 
     async def cards(self, community: str, *, limit: int = 100, before: str | None = None,
                     channels: tuple[str, ...] = ()) -> list[PostCard]:
-        views = await self.bridge.store.run(
-            lambda tx: archive.page(tx, community, limit=limit, before=before,
-                                    channels=channels))
+        blended = not channels and self.blend.blended(community)
+        now = time.time()
+
+        def unit(tx: Any) -> list[archive.PostView]:
+            views = archive.page(tx, community, limit=limit, before=before, channels=channels)
+            if not blended:
+                return views
+            # The partner's posts during blended events, between the page's oldest
+            # post and its end (now, or the post an older page starts before).
+            anchor = tx.get_post(before) if before else None
+            hi = anchor.created_at.timestamp() if anchor else now + 1
+            lo = (views[0].post.created_at.timestamp() if len(views) >= limit
+                  else hi - BLEND_LOOKBACK)
+            for w in self.blend.windows(community, lo, hi):
+                partner = w.partner_of(community)
+                if partner is None:
+                    continue
+                views += [archive.view(tx, p) for p in archive.between(
+                    tx, partner, max(w.start, lo), min(w.end, hi))
+                    if anchor is None or (p.created_at, p.id) < (anchor.created_at, anchor.id)]
+            views.sort(key=lambda v: (v.post.created_at, v.post.id))
+            return views[-limit:]
+
+        views = await self.bridge.store.run(unit)
         return [self.card_of(v) for v in views]
 
-    async def live_payload(self, kind: str, post_id: PostId
-                           ) -> tuple[str, str, dict[str, object]] | None:
-        """What the live pump sends for one change: (community, network, data)."""
-        def unit(tx: Any) -> tuple[str | None, archive.PostView | None]:
-            return archive.post_community(tx, post_id), archive.view_of(tx, post_id)
+    async def live_payload(self, kind: str, post_id: PostId) -> Rendered | None:
+        """What the live pump sends for one change: (community, network, data);
+        a post of a blended event names its partner too (shown on both pages)."""
+        def unit(tx: Any) -> tuple[str | None, archive.PostView | None, Post | None]:
+            return (archive.post_community(tx, post_id), archive.view_of(tx, post_id),
+                    tx.get_post(post_id))
 
-        community, v = await self.bridge.store.run(unit)
+        community, v, post = await self.bridge.store.run(unit)
         if community is None:
             return None
+        shown: str | tuple[str, ...] = community
+        if post is not None and self.blend.blended(community):
+            partners = self.blend.partners(community, post.created_at.timestamp())
+            shown = (community, *sorted(partners))
         if kind in ("deleted", "hidden") or v is None:
             if kind not in ("deleted", "hidden"):
                 return None  # not public (a consent notice): nothing to show
-            return community, "", {}
+            return shown, "", {}
         c = self.card_of(v)
         html = self.render("post.html", p=c)
-        return community, c.network, {"html": html}
+        return shown, c.network, {"html": html}
 
     async def transcript(self, community: str, occ: Occurrence) -> Transcript:
-        posts = await self.bridge.store.run(
-            lambda tx: archive.between(tx, community, occ.start.timestamp(),
-                                       occ.end.timestamp()))
+        """The occurrence's transcript: the community's posts in its window, and
+        the guest's when the event blends one in."""
+        start, end = occ.start.timestamp(), occ.end.timestamp()
+        guest = occ.event.guest if self.blend.blended(community) else None
+
+        def unit(tx: Any) -> list[Post]:
+            posts = archive.between(tx, community, start, end)
+            if guest and guest != community:
+                posts += archive.between(tx, guest, start, end)
+                posts.sort(key=lambda p: (p.created_at, p.id))
+            return posts
+
+        posts = await self.bridge.store.run(unit)
         return build_transcript(occ, posts, self.network_of)
 
     def occurrence(self, comm: CommunityConfig, event_id: str,

@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ from bridge.inbound import steps as declared_steps
 from bridge.inbound.pipeline import DETAILED, Drop, DropReason, Step, check_declared, reason_of
 from bridge.inbound.relay import IngestResult, Relay
 from bridge.inbound.steps import PIPELINES, POSTED, declared, described
+from bridge.runtime.config import parse
 from bridge.runtime.metrics import Metrics
+from bridge.runtime.registry import load_factories
 from bridge.store import Store, Tx
 from bridge.store.sqlite import SqliteStore
 
@@ -90,6 +93,20 @@ class Case:
     before: Sequence[InboundEvent] = ()
     prepare: Callable[[Tx], None] | None = None
     community: dict[str, Any] = field(default_factory=dict)
+    blended: bool = False
+    """In a config where pkmchat shares the lobby network with kmers, blended
+    with it all the time (:func:`blended_relay`)."""
+
+
+SHARED = ChannelKey("pkmchat/sb_lobby")
+
+
+def our_copy_for_pkmchat(tx: Tx) -> None:
+    """Lobby's ``c1`` is our copy of garden's ``g1``, made for kmers (the
+    lobby network is one place: pkmchat reads the same messages)."""
+    known = tx.native_lookup(GARDEN, "g1")
+    assert known is not None
+    tx.add_native(LOBBY, "c1", known[0], "copy")
 
 
 DUP = [p("1", "same words #kmers"), p("g1", "Same  words", channel=GARDEN)]
@@ -102,6 +119,12 @@ CASES = [
     Case("echo of our copy", p("c1", "Alice (Garden): hi"), "echo", R.ECHO,
          before=[p("g1", channel=GARDEN)], prepare=our_copy_on_lobby),
     Case("read again", p("1"), "echo", R.ALREADY_INGESTED, before=[p("1")]),
+    Case("our copy read through another community's channel at its place",
+         p("c1", "Alice (Garden): hi #pkmchat", channel=SHARED), "same-place", R.ECHO,
+         before=[p("g1", channel=GARDEN)], prepare=our_copy_for_pkmchat, blended=True),
+    Case("both hashtags, read at one place by blended communities",
+         p("1", "hi #kmers #pkmchat", channel=SHARED), "same-place", R.SAME_POST,
+         before=[p("1", "hi #kmers #pkmchat")], blended=True),
     Case("write-only channel", p("1", channel=PORCH), "direction", R.WRITE_ONLY),
     Case("unknown command", p("1", "!frob", command="!frob"), "consent-command",
          R.UNKNOWN_COMMAND, "unknown command '!frob'"),
@@ -184,6 +207,25 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         await st.close()
 
 
+def blended_relay(tmp_path: Path, store: Store) -> Relay:
+    """kmers (lobby, garden) and pkmchat (lobby, yard), blended every day all day."""
+    net = str(tmp_path / "networks")
+    accounts = {n: {"platform": "sandbox", "dir": net} for n in ("sb_lobby", "sb_garden",
+                                                                  "sb_yard")}
+    event = {"id": "mixer", "title": "mixer", "rrule": "FREQ=DAILY",
+             "dtstart": datetime(2026, 1, 1), "duration_minutes": 1440, "announce": False,
+             "guest": "pkmchat"}
+    raw = {"bridge": {"data_dir": str(tmp_path / "data")}, "accounts": accounts,
+           "communities": [
+               {"name": "kmers", "hashtag": "kmers", "events": [event],
+                "channels": [{"account": "sb_lobby", "network": "lobby"},
+                             {"account": "sb_garden", "network": "garden"}]},
+               {"name": "pkmchat", "hashtag": "pkmchat",
+                "channels": [{"account": "sb_lobby", "network": "lobby"},
+                             {"account": "sb_yard", "network": "yard"}]}]}
+    return Relay(parse(raw, load_factories(), {}), store)
+
+
 def relay_for(tmp_path: Path, store: Store, **community: Any) -> Relay:
     cfg = build_config(tmp_path, chans(tmp_path),
                        community_options={"author_rate_per_minute": 1000, **community})
@@ -207,7 +249,8 @@ async def ingest(relay: Relay, case: Case) -> IngestResult:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 async def test_each_step_drops_what_it_should_with_its_reason(
         case: Case, tmp_path: Path, store: Store) -> None:
-    relay = relay_for(tmp_path, store, **case.community)
+    relay = (blended_relay(tmp_path, store) if case.blended
+             else relay_for(tmp_path, store, **case.community))
     policy_before = await store.run(lambda tx: tx.policy_refusal_counts())
     result = await ingest(relay, case)
     assert result.steps == Counter({(case.step, case.reason.value): 1})
