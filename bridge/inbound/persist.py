@@ -88,7 +88,7 @@ def persist_post(ib: Inbound[Posted]) -> Outcome:
                 origin_native_id=ev.native_id, permalink=ev.permalink, author=ev.author,
                 text=ib.text, attachments=ev.attachments[:10], reply_to=reply_to,
                 content_warning=ev.content_warning, language=ev.language,
-                created_at=ev.created_at)
+                created_at=ev.created_at, poll=ev.poll, quote=ib.quote)
     hold = ib.hold_until
     parent_until = tx.held_until(reply_to) if reply_to else None
     if parent_until is not None and parent_until > hold:

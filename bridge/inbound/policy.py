@@ -127,16 +127,41 @@ def command_rate(ib: Inbound[Posted]) -> Drop | None:
     return Drop(DropReason.RATE, f"author over {settings.author_rate_per_minute} posts/minute")
 
 
+def quoted_author(ib: Inbound[Posted]) -> None:
+    """The quoted post's author is asked for consent as if they had posted:
+    where the bridge would not relay their own posts (opted out, #nobridge or
+    #nobot, a bot, not joined an opt-in community, blocked), or the quoted words
+    carry an opt-out tag, only the quoted post's address is copied."""
+    q = ib.quote = ib.ev.quote
+    if q is None or q.author is None:
+        return None
+    if not relayable(q.author, ib.community.settings, ib.tx) or carries_opt_out_tag(q.text):
+        ib.quote = q.link_only()
+    return None
+
+
 def empty(ib: Inbound[Posted]) -> Drop | None:
     # Any character but spaces and quote marks in the plain text is some text; else
-    # walk the tree (an empty quote renders as ">" yet says nothing).
+    # walk the tree (an empty quote renders as ">" yet says nothing).  A poll or
+    # a quote with no words of the member's own is something to relay.
     ev = ib.ev
-    if ev.attachments or ib.plain.replace(">", "").strip():
+    if ev.attachments or ev.poll or ev.quote or ib.plain.replace(">", "").strip():
         return None
     return None if any(True for _ in iter_text(ev.text)) else Drop(DropReason.EMPTY)
 
 
 # ------------------------------------------------------------------ helpers
+
+def relayable(a: Author, community: CommunityCommon, tx: Tx) -> bool:
+    """Whether the bridge would relay a post of *a*'s in *community* (the
+    opt-out, bot, consent and moderation steps, for someone else's post)."""
+    if a.opted_out or a.is_bot or blocked(a, community, tx):
+        return False
+    decision = tx.consent(a.platform, a.handle)
+    if decision == "out" or (a.reluctant and decision != "in"):
+        return False
+    return not (community.consent == "opt-in" and decision != "in")
+
 
 def blocked(a: Author, community: CommunityCommon, tx: Tx) -> bool:
     """On the community's ``blocklist`` or blocked by an admin."""

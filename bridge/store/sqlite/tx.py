@@ -22,6 +22,8 @@ from bridge.contract.model import (
     Post,
     PostId,
     delivery_ids,
+    extras_from_json,
+    extras_to_json,
     identity_of,
     new_delivery_id,
 )
@@ -132,12 +134,12 @@ class SqliteTx:
             "INSERT INTO posts(id, community, origin_channel, origin_native_id, permalink,"
             " author_platform, author_handle, author_name, author_url, text_json,"
             " attachments_json, reply_to, content_warning, language, created_at, is_notice,"
-            " text_hash, author_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " text_hash, author_id, extras_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (post.id, post.community, post.origin_channel, post.origin_native_id, post.permalink,
              a.platform, a.handle, a.display_name, a.profile_url, post.text.to_json(),
              _attachments_json(post.attachments), post.reply_to, post.content_warning,
              post.language, _ts(post.created_at), int(post.is_notice), text_hash,
-             a.account_id))
+             a.account_id, extras_to_json(post.poll, post.quote)))
         # Every target's worker reads it right away.  Cached as a read would
         # build it: an author's flags (bot, opted out) are not stored.
         if a.is_bot or a.opted_out or a.reluctant:
@@ -253,6 +255,7 @@ class SqliteTx:
         (X requires removal; everyone deserves it)."""
         self.c.execute(
             "UPDATE posts SET deleted_at=?, text_json='[]', attachments_json='[]',"
+            " extras_json='{}',"
             " content_warning='', text_hash='' WHERE id=? AND deleted_at IS NULL",
             (time.time(), post_id))
         self._posts.pop(post_id, None)
@@ -646,6 +649,7 @@ def _delivery(r: sqlite3.Row) -> DeliveryRow:
 
 
 def post_from_row(r: sqlite3.Row) -> Post:
+    poll, quote = extras_from_json(r["extras_json"])
     return Post(
         id=PostId(r["id"]), community=r["community"],
         origin_channel=ChannelKey(r["origin_channel"]),
@@ -658,4 +662,5 @@ def post_from_row(r: sqlite3.Row) -> Post:
         reply_to=PostId(r["reply_to"]) if r["reply_to"] else None,
         content_warning=r["content_warning"], language=r["language"],
         created_at=datetime.fromtimestamp(r["created_at"], UTC), is_notice=bool(r["is_notice"]),
+        poll=poll, quote=quote,
     )
