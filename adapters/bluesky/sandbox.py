@@ -315,10 +315,12 @@ class BlueskySandbox:
     async def post_as_member(self, author: str, text: str,
                              reply_to: str | None = None, *,
                              images: tuple[tuple[bytes, str], ...] = (),
-                             tag: bool = True, media_type: str = "") -> str:
+                             tag: bool = True, media_type: str = "",
+                             quote: str | dict[str, str] | None = None) -> str:
         """Post as a community member; *images*: ``(PNG/JPEG bytes, alt text)`` of
         *media_type* (else the PDS guesses it from the bytes, as it can for PNG and
-        JPEG)."""
+        JPEG); *quote*: the post it quotes (an ``at://`` URI on this PDS, or a
+        strong ref ``{"uri", "cid"}`` to anywhere), with the images if any."""
         m = await self.member(author)
         text = self._tagged(text) if tag else text
         record: dict[str, Any] = {"$type": POST, "text": text,
@@ -342,6 +344,12 @@ class BlueskySandbox:
                     data, headers={"Content-Type": media_type} if media_type else {})
                 blobs.append({"image": up.blob.model_dump(by_alias=True), "alt": alt})
             record["embed"] = {"$type": "app.bsky.embed.images", "images": blobs}
+        if quote is not None:
+            ref = quote if isinstance(quote, dict) else await self._strong_ref(quote)
+            quoted = {"$type": "app.bsky.embed.record", "record": ref}
+            record["embed"] = quoted if "embed" not in record else {
+                "$type": "app.bsky.embed.recordWithMedia", "record": quoted,
+                "media": record["embed"]}
         out = await m.client.app.bsky.feed.post.create(
             m.account.did, get_or_create(record, models.AppBskyFeedPost.Record, strict=False))
         return str(out.uri)
