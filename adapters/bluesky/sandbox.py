@@ -147,7 +147,8 @@ class BlueskySandbox:
         # down arrive as delete ops
         deletes_seen_after_downtime=True,
         member_media=True,       # images with alt text (app.bsky.embed.images)
-        commands=True)           # a post mentioning the bot (a mention facet)
+        commands=True,           # a post mentioning the bot (a mention facet)
+        member_quotes=True)      # app.bsky.embed.record
 
     def __init__(self, workdir: str, *, hashtag: str = "kmers", bot: str = "bridgebot",
                  rate_limits: bool = False, server: PdsServer | None = None) -> None:
@@ -358,6 +359,12 @@ class BlueskySandbox:
                               alt_text: str) -> str:
         return await self.post_as_member(author, text, images=((data, alt_text),),
                                          media_type=media_type)
+
+    async def post_poll_as_member(self, author: str, text: str, options: list[str]) -> str:
+        raise NotImplementedError("Bluesky has no polls")
+
+    async def post_quote_as_member(self, author: str, text: str, quoted: str) -> str:
+        return await self.post_as_member(author, text, quote=quoted)
 
     async def command_as_member(self, author: str, command: str) -> str:
         """A post mentioning the bot (a mention facet on its handle), untagged."""
