@@ -1,7 +1,8 @@
 """A post's poll and quote as text every network can show, sans I/O.
 
 A poll becomes one paragraph ("Poll: 1) … 2) … — ends 10 Dec 18:00 UTC; vote
-on <link>"), its counts shown only once voting has ended; never a poll of the
+on <link>"), its counts shown only once voting has ended (counts the platform
+gave for a closed poll; an open poll's counts are not its result); never a poll of the
 target's own (votes cast on copies would split and could not be merged back).
 A quote becomes a quote block: "Quoting <author> on <Network>:", the quoted
 words, the quoted post's address.  Over a target's length limit the quoted
@@ -33,7 +34,9 @@ def _votes(n: int) -> str:
 def poll_paragraph(poll: Poll, permalink: str, now: datetime | None = None) -> Paragraph:
     """The poll as one paragraph of text (see the module's docstring)."""
     ended = poll.ended(now or utcnow())
-    counts = ended and any(o.votes is not None for o in poll.options)
+    # Counts only from a poll its platform said was closed when it was read:
+    # counts read while it was open are not its result.
+    counts = poll.closed and any(o.votes is not None for o in poll.options)
     options = []
     for i, o in enumerate(poll.options, 1):
         title = " ".join(o.title.split())
@@ -43,7 +46,7 @@ def poll_paragraph(poll: Poll, permalink: str, now: datetime | None = None) -> P
         text += " (several choices allowed)"
     inlines: list[Inline] = []
     if ended:
-        if poll.voters is not None:
+        if counts and poll.voters is not None:
             text += f" — {poll.voters} voter" + ("" if poll.voters == 1 else "s")
         if permalink:
             inlines = [Text(text + "; results on "), Link(permalink)]

@@ -157,12 +157,12 @@ def poll_view(post: Post) -> dict[str, Any] | None:
     poll = post.poll
     if poll is None:
         return None
-    ended = poll.ended()
+    ended, final = poll.ended(), poll.closed  # (counts read while open are no result)
     return {"options": [{"title": mask_emails(o.title),
-                         "votes": o.votes if ended and o.votes is not None else None}
+                         "votes": o.votes if final and o.votes is not None else None}
                         for o in poll.options],
             "ends": iso(poll.ends_at), "ends_human": end_time(poll.ends_at)
-            if poll.ends_at else "", "ended": ended, "voters": poll.voters if ended else None,
+            if poll.ends_at else "", "ended": ended, "voters": poll.voters if final else None,
             "multiple": poll.multiple}
 
 

@@ -47,9 +47,15 @@ def test_a_recorded_poll_keeps_options_end_and_votes() -> None:
     assert ev.poll.ends_at == datetime(2021, 9, 22, 18, 27, 34, tzinfo=UTC)
     assert not ev.poll.closed  # voting_status "open" when recorded
     caps = Capabilities(max_length=500)
-    # it has ended since: the counts show
+    # it has ended since, but was read while open: ended, without the counts of then
     [r] = render(as_post(ev), Target(caps=caps, hashtag="kmers"), "X")
-    assert "Poll (ended): 1) Yes I do (60 votes) 2) No I don’t (185 votes)" in r.plain
+    assert "Poll (ended): 1) Yes I do 2) No I don’t 3) Don’t know; results on" in r.plain
+    assert "60 votes" not in r.plain
+    # read once X said it was closed: the counts show
+    closed = dataclasses.replace(ev.poll, closed=True)
+    [r3] = render(dataclasses.replace(as_post(ev), poll=closed),
+                  Target(caps=caps, hashtag="kmers"), "X")
+    assert "Poll (ended): 1) Yes I do (60 votes) 2) No I don’t (185 votes)" in r3.plain
     # while it is open, no counts
     open_poll = dataclasses.replace(ev.poll, ends_at=datetime.now(UTC) + timedelta(days=1))
     [r2] = render(dataclasses.replace(as_post(ev), poll=open_poll),
