@@ -148,6 +148,12 @@ class PollOption:
     """Votes counted so far, where the platform tells (shown once the poll ended)."""
 
 
+MAX_POLL_OPTIONS = 20
+"""Options relayed of one poll (Mastodon allows 4 by default, X 4, Matrix 20)."""
+MAX_POLL_TITLE = 300
+"""Characters relayed of one option."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Poll:
     """A poll the author attached.  Relayed as text (its options, its end and
@@ -160,6 +166,15 @@ class Poll:
     """Voting has ended (the platform says so, or the end time has passed)."""
     multiple: bool = False
     voters: int | None = None
+
+    def __post_init__(self) -> None:
+        # A remote server's poll can be of any size: what is relayed is bounded.
+        if len(self.options) > MAX_POLL_OPTIONS or any(
+                len(o.title) > MAX_POLL_TITLE for o in self.options):
+            object.__setattr__(self, "options", tuple(
+                o if len(o.title) <= MAX_POLL_TITLE else
+                PollOption(title=o.title[:MAX_POLL_TITLE - 1] + "…", votes=o.votes)
+                for o in self.options[:MAX_POLL_OPTIONS]))
 
     def ended(self, now: datetime | None = None) -> bool:
         if self.closed:

@@ -10,6 +10,7 @@ the pipeline records its refusals (they are declared ``recorded`` in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -137,6 +138,11 @@ def quoted_author(ib: Inbound[Posted]) -> None:
         return None
     if not relayable(q.author, ib.community.settings, ib.tx) or carries_opt_out_tag(q.text):
         ib.quote = q.link_only()
+        return None
+    # the quoted words are bounded like the member's own (max_post_chars)
+    words, _, cut = fit_size(q.text, ib.community.settings.max_post_chars)
+    if cut:
+        ib.quote = dataclasses.replace(q, text=words)
     return None
 
 

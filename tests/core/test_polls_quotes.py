@@ -24,7 +24,7 @@ from bridge.contract.model import (
     QuotedPost,
 )
 from bridge.contract.richtext import RichText
-from bridge.contract.textconv import from_plain
+from bridge.contract.textconv import from_plain, to_plain
 from bridge.outbound.render import Target, render
 from tests.core.test_relay import Env, start
 
@@ -160,3 +160,21 @@ async def test_a_bare_quote_with_no_words_of_its_own_is_relayed(optin: Env) -> N
                quote=QuotedPost(url="https://fake/q", network="Fake"))
     await optin.settle()
     assert any("https://fake/q" in op.rendered.plain for op in optin.sent("b"))
+
+
+def test_a_poll_from_anywhere_is_bounded() -> None:
+    huge = Poll(options=tuple(PollOption(title="x" * 1000) for _ in range(50)))
+    assert len(huge.options) == 20 and all(len(o.title) == 300 for o in huge.options)
+    assert huge.options[0].title.endswith("…")
+
+
+async def test_quoted_words_are_bounded_like_the_members_own(tmp_path: Path) -> None:
+    async for env in start(tmp_path, community={"max_post_chars": 100}):
+        env.post("a", "look", quote=QuotedPost(
+            url="https://fake/long", network="Fake",
+            author=Author(platform="fake", handle="bob", display_name="Bob"),
+            text=RichText.plain("long words " * 500)))
+        await env.settle()
+        [stored] = [p for p in await env.bridge.store.run(lambda tx: tx.recent_posts("kmers", 5))
+                    if p.quote]
+        assert stored.quote is not None and 90 <= len(to_plain(stored.quote.text)) <= 110
