@@ -17,7 +17,7 @@ from typing import Any
 from bridge.contract.model import Author, Post
 from bridge.contract.richtext import Inline, Link, Mention, RichText, Text
 from bridge.contract.textconv import safe_url, to_html, to_plain
-from bridge.outbound.extras import end_time
+from bridge.outbound.extras import end_time, extra_blocks
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-]{1,64})@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)")
 
@@ -76,12 +76,25 @@ def pseudonymous_address(a: Author) -> str:
 
 
 def post_html(post: Post) -> str:
-    """Escaped HTML of the post's text (every character of remote content escaped)."""
+    """Escaped HTML of the post's text (every character of remote content escaped);
+    its poll and quote are the card's own parts (see :func:`poll_view`)."""
     return to_html(public_text(post.text))
 
 
+def full_text(post: Post) -> RichText:
+    """The post's words followed by its poll and its quote, as the copies show
+    them (feeds and exports: nothing a member wrote is left out)."""
+    if post.poll is None and post.quote is None:
+        return public_text(post.text)
+    return public_text(RichText((*post.text.blocks, *extra_blocks(post))))
+
+
+def full_html(post: Post) -> str:
+    return to_html(full_text(post))
+
+
 def post_plain(post: Post) -> str:
-    return to_plain(public_text(post.text))
+    return to_plain(full_text(post))
 
 
 def iso(ts: datetime | float | None) -> str:

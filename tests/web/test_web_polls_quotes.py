@@ -41,9 +41,18 @@ async def test_the_live_page_shows_polls_and_quotes(live: Live) -> None:
                                     text=RichText.plain("quoted <script>words</script>")))
     await live.bridge.ingest("sb_porch", [poll, ended, quote], None)
     await live.settle()
-    async with aiohttp.ClientSession() as s, s.get(f"{live.url}/c/kmers") as r:
-        assert r.status == 200
-        page = await r.text()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{live.url}/c/kmers") as r:
+            assert r.status == 200
+            page = await r.text()
+        exports = {}
+        for path in ("/c/kmers/feed.atom", "/c/kmers/export.md", "/c/kmers/export.jsonl"):
+            async with s.get(live.url + path) as r:
+                assert r.status == 200, path
+                exports[path] = await r.text()
+    for path, body in exports.items():  # the feed and the exports leave none of it out
+        assert "Poll: 1) Tea " in body and "3 2) Coffee — ends 10 Dec 18:00 UTC" in body, path
+        assert "Quoting Dan" in body and "x.com/dan/status/42" in body, path
     assert '<div class="poll" role="group" aria-label="Poll">' in page
     assert "<li>Tea &lt;3</li><li>Coffee</li>" in page  # no counts while it is open
     assert 'Ends <time datetime="2099-12-10T18:00:00Z">10 Dec 18:00 UTC</time>' in page
