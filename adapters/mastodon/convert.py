@@ -332,13 +332,14 @@ def parse_edit(status: Mapping[str, Any], *, channel: ChannelKey
     sid = _get(status, "id")
     if not isinstance(status, Mapping) or not sid:
         return Unsupported(reason="not a status", kind=UnsupportedKind.MALFORMED)
-    text, _ = status_text(status)
+    text, quote_link = status_text(status)
     if carries_opt_out_tag(status, text) or _get(status, "visibility") != "public":
         return Deleted(channel=channel, native_id=NativeId(str(sid)))
     edited = _get(status, "edited_at") or _get(status, "created_at")
     return Edited(channel=channel, native_id=NativeId(str(sid)), text=text,
                   content_warning=str(_get(status, "spoiler_text") or ""),
-                  attachments=parse_attachments(status), edited_at=_when(edited))
+                  attachments=parse_attachments(status), edited_at=_when(edited),
+                  extras=(parse_poll(_get(status, "poll")), parse_quote(status, quote_link)))
 
 
 def parse_stream_event(event: str, data: str, *, channel: ChannelKey, bridge_acct: str = "",

@@ -320,6 +320,10 @@ class Edited:
     content_warning: str = ""
     attachments: tuple[Attachment, ...] | None = None
     edited_at: datetime = field(default_factory=utcnow)
+    extras: tuple[Poll | None, QuotedPost | None] | None = None
+    """The post's poll and quote now, where the platform says (a Mastodon
+    ``status.update`` carries the whole status: a quote revoked, a poll edited);
+    None: unchanged."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,7 +18,7 @@ import re
 import time
 
 from bridge.contract.consent import OPT_OUT_TAGS
-from bridge.contract.model import Author, Posted
+from bridge.contract.model import Author, Posted, QuotedPost
 from bridge.contract.richtext import RichText, iter_text
 from bridge.contract.textconv import from_plain, to_plain
 from bridge.inbound import held
@@ -133,17 +133,20 @@ def quoted_author(ib: Inbound[Posted]) -> None:
     where the bridge would not relay their own posts (opted out, #nobridge or
     #nobot, a bot, not joined an opt-in community, blocked), or the quoted words
     carry an opt-out tag, only the quoted post's address is copied."""
-    q = ib.quote = ib.ev.quote
-    if q is None or q.author is None:
-        return None
-    if not relayable(q.author, ib.community.settings, ib.tx) or carries_opt_out_tag(q.text):
-        ib.quote = q.link_only()
-        return None
-    # the quoted words are bounded like the member's own (max_post_chars)
-    words, _, cut = fit_size(q.text, ib.community.settings.max_post_chars)
-    if cut:
-        ib.quote = dataclasses.replace(q, text=words)
+    ib.quote = allowed_quote(ib.ev.quote, ib.community.settings, ib.tx)
     return None
+
+
+def allowed_quote(q: QuotedPost | None, community: CommunityCommon, tx: Tx
+                  ) -> QuotedPost | None:
+    """*q* as the bridge may copy it (see :func:`quoted_author`)."""
+    if q is None or q.author is None:
+        return q
+    if not relayable(q.author, community, tx) or carries_opt_out_tag(q.text):
+        return q.link_only()
+    # the quoted words are bounded like the member's own (max_post_chars)
+    words, _, cut = fit_size(q.text, community.max_post_chars)
+    return dataclasses.replace(q, text=words) if cut else q
 
 
 def empty(ib: Inbound[Posted]) -> Drop | None:

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from twitter_text import parse_tweet
 
-from bridge.contract.adapter import Capabilities, TextFormat
+from bridge.contract.adapter import Capabilities, SendEdit, TextFormat
 from bridge.contract.model import (
     Author,
     ChannelKey,
+    Edited,
     NativeId,
     Poll,
     PollOption,
@@ -178,3 +179,32 @@ async def test_quoted_words_are_bounded_like_the_members_own(tmp_path: Path) -> 
         [stored] = [p for p in await env.bridge.store.run(lambda tx: tx.recent_posts("kmers", 5))
                     if p.quote]
         assert stored.quote is not None and 90 <= len(to_plain(stored.quote.text)) <= 110
+
+
+async def test_an_edit_that_revokes_the_quote_leaves_only_the_link(tmp_path: Path) -> None:
+    async for env in start(tmp_path):
+        bob = Author(platform="fake", handle="bob", display_name="Bob")
+        full = QuotedPost(url="https://fake/q", network="Fake", author=bob,
+                          text=RichText.plain("bob's words"))
+        nid = env.post("a", "so true", quote=full,
+                       poll=Poll(options=(PollOption(title="Yes", votes=0),)))
+        await env.settle()
+        assert "bob's words" in env.sent("b")[0].rendered.plain
+        # votes counted since: no edit for that alone
+        env.fake("a").inject(Edited(channel=ChannelKey("kmers/a"), native_id=nid,
+                                    text=from_plain("so true"), extras=(
+                                        Poll(options=(PollOption(title="Yes", votes=7),)),
+                                        full)))
+        await env.settle()
+        assert env.sent("b", SendEdit) == []
+        # the quoted author revoked the quote: the copies keep only its link
+        env.fake("a").inject(Edited(channel=ChannelKey("kmers/a"), native_id=nid,
+                                    text=from_plain("so true"),
+                                    extras=(None, full.link_only())))
+        await env.settle()
+        [edit] = env.sent("b", SendEdit)
+        assert "bob's words" not in edit.rendered.plain
+        assert "Quoting a post on Fake:" in edit.rendered.plain and "Poll" not in \
+            edit.rendered.plain
+        [stored] = await env.bridge.store.run(lambda tx: tx.recent_posts("kmers", 5))
+        assert stored.quote == full.link_only() and stored.poll is None

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 from test_masto_adapter import running
 
-from adapters.mastodon.convert import parse_status, split_quote_inline
+from adapters.mastodon.convert import parse_edit, parse_status, split_quote_inline
 from adapters.mastodon.emulator.server import MastodonEmulator
-from bridge.contract.model import ChannelKey, Posted
+from bridge.contract.model import ChannelKey, Edited, Posted
 from bridge.contract.textconv import to_plain
 
 CH = ChannelKey("kmers/masto")
@@ -79,6 +79,10 @@ def test_a_revoked_quote_keeps_only_the_link() -> None:
     assert ev.quote.author is None and ev.quote.text.is_empty()
     assert to_plain(ev.text) == "check this mother fucker out"
     # any state but accepted: the quoted status's words are not copied even when sent
+    # read as an edit (status.update), the quote's new state comes with it
+    edit = parse_edit(raw, channel=CH)
+    assert isinstance(edit, Edited) and edit.extras is not None
+    assert edit.extras[1] == ev.quote and to_plain(edit.text) == "check this mother fucker out"
     pending = {**quote_status(), "quote": {**quote_status()["quote"], "state": "pending"}}
     ev2 = parse_status(pending, channel=CH)
     assert isinstance(ev2, Posted) and ev2.quote is not None and ev2.quote.author is None

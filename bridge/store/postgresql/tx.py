@@ -25,8 +25,10 @@ from bridge.contract.model import (
     DeliveryId,
     NativeId,
     Op,
+    Poll,
     Post,
     PostId,
+    QuotedPost,
     delivery_ids,
     extras_from_json,
     extras_to_json,
@@ -240,12 +242,15 @@ class PgTx:
         return post_from_row(row), (row["edited_at"], row["deleted_at"], bool(row["hidden"]))
 
     def update_post(self, post_id: str, text: RichText, text_hash: str, content_warning: str,
-                    attachments: tuple[Attachment, ...] | None, edited_at: float) -> None:
+                    attachments: tuple[Attachment, ...] | None, edited_at: float,
+                    extras: tuple[Poll | None, QuotedPost | None] | None = None) -> None:
         self.c.execute(
             "UPDATE posts SET text_json=%s, text_hash=%s, content_warning=%s, edited_at=%s,"
-            " attachments_json=COALESCE(%s, attachments_json) WHERE id=%s",
+            " attachments_json=COALESCE(%s, attachments_json),"
+            " extras_json=COALESCE(%s, extras_json) WHERE id=%s",
             (text.to_json(), text_hash, content_warning, edited_at,
-             None if attachments is None else _attachments_json(attachments), post_id))
+             None if attachments is None else _attachments_json(attachments),
+             None if extras is None else extras_to_json(*extras), post_id))
 
     def mark_post_deleted(self, post_id: str) -> None:
         """Deleted at its origin: keep the row for the id map, drop the content

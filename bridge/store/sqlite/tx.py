@@ -19,8 +19,10 @@ from bridge.contract.model import (
     DeliveryId,
     NativeId,
     Op,
+    Poll,
     Post,
     PostId,
+    QuotedPost,
     delivery_ids,
     extras_from_json,
     extras_to_json,
@@ -242,12 +244,15 @@ class SqliteTx:
         return self._posts[post_id]
 
     def update_post(self, post_id: str, text: RichText, text_hash: str, content_warning: str,
-                    attachments: tuple[Attachment, ...] | None, edited_at: float) -> None:
+                    attachments: tuple[Attachment, ...] | None, edited_at: float,
+                    extras: tuple[Poll | None, QuotedPost | None] | None = None) -> None:
         self.c.execute(
             "UPDATE posts SET text_json=?, text_hash=?, content_warning=?, edited_at=?,"
-            " attachments_json=COALESCE(?, attachments_json) WHERE id=?",
+            " attachments_json=COALESCE(?, attachments_json),"
+            " extras_json=COALESCE(?, extras_json) WHERE id=?",
             (text.to_json(), text_hash, content_warning, edited_at,
-             None if attachments is None else _attachments_json(attachments), post_id))
+             None if attachments is None else _attachments_json(attachments),
+             None if extras is None else extras_to_json(*extras), post_id))
         self._posts.pop(post_id, None)
 
     def mark_post_deleted(self, post_id: str) -> None:
