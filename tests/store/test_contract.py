@@ -86,6 +86,10 @@ async def test_a_posts_poll_and_quote_round_trip(store: Store) -> None:
                                               2000.0))
     edited = await store.run(lambda tx: tx.get_post("PQ"))
     assert edited is not None and edited.poll == poll and edited.quote == quote
+    await store.run(lambda tx: tx.update_post("PQ", RichText.plain("edited"), "h2", "", None,
+                                              2001.0, extras=(None, quote.link_only())))
+    got = {p.id: p for p in await store.run(lambda tx: tx.recent_posts("k", 9))}
+    assert got["PQ"].poll is None and got["PQ"].quote == quote.link_only()
     await store.run(lambda tx: tx.mark_post_deleted("PQ"))
     gone = await store.run(lambda tx: tx.get_post("PQ"))
     assert gone is not None and gone.poll is None and gone.quote is None
