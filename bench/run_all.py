@@ -44,6 +44,7 @@ SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("matrix_latency", "matrix_latency.py", []),
     ("twitter_cost", "twitter_cost.py", []),
     ("render_hostile", "render_hostile.py", []),
+    ("polls_quotes", "polls_quotes.py", []),
     # The security engineer's atheris fuzz runs: a short time budget here, the
     # findings (if any) kept out of the tree.
     ("fuzz_email", "fuzz_email.py", ["30", "--out", "/tmp/hashbridge-fuzz/email"]),

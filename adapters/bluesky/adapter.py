@@ -65,6 +65,8 @@ from adapters.bluesky.convert import (
     parse_profile,
     parse_update,
     permalink,
+    quoted_post,
+    quoted_uri,
     record_tags,
     reply_refs,
     split_uri,
@@ -102,6 +104,7 @@ from bridge.contract.model import (
     InboundEvent,
     NativeId,
     Posted,
+    QuotedPost,
     Rejected,
 )
 from bridge.contract.netguard import MediaRefused, fetch_media
@@ -496,10 +499,28 @@ class BlueskyAdapter:
             if isinstance(ev, Posted) and self._ctx and \
                     await self._ctx.is_own(ch.key, ev.native_id):
                 continue
+            if isinstance(ev, Posted) and ev.quote is not None:
+                ev = dataclasses.replace(ev, quote=await self._quoted(quoted_uri(record)))
             out.append(ev)
         if out:
             await self._remember(repo)
         return out
+
+    async def _quoted(self, uri: str) -> QuotedPost:
+        """The quoted post at *uri*, read from its author's PDS within
+        ``request_timeout`` (identity and record together); only its link when it
+        cannot be read in that time (gone, unreachable, slow)."""
+        try:
+            async with asyncio.timeout(self._acc.request_timeout):
+                did, _, rkey = split_uri(uri)
+                ident = await self.identity(did)
+                got = await self._get_json(f"{ident.pds}/xrpc/com.atproto.repo.getRecord",
+                                           {"repo": did, "collection": POST, "rkey": rkey})
+        except (TimeoutError, TransientError, PermanentError, ValueError) as exc:
+            self._log.info("quoted post %s not read (%s): relayed as its link", uri,
+                           type(exc).__name__)
+            return quoted_post(uri)
+        return quoted_post(uri, got.get("value"), author_of(did, ident.handle, ident.profile))
 
     async def _updated(self, repo: str, uri: str, record: Any, edited_at: Any
                        ) -> list[InboundEvent]:

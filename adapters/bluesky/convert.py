@@ -29,6 +29,7 @@ from bridge.contract.model import (
     Edited,
     NativeId,
     Posted,
+    QuotedPost,
 )
 from bridge.contract.richtext import (
     Hashtag,
@@ -43,6 +44,7 @@ from bridge.contract.richtext import (
 from bridge.contract.textconv import clean_text, safe_url
 
 PLATFORM = "bluesky"
+NETWORK = "Bluesky"
 POST = "app.bsky.feed.post"
 PROFILE = "app.bsky.actor.profile"
 COMMANDS = ("!join", "!leave")
@@ -333,15 +335,35 @@ def _embed_links(embed: Any, text: RichText) -> list[Inline]:
         if uri and uri not in shown:
             title = clean_text(_str(_get(_get(embed, "external"), "title")))[:300]
             out.append(Link(uri, title))
-    elif kind == "app.bsky.embed.record":
-        uri = _str(_get(_get(embed, "record"), "uri"))
-        try:
-            link = permalink(uri)
-        except ValueError:
-            return out
-        if "/app.bsky.feed.post/" in uri:
-            out += [Text("quoting "), Link(link)]
+    # (a quoted post, app.bsky.embed.record, is the post's quote: see quoted_uri)
     return out
+
+
+def quoted_uri(record: Any) -> str:
+    """The ``at://`` URI of the post a quote post quotes (``app.bsky.embed.record``,
+    or ``recordWithMedia``'s record), "" when it quotes none."""
+    embed = _get(record, "embed")
+    kind = _get(embed, "$type")
+    ref = _get(embed, "record")
+    if kind == "app.bsky.embed.recordWithMedia":
+        ref = _get(ref, "record")
+    elif kind != "app.bsky.embed.record":
+        return ""
+    uri = _str(_get(ref, "uri"))
+    try:
+        _, collection, _ = split_uri(uri)
+    except ValueError:
+        return ""
+    return uri if collection == POST else ""
+
+
+def quoted_post(uri: str, record: Any = None, author: Author | None = None) -> QuotedPost:
+    """The quoted post at *uri*: its author and words when its *record* could
+    be read, else only its bsky.app link."""
+    if record is None or author is None or not isinstance(record, Mapping):
+        return QuotedPost(url=permalink(uri), network=NETWORK)
+    return QuotedPost(url=permalink(uri, author.handle.lstrip("@")), network=NETWORK,
+                      author=author, text=text_of(record))
 
 
 def _with_embeds(text: RichText, record: Any, pds: str, did: str
@@ -401,9 +423,10 @@ def parse_post(record: Any, *, uri: str, channel: ChannelKey, author: Author, pd
     text, media = _with_embeds(text, record, pds, did)
     _, parent = reply_refs(record)
     langs = [x for x in _items(record, "langs") if isinstance(x, str)]
+    quoted = quoted_uri(record)
     return Posted(channel=channel, native_id=NativeId(uri), author=author, text=text,
                   permalink=permalink(uri, author.handle.lstrip("@")),
-                  attachments=media,
+                  attachments=media, quote=quoted_post(quoted) if quoted else None,
                   reply_to_native=NativeId(parent) if parent.startswith("at://") else None,
                   content_warning=content_warning(record),
                   language=langs[0][:16] if langs else "",

@@ -147,7 +147,8 @@ class BlueskySandbox:
         # down arrive as delete ops
         deletes_seen_after_downtime=True,
         member_media=True,       # images with alt text (app.bsky.embed.images)
-        commands=True)           # a post mentioning the bot (a mention facet)
+        commands=True,           # a post mentioning the bot (a mention facet)
+        member_quotes=True)      # app.bsky.embed.record
 
     def __init__(self, workdir: str, *, hashtag: str = "kmers", bot: str = "bridgebot",
                  rate_limits: bool = False, server: PdsServer | None = None) -> None:
@@ -315,10 +316,12 @@ class BlueskySandbox:
     async def post_as_member(self, author: str, text: str,
                              reply_to: str | None = None, *,
                              images: tuple[tuple[bytes, str], ...] = (),
-                             tag: bool = True, media_type: str = "") -> str:
+                             tag: bool = True, media_type: str = "",
+                             quote: str | dict[str, str] | None = None) -> str:
         """Post as a community member; *images*: ``(PNG/JPEG bytes, alt text)`` of
         *media_type* (else the PDS guesses it from the bytes, as it can for PNG and
-        JPEG)."""
+        JPEG); *quote*: the post it quotes (an ``at://`` URI on this PDS, or a
+        strong ref ``{"uri", "cid"}`` to anywhere), with the images if any."""
         m = await self.member(author)
         text = self._tagged(text) if tag else text
         record: dict[str, Any] = {"$type": POST, "text": text,
@@ -342,6 +345,12 @@ class BlueskySandbox:
                     data, headers={"Content-Type": media_type} if media_type else {})
                 blobs.append({"image": up.blob.model_dump(by_alias=True), "alt": alt})
             record["embed"] = {"$type": "app.bsky.embed.images", "images": blobs}
+        if quote is not None:
+            ref = quote if isinstance(quote, dict) else await self._strong_ref(quote)
+            quoted = {"$type": "app.bsky.embed.record", "record": ref}
+            record["embed"] = quoted if "embed" not in record else {
+                "$type": "app.bsky.embed.recordWithMedia", "record": quoted,
+                "media": record["embed"]}
         out = await m.client.app.bsky.feed.post.create(
             m.account.did, get_or_create(record, models.AppBskyFeedPost.Record, strict=False))
         return str(out.uri)
@@ -350,6 +359,12 @@ class BlueskySandbox:
                               alt_text: str) -> str:
         return await self.post_as_member(author, text, images=((data, alt_text),),
                                          media_type=media_type)
+
+    async def post_poll_as_member(self, author: str, text: str, options: list[str]) -> str:
+        raise NotImplementedError("Bluesky has no polls")
+
+    async def post_quote_as_member(self, author: str, text: str, quoted: str) -> str:
+        return await self.post_as_member(author, text, quote=quoted)
 
     async def command_as_member(self, author: str, command: str) -> str:
         """A post mentioning the bot (a mention facet on its handle), untagged."""

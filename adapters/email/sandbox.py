@@ -116,6 +116,12 @@ class EmailSandbox:
                               alt_text: str) -> str:
         raise NotImplementedError("a mail attachment carries a file name, no alt text")
 
+    async def post_poll_as_member(self, author: str, text: str, options: list[str]) -> str:
+        raise NotImplementedError("mail has neither polls nor quote posts")
+
+    async def post_quote_as_member(self, author: str, text: str, quoted: str) -> str:
+        raise NotImplementedError("mail has neither polls nor quote posts")
+
     async def command_as_member(self, author: str, command: str) -> str:
         raise NotImplementedError("the email adapter reads no bot commands")
 

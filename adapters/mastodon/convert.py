@@ -23,11 +23,23 @@ from adapters.mastodon import graphemes
 from bridge.contract.adapter import Unsupported, UnsupportedKind
 from bridge.contract.consent import OPT_OUT_TAGS, profile_opt_outs
 from bridge.contract.media import host_entry
-from bridge.contract.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
+from bridge.contract.model import (
+    Attachment,
+    Author,
+    ChannelKey,
+    Deleted,
+    Edited,
+    NativeId,
+    Poll,
+    PollOption,
+    Posted,
+    QuotedPost,
+)
 from bridge.contract.richtext import Hashtag, RichText, iter_inlines, iter_text
 from bridge.contract.textconv import from_html
 
 PLATFORM = "mastodon"
+NETWORK = "Mastodon"
 COMMANDS = ("!join", "!leave")
 
 
@@ -213,6 +225,71 @@ def carries_opt_out_tag(status: Mapping[str, Any], text: RichText) -> bool:
     return not OPT_OUT_TAGS.isdisjoint(names)
 
 
+_QUOTE_INLINE = re.compile(
+    r"""<p\b[^>]*\bclass\s*=\s*["'][^"']*\bquote-inline\b[^"']*["'][^>]*>(.*?)</p>""",
+    re.IGNORECASE | re.DOTALL)
+_HREF = re.compile(r"""\bhref\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+
+
+def split_quote_inline(content: str) -> tuple[str, str]:
+    """*content* without Mastodon's ``quote-inline`` fallback paragraph
+    (``<p class="quote-inline">RE: <a href=…>…</a></p>``, written for servers
+    that do not show quotes), and the address that paragraph links to."""
+    if "quote-inline" not in content:
+        return content, ""
+    url = ""
+    m = _QUOTE_INLINE.search(content)
+    if m and (h := _HREF.search(m.group(1))):
+        url = html.unescape(h.group(1))
+    return _QUOTE_INLINE.sub("", content), url
+
+
+def status_text(status: Mapping[str, Any]) -> tuple[RichText, str]:
+    """The status's own words (no quote-inline fallback) and the fallback's link."""
+    content, url = split_quote_inline(str(_get(status, "content") or ""))
+    return from_html(content), url
+
+
+def parse_poll(poll: Any) -> Poll | None:
+    """A Mastodon ``status.poll`` as the canonical Poll."""
+    if not isinstance(poll, Mapping):
+        return None
+    options = tuple(PollOption(title=str(_get(o, "title") or ""),
+                               votes=v if isinstance(v := _get(o, "votes_count"), int) else None)
+                    for o in _items(poll, "options"))
+    if not options:
+        return None
+    voters = _get(poll, "voters_count")
+    return Poll(options=options,
+                ends_at=_when(_get(poll, "expires_at")) if _get(poll, "expires_at") else None,
+                closed=_get(poll, "expired") is True, multiple=_get(poll, "multiple") is True,
+                voters=voters if isinstance(voters, int) else None)
+
+
+def parse_quote(status: Mapping[str, Any], fallback_url: str) -> QuotedPost | None:
+    """A Mastodon 4.5 quote (``status.quote``): the quoted post's author and
+    words only when its ``state`` is ``accepted``; in any other state (pending,
+    revoked, deleted, unauthorized...) only its address, from the quoted
+    status or the quote-inline fallback paragraph."""
+    quote = _get(status, "quote")
+    if not isinstance(quote, Mapping):
+        return QuotedPost(url=fallback_url, network=NETWORK) if fallback_url else None
+    quoted = _get(quote, "quoted_status")
+    url = fallback_url
+    if isinstance(quoted, Mapping):
+        url = str(_get(quoted, "url") or _get(quoted, "uri") or "") or fallback_url
+    if not url:
+        return None
+    account = _get(quoted, "account") if isinstance(quoted, Mapping) else None
+    if _get(quote, "state") != "accepted" or not isinstance(account, Mapping):
+        return QuotedPost(url=url, network=NETWORK)
+    assert isinstance(quoted, Mapping)
+    words, _ = status_text(quoted)
+    if _get(quoted, "spoiler_text"):
+        words = RichText.plain(f"CW: {_get(quoted, 'spoiler_text')}")
+    return QuotedPost(url=url, network=NETWORK, author=parse_author(account), text=words)
+
+
 def parse_status(status: Mapping[str, Any], *, channel: ChannelKey,
                  bridge_acct: str = "") -> Posted | Unsupported:
     """A Status (REST or stream ``update``) into :class:`Posted`.
@@ -230,7 +307,7 @@ def parse_status(status: Mapping[str, Any], *, channel: ChannelKey,
     if not isinstance(account, Mapping):
         return Unsupported(reason="status without account", kind=UnsupportedKind.MALFORMED,
                            native_id=native)
-    text = from_html(str(_get(status, "content") or ""))
+    text, quote_link = status_text(status)
     command = parse_command(status, text, bridge_acct) if bridge_acct else ""
     if not command and carries_opt_out_tag(status, text):
         return Unsupported(reason="post carries #nobridge/#nobot", kind=UnsupportedKind.IGNORED,
@@ -244,7 +321,8 @@ def parse_status(status: Mapping[str, Any], *, channel: ChannelKey,
                   content_warning=str(_get(status, "spoiler_text") or ""),
                   language=str(_get(status, "language") or ""),
                   created_at=_when(_get(status, "created_at")),
-                  public=_get(status, "visibility") == "public", command=command)
+                  public=_get(status, "visibility") == "public", command=command,
+                  poll=parse_poll(_get(status, "poll")), quote=parse_quote(status, quote_link))
 
 
 def parse_edit(status: Mapping[str, Any], *, channel: ChannelKey
@@ -254,13 +332,14 @@ def parse_edit(status: Mapping[str, Any], *, channel: ChannelKey
     sid = _get(status, "id")
     if not isinstance(status, Mapping) or not sid:
         return Unsupported(reason="not a status", kind=UnsupportedKind.MALFORMED)
-    text = from_html(str(_get(status, "content") or ""))
+    text, quote_link = status_text(status)
     if carries_opt_out_tag(status, text) or _get(status, "visibility") != "public":
         return Deleted(channel=channel, native_id=NativeId(str(sid)))
     edited = _get(status, "edited_at") or _get(status, "created_at")
     return Edited(channel=channel, native_id=NativeId(str(sid)), text=text,
                   content_warning=str(_get(status, "spoiler_text") or ""),
-                  attachments=parse_attachments(status), edited_at=_when(edited))
+                  attachments=parse_attachments(status), edited_at=_when(edited),
+                  extras=(parse_poll(_get(status, "poll")), parse_quote(status, quote_link)))
 
 
 def parse_stream_event(event: str, data: str, *, channel: ChannelKey, bridge_acct: str = "",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.mastodon.emulator.server import MastodonEmulator
@@ -33,7 +33,8 @@ class MastodonSandbox:
     kind = "emulator (the Mastodon API, in process)"
     # A status deleted while the bridge is down is found by the re-check of relayed
     # posts when the stream connects (adapters/mastodon/recheck.py).
-    features = SandboxFeatures(member_media=True, commands=True, in_process=True)
+    features = SandboxFeatures(member_media=True, commands=True, in_process=True,
+                               member_polls=True, member_quotes=True)
 
     def __init__(self, workdir: str = ".", *, hashtag: str = "kmers",
                  max_characters: int = 500, visibility: str = "public",
@@ -88,6 +89,31 @@ class MastodonSandbox:
                          description=alt_text)
         self.emulator.state.media[media.id] = media
         return self.emulator.post(author, text, media_ids=[media.id]).id
+
+    async def post_poll_as_member(self, author: str, text: str, options: list[str]) -> str:
+        if f"#{self.hashtag}".lower() not in text.lower():
+            text = f"{text} #{self.hashtag}"
+        self.emulator.member(author, display_name=author.title())
+        ends = datetime.now(UTC) + timedelta(days=1)
+        poll = {"id": snowflake(), "expires_at": ends.isoformat().replace("+00:00", "Z"),
+                "expired": False, "multiple": False, "votes_count": 0, "voters_count": 0,
+                "voted": False, "own_votes": [], "emojis": [],
+                "options": [{"title": o, "votes_count": 0} for o in options]}
+        return self.emulator.post(author, text, wire_overrides={"poll": poll}).id
+
+    async def post_quote_as_member(self, author: str, text: str, quoted: str) -> str:
+        """A Mastodon 4.5 quote: ``quote.state = accepted`` with the quoted status,
+        and the ``quote-inline`` fallback paragraph in the content."""
+        if f"#{self.hashtag}".lower() not in text.lower():
+            text = f"{text} #{self.hashtag}"
+        self.emulator.member(author, display_name=author.title())
+        st = self.emulator.state
+        target = st.status_json(st.statuses[quoted])
+        fallback = (f'<p class="quote-inline">RE: <a href="{target["url"]}">'
+                    f'{target["url"]}</a></p>')
+        own = st.render_html(text)[0]
+        return self.emulator.post(author, text, content_html=fallback + own, wire_overrides={
+            "quote": {"state": "accepted", "quoted_status": target}}).id
 
     async def command_as_member(self, author: str, command: str) -> str:
         # As members do: a mention of the bridge's account, no hashtag.

@@ -17,7 +17,17 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge.contract.adapter import Unsupported, UnsupportedKind
-from bridge.contract.model import Attachment, Author, ChannelKey, Deleted, Edited, NativeId, Posted
+from bridge.contract.model import (
+    Attachment,
+    Author,
+    ChannelKey,
+    Deleted,
+    Edited,
+    NativeId,
+    Poll,
+    PollOption,
+    Posted,
+)
 from bridge.contract.richtext import (
     Block,
     Emphasis,
@@ -190,6 +200,9 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
         if not isinstance(target, str):
             return _malformed(f"{event_id}: redaction without target")
         return Deleted(channel=channel, native_id=NativeId(target))
+    if etype in POLL_START_TYPES:
+        return _poll_start(raw, content, channel=channel, room_id=room_id,
+                           display_name=display_name)
     if etype != "m.room.message":
         return _ignored(f"event type {etype}")
     if ORIGIN_KEY in content:
@@ -240,6 +253,63 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
         text=text, permalink=permalink(room_id, event_id), attachments=attachments,
         reply_to_native=NativeId(reply) if reply else None, created_at=_ts(raw),
         content_warning=_spoiler(content), command=command)
+
+
+POLL_START_TYPES = ("m.poll.start", "org.matrix.msc3381.poll.start")
+"""MSC3381 polls: the stable type and the unstable one clients still send."""
+
+
+def _mx_text(value: Any) -> str:
+    """An MSC1767 text: a plain string (unstable ``org.matrix.msc1767.text``) or
+    a list of representations (stable ``m.text``: the plain one wanted)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        plain = [str(r["body"]) for r in value if isinstance(r, dict)
+                 and isinstance(r.get("body"), str) and r.get("mimetype", "text/plain")
+                 == "text/plain"]
+        return plain[0] if plain else ""
+    return ""
+
+
+def _poll_text(node: Any) -> str:
+    if not isinstance(node, dict):
+        return ""
+    body = node.get("body")
+    return clean_text(_mx_text(node.get("m.text")) or _mx_text(node.get(
+        "org.matrix.msc1767.text")) or (body if isinstance(body, str) else ""))
+
+
+def _poll_start(raw: dict[str, Any], content: dict[str, Any], *, channel: ChannelKey,
+                room_id: str, display_name: str) -> Inbound:
+    """An MSC3381 poll: its question as the post's words and its answers as the
+    poll (not the text fallback, which lists the answers again).  Matrix polls
+    have no end time: they end when their sender sends ``m.poll.end``."""
+    event_id, sender = raw["event_id"], raw["sender"]
+    body = content.get("m.poll") if "m.poll" in content \
+        else content.get("org.matrix.msc3381.poll.start")
+    if not isinstance(body, dict):
+        return _malformed(f"{event_id}: poll without m.poll")
+    if ORIGIN_KEY in content:
+        return _ignored("relayed by a hashbridge")
+    answers = body.get("answers")
+    options = tuple(PollOption(title=t[:MAX_BODY_CHARS])
+                    for a in (answers if isinstance(answers, list) else [])[:MAX_POLL_ANSWERS]
+                    if (t := _poll_text(a)))
+    if not options:
+        return _malformed(f"{event_id}: poll without answers")
+    question = _poll_text(body.get("question"))[:MAX_BODY_CHARS]
+    most = body.get("max_selections")
+    return Posted(
+        channel=channel, native_id=NativeId(event_id),
+        author=Author(platform="matrix", handle=sender, display_name=clean_text(display_name),
+                      profile_url=f"https://matrix.to/#/{quote(sender, safe='@:')}"),
+        text=from_plain(question), permalink=permalink(room_id, event_id), created_at=_ts(raw),
+        poll=Poll(options=options, multiple=type(most) is int and most > 1))
+
+
+MAX_POLL_ANSWERS = 20
+"""MSC3381 allows at most 20 answers."""
 
 
 def _spoiler(content: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ def _q(s: str) -> str:
 class MatrixSandbox:
     platform = "matrix"
     kind = "real server (Synapse)"
-    features = SandboxFeatures(commands=True)
+    features = SandboxFeatures(commands=True, member_polls=True)
 
     def __init__(self, workdir: str, *, relaxed: bool = True, bot: str = "bridgebot") -> None:
         self.server = SynapseServer(Path(workdir) / "synapse", relaxed=relaxed)
@@ -101,11 +101,12 @@ class MatrixSandbox:
                 raise RuntimeError(f"{method} {path}: {r.status} {data}")
             return data
 
-    async def _send(self, token: str, content: dict[str, Any]) -> str:
+    async def _send(self, token: str, content: dict[str, Any],
+                    event_type: str = "m.room.message") -> str:
         self._txn += 1
         txn = f"sb{self._txn}-{secrets.token_hex(4)}"
         r = await self._call(
-            "PUT", f"/_matrix/client/v3/rooms/{_q(self.room_id)}/send/m.room.message/{txn}",
+            "PUT", f"/_matrix/client/v3/rooms/{_q(self.room_id)}/send/{event_type}/{txn}",
             token, content)
         return str(r["event_id"])
 
@@ -142,6 +143,22 @@ class MatrixSandbox:
                               alt_text: str) -> str:
         raise NotImplementedError(
             "Matrix members' images carry a filename or a caption, no alt text")
+
+    async def post_poll_as_member(self, author: str, text: str, options: list[str]) -> str:
+        """An MSC3381 poll (stable ``m.poll.start``) with its text fallback."""
+        user = await self._member(author)
+        fallback = "\n".join([text, *(f"{i}. {o}" for i, o in enumerate(options, 1))])
+        content = {"m.poll": {"kind": "m.disclosed", "max_selections": 1,
+                              "question": {"m.text": [{"body": text}]},
+                              "answers": [{"m.id": f"a{i}", "m.text": [{"body": o}]}
+                                          for i, o in enumerate(options)]},
+                   "m.text": [{"body": fallback}]}
+        eid = await self._send(user.access_token, content, "m.poll.start")
+        self._sender_of[eid] = user.user_id
+        return eid
+
+    async def post_quote_as_member(self, author: str, text: str, quoted: str) -> str:
+        raise NotImplementedError("Matrix has no quote posts (a reply quotes its parent)")
 
     async def command_as_member(self, author: str, command: str) -> str:
         return await self.post_as_member(author, command)

@@ -66,6 +66,12 @@ class SandboxPlatform:
                               alt_text: str) -> str:
         raise NotImplementedError("the sandbox network carries text only")
 
+    async def post_poll_as_member(self, author: str, text: str, options: list[str]) -> str:
+        raise NotImplementedError("the sandbox network carries text only")
+
+    async def post_quote_as_member(self, author: str, text: str, quoted: str) -> str:
+        raise NotImplementedError("the sandbox network carries text only")
+
     async def command_as_member(self, author: str, command: str) -> str:
         raise NotImplementedError("the sandbox adapter reads no bot commands")
 

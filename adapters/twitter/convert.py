@@ -18,7 +18,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.contract.adapter import Unsupported, UnsupportedKind, check_size, convert_guarded
-from bridge.contract.model import Attachment, Author, ChannelKey, NativeId, Posted, Rejected
+from bridge.contract.model import (
+    Attachment,
+    Author,
+    ChannelKey,
+    NativeId,
+    Poll,
+    PollOption,
+    Posted,
+    QuotedPost,
+    Rejected,
+)
 from bridge.contract.richtext import (
     Block,
     Hashtag,
@@ -62,13 +72,18 @@ def _parse_time(value: Any) -> datetime:
     return datetime.now(UTC)
 
 
-def _spans(text: str, entities: Mapping[str, Any]) -> list[tuple[int, int, Inline | None]]:
+def _spans(text: str, entities: Mapping[str, Any], drop_status: str = ""
+           ) -> list[tuple[int, int, Inline | None]]:
     spans: list[tuple[int, int, Inline | None]] = []
     for u in entities.get("urls") or []:
         if "media_key" in u:  # the pic.x.com link standing for an attachment
             spans.append((u["start"], u["end"], None))
             continue
         url = u.get("unwound_url") or u.get("expanded_url") or u.get("url", "")
+        if drop_status and _status_id(str(url)) == drop_status:
+            # the t.co link standing for the quoted post (relayed as the quote)
+            spans.append((u["start"], u["end"], None))
+            continue
         spans.append((u["start"], u["end"], Link(url)))
     for m in entities.get("mentions") or []:
         name = m.get("username", "")
@@ -98,14 +113,25 @@ def _text_inlines(raw: str) -> list[Inline]:
     return out
 
 
-def rich_text(text: str, entities: Mapping[str, Any] | None) -> RichText:
-    """X text plus its entities as canonical rich text (t.co links expanded).
+_STATUS_URL = re.compile(r"^https?://(?:www\.|mobile\.)?(?:twitter|x)\.com/"
+                         r"(?:[A-Za-z0-9_]+|i(?:/web)?)/status(?:es)?/(\d+)", re.I)
+
+
+def _status_id(url: str) -> str:
+    m = _STATUS_URL.match(url)
+    return m.group(1) if m else ""
+
+
+def rich_text(text: str, entities: Mapping[str, Any] | None, *,
+              drop_status: str = "") -> RichText:
+    """X text plus its entities as canonical rich text (t.co links expanded;
+    the link to the post *drop_status*, the quoted one, dropped).
 
     Entity offsets are code points into the text as served (X escapes ``&<>``
     as HTML entities), so spans are cut first and unescaped after."""
     inlines: list[Inline] = []
     pos = 0
-    for s, e, node in _spans(text, entities or {}):
+    for s, e, node in _spans(text, entities or {}, drop_status):
         inlines.extend(_text_inlines(text[pos:s]))
         if node is not None:
             inlines.append(node)
@@ -152,9 +178,57 @@ def _attachment(media: Mapping[str, Any]) -> Attachment | None:
                       alt_text=media.get("alt_text", "") or "")
 
 
+def parse_poll(poll: Mapping[str, Any]) -> Poll | None:
+    """An X poll object (``includes.polls``; poll.fields options, end_datetime,
+    voting_status) as the canonical Poll."""
+    raw = sorted((o for o in _as_list(poll.get("options")) if isinstance(o, Mapping)),
+                 key=lambda o: o.get("position", 0) if isinstance(o.get("position"), int) else 0)
+    options = tuple(PollOption(title=str(o.get("label", "")),
+                               votes=o["votes"] if isinstance(o.get("votes"), int) else None)
+                    for o in raw)
+    if not options:
+        return None
+    end = poll.get("end_datetime")
+    return Poll(options=options, ends_at=_parse_time(end) if isinstance(end, str) else None,
+                closed=poll.get("voting_status") == "closed")
+
+
+def _author(user: Mapping[str, Any]) -> Author:
+    username = str(user.get("username", ""))
+    bio = str(user.get("description", ""))
+    return Author(platform="twitter", handle="@" + username,
+                  display_name=str(user.get("name", "")),
+                  profile_url=f"https://x.com/{username}",
+                  account_id=str(user.get("id", "") or ""),
+                  opted_out=bool(re.search(r"#nobridge\b", bio, re.I)),
+                  reluctant="profile says #nobot" if re.search(r"#nobot\b", bio, re.I)
+                  else "")
+
+
+def quoted_post(qid: str, tweets: Mapping[str, Mapping[str, Any]],
+                users: Mapping[str, Mapping[str, Any]]) -> QuotedPost:
+    """The quoted post from ``includes.tweets`` (expansion referenced_tweets.id,
+    its author by referenced_tweets.id.author_id); only its link when it is
+    not there (deleted, protected, not expanded)."""
+    q = tweets.get(qid)
+    user = users.get(str(q.get("author_id", ""))) if q else None
+    if q is None or user is None or not isinstance(q.get("text"), str):
+        return QuotedPost(url=f"https://x.com/i/status/{qid}", network="X")
+    note = q.get("note_tweet") or {}
+    text = note.get("text") if isinstance(note, Mapping) and note.get("text") else q["text"]
+    ents = note.get("entities") if isinstance(note, Mapping) and note.get("text") \
+        else q.get("entities")
+    author = _author(user)
+    return QuotedPost(url=f"https://x.com/{user.get('username', '')}/status/{qid}", network="X",
+                      author=author, text=rich_text(str(text), ents or {}))
+
+
 def tweet_to_posted(tweet: Mapping[str, Any], channel: ChannelKey, *,
                     users: Mapping[str, Mapping[str, Any]],
-                    media: Mapping[str, Mapping[str, Any]]) -> Posted | Unsupported:
+                    media: Mapping[str, Mapping[str, Any]],
+                    polls: Mapping[str, Mapping[str, Any]] | None = None,
+                    tweets: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> Posted | Unsupported:
     tid = str(tweet.get("id", ""))
     if not tid.isdigit():
         return Unsupported(native_id=tid, reason="post without a numeric id",
@@ -175,19 +249,19 @@ def tweet_to_posted(tweet: Mapping[str, Any], channel: ChannelKey, *,
         return Unsupported(native_id=tid, reason="author not in includes.users "
                            "(request expansions=author_id)", kind=UnsupportedKind.MALFORMED)
     username = str(user.get("username", ""))
-    bio = str(user.get("description", ""))
-    author = Author(platform="twitter", handle="@" + username,
-                    display_name=str(user.get("name", "")),
-                    profile_url=f"https://x.com/{username}",
-                    account_id=str(user.get("id", "") or ""),
-                    opted_out=bool(re.search(r"#nobridge\b", bio, re.I)),
-                    reluctant="profile says #nobot" if re.search(r"#nobot\b", bio, re.I)
-                    else "")
+    author = _author(user)
     keys = (tweet.get("attachments") or {}).get("media_keys") or []
     atts = tuple(a for k in keys if (m := media.get(k)) and (a := _attachment(m)))
+    poll = None
+    for pid in _as_list((tweet.get("attachments") or {}).get("poll_ids")):
+        if (raw := (polls or {}).get(str(pid))) is not None:
+            poll = parse_poll(raw)
+    qid = refs.get("quoted", "")
+    quote = quoted_post(qid, tweets or {}, users) if qid.isdigit() else None
     lang = str(tweet.get("lang", ""))
     return Posted(channel=channel, native_id=NativeId(tid), author=author,
-                  text=rich_text(text, entities or {}),
+                  text=rich_text(text, entities or {}, drop_status=qid),
+                  poll=poll, quote=quote,
                   permalink=f"https://x.com/{username}/status/{tid}", attachments=atts,
                   reply_to_native=NativeId(refs["replied_to"]) if "replied_to" in refs else None,
                   language="" if lang in _NO_LANG else lang,
@@ -210,6 +284,8 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
     users = {str(u.get("id")): u for u in _as_list(inc.get("users")) if isinstance(u, Mapping)}
     media = {str(m.get("media_key")): m for m in _as_list(inc.get("media"))
              if isinstance(m, Mapping)}
+    polls = {str(p.get("id")): p for p in _as_list(inc.get("polls")) if isinstance(p, Mapping)}
+    tweets = {str(t.get("id")): t for t in _as_list(inc.get("tweets")) if isinstance(t, Mapping)}
     events: list[Posted] = []
     skipped: list[Unsupported] = []
     rejected: list[Rejected] = []
@@ -228,7 +304,8 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
                                        kind=UnsupportedKind.IGNORED))
             continue
         # Whatever a post makes the conversion raise costs that post, never the poller.
-        out = convert_guarded(functools.partial(_read_tweet, tw, channel, users, media),
+        out = convert_guarded(functools.partial(_read_tweet, tw, channel, users, media, polls,
+                                                tweets),
                               channel=channel, native_id=tid or "?", logger=log)
         if isinstance(out, Rejected):
             rejected.append(out)
@@ -251,13 +328,15 @@ def parse_page(page: Mapping[str, Any], channel: ChannelKey, *,
 
 def _read_tweet(tw: Mapping[str, Any], channel: ChannelKey,
                 users: Mapping[str, Mapping[str, Any]],
-                media: Mapping[str, Mapping[str, Any]]) -> Posted | Unsupported:
+                media: Mapping[str, Mapping[str, Any]],
+                polls: Mapping[str, Mapping[str, Any]] | None = None,
+                tweets: Mapping[str, Mapping[str, Any]] | None = None) -> Posted | Unsupported:
     note = tw.get("note_tweet") or tw.get("note_post")
     text = note.get("text") if isinstance(note, Mapping) else None
     text = text if isinstance(text, str) else tw.get("text")
     if isinstance(text, str):
         check_size(len(text), MAX_POST_CHARS, "X posts are at most", unit="characters")
-    return tweet_to_posted(tw, channel, users=users, media=media)
+    return tweet_to_posted(tw, channel, users=users, media=media, polls=polls, tweets=tweets)
 
 
 def missing_ids(page: Mapping[str, Any]) -> set[str]:

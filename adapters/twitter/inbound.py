@@ -40,11 +40,13 @@ if TYPE_CHECKING:
     from adapters.twitter.client import XClient
     from adapters.twitter.config import TwitterAccount, TwitterChannel
 
-EXPANSIONS = ["author_id", "referenced_tweets.id", "attachments.media_keys"]
+EXPANSIONS = ["author_id", "referenced_tweets.id", "referenced_tweets.id.author_id",
+              "attachments.media_keys", "attachments.poll_ids"]
 TWEET_FIELDS = ["author_id", "created_at", "conversation_id", "entities", "referenced_tweets",
                 "attachments", "note_tweet", "lang", "in_reply_to_user_id"]
 USER_FIELDS = ["username", "name", "description", "profile_image_url"]
 MEDIA_FIELDS = ["url", "preview_image_url", "alt_text", "type", "variants"]
+POLL_FIELDS = ["options", "end_datetime", "voting_status"]
 
 
 class Inbound:
@@ -145,6 +147,7 @@ class Inbound:
         kw: dict[str, Any] = dict(query=query, max_results=opts.max_results,
                                   expansions=EXPANSIONS, tweet_fields=TWEET_FIELDS,
                                   user_fields=USER_FIELDS, media_fields=MEDIA_FIELDS,
+                                  poll_fields=POLL_FIELDS,
                                   user_auth=not self.client.app_search)
         if cur and cur.isdigit():
             kw["since_id"] = cur

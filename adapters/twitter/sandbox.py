@@ -7,6 +7,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +33,7 @@ class TwitterSandbox:
     # The bot may answer only posts that mention it (or its own): a copy of a reply to
     # a member's post is posted standalone.  Commands: the adapter reads none.
     features = SandboxFeatures(member_media=True, in_process=True, replies_need_mention=True,
+                               member_polls=True, member_quotes=True,
                                deletes_noticed_seconds=10.0)
 
     def __init__(self, workdir: str = ".", *, hashtag: str = "kmers",
@@ -135,6 +137,24 @@ class TwitterSandbox:
                               size=len(data), alt_text=alt_text,
                               url=f"{self.cdn_url}/media/{mid}.png")
         return st.create(st.user(author.lstrip("@")), text, media_ids=(mid,)).id
+
+    async def post_poll_as_member(self, author: str, text: str, options: list[str]) -> str:
+        if f"#{self.hashtag}".lower() not in text.lower():
+            text = f"{text} #{self.hashtag}"
+        st = self.emulator.state
+        ends = datetime.fromtimestamp(st.clock() + 86400, UTC)
+        poll: dict[str, object] = {
+            "options": [{"position": i, "label": o, "votes": 0}
+                        for i, o in enumerate(options, 1)],
+            "voting_status": "open", "duration_minutes": 1440,
+            "end_datetime": ends.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+        return st.create(st.user(author.lstrip("@")), text, poll=poll).id
+
+    async def post_quote_as_member(self, author: str, text: str, quoted: str) -> str:
+        if f"#{self.hashtag}".lower() not in text.lower():
+            text = f"{text} #{self.hashtag}"
+        st = self.emulator.state
+        return st.create(st.user(author.lstrip("@")), text, quote_of=quoted).id
 
     async def command_as_member(self, author: str, command: str) -> str:
         raise NotImplementedError("the X adapter reads no bot commands")

@@ -385,6 +385,33 @@ async def media_from_network(kit: Kit) -> None:
     assert [a.alt_text for a in copy.media] == [f"{t} a grey gradient"], copy.media
 
 
+@scenario("a member's poll and quote post reach the lobby with the options and the quoted post")
+async def polls_and_quotes_from_network(kit: Kit) -> None:
+    features = kit.box.features
+    if not (features.member_polls or features.member_quotes):
+        raise Unsupported(f"{kit.platform}: members post neither polls nor quote posts there")
+    t = kit.tag()
+    want: set[int] = set()
+    if features.member_polls:
+        await kit.box.post_poll_as_member("alice", f"[{t}-1] tea or coffee?", ["Tea", "Coffee"])
+        want.add(1)
+    if features.member_quotes:
+        quoted = await kit.box.post_as_member("bob", f"[{t}-2] words worth quoting")
+        await kit.until(kit.lobby, t, {2})  # (read, so its author's consent is known)
+        await kit.box.post_quote_as_member("alice", f"[{t}-3] so true", quoted)
+        want.add(3)
+    got = await kit.until(kit.lobby, t, want)
+    await kit.settle()
+    if 1 in want:
+        poll = _one(got, 1, "lobby").text
+        assert "Poll: 1) Tea 2) Coffee" in poll, poll
+    if 3 in want:
+        quote = _one(got, 3, "lobby").text
+        assert "so true" in quote and f"[{t}-2] words worth quoting" in quote, quote
+        assert "quoting bob on " in quote.casefold(), quote  # the quoted author, by name
+        assert "://" in quote.split("words worth quoting", 1)[1], quote  # and its address
+
+
 async def _start_partner(kit: Kit) -> PlatformSandbox:
     """An in-process network that takes media, bridged to the network under test (the
     lobby, a sandbox network, carries text only)."""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import os
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NewType
+from typing import Any, NewType
 
 from bridge.contract.richtext import RichText
 
@@ -141,6 +142,104 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PollOption:
+    title: str
+    votes: int | None = None
+    """Votes counted so far, where the platform tells (shown once the poll ended)."""
+
+
+MAX_POLL_OPTIONS = 20
+"""Options relayed of one poll (Mastodon allows 4 by default, X 4, Matrix 20)."""
+MAX_POLL_TITLE = 300
+"""Characters relayed of one option."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Poll:
+    """A poll the author attached.  Relayed as text (its options, its end and
+    the original's address to vote on), never as a poll of the target: votes
+    cast on copies would split and could not be merged back."""
+
+    options: tuple[PollOption, ...]
+    ends_at: datetime | None = None
+    closed: bool = False
+    """Voting has ended (the platform says so, or the end time has passed)."""
+    multiple: bool = False
+    voters: int | None = None
+
+    def __post_init__(self) -> None:
+        # A remote server's poll can be of any size: what is relayed is bounded.
+        if len(self.options) > MAX_POLL_OPTIONS or any(
+                len(o.title) > MAX_POLL_TITLE for o in self.options):
+            object.__setattr__(self, "options", tuple(
+                o if len(o.title) <= MAX_POLL_TITLE else
+                PollOption(title=o.title[:MAX_POLL_TITLE - 1] + "…", votes=o.votes)
+                for o in self.options[:MAX_POLL_OPTIONS]))
+
+    def ended(self, now: datetime | None = None) -> bool:
+        if self.closed:
+            return True
+        return self.ends_at is not None and self.ends_at <= (now or utcnow())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotedPost:
+    """The post a quote post quotes: its address always; its author and words
+    where they could be read and that author would be relayed by the bridge
+    (else only the link is copied, see :meth:`link_only`)."""
+
+    url: str
+    network: str
+    """Display name of the quoted post's network (``Mastodon``, ``X``, ``Bluesky``)."""
+    author: Author | None = None
+    text: RichText = field(default_factory=RichText)
+
+    def link_only(self) -> QuotedPost:
+        return QuotedPost(url=self.url, network=self.network)
+
+
+def extras_to_json(poll: Poll | None, quote: QuotedPost | None) -> str:
+    """The stored form of a post's poll and quote (``posts.extras_json``)."""
+    out: dict[str, Any] = {}
+    if poll is not None:
+        out["poll"] = {
+            "options": [{"title": o.title, "votes": o.votes} for o in poll.options],
+            "ends_at": poll.ends_at.timestamp() if poll.ends_at else None,
+            "closed": poll.closed, "multiple": poll.multiple, "voters": poll.voters}
+    if quote is not None:
+        q: dict[str, Any] = {"url": quote.url, "network": quote.network,
+                             "text": json.loads(quote.text.to_json())}
+        if quote.author is not None:
+            a = quote.author
+            q["author"] = {"platform": a.platform, "handle": a.handle,
+                           "display_name": a.display_name, "profile_url": a.profile_url,
+                           "account_id": a.account_id}
+        out["quote"] = q
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")) if out else "{}"
+
+
+def extras_from_json(data: str | None) -> tuple[Poll | None, QuotedPost | None]:
+    """The inverse of :func:`extras_to_json`."""
+    if not data or data == "{}":
+        return None, None
+    obj = json.loads(data)
+    poll = quote = None
+    if p := obj.get("poll"):
+        ends = p.get("ends_at")
+        poll = Poll(options=tuple(PollOption(title=o["title"], votes=o.get("votes"))
+                                  for o in p["options"]),
+                    ends_at=datetime.fromtimestamp(ends, UTC) if ends is not None else None,
+                    closed=bool(p.get("closed")), multiple=bool(p.get("multiple")),
+                    voters=p.get("voters"))
+    if q := obj.get("quote"):
+        a = q.get("author")
+        quote = QuotedPost(url=q["url"], network=q["network"],
+                           author=Author(**a) if a else None,
+                           text=RichText.from_json(json.dumps(q.get("text") or [])))
+    return poll, quote
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Post:
     """A canonical message, as stored and as rendered for every target."""
 
@@ -158,6 +257,8 @@ class Post:
     created_at: datetime = field(default_factory=utcnow)
     is_notice: bool = False
     """The bridge's own announcement (chat events, consent answers), not a person's post."""
+    poll: Poll | None = None
+    quote: QuotedPost | None = None
 
 
 class Op(enum.StrEnum):
@@ -207,6 +308,8 @@ class Posted:
     """False for posts the platform marks as not public (followers-only, DMs)."""
     command: str = ""
     """A bot command addressed to the bridge (``!join``, ``!leave``), already parsed."""
+    poll: Poll | None = None
+    quote: QuotedPost | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,6 +320,10 @@ class Edited:
     content_warning: str = ""
     attachments: tuple[Attachment, ...] | None = None
     edited_at: datetime = field(default_factory=utcnow)
+    extras: tuple[Poll | None, QuotedPost | None] | None = None
+    """The post's poll and quote now, where the platform says (a Mastodon
+    ``status.update`` carries the whole status: a quote revoked, a poll edited);
+    None: unchanged."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -73,6 +73,12 @@ class SandboxFeatures:
     start one as a partner of another network (the media scenario does)."""
     commands: bool = False
     """:meth:`PlatformSandbox.command_as_member` works (the adapter reads ``!join``)."""
+    member_polls: bool = False
+    """:meth:`PlatformSandbox.post_poll_as_member` works (members post polls the
+    adapter reads)."""
+    member_quotes: bool = False
+    """:meth:`PlatformSandbox.post_quote_as_member` works (members quote posts and
+    the adapter reads the quoted post)."""
     replies_need_mention: bool = False
     """The bot may answer a member's post only when that post mentions it (X): a copy
     of a reply to a member's post there is posted standalone."""
@@ -141,6 +147,13 @@ class PlatformSandbox(Protocol):
     async def command_as_member(self, author: str, command: str) -> str:
         """Address a bot command (``!join``, ``!leave``) to the bridge the way the
         platform's members do (``features.commands``); return the native id."""
+
+    async def post_poll_as_member(self, author: str, text: str, options: list[str]) -> str:
+        """Post *text* with a poll of *options* as a member (``features.member_polls``)."""
+
+    async def post_quote_as_member(self, author: str, text: str, quoted: str) -> str:
+        """Post *text* quoting the member's post *quoted* (a native id on this
+        network) as a member (``features.member_quotes``)."""
 
     async def messages(self) -> list[SandboxMessage]:
         """Everything on the channel now, oldest first, including deleted ones

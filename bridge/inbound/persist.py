@@ -16,6 +16,7 @@ from bridge.contract.model import (
     InboundEvent,
     NativeId,
     Op,
+    Poll,
     Post,
     Posted,
     PostId,
@@ -25,7 +26,7 @@ from bridge.contract.model import (
 from bridge.contract.richtext import RichText
 from bridge.inbound import held
 from bridge.inbound.pipeline import DONE, Drop, DropReason, Inbound, IngestResult, Outcome
-from bridge.inbound.policy import carries_opt_out_tag, fit_size, text_hash
+from bridge.inbound.policy import allowed_quote, carries_opt_out_tag, fit_size, text_hash
 from bridge.runtime.blend import Blend
 from bridge.runtime.config import CommunityConfig
 from bridge.store import Tx
@@ -115,7 +116,7 @@ def persist_post(ib: Inbound[Posted]) -> Outcome:
                 origin_native_id=ev.native_id, permalink=ev.permalink, author=ev.author,
                 text=ib.text, attachments=ev.attachments[:10], reply_to=reply_to,
                 content_warning=ev.content_warning, language=ev.language,
-                created_at=ev.created_at)
+                created_at=ev.created_at, poll=ev.poll, quote=ib.quote)
     hold = ib.hold_until
     parent_until = tx.held_until(reply_to) if reply_to else None
     if parent_until is not None and parent_until > hold:
@@ -251,9 +252,26 @@ def edit_withdrawn(ib: Inbound[Edited]) -> Outcome:
 def edit_unchanged(ib: Inbound[Edited]) -> Drop | None:
     assert ib.post is not None
     ib.text, ib.plain, ib.cut = fit_size(ib.ev.text, ib.community.settings.max_post_chars)
-    if ib.text == ib.post.text and ib.ev.content_warning == ib.post.content_warning:
+    extras = ib.ev.extras
+    if extras is not None:
+        # (the quoted author's consent asked again: a quote may change hands)
+        poll, quote = extras
+        if _same_poll(poll, ib.post.poll):
+            poll = ib.post.poll  # (votes counted since are no reason to edit every copy)
+        extras = (poll, allowed_quote(quote, ib.community.settings, ib.tx))
+        ib.extras = None if extras == (ib.post.poll, ib.post.quote) else extras
+    if ib.text == ib.post.text and ib.ev.content_warning == ib.post.content_warning \
+            and ib.extras is None:
         return Drop(DropReason.EDIT_UNCHANGED)
     return None
+
+
+def _same_poll(a: Poll | None, b: Poll | None) -> bool:
+    """The same options, end and state, whatever the votes."""
+    if a is None or b is None:
+        return a is b
+    return ([o.title for o in a.options], a.ends_at, a.closed, a.multiple) == \
+        ([o.title for o in b.options], b.ends_at, b.closed, b.multiple)
 
 
 def persist_edit(ib: Inbound[Edited]) -> Outcome:
@@ -261,7 +279,7 @@ def persist_edit(ib: Inbound[Edited]) -> Outcome:
     assert post is not None and ib.text is not None
     post_id = post.id
     tx.update_post(post_id, ib.text, text_hash(ib.plain, settings.hashtag), ev.content_warning,
-                   ev.attachments, ev.edited_at.timestamp())
+                   ev.attachments, ev.edited_at.timestamp(), extras=ib.extras)
     targets = targets_of(post, ib.community, ib.services.blend, channel.key)
     # Edits count against the author's rate.  Over it, the edit is held (its
     # deliveries wait, without holding up anyone else's) until the author is

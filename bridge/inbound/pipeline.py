@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from bridge.contract.model import ChannelKey, InboundEvent, Post, PostId
+from bridge.contract.model import ChannelKey, InboundEvent, Poll, Post, PostId, QuotedPost
 from bridge.contract.richtext import RichText
 from bridge.inbound.rate import AuthorRate
 from bridge.runtime.blend import Blend
@@ -220,6 +220,12 @@ class Inbound(Generic[E]):
     hold_until: float = 0.0
     """When a post over its author's rate goes out (wall clock; the rate
     step): 0.0, at once."""
+    extras: tuple[Poll | None, QuotedPost | None] | None = None
+    """An edit's new poll and quote (the quote as it may be copied), where they
+    changed; None: unchanged."""
+    quote: QuotedPost | None = None
+    """The post's quote as it may be copied (the quoted-author step: only its
+    link where the quoted author would not be relayed)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ the pipeline records its refusals (they are declared ``recorded`` in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -17,7 +18,7 @@ import re
 import time
 
 from bridge.contract.consent import OPT_OUT_TAGS
-from bridge.contract.model import Author, Posted
+from bridge.contract.model import Author, Posted, QuotedPost
 from bridge.contract.richtext import RichText, iter_text
 from bridge.contract.textconv import from_plain, to_plain
 from bridge.inbound import held
@@ -127,16 +128,49 @@ def command_rate(ib: Inbound[Posted]) -> Drop | None:
     return Drop(DropReason.RATE, f"author over {settings.author_rate_per_minute} posts/minute")
 
 
+def quoted_author(ib: Inbound[Posted]) -> None:
+    """The quoted post's author is asked for consent as if they had posted:
+    where the bridge would not relay their own posts (opted out, #nobridge or
+    #nobot, a bot, not joined an opt-in community, blocked), or the quoted words
+    carry an opt-out tag, only the quoted post's address is copied."""
+    ib.quote = allowed_quote(ib.ev.quote, ib.community.settings, ib.tx)
+    return None
+
+
+def allowed_quote(q: QuotedPost | None, community: CommunityCommon, tx: Tx
+                  ) -> QuotedPost | None:
+    """*q* as the bridge may copy it (see :func:`quoted_author`)."""
+    if q is None or q.author is None:
+        return q
+    if not relayable(q.author, community, tx) or carries_opt_out_tag(q.text):
+        return q.link_only()
+    # the quoted words are bounded like the member's own (max_post_chars)
+    words, _, cut = fit_size(q.text, community.max_post_chars)
+    return dataclasses.replace(q, text=words) if cut else q
+
+
 def empty(ib: Inbound[Posted]) -> Drop | None:
     # Any character but spaces and quote marks in the plain text is some text; else
-    # walk the tree (an empty quote renders as ">" yet says nothing).
+    # walk the tree (an empty quote renders as ">" yet says nothing).  A poll or
+    # a quote with no words of the member's own is something to relay.
     ev = ib.ev
-    if ev.attachments or ib.plain.replace(">", "").strip():
+    if ev.attachments or ev.poll or ev.quote or ib.plain.replace(">", "").strip():
         return None
     return None if any(True for _ in iter_text(ev.text)) else Drop(DropReason.EMPTY)
 
 
 # ------------------------------------------------------------------ helpers
+
+def relayable(a: Author, community: CommunityCommon, tx: Tx) -> bool:
+    """Whether the bridge would relay a post of *a*'s in *community* (the
+    opt-out, bot, consent and moderation steps, for someone else's post)."""
+    if a.opted_out or a.is_bot or blocked(a, community, tx):
+        return False
+    decision = tx.consent(a.platform, a.handle)
+    if decision == "out" or (a.reluctant and decision != "in"):
+        return False
+    return not (community.consent == "opt-in" and decision != "in")
+
 
 def blocked(a: Author, community: CommunityCommon, tx: Tx) -> bool:
     """On the community's ``blocklist`` or blocked by an admin."""

@@ -70,6 +70,10 @@ POSTED: tuple[Step[Posted], ...] = (
                      "(counted here, so the refusals above cost nothing); a post over it is "
                      "held, not dropped: relayed in order when the author's minute has room "
                      "(refused only beyond 10 minutes of held posts)."),
+    Step(name="quoted-author", run=policy.quoted_author,
+         description="A quote post's quoted author is asked for consent as if they had "
+                     "posted: where the bridge would not relay them, only the quoted post's "
+                     "link is copied (never drops)."),
     Step(name="empty", run=policy.empty, reasons=(R.EMPTY,), recorded=True,
          description="A post with neither text nor attachments."),
     Step(name="duplicate", run=persist.duplicate, reasons=(R.DUPLICATE,),

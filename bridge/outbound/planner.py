@@ -397,7 +397,8 @@ def _removed(post: Post, inp: PlanInput) -> Rendered:
     """What a part an edit no longer needs becomes where it cannot be deleted:
     a short note, without attribution, hashtag or media (its author is still
     its sender where the platform shows one)."""
-    bare = dataclasses.replace(post, text=RichText.plain(REMOVED_NOTICE), attachments=())
+    bare = dataclasses.replace(post, text=RichText.plain(REMOVED_NOTICE), attachments=(),
+                               poll=None, quote=None)
     target = dataclasses.replace(inp.target, attribution="", append_hashtag=False,
                                  split="truncate")
     return render(bare, target, inp.network)[0]

@@ -30,6 +30,7 @@ from bridge.contract.richtext import (
     Text,
 )
 from bridge.contract.textconv import NEUTRAL_AT, clean_text, to_html, to_markdown, to_plain
+from bridge.outbound.extras import extra_blocks, shortened_quote
 
 DEFAULT_ATTRIBUTION = "{name} ({network}): "
 MAX_PARTS = 25
@@ -140,31 +141,49 @@ def render(post: Post, target: Target, network: str, *, text: RichText | None = 
     """
     caps = target.caps
     links = target.links if target.links is not None else not caps.links_cost
-    body, tags = _prepared(text if text is not None else post.text, links)
+    own, tags = _prepared(text if text is not None else post.text, links)
     if not links:
         reference = defuse(_URL_SCHEME.sub("", reference)) if keep_reference else ""
     head = prefix
     if not post.is_notice:
         head += attribution(post, target.attribution, network)
-    if head:
-        # (a post of media alone has no words: no space left dangling after the name)
-        body = body.with_prefix(_head_nodes(head if body.blocks else head.rstrip()))
-    tag_suffix: list[Inline] = []
     wants_tag = (target.append_hashtag if target.append_hashtag is not None
                  else caps.needs_hashtag)
+    tag_suffix: list[Inline] = []
     if wants_tag and target.hashtag and target.hashtag.casefold() not in tags:
         tag_suffix = [Text(" "), Hashtag(target.hashtag)]
-        body = body.with_suffix(tag_suffix)
     attachments, notes = _fit_attachments(post.attachments, caps)
-    if notes:  # readers learn there was more, before the length is fitted
-        body = RichText((*body.blocks, Paragraph((Text(" ".join(notes)),))))
-
     limit = _limit(target)
     rule = caps.neutralise
-    # The final text, judged by the target's own mention rule: whatever the
-    # tree held (code, link labels, hashtags, names, notes) is text now.
-    raw = to_plain(body, links=links)
-    plain = _final(raw, rule, links)
+
+    def compose(quote_words: RichText | None = None) -> tuple[RichText, str, str]:
+        """The whole body, its plain text and that text under the target's
+        rules; *quote_words* in place of the quoted post's words."""
+        body = own
+        if post.poll is not None or post.quote is not None:
+            # (neutralised like the member's words: quoted words hold mentions too)
+            more, _ = _prepare(RichText(extra_blocks(post, quote_words)), links)
+            body = RichText((*own.blocks, *more.blocks))
+        if head:
+            # (a post of media alone has no words: no space left dangling after the name)
+            body = body.with_prefix(_head_nodes(head if body.blocks else head.rstrip()))
+        if tag_suffix:
+            body = body.with_suffix(tag_suffix)
+        if notes:  # readers learn there was more, before the length is fitted
+            body = RichText((*body.blocks, Paragraph((Text(" ".join(notes)),))))
+        # The final text, judged by the target's own mention rule: whatever the
+        # tree held (code, link labels, hashtags, names, notes) is text now.
+        raw = to_plain(body, links=links)
+        return body, raw, _final(raw, rule, links)
+
+    body, raw, plain = compose()
+    quote = post.quote
+    if (limit is not None and quote is not None and quote.author is not None
+            and not quote.text.is_empty() and not _fits_whole(plain, limit, caps)):
+        # Over the limit: the quoted words are shortened first, never the member's.
+        short = shortened_quote(quote.text, lambda words: _fits_whole(
+            compose(words)[2], limit, caps))
+        body, raw, plain = compose(short if short is not None else RichText())
     if limit is None or _fits_whole(plain, limit, caps):
         # (no at-sign anywhere, not even %40 in a link: no rule changes a leaf)
         tree = body if _at_free(raw) else _final_tree(body, rule)

@@ -42,8 +42,10 @@ from bridge.contract.model import (
     DeliveryId,
     NativeId,
     Op,
+    Poll,
     Post,
     PostId,
+    QuotedPost,
 )
 from bridge.contract.richtext import RichText
 from bridge.store.space import StorageState
@@ -136,7 +138,9 @@ class Tx(Protocol):
         ...
 
     def update_post(self, post_id: str, text: RichText, text_hash: str, content_warning: str,
-                    attachments: tuple[Attachment, ...] | None, edited_at: float) -> None: ...
+                    attachments: tuple[Attachment, ...] | None, edited_at: float,
+                    extras: tuple[Poll | None, QuotedPost | None] | None = None) -> None:
+        """The post's new text; its poll and quote too where *extras* is given."""
 
     def mark_post_deleted(self, post_id: str) -> None:
         """Deleted at its origin: keep the row for the id map, drop the content."""

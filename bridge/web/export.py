@@ -41,6 +41,7 @@ from bridge.store import Store, archive
 from bridge.web.present import (
     author_handle,
     author_name,
+    full_text,
     iso,
     post_plain,
     pseudonymous_address,
@@ -105,7 +106,7 @@ def post_record(post: Post, network: str, edited_at: float | None) -> dict[str, 
         "permalink": post.permalink,
         "author": {"platform": a.platform, "handle": author_handle(a), "name": author_name(a),
                    "profile_url": a.profile_url if author_handle(a) else ""},
-        "text": post_plain(post), "markdown": to_markdown(public_text(post.text)),
+        "text": post_plain(post), "markdown": to_markdown(full_text(post)),
         "rich": json.loads(public_text(post.text).to_json()),
         "attachments": [{"url": x.url, "media_type": x.media_type, "alt_text": x.alt_text}
                         for x in post.attachments],
@@ -200,7 +201,7 @@ def _header(value: str) -> str:
 def markdown_post(post: Post, network: str, edited_at: float | None) -> str:
     when = post.created_at.astimezone(UTC).strftime("%H:%M UTC")
     link = f" ([original]({post.permalink}))" if post.permalink.startswith("http") else ""
-    body = to_markdown(public_text(post.text)).strip() or "(no text)"
+    body = to_markdown(full_text(post)).strip() or "(no text)"
     if post.content_warning:
         body = f"*Content warning: {post.content_warning}*\n\n{body}"
     body = body.replace("\n", "\n  ")

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bridge.runtime.schedule import ChatEventConfig, occurrences
 from bridge.store import archive
-from bridge.web.present import author_name, iso, post_html
+from bridge.web.present import author_name, full_html, iso
 from bridge.web.site import Busy, community_or_404, site_of
 
 log = logging.getLogger("hashbridge.web")
@@ -71,7 +71,7 @@ def atom(title: str, feed_url: str, page_url: str, feed_id: str,
         a = _sub(e, "author")
         _sub(a, "name", who)
         _sub(e, "link", rel="alternate", href=f"{page_url}#p-{post.id}")
-        _sub(e, "content", post_html(post), type="html")
+        _sub(e, "content", full_html(post), type="html")
     body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=False)
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + body
 

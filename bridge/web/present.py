@@ -17,6 +17,7 @@ from typing import Any
 from bridge.contract.model import Author, Post
 from bridge.contract.richtext import Inline, Link, Mention, RichText, Text
 from bridge.contract.textconv import safe_url, to_html, to_plain
+from bridge.outbound.extras import end_time, extra_blocks
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-]{1,64})@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)")
 
@@ -75,12 +76,25 @@ def pseudonymous_address(a: Author) -> str:
 
 
 def post_html(post: Post) -> str:
-    """Escaped HTML of the post's text (every character of remote content escaped)."""
+    """Escaped HTML of the post's text (every character of remote content escaped);
+    its poll and quote are the card's own parts (see :func:`poll_view`)."""
     return to_html(public_text(post.text))
 
 
+def full_text(post: Post) -> RichText:
+    """The post's words followed by its poll and its quote, as the copies show
+    them (feeds and exports: nothing a member wrote is left out)."""
+    if post.poll is None and post.quote is None:
+        return public_text(post.text)
+    return public_text(RichText((*post.text.blocks, *extra_blocks(post))))
+
+
+def full_html(post: Post) -> str:
+    return to_html(full_text(post))
+
+
 def post_plain(post: Post) -> str:
-    return to_plain(public_text(post.text))
+    return to_plain(full_text(post))
 
 
 def iso(ts: datetime | float | None) -> str:
@@ -123,6 +137,10 @@ class PostCard:
     """``Q3`` (a host's question), ``A3`` (an answer) or "" (live page only)."""
     host: bool = False
     """The author is one of the chat events' hosts (live page only)."""
+    poll: dict[str, Any] | None = None
+    """Options (title, votes once ended), end time, ended; plain strings."""
+    quote: dict[str, Any] | None = None
+    """Author, network, url (plain) and ``html`` (the quoted words, escaped)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -147,4 +165,31 @@ def card(post: Post, network: str, *, edited_at: float | None = None,
         html=post_html(post), content_warning=mask_emails(post.content_warning),
         attachments=atts, reply_to=parent.id if parent else "",
         reply_author=author_name(parent.author) if parent else "", reply_excerpt=excerpt,
-        is_notice=post.is_notice, role=role, host=host)
+        is_notice=post.is_notice, role=role, host=host, poll=poll_view(post),
+        quote=quote_view(post))
+
+
+def poll_view(post: Post) -> dict[str, Any] | None:
+    """The poll as the web view shows it: numbered options, the end time, the
+    counts only once it has ended (as on every network)."""
+    poll = post.poll
+    if poll is None:
+        return None
+    ended, final = poll.ended(), poll.closed  # (counts read while open are no result)
+    return {"options": [{"title": mask_emails(o.title),
+                         "votes": o.votes if final and o.votes is not None else None}
+                        for o in poll.options],
+            "ends": iso(poll.ends_at), "ends_human": end_time(poll.ends_at)
+            if poll.ends_at else "", "ended": ended, "voters": poll.voters if final else None,
+            "multiple": poll.multiple}
+
+
+def quote_view(post: Post) -> dict[str, Any] | None:
+    """The quoted post: "Quoting <author> on <Network>:", its words, its link
+    (only the link where the bridge does not copy the quoted author's words)."""
+    q = post.quote
+    if q is None:
+        return None
+    return {"author": author_name(q.author) if q.author else "", "network": q.network,
+            "url": safe_url(q.url) or "",
+            "html": to_html(public_text(q.text)) if q.author else ""}

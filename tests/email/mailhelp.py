@@ -57,7 +57,7 @@ class Running:
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self.adapter.run(self.ctx))
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(60):
             while self.ctx.health is not Health.CONNECTED \
                     or self.adapter.cursor_name not in self.ctx.cursors:
                 if self.task.done():

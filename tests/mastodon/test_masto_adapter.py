@@ -85,7 +85,7 @@ async def running(emu: MastodonEmulator, ctx_cursors: dict[str, str] | None = No
         task = asyncio.create_task(adapter.run(ctx))
         try:
             # Streaming and cursor set: the adapter is live.
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(60):
                 while not emu.state.subscribers or f"min_id:{CH}" not in ctx.cursors:
                     if task.done():
                         task.result()

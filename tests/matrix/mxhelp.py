@@ -206,7 +206,7 @@ async def start_adapter(account: MatrixAccount, room_id: str, data_dir: Path, *,
     adapter = MatrixFactory().create(account, (spec,), Services())
     assert isinstance(adapter, MatrixAdapter)
     task = asyncio.create_task(adapter.run(ctx))
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(60):
         while not adapter._ready.is_set() or (
                 account.mode == "relay" and "next_batch" not in ctx.cursors):
             if task.done():

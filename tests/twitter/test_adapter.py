@@ -54,7 +54,7 @@ async def running(x: Running, ctx: FakeContext | None = None, *, clock: Clock | 
     ctx = ctx or FakeContext(chans, name="x")
     ctx.channels = chans
     task = asyncio.create_task(adapter.run(ctx))
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(60):
         await adapter._ready.wait()
     try:
         yield adapter, ctx

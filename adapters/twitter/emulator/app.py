@@ -250,8 +250,13 @@ class XEmulator:
         users: dict[str, User] = {}
         refs: dict[str, Tweet] = {}
         media: dict[str, Media] = {}
+        polls: dict[str, dict[str, object]] = {}
+        pf = csv_param(request, "poll.fields")
         errors: list[dict[str, Any]] = []
         for t in tweets:
+            if "attachments.poll_ids" in exp and t.poll is not None:
+                polls[str(t.poll["id"])] = {k: v for k, v in t.poll.items()
+                                            if k == "id" or k in pf}
             if "author_id" in exp:
                 users[t.author_id] = st.users[t.author_id]
             if "referenced_tweets.id" in exp:
@@ -276,6 +281,8 @@ class XEmulator:
             inc["tweets"] = [st.tweet_json(r, tf) for r in refs.values()]
         if media:
             inc["media"] = [st.media_json(m, mf) for m in media.values()]
+        if polls:
+            inc["polls"] = list(polls.values())
         if inc:
             out["includes"] = inc
         if errors:

@@ -82,6 +82,8 @@ class Tweet:
     """An older version of an edited post: still readable by id, not searched."""
     wire_overrides: dict[str, object] = field(default_factory=dict)
     """Fields served as given, over the rendered ones (a malformed post)."""
+    poll: dict[str, object] | None = None
+    """The attached poll as X serves it in ``includes.polls`` (all poll.fields)."""
 
 
 @dataclass
@@ -176,7 +178,16 @@ class XState:
 
     def create(self, author: User, text: str, *, reply_to: str | None = None,
                quote_of: str | None = None, retweet_of: str | None = None,
-               media_ids: tuple[str, ...] = (), via_api: bool = False) -> Tweet:
+               media_ids: tuple[str, ...] = (), via_api: bool = False,
+               poll: dict[str, object] | None = None) -> Tweet:
+        """A post; *poll*: X's poll object (``options`` with ``position``,
+        ``label``, ``votes``; ``end_datetime``, ``voting_status``,
+        ``duration_minutes``), served under ``includes.polls`` with an id of its own."""
+        quoted = self.tweets.get(quote_of or "")
+        if quoted is not None:
+            # X puts the quoted post's address at the end of the text (a t.co link)
+            qauthor = self.users[quoted.author_id].username
+            text = f"{text} https://twitter.com/{qauthor}/status/{quoted.id}".lstrip()
         shown, urls = self._wrap_urls(text)
         parent = self.tweets.get(reply_to) if reply_to else None
         tid = self._next_id()
@@ -190,7 +201,8 @@ class XState:
                   created_at=datetime.fromtimestamp(self.clock(), UTC), reply_to=reply_to,
                   quote_of=quote_of, retweet_of=retweet_of, media_keys=keys,
                   conversation_id=parent.conversation_id if parent else tid, via_api=via_api,
-                  media_link=media_link)
+                  media_link=media_link,
+                  poll={**poll, "id": str(int(tid) + 7)} if poll is not None else None)
         self.tweets[tid] = t
         return t
 
@@ -367,8 +379,13 @@ class XState:
         ents = self.entities(text, t.urls, media)
         if ents:
             optional["entities"] = ents
+        attachments: dict[str, object] = {}
         if t.media_keys:
-            optional["attachments"] = {"media_keys": list(t.media_keys)}
+            attachments["media_keys"] = list(t.media_keys)
+        if t.poll is not None:
+            attachments["poll_ids"] = [t.poll["id"]]
+        if attachments:
+            optional["attachments"] = attachments
         if text != t.text:
             note = {"text": t.text, "entities": self.entities(t.text, t.urls, media)}
             optional["note_tweet"] = note

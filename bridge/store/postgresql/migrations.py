@@ -151,6 +151,11 @@ MIGRATIONS: list[str] = [
         UNIQUE (account, namespace, key)
     );
     """,
+    # 6 (after 5, the reactions table; self-contained, so the steps reorder
+    # freely): a post's poll and quote (see bridge.contract.model.extras_to_json).
+    """
+    ALTER TABLE posts ADD COLUMN extras_json TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 BACKEND_TABLES = """

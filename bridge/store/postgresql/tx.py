@@ -25,9 +25,13 @@ from bridge.contract.model import (
     DeliveryId,
     NativeId,
     Op,
+    Poll,
     Post,
     PostId,
+    QuotedPost,
     delivery_ids,
+    extras_from_json,
+    extras_to_json,
     identity_of,
     new_delivery_id,
 )
@@ -137,12 +141,13 @@ class PgTx:
             "INSERT INTO posts(id, community, origin_channel, origin_native_id, permalink,"
             " author_platform, author_handle, author_name, author_url, text_json,"
             " attachments_json, reply_to, content_warning, language, created_at, is_notice,"
-            " text_hash, author_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            " text_hash, author_id, extras_json)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (post.id, post.community, post.origin_channel, post.origin_native_id, post.permalink,
              a.platform, a.handle, a.display_name, a.profile_url, post.text.to_json(),
              _attachments_json(post.attachments), post.reply_to, post.content_warning,
              post.language, _ts(post.created_at), int(post.is_notice), text_hash,
-             a.account_id))
+             a.account_id, extras_to_json(post.poll, post.quote)))
 
     def find_duplicate(self, community: str, text_hash: str, identities: Collection[str],
                        since: float, not_channel: str) -> PostId | None:
@@ -237,18 +242,22 @@ class PgTx:
         return post_from_row(row), (row["edited_at"], row["deleted_at"], bool(row["hidden"]))
 
     def update_post(self, post_id: str, text: RichText, text_hash: str, content_warning: str,
-                    attachments: tuple[Attachment, ...] | None, edited_at: float) -> None:
+                    attachments: tuple[Attachment, ...] | None, edited_at: float,
+                    extras: tuple[Poll | None, QuotedPost | None] | None = None) -> None:
         self.c.execute(
             "UPDATE posts SET text_json=%s, text_hash=%s, content_warning=%s, edited_at=%s,"
-            " attachments_json=COALESCE(%s, attachments_json) WHERE id=%s",
+            " attachments_json=COALESCE(%s, attachments_json),"
+            " extras_json=COALESCE(%s, extras_json) WHERE id=%s",
             (text.to_json(), text_hash, content_warning, edited_at,
-             None if attachments is None else _attachments_json(attachments), post_id))
+             None if attachments is None else _attachments_json(attachments),
+             None if extras is None else extras_to_json(*extras), post_id))
 
     def mark_post_deleted(self, post_id: str) -> None:
         """Deleted at its origin: keep the row for the id map, drop the content
         (X requires removal; everyone deserves it)."""
         self.c.execute(
             "UPDATE posts SET deleted_at=%s, text_json='[]', attachments_json='[]',"
+            " extras_json='{}',"
             " content_warning='', text_hash='' WHERE id=%s AND deleted_at IS NULL",
             (time.time(), post_id))
 
@@ -647,10 +656,11 @@ def _delivery(r: tuple[Any, ...]) -> DeliveryRow:
 _POST_COLS = ("id, community, origin_channel, origin_native_id, permalink, author_platform,"
               " author_handle, author_name, author_url, author_id, text_json, attachments_json,"
               " reply_to, content_warning, language, created_at, is_notice, edited_at,"
-              " deleted_at, hidden")
+              " deleted_at, hidden, extras_json")
 
 
 def post_from_row(r: dict[str, Any]) -> Post:
+    poll, quote = extras_from_json(r["extras_json"])
     return Post(
         id=PostId(r["id"]), community=r["community"],
         origin_channel=ChannelKey(r["origin_channel"]),
@@ -663,4 +673,5 @@ def post_from_row(r: dict[str, Any]) -> Post:
         reply_to=PostId(r["reply_to"]) if r["reply_to"] else None,
         content_warning=r["content_warning"], language=r["language"],
         created_at=datetime.fromtimestamp(r["created_at"], UTC), is_notice=bool(r["is_notice"]),
+        poll=poll, quote=quote,
     )

@@ -19,9 +19,13 @@ from bridge.contract.model import (
     DeliveryId,
     NativeId,
     Op,
+    Poll,
     Post,
     PostId,
+    QuotedPost,
     delivery_ids,
+    extras_from_json,
+    extras_to_json,
     identity_of,
     new_delivery_id,
 )
@@ -132,12 +136,12 @@ class SqliteTx:
             "INSERT INTO posts(id, community, origin_channel, origin_native_id, permalink,"
             " author_platform, author_handle, author_name, author_url, text_json,"
             " attachments_json, reply_to, content_warning, language, created_at, is_notice,"
-            " text_hash, author_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " text_hash, author_id, extras_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (post.id, post.community, post.origin_channel, post.origin_native_id, post.permalink,
              a.platform, a.handle, a.display_name, a.profile_url, post.text.to_json(),
              _attachments_json(post.attachments), post.reply_to, post.content_warning,
              post.language, _ts(post.created_at), int(post.is_notice), text_hash,
-             a.account_id))
+             a.account_id, extras_to_json(post.poll, post.quote)))
         # Every target's worker reads it right away.  Cached as a read would
         # build it: an author's flags (bot, opted out) are not stored.
         if a.is_bot or a.opted_out or a.reluctant:
@@ -240,12 +244,15 @@ class SqliteTx:
         return self._posts[post_id]
 
     def update_post(self, post_id: str, text: RichText, text_hash: str, content_warning: str,
-                    attachments: tuple[Attachment, ...] | None, edited_at: float) -> None:
+                    attachments: tuple[Attachment, ...] | None, edited_at: float,
+                    extras: tuple[Poll | None, QuotedPost | None] | None = None) -> None:
         self.c.execute(
             "UPDATE posts SET text_json=?, text_hash=?, content_warning=?, edited_at=?,"
-            " attachments_json=COALESCE(?, attachments_json) WHERE id=?",
+            " attachments_json=COALESCE(?, attachments_json),"
+            " extras_json=COALESCE(?, extras_json) WHERE id=?",
             (text.to_json(), text_hash, content_warning, edited_at,
-             None if attachments is None else _attachments_json(attachments), post_id))
+             None if attachments is None else _attachments_json(attachments),
+             None if extras is None else extras_to_json(*extras), post_id))
         self._posts.pop(post_id, None)
 
     def mark_post_deleted(self, post_id: str) -> None:
@@ -253,6 +260,7 @@ class SqliteTx:
         (X requires removal; everyone deserves it)."""
         self.c.execute(
             "UPDATE posts SET deleted_at=?, text_json='[]', attachments_json='[]',"
+            " extras_json='{}',"
             " content_warning='', text_hash='' WHERE id=? AND deleted_at IS NULL",
             (time.time(), post_id))
         self._posts.pop(post_id, None)
@@ -646,6 +654,7 @@ def _delivery(r: sqlite3.Row) -> DeliveryRow:
 
 
 def post_from_row(r: sqlite3.Row) -> Post:
+    poll, quote = extras_from_json(r["extras_json"])
     return Post(
         id=PostId(r["id"]), community=r["community"],
         origin_channel=ChannelKey(r["origin_channel"]),
@@ -658,4 +667,5 @@ def post_from_row(r: sqlite3.Row) -> Post:
         reply_to=PostId(r["reply_to"]) if r["reply_to"] else None,
         content_warning=r["content_warning"], language=r["language"],
         created_at=datetime.fromtimestamp(r["created_at"], UTC), is_notice=bool(r["is_notice"]),
+        poll=poll, quote=quote,
     )
