@@ -76,6 +76,8 @@ class DropReason(enum.StrEnum):
     COPY_REMOVED = "copy removed on its platform"
     DELETE_OF_DUPLICATE = "delete of a linked duplicate"
     ALREADY_DELETED = "already deleted"
+    # reacted
+    REACTION_UNKNOWN = "reaction to a post the bridge does not know"
     # rejected (the values of RejectKind)
     UNREADABLE = "unreadable"
     TOO_LARGE = "too large"
@@ -175,6 +177,9 @@ class IngestResult:
     :class:`DropReason` (``hashbridge_inbound_dropped_total``)."""
     channel: str = ""
     """The channel of the event being ingested (what :meth:`drop` counts under)."""
+    reactions: list[tuple[str, PostId, Any]] = field(default_factory=list)
+    """``(channel, post id, Reacted)`` of each reaction that changed a count:
+    an adapter with native reactions relays them to its other channels."""
 
     def drop(self, why: str) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + 1
