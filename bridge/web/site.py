@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from bridge.runtime.config import CommunityConfig, Config, WebSettings
 from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrence_at, occurrences
 from bridge.store import archive
 from bridge.web.live import ChangeLog
-from bridge.web.present import PostCard, card
+from bridge.web.present import PostCard, card, shown_reactions
 
 
 def network_name(config: Config, channel: str) -> str:
@@ -28,6 +28,14 @@ def network_name(config: Config, channel: str) -> str:
         return "hashbridge" if channel.endswith("/bridge") else "?"
     custom = getattr(acct.options, "display_name", None)
     return str(custom or acct.factory.display_name)
+
+
+def platform_name(config: Config, platform: str) -> str:
+    """The name a network is shown by (reaction counts are stored by platform)."""
+    for acct in config.accounts.values():
+        if acct.platform == platform:
+            return str(acct.factory.display_name)
+    return platform
 
 
 def templates() -> jinja2.Environment:
@@ -169,7 +177,17 @@ class Site:
 
     # ------------------------------------------------------------ data
     def card_of(self, v: archive.PostView) -> PostCard:
-        return card(v.post, self.network_of(v.post), edited_at=v.edited_at, parent=v.parent)
+        return card(v.post, self.network_of(v.post), edited_at=v.edited_at, parent=v.parent,
+                    reactions=self.shown_reactions(v.reactions or {}))
+
+    def shown_reactions(self, counts: dict[str, int]) -> dict[str, int]:
+        return shown_reactions(counts, lambda p: platform_name(self.config, p))
+
+    async def reactions_of(self, posts: Iterable[Post]) -> dict[str, dict[str, int]]:
+        """The posts' reaction counts by shown network name (those with any)."""
+        ids = [p.id for p in posts]
+        got = await self.bridge.store.run(lambda tx: archive.reaction_counts(tx, ids))
+        return {pid: self.shown_reactions(c) for pid, c in got.items()}
 
     async def cards(self, community: str, *, limit: int = 100, before: str | None = None,
                     channels: tuple[str, ...] = ()) -> list[PostCard]:
