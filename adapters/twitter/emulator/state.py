@@ -82,6 +82,8 @@ class Tweet:
     """An older version of an edited post: still readable by id, not searched."""
     wire_overrides: dict[str, object] = field(default_factory=dict)
     """Fields served as given, over the rendered ones (a malformed post)."""
+    likes: int = 0
+    """How many accounts liked it (``public_metrics.like_count``)."""
 
 
 @dataclass
@@ -356,8 +358,8 @@ class XState:
             # Both the names the live API returns (retweet_count) and the
             # ones the 2.167 spec requires (repost_count).
             "public_metrics": {"retweet_count": 0, "repost_count": 0, "reply_count": 0,
-                               "like_count": 0, "quote_count": 0, "bookmark_count": 0,
-                               "impression_count": 0},
+                               "like_count": t.likes, "quote_count": 0,
+                               "bookmark_count": 0, "impression_count": 0},
         }
         if refs:
             optional["referenced_tweets"] = refs
