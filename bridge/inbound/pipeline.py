@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from bridge.contract.model import ChannelKey, InboundEvent, Post, PostId
+from bridge.contract.model import Author, ChannelKey, InboundEvent, Post, PostId
 from bridge.contract.richtext import RichText
 from bridge.inbound.rate import AuthorRate
 from bridge.runtime.config import ChannelConfig, CommunityConfig
@@ -161,6 +161,19 @@ class Step(Generic[E]):
         return ()
 
 
+@dataclass(frozen=True, slots=True)
+class ReactionChange:
+    channel: ChannelKey
+    """Where the reaction was made."""
+    post_id: PostId
+    key: str
+    added: bool
+    reactor: str
+    """The reactor's identity."""
+    author: Author | None
+    """The reactor as their platform described them (None on a removal)."""
+
+
 @dataclass
 class IngestResult:
     accepted: int = 0
@@ -177,9 +190,9 @@ class IngestResult:
     :class:`DropReason` (``hashbridge_inbound_dropped_total``)."""
     channel: str = ""
     """The channel of the event being ingested (what :meth:`drop` counts under)."""
-    reactions: list[tuple[str, PostId, Any]] = field(default_factory=list)
-    """``(channel, post id, Reacted)`` of each reaction that changed a count:
-    an adapter with native reactions relays them to its other channels."""
+    reactions: list[ReactionChange] = field(default_factory=list)
+    """Each reaction that changed a count: an adapter with native reactions
+    shows them on its other channels."""
 
     def drop(self, why: str) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from bridge.contract.model import Reacted
-from bridge.inbound.pipeline import DONE, Drop, DropReason, Inbound, Outcome
+from bridge.inbound.pipeline import DONE, Drop, DropReason, Inbound, Outcome, ReactionChange
 from bridge.inbound.policy import blocked, consent_of
 
 log = logging.getLogger("hashbridge.relay")
@@ -55,21 +55,25 @@ def reaction_persist(ib: Inbound[Reacted]) -> Outcome:
     ev, tx = ib.ev, ib.tx
     network = ib.channel.platform
     reactor = "" if ev.total is not None else ev.reactor.identity
+    key = ev.key
     if ev.added:
         assert ib.known is not None
         post_id = ib.known[0]
-        changed = tx.add_reaction(post_id, network, reactor, ev.key,
+        changed = tx.add_reaction(post_id, network, reactor, key,
                                   reaction_id=ev.reaction_id,
                                   count=1 if ev.total is None else max(0, ev.total))
     elif ib.known is not None:
         post_id = ib.known[0]
-        changed = tx.remove_reaction(post_id, network, reactor, ev.key)
+        changed = tx.remove_reaction(post_id, network, reactor, key)
     else:
         found = tx.remove_reaction_by_id(network, ev.reaction_id)
         if found is None:
             return Drop(DropReason.REACTION_UNKNOWN)
-        post_id, changed = found[0], True
+        (post_id, reactor, key), changed = found, True
     if changed:
         ib.result.changed.append(("reacted", post_id))
-        ib.result.reactions.append((ib.channel.key, post_id, ev))
+        if ev.total is None:
+            ib.result.reactions.append(ReactionChange(
+                ib.channel.key, post_id, key, ev.added, reactor,
+                ev.reactor if ev.added else None))
     return DONE
