@@ -56,3 +56,36 @@ async def test_likes_counted_and_taken_back(bsky: BlueskySandbox, lobby: Sandbox
         await bsky.unlike_as_member("alice", liked)
         await _becomes(bridge, copy_of, {}, "alice's like taken back")
         assert await _counts(bridge, original_of) == {"bluesky": 1}
+
+
+def _like(subject: str) -> dict[str, Any]:
+    return {"$type": "app.bsky.feed.like", "createdAt": "2026-12-07T05:36:53.828Z",
+            "subject": {"uri": subject, "cid": "bafyreib"}}
+
+
+async def test_other_likes_are_skipped_before_decoding() -> None:
+    """The firehose carries every like on Bluesky: only those on a copy of ours or
+    on a known author's post are decoded (a byte search for the subject's DID)."""
+    from bskyhelp import BOT, DID, commit_frame
+    from test_bsky_reader import make
+
+    from bridge.contract.model import Reacted
+
+    ad, ctx = make()
+    ctx.own.add((ad._reading[0].key, f"at://{BOT}/app.bsky.feed.post/3kcopycopyco2"))
+    like = "app.bsky.feed.like/3klikelikeli2"
+    await ad.on_frame(commit_frame(1, "did:plc:stranger", [
+        ("create", like, _like("at://did:plc:someone/app.bsky.feed.post/3kaaaaaaaaaa2"))]))
+    await ad.on_frame(commit_frame(2, "did:plc:stranger", [("delete", like, None)]))
+    assert ctx.events == [] and ad.decoded == 0
+    # a like of the bridge's copy: decoded and counted, its liker remembered
+    await ad.on_frame(commit_frame(3, DID, [
+        ("create", like, _like(f"at://{BOT}/app.bsky.feed.post/3kcopycopyco2"))]))
+    [ev] = ctx.events
+    assert isinstance(ev, Reacted) and ev.added and ad.decoded == 1
+    assert ev.reaction_id == f"at://{DID}/{like}" and ev.reactor.account_id == DID
+    # its delete names only the like: read because the liker is known, not decoded
+    await ad.on_frame(commit_frame(4, DID, [("delete", like, None)]))
+    gone = ctx.events[-1]
+    assert isinstance(gone, Reacted) and not gone.added and gone.reaction_id == ev.reaction_id
+    assert ad.decoded == 1

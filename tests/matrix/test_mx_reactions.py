@@ -160,3 +160,31 @@ async def test_appservice_mode_reacts_as_the_reactors_ghost(synapse: Hs,
         for r in (a, b):
             await r.alice.close()
             await r.bob.close()
+
+
+def test_reaction_events_convert() -> None:
+    from adapters.matrix.convert import parse_event
+    from bridge.contract.adapter import Unsupported, UnsupportedKind
+    from bridge.contract.model import ChannelKey, Reacted
+
+    def read(content: Any) -> Any:
+        return parse_event({"type": "m.reaction", "event_id": "$r", "sender": "@bob:hs",
+                            "origin_server_ts": 1, "content": content},
+                           channel=ChannelKey("kmers/mx"), room_id="!r:hs",
+                           homeserver="https://hs", display_name="Bob")
+
+    ev = read({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$p", "key": "👍"}})
+    assert isinstance(ev, Reacted) and (ev.native_id, ev.key, ev.reaction_id) == \
+        ("$p", "👍", "$r")
+    assert ev.reactor.handle == "@bob:hs" and ev.reactor.identity == "matrix:@bob:hs"
+    long = read({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$p", "key": "x" * 500}})
+    assert isinstance(long, Reacted) and len(long.key) == 64
+    for bad, kind in [({"m.relates_to": {"rel_type": "m.reference", "event_id": "$p"}},
+                       UnsupportedKind.IGNORED),
+                      ({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$p"}},
+                       UnsupportedKind.MALFORMED),
+                      ({"m.relates_to": {"rel_type": "m.annotation", "key": "👍"}},
+                       UnsupportedKind.MALFORMED),
+                      ({}, UnsupportedKind.IGNORED)]:
+        got = read(bad)
+        assert isinstance(got, Unsupported) and got.kind is kind, bad
