@@ -77,6 +77,11 @@ async def test_favourites_of_copies_are_counted(masto: MastodonSandbox, lobby: S
         status = await eventually(copy, timeout=60, what="the copy on Mastodon")
         post_id = (await bridge.store.run(
             lambda tx: tx.native_lookup("kmers/masto", status.native_id)))[0]
+
+        async def reading() -> str | None:  # the first read starts from "now"
+            return await bridge.store.run(lambda tx: tx.get_cursor("masto",
+                                                                   "favourites:min_id"))
+        await eventually(reading, timeout=60, what="the first read of favourites")
         for who in ("alice", "bob", "nora"):  # nora's profile says #nobridge
             member = emu.member(who)
             await asyncio.to_thread(client(emu, member.token).status_favourite,
