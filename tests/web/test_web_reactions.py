@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from test_web_http import SSE, _last_id, _page
@@ -75,3 +76,25 @@ async def test_transcript_shows_the_counts(tmp_path: Path) -> None:
             page = await _page(s, f"{live.url}/c/kmers/events/chat/{start:%Y%m%dT%H%M%SZ}")
         assert "♥ 3" in _card(page, liked) and 'title="Sandbox 3"' in _card(page, liked)
         assert "♥" not in _card(page, unliked)
+
+
+async def test_count_updates_in_the_browser_without_reload(live: Live,
+                                                           browser_page: Any) -> None:
+    page = browser_page
+    await live.nets["lobby"].post_as_member("alice", "A2: liked in a browser")
+    await live.settle()
+    post_id = await live.post_id_of("liked in a browser")
+    copy = await _copy_on_garden(live, post_id)
+    await page.goto(f"{live.url}/c/kmers")
+    await page.wait_for_function(
+        "() => document.getElementById('status').textContent === 'Live'", timeout=30000)
+    await page.evaluate("window.__marker = 'same document'")
+    card = page.locator(f"#p-{post_id}")
+    assert await card.locator(".reactions").count() == 0
+    for who in ("bob", "carol"):
+        await _react(live, copy, who)
+    await page.wait_for_function(
+        "id => (document.querySelector('#p-' + id + ' .reactions') || {}).textContent"
+        " === '♥ 2'", arg=post_id, timeout=30000)
+    assert await card.locator(".reactions").get_attribute("title") == "Sandbox 2"
+    assert await page.evaluate("window.__marker") == "same document"
