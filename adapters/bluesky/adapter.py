@@ -120,9 +120,11 @@ SESSION_KEY = "tokens"
 AUTHORS = "authors"
 """Account-state namespace of the known authors, one row per DID, oldest first
 (before: one cursor holding them all as a JSON list)."""
-LIKERS = "likers"
-"""Account-state namespace of the DIDs whose likes the bridge counted: the
-deletes of their likes are read (a like's delete names only the like)."""
+LIKES = "likes"
+"""Account-state namespace of the likes the bridge counted, by URI, oldest
+first: their deletes are read (a like's delete names only the like)."""
+MAX_LIKES = 50000
+"""Counted likes remembered (an older one's delete is not read)."""
 MAX_AUTHORS = 5000
 """Known authors remembered (their updates and deletes are read)."""
 MAX_FRAME = 16 * 1024 * 1024
@@ -165,8 +167,8 @@ class BlueskyAdapter:
         for c in self._reading:
             self._by_tag.setdefault(self._opts(c).hashtag.casefold(), []).append(c)
         self._authors: OrderedDict[str, None] = OrderedDict()
-        self._likers: OrderedDict[str, None] = OrderedDict()
-        """Who liked a copy or a relayed original: their likes' deletes are read."""
+        self._likes: OrderedDict[str, None] = OrderedDict()
+        """The likes counted (URIs): their deletes are read."""
         self._idents: dict[str, Identity] = {}
         self._hosts: set[str] = {host_entry(account.service)}
         self._budget = WriteBudget()
@@ -252,7 +254,7 @@ class BlueskyAdapter:
             await ctx.set_cursor(AUTHORS, "")
         self._authors = OrderedDict((d, None) for d, _ in await ctx.state.items(AUTHORS))
         await self._forget_oldest()
-        self._likers = OrderedDict((d, None) for d, _ in await ctx.state.items(LIKERS))
+        self._likes = OrderedDict((u, None) for u, _ in await ctx.state.items(LIKES))
 
     async def _forget_oldest(self) -> None:
         gone = []
@@ -446,7 +448,8 @@ class BlueskyAdapter:
             elif path == PROFILE + "/self" and repo in self._idents and action != "delete":
                 wanted.append(op)
             elif path.startswith(LIKE_RECORD + "/") and (
-                    action == "create" or (action == "delete" and repo in self._likers)):
+                    action == "create" or (action == "delete"
+                                           and f"at://{repo}/{path}" in self._likes)):
                 likes.append(op)
         blocks_raw = body.get("blocks")
         blocks_raw = blocks_raw if isinstance(blocks_raw, bytes) else b""
@@ -517,6 +520,9 @@ class BlueskyAdapter:
         delete carries no record: it is found by its own URI)."""
         if action == "delete":
             chans = list(self._channels.values())[:1]
+            self._likes.pop(uri, None)
+            if self._ctx is not None:
+                await self._ctx.state.delete(LIKES, [uri])
             return [Reacted(channel=ch.key, native_id=NativeId(""), added=False,
                             reactor=Author(platform=PLATFORM, handle=repo, account_id=repo),
                             reaction_id=uri) for ch in chans]
@@ -542,19 +548,19 @@ class BlueskyAdapter:
         except PermanentError as exc:
             return [rejection(exc, channel=chans[0].key, native_id=uri, logger=self._log)]
         reactor = author_of(repo, ident.handle, ident.profile)
-        if repo not in self._likers and self._ctx is not None:
-            self._likers[repo] = None
-            await self._ctx.state.put(LIKERS, repo, "")
-            await self._forget_oldest_likers()
+        if uri not in self._likes and self._ctx is not None:
+            self._likes[uri] = None
+            await self._ctx.state.put(LIKES, uri, "")
+            await self._forget_oldest_likes()
         return [Reacted(channel=ch.key, native_id=NativeId(subject), reactor=reactor,
                         key=LIKE, reaction_id=uri) for ch in chans]
 
-    async def _forget_oldest_likers(self) -> None:
+    async def _forget_oldest_likes(self) -> None:
         gone = []
-        while len(self._likers) > MAX_AUTHORS:
-            gone.append(self._likers.popitem(last=False)[0])
+        while len(self._likes) > MAX_LIKES:
+            gone.append(self._likes.popitem(last=False)[0])
         if gone and self._ctx is not None:
-            await self._ctx.state.delete(LIKERS, gone)
+            await self._ctx.state.delete(LIKES, gone)
 
     async def _created(self, repo: str, uri: str, record: Any) -> list[InboundEvent]:
         targets = self._targets(record)

@@ -78,14 +78,18 @@ async def test_other_likes_are_skipped_before_decoding() -> None:
         ("create", like, _like("at://did:plc:someone/app.bsky.feed.post/3kaaaaaaaaaa2"))]))
     await ad.on_frame(commit_frame(2, "did:plc:stranger", [("delete", like, None)]))
     assert ctx.events == [] and ad.decoded == 0
-    # a like of the bridge's copy: decoded and counted, its liker remembered
+    # a like of the bridge's copy: decoded and counted, the like remembered
     await ad.on_frame(commit_frame(3, DID, [
         ("create", like, _like(f"at://{BOT}/app.bsky.feed.post/3kcopycopyco2"))]))
     [ev] = ctx.events
     assert isinstance(ev, Reacted) and ev.added and ad.decoded == 1
     assert ev.reaction_id == f"at://{DID}/{like}" and ev.reactor.account_id == DID
-    # its delete names only the like: read because the liker is known, not decoded
-    await ad.on_frame(commit_frame(4, DID, [("delete", like, None)]))
+    # the same member's delete of another like of theirs is not read
+    await ad.on_frame(commit_frame(4, DID, [("delete", "app.bsky.feed.like/3kother22222a",
+                                             None)]))
+    assert len(ctx.events) == 1
+    # its delete names only the like: read because that like was counted, not decoded
+    await ad.on_frame(commit_frame(5, DID, [("delete", like, None)]))
     gone = ctx.events[-1]
     assert isinstance(gone, Reacted) and not gone.added and gone.reaction_id == ev.reaction_id
-    assert ad.decoded == 1
+    assert ad.decoded == 1 and ctx.state.rows.get("likes", {}) == {}
