@@ -56,10 +56,13 @@ from adapters.bluesky.compose import (
 )
 from adapters.bluesky.config import BlueskyAccount, BlueskyChannel
 from adapters.bluesky.convert import (
+    LIKE_RECORD,
+    PLATFORM,
     POST,
     PROFILE,
     Profile,
     author_of,
+    like_subject,
     mentions,
     parse_post,
     parse_profile,
@@ -99,12 +102,15 @@ from bridge.contract.media import (
     with_notes,
 )
 from bridge.contract.model import (
+    LIKE,
+    Author,
     ChannelKey,
     Deleted,
     InboundEvent,
     NativeId,
     Posted,
     QuotedPost,
+    Reacted,
     Rejected,
 )
 from bridge.contract.netguard import MediaRefused, fetch_media
@@ -117,6 +123,11 @@ SESSION_KEY = "tokens"
 AUTHORS = "authors"
 """Account-state namespace of the known authors, one row per DID, oldest first
 (before: one cursor holding them all as a JSON list)."""
+LIKES = "likes"
+"""Account-state namespace of the likes the bridge counted, by URI, oldest
+first: their deletes are read (a like's delete names only the like)."""
+MAX_LIKES = 50000
+"""Counted likes remembered (an older one's delete is not read)."""
 MAX_AUTHORS = 5000
 """Known authors remembered (their updates and deletes are read)."""
 MAX_FRAME = 16 * 1024 * 1024
@@ -163,6 +174,8 @@ class BlueskyAdapter:
             for tag in dict.fromkeys([own, *(t.casefold() for t in c.also_read)]):
                 self._by_tag.setdefault(tag, []).append(c)
         self._authors: OrderedDict[str, None] = OrderedDict()
+        self._likes: OrderedDict[str, None] = OrderedDict()
+        """The likes counted (URIs): their deletes are read."""
         self._idents: dict[str, Identity] = {}
         self._hosts: set[str] = {host_entry(account.service)}
         self._budget = WriteBudget()
@@ -248,6 +261,7 @@ class BlueskyAdapter:
             await ctx.set_cursor(AUTHORS, "")
         self._authors = OrderedDict((d, None) for d, _ in await ctx.state.items(AUTHORS))
         await self._forget_oldest()
+        self._likes = OrderedDict((u, None) for u, _ in await ctx.state.items(LIKES))
 
     async def _forget_oldest(self) -> None:
         gone = []
@@ -429,6 +443,7 @@ class BlueskyAdapter:
             return []  # the bridge's own writes
         known = repo in self._authors
         wanted = []
+        likes = []
         for op in ops:
             path = op.get("path") if isinstance(op, dict) else None
             if not isinstance(path, str):
@@ -439,12 +454,21 @@ class BlueskyAdapter:
                     wanted.append(op)
             elif path == PROFILE + "/self" and repo in self._idents and action != "delete":
                 wanted.append(op)
-        if not wanted:
-            return []
+            elif path.startswith(LIKE_RECORD + "/") and (
+                    action == "create" or (action == "delete"
+                                           and f"at://{repo}/{path}" in self._likes)):
+                likes.append(op)
         blocks_raw = body.get("blocks")
         blocks_raw = blocks_raw if isinstance(blocks_raw, bytes) else b""
+        if likes and any(op.get("action") == "create" for op in likes) \
+                and not self._likes_ours(blocks_raw):
+            likes = [op for op in likes if op.get("action") != "create"]
+        if likes:
+            wanted += likes
+        if not wanted:
+            return []
         needs_blocks = any(op.get("action") != "delete" for op in wanted)
-        if needs_blocks and not known and repo not in self._idents \
+        if needs_blocks and not known and repo not in self._idents and not likes \
                 and not self._prefilter(repo, blocks_raw):
             return []
         blocks: dict[Any, Any] = {}
@@ -469,6 +493,9 @@ class BlueskyAdapter:
                 if ident is not None and record is not None:
                     ident.profile = parse_profile(record)
                 continue
+            if path.startswith(LIKE_RECORD + "/"):
+                out += await self._liked(repo, uri, action, record)
+                continue
             if action == "delete":
                 out += [Deleted(channel=ch.key, native_id=NativeId(uri)) for ch in self._reading]
             elif action == "update":
@@ -476,6 +503,71 @@ class BlueskyAdapter:
             elif record is not None:
                 out += await self._created(repo, uri, record)
         return out
+
+    # ------------------------------------------------------------ likes
+    def _likes_ours(self, blocks: bytes) -> bool:
+        """Could a like in these blocks be on one of ours?  Before any decoding:
+        the DID of each ``at://`` URI in the blocks (a like's subject) is the
+        bridge's (a like of a copy) or a known author's (of an original the
+        bridge relayed)."""
+        me = self.client.did
+        at = blocks.find(b"at://did:")
+        while at >= 0:
+            end = blocks.find(b"/", at + 5, at + 5 + 2048)
+            if end > 0:
+                did = blocks[at + 5:end].decode("ascii", "replace")
+                if did == me or did in self._authors:
+                    return True
+            at = blocks.find(b"at://did:", at + 5)
+        return False
+
+    async def _liked(self, repo: str, uri: str, action: Any, record: Any
+                     ) -> list[InboundEvent]:
+        """A like created on a copy or a relayed original, or taken back (its
+        delete carries no record: it is found by its own URI)."""
+        if action == "delete":
+            chans = list(self._channels.values())[:1]
+            self._likes.pop(uri, None)
+            if self._ctx is not None:
+                await self._ctx.state.delete(LIKES, [uri])
+            return [Reacted(channel=ch.key, native_id=NativeId(""), added=False,
+                            reactor=Author(platform=PLATFORM, handle=repo, account_id=repo),
+                            reaction_id=uri) for ch in chans]
+        subject = like_subject(record) if action == "create" else ""
+        if not subject:
+            return []
+        try:
+            subject_did = split_uri(subject)[0]
+        except ValueError:
+            return []
+        if subject_did == self.client.did:
+            chans = [ch for ch in self._channels.values()
+                     if self._ctx is not None and await self._ctx.is_own(ch.key,
+                                                                         NativeId(subject))][:1]
+        elif subject_did in self._authors:
+            chans = list(self._reading)  # the relay drops it where the post is unknown
+        else:
+            return []
+        if not chans:
+            return []
+        try:
+            ident = await self.identity(repo)
+        except PermanentError as exc:
+            return [rejection(exc, channel=chans[0].key, native_id=uri, logger=self._log)]
+        reactor = author_of(repo, ident.handle, ident.profile)
+        if uri not in self._likes and self._ctx is not None:
+            self._likes[uri] = None
+            await self._ctx.state.put(LIKES, uri, "")
+            await self._forget_oldest_likes()
+        return [Reacted(channel=ch.key, native_id=NativeId(subject), reactor=reactor,
+                        key=LIKE, reaction_id=uri) for ch in chans]
+
+    async def _forget_oldest_likes(self) -> None:
+        gone = []
+        while len(self._likes) > MAX_LIKES:
+            gone.append(self._likes.popitem(last=False)[0])
+        if gone and self._ctx is not None:
+            await self._ctx.state.delete(LIKES, gone)
 
     async def _created(self, repo: str, uri: str, record: Any) -> list[InboundEvent]:
         targets = self._targets(record)

@@ -47,6 +47,7 @@ PLATFORM = "bluesky"
 NETWORK = "Bluesky"
 POST = "app.bsky.feed.post"
 PROFILE = "app.bsky.actor.profile"
+LIKE_RECORD = "app.bsky.feed.like"
 COMMANDS = ("!join", "!leave")
 NO_UNAUTHENTICATED = "!no-unauthenticated"
 WEB = "https://bsky.app"
@@ -128,6 +129,16 @@ def permalink(uri: str, handle: str = "") -> str:
     """Where people see a post: ``https://bsky.app/profile/<handle or DID>/post/<rkey>``."""
     did, _, rkey = split_uri(uri)
     return f"{WEB}/profile/{handle or did}/post/{rkey}"
+
+
+def like_subject(record: Any) -> str:
+    """The post URI an ``app.bsky.feed.like`` record likes ("" if it is none)."""
+    if not isinstance(record, dict) or record.get("$type", LIKE_RECORD) != LIKE_RECORD:
+        return ""
+    subject = record.get("subject")
+    uri = subject.get("uri") if isinstance(subject, dict) else None
+    return uri if isinstance(uri, str) and uri.startswith("at://") \
+        and f"/{POST}/" in uri else ""
 
 
 def author_of(did: str, handle: str, profile: Profile) -> Author:

@@ -446,6 +446,19 @@ class BlueskySandbox:
             repo=did, collection=collection, rkey=rkey,
             record=get_or_create(record, models.AppBskyFeedPost.Record, strict=False)))
 
+    async def like_as_member(self, author: str, uri: str) -> str:
+        """Like the post *uri* as *author*; the like's own URI."""
+        m = await self.member(author)
+        ref = await self._strong_ref(uri)
+        record = models.AppBskyFeedLike.Record(
+            subject=models.ComAtprotoRepoStrongRef.Main(uri=ref["uri"], cid=ref["cid"]),
+            created_at=datetime.now(UTC).isoformat())
+        return str((await m.client.app.bsky.feed.like.create(m.account.did, record)).uri)
+
+    async def unlike_as_member(self, author: str, like_uri: str) -> None:
+        m = await self.member(author)
+        await m.client.app.bsky.feed.like.delete(m.account.did, split_uri(like_uri)[2])
+
     async def delete_as_member(self, native_id: str) -> None:
         await self._owner(native_id).client.delete_post(native_id)
 

@@ -35,6 +35,7 @@ from adapters.mastodon.convert import (
     InstanceLimits,
     id_key,
     parse_edit,
+    parse_favourite,
     parse_instance,
     parse_status,
     parse_stream_event,
@@ -239,6 +240,8 @@ class MastodonAdapter:
                     # the bridge's mentions too (commands only; the account-wide
                     # consent lands on the first channel that reads).
                     tg.create_task(self._mentions(reading[0]), name="mastodon-mentions")
+                if self._channels:
+                    tg.create_task(self._favourites(), name="mastodon-favourites")
                 else:
                     await asyncio.Event().wait()
         finally:
@@ -303,6 +306,52 @@ class MastodonAdapter:
                 self._log.info("reading mentions deferred: %s", exc)
                 delay = _hold(delay, exc)
             await asyncio.sleep(delay)
+
+    async def _favourites(self) -> None:
+        while True:
+            delay = self._acc.catchup_interval
+            try:
+                await self.read_favourites()
+            except TransientError as exc:
+                self._log.info("reading favourites deferred: %s", exc)
+                delay = _hold(delay, exc)
+            await asyncio.sleep(delay)
+
+    async def read_favourites(self) -> int:
+        """Emit the favourites of the bridge's copies since the last read (one
+        ``GET /api/v1/notifications?types[]=favourite`` a ``catchup_interval``)
+        as reactions, on the channel the copy was posted through.  Mastodon
+        notifies nothing when a favourite is taken back: counts never go down.
+        The first read starts from now."""
+        assert self._ctx is not None and self._me is not None
+        ctx, name = self._ctx, "favourites:min_id"
+        cursor = await ctx.get_cursor(name)
+        if cursor is None:
+            newest = await self._call(self.client.notifications, types=["favourite"], limit=1)
+            await ctx.set_cursor(name, str(newest[0]["id"]) if newest else "0")
+            return 0
+        page = await self._call(self.client.notifications, types=["favourite"],
+                                min_id=cursor, limit=PAGE)
+        page = sorted((n for n in page or () if isinstance(n, Mapping) and n.get("id")),
+                      key=lambda n: id_key(str(n["id"])))
+        if not page:
+            return 0
+        events: list[InboundEvent] = []
+        channels = list(self._channels.values())
+        for n in page:
+            found = parse_favourite(n, channels[0].key)
+            if found is None or str((n.get("account") or {}).get("id")) == str(self._me["id"]):
+                continue
+            for ch in channels:
+                if await ctx.is_own(ch.key, found.native_id):
+                    events.append(dataclasses.replace(found, channel=ch.key))
+                    break
+        newest_id = str(page[-1]["id"])
+        if events:
+            await ctx.emit_many(events, cursor=(name, newest_id))
+        else:
+            await ctx.set_cursor(name, newest_id)
+        return len(events)
 
     async def read_mentions(self, ch: ChannelSpec) -> int:
         """Emit the ``!join``/``!leave`` commands among new mentions of the bridge,

@@ -23,7 +23,8 @@ class MastodonAccount(MediaAccountKeys):
     streaming_url: str = ""
     """Override the streaming host; default: the instance's ``configuration.urls.streaming``."""
     catchup_interval: float = Field(60.0, gt=0)
-    """Seconds between REST sweeps of the tag timeline: streams drop silently."""
+    """Seconds between REST sweeps of the tag timeline (streams drop silently), and
+    between reads of the favourites of the bridge's copies (its notifications)."""
     stream_idle_timeout: float = Field(60.0, gt=0)
     """Reconnect when the stream sent nothing, not even a heartbeat, for this long."""
     request_timeout: float = Field(30.0, gt=0)

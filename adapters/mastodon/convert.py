@@ -24,6 +24,7 @@ from bridge.contract.adapter import Unsupported, UnsupportedKind
 from bridge.contract.consent import OPT_OUT_TAGS, profile_opt_outs
 from bridge.contract.media import host_entry
 from bridge.contract.model import (
+    LIKE,
     Attachment,
     Author,
     ChannelKey,
@@ -34,6 +35,7 @@ from bridge.contract.model import (
     PollOption,
     Posted,
     QuotedPost,
+    Reacted,
 )
 from bridge.contract.richtext import Hashtag, RichText, iter_inlines, iter_text
 from bridge.contract.textconv import from_html
@@ -190,6 +192,20 @@ def parse_author(account: Mapping[str, Any]) -> Author:
                   profile_url=str(_get(account, "url") or ""),
                   is_bot=_get(account, "bot") is True,
                   opted_out=hard, reluctant=", ".join(soft))
+
+
+def parse_favourite(notification: Mapping[str, Any], channel: ChannelKey) -> Reacted | None:
+    """A ``favourite`` notification (someone favourited one of the bridge's
+    statuses) as a reaction on *channel*; None for another kind or a payload
+    without its status or account."""
+    if _get(notification, "type") != "favourite":
+        return None
+    status, account = _get(notification, "status"), _get(notification, "account")
+    sid = _get(status, "id") if isinstance(status, Mapping) else None
+    if not sid or not isinstance(account, Mapping):
+        return None
+    return Reacted(channel=channel, native_id=NativeId(str(sid)), reactor=parse_author(account),
+                   key=LIKE, reaction_id=f"favourite:{_get(notification, 'id')}")
 
 
 def parse_attachments(status: Mapping[str, Any]) -> tuple[Attachment, ...]:

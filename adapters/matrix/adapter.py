@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from typing import Any
@@ -19,6 +20,7 @@ from nio import (
     MessageDirection,
     RoomGetEventResponse,
     RoomMessagesResponse,
+    RoomSendResponse,
     SyncResponse,
 )
 
@@ -33,20 +35,34 @@ from bridge.contract.adapter import (
     Capabilities,
     ChannelSpec,
     Health,
+    SendReaction,
     TextFormat,
+    TransientError,
     Unsupported,
     UnsupportedKind,
     check_size,
     read_guarded,
 )
 from bridge.contract.media import MediaFetcher, MediaSource, host_entry
-from bridge.contract.model import ChannelKey, InboundEvent, Rejected
+from bridge.contract.model import (
+    Author,
+    ChannelKey,
+    Deleted,
+    InboundEvent,
+    NativeId,
+    Reacted,
+    Rejected,
+)
 from bridge.contract.services import Services
 
 MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4",
                          "video/webm", "audio/ogg", "audio/mpeg", "application/pdf"})
 CURSOR = "next_batch"
 AS_CURSOR = "as_txn"
+REACTIONS = "reactions"
+"""Account-state namespace of the reactions shown natively: ``room post key``
+(plus the reactor in appservice mode) -> the annotation's event, its sender and
+the reactors it stands for."""
 MAX_EVENT_BYTES = 65536
 """The spec's cap on a whole event (canonical JSON, signatures included)."""
 
@@ -64,6 +80,8 @@ class MatrixAdapter(Outbound):
         self._ready = asyncio.Event()
         self._homeserver_back = asyncio.Event()
         self._senders: OrderedDict[str, str] = OrderedDict()
+        self._reactions: OrderedDict[str, None] = OrderedDict()
+        """Reactions read in this run (their redaction takes them back)."""
         self._names: dict[tuple[str, str], str] = {}
         self._txn_lock = asyncio.Lock()
         self._last_txn: str | None = None
@@ -314,6 +332,16 @@ class MatrixAdapter(Outbound):
                 if await self._sender_of(room_id, event.native_id) != edit_sender:
                     return None  # only the author may edit (spec: same sender)
                 return event
+            case Reacted():
+                self._reactions[res.reaction_id] = None
+                while len(self._reactions) > 5000:
+                    self._reactions.popitem(last=False)
+                return res
+            case Deleted() if await self._is_reaction(room_id, res.native_id):
+                # a reaction taken back: found by its own id
+                return Reacted(channel=key, native_id=NativeId(""), added=False,
+                               reactor=Author(platform="matrix", handle=str(sender)),
+                               reaction_id=res.native_id)
             case _:
                 target = res.native_id
                 if await self.ctx.is_own(key, target):
@@ -329,6 +357,74 @@ class MatrixAdapter(Outbound):
                                    homeserver=self.account.homeserver,
                                    display_name=display_name,
                                    max_media_bytes=self.account.max_media_bytes)
+
+    async def _is_reaction(self, room_id: str, event_id: str) -> bool:
+        """Whether *event_id* is a reaction (its redaction takes the reaction
+        back): known from this run, else asked of the homeserver (a redacted
+        event keeps its type)."""
+        if event_id in self._reactions:
+            return True
+        if event_id in self._senders:
+            return False  # seen in this run, and not a reaction
+        assert self.session is not None
+        r = await self.session.client.room_get_event(room_id, event_id)
+        return isinstance(r, RoomGetEventResponse) and \
+            r.event.source.get("type") == "m.reaction"
+
+    # ------------------------------------------------------------ native reactions
+    async def react(self, op: SendReaction) -> None:
+        """Show a reaction read in another room this account serves: as the bot
+        (one annotation per post and key, redacted when the last reactor it stands
+        for takes theirs back), or as the reactor's ghost in appservice mode.  One
+        attempt; the core logs a failure and does not retry."""
+        assert self.ctx is not None
+        room_id = self.room_of.get(op.channel)
+        if room_id is None or self.session is None or not self._ready.is_set():
+            raise TransientError("matrix: not connected")
+        ghost = self.ghosts is not None
+        state_key = f"{room_id} {op.native_id} {op.key}" + (f" {op.reactor}" if ghost else "")
+        raw = await self.ctx.state.get(REACTIONS, state_key)
+        held: dict[str, Any] = json.loads(raw) if raw else {}
+        by: list[str] = held.get("by", [])
+        if op.added:
+            if op.reactor in by:
+                return
+            if not held:
+                sender = None
+                if self.ghosts is not None and op.author is not None:
+                    sender = await self.ghosts.ensure(op.author, "Matrix", room_id)
+                elif self.ghosts is not None:
+                    return
+                eid = await self._annotate(room_id, op.native_id, op.key, sender)
+                held = {"event": eid, "sender": sender or ""}
+            held["by"] = [*by, op.reactor]
+            await self.ctx.state.put(REACTIONS, state_key, json.dumps(held))
+            return
+        if op.reactor not in by:
+            return
+        by.remove(op.reactor)
+        if by:
+            await self.ctx.state.put(REACTIONS, state_key, json.dumps({**held, "by": by}))
+            return
+        await self._redact(room_id, held["event"], f"reaction {held['event']}",
+                           held.get("sender") or None)
+        await self.ctx.state.delete(REACTIONS, [state_key])
+
+    async def _annotate(self, room_id: str, target: str, key: str, sender: str | None
+                        ) -> str:
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}}
+        txn = "hb" + secrets.token_hex(20)  # never retried: a fresh one each time
+        if sender is not None:
+            assert self.ghosts is not None
+            r = await self.ghosts.api.call(
+                "PUT", f"/_matrix/client/v3/rooms/{q(room_id)}/send/m.reaction/{txn}",
+                content, user_id=sender, what="ghost reaction")
+            return str(r["event_id"])
+        assert self.session is not None
+        resp = await self.session.client.room_send(room_id, "m.reaction", content, tx_id=txn)
+        if isinstance(resp, RoomSendResponse):
+            return str(resp.event_id)
+        raise error_from(resp, "reaction")
 
     def _remember(self, event_id: str, sender: str) -> None:
         self._senders[event_id] = sender

@@ -27,6 +27,7 @@ from bridge.contract.model import (
     Poll,
     PollOption,
     Posted,
+    Reacted,
 )
 from bridge.contract.richtext import (
     Block,
@@ -60,7 +61,10 @@ class EditOf:
     sender: str
 
 
-Inbound = Posted | Deleted | EditOf | Unsupported
+Inbound = Posted | Deleted | Reacted | EditOf | Unsupported
+
+MAX_REACTION_KEY = 64
+"""Characters of a reaction's key kept (a key is an emoji, or any text a client sends)."""
 
 
 def _ignored(reason: str) -> Unsupported:
@@ -203,6 +207,8 @@ def parse_event(raw: Any, *, channel: ChannelKey, room_id: str, homeserver: str,
     if etype in POLL_START_TYPES:
         return _poll_start(raw, content, channel=channel, room_id=room_id,
                            display_name=display_name)
+    if etype == "m.reaction":
+        return _reaction(raw, content, channel, event_id, sender, display_name)
     if etype != "m.room.message":
         return _ignored(f"event type {etype}")
     if ORIGIN_KEY in content:
@@ -310,6 +316,19 @@ def _poll_start(raw: dict[str, Any], content: dict[str, Any], *, channel: Channe
 
 MAX_POLL_ANSWERS = 20
 """MSC3381 allows at most 20 answers."""
+def _reaction(raw: dict[str, Any], content: dict[str, Any], channel: ChannelKey,
+              event_id: str, sender: str, display_name: str) -> Reacted | Unsupported:
+    """An ``m.reaction`` (an ``m.annotation`` of another event, with its key)."""
+    rel = content.get("m.relates_to")
+    if not isinstance(rel, dict) or rel.get("rel_type") != "m.annotation":
+        return _ignored("reaction without an annotation")
+    target, key = rel.get("event_id"), rel.get("key")
+    if not isinstance(target, str) or not isinstance(key, str) or not clean_text(key).strip():
+        return _malformed(f"{event_id}: annotation without its event or key")
+    reactor = Author(platform="matrix", handle=sender, display_name=clean_text(display_name),
+                     profile_url=f"https://matrix.to/#/{quote(sender, safe='@:')}")
+    return Reacted(channel=channel, native_id=NativeId(target), reactor=reactor,
+                   key=clean_text(key)[:MAX_REACTION_KEY], reaction_id=event_id)
 
 
 def _spoiler(content: dict[str, Any]) -> str:

@@ -72,4 +72,5 @@ class TwitterChannel(StrictModel):
     max_pages: int = Field(5, ge=1, le=50)
     recheck_after_hours: float = Field(20.0, ge=0)
     """Look each relayed post up once more at this age and propagate deletions
-    (X requires deleted content gone within 24 h); 0 turns it off."""
+    (X requires deleted content gone within 24 h); the same lookup brings the
+    post's ``like_count``, counted on the web; 0 turns both off."""

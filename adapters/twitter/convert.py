@@ -19,6 +19,7 @@ from typing import Any
 
 from bridge.contract.adapter import Unsupported, UnsupportedKind, check_size, convert_guarded
 from bridge.contract.model import (
+    LIKE,
     Attachment,
     Author,
     ChannelKey,
@@ -27,6 +28,7 @@ from bridge.contract.model import (
     PollOption,
     Posted,
     QuotedPost,
+    Reacted,
     Rejected,
 )
 from bridge.contract.richtext import (
@@ -346,3 +348,19 @@ def missing_ids(page: Mapping[str, Any]) -> set[str]:
         if isinstance(err, Mapping) and str(err.get("type", "")).endswith("resource-not-found"):
             out.add(str(err.get("resource_id") or err.get("value") or ""))
     return out - {""}
+
+
+def like_counts(page: Mapping[str, Any], channel: ChannelKey) -> list[Reacted]:
+    """The ``like_count`` (``public_metrics``) of each post of a lookup page with
+    any likes, as an aggregate reaction (X does not say who liked for free)."""
+    out = []
+    for post in page.get("data") or ():
+        if not isinstance(post, Mapping):
+            continue
+        metrics = post.get("public_metrics")
+        n = metrics.get("like_count") if isinstance(metrics, Mapping) else None
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0 and post.get("id"):
+            out.append(Reacted(channel=channel, native_id=NativeId(str(post["id"])),
+                               reactor=Author(platform="twitter", handle=""), key=LIKE,
+                               total=n))
+    return out

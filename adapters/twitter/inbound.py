@@ -9,6 +9,8 @@
 * Deletion compliance: every relayed post is looked up once more when it is
   ``recheck_after_hours`` old (before X's 24-hour deadline); the ones X reports
   missing become ``Deleted`` events.  This costs one more read per relayed post.
+  The same lookup brings each post's ``like_count`` (``public_metrics``): the
+  post's X likes, counted on the live page and transcripts, with no read added.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from adapters.twitter.budget import Caps, Ledger, next_month
-from adapters.twitter.convert import missing_ids, parse_page
+from adapters.twitter.convert import like_counts, missing_ids, parse_page
 from bridge.contract.adapter import (
     INLINE_MAX_BYTES,
     AdapterContext,
@@ -33,7 +35,7 @@ from bridge.contract.adapter import (
     PermanentError,
     TransientError,
 )
-from bridge.contract.model import Deleted, Edited, NativeId, Posted, Rejected
+from bridge.contract.model import Deleted, Edited, NativeId, Posted, Reacted, Rejected
 from bridge.contract.richtext import Mention, iter_inlines
 
 if TYPE_CHECKING:
@@ -256,6 +258,7 @@ class Inbound:
         cutoff = self.clock() - opts.recheck_after_hours * 3600
         due = [str(i) for i, at in seen if at <= cutoff]
         gone: set[str] = set()
+        likes: list[Reacted] = []
         for k in range(0, len(due), 100):
             batch = due[k:k + 100]
             r = _raw_page(await self.client.call_raw(
@@ -264,14 +267,17 @@ class Inbound:
             live = len(r["data"])
             await self._save_ledger(usd=live * self.account.prices.read, reads=live)
             gone |= missing_ids({"errors": r["errors"]})
+            likes += like_counts(r, ch.key)
         rest = json.dumps([e for e in seen if str(e[0]) not in set(due)])
-        events = [Deleted(channel=ch.key, native_id=NativeId(i)) for i in due if i in gone]
+        deleted = [Deleted(channel=ch.key, native_id=NativeId(i)) for i in due if i in gone]
+        if deleted:
+            self.log.info("%d relayed posts were deleted on X; propagating", len(deleted))
+        events: list[Reacted | Deleted] = [*likes, *deleted]
         if events:
-            self.log.info("%d relayed posts were deleted on X; propagating", len(events))
             await ctx.emit_many(list(events), cursor=(name, rest))
         elif due:
             await ctx.set_cursor(name, rest)
-        return len(events)
+        return len(deleted)
 
     async def _recheck_loop(self, ch: ChannelSpec) -> None:
         every = max(1.0, min(self._opts(ch).recheck_after_hours * 3600 / 4, 900.0))
@@ -295,7 +301,9 @@ def _search_page(kw: dict[str, Any], token: str | None, client: Any) -> Awaitabl
 
 def _get_posts(ids: list[str], user_auth: bool, client: Any) -> Awaitable[Any]:
     """A lookup of up to 100 posts by id."""
-    page: Awaitable[Any] = client.get_tweets(ids, user_auth=user_auth)
+    # public_metrics rides along: X bills the posts a lookup returns, not their fields.
+    page: Awaitable[Any] = client.get_tweets(ids, user_auth=user_auth,
+                                             tweet_fields=["public_metrics"])
     return page
 
 

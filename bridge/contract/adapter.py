@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict
 from bridge.contract.mentions import neutralise_generic
 from bridge.contract.model import (
     Attachment,
+    Author,
     ChannelKey,
     DeliveryId,
     InboundEvent,
@@ -317,6 +318,36 @@ SendOp = SendCreate | SendEdit | SendDelete
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SendReaction:
+    """A reaction the relay counted, to show natively on another channel of the
+    same account (:class:`NativeReactions`): a Matrix reaction relayed to the
+    other rooms the account serves.  One attempt, never retried."""
+
+    channel: ChannelKey
+    """Where to show it: another channel of the account the reaction was read on."""
+    native_id: NativeId
+    """The post there (our copy, or the original the bridge relayed)."""
+    source: ChannelKey
+    """The channel the reaction was made on."""
+    key: str
+    added: bool
+    """False: the reactor took it back."""
+    reactor: str
+    """Who reacted (:attr:`~bridge.contract.model.Author.identity`)."""
+    author: Author | None = None
+    """The reactor as the platform described them (None on a removal)."""
+
+
+@runtime_checkable
+class NativeReactions(Protocol):
+    """An adapter whose platform has reactions of its own: the core hands it the
+    reactions read on one of its channels for its other channels."""
+
+    async def react(self, op: SendReaction) -> None:
+        """Show (or take back) *op* on its channel; raises an :class:`AdapterError`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SendResult:
     native_id: NativeId | None = None
     """The id of the created message (None for edits and deletes)."""
@@ -579,6 +610,7 @@ __all__ = [
     "Health",
     "JoinFacts",
     "JoinLink",
+    "NativeReactions",
     "OnlineCheck",
     "PermanentError",
     "Rendered",
@@ -586,6 +618,7 @@ __all__ = [
     "SendDelete",
     "SendEdit",
     "SendOp",
+    "SendReaction",
     "SendResult",
     "StrictModel",
     "TextFormat",

@@ -332,6 +332,36 @@ class Deleted:
     native_id: NativeId
 
 
+LIKE = "\u2665"
+"""The key of a like or favourite (networks with one kind of reaction)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reacted:
+    """Someone reacted to a post (a like, a favourite, a Matrix reaction), or took
+    the reaction back.  Counted on the post's card and transcript; never relayed
+    as a message."""
+
+    channel: ChannelKey
+    native_id: NativeId
+    """The post reacted to, as the platform names it: one of our copies or an
+    original the bridge relayed.  Empty on a removal known only by
+    :attr:`reaction_id` (a Matrix redaction, a Bluesky like's delete)."""
+    reactor: Author
+    """Who reacted (the consent and the blocklist apply to them as to authors).
+    Empty handle on an aggregate (:attr:`total`)."""
+    key: str = LIKE
+    """What they reacted with: an emoji (Matrix) or :data:`LIKE`."""
+    added: bool = True
+    """False: the reaction was taken back."""
+    reaction_id: str = ""
+    """The reaction's own id on its platform (Matrix event id, Bluesky like
+    URI), by which its removal is found."""
+    total: int | None = None
+    """An aggregate count read from the platform (X's ``like_count``): the
+    post's whole count on this network, with no reactor named."""
+
+
 class RejectKind(enum.StrEnum):
     """Why an inbound event was not read: the ``reason`` label of the metrics."""
 
@@ -360,5 +390,5 @@ class Rejected:
     kind: RejectKind = RejectKind.UNREADABLE
 
 
-InboundEvent = Posted | Edited | Deleted | Rejected
+InboundEvent = Posted | Edited | Deleted | Reacted | Rejected
 """The closed union of what adapters report happened on their platform."""

@@ -25,15 +25,19 @@ import aiohttp
 from bridge.contract.adapter import (
     AccountState,
     Adapter,
+    AdapterError,
     AuthError,
     ChannelSpec,
     Health,
+    NativeReactions,
+    SendReaction,
     TransientError,
 )
 from bridge.contract.model import ChannelKey, InboundEvent, NativeId, Post, PostId
 from bridge.contract.richtext import RichText
 from bridge.contract.services import Services
 from bridge.daemon.cluster import Cluster, lease_name
+from bridge.inbound.pipeline import ReactionChange
 from bridge.inbound.relay import IngestResult, Relay
 from bridge.inbound.steps import described
 from bridge.outbound.ratelimit import TokenBucket, backoff
@@ -184,6 +188,33 @@ class Bridge:
         result = await self.relay.ingest(account, events, cursor)
         self.metrics.ingested_page(result.counts, result.steps)
         self.publish(result)
+        if result.reactions:
+            await self._native_reactions(account, result.reactions)
+
+    async def _native_reactions(self, account: str, changes: Sequence[ReactionChange]) -> None:
+        """Reactions read on one of *account*'s channels, shown natively on its
+        other channels where the post is (adapters with :class:`NativeReactions`:
+        Matrix rooms served by one account).  One attempt each: a failure is
+        logged, never retried (the count on the web is what is kept)."""
+        rt = self.accounts.get(account)
+        adapter = rt.adapter if rt is not None else None
+        if rt is None or not isinstance(adapter, NativeReactions):
+            return
+        own = {c.key for c in rt.channels if c.direction in ("both", "out")}
+        for change in changes:
+            ids = await self.store.run(lambda tx, pid=change.post_id: tx.all_copies(pid))
+            for channel, row in ids:
+                if channel not in own or channel == change.channel or row.part != 0 \
+                        or row.role not in ("origin", "copy"):
+                    continue
+                op = SendReaction(channel=ChannelKey(channel), native_id=row.native_id,
+                                  source=change.channel, key=change.key, added=change.added,
+                                  reactor=change.reactor, author=change.author)
+                try:
+                    await adapter.react(op)
+                except (AdapterError, aiohttp.ClientError, TimeoutError) as exc:
+                    rt.logger.warning("reaction %s not shown on %s (not retried): %s",
+                                      change.key, channel, exc)
 
     def publish(self, result: IngestResult, *, remote: bool = False) -> None:
         """Wake the workers for new deliveries and tell live views what changed

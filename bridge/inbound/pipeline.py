@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from bridge.contract.model import ChannelKey, InboundEvent, Poll, Post, PostId, QuotedPost
+from bridge.contract.model import Author, ChannelKey, InboundEvent, Poll, Post, PostId, QuotedPost
 from bridge.contract.richtext import RichText
 from bridge.inbound.rate import AuthorRate
 from bridge.runtime.blend import Blend
@@ -78,6 +78,8 @@ class DropReason(enum.StrEnum):
     COPY_REMOVED = "copy removed on its platform"
     DELETE_OF_DUPLICATE = "delete of a linked duplicate"
     ALREADY_DELETED = "already deleted"
+    # reacted
+    REACTION_UNKNOWN = "reaction to a post the bridge does not know"
     # rejected (the values of RejectKind)
     UNREADABLE = "unreadable"
     TOO_LARGE = "too large"
@@ -161,6 +163,19 @@ class Step(Generic[E]):
         return ()
 
 
+@dataclass(frozen=True, slots=True)
+class ReactionChange:
+    channel: ChannelKey
+    """Where the reaction was made."""
+    post_id: PostId
+    key: str
+    added: bool
+    reactor: str
+    """The reactor's identity."""
+    author: Author | None
+    """The reactor as their platform described them (None on a removal)."""
+
+
 @dataclass
 class IngestResult:
     accepted: int = 0
@@ -177,6 +192,9 @@ class IngestResult:
     :class:`DropReason` (``hashbridge_inbound_dropped_total``)."""
     channel: str = ""
     """The channel of the event being ingested (what :meth:`drop` counts under)."""
+    reactions: list[ReactionChange] = field(default_factory=list)
+    """Each reaction that changed a count: an adapter with native reactions
+    shows them on its other channels."""
 
     def drop(self, why: str) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + 1

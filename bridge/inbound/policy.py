@@ -77,12 +77,17 @@ def bot(ib: Inbound[Posted]) -> Drop | None:
 
 
 def consent(ib: Inbound[Posted]) -> Drop | None:
-    a = ib.ev.author
-    decision = ib.tx.consent(a.platform, a.handle)
+    return consent_of(ib.ev.author, ib.community.settings, ib.tx)
+
+
+def consent_of(a: Author, community: CommunityCommon, tx: Tx) -> Drop | None:
+    """The consent registry's answer for *a* in *community*: None when their
+    posts may be relayed (the reactions step asks it too)."""
+    decision = tx.consent(a.platform, a.handle)
     if a.reluctant and decision != "in":
         return Drop(DropReason.RELUCTANT,
                     f"author's profile: {a.reluctant} (relayed after !join)")
-    if ib.community.settings.consent == "opt-in" and decision != "in":
+    if community.consent == "opt-in" and decision != "in":
         return Drop(DropReason.NOT_OPTED_IN)
     if decision == "out":
         return Drop(DropReason.OPTED_OUT)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.contract.model import Deleted, Edited, InboundEvent, Posted, Rejected
-from bridge.inbound import commands, persist, policy
+from bridge.contract.model import Deleted, Edited, InboundEvent, Posted, Reacted, Rejected
+from bridge.inbound import commands, persist, policy, reactions
 from bridge.inbound.pipeline import DropReason as R
 from bridge.inbound.pipeline import Step, check_declared, reason_of
 from bridge.runtime.metrics import StepInfo
@@ -118,6 +118,21 @@ DELETED: tuple[Step[Deleted], ...] = (
          description="The post's content is removed and its copies' deletes queued."),
 )
 
+REACTED: tuple[Step[Reacted], ...] = (
+    CHANNEL,
+    Step(name="reaction-known", run=reactions.reaction_known, reasons=(R.REACTION_UNKNOWN,),
+         description="A like, favourite or reaction on a post the id map knows (one of our "
+                     "copies or an original the bridge relayed) and not deleted."),
+    Step(name="reaction-consent", run=reactions.reaction_consent,
+         reasons=(R.PROFILE_OPTED_OUT, R.RELUCTANT, R.NOT_OPTED_IN, R.OPTED_OUT, R.BLOCKED),
+         description="Only reactions of people whose own posts would be relayed are "
+                     "counted (consent, #nobridge, the blocklist)."),
+    Step(name="reaction-persist", run=reactions.reaction_persist,
+         reasons=(R.REACTION_UNKNOWN,),
+         description="Counted on the post (one per person, network and key; taken back "
+                     "when the platform says so); never relayed as a message."),
+)
+
 REJECTED: tuple[Step[Rejected], ...] = (
     CHANNEL,
     Step(name="rejected", run=persist.record_rejection, rejection=True,
@@ -128,7 +143,7 @@ REJECTED: tuple[Step[Rejected], ...] = (
 )
 
 PIPELINES: dict[type[InboundEvent], tuple[Step[Any], ...]] = {
-    Posted: POSTED, Edited: EDITED, Deleted: DELETED, Rejected: REJECTED}
+    Posted: POSTED, Edited: EDITED, Deleted: DELETED, Reacted: REACTED, Rejected: REJECTED}
 """The steps for each kind of event, in order."""
 
 check_declared(PIPELINES.values())

@@ -284,6 +284,33 @@ class Tx(Protocol):
         """Remove *keys*; how many there were."""
         ...
 
+    # -- reactions: counted per post, one row per (post, network, reactor, key)
+    def add_reaction(self, post_id: str, network: str, reactor: str, key: str, *,
+                     reaction_id: str = "", count: int = 1) -> bool:
+        """Record a reaction; adding the same one again changes nothing.  *count*
+        is 1 for a person's reaction; an aggregate read from the platform (no
+        reactor named) stores its total, replacing the one before.  True when
+        the stored counts changed."""
+        ...
+
+    def remove_reaction(self, post_id: str, network: str, reactor: str, key: str) -> bool:
+        """Take a reaction back; True if there was one."""
+        ...
+
+    def remove_reaction_by_id(self, network: str, reaction_id: str
+                              ) -> tuple[PostId, str, str] | None:
+        """Take back the reaction whose platform id is *reaction_id*; its
+        ``(post id, reactor, key)``, or None if none is known."""
+        ...
+
+    def reaction_counts(self, post_ids: Iterable[str]) -> dict[PostId, dict[str, int]]:
+        """Per post (those with any), its reactions counted per network."""
+        ...
+
+    def reaction_reactors(self, post_id: str, key: str) -> int:
+        """How many reactions with *key* the post has, on every network."""
+        ...
+
     # -- consent, blocks, rejections, health
     def consent(self, platform: str, handle: str) -> str | None: ...
 

@@ -9,9 +9,10 @@ listed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bridge.contract.model import Op, Post
+from bridge.contract.model import Op, Post, PostId
 from bridge.store.api import Tx
 
 
@@ -25,6 +26,8 @@ class PostView:
     """The post it replies to, when that one is visible."""
     copies: tuple[tuple[str, str], ...]
     """(channel, permalink) of its copies that have a permalink."""
+    reactions: dict[str, int] | None = None
+    """Its reactions counted per network (platform name), if any."""
 
 
 def visible_post(tx: Tx, post_id: str) -> Post | None:
@@ -37,7 +40,8 @@ def view(tx: Tx, post: Post) -> PostView:
     parent = tx.visible_post(post.reply_to) if post.reply_to else None
     copies = tuple((ch, c.permalink) for ch, c in tx.all_copies(post.id)
                    if c.role == "copy" and c.part == 0 and c.permalink)
-    return PostView(post, edited_at, parent, copies)
+    reactions = tx.reaction_counts([post.id]).get(post.id)
+    return PostView(post, edited_at, parent, copies, reactions)
 
 
 def view_of(tx: Tx, post_id: str) -> PostView | None:
@@ -71,6 +75,11 @@ def batch_after(tx: Tx, community: str, after: str, limit: int, *,
     """Visible posts after post id *after* ("" for the first), oldest first, with
     their edit time: exports walk the archive with this in bounded batches."""
     return tx.visible_after(community, after, limit, start=start, end=end)
+
+
+def reaction_counts(tx: Tx, post_ids: Iterable[str]) -> dict[PostId, dict[str, int]]:
+    """Per post (those with any), its reactions counted per network."""
+    return tx.reaction_counts(post_ids)
 
 
 def post_community(tx: Tx, post_id: str) -> str | None:

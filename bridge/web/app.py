@@ -255,7 +255,8 @@ async def transcript_page(request: web.Request) -> web.StreamResponse:
     if occ is None:
         raise web.HTTPNotFound(text="no such event occurrence")
     t = await site.transcript(comm.name, occ)
-    return html(render_transcript(site, comm, occ, t))
+    posts = [*t.other, *(p for q in t.questions for p in (q.post, *q.answers) if p)]
+    return html(render_transcript(site, comm, occ, t, reactions=await site.reactions_of(posts)))
 
 
 # ---------------------------------------------------------------- operations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -141,13 +142,19 @@ class PostCard:
     """Options (title, votes once ended), end time, ended; plain strings."""
     quote: dict[str, Any] | None = None
     """Author, network, url (plain) and ``html`` (the quoted words, escaped)."""
+    reaction_total: int = 0
+    """Likes, favourites and reactions on the post and its copies, every network."""
+    reaction_title: str = ""
+    """The same per network, for the count's tooltip (``Mastodon 2, Matrix 1``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
 def card(post: Post, network: str, *, edited_at: float | None = None,
-         parent: Post | None = None, role: str = "", host: bool = False) -> PostCard:
+         parent: Post | None = None, role: str = "", host: bool = False,
+         reactions: Mapping[str, int] | None = None) -> PostCard:
+    """*reactions*: the post's reactions counted per network (shown name)."""
     atts = tuple({"url": safe_url(a.url) or "", "media_type": a.media_type,
                   "alt": mask_emails(a.alt_text) or a.filename or "attachment",
                   "image": a.media_type.startswith("image/")}
@@ -166,7 +173,8 @@ def card(post: Post, network: str, *, edited_at: float | None = None,
         attachments=atts, reply_to=parent.id if parent else "",
         reply_author=author_name(parent.author) if parent else "", reply_excerpt=excerpt,
         is_notice=post.is_notice, role=role, host=host, poll=poll_view(post),
-        quote=quote_view(post))
+        quote=quote_view(post), reaction_total=sum((reactions or {}).values()),
+        reaction_title=reaction_title(reactions or {}))
 
 
 def poll_view(post: Post) -> dict[str, Any] | None:
@@ -193,3 +201,18 @@ def quote_view(post: Post) -> dict[str, Any] | None:
     return {"author": author_name(q.author) if q.author else "", "network": q.network,
             "url": safe_url(q.url) or "",
             "html": to_html(public_text(q.text)) if q.author else ""}
+
+
+def reaction_title(counts: Mapping[str, int]) -> str:
+    """``Mastodon 2, Matrix 1``: the reactions per network, most first."""
+    return ", ".join(f"{net} {n}" for net, n in sorted(counts.items(), key=lambda i: (-i[1], i[0]))
+                     if n)
+
+
+def shown_reactions(counts: Mapping[str, int], name_of: Callable[[str], str]) -> dict[str, int]:
+    """Stored counts (by platform) by the networks' shown names."""
+    out: dict[str, int] = {}
+    for platform, n in counts.items():
+        name = name_of(platform)
+        out[name] = out.get(name, 0) + n
+    return out

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrence_at, 
 from bridge.store import archive
 from bridge.web.about import JoinPage, join_page
 from bridge.web.live import ChangeLog, Rendered
-from bridge.web.present import PostCard, card
+from bridge.web.present import PostCard, card, shown_reactions
 from bridge.web.roles import Roles
 
 BLEND_LOOKBACK = 7 * 86400.0
@@ -36,6 +36,14 @@ def network_name(config: Config, channel: str) -> str:
         return "hashbridge" if channel.endswith("/bridge") else "?"
     custom = getattr(acct.options, "display_name", None)
     return str(custom or acct.factory.display_name)
+
+
+def platform_name(config: Config, platform: str) -> str:
+    """The name a network is shown by (reaction counts are stored by platform)."""
+    for acct in config.accounts.values():
+        if acct.platform == platform:
+            return str(acct.factory.display_name)
+    return platform
 
 
 def templates() -> jinja2.Environment:
@@ -195,7 +203,17 @@ class Site:
     def card_of(self, v: archive.PostView) -> PostCard:
         role = self.roles(v.post.community).of(v.post, v.parent)
         return card(v.post, self.network_of(v.post), edited_at=v.edited_at, parent=v.parent,
-                    role=role.label, host=role.host)
+                    role=role.label, host=role.host,
+                    reactions=self.shown_reactions(v.reactions or {}))
+
+    def shown_reactions(self, counts: dict[str, int]) -> dict[str, int]:
+        return shown_reactions(counts, lambda p: platform_name(self.config, p))
+
+    async def reactions_of(self, posts: Iterable[Post]) -> dict[str, dict[str, int]]:
+        """The posts' reaction counts by shown network name (those with any)."""
+        ids = [p.id for p in posts]
+        got = await self.bridge.store.run(lambda tx: archive.reaction_counts(tx, ids))
+        return {pid: self.shown_reactions(c) for pid, c in got.items()}
 
     async def cards(self, community: str, *, limit: int = 100, before: str | None = None,
                     channels: tuple[str, ...] = ()) -> list[PostCard]:

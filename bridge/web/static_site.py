@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
@@ -13,8 +13,8 @@ from typing import Any, Protocol
 from bridge.contract.model import Post
 from bridge.features.chatevents import Transcript, build_transcript
 from bridge.runtime.schedule import Occurrence, occurrences
-from bridge.web.present import PostCard, card, iso
-from bridge.web.site import now_utc, templates
+from bridge.web.present import PostCard, card, iso, shown_reactions
+from bridge.web.site import now_utc, platform_name, templates
 
 
 class StaticSite:
@@ -37,10 +37,12 @@ class Renderer(Protocol):
 
 
 def render_transcript(site: Renderer, comm: Any, occ: Occurrence, t: Transcript, *,
-                      static: bool = False) -> str:
-    """The transcript page (also written by the static HTML export)."""
+                      static: bool = False,
+                      reactions: Mapping[str, Mapping[str, int]] | None = None) -> str:
+    """The transcript page (also written by the static HTML export); *reactions*:
+    each post's reaction counts by shown network name."""
     def c(p: Any) -> Any:
-        return card(p, site.network_of(p))
+        return card(p, site.network_of(p), reactions=(reactions or {}).get(p.id))
 
     questions = [{"number": q.number, "question": c(q.post) if q.post else None,
                   "answers": [c(a) for a in q.answers]} for q in t.questions]
@@ -84,13 +86,16 @@ async def write_site(store: Any, config: Any, scope: Any, out: str, now: datetim
     windows: list[Occurrence] = list(scope.windows) if scope.windows is not None else [
         o for ev in comm.settings.events
         for o in occurrences(ev, posts[0].created_at if posts else now, now) if o.start <= now]
+    counted = await store.run(lambda tx: tx.reaction_counts([p.id for p in posts]))
+    reactions = {pid: shown_reactions(c, lambda n: platform_name(config, n))
+                 for pid, c in counted.items()}
     transcripts = []
     for occ in sorted(windows, key=lambda o: o.start):
         t = build_transcript(occ, posts, site.network_of)
         if not t.counts:
             continue
         name = f"{occ.event.id}-{occ.key}.html"
-        files[name] = render_transcript(site, comm, occ, t, static=True)
+        files[name] = render_transcript(site, comm, occ, t, static=True, reactions=reactions)
         transcripts.append({"file": name, "answers": t.answer_count, "people": t.people,
                             "title": f"{occ.event.title}, "
                                      f"{occ.local_start():%Y-%m-%d %H:%M %Z}"})

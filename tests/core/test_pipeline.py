@@ -29,6 +29,7 @@ from bridge.contract.model import (
     InboundEvent,
     NativeId,
     Posted,
+    Reacted,
     Rejected,
     RejectKind,
     utcnow,
@@ -75,6 +76,10 @@ def gone(nid: str, channel: ChannelKey = LOBBY) -> Deleted:
     return Deleted(channel=channel, native_id=NativeId(nid))
 
 
+def like(nid: str, reactor: Author = ALICE, **kw: Any) -> Reacted:
+    return Reacted(channel=LOBBY, native_id=NativeId(nid), reactor=reactor, **kw)
+
+
 def our_copy_on_lobby(tx: Tx) -> None:
     """Lobby's ``c1`` is our copy of garden's ``g1`` (what the worker records)."""
     known = tx.native_lookup(GARDEN, "g1")
@@ -111,6 +116,7 @@ def our_copy_for_pkmchat(tx: Tx) -> None:
 
 DUP = [p("1", "same words #kmers"), p("g1", "Same  words", channel=GARDEN)]
 BOT = Author(platform="sandbox", handle="b0t", is_bot=True)
+BOB = Author(platform="sandbox", handle="bob", display_name="Bob")
 CASES = [
     Case("unknown channel", p("1", channel=ChannelKey("kmers/nowhere")), "channel",
          R.UNKNOWN_CHANNEL),
@@ -181,6 +187,25 @@ CASES = [
          R.DELETE_OF_DUPLICATE, before=DUP),
     Case("deleted twice", gone("1"), "delete-persist", R.ALREADY_DELETED,
          before=[p("1"), gone("1")]),
+    Case("reaction to an unknown post", like("nope"), "reaction-known", R.REACTION_UNKNOWN),
+    Case("reaction to a deleted post", like("1"), "reaction-known", R.REACTION_UNKNOWN,
+         before=[p("1"), gone("1")]),
+    Case("reaction of an opted-out profile",
+         like("1", Author(platform="sandbox", handle="olga", opted_out=True)),
+         "reaction-consent", R.PROFILE_OPTED_OUT, before=[p("1")]),
+    Case("reaction of a reluctant profile",
+         like("1", Author(platform="sandbox", handle="rue", reluctant="profile says #nobot")),
+         "reaction-consent", R.RELUCTANT,
+         "author's profile: profile says #nobot (relayed after !join)", before=[p("1")]),
+    Case("reaction in an opt-in community", like("1"), "reaction-consent", R.NOT_OPTED_IN,
+         before=[p("0", "!join", author=BOB, command="!join"), p("1", author=BOB)],
+         community={"consent": "opt-in"}),
+    Case("reaction after !leave", like("1"), "reaction-consent", R.OPTED_OUT,
+         before=[p("1"), p("2", "!leave", command="!leave")]),
+    Case("reaction of a blocked reactor", like("1"), "reaction-consent", R.BLOCKED,
+         before=[p("1")], prepare=lambda tx: tx.block("sandbox", "alice", "spam")),
+    Case("removal of an unknown reaction", like("", added=False, reaction_id="$gone"),
+         "reaction-persist", R.REACTION_UNKNOWN),
     Case("unreadable", Rejected(channel=LOBBY, native_id=NativeId("9"), reason="unreadable: X"),
          "rejected", R.UNREADABLE),
     Case("too large", Rejected(channel=LOBBY, native_id=NativeId("9"), reason="too large: 9 MB",

@@ -5,7 +5,8 @@ Served: ``/api/v1/apps/verify_credentials``, ``/api/v1/accounts/verify_credentia
 ``/api/v1/accounts/:id``, ``/api/v1/accounts/lookup``, ``/api/v1/instance`` and
 ``/api/v2/instance`` (with and without the trailing slash Mastodon.py uses),
 ``/api/v1/statuses`` (POST with ``Idempotency-Key``), ``/api/v1/statuses/:id``
-(GET/PUT/DELETE), ``/api/v1/notifications`` (mentions),
+(GET/PUT/DELETE), ``/api/v1/statuses/:id/favourite`` and ``/unfavourite``,
+``/api/v1/notifications`` (mentions and favourites; ``types[]``, ``exclude_types[]``),
 ``/api/v1/timelines/tag/:tag`` (``min_id/max_id/since_id/limit/local/remote`` and
 ``Link``),
 ``/api/v2/media``, ``/api/v1/media/:id``, and the SSE streams
@@ -349,18 +350,21 @@ async def tag_timeline(request: web.Request) -> web.Response:
 
 @_scoped("read:notifications")
 async def notifications(request: web.Request) -> web.Response:
-    """Mentions of the caller (the only type the emulator produces), newest first,
-    paged like the timelines."""
+    """Mentions and favourites of the caller's statuses (the types the emulator
+    produces), newest first, paged like the timelines; ``types[]`` and
+    ``exclude_types[]`` filter them."""
     st, acc = request.app[_STATE], _account(request)
     if acc is None:
         return _error(401, "The access token is invalid")
     q = request.query
-    types = q.getall("types[]", []) + q.getall("types", [])
-    if types and "mention" not in types:
-        return web.json_response([])
+    types = set(q.getall("types[]", []) + q.getall("types", [])) or {"mention", "favourite"}
+    types -= set(q.getall("exclude_types[]", []) + q.getall("exclude_types", []))
     limit = max(1, min(int(q.get("limit", "40") or 40), 80))
-    found = sorted((n for n in st.notifications if n[1] == acc.id),
-                   key=lambda n: id_key(n[0]), reverse=True)
+    notes = [(nid, "mention", sid, "") for nid, to, sid in st.notifications
+             if to == acc.id and "mention" in types]
+    notes += [(nid, "favourite", sid, who) for nid, to, sid, who in st.favourite_notes()
+              if to == acc.id and "favourite" in types]
+    found = sorted(notes, key=lambda n: id_key(n[0]), reverse=True)
     for name, newer in (("max_id", False), ("since_id", True), ("min_id", True)):
         if q.get(name):
             bound = id_key(q[name])
@@ -368,12 +372,13 @@ async def notifications(request: web.Request) -> web.Response:
                      and id_key(n[0]) != bound]
     page = list(reversed(list(reversed(found))[:limit])) if q.get("min_id") else found[:limit]
     out = []
-    for nid, _, sid in page:
+    for nid, kind, sid, who in page:
         status = st.statuses[sid]
         if status.deleted:
             continue
-        out.append({"id": nid, "type": "mention", "created_at": iso(status.created_at),
-                    "group_key": f"ungrouped-{nid}", "account": st.account_json(status.account),
+        actor = st.accounts[who] if who else status.account
+        out.append({"id": nid, "type": kind, "created_at": iso(status.created_at),
+                    "group_key": f"ungrouped-{nid}", "account": st.account_json(actor),
                     "status": st.status_json(status)})
     headers = {}
     if page:
@@ -381,6 +386,20 @@ async def notifications(request: web.Request) -> web.Response:
         headers["Link"] = (f'<{base}?max_id={page[-1][0]}>; rel="next", '
                            f'<{base}?min_id={page[0][0]}>; rel="prev"')
     return web.json_response(out, headers=headers)
+
+
+@_scoped("write:favourites")
+async def status_favourite(request: web.Request) -> web.Response:
+    """Favourite (or, on ``/unfavourite``, take back) a status the caller can see."""
+    st, acc = request.app[_STATE], _account(request)
+    if acc is None:
+        return _error(401, "The access token is invalid")
+    status = st.visible(request.match_info["id"])
+    if status is None or not st.can_see(status, acc):
+        return _error(404, "Record not found")
+    adding = request.path.endswith("/favourite")
+    (st.favourite if adding else st.unfavourite)(acc, status)
+    return web.json_response({**st.status_json(status), "favourited": adding})
 
 
 # ---------------------------------------------------------------- media
@@ -489,6 +508,8 @@ def build_app(state: EmulatorState) -> web.Application:
     r.add_get("/api/v1/statuses/{id}", status_get)
     r.add_put("/api/v1/statuses/{id}", status_edit)
     r.add_delete("/api/v1/statuses/{id}", status_delete)
+    r.add_post("/api/v1/statuses/{id}/favourite", status_favourite)
+    r.add_post("/api/v1/statuses/{id}/unfavourite", status_favourite)
     r.add_get("/api/v1/timelines/tag/{tag}", tag_timeline)
     r.add_get("/api/v1/notifications", notifications)
     r.add_post("/api/v2/media", media_upload)

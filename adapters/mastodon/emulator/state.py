@@ -197,7 +197,9 @@ class EmulatorState:
         self.subscribers: set[tuple[str | None, bool, asyncio.Queue[tuple[str, str]]]] = set()
         """(tag, local only, queue) of every open hashtag stream."""
         self.notifications: list[tuple[str, str, str]] = []
-        """(notification id, account id notified, status id): mentions only."""
+        """(notification id, account id notified, status id): mentions."""
+        self.favourites: dict[str, dict[str, str]] = {}
+        """Status id -> {account id who favourited it: its notification id}."""
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, for tests that count calls."""
         self.rules: list[tuple[str, str]] | None = [
@@ -292,6 +294,25 @@ class EmulatorState:
         st.edited_at = time.time()
         self._publish("status.update", st)
         return st
+
+    def favourite(self, account: EmuAccount, st: EmuStatus) -> None:
+        """*account* favourites *st*: once (again is a no-op, as on Mastodon); the
+        author is notified (``favourite``) unless it is their own status."""
+        faves = self.favourites.setdefault(st.id, {})
+        if account.id in faves:
+            return
+        faves[account.id] = snowflake() if st.account.id != account.id else ""
+
+    def unfavourite(self, account: EmuAccount, st: EmuStatus) -> None:
+        """Mastodon sends nothing on an unfavourite, and its favourite notification
+        goes with the favourite (``has_one :notification, dependent: :destroy``)."""
+        self.favourites.get(st.id, {}).pop(account.id, None)
+
+    def favourite_notes(self) -> list[tuple[str, str, str, str]]:
+        """(notification id, account id notified, status id, who favourited) of
+        every favourite notification."""
+        return [(nid, self.statuses[sid].account.id, sid, who)
+                for sid, faves in self.favourites.items() for who, nid in faves.items() if nid]
 
     def delete(self, st: EmuStatus) -> EmuStatus:
         st.deleted = True
@@ -445,7 +466,8 @@ class EmulatorState:
             "spoiler_text": st.spoiler_text, "visibility": st.visibility,
             "language": st.language,
             "uri": f"{self.base_url}/ap/users/{st.account.id}/statuses/{st.id}", "url": url,
-            "replies_count": 0, "reblogs_count": 0, "favourites_count": 0, "quotes_count": 0,
+            "replies_count": 0, "reblogs_count": 0,
+            "favourites_count": len(self.favourites.get(st.id, ())), "quotes_count": 0,
             "edited_at": iso(st.edited_at) if st.edited_at else None, "favourited": False,
             "reblogged": False, "muted": False, "bookmarked": False, "pinned": False,
         }

@@ -84,6 +84,8 @@ class Tweet:
     """Fields served as given, over the rendered ones (a malformed post)."""
     poll: dict[str, object] | None = None
     """The attached poll as X serves it in ``includes.polls`` (all poll.fields)."""
+    likes: int = 0
+    """How many accounts liked it (``public_metrics.like_count``)."""
 
 
 @dataclass
@@ -368,8 +370,8 @@ class XState:
             # Both the names the live API returns (retweet_count) and the
             # ones the 2.167 spec requires (repost_count).
             "public_metrics": {"retweet_count": 0, "repost_count": 0, "reply_count": 0,
-                               "like_count": 0, "quote_count": 0, "bookmark_count": 0,
-                               "impression_count": 0},
+                               "like_count": t.likes, "quote_count": 0,
+                               "bookmark_count": 0, "impression_count": 0},
         }
         if refs:
             optional["referenced_tweets"] = refs

@@ -22,7 +22,7 @@ from bridge.store.postgresql.store import _rollback, open_checked
 from bridge.store.sqlite.store import open_checked as open_sqlite
 
 TABLES = ("posts", "native_ids", "deliveries", "cursors", "consent", "blocks", "rejections",
-          "health", "identity_links", "link_claims", "adapter_state")
+          "health", "identity_links", "link_claims", "adapter_state", "reactions")
 """Every table of the numbered schema (chat events' announcements are cursors)."""
 IDENTITIES = {"deliveries": "seq", "rejections": "id", "adapter_state": "seq"}
 

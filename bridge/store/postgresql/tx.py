@@ -545,6 +545,57 @@ class PgTx:
             "DELETE FROM adapter_state WHERE account=%s AND namespace=%s AND key = ANY(%s)",
             (account, namespace, list(keys))).rowcount)
 
+    # ------------------------------------------------------------ reactions
+    def add_reaction(self, post_id: str, network: str, reactor: str, key: str, *,
+                     reaction_id: str = "", count: int = 1) -> bool:
+        r = self.c.execute("SELECT count, reaction_id FROM reactions WHERE post_id=%s AND"
+                           " network=%s AND reactor=%s AND key=%s",
+                           (post_id, network, reactor, key)).fetchone()
+        if r is not None:
+            if r[0] == count and (not reaction_id or r[1] == reaction_id):
+                return False
+            self.c.execute("UPDATE reactions SET count=%s, reaction_id=%s WHERE post_id=%s AND"
+                           " network=%s AND reactor=%s AND key=%s",
+                           (count, reaction_id or r[1], post_id, network, reactor, key))
+            return bool(r[0] != count)
+        self.c.execute("INSERT INTO reactions(post_id, network, reactor, key, reaction_id,"
+                       " count, created_at) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                       (post_id, network, reactor, key, reaction_id, count, time.time()))
+        return count != 0
+
+    def remove_reaction(self, post_id: str, network: str, reactor: str, key: str) -> bool:
+        return int(self.c.execute(
+            "DELETE FROM reactions WHERE post_id=%s AND network=%s AND reactor=%s AND key=%s",
+            (post_id, network, reactor, key)).rowcount) > 0
+
+    def remove_reaction_by_id(self, network: str, reaction_id: str
+                              ) -> tuple[PostId, str, str] | None:
+        if not reaction_id:
+            return None
+        r = self.c.execute("SELECT post_id, reactor, key FROM reactions WHERE network=%s AND"
+                           " reaction_id=%s", (network, reaction_id)).fetchone()
+        if r is None:
+            return None
+        self.c.execute("DELETE FROM reactions WHERE network=%s AND reaction_id=%s",
+                       (network, reaction_id))
+        return PostId(r[0]), r[1], r[2]
+
+    def reaction_counts(self, post_ids: Iterable[str]) -> dict[PostId, dict[str, int]]:
+        ids = list(dict.fromkeys(post_ids))
+        out: dict[PostId, dict[str, int]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for pid, network, n in self.c.execute(
+                    "SELECT post_id, network, sum(count) FROM reactions WHERE post_id ="
+                    " ANY(%s) GROUP BY post_id, network HAVING sum(count) > 0"
+                    " ORDER BY post_id, network", (chunk,)):
+                out.setdefault(PostId(pid), {})[network] = int(n)
+        return out
+
+    def reaction_reactors(self, post_id: str, key: str) -> int:
+        return int(self.c.one("SELECT count(*) FROM reactions WHERE post_id=%s AND key=%s"
+                              " AND count > 0", (post_id, key))[0])
+
     # ------------------------------------------------------------ consent, blocks
     def consent(self, platform: str, handle: str) -> str | None:
         if self._consent is None or not self._fresh("consent"):

@@ -158,6 +158,23 @@ MIGRATIONS: list[str] = [
         UNIQUE (account, namespace, key)
     );
     """,
+    # 5: reactions (likes, favourites, Matrix reactions) counted per post: one
+    # row per post, network, reactor and key; *count* is 1 but for an aggregate
+    # read from the platform (X's like_count: reactor ''); *reaction_id* is the
+    # reaction's own id, by which its removal is found.
+    """
+    CREATE TABLE reactions (
+        post_id TEXT NOT NULL,
+        network TEXT NOT NULL,
+        reactor TEXT NOT NULL,
+        key TEXT NOT NULL,
+        reaction_id TEXT NOT NULL DEFAULT '',
+        count INTEGER NOT NULL DEFAULT 1,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (post_id, network, reactor, key)
+    );
+    CREATE INDEX reactions_by_id ON reactions(network, reaction_id) WHERE reaction_id <> '';
+    """,
     # 6 (after 5, the reactions table; self-contained, so the steps reorder
     # freely): a post's poll and quote (see bridge.contract.model.extras_to_json).
     """

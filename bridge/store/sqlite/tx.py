@@ -550,6 +550,58 @@ class SqliteTx:
             "DELETE FROM adapter_state WHERE account=? AND namespace=? AND key=?",
             [(account, namespace, k) for k in keys]).rowcount)
 
+    # ------------------------------------------------------------ reactions
+    def add_reaction(self, post_id: str, network: str, reactor: str, key: str, *,
+                     reaction_id: str = "", count: int = 1) -> bool:
+        r = self.c.execute("SELECT count, reaction_id FROM reactions WHERE post_id=? AND"
+                           " network=? AND reactor=? AND key=?",
+                           (post_id, network, reactor, key)).fetchone()
+        if r is not None:
+            if r[0] == count and (not reaction_id or r[1] == reaction_id):
+                return False
+            self.c.execute("UPDATE reactions SET count=?, reaction_id=? WHERE post_id=? AND"
+                           " network=? AND reactor=? AND key=?",
+                           (count, reaction_id or r[1], post_id, network, reactor, key))
+            return bool(r[0] != count)
+        self.c.execute("INSERT INTO reactions(post_id, network, reactor, key, reaction_id,"
+                       " count, created_at) VALUES (?,?,?,?,?,?,?)",
+                       (post_id, network, reactor, key, reaction_id, count, time.time()))
+        return count != 0
+
+    def remove_reaction(self, post_id: str, network: str, reactor: str, key: str) -> bool:
+        return int(self.c.execute(
+            "DELETE FROM reactions WHERE post_id=? AND network=? AND reactor=? AND key=?",
+            (post_id, network, reactor, key)).rowcount) > 0
+
+    def remove_reaction_by_id(self, network: str, reaction_id: str
+                              ) -> tuple[PostId, str, str] | None:
+        if not reaction_id:
+            return None
+        r = self.c.execute("SELECT post_id, reactor, key FROM reactions WHERE network=? AND"
+                           " reaction_id=?", (network, reaction_id)).fetchone()
+        if r is None:
+            return None
+        self.c.execute("DELETE FROM reactions WHERE network=? AND reaction_id=?",
+                       (network, reaction_id))
+        return PostId(r[0]), r[1], r[2]
+
+    def reaction_counts(self, post_ids: Iterable[str]) -> dict[PostId, dict[str, int]]:
+        ids = list(dict.fromkeys(post_ids))
+        out: dict[PostId, dict[str, int]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for pid, network, n in self.c.execute(
+                    f"SELECT post_id, network, sum(count) FROM reactions WHERE post_id IN"
+                    f" ({marks}) GROUP BY post_id, network HAVING sum(count) > 0"
+                    f" ORDER BY post_id, network", chunk):
+                out.setdefault(PostId(pid), {})[network] = int(n)
+        return out
+
+    def reaction_reactors(self, post_id: str, key: str) -> int:
+        return int(self.c.execute("SELECT count(*) FROM reactions WHERE post_id=? AND key=?"
+                                  " AND count > 0", (post_id, key)).fetchone()[0])
+
     # ------------------------------------------------------------ consent, blocks
     def consent(self, platform: str, handle: str) -> str | None:
         if self._consent is None:
