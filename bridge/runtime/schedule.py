@@ -33,8 +33,11 @@ _RRULE_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 
 START_MESSAGE = ("{title} starts now and runs until {end}. Hosted by {hosts}. Questions come "
                  "as Q1, Q2...; answer with A1, A2... and #{hashtag}. {url}")
-END_MESSAGE = ("{title} is over: {answers} answers from {people} people on {networks} "
-               "networks. Thank you! Transcript: {url}")
+END_MESSAGE = ("{title} is over: {answers_text} from {people_text} on {networks_text}. "
+               "Thank you! Transcript: {url}")
+"""``{answers_text}`` reads "1 answer" / "2 answers" (likewise ``{people_text}``,
+``{networks_text}``, ``{questions_text}``); the bare numbers ``{answers}``,
+``{people}``, ``{networks}``, ``{questions}`` still work in custom messages."""
 
 
 class ChatEventConfig(StrictModel):
@@ -127,7 +130,8 @@ class ChatEventConfig(StrictModel):
 
 
 _TEMPLATE_PROBE = dict(title="", end="", hosts="", hashtag="", url="", answers=0, people=0,
-                       networks=0, questions=0)
+                       networks=0, questions=0, answers_text="", people_text="",
+                       networks_text="", questions_text="")
 
 
 def _rule(ev: ChatEventConfig) -> Any:

@@ -37,8 +37,10 @@ class Renderer(Protocol):
 
 
 def render_transcript(site: Renderer, comm: Any, occ: Occurrence, t: Transcript, *,
-                      static: bool = False) -> str:
-    """The transcript page (also written by the static HTML export)."""
+                      static: bool = False, live: bool = False, last_id: str = "") -> str:
+    """The transcript page (also written by the static HTML export).  *live*: the
+    chat is running or coming up, and the page follows the live stream from
+    *last_id*."""
     def c(p: Any) -> Any:
         return card(p, site.network_of(p))
 
@@ -46,7 +48,8 @@ def render_transcript(site: Renderer, comm: Any, occ: Occurrence, t: Transcript,
                   "answers": [c(a) for a in q.answers]} for q in t.questions]
     return site.render("transcript.html", comm=comm, occ=occ, t=t, questions=questions,
                        other=[c(p) for p in t.other], static=static,
-                       running=occ.contains(now_utc()))
+                       running=occ.contains(now_utc()), upcoming=now_utc() < occ.start,
+                       live=live and not static, last_id=last_id)
 
 
 async def write_site(store: Any, config: Any, scope: Any, out: str, now: datetime,
