@@ -9,13 +9,14 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from aiohttp import web
 
-from bridge.runtime.schedule import ChatEventConfig, occurrences
+from bridge.runtime.schedule import ChatEventConfig, first_after
 from bridge.store import archive
 from bridge.web.present import author_name, iso, post_html
 from bridge.web.site import Busy, community_or_404, site_of
@@ -150,10 +151,10 @@ def _vevent(community: str, hashtag: str, ev: ChatEventConfig, page_url: str,
             now: datetime) -> Any:
     import icalendar
 
-    first = occurrences(ev, now - timedelta(days=366 * 3), now + timedelta(days=400))
-    if not first:
+    first = first_after(ev, now - timedelta(days=366 * 3))
+    if first is None or first.start > now + timedelta(days=400):
         return None
-    start = first[0].start.astimezone(ev.zone)
+    start = first.start.astimezone(ev.zone)
     vevent = icalendar.Event()
     vevent.add("uid", f"{ev.id}.{community}@hashbridge")
     vevent.add("summary", ical_text(ev.title))
@@ -182,13 +183,27 @@ async def ical(request: web.Request) -> web.StreamResponse:
                                  f'inline; filename="{comm.name}-events.ics"'})
 
 
+CALENDAR_FRESH = 300.0
+"""Seconds ``/events.ics`` is served as built (its DTSTAMP that old at most)."""
+
+
 async def ical_all(request: web.Request) -> web.StreamResponse:
     """``/events.ics``: every community's chat events in one calendar."""
     site = site_of(request)
     base = _base(request)
-    body = calendar_of([(c.name, c.settings.hashtag, list(c.settings.events),
-                         f"{base}/c/{c.name}") for c in site.config.communities],
-                       "hashbridge chats", datetime.now(UTC))
+    # Calendar apps poll it; building it for many communities takes a while
+    # (time zones, rules): the same body for a few minutes, or until the config
+    # changes.
+    cached = site.calendar_cache
+    if cached is not None and cached[:2] == (id(site.config), base) \
+            and time.monotonic() - cached[2] < CALENDAR_FRESH:
+        body = cached[3]
+    else:
+        body = await asyncio.to_thread(
+            calendar_of, [(c.name, c.settings.hashtag, list(c.settings.events),
+                           f"{base}/c/{c.name}") for c in site.config.communities],
+            "hashbridge chats", datetime.now(UTC))
+        site.calendar_cache = (id(site.config), base, time.monotonic(), body)
     return web.Response(body=body, content_type="text/calendar", charset="utf-8",
                         headers={"Content-Disposition": 'inline; filename="events.ics"'})
 

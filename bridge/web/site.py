@@ -118,6 +118,9 @@ class Site:
                              self.limits.max_live_streams_per_client)
         """Live-page subscribers: each holds a connection for as long as it reads."""
         self._first_start: dict[str, float] = {}
+        self.calendar_cache: tuple[int, str, float, bytes] | None = None
+        """``/events.ics`` as last built: (id of the config, base URL, monotonic
+        time, body)."""
         self._built: dict[tuple[str, str, str], tuple[str, int, Transcript]] = {}
         self._building = asyncio.Lock()
 
