@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +27,7 @@ from bridge.runtime.registry import load_factories
 from bridge.runtime.schedule import ChatEventConfig, occurrence_at, occurrences
 from bridge.store import archive
 from bridge.web.feeds import calendar_of
+from bridge.web.site import templates
 
 
 def _multi(tmp_path: Path, communities: Sequence[Mapping[str, Any]]) -> Config:
@@ -311,6 +313,17 @@ async def test_plurals_in_transcripts_and_the_end_announcement(tmp_path: Path) -
     occ_old = occurrence_at(old, occ.key)
     assert occ_old is not None
     assert end_text(occ_old, "kmers", "", one) == "1 answers, 1 people; 1 question, 1 network"
+
+
+def test_static_archive_index_says_1_answer() -> None:
+    page = templates().get_template("static_index.html").render(
+        comm=SimpleNamespace(settings=SimpleNamespace(hashtag="kmers")), static=True,
+        exported="2026-12-07T00:00:00Z",
+        transcripts=[{"file": "a.html", "title": "One", "answers": 1, "people": 1},
+                     {"file": "b.html", "title": "Two", "answers": 2, "people": 3}],
+        pages=[{"file": "archive-1.html", "first": "a", "last": "b", "count": 1}])
+    assert "(1 answer, 1 person)" in page and "(2 answers, 3 people)" in page
+    assert "(1 post)" in page
 
 
 @pytest.mark.parametrize("placeholder", ["{answer}", "{answers_txt}"])
