@@ -212,6 +212,8 @@ async def test_chats_before_the_first_start_are_not_listed_and_answer_404(
         status, events_page, _ = await _get(live.url + "/c/kmers/events")
         old_status, old_page, _ = await _get(
             f"{live.url}/c/kmers/events/weekly/{past[-1].key}")
+        place_status, _, _ = await _get(
+            f"{live.url}/c/kmers/events/weekly/{past[-1].key}/place/01JNOSUCHPOST0000000000000")
         running_key = occurrences(ChatEventConfig(**live_event), now, now + timedelta(
             seconds=1))[0].key
         run_status, run_page, _ = await _get(f"{live.url}/c/kmers/events/daily/{running_key}")
@@ -226,7 +228,7 @@ async def test_chats_before_the_first_start_are_not_listed_and_answer_404(
     assert "Weekly on Monday, 09:00 UTC; next: " in weekly
     daily = events_page.split('id="ev-daily"')[1].split("</section>")[0]
     assert running_key in daily and "(no posts yet)" in daily
-    assert old_status == 404
+    assert old_status == 404 and place_status == 404
     assert "ended before the bridge started relaying #kmers" in old_page
     assert run_status == 200 and "No posts yet." in run_page
     assert 'id="no-posts" hidden' not in run_page
@@ -293,6 +295,14 @@ async def test_plurals_in_transcripts_and_the_end_announcement(tmp_path: Path) -
         occ = occurrences(ChatEventConfig(**event), now, now + timedelta(seconds=1))[0]
         status, page, _ = await _get(f"{live.url}/c/kmers/events/daily/{occ.key}")
         md_status, md, _ = await _get(f"{live.url}/c/kmers/export.md?event=daily/{occ.key}")
+        early = await live.post_id_of("an answer before its question")
+        base = f"{live.url}/c/kmers/events/daily/{occ.key}/place/"
+        async with aiohttp.ClientSession() as s:
+            async with s.get(base + early) as r:
+                assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+                at = await r.json()
+            async with s.get(base + "01JNOSUCHPOST0000000000000") as r:
+                nowhere = await r.json()
         t = await live.bridge.store.run(lambda tx: archive.between(
             tx, "kmers", occ.start.timestamp(), occ.end.timestamp()))
     assert status == 200
@@ -304,6 +314,13 @@ async def test_plurals_in_transcripts_and_the_end_announcement(tmp_path: Path) -
     assert "1 answers" not in page
     assert md_status == 200 and "#### 1 answer\n" in md and "1 answers" not in md
     assert "- Lobby: 1 post by Alice" in md
+    # Where the page of the running chat puts a post (static/transcript.js asks).
+    assert (at["where"], at["number"], at["before"], at["empty"]) == ("answer", 2, None, False)
+    assert "an answer before its question" in at["html"] and f'id="p-{early}"' in at["html"]
+    assert at["section"].startswith('<section class="question" id="q2"')
+    assert "(answers to a question not found in the transcript)" in at["section"]
+    assert "2 questions, 2 answers, 2 people." in at["summary"]
+    assert nowhere["where"] == "none" and "html" not in nowhere and "section" not in nowhere
 
     transcript = build_transcript(occ, t, lambda p: p.origin_channel)
     assert end_text(occ, "kmers", "https://x.example/t", transcript) == (
