@@ -39,6 +39,7 @@ SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("catchup_outage", "catchup.py", ["--posts", "2000", "--rate-per-minute", "12000",
                                       "--outage", "40", "--retry-max-seconds", "20"]),
     ("startup", "startup.py", []),
+    ("directory", "directory.py", []),
     ("edit_flood", "edit_flood.py", []),
     ("e2e", "e2e.py", []),
     ("matrix_latency", "matrix_latency.py", []),

@@ -44,7 +44,7 @@ from bridge.outbound.ratelimit import TokenBucket, backoff
 from bridge.outbound.worker import ChannelWorker, WorkerDeps
 from bridge.runtime.config import AccountConfig, Config
 from bridge.runtime.metrics import Metrics
-from bridge.store import MIN_FREE_BYTES, Store, StoreError, Tx
+from bridge.store import MIN_FREE_BYTES, Store, StoreError, Tx, archive
 from bridge.store.adapter_state import StoredAccountState
 from bridge.store.backends import open_store
 from bridge.store.leases import Member, leases_of
@@ -285,6 +285,9 @@ class Bridge:
         # data dir); once running, the store holds writes until space returns.
         self._store = await open_store(cfg.database, require_free=MIN_FREE_BYTES)
         try:
+            # Chats that ended before a community's first start are not its history.
+            await self.store.run(lambda tx: archive.first_starts(
+                tx, [c.name for c in cfg.communities], time.time()))
             async with aiohttp.ClientSession() as http:
                 self.http = http
                 self.relay = Relay(cfg, self.store)

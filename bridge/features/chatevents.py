@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from bridge.contract.model import Post
 from bridge.contract.textconv import to_plain
+from bridge.features.schedule_text import plural
 from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrences
 
 log = logging.getLogger("hashbridge.chatevents")
@@ -155,7 +156,7 @@ def start_text(occ: Occurrence, hashtag: str, url: str) -> str:
     return ev.start_message.format(title=ev.title, end=end, hashtag=hashtag, url=url,
                                    hosts=", ".join(map(shown_host, ev.hosts))
                                    or "the community",
-                                   answers=0, people=0, networks=0, questions=0).strip()
+                                   **counts(0, 0, 0, 0)).strip()
 
 
 def end_text(occ: Occurrence, hashtag: str, url: str, transcript: Transcript) -> str:
@@ -163,8 +164,17 @@ def end_text(occ: Occurrence, hashtag: str, url: str, transcript: Transcript) ->
     return ev.end_message.format(
         title=ev.title, end="", hashtag=hashtag, url=url,
         hosts=", ".join(map(shown_host, ev.hosts)),
-        answers=transcript.answer_count, people=transcript.people,
-        networks=len(transcript.participants), questions=len(transcript.questions)).strip()
+        **counts(transcript.answer_count, transcript.people, len(transcript.participants),
+                 len(transcript.questions))).strip()
+
+
+def counts(answers: int, people: int, networks: int, questions: int) -> dict[str, Any]:
+    """The numbers an announcement may name: bare (``{answers}``, as before) and in
+    words with their plural (``{answers_text}``: "1 answer", "2 answers")."""
+    return {"answers": answers, "people": people, "networks": networks, "questions": questions,
+            "answers_text": plural(answers, "answer"), "people_text": plural(people, "person"),
+            "networks_text": plural(networks, "network"),
+            "questions_text": plural(questions, "question")}
 
 
 TranscriptOf = Callable[[str, Occurrence], Awaitable[Transcript]]
@@ -248,3 +258,40 @@ async def announce_due(bridge: Any, t: float, *, base_url: str, grace: float,
                     await bridge.announce(comm.name, from_plain(text))
                     log.info("announced %s of %s (%s)", which, ev.id, occ.key)
     return soonest
+
+
+# ---------------------------------------------------------------- live transcript
+
+Where = Literal["question", "answer", "other", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a post stands in a transcript (for a page updating it live)."""
+
+    where: Where
+    """``none``: not part of it (outside the window, deleted, hidden, a notice)."""
+    number: int | None = None
+    """The question's number, for ``question`` and ``answer``."""
+    before: str | None = None
+    """The id of the post it comes just before in its list (None: it is the last)."""
+    post: Post | None = None
+
+
+def place(t: Transcript, post_id: str) -> Place:
+    """Where post *post_id* goes in *t*: under which question, or among the others."""
+    def after(posts: Sequence[Post]) -> str | None:
+        ids: list[str] = [p.id for p in posts]
+        i = ids.index(post_id)
+        return ids[i + 1] if i + 1 < len(ids) else None
+
+    for q in t.questions:
+        if q.post is not None and q.post.id == post_id:
+            return Place("question", q.number, None, q.post)
+        for a in q.answers:
+            if a.id == post_id:
+                return Place("answer", q.number, after(q.answers), a)
+    for p in t.other:
+        if p.id == post_id:
+            return Place("other", None, after(t.other), p)
+    return Place("none")

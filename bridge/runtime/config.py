@@ -146,6 +146,8 @@ class CommunityCommon(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     hashtag: str = Field(pattern=r"^[^\s#]+$")
     """Written with or without its '#', as everywhere else in the file."""
+    description: str = ""
+    """One line, at most 280 characters: what the directory page (``/``) says of it."""
     consent: Literal["opt-out", "opt-in"] = "opt-out"
     blocklist: list[str] = []
     duplicate_window: float = Field(600.0, ge=0)
@@ -176,6 +178,16 @@ class CommunityCommon(BaseModel):
     @classmethod
     def _no_hash(cls, v: Any) -> Any:
         return v.strip().removeprefix("#") if isinstance(v, str) else v
+
+    @field_validator("description")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        v = v.strip()
+        if any(c in v for c in "\r\n\u2028\u2029\x0b\x0c\x85"):
+            raise ValueError("one line only: the directory shows it under the hashtag")
+        if len(v) > 280:
+            raise ValueError(f"{len(v)} characters; at most 280")
+        return v
 
     @field_validator("events")
     @classmethod

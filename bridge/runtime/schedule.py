@@ -34,8 +34,11 @@ _RRULE_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 
 START_MESSAGE = ("{title} starts now and runs until {end}. Hosted by {hosts}. Questions come "
                  "as Q1, Q2...; answer with A1, A2... and #{hashtag}. {url}")
-END_MESSAGE = ("{title} is over: {answers} answers from {people} people on {networks} "
-               "networks. Thank you! Transcript: {url}")
+END_MESSAGE = ("{title} is over: {answers_text} from {people_text} on {networks_text}. "
+               "Thank you! Transcript: {url}")
+"""``{answers_text}`` reads "1 answer" / "2 answers" (likewise ``{people_text}``,
+``{networks_text}``, ``{questions_text}``); the bare numbers ``{answers}``,
+``{people}``, ``{networks}``, ``{questions}`` still work in custom messages."""
 
 
 _OFFSET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|min)?\s*$")
@@ -190,10 +193,14 @@ class ChatEventConfig(StrictModel):
 
 
 _TEMPLATE_PROBE = dict(title="", end="", hosts="", hashtag="", url="", answers=0, people=0,
-                       networks=0, questions=0)
+                       networks=0, questions=0, answers_text="", people_text="",
+                       networks_text="", questions_text="")
 
 
-def _rule(ev: ChatEventConfig) -> Any:
+def _rule(ev: ChatEventConfig, anchor: datetime | None = None) -> Any:
+    """The event's rule; for a day/time event, anchored at *anchor* (naive local
+    time) when given: any anchor before a window gives the same dates in it, and
+    one close to it spares iterating every week since 2020."""
     from dateutil.rrule import rrulestr  # type: ignore[import-untyped,unused-ignore]
 
     if ev.rrule:
@@ -203,9 +210,9 @@ def _rule(ev: ChatEventConfig) -> Any:
     assert ev.day is not None and ev.time is not None
     hh, mm = (int(x) for x in ev.time.split(":"))
     byday = _RRULE_DAYS[DAYS.index(ev.day)]
-    # A fixed anchor in the past; the rule itself pins weekday and time.
+    # An anchor in the past; the rule itself pins weekday and time.
     return rrulestr(f"FREQ=WEEKLY;BYDAY={byday};BYHOUR={hh};BYMINUTE={mm};BYSECOND=0",
-                    dtstart=datetime(2020, 1, 1))
+                    dtstart=anchor or datetime(2020, 1, 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,12 +241,26 @@ def occurrences(ev: ChatEventConfig, start: datetime, end: datetime) -> list[Occ
     lo = (start - ev.duration).astimezone(tz).replace(tzinfo=None) - timedelta(days=1)
     hi = end.astimezone(tz).replace(tzinfo=None) + timedelta(days=1)
     out = []
-    for local in _rule(ev).between(lo, hi, inc=True):
+    anchor = (lo - timedelta(days=8)).replace(hour=0, minute=0, second=0, microsecond=0)
+    for local in _rule(ev, anchor).between(lo, hi, inc=True):
         s = local.replace(tzinfo=tz).astimezone(UTC)
         occ = Occurrence(ev, s, s + ev.duration)
         if occ.end > start and occ.start < end:
             out.append(occ)
     return out
+
+
+def first_after(ev: ChatEventConfig, when: datetime) -> Occurrence | None:
+    """The first occurrence starting at or after *when* (aware), if the rule has one."""
+    tz = ev.zone
+    # From a day earlier in local time: the UTC order is checked below (DST shifts).
+    local = when.astimezone(tz).replace(tzinfo=None) - timedelta(days=1)
+    anchor = (local - timedelta(days=8)).replace(hour=0, minute=0, second=0, microsecond=0)
+    for found in _rule(ev, anchor).xafter(local, inc=True):
+        s = found.replace(tzinfo=tz).astimezone(UTC)
+        if s >= when:
+            return Occurrence(ev, s, s + ev.duration)
+    return None
 
 
 def occurrence_at(ev: ChatEventConfig, key: str) -> Occurrence | None:

@@ -121,3 +121,40 @@ def blocks(tx: Tx) -> list[tuple[str, str, str, float]]:
 
 def unblock(tx: Tx, platform: str, handle: str) -> bool:
     return tx.unblock(platform, handle)
+
+
+FIRST_START = ("hashbridge.communities", "first_start")
+"""Where :func:`first_starts` keeps each community's first start (the adapter-state
+table, account and namespace no adapter uses): no migration needed."""
+
+
+def first_starts(tx: Tx, communities: list[str], now: float) -> dict[str, float]:
+    """When each community first ran on this store (epoch seconds), recording *now*
+    for one seen for the first time.
+
+    A store that already holds posts of the community (an upgrade from a version
+    that kept no such record, an import) counts from its earliest post instead:
+    what was relayed before stays listed.  The first writer wins (an insert only
+    one process gets in), so every process sharing a database agrees.
+    """
+    out: dict[str, float] = {}
+    for name in communities:
+        value = tx.state_get(*FIRST_START, name)
+        if value is None:
+            earliest = tx.visible_after(name, "", 1)
+            first = min([now] + [p.created_at.timestamp() for p, _ in earliest])
+            tx.state_add(*FIRST_START, name, repr(first))
+            value = tx.state_get(*FIRST_START, name) or repr(first)
+        out[name] = float(value)
+    return out
+
+
+def has_posts(tx: Tx, community: str, start: float, end: float) -> bool:
+    """Whether anyone posted (a visible post that is not the bridge's own notice)
+    in [start, end)."""
+    first = tx.visible_after(community, "", 5, start=start, end=end)
+    if any(not p.is_notice for p, _ in first):
+        return True
+    if len(first) < 5:
+        return False
+    return any(not p.is_notice for p in tx.visible_between(community, start, end))

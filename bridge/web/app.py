@@ -7,19 +7,23 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
 from bridge.daemon.cluster import lease_name
+from bridge.features.chatevents import place
+from bridge.features.schedule_text import next_chat, rule_words, schedule_text, short_date
 from bridge.inbound import held
+from bridge.runtime.config import CommunityConfig
 from bridge.runtime.logs import Redactor
-from bridge.runtime.schedule import upcoming
+from bridge.runtime.schedule import Occurrence, upcoming
 from bridge.web import admin, feeds, guard
 from bridge.web.live import pump
-from bridge.web.present import mask_emails
+from bridge.web.present import card, mask_emails
 from bridge.web.site import SITE, Busy, Site, community_or_404, now_utc, site_of
 from bridge.web.static_site import render_transcript
 
@@ -30,6 +34,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'")
 HEARTBEAT = 15.0
 STATIC = {"style.css": "text/css", "live.js": "text/javascript",
+          "follow.js": "text/javascript", "transcript.js": "text/javascript",
           "localtime.js": "text/javascript"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,6 +79,7 @@ def make_app(bridge: Any) -> web.Application:
     app.cleanup_ctx.append(_live_pump)
     r = app.router
     r.add_get("/", index)
+    r.add_get("/events.ics", feeds.ical_all)
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
     r.add_get("/static/{name}", static)
@@ -87,6 +93,7 @@ def make_app(bridge: Any) -> web.Application:
     r.add_get("/c/{community}/events.ics", feeds.ical)
     r.add_get("/c/{community}/events/{event}/feed.atom", feeds.event_feed)
     r.add_get("/c/{community}/events/{event}/{occ}", transcript_page)
+    r.add_get("/c/{community}/events/{event}/{occ}/place/{post}", transcript_place)
     r.add_get("/c/{community}/export.{fmt}", feeds.export)
     admin.add_routes(app)
     return app
@@ -109,10 +116,27 @@ def html(text: str, status: int = 200) -> web.Response:
 # ---------------------------------------------------------------- pages
 
 async def index(request: web.Request) -> web.StreamResponse:
+    """The directory of every community, soonest chat first (with one community,
+    its live page)."""
     site = site_of(request)
     if len(site.config.communities) == 1:
         raise web.HTTPFound(f"/c/{site.config.communities[0].name}")
-    return html(site.render("index.html", communities=site.config.communities))
+    return html(site.render("index.html", entries=directory(site.config.communities,
+                                                            now_utc())))
+
+
+def directory(communities: Iterable[CommunityConfig], now: datetime) -> list[dict[str, Any]]:
+    """What the directory shows of each community: running chats first, then by
+    the next chat's start, then communities with none ahead (by name)."""
+    out = []
+    for comm in communities:
+        events = list(comm.settings.events)
+        occ = next_chat(events, now)
+        out.append({"comm": comm, "occ": occ, "running": occ is not None and occ.contains(now),
+                    "short": short_date(occ.local_start()) if occ else "",
+                    "schedules": [(ev.title, schedule_text(ev, now)) for ev in events]})
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted(out, key=lambda d: (d["occ"].start if d["occ"] else far, d["comm"].name))
 
 
 async def no_icon(request: web.Request) -> web.StreamResponse:
@@ -243,20 +267,59 @@ async def events_page(request: web.Request) -> web.StreamResponse:
     now = now_utc()
     events = []
     for ev in comm.settings.events:
-        events.append({"ev": ev, "next": upcoming([ev], now, days=60)[:5],
-                       "past": site.past(ev, now)[:20]})
-    return html(site.render("events.html", comm=comm, events=events))
+        nxt = upcoming([ev], now, days=60)[:5]
+        events.append({"ev": ev, "next": nxt, "words": rule_words(ev),
+                       "text": schedule_text(ev, now),
+                       "next_short": short_date(nxt[0].local_start()) if nxt else "",
+                       "past": await site.past_listed(comm.name, ev, now)})
+    return html(site.render("events.html", comm=comm, events=events, now=now))
+
+
+async def _occurrence_or_404(request: web.Request, site: Site,
+                             comm: CommunityConfig) -> Occurrence:
+    occ = site.occurrence(comm, request.match_info["event"], request.match_info["occ"])
+    if occ is None:
+        raise web.HTTPNotFound(text="no such event occurrence")
+    if await site.before_bridge(comm.name, occ):
+        first = datetime.fromtimestamp(await site.first_start(comm.name), UTC)
+        raise web.HTTPNotFound(text=(
+            f"404 no transcript: this {occ.event.title} "
+            f"({occ.local_start():%d %b %Y, %H:%M %Z}) ended before the bridge started "
+            f"relaying #{comm.settings.hashtag} (on {first:%d %b %Y, %H:%M} UTC), "
+            "so nothing of it was recorded."))
+    return occ
 
 
 async def transcript_page(request: web.Request) -> web.StreamResponse:
     site = site_of(request)
     comm = community_or_404(request)
-    occ = site.occurrence(comm, request.match_info["event"], request.match_info["occ"])
-    if occ is None:
-        raise web.HTTPNotFound(text="no such event occurrence")
+    occ = await _occurrence_or_404(request, site, comm)
+    last_id = site.changelog.last_id  # before the read: a change in between is replayed
     t = await site.transcript(comm.name, occ)
     posts = [*t.other, *(p for q in t.questions for p in (q.post, *q.answers) if p)]
-    return html(render_transcript(site, comm, occ, t, reactions=await site.reactions_of(posts)))
+    return html(render_transcript(site, comm, occ, t, live=now_utc() < occ.end,
+                                  last_id=last_id, reactions=await site.reactions_of(posts)))
+
+
+async def transcript_place(request: web.Request) -> web.StreamResponse:
+    """Where one post goes in a transcript, for the page of a running chat
+    (``static/transcript.js``): its section, the post it comes before, its HTML,
+    and the participants summary as it is now."""
+    site = site_of(request)
+    comm = community_or_404(request)
+    occ = await _occurrence_or_404(request, site, comm)
+    t = await site.live_transcript(comm.name, occ)
+    at = place(t, request.match_info["post"])
+    body: dict[str, Any] = {"id": request.match_info["post"], "where": at.where,
+                            "number": at.number, "before": at.before,
+                            "summary": site.render("transcript_summary.html", t=t),
+                            "empty": not t.counts}
+    if at.post is not None:
+        body["html"] = site.render("post.html", p=card(at.post, site.network_of(at.post)))
+    if at.number is not None:
+        body["section"] = site.render(
+            "question.html", q={"number": at.number, "question": None, "answers": []})
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 # ---------------------------------------------------------------- operations

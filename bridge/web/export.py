@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from bridge.contract.model import Post
 from bridge.contract.textconv import to_markdown
 from bridge.features.chatevents import build_transcript
+from bridge.features.schedule_text import plural
 from bridge.runtime.config import CommunityConfig, Config
 from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrences
 from bridge.store import Store, archive
@@ -307,16 +308,16 @@ def transcripts_markdown(scope: Scope, posts: list[Post], name_of: Callable[[str
     for occ in scope.windows:
         t = build_transcript(occ, posts, network)
         out.append(f"\n## {occ.event.title}, {occ.local_start():%Y-%m-%d %H:%M %Z}\n")
-        out.append(f"\n{len(t.questions)} questions, {t.answer_count} answers, "
-                   f"{t.people} people.\n")
+        out.append(f"\n{plural(len(t.questions), 'question')}, "
+                   f"{plural(t.answer_count, 'answer')}, {plural(t.people, 'person')}.\n")
         for net, people in t.participants.items():
-            out.append(f"\n- {net}: {t.counts[net]} posts by {', '.join(people)}")
+            out.append(f"\n- {net}: {plural(t.counts[net], 'post')} by {', '.join(people)}")
         out.append("\n")
         for q in t.questions:
             out.append(f"\n### Q{q.number}\n\n")
             if q.post:
                 out.append(markdown_post(q.post, network(q.post), None))
-            out.append(f"\n#### {len(q.answers)} answers\n\n")
+            out.append(f"\n#### {plural(len(q.answers), 'answer')}\n\n")
             out.extend(markdown_post(a, network(a), None) for a in q.answers)
         if t.other:
             out.append("\n### Other posts\n\n")

@@ -9,13 +9,14 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from aiohttp import web
 
-from bridge.runtime.schedule import ChatEventConfig, occurrences
+from bridge.runtime.schedule import ChatEventConfig, first_after
 from bridge.store import archive
 from bridge.web.present import author_name, full_html, iso
 from bridge.web.site import Busy, community_or_404, site_of
@@ -123,35 +124,53 @@ def ical_text(value: str) -> str:
 def calendar(community: str, hashtag: str, events: list[ChatEventConfig], page_url: str,
              now: datetime) -> bytes:
     """The schedule as iCalendar: one recurring VEVENT per chat event."""
+    return calendar_of([(community, hashtag, events, page_url)], f"#{hashtag} chats", now)
+
+
+def calendar_of(communities: list[tuple[str, str, list[ChatEventConfig], str]], name: str,
+                now: datetime) -> bytes:
+    """One iCalendar of the chat events of every (community, hashtag, events,
+    page URL) given: what ``/events.ics`` serves for the whole instance."""
     import icalendar
 
     cal = icalendar.Calendar()
     cal.add("prodid", "-//hashbridge//chat events//EN")
     cal.add("version", "2.0")
-    cal.add("x-wr-calname", ical_text(f"#{hashtag} chats"))
-    for ev in events:
-        first = occurrences(ev, now - timedelta(days=366 * 3), now + timedelta(days=400))
-        if not first:
-            continue
-        start = first[0].start.astimezone(ev.zone)
-        vevent = icalendar.Event()
-        vevent.add("uid", f"{ev.id}.{community}@hashbridge")
-        vevent.add("summary", ical_text(ev.title))
-        vevent.add("description", ical_text(
-            (ev.description + "\n\n" if ev.description else "") + f"Follow live: {page_url}"))
-        vevent.add("url", page_url)
-        vevent.add("dtstart", start)
-        vevent.add("duration", ev.duration)
-        vevent.add("dtstamp", now)
-        if ev.rrule:
-            vevent.add("rrule", icalendar.vRecur.from_ical(ev.rrule.removeprefix("RRULE:")))
-        else:
-            assert ev.day is not None
-            vevent.add("rrule", {"freq": "weekly", "byday": ev.day[:2].upper()})
-        cal.add_component(vevent)
+    cal.add("x-wr-calname", ical_text(name))
+    for community, hashtag, events, page_url in communities:
+        for ev in events:
+            vevent = _vevent(community, hashtag, ev, page_url, now)
+            if vevent is not None:
+                cal.add_component(vevent)
     with contextlib.suppress(Exception):  # older icalendar: floating TZID only
         cal.add_missing_timezones()
     return bytes(cal.to_ical())
+
+
+def _vevent(community: str, hashtag: str, ev: ChatEventConfig, page_url: str,
+            now: datetime) -> Any:
+    import icalendar
+
+    first = first_after(ev, now - timedelta(days=366 * 3))
+    if first is None or first.start > now + timedelta(days=400):
+        return None
+    start = first.start.astimezone(ev.zone)
+    vevent = icalendar.Event()
+    vevent.add("uid", f"{ev.id}.{community}@hashbridge")
+    vevent.add("summary", ical_text(ev.title))
+    vevent.add("description", ical_text(
+        (ev.description + "\n\n" if ev.description else "") + f"Follow live: {page_url}"))
+    vevent.add("url", page_url)
+    vevent.add("categories", [ical_text(f"#{hashtag}")])
+    vevent.add("dtstart", start)
+    vevent.add("duration", ev.duration)
+    vevent.add("dtstamp", now)
+    if ev.rrule:
+        vevent.add("rrule", icalendar.vRecur.from_ical(ev.rrule.removeprefix("RRULE:")))
+    else:
+        assert ev.day is not None
+        vevent.add("rrule", {"freq": "weekly", "byday": ev.day[:2].upper()})
+    return vevent
 
 
 async def ical(request: web.Request) -> web.StreamResponse:
@@ -162,6 +181,31 @@ async def ical(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, content_type="text/calendar", charset="utf-8",
                         headers={"Content-Disposition":
                                  f'inline; filename="{comm.name}-events.ics"'})
+
+
+CALENDAR_FRESH = 300.0
+"""Seconds ``/events.ics`` is served as built (its DTSTAMP that old at most)."""
+
+
+async def ical_all(request: web.Request) -> web.StreamResponse:
+    """``/events.ics``: every community's chat events in one calendar."""
+    site = site_of(request)
+    base = _base(request)
+    # Calendar apps poll it; building it for many communities takes a while
+    # (time zones, rules): the same body for a few minutes, or until the config
+    # changes.
+    cached = site.calendar_cache
+    if cached is not None and cached[:2] == (id(site.config), base) \
+            and time.monotonic() - cached[2] < CALENDAR_FRESH:
+        body = cached[3]
+    else:
+        body = await asyncio.to_thread(
+            calendar_of, [(c.name, c.settings.hashtag, list(c.settings.events),
+                           f"{base}/c/{c.name}") for c in site.config.communities],
+            "hashbridge chats", datetime.now(UTC))
+        site.calendar_cache = (id(site.config), base, time.monotonic(), body)
+    return web.Response(body=body, content_type="text/calendar", charset="utf-8",
+                        headers={"Content-Disposition": 'inline; filename="events.ics"'})
 
 
 CHUNK = 256 * 1024

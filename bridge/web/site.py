@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bridge.contract.model import Post, PostId
 from bridge.features.chatevents import Transcript, build_transcript
+from bridge.features.schedule_text import plural
 from bridge.runtime.blend import Blend
 from bridge.runtime.config import CommunityConfig, Config, WebSettings
 from bridge.runtime.schedule import ChatEventConfig, Occurrence, occurrence_at, occurrences
@@ -51,6 +52,7 @@ def templates() -> jinja2.Environment:
         loader=jinja2.PackageLoader("bridge.web", "templates"),
         autoescape=True, trim_blocks=True, lstrip_blocks=True,
         undefined=jinja2.StrictUndefined)
+    env.filters["plural"] = lambda n, noun: plural(int(n), noun)
     return env
 
 
@@ -133,6 +135,12 @@ class Site:
                              self.limits.max_live_streams_per_client)
         """Live-page subscribers: each holds a connection for as long as it reads."""
         self._roles: dict[str, tuple[Config, Roles]] = {}
+        self._first_start: dict[str, float] = {}
+        self.calendar_cache: tuple[int, str, float, bytes] | None = None
+        """``/events.ics`` as last built: (id of the config, base URL, monotonic
+        time, body)."""
+        self._built: dict[tuple[str, str, str], tuple[str, int, Transcript]] = {}
+        self._building = asyncio.Lock()
 
     def client(self, request: web.BaseRequest) -> str:
         """The client's address: the peer's, or, when the peer is one of
@@ -280,6 +288,54 @@ class Site:
 
         posts = await self.bridge.store.run(unit)
         return build_transcript(occ, posts, self.network_of)
+
+    async def live_transcript(self, community: str, occ: Occurrence) -> Transcript:
+        """:meth:`transcript`, built once per change of the live log: every reader
+        of a running chat asks where the same new post goes at the same moment."""
+        key = (community, occ.event.id, occ.key)
+        async with self._building:
+            # The log's position before the read: a change committed meanwhile
+            # makes the next call build again (never an older state than asked).
+            boot, seq = self.changelog.boot, self.changelog.seq
+            got = self._built.get(key)
+            if got is not None and got[:2] == (boot, seq):
+                return got[2]
+            t = await self.transcript(community, occ)
+            if len(self._built) >= 64:
+                self._built.clear()
+            self._built[key] = (boot, seq, t)
+            return t
+
+    async def first_start(self, community: str) -> float:
+        """When the bridge first ran this community (recorded in the store at its
+        first start; a community added while running is recorded now)."""
+        if community not in self._first_start:
+            self._first_start.update(await self.bridge.store.run(
+                lambda tx: archive.first_starts(tx, [community], time.time())))
+        return self._first_start[community]
+
+    async def before_bridge(self, community: str, occ: Occurrence) -> bool:
+        """Whether *occ* ended before the community's first start with nobody's
+        post in it: not part of its history on this bridge."""
+        if occ.end.timestamp() > await self.first_start(community):
+            return False
+        return not await self.bridge.store.run(lambda tx: archive.has_posts(
+            tx, community, occ.start.timestamp(), occ.end.timestamp()))
+
+    async def past_listed(self, community: str, ev: ChatEventConfig, now: datetime,
+                          limit: int = 20) -> list[tuple[Occurrence, bool]]:
+        """The newest *limit* occurrences that have started, newest first, with
+        whether anyone posted in each; those from before the bridge are left out."""
+        first = await self.first_start(community)
+        past = self.past(ev, now)[:limit]
+
+        def unit(tx: Any) -> list[bool]:
+            return [archive.has_posts(tx, community, o.start.timestamp(), o.end.timestamp())
+                    for o in past]
+
+        posted = await self.bridge.store.run(unit)
+        return [(o, p) for o, p in zip(past, posted, strict=True)
+                if p or o.end.timestamp() > first]
 
     def occurrence(self, comm: CommunityConfig, event_id: str,
                    key: str) -> Occurrence | None:

@@ -37,10 +37,11 @@ class Renderer(Protocol):
 
 
 def render_transcript(site: Renderer, comm: Any, occ: Occurrence, t: Transcript, *,
-                      static: bool = False,
+                      static: bool = False, live: bool = False, last_id: str = "",
                       reactions: Mapping[str, Mapping[str, int]] | None = None) -> str:
-    """The transcript page (also written by the static HTML export); *reactions*:
-    each post's reaction counts by shown network name."""
+    """The transcript page (also written by the static HTML export).  *live*: the
+    chat is running or coming up, and the page follows the live stream from
+    *last_id*; *reactions*: each post's reaction counts by shown network name."""
     def c(p: Any) -> Any:
         return card(p, site.network_of(p), reactions=(reactions or {}).get(p.id))
 
@@ -48,7 +49,8 @@ def render_transcript(site: Renderer, comm: Any, occ: Occurrence, t: Transcript,
                   "answers": [c(a) for a in q.answers]} for q in t.questions]
     return site.render("transcript.html", comm=comm, occ=occ, t=t, questions=questions,
                        other=[c(p) for p in t.other], static=static,
-                       running=occ.contains(now_utc()))
+                       running=occ.contains(now_utc()), upcoming=now_utc() < occ.start,
+                       live=live and not static, last_id=last_id)
 
 
 async def write_site(store: Any, config: Any, scope: Any, out: str, now: datetime,

@@ -4,18 +4,16 @@
 "use strict";
 (function () {
   const list = document.getElementById("posts");
-  if (!list || list.dataset.live !== "1" || !window.EventSource) return;
+  if (!list || list.dataset.live !== "1" || !window.EventSource || !window.hashbridgeFollow) {
+    return;
+  }
   const controls = document.getElementById("controls");
   const statusEl = document.getElementById("status");
   const pauseBtn = document.getElementById("pause");
   const waitingEl = document.getElementById("waiting");
   const network = list.dataset.network || "";
-  let lastId = list.dataset.lastId || "";
   let paused = false;
   let held = [];
-  let source = null;
-  let retryTimer = null;
-  let failures = 0;  // in a row: the wait doubles (a full server answers 503)
   const groupBox = document.getElementById("group-answers");
   let grouped = false;
   let nextSeq = 0;  // arrival order: every card gets data-seq as it arrives
@@ -122,10 +120,7 @@
     if (grouped) layout();
   }
 
-  function onMessage(ev) {
-    lastId = ev.lastEventId || lastId;
-    let msg;
-    try { msg = JSON.parse(ev.data); } catch (e) { return; }
+  function onMessage(msg) {
     if (paused) {
       held.push(msg);
       waitingEl.hidden = false;
@@ -135,10 +130,9 @@
     apply(msg);
   }
 
-  async function reset(ev) {
+  async function reset() {
     // The server cannot replay from our position (it restarted, or we were away
     // too long): reload the list, then carry on from the id the server sent.
-    lastId = ev.lastEventId || lastId;
     try {
       const url = list.dataset.fragment + (network ? "?network=" + encodeURIComponent(network) : "");
       const resp = await fetch(url, { credentials: "same-origin" });
@@ -153,31 +147,12 @@
     } catch (e) { /* keep what we have; the stream carries on */ }
   }
 
-  function connect() {
-    if (source) source.close();
-    const params = new URLSearchParams();
-    if (lastId) params.set("since", lastId);
-    if (network) params.set("network", network);
-    source = new EventSource(list.dataset.stream + "?" + params.toString());
-    source.onopen = function () { failures = 0; setStatus(paused ? "Paused" : "Live"); };
-    source.onmessage = onMessage;
-    source.addEventListener("reset", reset);
-    source.onerror = function () {
-      setStatus("Reconnecting…");
-      if (source.readyState === EventSource.CLOSED) {
-        clearTimeout(retryTimer);
-        const wait = Math.min(60000, 2000 * Math.pow(2, failures));
-        failures += 1;
-        retryTimer = setTimeout(connect, wait / 2 + Math.random() * wait / 2);
-      }
-    };
-  }
-
-  function disconnect() {
-    clearTimeout(retryTimer);
-    if (source) { source.close(); source = null; }
-    setStatus("Disconnected");
-  }
+  // Reconnects with a doubling wait: follow.js, shared with the transcript page.
+  const follower = window.hashbridgeFollow(list.dataset.stream, {
+    since: list.dataset.lastId || "", params: { network: network },
+    onMessage: onMessage, onReset: reset,
+    onStatus: function (text) { setStatus(text === "Live" && paused ? "Paused" : text); },
+  });
 
   pauseBtn.addEventListener("click", function () {
     paused = !paused;
@@ -192,7 +167,7 @@
   });
 
   // For tests and for a page hidden for long: drop and resume the stream.
-  window.hashbridgeLive = { connect: connect, disconnect: disconnect,
-                            lastId: function () { return lastId; } };
-  connect();
+  window.hashbridgeLive = { connect: follower.connect, disconnect: follower.disconnect,
+                            lastId: follower.lastId };
+  follower.connect();
 })();

@@ -1,27 +1,32 @@
-// Times in the reader's own time zone, for every page of the web view.
+// Times in the reader's own time zone, for every page of the web view (the live
+// page, transcripts, the events page, the directory).
 //
-// The server writes each time in UTC, in a <time datetime="ISO 8601"> element
-// whose text stays for readers without JavaScript.  This script rewrites the
-// text in the reader's zone and puts the UTC time in the element's title (the
-// hover).  It is a classic script (the CSP allows no inline script), loaded with
+// The server writes each time in a <time datetime="ISO 8601"> element whose text
+// stays for readers without JavaScript.  This script rewrites the text in the
+// reader's zone and puts the UTC time in the element's title (the hover).  It is a
+// classic script (the CSP allows no inline script), loaded with
 // <script src="/static/localtime.js" defer>, and exposes one small API:
 //
-//   hashbridgeLocalTime.format(iso, options?) -> string
-//       The instant *iso* (anything Date parses: "2026-12-10T17:00:00Z",
-//       "2026-12-10T12:00:00-05:00") in the reader's zone, e.g. "Thu 10 Dec,
-//       12:00 EST" in en-GB or "Thu, Dec 10, 12:00 PM EST" in en-US.  *options*
-//       are Intl.DateTimeFormat options replacing the default (weekday, day,
-//       month, hour, minute, zone name); options.timeZone chooses a zone other
-//       than the reader's (tests).  "" for an unparseable *iso*.
-//   hashbridgeLocalTime.utc(iso) -> string
+//   hashbridgeLocalTime.format(when, shape?) -> string
+//       The instant *when* (a Date, or anything Date parses:
+//       "2026-12-10T17:00:00Z") in the reader's zone.  *shape* is either
+//       Intl.DateTimeFormat options (default: weekday, day, month, hour, minute,
+//       zone name, e.g. "Thu, Dec 10, 12:00 PM EST" in en-US; options.timeZone
+//       chooses another zone, for tests), or a style name for schedules:
+//       "short" "10 Dec, 18:00", "day" "Thu 10 Dec, 18:00", "time" "18:00",
+//       "long" "Thu 10 Dec 2026, 18:00".  "" for an unparseable *when*.
+//   hashbridgeLocalTime.utc(when) -> string
 //       The same instant as "2026-12-10 17:00 UTC" (the hover text).
-//   hashbridgeLocalTime.localize(root?)
-//       Rewrites every <time datetime> under *root* (default: the document)
-//       that holds a time of day, and not yet rewritten: text in the reader's
-//       zone, title "<UTC time>" (kept if the server gave one), and
-//       data-local="1".  A <time data-format="time"> shows the time of day only,
-//       "date" the date only.  Call it again on content added later (the live
-//       page does, for each arriving post).
+//   hashbridgeLocalTime.localize(root?) -> number
+//       Rewrites every <time datetime> under *root* (default: the document) that
+//       holds a time of day and is not yet rewritten, and returns how many:
+//       * with data-local="<style>" (schedules): the style's text and " your
+//         time" (data-local-suffix replaces it);
+//       * otherwise (posts): the default Intl text, or with data-format="time"
+//         the time of day only, "date" the date only; marked data-local="1".
+//       Each gets the UTC title (kept if the server gave one) and
+//       data-local-done="1".  Call it again on content added later (the live page
+//       and transcripts do, for each arriving post).  render is the same function.
 //
 // On load it localizes the whole document once.
 "use strict";
@@ -32,6 +37,9 @@
     time: { hour: "2-digit", minute: "2-digit", timeZoneName: "short" },
     date: { weekday: "short", day: "numeric", month: "short", year: "numeric" },
   };
+  const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                  "Nov", "Dec"];
   const formatters = new Map();
 
   function formatter(options) {
@@ -44,20 +52,33 @@
     return f;
   }
 
-  function parse(iso) {
-    const d = new Date(iso);
+  function parse(when) {
+    const d = when instanceof Date ? when : new Date(when);
     return isNaN(d.getTime()) ? null : d;
-  }
-
-  function format(iso, options) {
-    const d = parse(iso);
-    return d ? formatter(options || DEFAULT).format(d) : "";
   }
 
   function pad(n) { return String(n).padStart(2, "0"); }
 
-  function utc(iso) {
-    const d = parse(iso);
+  function styled(d, style) {
+    const clock = pad(d.getHours()) + ":" + pad(d.getMinutes());
+    const dayMonth = d.getDate() + " " + MONTHS[d.getMonth()];
+    switch (style) {
+      case "time": return clock;
+      case "day": return DAYS[d.getDay()] + " " + dayMonth + ", " + clock;
+      case "long": return DAYS[d.getDay()] + " " + dayMonth + " " + d.getFullYear() +
+                          ", " + clock;
+      default: return dayMonth + ", " + clock;
+    }
+  }
+
+  function format(when, shape) {
+    const d = parse(when);
+    if (!d) return "";
+    return typeof shape === "string" ? styled(d, shape) : formatter(shape || DEFAULT).format(d);
+  }
+
+  function utc(when) {
+    const d = parse(when);
     if (!d) return "";
     return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) +
       " " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + " UTC";
@@ -67,19 +88,33 @@
     const scope = root || document;
     const found = scope.querySelectorAll ? scope.querySelectorAll("time[datetime]") : [];
     const all = scope.matches && scope.matches("time[datetime]") ? [scope, ...found] : found;
+    let n = 0;
     for (const el of all) {
-      if (el.dataset.local === "1") continue;
+      if (el.dataset.localDone) continue;
       const iso = el.getAttribute("datetime") || "";
       if (iso.indexOf("T") < 0) continue;  // a date alone has no zone to convert
-      const text = format(iso, SHAPES[el.dataset.format] || DEFAULT);
+      const style = el.dataset.local;
+      let text;
+      if (style && style !== "1") {
+        const suffix = el.dataset.localSuffix !== undefined ? el.dataset.localSuffix
+                                                            : " your time";
+        text = format(iso, style);
+        if (text) text += suffix;
+      } else {
+        text = format(iso, SHAPES[el.dataset.format] || DEFAULT);
+        if (text) el.dataset.local = "1";
+      }
       if (!text) continue;
       if (!el.title) el.title = utc(iso);
       el.textContent = text;
-      el.dataset.local = "1";
+      el.dataset.localDone = "1";
+      n += 1;
     }
+    return n;
   }
 
-  window.hashbridgeLocalTime = { format: format, utc: utc, localize: localize };
+  window.hashbridgeLocalTime = { format: format, utc: utc, localize: localize,
+                                 render: localize };
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", function () { localize(); });
   } else {
