@@ -39,9 +39,12 @@ _SECRET_NAME = re.compile(r"token|secret|password|passwd|key", re.IGNORECASE)
 
 
 class ConfigError(Exception):
-    def __init__(self, errors: list[str]) -> None:
+    def __init__(self, errors: list[str], secrets: frozenset[str] = frozenset()) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
+        self.secrets = secrets
+        """The secret values the file holds, as far as they were read (to redact the
+        messages where they are logged: a reload refused)."""
 
 
 # ------------------------------------------------------------------ models
@@ -538,7 +541,7 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
             found.append(f"bridge.database: {got}")
     errors += [e for e in found if not _follows_from(e, missing)]
     if errors or bridge is None:
-        raise ConfigError(errors or ["bridge: invalid"])
+        raise ConfigError(errors or ["bridge: invalid"], frozenset(s for s in secrets if s))
     return Config(bridge, accounts, tuple(communities), frozenset(s for s in secrets if s),
                   path)
 
