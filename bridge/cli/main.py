@@ -42,9 +42,11 @@ EXIT_CODES = """exit codes:
   0   done (check: the configuration is valid, and with --online every account logged in)
   1   check --online: an account could not log in, or a channel cannot be used
   2   a wrong argument (e.g. an unknown channel name; the known ones are listed)
-  3   status: the bridge has not run yet here (no database)
+  3   status: the bridge has not run yet here (no database); reload: no running bridge
+      found for this config
   74  the database cannot be used (corrupt, from a newer version, the disk full)
-  78  the configuration has errors (each listed with its key path and a fix)
+  78  the configuration has errors (each listed with its key path and a fix); reload:
+      the running bridge refused the file and kept its configuration
 """
 
 log = logging.getLogger("hashbridge.cli")
