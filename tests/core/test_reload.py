@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from adapters.sandbox.network import Network
-from bridge.daemon.harness import running
+from bridge.daemon.harness import eventually, running
 from bridge.daemon.reload import Reloader, diff, kept
 from bridge.runtime.config import load
 from bridge.runtime.registry import load_factories
@@ -303,3 +303,37 @@ def test_a_removed_channels_queue_outlives_a_stop_mid_drain(tmp_path: Path) -> N
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+async def test_postgresql_a_removed_accounts_lease_is_released_at_once(
+        pg: Any, tmp_path: Path) -> None:
+    """With a shared database, the lease of an account a reload removed is given up
+    at once (not left to expire), and an added account's is taken."""
+    import psycopg
+
+    url = pg.create_database("reload_leases")
+    nets = tmp_path / "nets"
+    path = tmp_path / "c.toml"
+    db = f'database = "{url}"\nfailover_seconds = 10'
+    path.write_text(config(nets, ["lobby", "garden", "porch"], bridge=db))
+    cfg = load(str(path), load_factories(), env={})
+
+    def leases() -> set[str]:
+        with psycopg.connect(pg.admin_url("reload_leases")) as c:
+            return {r[0] for r in c.execute(
+                "SELECT name FROM hashbridge_leases WHERE expires_at >"
+                " extract(epoch from clock_timestamp())")}
+
+    async def holding(names: set[str]) -> bool:
+        assert bridge.cluster is not None
+        return set(bridge.cluster.running) == names and leases() == names
+
+    async with running(cfg) as bridge:
+        await eventually(lambda: holding({"account:lobby", "account:garden",
+                                          "account:porch"}), 60, "the three leases")
+        path.write_text(config(nets, ["lobby", "garden", "deck"], bridge=db))
+        out = await Reloader(bridge).reload()
+        assert out.ok and "account removed: porch" in out.changes
+        assert "account:porch" not in leases()  # at once: its lease had seconds left
+        await eventually(lambda: holding({"account:lobby", "account:garden",
+                                          "account:deck"}), 60, "the added account's lease")
