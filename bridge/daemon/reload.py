@@ -40,7 +40,7 @@ from bridge.contract.adapter import ChannelSpec
 from bridge.daemon.cluster import lease_name
 from bridge.runtime import logs
 from bridge.runtime.config import ChannelConfig, Config, ConfigError, load
-from bridge.runtime.registry import RegistryError, load_factories
+from bridge.runtime.registry import Registry, RegistryError, load_factories
 from bridge.store import Store, Tx
 
 log = logging.getLogger("hashbridge.reload")
@@ -103,8 +103,15 @@ class Diff:
                 "value stays until then)" for k in self.needs_restart]
 
 
-def _specs(cfg: Config, account: str) -> tuple[ChannelSpec, ...]:
-    return tuple(sorted(cfg.channel_specs(account), key=lambda s: s.key))
+def _specs(cfg: Config) -> dict[str, tuple[ChannelSpec, ...]]:
+    """Each account's channels as its adapter is given them (one pass: a config may
+    have thousands)."""
+    out: dict[str, list[ChannelSpec]] = {}
+    for ch in cfg.all_channels():
+        out.setdefault(ch.account, []).append(ChannelSpec(
+            key=ch.key, community=ch.community, hashtag=ch.hashtag,
+            direction=ch.common.direction, options=ch.options))
+    return {a: tuple(sorted(specs, key=lambda s: s.key)) for a, specs in out.items()}
 
 
 def _changed_keys(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, ...]:
@@ -125,18 +132,21 @@ def diff(old: Config, new: Config) -> Diff:
     new_ch = {c.key: c for c in new.all_channels()}
     changed_ch = []
     for key in sorted(old_ch.keys() & new_ch.keys()):
-        keys = _changed_keys(_channel_dump(old_ch[key]), _channel_dump(new_ch[key]))
+        o, n = old_ch[key], new_ch[key]
+        if (o.common, o.options, o.hashtag) == (n.common, n.options, n.hashtag):
+            continue  # (the common case, and cheaper than comparing key by key)
+        keys = _changed_keys(_channel_dump(o), _channel_dump(n))
         if keys:
             changed_ch.append((key, keys))
-    old_run = {a for a in old.accounts if old.channel_specs(a)}
-    new_run = {a for a in new.accounts if new.channel_specs(a)}
+    old_specs, new_specs = _specs(old), _specs(new)
+    old_run, new_run = set(old_specs), set(new_specs)
     restarted = []
     for a in sorted(old_run & new_run):
         o, n = old.accounts[a], new.accounts[a]
         if (o.platform, o.options, o.rate_per_minute, o.rate_burst) != \
                 (n.platform, n.options, n.rate_per_minute, n.rate_burst):
             restarted.append((a, "its keys changed"))
-        elif _specs(old, a) != _specs(new, a):
+        elif old_specs[a] != new_specs[a]:
             restarted.append((a, "its channels changed"))
     bridge_changed: list[str] = []
     needs_restart: list[str] = []
@@ -264,8 +274,11 @@ def read_outcome(directory: str, pid: int) -> Outcome | None:
 class Reloader:
     """Re-reads *bridge*'s config file on SIGHUP (or :meth:`reload`) and applies it."""
 
-    def __init__(self, bridge: Any, *, keep_log_level: bool = False) -> None:
+    def __init__(self, bridge: Any, *, keep_log_level: bool = False,
+                 registry: Registry | None = None) -> None:
         self.bridge = bridge
+        self.registry = registry
+        """The adapters to load with (default: the installed ones, found anew)."""
         self.path = bridge.config.path
         self.keep_log_level = keep_log_level
         self.secrets: set[str] = set(bridge.config.secrets)
@@ -284,7 +297,8 @@ class Reloader:
             started = time.monotonic()
             log.warning("reload: reading %s", self.path)
             try:
-                new = await asyncio.to_thread(load, self.path, load_factories())
+                new = await asyncio.to_thread(load, self.path,
+                                              self.registry or load_factories())
             except (ConfigError, RegistryError) as e:
                 errors = e.errors if isinstance(e, ConfigError) else [f"adapters: {e}"]
                 found = e.secrets if isinstance(e, ConfigError) else frozenset()
@@ -358,7 +372,7 @@ async def apply(bridge: Any, new: Config, d: Diff) -> None:
     docstring for what each kind of change does."""
     old: Config = bridge.config
     cluster = bridge.cluster
-    new_keys = {c.key for c in new.all_channels()}
+    new_keys = {c.key for c in new.all_channels()}  # (a set: 1,000s of channels)
     # Channels whose queue is still to be sent: removed now, or by an earlier reload
     # (carried over where their account restarts now).
     drain: dict[str, dict[str, ChannelConfig]] = {}
@@ -397,9 +411,11 @@ async def apply(bridge: Any, new: Config, d: Diff) -> None:
     bridge.config = new
     bridge.relay.reconfigure(new)
     bridge._network_names.clear()
+    changed = {key for key, _ in d.changed_channels}
+    by_key = {c.key: c for c in new.all_channels()}
     for key, w in bridge.workers.items():
-        if key in new_keys:
-            w.reconfigure(new.channel(key), new.bridge)
+        if key in by_key and (key in changed or d.bridge_changed):
+            w.reconfigure(by_key[key], new.bridge)
 
     # 3. Start what is new or restarted (a draining channel is only written to).
     for a in stopping:

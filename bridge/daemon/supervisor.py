@@ -267,6 +267,9 @@ class Bridge:
                     for task in self.extra_tasks:
                         tg.create_task(self._keep_running("extra", functools.partial(task, self)))
                     self.ready.set()
+                    # Open until cancelled: a reload starts accounts in it later, even
+                    # when it stopped every task it had.
+                    await asyncio.Event().wait()
         finally:
             for rt in self.accounts.values():
                 rt.health = Health.STOPPED
@@ -311,12 +314,13 @@ class Bridge:
             bucket=TokenBucket(rate, acct.rate_burst))
         rt.adapter = acct.factory.create(acct.options, specs, self.services)
         self.accounts[name] = rt
+        channels = {c.key: c for c in cfg.all_channels()}
         for spec in specs:
             if spec.direction == "in":
                 continue
             gone = draining is not None and spec.key in draining
             # (a removed channel is sent with its last options)
-            ch = draining[spec.key] if draining and gone else cfg.channel(spec.key)
+            ch = draining[spec.key] if draining and gone else channels[spec.key]
             deps = WorkerDeps(store=self.store, adapter=rt.adapter, bucket=rt.bucket,
                               ready=rt.connected_once,
                               settings=cfg.bridge, metrics=self.metrics,
