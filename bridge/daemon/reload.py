@@ -132,10 +132,10 @@ def diff(old: Config, new: Config) -> Diff:
     new_ch = {c.key: c for c in new.all_channels()}
     changed_ch = []
     for key in sorted(old_ch.keys() & new_ch.keys()):
-        o, n = old_ch[key], new_ch[key]
-        if (o.common, o.options, o.hashtag) == (n.common, n.options, n.hashtag):
+        oc, nc = old_ch[key], new_ch[key]
+        if (oc.common, oc.options, oc.hashtag) == (nc.common, nc.options, nc.hashtag):
             continue  # (the common case, and cheaper than comparing key by key)
-        keys = _changed_keys(_channel_dump(o), _channel_dump(n))
+        keys = _changed_keys(_channel_dump(oc), _channel_dump(nc))
         if keys:
             changed_ch.append((key, keys))
     old_specs, new_specs = _specs(old), _specs(new)
