@@ -348,6 +348,16 @@ class Reloader:
         _write_outcome(run_dir(self.bridge.config), outcome)
 
 
+def _forget_gone_processes(tx: Tx) -> None:
+    """The outcomes of this host's processes that are gone (an earlier run here)."""
+    host = socket.gethostname()
+    gone = [key for key, _ in tx.state_items(STATE_ACCOUNT, STATE_NAMESPACE)
+            if key.rpartition(":")[0] == host and key.rpartition(":")[2].isdigit()
+            and not _alive(int(key.rpartition(":")[2]))]
+    if gone:
+        tx.state_delete(STATE_ACCOUNT, STATE_NAMESPACE, gone)
+
+
 def _write_outcome(directory: str, outcome: Outcome) -> None:
     """Next to the process file, for ``hashbridge reload`` (which may not reach the
     database: its password is in the daemon's environment)."""
@@ -467,6 +477,7 @@ async def serve(bridge: Any, *, keep_log_level: bool = False) -> None:
     pidfile = os.path.join(directory, f"{os.getpid()}.pid")
     store: Store = bridge.store
     left = await store.run(lambda tx: orphaned_queues(tx, cfg))
+    await store.run(_forget_gone_processes)
     for key, n in left.items():
         log.warning("%d deliveries queued for %s, which is no longer in the configuration: "
                     "they stay in the database (add the channel back and reload to send "

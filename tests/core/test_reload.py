@@ -292,7 +292,9 @@ def test_a_removed_channels_queue_outlives_a_stop_mid_drain(tmp_path: Path) -> N
         proc.wait(30)
     assert proc.returncode == 0
     assert "queue is sent" not in log.read_text()
-    assert status(cfg, {})["removed_channels_queued"] == {"kmers/porch": 20}
+    before = status(cfg, {})
+    assert before["removed_channels_queued"] == {"kmers/porch": 20}
+    assert [r["pid"] for r in before["reloads"]] == [proc.pid]
     shown = cli("status", "-c", str(cfg)).stdout
     assert "queued for channels no longer in the configuration" in shown
     assert "kmers/porch" in shown
@@ -300,6 +302,7 @@ def test_a_removed_channels_queue_outlives_a_stop_mid_drain(tmp_path: Path) -> N
     try:
         wait_for(lambda: "20 deliveries queued for kmers/porch, which is no longer in the "
                  "configuration" in log.read_text(), 60, "the warning at start")
+        assert status(cfg, {})["reloads"] == []  # the stopped process's outcome is gone
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
