@@ -221,7 +221,10 @@ class Bridge:
     def resume_channels(self, account: str) -> None:
         """The account is back: its channels' deferred deliveries go now rather
         than at their backoff time (which may be minutes away after an outage)."""
-        keys = [c.key for c in self.accounts[account].channels]
+        rt = self.accounts.get(account)
+        if rt is None:
+            return  # (an adapter being stopped by a reload that removed its account)
+        keys = [c.key for c in rt.channels]
 
         def unit(tx: Tx) -> None:
             for key in keys:
