@@ -164,7 +164,9 @@ def test_reload_mid_burst_adds_removes_and_changes_and_refuses(tmp_path: Path) -
     for got in (got_porch, got_deck):
         assert not [t for t, n in Counter(got).items() if n > 1], "duplicated"
     split = len(got_porch)
-    assert 200 <= split < 400
+    # (what was relayed before the routes changed: at least the 150 garden had; none of
+    # the posts written after `hashbridge reload` returned)
+    assert 150 <= split <= 200
     assert got_porch == [f"M{i % 7} (Lobby): {texts[i]}" for i in range(split)]
     assert got_deck == [f"M{i % 7} (Lobby): {texts[i]}" for i in range(split, BURST)]
     assert "queue is sent" in text
