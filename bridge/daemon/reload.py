@@ -313,7 +313,18 @@ class Reloader:
                 d = diff(self.bridge.config, new)
                 merged = kept(self.bridge.config, new)
                 self._redact(merged.secrets)
-                await apply(self.bridge, merged, d)
+                try:
+                    await apply(self.bridge, merged, d)
+                except Exception as e:  # an adapter refusing its new options, say
+                    log.exception("reload: applying the new configuration failed")
+                    why = logs.Redactor(self.secrets).scrub(f"{type(e).__name__}: {e}")
+                    outcome = Outcome(
+                        at=time.time(), ok=False, seconds=time.monotonic() - started,
+                        changes=d.changes(), errors=[
+                            f"applying failed: {why}; part of it may be in effect: "
+                            "restart the bridge to run the file as it is"])
+                    await self.record(outcome)
+                    return outcome
                 if not self.keep_log_level and "log_level" in d.bridge_changed:
                     logging.getLogger().setLevel(merged.bridge.log_level.upper())
                 outcome = Outcome(at=time.time(), ok=True, seconds=time.monotonic() - started,
