@@ -192,6 +192,8 @@ class Outcome:
 
     def summary(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.at))
+        if not self.ok and self.changes:  # valid, but applying it failed
+            return f"FAILED at {when} while applying; restart the bridge"
         if not self.ok:
             return f"refused at {when}: {len(self.errors)} problem(s); the running config stays"
         what = "; ".join(self.changes) if self.changes else "nothing changed"
