@@ -93,6 +93,8 @@ class SandboxAdapter:
                     if spec.direction in ("both", "in"):
                         tg.create_task(self._poll(ctx, spec))
                 ctx.set_health(Health.CONNECTED)
+                if not any(s.direction in ("both", "in") for s in ctx.channels):
+                    await asyncio.Event().wait()  # only written to: stay until stopped
         finally:
             for net in self._nets.values():
                 net.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import os
@@ -18,6 +20,8 @@ from bridge.contract.adapter import ChannelCheck
 from bridge.contract.model import ChannelKey
 from bridge.contract.services import Services
 from bridge.daemon.cluster import lease_name
+from bridge.daemon.reload import orphaned_queues, read_outcome, running_processes
+from bridge.daemon.reload import outcomes as reload_outcomes
 from bridge.inbound.steps import described, recorded_drops
 from bridge.runtime import logs
 from bridge.runtime.config import EXIT_CONFIG, Config, ConfigError, load, parse_database
@@ -38,9 +42,11 @@ EXIT_CODES = """exit codes:
   0   done (check: the configuration is valid, and with --online every account logged in)
   1   check --online: an account could not log in, or a channel cannot be used
   2   a wrong argument (e.g. an unknown channel name; the known ones are listed)
-  3   status: the bridge has not run yet here (no database)
+  3   status: the bridge has not run yet here (no database); reload: no running bridge
+      found for this config
   74  the database cannot be used (corrupt, from a newer version, the disk full)
-  78  the configuration has errors (each listed with its key path and a fix)
+  78  the configuration has errors (each listed with its key path and a fix); reload:
+      the running bridge refused the file and kept its configuration
 """
 
 log = logging.getLogger("hashbridge.cli")
@@ -57,8 +63,9 @@ def _load(args: argparse.Namespace) -> tuple[Config, Registry]:
 def _print_config_errors(path: str, e: ConfigError) -> None:
     n = len(e.errors)
     print(f"{path}: {n} problem{'s' if n != 1 else ''} in the configuration:", file=sys.stderr)
+    scrub = logs.Redactor(e.secrets).scrub  # a value read from a secret's variable
     for err in e.errors:
-        print(f"  {err}", file=sys.stderr)
+        print(f"  {scrub(err)}", file=sys.stderr)
     print("Nothing was started.  See config/example.toml for every key.", file=sys.stderr)
 
 
@@ -86,7 +93,12 @@ def _run_async(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg, _ = _load(args)
     logs.setup(args.log_level or cfg.bridge.log_level, args.log_format, cfg.secrets)
+    from bridge.daemon import reload
     from bridge.daemon.supervisor import Bridge
+
+    # Until the reload service answers it, a SIGHUP must not end the process.
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     async def go() -> int:
         extra = []
@@ -97,6 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not extra and any(c.settings.events for c in cfg.communities):
             from bridge.features.chatevents import run_announcements
             extra.append(run_announcements)
+        # SIGHUP re-reads the config (bridge/daemon/reload.py).
+        extra.append(functools.partial(reload.serve, keep_log_level=args.log_level is not None))
         bridge = Bridge(cfg, extra_tasks=extra)
         log.info("hashbridge starting: %d communities, %d channels, data in %s, database %s",
                  len(cfg.communities), len(cfg.all_channels()), cfg.data_path(), cfg.database)
@@ -284,6 +298,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         storage = storage_report(cfg)
         lag: dict[str, float] = {}
         holders: dict[str, Any] | None = None
+        reloads: list[Any] = []
+        orphans: dict[str, int] = {}
         try:
             store = await _open_store(cfg)
         except StoreError:
@@ -298,6 +314,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             storage["read"] = "last checkpoint (the disk is full)"
         else:
             try:
+                reloads = await store.run(reload_outcomes)
+                orphans = await store.run(lambda tx: orphaned_queues(tx, cfg))
                 health = await store.run(lambda tx: tx.health())
                 depths = await store.run(lambda tx: tx.queue_depths())
                 dead = await store.run(lambda tx: tx.dead(args.limit))
@@ -320,6 +338,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "pipeline": pipeline,
                 "lag_seconds": lag,
                 "processes": holders,
+                "reloads": [dataclasses.asdict(o) for o in reloads],
+                "removed_channels_queued": orphans,
             }, indent=2))
             return 0
         print(_storage_line(storage))
@@ -344,6 +364,17 @@ def cmd_status(args: argparse.Namespace) -> int:
                                             f"{h['expires_in']:.0f}s left)" if h else
                                             "held by no process (taken over within "
                                             f"{cfg.bridge.failover_seconds:.0f}s)"))
+        if orphans:
+            print("queued for channels no longer in the configuration (kept in the database; "
+                  "add the channel back and reload to send them):")
+            for key, n in orphans.items():
+                print(f"  {key:<28} {n:>6}")
+        if reloads:
+            print("last reload, per process:")
+            for o in reloads:
+                print(f"  {o.host} pid {o.pid}: {o.summary()}")
+                for line in o.errors + o.needs_restart:
+                    print(f"    {line}")
         if dead:
             print("dead deliveries (re-queue with `hashbridge retry`):")
             for r in dead:
@@ -454,6 +485,65 @@ def _known_channel(cfg: Config, key: str | None, option: str) -> bool:
     print(f"{option}: no channel {key!r}{hint}; the channels are: {', '.join(known)}",
           file=sys.stderr)
     return False
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Signal the running processes of *args.config* (their process files under
+    data_dir/run) to re-read it, and print what each did."""
+    directory = _run_dir_of(args.config)
+    if isinstance(directory, int):
+        return directory
+    pids = running_processes(directory)
+    if not pids:
+        print(f"no running hashbridge for {args.config} on this host (no process file in "
+              f"{directory}); start it with `hashbridge run -c {args.config}`", file=sys.stderr)
+        return EXIT_NOT_STARTED
+    sent = time.time()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + args.timeout
+    answers: dict[int, Any] = {}
+    while len(answers) < len(pids) and time.monotonic() < deadline:
+        for pid in pids:
+            got = read_outcome(directory, pid)
+            if got is not None and got.at >= sent:
+                answers[pid] = got
+        time.sleep(0.1)
+    code = 0
+    for pid in pids:
+        o = answers.get(pid)
+        if o is None:
+            print(f"pid {pid}: no answer within {args.timeout:.0f}s (see its log)")
+            code = code or EXIT_FAILED
+            continue
+        print(f"pid {pid}: {o.summary()}")
+        for line in o.errors:
+            print(f"  {line}")
+        if not o.ok:
+            code = EXIT_CONFIG
+        for line in o.changes + o.needs_restart:
+            print(f"  {line}")
+    return code
+
+
+def _run_dir_of(path: str) -> str | int:
+    """Where the processes of config *path* keep their process files (read from the
+    file's ``data_dir`` alone: the daemon, not this command, validates the rest,
+    with the secrets of its own environment)."""
+    import tomllib
+
+    from bridge.daemon.reload import RUN_DIR
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        print(f"{path}: cannot read: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    section = raw.get("bridge")
+    data_dir = str(section.get("data_dir", "data")) if isinstance(section, dict) else "data"
+    base = os.path.dirname(os.path.abspath(path))
+    return os.path.join(base if not os.path.isabs(data_dir) else "", data_dir, RUN_DIR)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -608,6 +698,11 @@ def _parser(registry_commands: Sequence[tuple[str, str, Callable[..., int]]]
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--limit", type=int, default=50)
     sp.set_defaults(fn=cmd_status)
+    sp = with_config("reload", "make the running bridge re-read its config (as SIGHUP), "
+                     "and print what changed (exit 78: the file was refused)")
+    sp.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="how long to wait for each process's answer (default %(default)s)")
+    sp.set_defaults(fn=cmd_reload)
     sp = with_config("retry", "re-queue dead deliveries")
     sp.add_argument("--channel", help="only this channel key (community/name)")
     sp.add_argument("--id", help="only this delivery id")

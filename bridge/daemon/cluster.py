@@ -109,18 +109,42 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
+    # -- a reload (bridge/daemon/reload.py) -------------------------------------
+    def update(self, work: Mapping[str, Callable[[], Coroutine[Any, Any, None]]],
+               channels: Mapping[str, Iterable[str]]) -> None:
+        """New or changed accounts: taken at the next heartbeats like the others."""
+        self.work.update(work)
+        self.channels.update({k: tuple(v) for k, v in channels.items()})
+
+    async def restart(self, names: Iterable[str]) -> None:
+        """Run *names* anew where they run here (their work changed; the lease stays)."""
+        here = [n for n in names if n in self.running]
+        await self._stop(here, "its configuration changed (reload)")
+        for n in here:
+            if n in self.work:
+                self._start(n)
+
+    async def remove(self, names: Iterable[str]) -> None:
+        """Stop *names* and give their leases up at once (removed from the config)."""
+        gone = list(names)
+        for n in gone:
+            self.work.pop(n, None)
+            self.channels.pop(n, None)
+        await self._stop(gone, "removed from the configuration (reload)")
+        await self.leases.release(gone)
+
     # -- the heartbeat loop --------------------------------------------------
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.leases.listen(WAKE, self._on_wake)
         self.leases.listen(CHANGES, self._on_changes)
-        wanted = sorted(self.work)
         limit = 0  # the first heartbeat only says we are here (counted by the others)
         beats = 0
         try:
             while True:
                 started = time.monotonic()
                 beats += 1
+                wanted = sorted(self.work)  # (a reload adds and removes)
                 try:
                     hb = await asyncio.wait_for(
                         self.leases.heartbeat(wanted, set(self.running), self.ttl,
@@ -140,7 +164,10 @@ class Cluster:
                     lost = set(self.running) - hb.held
                     if lost:
                         await self._stop(lost, "its lease was taken over")
-                    for name in sorted(hb.held - set(self.running)):
+                    stray = sorted(hb.held - set(self.work))  # removed meanwhile
+                    if stray:
+                        await self.leases.release(stray)
+                    for name in sorted(hb.held - set(self.running) - set(stray)):
                         self._start(name)
                     limit = math.ceil(len(wanted) / self.members)
                     surplus = len(self.running) - limit

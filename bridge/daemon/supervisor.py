@@ -9,6 +9,7 @@ same idempotency key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import gc
@@ -16,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ from bridge.inbound.relay import IngestResult, Relay
 from bridge.inbound.steps import described
 from bridge.outbound.ratelimit import TokenBucket, backoff
 from bridge.outbound.worker import ChannelWorker, WorkerDeps
-from bridge.runtime.config import AccountConfig, Config
+from bridge.runtime.config import AccountConfig, ChannelConfig, Config
 from bridge.runtime.metrics import Metrics
 from bridge.store import MIN_FREE_BYTES, Store, StoreError, Tx, archive
 from bridge.store.adapter_state import StoredAccountState
@@ -165,6 +166,13 @@ class Bridge:
         self._subscribers: set[asyncio.Queue[tuple[str, PostId]]] = set()
         self.cluster: Cluster | None = None
         """Set when several processes share the database (see bridge/daemon/cluster.py)."""
+        self._tg: asyncio.TaskGroup | None = None
+        self._account_tasks: dict[str, asyncio.Task[None]] = {}
+        """Account name -> its task (adapter and senders), with one process."""
+        self.draining: dict[str, set[str]] = {}
+        """Account -> its channels removed by a reload that still send their queue."""
+        self.reloader: Any = None
+        """The :class:`~bridge.daemon.reload.Reloader` (SIGHUP), once running."""
 
     @property
     def store(self) -> Store:
@@ -244,7 +252,10 @@ class Bridge:
     def resume_channels(self, account: str) -> None:
         """The account is back: its channels' deferred deliveries go now rather
         than at their backoff time (which may be minutes away after an outage)."""
-        keys = [c.key for c in self.accounts[account].channels]
+        rt = self.accounts.get(account)
+        if rt is None:
+            return  # (an adapter being stopped by a reload that removed its account)
+        keys = [c.key for c in rt.channels]
 
         def unit(tx: Tx) -> None:
             for key in keys:
@@ -295,16 +306,17 @@ class Bridge:
                 tune_gc()
                 self.cluster = self._cluster()
                 async with asyncio.TaskGroup() as tg:
+                    self._tg = tg
                     if self.cluster is not None:  # the accounts whose lease we hold
                         tg.create_task(self.cluster.run(), name="cluster")
                     for rt in self.accounts.values() if self.cluster is None else ():
-                        tg.create_task(self._supervise(rt), name=f"adapter:{rt.name}")
-                    for key, w in self.workers.items() if self.cluster is None else ():
-                        tg.create_task(self._keep_running(f"worker {key}", w.run),
-                                       name=f"worker:{key}")
+                        self.start_account(rt)
                     for task in self.extra_tasks:
                         tg.create_task(self._keep_running("extra", functools.partial(task, self)))
                     self.ready.set()
+                    # Open until cancelled: a reload starts accounts in it later, even
+                    # when it stopped every task it had.
+                    await asyncio.Event().wait()
         finally:
             for rt in self.accounts.values():
                 rt.health = Health.STOPPED
@@ -327,29 +339,104 @@ class Bridge:
 
     def _build(self) -> None:
         cfg = self.config
-        for name, acct in cfg.accounts.items():
+        for name in cfg.accounts:
             specs = cfg.channel_specs(name)
             if not specs:
                 log.warning("account %s serves no channel; not started", name)
                 continue
-            rate = acct.rate_per_minute / 60 if acct.rate_per_minute else None
-            rt = AccountRuntime(
-                name=name, account=acct, channels=specs, bridge=self,
-                logger=logging.getLogger(f"hashbridge.adapter.{acct.platform}.{name}"),
-                data_dir=cfg.data_path("accounts", name),
-                bucket=TokenBucket(rate, acct.rate_burst))
-            rt.adapter = acct.factory.create(acct.options, specs, self.services)
-            self.accounts[name] = rt
-        for ch in cfg.all_channels():
-            rt = self.accounts[ch.account]
-            if not ch.writes or rt.adapter is None:
+            self.build_account(name, cfg.accounts[name], specs)
+
+    def build_account(self, name: str, acct: AccountConfig,
+                      specs: tuple[ChannelSpec, ...],
+                      draining: Mapping[str, ChannelConfig] | None = None) -> AccountRuntime:
+        """The runtime of account *name* serving *specs*, and a sender per channel it
+        writes to (not started).  *draining*: channels of *specs* removed by a reload,
+        whose senders stop once their queue is sent."""
+        cfg = self.config
+        rate = acct.rate_per_minute / 60 if acct.rate_per_minute else None
+        rt = AccountRuntime(
+            name=name, account=acct, channels=specs, bridge=self,
+            logger=logging.getLogger(f"hashbridge.adapter.{acct.platform}.{name}"),
+            data_dir=cfg.data_path("accounts", name),
+            bucket=TokenBucket(rate, acct.rate_burst))
+        rt.adapter = acct.factory.create(acct.options, specs, self.services)
+        self.accounts[name] = rt
+        channels = {c.key: c for c in cfg.all_channels()}
+        for spec in specs:
+            if spec.direction == "in":
                 continue
+            gone = draining is not None and spec.key in draining
+            # (a removed channel is sent with its last options)
+            ch = draining[spec.key] if draining and gone else channels[spec.key]
             deps = WorkerDeps(store=self.store, adapter=rt.adapter, bucket=rt.bucket,
                               ready=rt.connected_once,
                               settings=cfg.bridge, metrics=self.metrics,
                               network_name=self.network_name, set_health=rt.set_health,
                               logger=logging.getLogger(f"hashbridge.worker.{ch.key}"))
-            self.workers[ch.key] = ChannelWorker(ch, deps)
+            self.workers[ch.key] = ChannelWorker(ch, deps, draining=gone)
+        return rt
+
+    def start_account(self, rt: AccountRuntime) -> None:
+        """Run *rt* (its adapter and senders) in this process (no database sharing)."""
+        assert self._tg is not None
+        self._account_tasks[rt.name] = self._tg.create_task(
+            self.run_account(rt), name=f"account:{rt.name}")
+
+    async def stop_account(self, name: str) -> None:
+        """Stop account *name*'s adapter and senders: a send in progress ends first
+        (and is recorded), then everything is cancelled."""
+        rt = self.accounts.get(name)
+        if rt is not None:
+            workers = [w for s in rt.channels if (w := self.workers.get(s.key)) is not None]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.bridge.send_timeout_seconds + 5):
+                    await asyncio.gather(*(w.pause() for w in workers))
+        task = self._account_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run_account(self, rt: AccountRuntime) -> None:
+        """One account: its adapter (supervised) and the senders of its channels."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._supervise(rt), name=f"adapter:{rt.name}")
+            for spec in rt.channels:
+                if (w := self.workers.get(spec.key)) is not None:
+                    tg.create_task(self._send(rt, w), name=f"worker:{spec.key}")
+
+    async def _send(self, rt: AccountRuntime, w: ChannelWorker) -> None:
+        await self._keep_running(f"worker {w.channel.key}", w.run)
+        if w.draining:
+            self._drained(rt, w)
+
+    def _drained(self, rt: AccountRuntime, w: ChannelWorker) -> None:
+        """A removed channel's queue is sent: its sender is gone; a removed account
+        whose last such channel this was stops."""
+        key = w.channel.key
+        log.warning("reload: %s: the removed channel's queue is sent; its sender stopped", key)
+        if self.workers.get(key) is w:
+            del self.workers[key]
+        left = self.draining.get(rt.name, set())
+        left.discard(key)
+        if not left:
+            self.draining.pop(rt.name, None)
+            if not self.config.channel_specs(rt.name) and self._tg is not None \
+                    and self.accounts.get(rt.name) is rt:
+                self._tg.create_task(self.retire_account(rt.name), name=f"retire:{rt.name}")
+
+    async def retire_account(self, name: str) -> None:
+        """Stop an account the config no longer has (its queues sent, or left in the
+        store for the next start); with a shared database its lease is given up now."""
+        if self.cluster is not None:
+            await self.cluster.remove([lease_name(name)])
+        else:
+            await self.stop_account(name)
+        rt = self.accounts.pop(name, None)
+        if rt is not None:
+            for spec in rt.channels:
+                self.workers.pop(spec.key, None)
+        log.warning("reload: account %s stopped (removed from the configuration)", name)
 
     def _cluster(self) -> Cluster | None:
         """A :class:`Cluster` when the store is shared by several processes."""
@@ -357,21 +444,14 @@ class Bridge:
         if leases is None:
             return None
 
-        async def account(rt: AccountRuntime) -> None:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._supervise(rt), name=f"adapter:{rt.name}")
-                for spec in rt.channels:
-                    if (w := self.workers.get(spec.key)) is not None:
-                        tg.create_task(self._keep_running(f"worker {spec.key}", w.run),
-                                       name=f"worker:{spec.key}")
-
         def wake(key: str) -> None:
             if (w := self.workers.get(key)) is not None:
                 w.wake()
 
         return Cluster(
             leases, self.config.bridge.failover_seconds,
-            {lease_name(n): functools.partial(account, rt) for n, rt in self.accounts.items()},
+            {lease_name(n): functools.partial(self.run_account, rt)
+             for n, rt in self.accounts.items()},
             {lease_name(n): [s.key for s in rt.channels] for n, rt in self.accounts.items()},
             wake, lambda kind, pid: self.publish(IngestResult(changed=[(kind, pid)]),
                                                  remote=True))

@@ -59,15 +59,21 @@ class EventFailed(Exception):
 
 class Relay:
     def __init__(self, config: Config, store: Store) -> None:
-        self.config = config
         self.store = store
         self.rate = AuthorRate()
         self._seeded = False
         """Whether the posts held before a restart have been put back in the rate."""
-        self._channels: dict[str, tuple[ChannelConfig, CommunityConfig]] = {
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        """Route by *config* from the next page on (a reload): a page being relayed
+        finishes with the routes it started with (one assignment swaps them)."""
+        self.config = config
+        channels: dict[str, tuple[ChannelConfig, CommunityConfig]] = {
             ch.key: (ch, comm) for comm in config.communities for ch in comm.channels}
+        self._channels = channels
         self.blend = Blend(config)
-        self._services = Services(routes=self._channels, rate=self.rate, platforms=frozenset(
+        self._services = Services(routes=channels, rate=self.rate, platforms=frozenset(
             a.platform for a in config.accounts.values()), blend=self.blend)
 
     async def ingest(self, account: str, events: Sequence[InboundEvent],

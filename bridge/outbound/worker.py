@@ -135,9 +135,31 @@ class ChannelWorker:
     _started: float = field(default_factory=time.time)
     """Deliveries queued before this worker started may have been in flight when the
     last process stopped (a kill -9 mid-send)."""
+    draining: bool = False
+    """The channel was removed from the config by a reload: send what is queued,
+    then return (see :mod:`bridge.daemon.reload`)."""
+    _stopping: bool = False
+    """:meth:`pause` was called: start no further send."""
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    """Clear while a send is in progress."""
 
     def wake(self) -> None:
         self._wake.set()
+
+    def reconfigure(self, channel: ChannelConfig, settings: BridgeSettings) -> None:
+        """New delivery options (a reload): the next delivery planned uses them."""
+        self.channel = channel
+        self.deps.settings = settings
+        self._target = None
+        self.__dict__.pop("rules", None)  # the cached property, computed anew
+        self.wake()
+
+    async def pause(self) -> None:
+        """Return once no send is in progress; none starts after (the worker is then
+        cancelled without cutting a send in half: a reload restarting its account)."""
+        self._stopping = True
+        if self._guard is not None:
+            await self._idle.wait()
 
     async def _sleep(self, seconds: float | None) -> None:
         self._wake.clear()
@@ -170,6 +192,8 @@ class ChannelWorker:
                 # sent so far (a reply to a post sent just before answers its copy).
                 batch = await store.run(self.gather)
                 if not batch:
+                    if self.draining:
+                        return
                     await self._sleep(None)
                     continue
                 try:
@@ -319,6 +343,9 @@ class ChannelWorker:
         last: NativeId | None = None
         first_id: NativeId | None = None
         for index, step in enumerate(plan.steps):
+            if self._stopping:  # paused: what was sent is recorded; wait to be cancelled
+                self._flush()
+                await asyncio.Event().wait()
             op = step.op
             if step.chain and last is not None and isinstance(op, SendCreate):
                 op = dataclasses.replace(op, reply_to=last,
@@ -333,6 +360,7 @@ class ChannelWorker:
                 await deps.bucket.acquire()
             started = time.perf_counter()
             self._guard = guard = asyncio.timeout(None)
+            self._idle.clear()
             self._send_started = asyncio.get_running_loop().time()
             try:
                 try:
@@ -340,6 +368,7 @@ class ChannelWorker:
                         result = await deps.adapter.send(op)
                 finally:
                     self._guard = None
+                    self._idle.set()
             except TimeoutError:
                 # A stalled connection: the platform may or may not have the
                 # post; the retry carries the same idempotency key.

@@ -40,9 +40,12 @@ _SECRET_NAME = re.compile(r"token|secret|password|passwd|key", re.IGNORECASE)
 
 
 class ConfigError(Exception):
-    def __init__(self, errors: list[str]) -> None:
+    def __init__(self, errors: list[str], secrets: frozenset[str] = frozenset()) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
+        self.secrets = secrets
+        """The secret values the file holds, as far as they were read (to redact the
+        messages where they are logged: a reload refused)."""
 
 
 # ------------------------------------------------------------------ models
@@ -576,7 +579,8 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
         # whatever their type or wherever a message repeats them, is shown.
         hide = logs.Redactor(v for v in secrets | _secret_looking(expanded)
                              if not _PLACEHOLDER.match(v.strip()))
-        raise ConfigError([hide.scrub(e) for e in errors] or ["bridge: invalid"])
+        raise ConfigError([hide.scrub(e) for e in errors] or ["bridge: invalid"],
+                          frozenset(s for s in secrets if s))
     return Config(bridge, accounts, tuple(communities), frozenset(s for s in secrets if s),
                   path)
 

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from bridge.contract.model import ChannelKey, PostId
 from bridge.contract.textconv import to_plain
+from bridge.daemon.reload import outcomes as reload_outcomes
 from bridge.inbound import held
 from bridge.inbound.relay import IngestResult
 from bridge.inbound.steps import recorded_drops
@@ -233,6 +234,7 @@ async def page(request: web.Request) -> web.StreamResponse:
                 "refusals": tx.policy_refusal_counts(),
                 "held": held.pending(tx, limit=ADMIN_HELD_ROWS),
                 "held_count": held.figures(tx).held,
+                "reloads": reload_outcomes(tx),
                 "hidden": {c.name: archive.hidden_posts(tx, c.name)
                            for c in site.config.communities},
                 "recent": {c.name: [site.card_of(v) for v in archive.page(tx, c.name, limit=30)]

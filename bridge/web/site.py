@@ -112,9 +112,14 @@ class Slots:
 class Site:
     """What the handlers share: the bridge, the templates, the live change log."""
 
+    @property
+    def config(self) -> Config:
+        """The bridge's config now (a reload replaces it: added communities show)."""
+        cfg: Config = self.bridge.config
+        return cfg
+
     def __init__(self, bridge: Any) -> None:
         self.bridge = bridge
-        self.config: Config = bridge.config
         self.env = templates()
         self.changelog = ChangeLog()
         self.blend = Blend(self.config)
