@@ -338,6 +338,11 @@ class ChannelSpec:
     direction: str
     options: BaseModel
     """The adapter's own validated channel model (see ``AdapterFactory.channel_model``)."""
+    catchup_window: float = 0.0
+    """Seconds: at the channel's first start (no saved read cursor) the adapter
+    relays what was posted up to this long before, oldest first, then goes on
+    live; later starts resume from the cursor.  0: start from now.  The config
+    fills it (``catchup_window``, default 3600); built by hand it starts from now."""
 
 
 class CursorStore(Protocol):

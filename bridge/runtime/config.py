@@ -111,10 +111,20 @@ class BridgeSettings(StrictModel):
     web: WebSettings | None = None
 
 
+DEFAULT_CATCHUP_WINDOW = 3600.0
+"""Seconds of history a channel relays at its first start, unless configured."""
+MAX_CATCHUP_WINDOW = 30 * 86400.0
+"""The longest window accepted: a month (X's search reaches back 7 days at most,
+Mastodon's and the firehose's history are bounded by what the server keeps)."""
+_CATCHUP = Field(None, ge=0, le=MAX_CATCHUP_WINDOW)
+
+
 class AccountCommon(BaseModel):
     platform: str
     rate_per_minute: float | None = Field(None, gt=0)
     rate_burst: int | None = Field(None, ge=1)
+    catchup_window: float | None = _CATCHUP
+    """The default of the account's channels (see :class:`ChannelCommon`)."""
 
 
 class ChannelCommon(BaseModel):
@@ -127,6 +137,10 @@ class ChannelCommon(BaseModel):
     on_edit: Literal["update", "skip", "correct"] = "update"
     on_delete: Literal["delete", "skip", "notice"] = "delete"
     reply_wait: float = Field(30.0, ge=0)
+    catchup_window: float | None = _CATCHUP
+    """Seconds: at the channel's first start (no saved read cursor), posts made up
+    to this long before are relayed, oldest first; 0 starts from now.  Later starts
+    resume from the cursor.  Default: the account's, else 3600."""
     links: bool | None = None
     max_length: int | None = Field(None, ge=20)
     author_share: float = Field(0.1, gt=0, le=1)
@@ -185,6 +199,7 @@ class AccountConfig:
     options: StrictModel
     rate_per_minute: float | None
     rate_burst: int | None
+    catchup_window: float | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +212,9 @@ class ChannelConfig:
     common: ChannelCommon
     options: StrictModel
     locator: str
+
+    catchup_window: float = DEFAULT_CATCHUP_WINDOW
+    """The channel's own ``catchup_window``, else its account's, else the default."""
 
     @property
     def reads(self) -> bool:
@@ -239,7 +257,8 @@ class Config:
     def channel_specs(self, account: str) -> tuple[ChannelSpec, ...]:
         """The channels account *account* serves, as its adapter is given them."""
         return tuple(ChannelSpec(key=ch.key, community=ch.community, hashtag=ch.hashtag,
-                                 direction=ch.common.direction, options=ch.options)
+                                 direction=ch.common.direction, options=ch.options,
+                                 catchup_window=ch.catchup_window)
                      for ch in self.all_channels() if ch.account == account)
 
     def data_path(self, *parts: str) -> str:
@@ -490,7 +509,8 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
         opts = _validate(factory.account_model, own, p, found, missing)
         if opts is not None:
             accounts[name] = AccountConfig(name, common.platform, factory, opts,
-                                           common.rate_per_minute, common.rate_burst)
+                                           common.rate_per_minute, common.rate_burst,
+                                           common.catchup_window)
 
     offered = set(registry.names())  # names only: an adapter is imported when used
     aliases = {a: t for a, t in PLATFORM_ALIASES.items() if t in offered}
@@ -622,8 +642,10 @@ def _channels(cs: CommunityCommon, p: str, raw_accounts: dict[str, Any],
         keys[key] = cp
         if acct is None:
             continue  # its account's errors are reported; its own keys were checked
+        window = next((w for w in (common_ch.catchup_window, acct.catchup_window)
+                       if w is not None), DEFAULT_CATCHUP_WINDOW)
         chans.append(ChannelConfig(key, cs.name, cs.hashtag, acct.name, acct.platform,
-                                   common_ch, opts, locator))
+                                   common_ch, opts, locator, window))
     return chans
 
 
