@@ -54,6 +54,9 @@ async def first_start_relays_the_window(post_at: PostAt, channel: ChannelDef,
     await post_at("olga", "too old to relay", now - too_old, None)
     q = await post_at("hana", "Q1 which tools do you use", now - q_age, None)
     await post_at("ivan", "A1 a notebook", now - a_age, q)
+    # Old too, but it came in last (a mail moved into the box late, say): its own
+    # date, not its place, says it is outside the window.
+    await post_at("olga", "too old as well, arrived late", now - too_old, None)
     cfg = catchup_config(tmp, channel)
     async with running(cfg, timeout=60.0) as bridge:
         await eventually(lambda: _count(lobby, 2), 60.0, "the window's two posts relayed")
