@@ -113,7 +113,7 @@ class BridgeSettings(StrictModel):
 
 DEFAULT_CATCHUP_WINDOW = 3600.0
 """Seconds of history a channel relays at its first start, unless configured."""
-MAX_CATCHUP_WINDOW = 30 * 86400.0
+MAX_CATCHUP_WINDOW = 30 * 86400
 """The longest window accepted: a month (X's search reaches back 7 days at most,
 Mastodon's and the firehose's history are bounded by what the server keeps)."""
 _CATCHUP = Field(None, ge=0, le=MAX_CATCHUP_WINDOW)
@@ -732,6 +732,11 @@ _PATTERN_HINTS = {
 }
 
 
+def _num(bound: Any) -> Any:
+    """A bound as the operator wrote it: ``0``, not pydantic's ``0.0``."""
+    return int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+
+
 def _plain(err: Any) -> str:
     """pydantic's message in the operator's words: what is wrong and how to fix it."""
     t, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
@@ -747,13 +752,13 @@ def _plain(err: Any) -> str:
         case "literal_error" | "enum":
             return f"must be one of {ctx.get('expected')}{shown}"
         case "greater_than":
-            return f"must be more than {ctx.get('gt')}{shown}"
+            return f"must be more than {_num(ctx.get('gt'))}{shown}"
         case "greater_than_equal":
-            return f"must be at least {ctx.get('ge')}{shown}"
+            return f"must be at least {_num(ctx.get('ge'))}{shown}"
         case "less_than":
-            return f"must be less than {ctx.get('lt')}{shown}"
+            return f"must be less than {_num(ctx.get('lt'))}{shown}"
         case "less_than_equal":
-            return f"must be at most {ctx.get('le')}{shown}"
+            return f"must be at most {_num(ctx.get('le'))}{shown}"
         case "int_parsing" | "int_type" | "int_from_float":
             return f"must be a whole number{shown}"
         case "float_parsing" | "float_type":
