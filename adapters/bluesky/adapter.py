@@ -335,6 +335,7 @@ class BlueskyAdapter:
         assert self._ctx is not None
         found = await seek(ws_probe(self._ctx.http, self._acc.firehose,
                                     wait=min(self._acc.request_timeout, 3.0),
+                                    connect_timeout=self._acc.request_timeout,
                                     max_frame=MAX_FRAME), at)
         self._cutoffs = {k: self._started_at - w for k, w in windows.items() if w < widest}
         if first and widest > 0 and found.dropped and found.oldest_time is not None \

@@ -15,6 +15,7 @@ moment.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,14 +105,18 @@ def frame_seq_time(data: bytes) -> tuple[int, float] | str | None:
 
 
 def ws_probe(http: aiohttp.ClientSession, firehose: str, *, wait: float,
-             max_frame: int = 16 * 1024 * 1024) -> Probe:
+             connect_timeout: float = 30.0, max_frame: int = 16 * 1024 * 1024) -> Probe:
     """A :data:`Probe` over the websocket firehose at *firehose*; *wait*: seconds
-    to wait for a frame before taking the silence for "no event after it"."""
+    to wait for a frame before taking the silence for "no event after it";
+    *connect_timeout*: a handshake not answered by then raises TimeoutError."""
 
     async def probe(cursor: int) -> tuple[int, float] | None:
         url = f"{firehose}{'&' if '?' in firehose else '?'}cursor={cursor}"
-        async with http.ws_connect(url, max_msg_size=max_frame, timeout=aiohttp.ClientWSTimeout(
-                ws_receive=None, ws_close=2.0)) as ws:
+        async with asyncio.timeout(connect_timeout):
+            ws = await http.ws_connect(url, max_msg_size=max_frame,
+                                       timeout=aiohttp.ClientWSTimeout(ws_receive=None,
+                                                                       ws_close=2.0))
+        async with ws:
             while True:
                 try:
                     msg = await ws.receive(timeout=wait)
