@@ -331,7 +331,7 @@ class BlueskyAdapter:
         filter their own, :meth:`_outside_window`); after a relay reset, now."""
         windows = {c.key: c.catchup_window for c in self._reading} if first else {}
         widest = max(windows.values(), default=0.0)
-        at = self._started_at - widest
+        at = (self._started_at if first else time.time()) - widest
         assert self._ctx is not None
         found = await seek(ws_probe(self._ctx.http, self._acc.firehose,
                                     wait=min(self._acc.request_timeout, 3.0),
