@@ -7,13 +7,17 @@ and order kept, a second start relaying nothing again)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from bskyhelp import DID, commit_frame, tagged
+from test_bsky_reader import make
 
 from adapters.bluesky.sandbox import BlueskySandbox
 from adapters.bluesky.seek import seek, ws_probe
@@ -101,3 +105,30 @@ async def test_catchup_window_relays_the_window_at_first_start(
     again = [m for m in await lobby.messages() if m.by_bridge]
     assert len(again) == 3 and "Q2" in again[2].text, [m.text for m in again]
     assert not any("too old" in m.text for m in again)
+
+
+async def test_catchup_a_narrower_channel_window_keeps_its_own_history() -> None:
+    """One firehose serves the account: the widest window is read; a channel with
+    a narrower one does not get the history older than its own window."""
+    ad, ctx = make(tags=("kmers", "pkm"))
+    now = time.time()
+    ad._started_at = now
+    wide, narrow = ad._reading
+    ad._reading = [dataclasses.replace(wide, catchup_window=2 * HOUR),
+                   dataclasses.replace(narrow, catchup_window=600.0)]
+    ad._cutoffs = {narrow.key: now - 600.0}        # what the first start's seek sets
+
+    def iso(at: float) -> str:
+        return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+    old, recent = iso(now - HOUR), iso(now - 60)
+    p = "app.bsky.feed.post/"
+    await ad.on_frame(commit_frame(1, DID, [("create", p + "3kaaaaaaaaaa2",
+                                             tagged("old #kmers", "kmers"))], time=old))
+    await ad.on_frame(commit_frame(2, DID, [("create", p + "3kaaaaaaaaab2",
+                                             tagged("old #pkm", "pkm"))], time=old))
+    await ad.on_frame(commit_frame(3, DID, [("create", p + "3kaaaaaaaaac2",
+                                             tagged("recent #pkm", "pkm"))], time=recent))
+    got = [(e.channel, e.native_id.rsplit("/", 1)[1]) for e in ctx.events]
+    assert got == [(wide.key, "3kaaaaaaaaaa2"), (narrow.key, "3kaaaaaaaaac2")]
+    assert ad._cutoffs == {}        # past every window: no more filtering
