@@ -10,6 +10,9 @@ written to the account's PDS.
                 the write-points budget.
 ``adapter``     :class:`~adapters.bluesky.adapter.BlueskyAdapter`: the firehose reader
                 with its cursor, and the writer.
+``seek``        the firehose's cursor of a moment, found by probing ``?cursor=`` (the
+                first start's ``catchup_window``); ``simrelay`` simulates a relay of
+                days of events for its tests and ``bench/bluesky_seek.py``.
 ``sandbox``     the demo/test stand-in: a real local PDS (``testserver`` runs it from
                 ``pds/``, and installs it on first use) whose members post through the SDK.
 ``check``       ``check --online`` per channel: the firehose answering, authors resolvable,

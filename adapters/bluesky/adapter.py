@@ -75,6 +75,7 @@ from adapters.bluesky.convert import (
     split_uri,
     when,
 )
+from adapters.bluesky.seek import seek, ws_probe
 from bridge.contract.adapter import (
     AdapterContext,
     AdapterError,
@@ -181,6 +182,11 @@ class BlueskyAdapter:
         self._budget = WriteBudget()
         self._pending_seq: int | None = None
         self._cursor_at = 0.0
+        self._started_at = time.time()
+        """The start's moment: ``catchup_window`` reaches back from it."""
+        self._cutoffs: dict[ChannelKey, float] = {}
+        """At a first start, per channel whose window is narrower than the widest:
+        frames sequenced before this (Unix seconds) are not its history."""
         self.gap_note = ""
         self._tries: dict[Any, int] = {}
         self.frames = 0
@@ -272,6 +278,7 @@ class BlueskyAdapter:
 
     # ------------------------------------------------------------ inbound
     async def run(self, ctx: AdapterContext) -> None:
+        self._started_at = time.time()
         self._ctx = ctx
         self._log = ctx.logger
         self.client.log = ctx.logger
@@ -300,11 +307,17 @@ class BlueskyAdapter:
                 backoff = min(backoff * 2, 60.0)
 
     async def _read_firehose(self) -> None:
-        """One connection: from the stored cursor (or live on the very first
-        start: the bridge relays from now on, not the past) until it ends."""
+        """One connection: from the stored cursor until it ends.  Without one (the
+        very first start, or the relay was reset) the cursor of the start's moment
+        is found and saved first: the channels' ``catchup_window`` back, or now;
+        a reconnect then resumes from it, never live (what was posted between
+        would be lost)."""
         assert self._ctx is not None
         ctx = self._ctx
         cursor = await ctx.get_cursor(CURSOR)
+        if not cursor:
+            cursor = str(await self._start_cursor(first=cursor is None))
+            await ctx.set_cursor(CURSOR, cursor)
         url = self._acc.firehose + (f"?cursor={int(cursor)}" if cursor and cursor.isdigit()
                                     else "")
         # A handshake the server never answers must not hang the reader.  A quiet
@@ -333,6 +346,44 @@ class BlueskyAdapter:
                     await self._flush_cursor(force=True)
                     raise TransientError(f"firehose closed ({ws.close_code})")
 
+    async def _start_cursor(self, *, first: bool) -> int:
+        """The sequence number to read after: at the first start, that of the
+        widest ``catchup_window`` of the reading channels back (narrower ones
+        filter their own, :meth:`_outside_window`); after a relay reset, now."""
+        windows = {c.key: c.catchup_window for c in self._reading} if first else {}
+        widest = max(windows.values(), default=0.0)
+        at = (self._started_at if first else time.time()) - widest
+        assert self._ctx is not None
+        found = await seek(ws_probe(self._ctx.http, self._acc.firehose,
+                                    wait=min(self._acc.request_timeout, 3.0),
+                                    connect_timeout=self._acc.request_timeout,
+                                    max_frame=MAX_FRAME), at)
+        self._cutoffs = {k: self._started_at - w for k, w in windows.items() if w < widest}
+        if first and widest > 0 and found.dropped and found.oldest_time is not None \
+                and found.oldest_time > at:
+            self._log.warning(
+                "catchup_window reaches back %ds but the firehose keeps events from %s only",
+                widest, datetime.fromtimestamp(found.oldest_time, UTC).strftime(
+                    "%Y-%m-%d %H:%M:%S UTC"))
+        self._log.info("%s: reading the firehose after seq %d (%s, %d probes)",
+                       "first start" if first else "relay reset", found.cursor,
+                       f"the last {widest:.0f}s" if widest else "from now", found.probes)
+        return found.cursor
+
+    def _outside_window(self, events: list[InboundEvent], when: Any) -> list[InboundEvent]:
+        """At a first start: *events* (of a frame sequenced at *when*) without those
+        of a channel whose own window does not reach back that far."""
+        if not self._cutoffs or not isinstance(when, str):
+            return events
+        try:
+            at = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return events
+        if at >= max(self._cutoffs.values()):
+            self._cutoffs = {}
+            return events
+        return [e for e in events if self._cutoffs.get(e.channel, at) <= at]
+
     async def on_frame(self, data: bytes) -> None:
         """One firehose frame (a header and a body, both DAG-CBOR)."""
         self.frames += 1
@@ -357,6 +408,7 @@ class BlueskyAdapter:
             self._idents.pop(str(body.get("did")), None)  # handle or PDS changed
         if type(seq) is not int:
             return
+        events = self._outside_window(events, body.get("time"))
         if events:
             await self._ctx_emit(events, seq)
         else:

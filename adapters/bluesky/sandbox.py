@@ -210,7 +210,10 @@ class BlueskySandbox:
                 "app_password": self.bot_app_password,
                 "firehose": _loopback(self.server.firehose_url),
                 "plc_directory": _loopback(self.server.plc_url),
-                "allow_private_media_hosts": True, "profile_cache_seconds": 0.0}
+                "allow_private_media_hosts": True, "profile_cache_seconds": 0.0,
+                # One PDS serves a whole test session (and every demo run): its
+                # history is other runs' posts, so a first start reads from now.
+                "catchup_window": 0}
 
     # ------------------------------------------------------------ faults
     def endpoints(self) -> list[Endpoint]:

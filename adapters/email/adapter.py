@@ -30,9 +30,12 @@ import aioimaplib
 from adapters.email.client import (
     ImapGone,
     imap_connect,
+    imap_date,
     imap_fetch,
     imap_has_message_id,
     imap_idle,
+    imap_internaldates,
+    imap_search,
     imap_select,
     imap_uids_after,
     smtp_send,
@@ -98,6 +101,10 @@ class EmailAdapter:
         self._ready = asyncio.Event()
         self._specs = {self._opts(c).effective_list_id.lower(): self._spec(c) for c in channels}
         self.cursor_name = f"imap:{account.folder}"
+        self._history: dict[int, float] = {}
+        """At a first start: the INTERNALDATE of each mail read as history (UID to
+        Unix seconds), to keep only those inside their channel's window."""
+        self._started_at = 0.0
         self._smtp_problem = ""
         # The attachments of list mail are files this adapter saved: targets read
         # them from that directory only (no network fetch at all).
@@ -207,10 +214,37 @@ class EmailAdapter:
                              "message, older ones are not relayed", self.account.folder,
                              v, validity)
         newest = max((await imap_uids_after(client, 0))[0], default=0)
-        await ctx.set_cursor(self.cursor_name, f"{validity}:{newest}")
+        start = newest if saved else await self._window_start(client, newest)
+        await ctx.set_cursor(self.cursor_name, f"{validity}:{start}")
         if not saved:
-            self.log.info("first start: relaying mail after UID %d", newest)
-        return newest
+            self.log.info("first start: relaying mail after UID %d", start)
+        return start
+
+    async def _window_start(self, client: aioimaplib.IMAP4, newest: int) -> int:
+        """The UID to read after at a first start: before the oldest mail that
+        reached the box inside the widest ``catchup_window`` of the channels that
+        read (``SEARCH SINCE`` its day, then each mail's INTERNALDATE); *newest*
+        when no window reaches back (0: from now)."""
+        window = max((c.catchup_window for c in self.channels.values()
+                      if c.direction != "out"), default=0.0)
+        if window <= 0 or newest == 0:
+            return newest
+        self._started_at = time.time()
+        since = self._started_at - window
+        # SINCE compares dates in the server's zone: a day earlier covers any zone.
+        uids = await imap_search(client, f"SINCE {imap_date(since - 86400)}")
+        dates = await imap_internaldates(client, uids) if uids else {}
+        inside = [u for u in uids if dates.get(u, 0.0) >= since]
+        if not inside:
+            return newest
+        start = min(inside) - 1
+        self._history = {u: at for u, at in dates.items() if u > start}
+        return start
+
+    def _before_window(self, uid: int, channel: ChannelKey) -> bool:
+        """A mail of the first start's history older than its channel's window."""
+        at = self._history.get(uid)
+        return at is not None and at < self._started_at - self.channels[channel].catchup_window
 
     async def _catch_up(self, ctx: AdapterContext, client: aioimaplib.IMAP4, validity: int,
                         last: int) -> int:
@@ -272,6 +306,9 @@ class EmailAdapter:
         if isinstance(got, Rejected):
             return got
         spec, res = got
+        if self._before_window(uid, spec.channel):
+            self.log.debug("UID %d: older than catchup_window, not relayed", uid)
+            return None
         if isinstance(res, Unsupported):
             if res.error is not None:  # the mail could not be read at all
                 return rejection(res.error, channel=spec.channel, native_id=res.native_id,

@@ -11,7 +11,9 @@ import base64
 import contextlib
 import re
 import ssl
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import aioimaplib
@@ -222,6 +224,45 @@ async def imap_uids_after(client: aioimaplib.IMAP4, last_uid: int) -> tuple[list
         uids.extend(int(x) for x in words if x.isdigit())
     # "n:*" always matches the newest message, even when its UID is below n.
     return sorted(u for u in set(uids) if u > last_uid), news
+
+
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def imap_date(at: float) -> str:
+    """*at* as an IMAP ``date`` (``7-Dec-2026``, English month names whatever the
+    locale), in UTC."""
+    t = time.gmtime(at)
+    return f"{t.tm_mday}-{_MONTHS[t.tm_mon - 1]}-{t.tm_year}"
+
+
+async def imap_internaldates(client: aioimaplib.IMAP4, uids: list[int]) -> dict[int, float]:
+    """When each message reached the box (its INTERNALDATE, Unix seconds), by UID."""
+    resp = await client.uid("fetch", ",".join(map(str, uids)), "(UID INTERNALDATE)")
+    if resp.result != "OK":
+        raise ImapGone(f"UID FETCH INTERNALDATE failed: {resp.lines[-1:]!r}")
+    out: dict[int, float] = {}
+    for line in resp.lines[:-1]:
+        raw = bytes(line)
+        uid, date = _UID_TAIL.search(raw), _INTERNALDATE.search(raw)
+        if uid and date and (at := _parse_internaldate(date.group(1).decode())) is not None:
+            out[int(uid.group(1))] = at
+    return out
+
+
+def _parse_internaldate(text: str) -> float | None:
+    """``" 7-Dec-2026 16:00:00 +0100"`` (RFC 3501 date-time) to Unix seconds."""
+    try:
+        day, mon, year = text.split()[0].split("-")
+        clock, zone = text.split()[1:3]
+        hh, mm, ss = (int(x) for x in clock.split(":"))
+        offset = (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60) * (-1 if zone[0] == "-" else 1)
+        t = datetime(int(year), _MONTHS.index(mon.title()) + 1, int(day), hh, mm, ss,
+                     tzinfo=UTC)
+    except (ValueError, IndexError):
+        return None
+    return t.timestamp() - offset
 
 
 async def imap_fetch(client: aioimaplib.IMAP4, uids: list[int]) -> dict[int, bytes]:

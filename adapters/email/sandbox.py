@@ -89,7 +89,8 @@ class EmailSandbox:
         return {"list": self.list.address, "subject_tag": self.list.name}
 
     async def post_as_member(self, author: str, text: str,
-                             reply_to: str | None = None) -> str:
+                             reply_to: str | None = None, *, at: float | None = None) -> str:
+        """*at*: posted then, in the past (its INTERNALDATE in the bridge's box)."""
         slug = re.sub(r"[^a-z0-9]+", ".", author.lower()).strip(".") or "member"
         subject = next((ln for ln in text.split("\n") if ln.strip()), "post")[:60]
         refs = None
@@ -103,7 +104,7 @@ class EmailSandbox:
         mid = await asyncio.to_thread(
             self.list.post, sender=f"{author} <{slug}@members.test>", subject=subject,
             body=text + "\n", in_reply_to=f"<{reply_to}>" if reply_to else None,
-            references=refs)
+            references=refs, at=at)
         return mid.strip("<>")
 
     async def edit_as_member(self, native_id: str, text: str) -> None:

@@ -465,14 +465,23 @@ class MiniList:
             self._retrier.join(5)
             self._retrier = None
 
-    def distribute(self, raw: bytes) -> bytes:
-        """Turn a post into the list's copy and deliver it; return the copy."""
+    def distribute(self, raw: bytes, at: float | None = None) -> bytes:
+        """Turn a post into the list's copy and deliver it; return the copy.  *at*:
+        the copy reached the mailboxes then (their INTERNALDATE), in the past: history
+        a test sets up before the bridge starts (put there by IMAP APPEND)."""
         self.received.append(raw)
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
         out = decorate(msg, name=self.name, address=self.address, list_id=self.list_id,
                        munge_from=self.munge_from, scrub=self.scrub)
         data = out.as_bytes(policy=email.policy.SMTP)
+        if at is not None:
+            for user in self.subscribers:
+                head = (f"Return-Path: <{self.name}-bounces@{LIST_DOMAIN}>\r\n"
+                        f"Delivered-To: {user}@{DOMAIN}\r\n").encode()
+                _append_dated(self.dovecot.imap_port, user, self.dovecot.users[user],
+                              head + data, at)
+            return data
         # Like a real list: once accepted, a post reaches every subscriber.  A member
         # whose mailbox is unreachable now is queued and retried, in order.
         with self._queue_lock:
@@ -501,15 +510,16 @@ class MiniList:
 
     def post(self, *, sender: str, subject: str, body: str, in_reply_to: str | None = None,
              references: str | None = None, html: str | None = None,
-             extra_headers: dict[str, str] | None = None) -> str:
-        """A member posts to the list (as their mail client would); return its Message-ID."""
+             extra_headers: dict[str, str] | None = None, at: float | None = None) -> str:
+        """A member posts to the list (as their mail client would); return its
+        Message-ID.  *at*: posted (and delivered) then, in the past."""
         msg = EmailMessage()
         msg["From"] = sender
         msg["To"] = self.address
         msg["Subject"] = subject
         mid = make_msgid(domain="members.test")
         msg["Message-ID"] = mid
-        msg["Date"] = email.utils.formatdate(localtime=False)
+        msg["Date"] = email.utils.formatdate(at, localtime=False)
         if in_reply_to:
             msg["In-Reply-To"] = in_reply_to
             msg["References"] = references or in_reply_to
@@ -518,8 +528,21 @@ class MiniList:
         msg.set_content(body)
         if html is not None:
             msg.add_alternative(html, subtype="html")
-        self.distribute(msg.as_bytes(policy=email.policy.SMTP))
+        self.distribute(msg.as_bytes(policy=email.policy.SMTP), at)
         return mid
+
+
+def _append_dated(port: int, user: str, password: str, raw: bytes, at: float) -> None:
+    """Put *raw* in *user*'s INBOX with INTERNALDATE *at* (IMAP APPEND's date)."""
+    import imaplib
+
+    body = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    with imaplib.IMAP4("127.0.0.1", port, timeout=10) as imap:
+        imap.login(user, password)
+        typ, data = imap.append("INBOX", "", imaplib.Time2Internaldate(at), body)
+        if typ != "OK":
+            raise OSError(f"APPEND refused: {data!r}")
+        imap.logout()
 
 
 def decorate(msg: EmailMessage, *, name: str, address: str, list_id: str,

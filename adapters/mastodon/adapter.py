@@ -95,6 +95,13 @@ attachments; a longer one is rejected from its head (aiohttp's own line limit,
 _STREAM_ID = re.compile(r'"id"\s*:\s*"?([0-9A-Za-z_-]{1,64})')
 
 
+def window_start_id(at: float) -> str:
+    """The smallest status id a post made at *at* (Unix seconds) can have: Mastodon
+    ids are snowflakes, ``(milliseconds since the epoch) << 16`` plus a sequence,
+    so ``min_id`` of this reads the timeline from that moment on, oldest first."""
+    return str(max(0, int(at * 1000)) << 16)
+
+
 def _status_id(status: Any) -> str:
     sid = status.get("id") if isinstance(status, Mapping) else None
     return str(sid) if isinstance(sid, str | int) and not isinstance(sid, bool) and sid != "" \
@@ -403,14 +410,22 @@ class MastodonAdapter:
 
     async def catch_up(self, ch: ChannelSpec) -> int:
         """Read the tag timeline forward from the persisted ``min_id``; return how
-        many events were emitted.  On the very first start the cursor is set to
-        the newest post: the bridge relays from now on, not the tag's history."""
+        many events were emitted.  On the very first start (no cursor) the
+        channel's ``catchup_window`` says where to begin: the id of that moment
+        (ids are snowflakes, see :func:`window_start_id`), or with a window of 0
+        the newest post (relay from now on)."""
         assert self._ctx is not None
         ctx, opts, name = self._ctx, self._opts(ch), self._cursor_name(ch)
         emitted = 0
         async with self._chan_locks.setdefault(ch.key, asyncio.Lock()):
             cursor = await ctx.get_cursor(name)
-            if cursor is None:
+            if cursor is None and ch.catchup_window > 0:
+                cursor = window_start_id(time.time() - ch.catchup_window)
+                self._log.info("first start of #%s: relaying the last %ds", opts.hashtag,
+                               ch.catchup_window)
+                # Saved now: a later start resumes from here, never from its own now.
+                await ctx.set_cursor(name, cursor)
+            elif cursor is None:
                 newest = await self._call(self.client.timeline_hashtag, opts.hashtag,
                                           local=opts.local_only, limit=1)
                 await ctx.set_cursor(name, str(newest[0]["id"]) if newest else "0")

@@ -63,6 +63,11 @@ REACTIONS = "reactions"
 """Account-state namespace of the reactions shown natively: ``room post key``
 (plus the reactor in appservice mode) -> the annotation's event, its sender and
 the reactors it stands for."""
+
+
+def _started(key: ChannelKey) -> str:
+    """The cursor saying the channel's first start is done (its history read)."""
+    return f"started:{key}"
 MAX_EVENT_BYTES = 65536
 """The spec's cap on a whole event (canonical JSON, signatures included)."""
 
@@ -85,7 +90,9 @@ class MatrixAdapter(Outbound):
         self._names: dict[tuple[str, str], str] = {}
         self._txn_lock = asyncio.Lock()
         self._last_txn: str | None = None
-        self._cutoff = 0.0
+        self._cutoff: dict[ChannelKey, float] = {}
+        """Per channel: events older than this (ms) are history not relayed; set
+        only until the channel's first start has read its history."""
         self.auth_failure: AuthError | None = None
         self.log = logging.getLogger("hashbridge.adapter.matrix")
         self.ctx: AdapterContext | None = None
@@ -111,8 +118,13 @@ class MatrixAdapter(Outbound):
         self.media.log = self.log
         ctx.set_health(Health.STARTING)
         self.auth_failure = None
-        # Fixed at start: the window bounds the catch-up, never live events.
-        self._cutoff = (time.time() - self.account.catchup_window) * 1000
+        # Fixed at start: the window bounds a channel's first catch-up (its
+        # history), never live events nor a later start's catch-up.
+        now = time.time()
+        self._cutoff = {}
+        for key, spec in self.channels.items():
+            if await ctx.get_cursor(_started(key)) is None:
+                self._cutoff[key] = (now - spec.catchup_window) * 1000
         self.session = Session(self.account, ctx.data_dir, ctx.name, self.log)
         try:
             try:
@@ -152,7 +164,6 @@ class MatrixAdapter(Outbound):
         async with self._txn_lock:
             if txn == self._last_txn:
                 return                        # a resend of what we already persisted
-            cutoff = self._cutoff
             out: list[InboundEvent] = []
             for raw in events:
                 room_id = raw.get("room_id")
@@ -160,7 +171,7 @@ class MatrixAdapter(Outbound):
                 if key is None or room_id is None:
                     continue
                 self._track_state(room_id, raw)
-                ev = await self._inbound(raw, key, room_id, cutoff)
+                ev = await self._inbound(raw, key, room_id, self._cutoff.get(key, 0.0))
                 if ev is not None:
                     out.append(ev)
             if out:
@@ -168,6 +179,15 @@ class MatrixAdapter(Outbound):
             else:
                 await self.ctx.set_cursor(AS_CURSOR, txn)
             self._last_txn = txn
+            await self._first_start_done()
+
+    async def _first_start_done(self) -> None:
+        """The channels whose first start just read their history: from now on a
+        start resumes from the cursor, however long the bridge was down."""
+        assert self.ctx is not None
+        for key in list(self._cutoff):
+            await self.ctx.set_cursor(_started(key), "1")
+            del self._cutoff[key]
 
     def _track_state(self, room_id: str, raw: dict[str, Any]) -> None:
         etype, content = raw.get("type"), raw.get("content")
@@ -240,6 +260,8 @@ class MatrixAdapter(Outbound):
                     await ctx.emit_many(events, cursor=(CURSOR, resp.next_batch))
                 elif resp.next_batch != since:
                     await ctx.set_cursor(CURSOR, resp.next_batch)
+                if self._cutoff:
+                    await self._first_start_done()
                 since, first, fails = resp.next_batch, False, 0
                 ctx.set_health(Health.CONNECTED)
                 continue
@@ -262,11 +284,11 @@ class MatrixAdapter(Outbound):
     async def _events_of(self, resp: SyncResponse, since: str | None) -> list[InboundEvent]:
         assert self.session is not None and self.ctx is not None
         out: list[InboundEvent] = []
-        cutoff = self._cutoff
         for room_id, info in resp.rooms.join.items():
             key = self.channel_of.get(room_id)
             if key is None:
                 continue
+            cutoff = self._cutoff.get(key, 0.0)
             for ev in info.state:
                 self._track_state(room_id, ev.source)
             raws = [e.source for e in info.timeline.events]

@@ -39,8 +39,6 @@ class MatrixAccount(MediaAccountKeys):
     e2e: bool = False
     """End-to-end encryption is configured (matrix-nio[e2e] with a crypto store).
     Without it, sending into an encrypted room is refused."""
-    catchup_window: float = Field(default=3600.0, ge=0)
-    """On start, events older than this many seconds are not relayed."""
     sync_timeout_ms: int = Field(default=30000, ge=0)
     request_timeout: float = Field(default=60.0, gt=0)
     """Seconds one request may take; a long-poll /sync gets ``sync_timeout_ms``

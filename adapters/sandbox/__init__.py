@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import time
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -103,7 +104,16 @@ class SandboxAdapter:
     async def _poll(self, ctx: Any, spec: ChannelSpec) -> None:
         net, _ = self._net(spec.key)
         cursor_name = f"{spec.key}:seq"
-        seq = int(await ctx.get_cursor(cursor_name) or 0)
+        saved = await ctx.get_cursor(cursor_name)
+        cutoff, history_end = 0.0, 0
+        if saved is None:
+            # First start: what was posted within the channel's catchup_window
+            # (by its time: an old post that came in late is history too).
+            cutoff, history_end = time.time() - spec.catchup_window, net.last_seq()
+            seq = net.seq_before(cutoff)
+            await ctx.set_cursor(cursor_name, str(seq))
+        else:
+            seq = int(saved or 0)
         while True:
             batch = net.events_after(seq)
             if not batch:
@@ -113,6 +123,8 @@ class SandboxAdapter:
             for ev in batch:
                 m = ev.message
                 if m.by_bridge or m.notice:
+                    continue
+                if ev.seq <= history_end and ev.kind == "posted" and m.created_at < cutoff:
                     continue
                 got = await read_guarded(functools.partial(_read, spec, ev),
                                          channel=spec.key, native_id=str(m.id),

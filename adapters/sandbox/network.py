@@ -72,8 +72,10 @@ class Network:
         self.db.close()
 
     def post(self, author: str, text: str, *, html: str = "", reply_to: int | None = None,
-             by_bridge: bool = False, notice: bool = False, key: str | None = None) -> int:
-        """Create a message; with *key*, a repeated call returns the first one's id."""
+             by_bridge: bool = False, notice: bool = False, key: str | None = None,
+             at: float | None = None) -> int:
+        """Create a message; with *key*, a repeated call returns the first one's id.
+        *at*: when it was posted (default now; history a test sets up)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             if key is not None:
@@ -84,7 +86,8 @@ class Network:
             cur = self.db.execute(
                 "INSERT INTO messages(author, text, html, reply_to, by_bridge, notice, key,"
                 " created_at) VALUES (?,?,?,?,?,?,?,?)",
-                (author, text, html, reply_to, int(by_bridge), int(notice), key, time.time()))
+                (author, text, html, reply_to, int(by_bridge), int(notice), key,
+                 time.time() if at is None else at))
             mid = int(cur.lastrowid or 0)
             self.db.execute("INSERT INTO events(kind, message_id, by_bridge) VALUES"
                             " ('posted', ?, ?)", (mid, int(by_bridge)))
@@ -131,6 +134,14 @@ class Network:
                                " deleted, notice, key, created_at FROM messages"
                                " ORDER BY id").fetchall()
         return [_msg(r) for r in rows]
+
+    def seq_before(self, at: float) -> int:
+        """The event to read after for what was posted since *at*: before the first
+        post made then or later (the newest event when none was)."""
+        row = self.db.execute(
+            "SELECT MIN(e.seq) FROM events e JOIN messages m ON m.id = e.message_id"
+            " WHERE e.kind = 'posted' AND m.created_at >= ?", (at,)).fetchone()
+        return int(row[0]) - 1 if row and row[0] is not None else self.last_seq()
 
     def last_seq(self) -> int:
         return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])

@@ -51,6 +51,37 @@ MEDIA_FIELDS = ["url", "preview_image_url", "alt_text", "type", "variants"]
 POLL_FIELDS = ["options", "end_datetime", "voting_status"]
 
 
+RECENT_SEARCH_SECONDS = 7 * 86400.0
+"""How far back ``search/recent`` reaches: its ``start_time`` (and a ``since_id``'s
+post) must be within the last 7 days, else X answers 400 to every search."""
+_MARGIN = 120.0
+"""Kept inside those 7 days: our clock and X's differ, and a page is read later."""
+SNOWFLAKE_EPOCH_MS = 1288834974657
+"""X's snowflake epoch: an id is milliseconds from it << 22 (plus a sequence)."""
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def search_start(cursor: str, now: float) -> dict[str, str]:
+    """The search's ``since_id`` or ``start_time`` for a saved *cursor* (a post id,
+    or ``t:`` and a time), kept within what recent search covers: a position
+    older than 7 days (the bridge was down that long) becomes the oldest
+    ``start_time`` allowed, instead of a 400 on every search."""
+    oldest = now - RECENT_SEARCH_SECONDS + _MARGIN
+    if cursor.isdigit():
+        if ((int(cursor) >> 22) + SNOWFLAKE_EPOCH_MS) / 1000 >= oldest:
+            return {"since_id": cursor}
+        return {"start_time": _iso(oldest)}
+    start = cursor.removeprefix("t:")
+    try:
+        at = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return {"start_time": _iso(oldest)}
+    return {"start_time": start if at >= oldest else _iso(oldest)}
+
+
 class Inbound:
     account: TwitterAccount
     channels: dict[str, ChannelSpec]
@@ -151,13 +182,20 @@ class Inbound:
                                   user_fields=USER_FIELDS, media_fields=MEDIA_FIELDS,
                                   poll_fields=POLL_FIELDS,
                                   user_auth=not self.client.app_search)
-        if cur and cur.isdigit():
-            kw["since_id"] = cur
-        else:
-            if not cur:  # first run: start now, never backfill (reads cost money)
-                cur = "t:" + datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                await ctx.set_cursor(name, cur)
-            kw["start_time"] = cur[2:]
+        first = not cur
+        if not cur:
+            # First start: the channel's window back (reads cost money: at most
+            # max_pages pages of max_results), or from now with a window of 0.
+            cur = "t:" + _iso(now - min(ch.catchup_window, RECENT_SEARCH_SECONDS))
+            await ctx.set_cursor(name, cur)
+            if ch.catchup_window > 0:
+                self.log.info("%s: first start, relaying the last %ds", ch.key,
+                              min(ch.catchup_window, RECENT_SEARCH_SECONDS))
+        kw.update(search_start(cur, now))
+        if not first and kw.get("start_time", cur) != cur.removeprefix("t:"):
+            self.log.warning("%s: the saved position is older than the 7 days X's recent "
+                             "search covers; reading from %s (older posts are out of "
+                             "reach)", ch.key, kw["start_time"])
         pages = 1 if self._above_read_pace() else opts.max_pages
         events: list[Posted] = []
         rejected: list[Rejected] = []

@@ -373,6 +373,11 @@ class ChannelSpec:
     """The community's ``also_read`` hashtags (without '#'): an adapter that reads
     by hashtag reads these too, into this channel (read-only: the relay never
     copies such a post back onto this channel's network)."""
+    catchup_window: float = 0.0
+    """Seconds: at the channel's first start (no saved read cursor) the adapter
+    relays what was posted up to this long before, oldest first, then goes on
+    live; later starts resume from the cursor.  0: start from now.  The config
+    fills it (``catchup_window``, default 3600); built by hand it starts from now."""
 
 
 class CursorStore(Protocol):

@@ -115,10 +115,20 @@ class BridgeSettings(StrictModel):
     web: WebSettings | None = None
 
 
+DEFAULT_CATCHUP_WINDOW = 3600.0
+"""Seconds of history a channel relays at its first start, unless configured."""
+MAX_CATCHUP_WINDOW = 30 * 86400
+"""The longest window accepted: a month (X's search reaches back 7 days at most,
+Mastodon's and the firehose's history are bounded by what the server keeps)."""
+_CATCHUP = Field(None, ge=0, le=MAX_CATCHUP_WINDOW)
+
+
 class AccountCommon(BaseModel):
     platform: str
     rate_per_minute: float | None = Field(None, gt=0)
     rate_burst: int | None = Field(None, ge=1)
+    catchup_window: float | None = _CATCHUP
+    """The default of the account's channels (see :class:`ChannelCommon`)."""
 
 
 class ChannelCommon(BaseModel):
@@ -131,6 +141,10 @@ class ChannelCommon(BaseModel):
     on_edit: Literal["update", "skip", "correct"] = "update"
     on_delete: Literal["delete", "skip", "notice"] = "delete"
     reply_wait: float = Field(30.0, ge=0)
+    catchup_window: float | None = _CATCHUP
+    """Seconds: at the channel's first start (no saved read cursor), posts made up
+    to this long before are relayed, oldest first; 0 starts from now.  Later starts
+    resume from the cursor.  Default: the account's, else 3600."""
     links: bool | None = None
     max_length: int | None = Field(None, ge=20)
     author_share: float = Field(0.1, gt=0, le=1)
@@ -218,6 +232,7 @@ class AccountConfig:
     options: StrictModel
     rate_per_minute: float | None
     rate_burst: int | None
+    catchup_window: float | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +245,9 @@ class ChannelConfig:
     common: ChannelCommon
     options: StrictModel
     locator: str
+
+    catchup_window: float = DEFAULT_CATCHUP_WINDOW
+    """The channel's own ``catchup_window``, else its account's, else the default."""
 
     @property
     def reads(self) -> bool:
@@ -274,7 +292,8 @@ class Config:
         also = {c.name: tuple(c.settings.also_read) for c in self.communities}
         return tuple(ChannelSpec(key=ch.key, community=ch.community, hashtag=ch.hashtag,
                                  direction=ch.common.direction, options=ch.options,
-                                 also_read=also.get(ch.community, ()))
+                                 also_read=also.get(ch.community, ()),
+                                 catchup_window=ch.catchup_window)
                      for ch in self.all_channels() if ch.account == account)
 
     def data_path(self, *parts: str) -> str:
@@ -525,7 +544,8 @@ def parse(raw: dict[str, Any], registry: Registry, env: Mapping[str, str],
         opts = _validate(factory.account_model, own, p, found, missing)
         if opts is not None:
             accounts[name] = AccountConfig(name, common.platform, factory, opts,
-                                           common.rate_per_minute, common.rate_burst)
+                                           common.rate_per_minute, common.rate_burst,
+                                           common.catchup_window)
 
     offered = set(registry.names())  # names only: an adapter is imported when used
     aliases = {a: t for a, t in PLATFORM_ALIASES.items() if t in offered}
@@ -687,8 +707,10 @@ def _channels(cs: CommunityCommon, p: str, raw_accounts: dict[str, Any],
         keys[key] = cp
         if acct is None:
             continue  # its account's errors are reported; its own keys were checked
+        window = next((w for w in (common_ch.catchup_window, acct.catchup_window)
+                       if w is not None), DEFAULT_CATCHUP_WINDOW)
         chans.append(ChannelConfig(key, cs.name, cs.hashtag, acct.name, acct.platform,
-                                   common_ch, opts, locator))
+                                   common_ch, opts, locator, window))
     return chans
 
 
@@ -775,6 +797,11 @@ _PATTERN_HINTS = {
 }
 
 
+def _num(bound: Any) -> Any:
+    """A bound as the operator wrote it: ``0``, not pydantic's ``0.0``."""
+    return int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+
+
 def _plain(err: Any) -> str:
     """pydantic's message in the operator's words: what is wrong and how to fix it."""
     t, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
@@ -790,13 +817,13 @@ def _plain(err: Any) -> str:
         case "literal_error" | "enum":
             return f"must be one of {ctx.get('expected')}{shown}"
         case "greater_than":
-            return f"must be more than {ctx.get('gt')}{shown}"
+            return f"must be more than {_num(ctx.get('gt'))}{shown}"
         case "greater_than_equal":
-            return f"must be at least {ctx.get('ge')}{shown}"
+            return f"must be at least {_num(ctx.get('ge'))}{shown}"
         case "less_than":
-            return f"must be less than {ctx.get('lt')}{shown}"
+            return f"must be less than {_num(ctx.get('lt'))}{shown}"
         case "less_than_equal":
-            return f"must be at most {ctx.get('le')}{shown}"
+            return f"must be at most {_num(ctx.get('le'))}{shown}"
         case "int_parsing" | "int_type" | "int_from_float":
             return f"must be a whole number{shown}"
         case "float_parsing" | "float_type":

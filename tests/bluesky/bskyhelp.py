@@ -110,3 +110,12 @@ def car(blocks: list[tuple[bytes, bytes]]) -> bytes:
     for cid, data in blocks:
         out += _varint(len(cid) + len(data)) + cid + data
     return out
+
+
+def account_model(table: dict[str, Any]) -> Any:
+    """The adapter's own account model of a sandbox's account table (without the
+    core's keys, such as ``catchup_window``, which the config loader takes first)."""
+    from adapters.bluesky.config import BlueskyAccount
+    from bridge.runtime.config import AccountCommon
+
+    return BlueskyAccount(**{k: v for k, v in table.items() if k not in AccountCommon.model_fields})

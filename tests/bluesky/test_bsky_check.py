@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from bskyhelp import account_model
 
 from adapters.bluesky import BlueskyFactory
 from adapters.bluesky import check as check_module
@@ -42,7 +43,7 @@ WRITES = spec("third/bsky", "out", "third")
 
 
 def account(box: BlueskySandbox, **changes: Any) -> BlueskyAccount:
-    return BlueskyAccount(**(box.account_config() | changes))
+    return account_model(box.account_config() | changes)
 
 
 def sessions(box: BlueskySandbox) -> int:

@@ -13,13 +13,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from bskyhelp import info_frame
+from bskyhelp import account_model, info_frame
 from test_bsky_e2e import _n, bridged, config, connected, on_bsky
 
 from adapters.bluesky import BlueskyFactory
 from adapters.bluesky.adapter import SESSION, SESSION_KEY, BlueskyAdapter
 from adapters.bluesky.compose import post_length, rkey_for
-from adapters.bluesky.config import BlueskyAccount, BlueskyChannel
+from adapters.bluesky.config import BlueskyChannel
 from adapters.bluesky.convert import cid_str
 from adapters.bluesky.sandbox import BlueskySandbox
 from adapters.mastodon.emulator.state import EmuMedia, snowflake
@@ -189,7 +189,7 @@ async def test_a_retried_create_cannot_post_twice(bsky: BlueskySandbox, tmp_path
     (after a crash, or when the answer was lost) finds its record and is done."""
     ch = ChannelSpec(key=ChannelKey("kmers/bsky"), community="kmers", hashtag="kmers",
                      direction="out", options=BlueskyChannel(hashtag="kmers"))
-    acct = BlueskyAccount(**bsky.account_config())
+    acct = account_model(bsky.account_config())
     post = Post(id=PostId("01J0000000000000000000000"), community="kmers",
                 origin_channel=ChannelKey("kmers/lobby"), origin_native_id=NativeId("1"),
                 permalink="", author=Author(platform="sandbox", handle="dora"),
@@ -210,7 +210,7 @@ async def test_a_retried_create_cannot_post_twice(bsky: BlueskySandbox, tmp_path
 
 async def test_check_online(bsky: BlueskySandbox) -> None:
     f = BlueskyFactory()
-    good = BlueskyAccount(**bsky.account_config())
+    good = account_model(bsky.account_config())
     async with aiohttp.ClientSession() as http:
         ok = await f.check_online(good, http, {})
         assert ok.ok and bsky.bot is not None and bsky.bot.did in ok.identity, ok
@@ -238,7 +238,7 @@ async def test_gap_past_replay_rereads_known_authors(bsky: BlueskySandbox) -> No
     ch = ChannelSpec(key=ChannelKey("kmers/bsky"), community="kmers", hashtag="kmers",
                      direction="both", options=BlueskyChannel(hashtag="kmers"))
     async with aiohttp.ClientSession() as http:
-        ad = BlueskyAdapter(BlueskyAccount(**bsky.account_config()), (ch,))
+        ad = BlueskyAdapter(account_model(bsky.account_config()), (ch,))
         ctx = FakeContext((ch,), http=http)
         ad._ctx = ctx
         await ad.login()
@@ -253,7 +253,7 @@ async def test_gap_past_replay_rereads_known_authors(bsky: BlueskySandbox) -> No
 async def test_session_is_kept_in_the_store_and_resumed(bsky: BlueskySandbox) -> None:
     ch = ChannelSpec(key=ChannelKey("kmers/bsky"), community="kmers", hashtag="kmers",
                      direction="out", options=BlueskyChannel(hashtag="kmers"))
-    acct = BlueskyAccount(**bsky.account_config())
+    acct = account_model(bsky.account_config())
     async with aiohttp.ClientSession() as http:
         first = BlueskyAdapter(acct, (ch,))
         ctx = FakeContext((ch,), http=http)
@@ -280,7 +280,7 @@ async def test_session_kept_as_a_cursor_by_an_earlier_version_is_resumed_once(
     ``session`` cursor is resumed and moved to the account's state."""
     ch = ChannelSpec(key=ChannelKey("kmers/bsky"), community="kmers", hashtag="kmers",
                      direction="out", options=BlueskyChannel(hashtag="kmers"))
-    acct = BlueskyAccount(**bsky.account_config())
+    acct = account_model(bsky.account_config())
     async with aiohttp.ClientSession() as http:
         first = BlueskyAdapter(acct, (ch,))
         first._ctx = FakeContext((ch,), http=http)

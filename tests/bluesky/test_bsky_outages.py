@@ -146,3 +146,36 @@ async def test_stalled_firehose_catches_up_from_its_cursor(proxied_pds: PdsServe
         await box.stop()
         await hose.stop()
         await pds.stop()
+
+
+async def test_a_post_made_while_a_first_start_reconnects_is_read(
+        proxied_pds: PdsServer, tmp_path: Path, lobby: SandboxPlatform) -> None:
+    """A first start from now (``catchup_window = 0``) whose firehose connection is
+    cut before any frame came: the reconnect resumes from the start's cursor, so a
+    post made meanwhile is read (reading live again would lose it)."""
+    hose = await _proxy("firehose", proxied_pds, free_port(), "tcp")
+    pds = await _proxy("pds", proxied_pds, int(proxied_pds.url.rsplit(":", 1)[1]), "http")
+    box = BlueskySandbox(str(tmp_path), server=proxied_pds)
+    await box.start()
+    try:
+        table = box.account_config() | {
+            "firehose": f"ws://127.0.0.1:{hose.port}{FIREHOSE}", "request_timeout": 3.0}
+        cfg = build_config(tmp_path, [*sandbox_channels(tmp_path, ["lobby"]),
+                                      ChannelDef("bsky", "bluesky", table, box.channel_config(),
+                                                 {"catchup_window": 0})])
+        # The member's account exists before the start: its creation's frames are
+        # history, and the post below is quick (no account to create first).
+        await box.member("alice")
+        async with running(cfg) as bridge:
+            await connected(bridge)
+            await hose.set_mode(Mode.REFUSE)   # cut before any frame came
+            await box.post_as_member("alice", "#kmers [f0000] while the firehose is cut")
+            await hose.set_mode(Mode.PASS)
+            await eventually(lambda: _n(bridged(lobby), 1), timeout=60)
+            await quiescent(bridge)
+        texts = [m.text for m in await bridged(lobby)]
+        assert len(texts) == 1 and "[f0000]" in texts[0], texts
+    finally:
+        await box.stop()
+        await hose.stop()
+        await pds.stop()

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 import pytest_asyncio
+from bskyhelp import account_model
 
 from adapters.bluesky.client import XrpcClient
-from adapters.bluesky.config import BlueskyAccount
 from adapters.bluesky.sandbox import BlueskySandbox
 from adapters.bluesky.testserver import missing_reason, node_binary
 from bridge.conformance.faultproxy import FORWARD, HttpRequest, HttpResponse, Mode
@@ -44,7 +44,7 @@ async def test_every_request_of_the_account_crosses_the_fault_proxy(
         own: BlueskySandbox) -> None:
     faults = Faults(own)
     await faults.start()
-    client = XrpcClient(BlueskyAccount(**faults.account_config(5.0)))
+    client = XrpcClient(account_model(faults.account_config(5.0)))
     try:
         await client.login()
         pds = faults.proxies["pds"]
@@ -81,7 +81,7 @@ async def test_every_request_of_the_account_crosses_the_fault_proxy(
         await client.close()
         await faults.stop()
     # the plain account table leads to the PDS again
-    again = XrpcClient(BlueskyAccount(**own.account_config()))
+    again = XrpcClient(account_model(own.account_config()))
     try:
         await again.login()
         await again.query("com.atproto.server.getSession")

@@ -195,9 +195,10 @@ def bot_account(hs: Hs, **kw: Any) -> MatrixAccount:
 
 async def start_adapter(account: MatrixAccount, room_id: str, data_dir: Path, *,
                         ctx: FakeContext | None = None, threads: bool = False,
-                        key: str = "kmers/mx") -> Running:
+                        key: str = "kmers/mx", catchup_window: float = 3600.0) -> Running:
     spec = ChannelSpec(key=ChannelKey(key), community="kmers", hashtag="kmers",
-                       direction="both", options=MatrixChannel(room=room_id, threads=threads))
+                       direction="both", options=MatrixChannel(room=room_id, threads=threads),
+                       catchup_window=catchup_window)
     http = aiohttp.ClientSession()
     if ctx is None:
         ctx = FakeContext([spec], name="mx", http=http, data_dir=str(data_dir))

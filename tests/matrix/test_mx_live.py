@@ -94,7 +94,7 @@ async def test_catchup_window_bounds_history_not_live_events(
         synapse: Hs, room: Room, tmp_path: Path) -> None:
     await room.alice.room_send(room.room_id, "m.room.message",
                                {"msgtype": "m.text", "body": "old history"})
-    run = await start_adapter(bot_account(synapse, catchup_window=0), room.room_id, tmp_path)
+    run = await start_adapter(bot_account(synapse), room.room_id, tmp_path, catchup_window=0)
     try:
         live = await room.alice.room_send(room.room_id, "m.room.message",
                                           {"msgtype": "m.text", "body": "live"})

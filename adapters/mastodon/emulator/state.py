@@ -252,15 +252,20 @@ class EmulatorState:
                in_reply_to_id: str | None = None, media_ids: list[str] | None = None,
                language: str | None = "en", idempotency_key: str = "",
                application: str | None = "Web", content_html: str | None = None,
-               wire_overrides: dict[str, Any] | None = None) -> EmuStatus:
+               wire_overrides: dict[str, Any] | None = None,
+               at: float | None = None) -> EmuStatus:
+        """*at*: when it was posted (Unix seconds; default now), for history a test
+        sets up before the bridge starts: its id is that moment's snowflake."""
         parent = self.statuses.get(in_reply_to_id or "")
-        st = EmuStatus(id=snowflake(), account=account, text=text, visibility=visibility,
+        st = EmuStatus(id=snowflake(at), account=account, text=text, visibility=visibility,
                        spoiler_text=spoiler_text, sensitive=sensitive or bool(spoiler_text),
                        in_reply_to_id=parent.id if parent else None,
                        in_reply_to_account_id=parent.account.id if parent else None,
                        language=language, media_ids=list(media_ids or []),
                        idempotency_key=idempotency_key, application=application,
                        content_html=content_html, wire_overrides=dict(wire_overrides or {}))
+        if at is not None:
+            st.created_at = at
         for mid in st.media_ids:
             self.media[mid].status_id = st.id
         self.statuses[st.id] = st

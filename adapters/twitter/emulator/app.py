@@ -36,7 +36,17 @@ from oauthlib.oauth1.rfc5849 import signature as oauth_sig
 from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 from yarl import URL
 
-from adapters.twitter.emulator.state import Fault, Media, Tweet, User, XState, weighted_length
+from adapters.twitter.emulator.state import (
+    RECENT_SEARCH_DAYS,
+    SNOWFLAKE_EPOCH_MS,
+    Fault,
+    Media,
+    Tweet,
+    User,
+    XState,
+    snowflake_time,
+    weighted_length,
+)
 from adapters.twitter.emulator.wire import (
     APP_ONLY,
     DUPLICATE,
@@ -324,7 +334,27 @@ class XEmulator:
                                       request.query.get("start_time"))
         except ValueError:
             return invalid("Invalid start_time", start_time=request.query["start_time"])
+        if (too_old := self._before_recent_search(request)) is not None:
+            return too_old
         return self._paged(request, found, 10, 100, "next_token")
+
+    def _before_recent_search(self, request: web.Request) -> web.Response | None:
+        """X's 400 for a ``start_time`` or ``since_id`` older than the 7 days recent
+        search covers (the ``start_time`` wording is X's, as in its counts/all
+        answer; the ``since_id`` one is recalled, not recorded)."""
+        oldest = self.state.clock() - RECENT_SEARCH_DAYS * 86400
+        edge = datetime.fromtimestamp(oldest, UTC).strftime("%Y-%m-%dT%H:%MZ")
+        start = request.query.get("start_time")
+        if start and datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() < oldest:
+            return invalid(f"Invalid 'start_time':'{start}'. 'start_time' must be on or "
+                           f"after {edge}", start_time=start)
+        since = request.query.get("since_id")
+        if since and since.isdigit() and snowflake_time(since) < oldest:
+            smallest = (int(oldest * 1000) - SNOWFLAKE_EPOCH_MS) << 22
+            return invalid(f"Invalid 'since_id':'{since}'. 'since_id' must be a tweet id "
+                           f"created after {edge}. Please use a 'since_id' that is larger "
+                           f"than {smallest}", since_id=since)
+        return None
 
     async def user_tweets(self, request: web.Request) -> web.Response:
         uid = request.match_info["id"]

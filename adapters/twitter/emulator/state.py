@@ -20,6 +20,16 @@ from datetime import UTC, datetime
 import twitter_text
 
 WINDOW = 15 * 60
+SNOWFLAKE_EPOCH_MS = 1288834974657
+"""X's snowflake epoch (2010-11-04T01:42:54.657Z): ids count milliseconds from it."""
+RECENT_SEARCH_DAYS = 7
+"""How far back ``GET /2/tweets/search/recent`` reaches (``start_time`` "must be
+within the last 7 days", X's OpenAPI spec)."""
+
+
+def snowflake_time(tid: str) -> float:
+    """When post *tid* was made (Unix seconds), read from its snowflake id."""
+    return ((int(tid) >> 22) + SNOWFLAKE_EPOCH_MS) / 1000
 """X rate limits count per 15-minute window."""
 
 # Per-user (OAuth1 user context) and per-app (Bearer) limits per window, from
@@ -145,11 +155,19 @@ class XState:
     limits: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(LIMITS))
     """Per-instance copy of :data:`LIMITS` (the demo sandbox polls faster)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _last_id: int = 0
 
     # ------------------------------------------------------------ identities
-    def _next_id(self) -> str:
-        # Snowflake-sized, increasing: since_id arithmetic behaves like on X.
-        return str(1_900_000_000_000_000_000 + next(self._ids) * 4096)
+    def _next_id(self, at: float | None = None) -> str:
+        """X's snowflake: milliseconds since X's epoch << 22, plus a sequence, so an
+        id tells its post's time (:func:`snowflake_time`) as on X.  Increasing,
+        except for a post dated back (*at*: history a test sets up)."""
+        ms = int((self.clock() if at is None else at) * 1000) - SNOWFLAKE_EPOCH_MS
+        tid = (ms << 22) | (next(self._ids) & 0x3FFFFF)
+        if at is None:
+            tid = max(tid, self._last_id + 1)
+            self._last_id = tid
+        return str(tid)
 
     def user(self, username: str, name: str = "") -> User:
         for u in self.users.values():
@@ -181,10 +199,11 @@ class XState:
     def create(self, author: User, text: str, *, reply_to: str | None = None,
                quote_of: str | None = None, retweet_of: str | None = None,
                media_ids: tuple[str, ...] = (), via_api: bool = False,
-               poll: dict[str, object] | None = None) -> Tweet:
+               poll: dict[str, object] | None = None, at: float | None = None) -> Tweet:
         """A post; *poll*: X's poll object (``options`` with ``position``,
         ``label``, ``votes``; ``end_datetime``, ``voting_status``,
-        ``duration_minutes``), served under ``includes.polls`` with an id of its own."""
+        ``duration_minutes``), served under ``includes.polls`` with an id of its own;
+        *at*: when it was posted (default now), for history set up by a test."""
         quoted = self.tweets.get(quote_of or "")
         if quoted is not None:
             # X puts the quoted post's address at the end of the text (a t.co link)
@@ -192,7 +211,7 @@ class XState:
             text = f"{text} https://twitter.com/{qauthor}/status/{quoted.id}".lstrip()
         shown, urls = self._wrap_urls(text)
         parent = self.tweets.get(reply_to) if reply_to else None
-        tid = self._next_id()
+        tid = self._next_id(at)
         keys = tuple(m.media_key for mid in media_ids if (m := self.media.get(mid)))
         media_link = ""
         if keys:  # X appends a link to the photo page and marks it with the media key
@@ -200,8 +219,8 @@ class XState:
             shown = f"{shown} {media_link}".lstrip()
             urls = (*urls, (media_link, f"https://x.com/{author.username}/status/{tid}/photo/1"))
         t = Tweet(id=tid, author_id=author.id, text=shown, urls=urls,
-                  created_at=datetime.fromtimestamp(self.clock(), UTC), reply_to=reply_to,
-                  quote_of=quote_of, retweet_of=retweet_of, media_keys=keys,
+                  created_at=datetime.fromtimestamp(self.clock() if at is None else at, UTC),
+                  reply_to=reply_to, quote_of=quote_of, retweet_of=retweet_of, media_keys=keys,
                   conversation_id=parent.conversation_id if parent else tid, via_api=via_api,
                   media_link=media_link,
                   poll={**poll, "id": str(int(tid) + 7)} if poll is not None else None)
