@@ -58,4 +58,4 @@ python3 -m venv "$pkg_tmp/venv"
   && env -u PYTHONPATH "$pkg_tmp/venv/bin/hashbridge" demo --for 20 --port 0 --no-install \
   | tail -n 4)
 rm -rf "$pkg_tmp"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 "$@"
