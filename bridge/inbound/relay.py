@@ -67,11 +67,11 @@ class Relay:
 
     def reconfigure(self, config: Config) -> None:
         """Route by *config* from the next page on (a reload): a page being relayed
-        finishes with the routes it started with (one assignment swaps them)."""
+        finishes with the routes it started with (routes and blend are swapped
+        together, with no await between)."""
         self.config = config
         channels: dict[str, tuple[ChannelConfig, CommunityConfig]] = {
             ch.key: (ch, comm) for comm in config.communities for ch in comm.channels}
-        self._channels = channels
         self.blend = Blend(config)
         self._services = Services(routes=channels, rate=self.rate, platforms=frozenset(
             a.platform for a in config.accounts.values()), blend=self.blend)

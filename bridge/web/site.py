@@ -118,12 +118,21 @@ class Site:
         cfg: Config = self.bridge.config
         return cfg
 
+    @property
+    def blend(self) -> Blend:
+        """Blended events (the partner's posts on the live page and transcript), of
+        the config now: a reload that adds or ends a guest shows at once."""
+        cfg, blend = self._blend
+        if cfg is not self.config:
+            self._blend: tuple[Config, Blend] = (self.config, Blend(self.config))
+            blend = self._blend[1]
+        return blend
+
     def __init__(self, bridge: Any) -> None:
         self.bridge = bridge
         self.env = templates()
         self.changelog = ChangeLog()
-        self.blend = Blend(self.config)
-        """Blended events: the partner's posts shown on the live page and transcript."""
+        self._blend = (self.config, Blend(self.config))
         self.public_url = ""
         """Base URL for absolute links (feeds, announcements); set by serve_web."""
         self.limits: WebSettings = self.config.bridge.web or WebSettings()

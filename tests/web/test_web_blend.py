@@ -3,6 +3,7 @@ paging of the live page across both communities' posts)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from test_web_browser_blend import blended
@@ -29,3 +30,20 @@ async def test_the_partners_posts_are_paged_in_order(tmp_path: Path) -> None:
                 seen = [c.html for c in cards] + seen
                 before = cards[0].id
             assert [next(o for o in order if o in s) for s in seen] == order, community
+
+
+async def test_the_web_view_follows_a_reload_that_ends_the_blend(tmp_path: Path) -> None:
+    """The pages read the blend of the config now: a reload that drops the guest (or adds
+    one) shows at once, without a restart of the web view."""
+    async with blended(tmp_path) as (bridge, _url, _nets):
+        site = Site(bridge)
+        assert site.blend.blended("kmers") and site.blend.blended("pkmchat")
+        running = bridge.config
+        bridge.config = dataclasses.replace(running, communities=tuple(
+            dataclasses.replace(c, settings=c.settings.model_copy(update={"events": []}))
+            for c in running.communities))
+        try:
+            assert not site.blend.blended("kmers") and not site.blend.blended("pkmchat")
+        finally:
+            bridge.config = running
+        assert site.blend.blended("kmers")
