@@ -127,6 +127,9 @@ AUTHORS = "authors"
 LIKES = "likes"
 """Account-state namespace of the likes the bridge counted, by URI, oldest
 first: their deletes are read (a like's delete names only the like)."""
+FUTURE_CURSOR_TRIES = 5
+"""``FutureCursor`` answers to one cursor (a second apart) before the relay is taken
+for reset and read live."""
 MAX_LIKES = 50000
 """Counted likes remembered (an older one's delete is not read)."""
 MAX_AUTHORS = 5000
@@ -190,6 +193,8 @@ class BlueskyAdapter:
         self.gap_note = ""
         self._tries: dict[Any, int] = {}
         self.frames = 0
+        self._future_cursor = 0
+        """``FutureCursor`` answers in a row to the same cursor (see :meth:`_error_frame`)."""
         self.decoded = 0
         media = (services if services is not None else Services()).media_sources
         media.register((c.key for c in channels), self.media_source)
@@ -341,6 +346,8 @@ class BlueskyAdapter:
                     return
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     await self.on_frame(msg.data)
+                    if self.frames:  # a frame read: the cursor was not in the future
+                        self._future_cursor = 0
                 elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
                                   aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
                     await self._flush_cursor(force=True)
@@ -457,7 +464,16 @@ class BlueskyAdapter:
         assert self._ctx is not None
         name, message = str(body.get("error", "")), str(body.get("message", ""))[:300]
         if name == "FutureCursor":
-            # The relay is behind our cursor (it was replaced or reset): start live.
+            # A PDS's own sequencer can lag the events it has just served (a cursor our
+            # seek read off its firehose a moment ago is "in its future"): the same
+            # cursor is tried again.  Only when the answer stays (the relay was
+            # replaced or reset) is it read live from now on.
+            self._future_cursor += 1
+            if self._future_cursor < FUTURE_CURSOR_TRIES:
+                raise TransientError(f"firehose error {name}: {message} (trying the same "
+                                     f"cursor again, {self._future_cursor} of "
+                                     f"{FUTURE_CURSOR_TRIES})", retry_after=1.0)
+            self._future_cursor = 0
             self._log.warning("firehose says our cursor is in its future (%s); reading live "
                               "from now on", message)
             await self._ctx.set_cursor(CURSOR, "")

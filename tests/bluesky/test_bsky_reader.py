@@ -20,6 +20,7 @@ from adapters.bluesky.adapter import (
     AUTHORS,
     CURSOR,
     FRAME_TRIES,
+    FUTURE_CURSOR_TRIES,
     MAX_AUTHORS,
     BlueskyAdapter,
     Identity,
@@ -152,6 +153,23 @@ async def test_outdated_cursor_is_said_in_health() -> None:
     ad, ctx = make()
     await ad.on_frame(info_frame("OutdatedCursor"))
     assert "replay window" in ctx.health_detail and "replay window" in ad.gap_note
+
+
+async def test_a_cursor_in_the_future_is_tried_again_before_reading_live() -> None:
+    """A PDS's sequencer can lag the events its firehose just served: a cursor read off
+    it a moment ago may be answered FutureCursor.  The same cursor is tried again; only
+    when the answer stays (a relay reset) is the cursor dropped to read live."""
+    ad, ctx = make()
+    ctx.cursors[CURSOR] = "15"
+    error = (libipld.encode_dag_cbor({"op": -1}) + libipld.encode_dag_cbor(
+        {"error": "FutureCursor", "message": "Cursor in the future."}))
+    for _ in range(FUTURE_CURSOR_TRIES - 1):
+        with pytest.raises(TransientError, match="trying the same cursor again"):
+            await ad.on_frame(error)
+        assert ctx.cursors[CURSOR] == "15"
+    with pytest.raises(TransientError, match="FutureCursor"):
+        await ad.on_frame(error)
+    assert ctx.cursors[CURSOR] == ""  # reset: the next connection starts from now
 
 
 async def test_garbage_frames_cost_nothing_else() -> None:
